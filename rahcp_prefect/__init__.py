@@ -1,0 +1,1 @@
+"""rahcp-prefect: Prefect 3 integration for Hitachi Content Platform."""

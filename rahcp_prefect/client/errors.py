@@ -1,0 +1,43 @@
+"""The SDK's error hierarchy: every failure the client raises is an ``HCPError``.
+
+Messages never carry a password, a token or a presigned signature: callers build them
+through ``rahcp_prefect.client.redaction`` before raising.
+"""
+
+from __future__ import annotations
+
+
+class HCPError(Exception):
+    """Base class: an HCP API or data-plane failure with its HTTP status (0 when none)."""
+
+    def __init__(self, message: str, status_code: int = 0) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status_code = status_code
+
+    def __str__(self) -> str:
+        return f"{self.status_code} {self.message}" if self.status_code else self.message
+
+
+class AuthenticationError(HCPError):
+    """401/403: bad credentials, a rejected token after one re-login, or no permission."""
+
+
+class NotFoundError(HCPError):
+    """404: the bucket, object, upload or namespace does not exist."""
+
+
+class ConflictError(HCPError):
+    """409: the resource already exists or is not empty."""
+
+
+class RetryableError(HCPError):
+    """408/429/500/503/504 or a transport error that persisted after every retry."""
+
+
+class UpstreamError(RetryableError):
+    """502: HCP (or its S3 endpoint) is unreachable behind the API; not retried by the client."""
+
+
+class PresignedTransferError(HCPError):
+    """A PUT or GET on a presigned URL failed; the message names bucket/key, never the URL."""
