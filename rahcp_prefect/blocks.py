@@ -1,0 +1,265 @@
+"""Prefect blocks: HCP credentials, transfer settings and the transfer tracker.
+
+Blocks hold what a deployment should not hard-code: where HCP is and who we are
+(``HCPCredentials``), how hard to push the wire (``HCPTransferSettings``), and where the
+transfer state lives (``HCPTracker``). Secrets are ``SecretStr`` and never leave the block
+except into the SDK, which redacts them from every log line and error.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from prefect.blocks.core import Block
+from pydantic import Field, SecretStr, model_validator
+
+if TYPE_CHECKING:
+    from rahcp_prefect.client import HCPClient
+    from rahcp_prefect.tracker.protocol import TrackerProtocol
+
+_DOCS_URL = "https://pypi.org/project/rahcp-prefect/"
+_MIB = 1024 * 1024
+
+
+class HCPCredentials(Block):
+    """Where the HCP API is and how to log in to it.
+
+    Example:
+        Load stored credentials and open a client:
+        ```python
+        from rahcp_prefect.blocks import HCPCredentials
+
+        credentials = HCPCredentials.load("BLOCK_NAME")
+        async with credentials.get_client() as client:
+            print(await client.s3.list_buckets())
+        ```
+    """
+
+    _block_type_name = "HCP Credentials"
+    _documentation_url = _DOCS_URL  # type: ignore[assignment]
+
+    endpoint: str = Field(
+        default="http://localhost:8000/api/v1",
+        title="Endpoint",
+        description="Base URL of the HCP backend API, including the /api/v1 prefix.",
+    )
+    username: str = Field(title="Username", description="HCP user name.")
+    password: SecretStr = Field(title="Password", description="HCP password, stored as a secret.")
+    tenant: str | None = Field(
+        default=None,
+        title="Tenant",
+        description="HCP tenant to work in; leave empty for system-level access.",
+    )
+    verify_ssl: bool = Field(
+        default=True,
+        title="Verify SSL",
+        description="Verify TLS certificates of the API and of the S3 data endpoints.",
+    )
+    timeout: float = Field(
+        default=30.0, gt=0, title="Timeout", description="Per-request timeout in seconds."
+    )
+    max_retries: int = Field(
+        default=4,
+        ge=0,
+        title="Max retries",
+        description="Retries for transient failures (408, 429, 5xx, dropped connections).",
+    )
+    retry_base_delay: float = Field(
+        default=1.0,
+        ge=0,
+        title="Retry base delay",
+        description="Base of the exponential backoff between retries, in seconds.",
+    )
+
+    def get_client(self, settings: HCPTransferSettings | None = None) -> HCPClient:
+        """A new, not yet opened ``HCPClient``; use it as ``async with``."""
+        from rahcp_prefect.client import HCPClient
+
+        options: dict[str, Any] = settings.client_options() if settings else {}
+        return HCPClient(
+            endpoint=self.endpoint,
+            username=self.username,
+            password=self.password.get_secret_value(),
+            tenant=self.tenant or None,
+            timeout=self.timeout,
+            max_retries=self.max_retries,
+            retry_base_delay=self.retry_base_delay,
+            verify_ssl=self.verify_ssl,
+            **options,
+        )
+
+
+class HCPTransferSettings(Block):
+    """How bulk transfers use the wire: concurrency, batching, multipart and checks.
+
+    Example:
+        Load settings and override one field for a run:
+        ```python
+        from rahcp_prefect.blocks import HCPTransferSettings
+
+        settings = HCPTransferSettings.load("BLOCK_NAME")
+        faster = settings.with_overrides({"workers": 32})
+        ```
+    """
+
+    _block_type_name = "HCP Transfer Settings"
+    _documentation_url = _DOCS_URL  # type: ignore[assignment]
+
+    workers: int = Field(
+        default=10, ge=1, le=512, title="Workers", description="Concurrent file transfers."
+    )
+    queue_depth: int = Field(
+        default=8,
+        ge=1,
+        title="Queue depth",
+        description="Queue size multiplier: at most workers x queue_depth files wait in memory.",
+    )
+    presign_batch_size: int = Field(
+        default=200,
+        ge=1,
+        le=1000,
+        title="Presign batch size",
+        description="Keys presigned per API call.",
+    )
+    chunk_size: int = Field(
+        default=_MIB,
+        ge=64 * 1024,
+        title="Chunk size",
+        description="Bytes read or written per streaming step.",
+    )
+    stream_threshold: int = Field(
+        default=100 * _MIB,
+        ge=0,
+        title="Stream threshold",
+        description="Downloads at or above this size are streamed to disk in chunks.",
+    )
+    multipart_threshold: int = Field(
+        default=100 * _MIB,
+        ge=5 * _MIB,
+        title="Multipart threshold",
+        description="Uploads at or above this size use multipart.",
+    )
+    multipart_chunk: int = Field(
+        default=64 * _MIB,
+        ge=5 * _MIB,
+        title="Multipart chunk",
+        description="Part size for multipart uploads (raised automatically above 10,000 parts).",
+    )
+    multipart_concurrency: int = Field(
+        default=6, ge=1, title="Multipart concurrency", description="Parts in flight per file."
+    )
+    progress_interval: float = Field(
+        default=5.0,
+        gt=0,
+        title="Progress interval",
+        description="Minimum seconds between progress updates.",
+    )
+    verify_upload: bool = Field(
+        default=False,
+        title="Verify upload",
+        description="Check each uploaded object's size with a HEAD request.",
+    )
+    verify_download: bool = Field(
+        default=False,
+        title="Verify download",
+        description="Check each downloaded file's size against the listing.",
+    )
+
+    def with_overrides(self, overrides: dict[str, Any] | None) -> HCPTransferSettings:
+        """A copy with ``overrides`` applied and validated; unknown names are an error."""
+        if not overrides:
+            return self
+        unknown = sorted(set(overrides) - set(type(self).model_fields))
+        if unknown:
+            raise ValueError(f"unknown transfer setting(s): {', '.join(unknown)}")
+        return type(self).model_validate({**self.model_dump(), **overrides})
+
+    def client_options(self) -> dict[str, int]:
+        """The ``HCPClient`` keyword arguments these settings decide."""
+        return {
+            "multipart_threshold": self.multipart_threshold,
+            "multipart_chunk": self.multipart_chunk,
+            "multipart_concurrency": self.multipart_concurrency,
+        }
+
+    def engine_options(self, direction: str) -> dict[str, Any]:
+        """The bulk config fields these settings decide, for ``upload`` or ``download``."""
+        options: dict[str, Any] = {
+            "workers": self.workers,
+            "queue_depth": self.queue_depth,
+            "presign_batch_size": self.presign_batch_size,
+            "chunk_size": self.chunk_size,
+            "progress_interval": self.progress_interval,
+        }
+        if direction == "upload":
+            options["verify_upload"] = self.verify_upload
+        elif direction == "download":
+            options["verify_download"] = self.verify_download
+            options["stream_threshold"] = self.stream_threshold
+        else:
+            raise ValueError(f"direction must be 'upload' or 'download', not {direction!r}")
+        return options
+
+
+class HCPTracker(Block):
+    """Where transfer state lives: a SQLite file (one machine) or PostgreSQL (shared).
+
+    Use PostgreSQL when several flow runs, possibly on several workers, share one job.
+
+    Example:
+        Open the tracker of one job:
+        ```python
+        from rahcp_prefect.blocks import HCPTracker
+
+        tracker_block = HCPTracker.load("BLOCK_NAME")
+        tracker = tracker_block.get_tracker("bulk-upload:my-bucket/scans/")
+        print(tracker.summary())
+        tracker.close()
+        ```
+    """
+
+    _block_type_name = "HCP Tracker"
+    _documentation_url = _DOCS_URL  # type: ignore[assignment]
+
+    sqlite_path: str | None = Field(
+        default=None,
+        title="SQLite path",
+        description="Path of the SQLite tracker file; used when no PostgreSQL DSN is set.",
+    )
+    postgres_dsn: SecretStr | None = Field(
+        default=None,
+        title="PostgreSQL DSN",
+        description="postgresql:// DSN of a shared tracker database, stored as a secret.",
+    )
+    lease_seconds: float = Field(
+        default=120.0,
+        gt=0,
+        title="Lease seconds",
+        description="How long a run's claim on a batch of keys lasts unless renewed.",
+    )
+
+    @model_validator(mode="after")
+    def _one_target(self) -> HCPTracker:
+        if self.sqlite_path and self.postgres_dsn:
+            raise ValueError("set either sqlite_path or postgres_dsn, not both")
+        return self
+
+    @property
+    def is_shared(self) -> bool:
+        """True when the tracker is PostgreSQL, so parallel runs can share a job."""
+        return self.postgres_dsn is not None
+
+    def target(self) -> str:
+        """The tracker target given to ``create_tracker`` (contains the DSN's secret)."""
+        if self.postgres_dsn is not None:
+            return self.postgres_dsn.get_secret_value()
+        path = Path(self.sqlite_path or "~/.rahcp/tracker.db").expanduser()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return str(path)
+
+    def get_tracker(self, job: str) -> TrackerProtocol:
+        """Open the tracker of ``job``; a bad target fails here, before any transfer."""
+        from rahcp_prefect.tracker import create_tracker
+
+        return create_tracker(self.target(), job=job)
