@@ -1,0 +1,207 @@
+"""What both backends share: input checks, the mark buffer, and row-to-object helpers.
+
+A backend subclasses ``BufferedTracker`` and implements ``_write`` (store a batch of marks)
+plus the queries. ``mark`` only validates and appends to an in-memory dict (a later mark of
+the same key replaces the earlier one), so it costs about a microsecond; the dict reaches
+the database every ``flush_every`` marks and on ``commit``/``close``/any query.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator
+from datetime import datetime, timezone
+from itertools import islice
+from typing import Any
+
+from rahcp_prefect.tracker.errors import InvalidKeyError, TrackerClosedError, TrackerConfigError
+from rahcp_prefect.tracker.protocol import JobInfo, JobState, TransferStatus
+
+#: One buffered mark: (key, size, status, error, etag, verified, validated).
+MarkRow = tuple[str, int, str, "str | None", "str | None", bool, bool]
+
+_STATUS_VALUES = {s.value: s.value for s in TransferStatus} | {s: s.value for s in TransferStatus}
+
+
+def check_key(key: str, what: str = "key") -> str:
+    """Return ``key`` if every backend can store it, else raise ``InvalidKeyError``.
+
+    Refused: non-strings, the empty string, NUL (PostgreSQL text cannot hold it, so SQLite
+    refuses it too, keeping the backends interchangeable) and lone surrogates (not UTF-8;
+    they come from undecodable file names read with ``surrogateescape``).
+    """
+    if type(key) is not str:
+        if not isinstance(key, str):
+            raise InvalidKeyError(f"{what} must be a str, not {type(key).__name__}")
+    if not key:
+        raise InvalidKeyError(f"{what} must not be empty")
+    if "\x00" in key:
+        raise InvalidKeyError(f"{what} {key!r} contains NUL, which the tracker cannot store")
+    if not key.isascii():
+        try:
+            key.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise InvalidKeyError(
+                f"{what} {key!r} is not valid UTF-8 text ({exc.reason}); "
+                "decode file names before tracking them"
+            ) from None
+    return key
+
+
+def clean_text(text: str | None) -> str | None:
+    """An error message or etag made storable: NUL and lone surrogates escaped, never refused."""
+    if text is None:
+        return None
+    text = str(text)
+    if "\x00" in text:
+        text = text.replace("\x00", "\\x00")
+    if not text.isascii():
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
+def status_value(status: TransferStatus | str) -> str:
+    """The stored spelling of ``status``; unknown statuses raise ``ValueError``."""
+    try:
+        return _STATUS_VALUES[status]
+    except (KeyError, TypeError):
+        raise ValueError(f"unknown transfer status {status!r}") from None
+
+
+def check_positive(name: str, value: float) -> None:
+    """Refuse a non-positive option (``limit``, ``lease_seconds``, ``flush_every``)."""
+    if not value > 0:
+        raise TrackerConfigError(f"{name} must be > 0, got {value!r}")
+
+
+def batched(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    """Consecutive lists of at most ``size`` items, without materialising ``items``."""
+    iterator = iter(items)
+    while chunk := list(islice(iterator, size)):
+        yield chunk
+
+
+def utc_now() -> datetime:
+    """The current time, timezone-aware UTC."""
+    return datetime.now(timezone.utc)
+
+
+def job_info_from_row(row: tuple[Any, ...]) -> JobInfo:
+    """A ``JobInfo`` from ``(job, state, bucket, staging, final, commit_owner, updated_at)``."""
+    job, state, bucket, staging, final, owner, updated_at = row
+    if isinstance(updated_at, str):
+        updated_at = datetime.fromisoformat(updated_at)
+    if isinstance(updated_at, datetime) and updated_at.tzinfo is None:
+        updated_at = updated_at.replace(tzinfo=timezone.utc)
+    return JobInfo(
+        job=job,
+        state=JobState(state),
+        bucket=bucket,
+        staging_prefix=staging,
+        final_prefix=final,
+        commit_owner=owner,
+        updated_at=updated_at,
+    )
+
+
+class BufferedTracker(ABC):
+    """The buffered ``mark`` and lifecycle shared by every backend."""
+
+    job: str
+
+    def __init__(self, job: str, flush_every: int) -> None:
+        check_key(job, "job")
+        check_positive("flush_every", flush_every)
+        self.job = job
+        self.flush_every = int(flush_every)
+        self._buffer: dict[str, MarkRow] = {}
+        self._lock = threading.RLock()
+        self._pid = os.getpid()
+        self._closed = False
+
+    # -- buffered marks ------------------------------------------------------------------
+    def mark(
+        self,
+        key: str,
+        size: int,
+        status: TransferStatus,
+        error: str | None = None,
+        *,
+        etag: str | None = None,
+        verified: bool = False,
+        validated: bool = False,
+    ) -> None:
+        """Record the outcome of ``key`` (buffered); a later mark of the same key wins."""
+        if not (type(key) is str and key.isascii() and key and "\x00" not in key):
+            check_key(key)
+        row = (
+            key,
+            int(size),
+            status_value(status),
+            clean_text(error),
+            clean_text(etag),
+            bool(verified),
+            bool(validated),
+        )
+        with self._lock:
+            if self._closed:
+                raise TrackerClosedError("tracker is closed")
+            self._buffer[key] = row
+            if len(self._buffer) >= self.flush_every:
+                self._flush_locked()
+
+    def commit(self) -> None:
+        """Flush buffered marks to the database."""
+        with self._lock:
+            self._check_usable()
+            self._flush_locked()
+
+    def close(self) -> None:
+        """Flush and release connections; the tracker is unusable afterwards."""
+        with self._lock:
+            if self._closed:
+                return
+            try:
+                if os.getpid() == self._pid:
+                    self._flush_locked()
+            finally:
+                self._closed = True
+                self._close_connections()
+
+    def __enter__(self) -> BufferedTracker:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- helpers for subclasses ---------------------------------------------------------
+    def _flush_locked(self) -> None:
+        """Write the buffer (caller holds the lock); on failure the buffer is kept."""
+        if not self._buffer:
+            return
+        self._check_usable()
+        rows = list(self._buffer.values())
+        self._write(rows)
+        self._buffer.clear()
+
+    def _check_usable(self) -> None:
+        if self._closed:
+            raise TrackerClosedError("tracker is closed")
+        if os.getpid() != self._pid:
+            raise TrackerClosedError(
+                f"tracker was opened in process {self._pid} and used in {os.getpid()}; "
+                "open one tracker per process"
+            )
+
+    def _drop_buffered(self, key: str) -> None:
+        self._buffer.pop(key, None)
+
+    @abstractmethod
+    def _write(self, rows: list[MarkRow]) -> None:
+        """Upsert ``rows`` (unique keys) into this job in one transaction."""
+
+    @abstractmethod
+    def _close_connections(self) -> None:
+        """Release the backend's connections."""

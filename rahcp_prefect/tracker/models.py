@@ -1,0 +1,82 @@
+"""The tracker's tables, shared by every backend (SQLModel, so SQLAlchemy's dialects apply).
+
+Backends create these tables from the definitions here (see ``schema``) but run their hot
+paths (buffered marks, claims, ``done_keys``) as plain SQL for speed. Column meaning:
+
+- ``lease_expires``: Unix seconds, by the database's clock on PostgreSQL; ``0`` means no lease.
+  A key is claimable when it is not done and ``lease_expires`` is in the past. ``mark`` leaves
+  the lease alone, so a key marked error is retried once its lease ends (or is released).
+- ``lease_owner``: who claimed the key last (kept after the lease ends, for audit).
+- ``attempts``: how many times ``claim`` handed the key out.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import BigInteger, DateTime, Float, Index, String, Text, text
+from sqlmodel import Field, SQLModel
+
+#: Keys and job names compare byte-wise on PostgreSQL (fast, locale-independent, exact).
+KeyText = Text().with_variant(Text(collation="C"), "postgresql")
+Timestamp = DateTime(timezone=True)
+#: Claims only ever look at keys that are not done; the claim index leaves done keys out.
+NOT_DONE = text("status <> 'done'")
+
+
+class Transfer(SQLModel, table=True):
+    """One key of one job: its latest outcome, audit flags and claim lease."""
+
+    __tablename__ = "rahcp_transfers"
+    __table_args__ = (
+        Index("ix_rahcp_transfers_status", "job", "status"),
+        Index(
+            "ix_rahcp_transfers_claim",
+            "job",
+            "lease_expires",
+            postgresql_where=NOT_DONE,
+            sqlite_where=NOT_DONE,
+        ),
+    )
+
+    job: str = Field(primary_key=True, sa_type=KeyText)
+    key: str = Field(primary_key=True, sa_type=KeyText)
+    size: int = Field(default=0, sa_type=BigInteger, sa_column_kwargs={"server_default": "0"})
+    status: str = Field(default="pending", sa_type=String(16), sa_column_kwargs={"server_default": "pending"})
+    error: str | None = Field(default=None, sa_type=Text)
+    etag: str | None = Field(default=None, sa_type=Text)
+    verified: bool = Field(default=False, sa_column_kwargs={"server_default": text("false")})
+    validated: bool = Field(default=False, sa_column_kwargs={"server_default": text("false")})
+    lease_owner: str | None = Field(default=None, sa_type=Text)
+    lease_expires: float = Field(default=0.0, sa_type=Float, sa_column_kwargs={"server_default": "0"})
+    attempts: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    updated_at: datetime | None = Field(default=None, sa_type=Timestamp)
+
+
+class Job(SQLModel, table=True):
+    """One job: commit state, where its staging lives, and the commit lock (owner + lease)."""
+
+    __tablename__ = "rahcp_jobs"
+
+    job: str = Field(primary_key=True, sa_type=KeyText)
+    state: str = Field(default="open", sa_type=String(16), sa_column_kwargs={"server_default": "open"})
+    bucket: str | None = Field(default=None, sa_type=Text)
+    staging_prefix: str | None = Field(default=None, sa_type=Text)
+    final_prefix: str | None = Field(default=None, sa_type=Text)
+    commit_owner: str | None = Field(default=None, sa_type=Text)
+    commit_expires: float = Field(default=0.0, sa_type=Float, sa_column_kwargs={"server_default": "0"})
+    created_at: datetime | None = Field(default=None, sa_type=Timestamp)
+    updated_at: datetime | None = Field(default=None, sa_type=Timestamp)
+
+
+class SchemaVersion(SQLModel, table=True):
+    """A single row (id 1): the schema version this database is at, for later migrations."""
+
+    __tablename__ = "rahcp_schema_version"
+
+    id: int = Field(default=1, primary_key=True)
+    version: int
+    applied_at: datetime | None = Field(default=None, sa_type=Timestamp)
+
+
+TABLES = (SchemaVersion.__table__, Job.__table__, Transfer.__table__)

@@ -1,0 +1,401 @@
+"""PostgresTracker: the shared backend, safe from many processes and machines at once.
+
+psycopg 3 with a small connection pool. The constructor connects and creates or migrates the
+schema under an advisory lock, so a wrong DSN fails before any transfer starts and concurrent
+first uses do not race. Claims use ``FOR UPDATE SKIP LOCKED``; every lease time comes from the
+database's clock, so machines with skewed clocks still agree on who holds what.
+Open one tracker per process (connections do not survive ``fork``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+from psycopg_pool import ConnectionPool
+from sqlalchemy.dialects import postgresql as pg_dialect
+
+from rahcp_prefect.tracker.base import (
+    BufferedTracker,
+    MarkRow,
+    batched,
+    check_key,
+    check_positive,
+    job_info_from_row,
+)
+from rahcp_prefect.tracker.dsn import mask_dsn, redact, scheme_of
+from rahcp_prefect.tracker.errors import (
+    TrackerConfigError,
+    TrackerConnectionError,
+    TrackerError,
+    TrackerSchemaError,
+)
+from rahcp_prefect.tracker.protocol import JobInfo, JobState, TransferStatus
+from rahcp_prefect.tracker.schema import SCHEMA_VERSION, plan
+
+logger = logging.getLogger(__name__)
+
+T = "rahcp_transfers"
+J = "rahcp_jobs"
+JOB_COLUMNS = "job, state, bucket, staging_prefix, final_prefix, commit_owner, updated_at"
+NOW = "extract(epoch from now())::float8"
+#: pg_advisory_xact_lock key serialising schema creation and migration ("rahcp" + 1).
+SCHEMA_LOCK = 0x7261686370_01
+WRITE_BATCH = 10_000
+REGISTER_BATCH = 10_000
+
+UPSERT = f"""
+INSERT INTO {T} AS t (job, "key", size, status, error, etag, verified, validated, updated_at)
+SELECT %(job)s, u.k, u.s, u.st, u.e, u.et, u.v, u.va, now()
+FROM unnest(%(k)s::text[], %(s)s::int8[], %(st)s::text[], %(e)s::text[], %(et)s::text[],
+            %(v)s::bool[], %(va)s::bool[]) AS u(k, s, st, e, et, v, va)
+ON CONFLICT (job, "key") DO UPDATE SET
+  size = excluded.size, status = excluded.status, error = excluded.error, etag = excluded.etag,
+  verified = excluded.verified, validated = excluded.validated, updated_at = excluded.updated_at
+"""
+
+REGISTER = f"""
+INSERT INTO {T} (job, "key", size, status, updated_at)
+SELECT %(job)s, u.k, u.s, 'pending', now() FROM unnest(%(k)s::text[], %(s)s::int8[]) AS u(k, s)
+ON CONFLICT (job, "key") DO NOTHING
+"""
+
+CLAIM = f"""
+WITH picked AS (
+  SELECT "key" FROM {T}
+  WHERE job = %(job)s AND status <> 'done' AND lease_expires < {NOW}
+  ORDER BY lease_expires
+  LIMIT %(limit)s
+  FOR UPDATE SKIP LOCKED
+)
+UPDATE {T} AS t
+SET lease_owner = %(owner)s, lease_expires = {NOW} + %(lease)s, attempts = t.attempts + 1
+FROM picked
+WHERE t.job = %(job)s AND t."key" = picked."key"
+RETURNING t."key", t.size
+"""
+
+
+def normalize_dsn(dsn: str) -> str:
+    """A libpq DSN from ``dsn``: SQLAlchemy's ``postgresql+driver://`` becomes ``postgresql://``."""
+    scheme = scheme_of(dsn)
+    if scheme and scheme.startswith(("postgresql+", "postgres+")):
+        return "postgresql://" + dsn.split("://", 1)[1]
+    return dsn
+
+
+class PostgresTracker(BufferedTracker):
+    """Tracker in a shared PostgreSQL database (psycopg 3, pooled connections).
+
+    Example:
+        ```python
+        tracker = PostgresTracker("postgresql://user:secret@db/rahcp", job="bulk-upload:b/p")
+        keys = tracker.claim(owner="run-1", limit=500, lease_seconds=120)
+        ```
+    """
+
+    def __init__(
+        self,
+        dsn: str,
+        job: str = "default",
+        *,
+        flush_every: int = 1000,
+        pool_size: int = 2,
+        connect_timeout: float = 10.0,
+        application_name: str = "rahcp-prefect-tracker",
+    ) -> None:
+        super().__init__(job, flush_every)
+        check_positive("pool_size", pool_size)
+        check_positive("connect_timeout", connect_timeout)
+        self._dsn = normalize_dsn(dsn)
+        self.dsn = mask_dsn(dsn)
+        kwargs = self._connect_kwargs(connect_timeout, application_name)
+        self._ensure_schema(kwargs)
+        self._pool = ConnectionPool(
+            self._dsn,
+            kwargs=kwargs,
+            min_size=1,
+            max_size=int(pool_size),
+            open=False,
+            name="rahcp-tracker",
+            check=ConnectionPool.check_connection,
+        )
+        try:
+            self._pool.open(wait=True, timeout=connect_timeout)
+        except Exception as exc:
+            self._pool.close()
+            raise TrackerConnectionError(
+                f"cannot open a connection pool to the tracker database {self.dsn}: "
+                f"{self._redact(exc)}"
+            ) from None
+
+    def __repr__(self) -> str:
+        return f"PostgresTracker({self.dsn!r}, job={self.job!r})"
+
+    # -- connection and schema ------------------------------------------------------------
+    def _redact(self, exc: BaseException) -> str:
+        return redact(str(exc).strip() or type(exc).__name__, self._dsn)
+
+    def _connect_kwargs(self, connect_timeout: float, application_name: str) -> dict[str, Any]:
+        """Connection options; a malformed DSN is refused here with a masked message."""
+        try:
+            given = conninfo_to_dict(self._dsn)
+        except psycopg.Error as exc:
+            raise TrackerConfigError(f"invalid PostgreSQL DSN {self.dsn}: {self._redact(exc)}") from None
+        kwargs: dict[str, Any] = {"autocommit": True}
+        if "connect_timeout" not in given:
+            kwargs["connect_timeout"] = max(2, round(connect_timeout))
+        if "application_name" not in given:
+            kwargs["application_name"] = application_name
+        return kwargs
+
+    def _ensure_schema(self, kwargs: dict[str, Any]) -> None:
+        """Connect once (failing fast and clearly), then create or migrate the schema."""
+        try:
+            conn = psycopg.connect(self._dsn, **kwargs)
+        except psycopg.Error as exc:
+            raise TrackerConnectionError(
+                f"cannot connect to the tracker database {self.dsn}: {self._redact(exc)}"
+            ) from None
+        try:
+            with conn:
+                if self._version(conn) == SCHEMA_VERSION:
+                    return
+                with conn.transaction():
+                    conn.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
+                    current = self._version(conn)
+                    statements = plan(current, pg_dialect.dialect())
+                    for statement in statements:
+                        conn.execute(statement)
+                    conn.execute(
+                        "INSERT INTO rahcp_schema_version (id, version, applied_at) VALUES (1, %s, now()) "
+                        "ON CONFLICT (id) DO UPDATE SET version = excluded.version, applied_at = now()",
+                        (SCHEMA_VERSION,),
+                    )
+                    if statements:
+                        logger.info("tracker schema at version %s in %s", SCHEMA_VERSION, self.dsn)
+        except TrackerSchemaError:
+            raise
+        except psycopg.Error as exc:
+            raise TrackerSchemaError(
+                f"cannot create the tracker schema in {self.dsn}: {self._redact(exc)}"
+            ) from None
+
+    @staticmethod
+    def _version(conn: psycopg.Connection[Any]) -> int | None:
+        row = conn.execute("SELECT to_regclass('rahcp_schema_version') IS NOT NULL").fetchone()
+        if not row or not row[0]:
+            return None
+        row = conn.execute("SELECT version FROM rahcp_schema_version WHERE id = 1").fetchone()
+        return row[0] if row else None
+
+    @contextmanager
+    def _connection(self) -> Iterator[psycopg.Connection[Any]]:
+        """A pooled connection; connection failures surface as ``TrackerError`` with no secret."""
+        try:
+            with self._pool.connection() as conn:
+                yield conn
+        except psycopg.OperationalError as exc:
+            raise TrackerError(f"tracker database {self.dsn} failed: {self._redact(exc)}") from None
+
+    @contextmanager
+    def _flushed(self) -> Iterator[psycopg.Connection[Any]]:
+        """Hold the lock, flush buffered marks, and hand out a pooled connection."""
+        with self._lock:
+            self._check_usable()
+            self._flush_locked()
+            with self._connection() as conn:
+                yield conn
+
+    def _write(self, rows: list[MarkRow]) -> None:
+        with self._connection() as conn, conn.transaction():
+            for chunk in batched(rows, WRITE_BATCH):
+                k, s, st, e, et, v, va = (list(column) for column in zip(*chunk))
+                params = {"job": self.job, "k": k, "s": s, "st": st, "e": e, "et": et, "v": v, "va": va}
+                conn.execute(UPSERT, params)
+
+    def _close_connections(self) -> None:
+        self._pool.close()
+
+    # -- per-key results ------------------------------------------------------------------
+    def done_keys(self) -> set[str]:
+        """Every key of this job marked done (flushes first)."""
+        with self._flushed() as conn, conn.cursor() as cur:
+            cur.execute(f'SELECT "key" FROM {T} WHERE job = %s AND status = %s', (self.job, "done"))
+            return {row[0] for row in cur}
+
+    def error_entries(self) -> list[tuple[str, int]]:
+        """``(key, size)`` of every key of this job marked error, for ``retry_errors``."""
+        sql = f'SELECT "key", size FROM {T} WHERE job = %s AND status = %s ORDER BY "key"'
+        with self._flushed() as conn:
+            return [(k, s) for k, s in conn.execute(sql, (self.job, "error"))]
+
+    def error_details(self) -> list[tuple[str, str]]:
+        """``(key, error message)`` of every key marked error."""
+        sql = f'SELECT "key", error FROM {T} WHERE job = %s AND status = %s ORDER BY "key"'
+        with self._flushed() as conn:
+            return [(k, e or "") for k, e in conn.execute(sql, (self.job, "error"))]
+
+    def delete(self, key: str) -> None:
+        """Forget ``key`` in this job."""
+        check_key(key)
+        with self._lock:
+            self._check_usable()
+            self._drop_buffered(key)
+            with self._connection() as conn:
+                conn.execute(f'DELETE FROM {T} WHERE job = %s AND "key" = %s', (self.job, key))
+
+    def summary(self) -> dict[str, int]:
+        """Counts per status for this job: ``{"pending": n, "done": n, "error": n}``."""
+        counts = {status.value: 0 for status in TransferStatus}
+        with self._flushed() as conn:
+            sql = f"SELECT status, count(*) FROM {T} WHERE job = %s GROUP BY status"
+            for status, n in conn.execute(sql, (self.job,)):
+                counts[status] = n
+        return counts
+
+    def unverified_keys(self) -> list[tuple[str, int, str | None]]:
+        """``(key, size, etag)`` of done keys not yet verified."""
+        sql = f'SELECT "key", size, etag FROM {T} WHERE job = %s AND status = %s AND NOT verified ORDER BY "key"'
+        with self._flushed() as conn:
+            return [(k, s, e) for k, s, e in conn.execute(sql, (self.job, "done"))]
+
+    def unvalidated_keys(self) -> list[tuple[str, int]]:
+        """``(key, size)`` of done keys not yet validated."""
+        sql = f'SELECT "key", size FROM {T} WHERE job = %s AND status = %s AND NOT validated ORDER BY "key"'
+        with self._flushed() as conn:
+            return [(k, s) for k, s in conn.execute(sql, (self.job, "done"))]
+
+    def delete_job(self) -> int:
+        """Forget this job entirely (its keys and its job row); returns how many keys it had."""
+        with self._lock:
+            self._check_usable()
+            self._buffer.clear()
+            with self._connection() as conn, conn.transaction():
+                deleted = conn.execute(f"DELETE FROM {T} WHERE job = %s", (self.job,)).rowcount
+                conn.execute(f"DELETE FROM {J} WHERE job = %s", (self.job,))
+            return deleted
+
+    # -- claims -------------------------------------------------------------------------
+    def register(self, entries: Iterable[tuple[str, int]]) -> int:
+        """Add ``(key, size)`` rows as pending unless the key exists; returns how many were new."""
+        added = 0
+        with self._flushed() as conn:
+            for chunk in batched(entries, REGISTER_BATCH):
+                keys = [check_key(key) for key, _ in chunk]
+                sizes = [int(size) for _, size in chunk]
+                added += conn.execute(REGISTER, {"job": self.job, "k": keys, "s": sizes}).rowcount
+        return added
+
+    def claim(self, owner: str, limit: int, lease_seconds: float) -> list[tuple[str, int]]:
+        """Lease up to ``limit`` pending (or lease-expired, not done) keys to ``owner``."""
+        check_key(owner, "owner")
+        check_positive("limit", limit)
+        check_positive("lease_seconds", lease_seconds)
+        params = {"job": self.job, "owner": owner, "limit": int(limit), "lease": float(lease_seconds)}
+        with self._flushed() as conn:
+            return [(k, s) for k, s in conn.execute(CLAIM, params)]
+
+    def renew(self, owner: str, lease_seconds: float) -> int:
+        """Extend every lease ``owner`` holds in this job; returns how many keys it holds."""
+        check_positive("lease_seconds", lease_seconds)
+        sql = (
+            f"UPDATE {T} SET lease_expires = {NOW} + %(lease)s WHERE job = %(job)s "
+            f"AND status = 'pending' AND status <> 'done' AND lease_expires >= {NOW} "
+            "AND lease_owner = %(owner)s"
+        )
+        params = {"job": self.job, "owner": owner, "lease": float(lease_seconds)}
+        with self._flushed() as conn:
+            return conn.execute(sql, params).rowcount
+
+    def release(self, owner: str) -> int:
+        """Give back ``owner``'s leased keys that are not done; returns how many."""
+        sql = (
+            f"UPDATE {T} SET lease_expires = 0 WHERE job = %(job)s AND status <> 'done' "
+            f"AND lease_expires >= {NOW} AND lease_owner = %(owner)s"
+        )
+        with self._flushed() as conn:
+            return conn.execute(sql, {"job": self.job, "owner": owner}).rowcount
+
+    # -- job state ------------------------------------------------------------------------
+    def job_info(self) -> JobInfo | None:
+        """This job's row, or None before ``update_job`` was first called."""
+        with self._flushed() as conn:
+            row = conn.execute(f"SELECT {JOB_COLUMNS} FROM {J} WHERE job = %s", (self.job,)).fetchone()
+        return job_info_from_row(row) if row else None
+
+    def update_job(
+        self,
+        *,
+        state: JobState | None = None,
+        bucket: str | None = None,
+        staging_prefix: str | None = None,
+        final_prefix: str | None = None,
+    ) -> JobInfo:
+        """Create or update this job's row (fields left None keep their value)."""
+        params = {
+            "job": self.job,
+            "state": JobState(state).value if state is not None else None,
+            "bucket": bucket,
+            "staging": staging_prefix,
+            "final": final_prefix,
+        }
+        sql = f"""
+        INSERT INTO {J} AS j (job, state, bucket, staging_prefix, final_prefix, created_at, updated_at)
+        VALUES (%(job)s, coalesce(%(state)s::text, 'open'), %(bucket)s::text, %(staging)s::text,
+                %(final)s::text, now(), now())
+        ON CONFLICT (job) DO UPDATE SET
+          state = coalesce(%(state)s::text, j.state), bucket = coalesce(%(bucket)s::text, j.bucket),
+          staging_prefix = coalesce(%(staging)s::text, j.staging_prefix),
+          final_prefix = coalesce(%(final)s::text, j.final_prefix), updated_at = now()
+        RETURNING {JOB_COLUMNS}
+        """
+        with self._flushed() as conn:
+            row = conn.execute(sql, params).fetchone()
+        assert row is not None
+        return job_info_from_row(row)
+
+    def acquire_commit(self, owner: str, lease_seconds: float) -> bool:
+        """Take the job's commit lock: True for exactly one owner until it releases or expires.
+
+        The holder calling again renews its lease. Creates the job's row if there is none.
+        The upsert locks the job row, so concurrent callers are serialised by PostgreSQL.
+        """
+        check_key(owner, "owner")
+        check_positive("lease_seconds", lease_seconds)
+        sql = f"""
+        INSERT INTO {J} AS j (job, state, commit_owner, commit_expires, created_at, updated_at)
+        VALUES (%(job)s, 'open', %(owner)s, {NOW} + %(lease)s, now(), now())
+        ON CONFLICT (job) DO UPDATE SET
+          commit_owner = excluded.commit_owner, commit_expires = excluded.commit_expires,
+          updated_at = now()
+        WHERE j.commit_owner IS NULL OR j.commit_expires < {NOW}
+           OR j.commit_owner = excluded.commit_owner
+        RETURNING job
+        """
+        params = {"job": self.job, "owner": owner, "lease": float(lease_seconds)}
+        with self._flushed() as conn:
+            return conn.execute(sql, params).fetchone() is not None
+
+    def release_commit(self, owner: str) -> None:
+        """Give up the commit lock if ``owner`` holds it."""
+        sql = (
+            f"UPDATE {J} SET commit_owner = NULL, commit_expires = 0, updated_at = now() "
+            "WHERE job = %s AND commit_owner = %s"
+        )
+        with self._flushed() as conn:
+            conn.execute(sql, (self.job, owner))
+
+    def list_jobs(self, state: JobState | None = None) -> list[JobInfo]:
+        """Every job in this database (optionally in one state): cleanup finds crashed staging."""
+        with self._flushed() as conn:
+            if state is None:
+                rows = conn.execute(f"SELECT {JOB_COLUMNS} FROM {J} ORDER BY job").fetchall()
+            else:
+                sql = f"SELECT {JOB_COLUMNS} FROM {J} WHERE state = %s ORDER BY job"
+                rows = conn.execute(sql, (JobState(state).value,)).fetchall()
+        return [job_info_from_row(row) for row in rows]

@@ -1,0 +1,50 @@
+"""Schema creation and versioning, dialect by dialect, from the SQLModel tables.
+
+A fresh database gets the current tables and ``SCHEMA_VERSION``. A database at an older
+version gets the ``MIGRATIONS`` above its version, in order. A newer one is refused, so an
+old release never writes rows it does not understand. Backends run ``plan`` under a lock
+(PostgreSQL advisory lock, SQLite ``BEGIN IMMEDIATE``) so concurrent first uses don't race.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy.engine.interfaces import Dialect
+from sqlalchemy.schema import CreateIndex, CreateTable
+
+from rahcp_prefect.tracker.errors import TrackerSchemaError
+from rahcp_prefect.tracker.models import TABLES
+
+SCHEMA_VERSION = 1
+
+#: version -> SQL statements that bring a database from ``version - 1`` to ``version``.
+#: Add an entry (and bump SCHEMA_VERSION) whenever ``models`` changes.
+MIGRATIONS: dict[int, list[str]] = {}
+
+VERSION_TABLE = "rahcp_schema_version"
+
+
+def create_statements(dialect: Dialect) -> list[str]:
+    """``CREATE TABLE/INDEX IF NOT EXISTS`` for every tracker table, compiled for ``dialect``."""
+    statements: list[str] = []
+    for table in TABLES:
+        statements.append(str(CreateTable(table, if_not_exists=True).compile(dialect=dialect)).strip())
+        for index in sorted(table.indexes, key=lambda ix: ix.name or ""):
+            statements.append(str(CreateIndex(index, if_not_exists=True).compile(dialect=dialect)).strip())
+    return statements
+
+
+def plan(current: int | None, dialect: Dialect) -> list[str]:
+    """Statements that bring a database at ``current`` (None: fresh) to ``SCHEMA_VERSION``."""
+    if current is None:
+        return create_statements(dialect)
+    if current > SCHEMA_VERSION:
+        raise TrackerSchemaError(
+            f"tracker schema version {current} is newer than this release supports "
+            f"({SCHEMA_VERSION}); upgrade rahcp-prefect"
+        )
+    statements: list[str] = []
+    for version in range(current + 1, SCHEMA_VERSION + 1):
+        if version not in MIGRATIONS:
+            raise TrackerSchemaError(f"no migration from tracker schema {version - 1} to {version}")
+        statements.extend(MIGRATIONS[version])
+    return statements

@@ -1,0 +1,355 @@
+"""SqliteTracker: the embedded default, one file per machine, safe across local processes.
+
+WAL mode lets readers run while one process writes; every write is a ``BEGIN IMMEDIATE``
+transaction (so concurrent writers queue on ``busy_timeout`` instead of failing), which also
+makes ``claim`` atomic across processes on the same machine. Lease times use this machine's
+clock. Do not put the file on a network share: SQLite locking is not reliable there.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.dialects import sqlite as sqlite_dialect
+
+from rahcp_prefect.tracker.base import (
+    BufferedTracker,
+    MarkRow,
+    batched,
+    check_key,
+    check_positive,
+    job_info_from_row,
+    utc_now,
+)
+from rahcp_prefect.tracker.errors import TrackerConnectionError
+from rahcp_prefect.tracker.protocol import JobInfo, JobState, TransferStatus
+from rahcp_prefect.tracker.schema import SCHEMA_VERSION, plan
+
+T = "rahcp_transfers"
+J = "rahcp_jobs"
+JOB_COLUMNS = "job, state, bucket, staging_prefix, final_prefix, commit_owner, updated_at"
+REGISTER_BATCH = 5000
+
+UPSERT = f"""
+INSERT INTO {T} (job, "key", size, status, error, etag, verified, validated, updated_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (job, "key") DO UPDATE SET
+  size = excluded.size, status = excluded.status, error = excluded.error,
+  etag = excluded.etag, verified = excluded.verified, validated = excluded.validated,
+  updated_at = excluded.updated_at
+"""
+
+CLAIM = f"""
+UPDATE {T} SET lease_owner = ?, lease_expires = ?, attempts = attempts + 1
+WHERE rowid IN (
+  SELECT rowid FROM {T}
+  WHERE job = ? AND status <> 'done' AND lease_expires < ?
+  ORDER BY lease_expires LIMIT ?
+)
+RETURNING "key", size
+"""
+
+
+def _timestamp() -> str:
+    """Now in the text form SQLAlchemy's SQLite ``DateTime`` reads back (UTC)."""
+    return utc_now().strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+class SqliteTracker(BufferedTracker):
+    """Tracker in a local SQLite file (WAL, buffered marks, claims across local processes).
+
+    Example:
+        ```python
+        tracker = SqliteTracker(Path("my-job.db"), job="bulk-upload:bucket/prefix", flush_every=200)
+        tracker.mark("folder/file.jpg", 12345, TransferStatus.done, etag='"abc"')
+        tracker.close()
+        ```
+    """
+
+    def __init__(
+        self,
+        path: Path | str,
+        job: str = "default",
+        *,
+        flush_every: int = 1000,
+        busy_timeout: float = 30.0,
+    ) -> None:
+        super().__init__(job, flush_every)
+        check_positive("busy_timeout", busy_timeout)
+        self.path = Path(path).expanduser() if str(path) != ":memory:" else Path(":memory:")
+        self._conn = self._connect(busy_timeout)
+        try:
+            self._ensure_schema()
+        except BaseException:
+            self._conn.close()
+            raise
+
+    # -- connection and schema ------------------------------------------------------------
+    def _connect(self, busy_timeout: float) -> sqlite3.Connection:
+        """Open the file (creating its folder) in WAL mode with a busy timeout."""
+        try:
+            if str(self.path) != ":memory:":
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(
+                str(self.path), timeout=busy_timeout, isolation_level=None, check_same_thread=False
+            )
+            conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
+        except (OSError, sqlite3.Error) as exc:
+            raise TrackerConnectionError(f"cannot open SQLite tracker {self.path}: {exc}") from None
+        return conn
+
+    def _version(self) -> int | None:
+        exists = self._conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'rahcp_schema_version'"
+        ).fetchone()
+        if not exists:
+            return None
+        row = self._conn.execute("SELECT version FROM rahcp_schema_version WHERE id = 1").fetchone()
+        return row[0] if row else None
+
+    def _ensure_schema(self) -> None:
+        """Create or migrate the schema; ``BEGIN IMMEDIATE`` serialises concurrent first uses."""
+        if self._version() == SCHEMA_VERSION:
+            return
+        with self._transaction():
+            current = self._version()
+            statements = plan(current, sqlite_dialect.dialect())
+            for statement in statements:
+                self._conn.execute(statement)
+            self._conn.execute(
+                "INSERT INTO rahcp_schema_version (id, version, applied_at) VALUES (1, ?, ?) "
+                "ON CONFLICT (id) DO UPDATE SET version = excluded.version, applied_at = excluded.applied_at",
+                (SCHEMA_VERSION, _timestamp()),
+            )
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction, taken up front so concurrent writers wait instead of failing."""
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    @contextmanager
+    def _flushed(self) -> Iterator[sqlite3.Connection]:
+        """Hold the lock, flush buffered marks, and hand out the connection."""
+        with self._lock:
+            self._check_usable()
+            self._flush_locked()
+            yield self._conn
+
+    def _write(self, rows: list[MarkRow]) -> None:
+        stamp = _timestamp()
+        job = self.job
+        with self._transaction() as conn:
+            conn.executemany(UPSERT, [(job, *row, stamp) for row in rows])
+
+    def _close_connections(self) -> None:
+        self._conn.close()
+
+    # -- per-key results ------------------------------------------------------------------
+    def done_keys(self) -> set[str]:
+        """Every key of this job marked done (flushes first)."""
+        with self._flushed() as conn:
+            rows = conn.execute(f'SELECT "key" FROM {T} WHERE job = ? AND status = ?', (self.job, "done"))
+            return {row[0] for row in rows}
+
+    def error_entries(self) -> list[tuple[str, int]]:
+        """``(key, size)`` of every key of this job marked error, for ``retry_errors``."""
+        with self._flushed() as conn:
+            sql = f'SELECT "key", size FROM {T} WHERE job = ? AND status = ? ORDER BY "key"'
+            return [(k, s) for k, s in conn.execute(sql, (self.job, "error"))]
+
+    def error_details(self) -> list[tuple[str, str]]:
+        """``(key, error message)`` of every key marked error."""
+        with self._flushed() as conn:
+            sql = f'SELECT "key", error FROM {T} WHERE job = ? AND status = ? ORDER BY "key"'
+            return [(k, e or "") for k, e in conn.execute(sql, (self.job, "error"))]
+
+    def delete(self, key: str) -> None:
+        """Forget ``key`` in this job."""
+        check_key(key)
+        with self._lock:
+            self._check_usable()
+            self._drop_buffered(key)
+            with self._transaction() as conn:
+                conn.execute(f'DELETE FROM {T} WHERE job = ? AND "key" = ?', (self.job, key))
+
+    def summary(self) -> dict[str, int]:
+        """Counts per status for this job: ``{"pending": n, "done": n, "error": n}``."""
+        counts = {status.value: 0 for status in TransferStatus}
+        with self._flushed() as conn:
+            sql = f"SELECT status, count(*) FROM {T} WHERE job = ? GROUP BY status"
+            for status, n in conn.execute(sql, (self.job,)):
+                counts[status] = n
+        return counts
+
+    def unverified_keys(self) -> list[tuple[str, int, str | None]]:
+        """``(key, size, etag)`` of done keys not yet verified."""
+        with self._flushed() as conn:
+            sql = f'SELECT "key", size, etag FROM {T} WHERE job = ? AND status = ? AND NOT verified ORDER BY "key"'
+            return [(k, s, e) for k, s, e in conn.execute(sql, (self.job, "done"))]
+
+    def unvalidated_keys(self) -> list[tuple[str, int]]:
+        """``(key, size)`` of done keys not yet validated."""
+        with self._flushed() as conn:
+            sql = f'SELECT "key", size FROM {T} WHERE job = ? AND status = ? AND NOT validated ORDER BY "key"'
+            return [(k, s) for k, s in conn.execute(sql, (self.job, "done"))]
+
+    def delete_job(self) -> int:
+        """Forget this job entirely (its keys and its job row); returns how many keys it had."""
+        with self._lock:
+            self._check_usable()
+            self._buffer.clear()
+            with self._transaction() as conn:
+                deleted = conn.execute(f"DELETE FROM {T} WHERE job = ?", (self.job,)).rowcount
+                conn.execute(f"DELETE FROM {J} WHERE job = ?", (self.job,))
+            return deleted
+
+    # -- claims -------------------------------------------------------------------------
+    def register(self, entries: Iterable[tuple[str, int]]) -> int:
+        """Add ``(key, size)`` rows as pending unless the key exists; returns how many were new."""
+        sql = (
+            f'INSERT INTO {T} (job, "key", size, status, updated_at) VALUES (?, ?, ?, ?, ?) '
+            'ON CONFLICT (job, "key") DO NOTHING'
+        )
+        added = 0
+        with self._flushed() as conn:
+            for chunk in batched(entries, REGISTER_BATCH):
+                stamp = _timestamp()
+                rows = [(self.job, check_key(key), int(size), "pending", stamp) for key, size in chunk]
+                with self._transaction():
+                    before = conn.total_changes
+                    conn.executemany(sql, rows)
+                    added += conn.total_changes - before
+        return added
+
+    def claim(self, owner: str, limit: int, lease_seconds: float) -> list[tuple[str, int]]:
+        """Lease up to ``limit`` pending (or lease-expired, not done) keys to ``owner``."""
+        check_key(owner, "owner")
+        check_positive("limit", limit)
+        check_positive("lease_seconds", lease_seconds)
+        with self._flushed() as conn:
+            with self._transaction():
+                now = time.time()
+                rows = conn.execute(CLAIM, (owner, now + lease_seconds, self.job, now, int(limit))).fetchall()
+        return [(k, s) for k, s in rows]
+
+    def renew(self, owner: str, lease_seconds: float) -> int:
+        """Extend every lease ``owner`` holds in this job; returns how many keys it holds."""
+        check_positive("lease_seconds", lease_seconds)
+        with self._flushed() as conn:
+            with self._transaction():
+                now = time.time()
+                sql = (
+                    f"UPDATE {T} SET lease_expires = ? WHERE job = ? AND status = 'pending' "
+                    "AND status <> 'done' AND lease_expires >= ? AND lease_owner = ?"
+                )
+                return conn.execute(sql, (now + lease_seconds, self.job, now, owner)).rowcount
+
+    def release(self, owner: str) -> int:
+        """Give back ``owner``'s leased keys that are not done; returns how many."""
+        with self._flushed() as conn:
+            with self._transaction():
+                sql = (
+                    f"UPDATE {T} SET lease_expires = 0 WHERE job = ? AND status <> 'done' "
+                    "AND lease_expires >= ? AND lease_owner = ?"
+                )
+                return conn.execute(sql, (self.job, time.time(), owner)).rowcount
+
+    # -- job state ------------------------------------------------------------------------
+    def job_info(self) -> JobInfo | None:
+        """This job's row, or None before ``update_job`` was first called."""
+        with self._flushed() as conn:
+            row = conn.execute(f"SELECT {JOB_COLUMNS} FROM {J} WHERE job = ?", (self.job,)).fetchone()
+        return job_info_from_row(row) if row else None
+
+    def update_job(
+        self,
+        *,
+        state: JobState | None = None,
+        bucket: str | None = None,
+        staging_prefix: str | None = None,
+        final_prefix: str | None = None,
+    ) -> JobInfo:
+        """Create or update this job's row (fields left None keep their value)."""
+        params: dict[str, Any] = {
+            "job": self.job,
+            "state": JobState(state).value if state is not None else None,
+            "bucket": bucket,
+            "staging": staging_prefix,
+            "final": final_prefix,
+            "now": _timestamp(),
+        }
+        sql = f"""
+        INSERT INTO {J} (job, state, bucket, staging_prefix, final_prefix, created_at, updated_at)
+        VALUES (:job, coalesce(:state, 'open'), :bucket, :staging, :final, :now, :now)
+        ON CONFLICT (job) DO UPDATE SET
+          state = coalesce(:state, state), bucket = coalesce(:bucket, bucket),
+          staging_prefix = coalesce(:staging, staging_prefix),
+          final_prefix = coalesce(:final, final_prefix), updated_at = :now
+        RETURNING {JOB_COLUMNS}
+        """
+        with self._flushed() as conn:
+            with self._transaction():
+                row = conn.execute(sql, params).fetchone()
+        return job_info_from_row(row)
+
+    def acquire_commit(self, owner: str, lease_seconds: float) -> bool:
+        """Take the job's commit lock: True for exactly one owner until it releases or expires.
+
+        The holder calling again renews its lease. Creates the job's row if there is none.
+        """
+        check_key(owner, "owner")
+        check_positive("lease_seconds", lease_seconds)
+        sql = f"""
+        INSERT INTO {J} (job, state, commit_owner, commit_expires, created_at, updated_at)
+        VALUES (:job, 'open', :owner, :expires, :stamp, :stamp)
+        ON CONFLICT (job) DO UPDATE SET
+          commit_owner = excluded.commit_owner, commit_expires = excluded.commit_expires,
+          updated_at = excluded.updated_at
+        WHERE commit_owner IS NULL OR commit_expires < :now OR commit_owner = excluded.commit_owner
+        RETURNING job
+        """
+        with self._flushed() as conn:
+            with self._transaction():
+                now = time.time()
+                params = {
+                    "job": self.job,
+                    "owner": owner,
+                    "expires": now + lease_seconds,
+                    "now": now,
+                    "stamp": _timestamp(),
+                }
+                return conn.execute(sql, params).fetchone() is not None
+
+    def release_commit(self, owner: str) -> None:
+        """Give up the commit lock if ``owner`` holds it."""
+        sql = (
+            f"UPDATE {J} SET commit_owner = NULL, commit_expires = 0, updated_at = ? "
+            "WHERE job = ? AND commit_owner = ?"
+        )
+        with self._flushed() as conn:
+            with self._transaction():
+                conn.execute(sql, (_timestamp(), self.job, owner))
+
+    def list_jobs(self, state: JobState | None = None) -> list[JobInfo]:
+        """Every job in this database (optionally in one state): cleanup finds crashed staging."""
+        with self._flushed() as conn:
+            if state is None:
+                rows = conn.execute(f"SELECT {JOB_COLUMNS} FROM {J} ORDER BY job").fetchall()
+            else:
+                sql = f"SELECT {JOB_COLUMNS} FROM {J} WHERE state = ? ORDER BY job"
+                rows = conn.execute(sql, (JobState(state).value,)).fetchall()
+        return [job_info_from_row(row) for row in rows]
