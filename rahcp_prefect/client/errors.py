@@ -41,3 +41,22 @@ class UpstreamError(RetryableError):
 
 class PresignedTransferError(HCPError):
     """A PUT or GET on a presigned URL failed; the message names bucket/key, never the URL."""
+
+
+RETRYABLE_STATUSES = frozenset({408, 429, 500, 503, 504})
+"""Control-plane statuses retried with backoff (spec: "Retry behavior")."""
+
+
+def error_for_status(status_code: int, message: str) -> HCPError:
+    """Map a final HTTP status to the matching error class (the message is already redacted)."""
+    if status_code in (401, 403):
+        return AuthenticationError(message, status_code)
+    if status_code == 404:
+        return NotFoundError(message, status_code)
+    if status_code == 409:
+        return ConflictError(message, status_code)
+    if status_code == 502:
+        return UpstreamError(message, status_code)
+    if status_code in RETRYABLE_STATUSES:
+        return RetryableError(message, status_code)
+    return HCPError(message, status_code)

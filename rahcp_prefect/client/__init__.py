@@ -1,0 +1,39 @@
+"""The async HCP SDK: ``HCPClient`` with S3 operations, MAPI and a presigned data plane.
+
+Nothing here imports Prefect, so the SDK is usable (and testable) on its own.
+"""
+
+from .client import HCPClient
+from .config import ClientConfig, TransferSettings
+from .dataplane import DataPlane
+from .errors import (
+    AuthenticationError,
+    ConflictError,
+    HCPError,
+    NotFoundError,
+    PresignedTransferError,
+    RetryableError,
+    UpstreamError,
+)
+from .mapi import MapiOps
+from .multipart import part_size_for
+from .s3 import S3Ops
+from .tracing import configure_tracing
+
+__all__ = [
+    "AuthenticationError",
+    "ClientConfig",
+    "ConflictError",
+    "DataPlane",
+    "HCPClient",
+    "HCPError",
+    "MapiOps",
+    "NotFoundError",
+    "PresignedTransferError",
+    "RetryableError",
+    "S3Ops",
+    "TransferSettings",
+    "UpstreamError",
+    "configure_tracing",
+    "part_size_for",
+]

@@ -1,0 +1,377 @@
+"""``HCPClient``: login, the control-plane request loop (retries, re-login, errors), and the
+entry points to S3 operations, MAPI and the data plane.
+
+The control plane runs on one pooled keep-alive ``httpx.AsyncClient``; file bytes never pass
+through it (see ``dataplane``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from time import perf_counter
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+import httpx
+from pydantic import SecretStr
+
+from .config import DEFAULT_ENDPOINT, MIB, ClientConfig, TransferSettings
+from .dataplane import DataPlane
+from .errors import (
+    RETRYABLE_STATUSES,
+    AuthenticationError,
+    HCPError,
+    RetryableError,
+    error_for_status,
+)
+from .logsetup import apply_log_level_from_env
+from .redaction import redact_body, redact_text
+from .retry import backoff_delay, parse_retry_after
+from .tracing import span
+
+if TYPE_CHECKING:
+    from .mapi import MapiOps
+    from .s3 import S3Ops
+
+logger = logging.getLogger(__name__)
+
+RETRYABLE_TRANSPORT_ERRORS = (
+    httpx.TimeoutException,
+    httpx.NetworkError,
+    httpx.RemoteProtocolError,
+    httpx.ProxyError,
+)
+"""Connect/read/write failures, timeouts and dropped connections: retried like a 503."""
+
+USER_AGENT = "rahcp-prefect/0.1"
+
+
+class HCPClient:
+    """Async client for the HCP backend API.
+
+    Use it as an async context manager (logs in on entry, closes pools on exit)::
+
+        async with HCPClient(endpoint="http://localhost:8000/api/v1", username="u",
+                             password="p", tenant="dev-ai") as client:
+            etag = await client.s3.upload("bucket", "key", Path("file.bin"))
+
+    A request answered 401 logs in again once and is retried; 408/429/500/503/504 and transport
+    errors are retried with exponential backoff up to ``max_retries``.
+    """
+
+    def __init__(
+        self,
+        endpoint: str = DEFAULT_ENDPOINT,
+        username: str = "",
+        password: str | SecretStr = "",
+        tenant: str | None = None,
+        timeout: float = 30.0,
+        max_retries: int = 4,
+        retry_base_delay: float = 1.0,
+        multipart_threshold: int = 100 * MIB,
+        multipart_chunk: int = 64 * MIB,
+        multipart_concurrency: int = 6,
+        verify_ssl: bool = True,
+        *,
+        max_connections: int = 100,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.config = ClientConfig.build(
+            endpoint=endpoint,
+            username=username,
+            password=password,
+            tenant=tenant,
+            timeout=timeout,
+            max_retries=max_retries,
+            retry_base_delay=retry_base_delay,
+            multipart_threshold=multipart_threshold,
+            multipart_chunk=multipart_chunk,
+            multipart_concurrency=multipart_concurrency,
+            verify_ssl=verify_ssl,
+            max_connections=max_connections,
+        )
+        apply_log_level_from_env()
+        self._http = httpx.AsyncClient(
+            base_url=self.config.endpoint,
+            timeout=self.config.timeout,
+            verify=self.config.verify_ssl,
+            transport=transport,
+            limits=httpx.Limits(max_connections=50, max_keepalive_connections=20),
+            headers={"User-Agent": USER_AGENT},
+        )
+        self._token: str | None = None
+        self._token_generation = 0
+        self._login_lock = asyncio.Lock()
+        self._s3: S3Ops | None = None
+        self._mapi: MapiOps | None = None
+        self._data: DataPlane | None = None
+
+    @classmethod
+    def from_env(
+        cls,
+        environ: Mapping[str, str] | None = None,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        **overrides: Any,
+    ) -> HCPClient:
+        """A client configured from ``HCP_ENDPOINT``, ``HCP_USERNAME``, ``HCP_PASSWORD``,
+        ``HCP_TENANT``, ``HCP_TIMEOUT``, ``HCP_MAX_RETRIES``, ``HCP_RETRY_BASE_DELAY``,
+        ``HCP_MULTIPART_THRESHOLD``, ``HCP_MULTIPART_CHUNK``, ``HCP_MULTIPART_CONCURRENCY``,
+        ``HCP_VERIFY_SSL`` (and ``HCP_MAX_CONNECTIONS``); keyword ``overrides`` win."""
+        return cls.from_config(ClientConfig.from_env(environ, **overrides), transport=transport)
+
+    @classmethod
+    def from_config(
+        cls, config: ClientConfig, *, transport: httpx.AsyncBaseTransport | None = None
+    ) -> HCPClient:
+        """A client for an already validated ``ClientConfig``."""
+        values = config.model_dump()
+        values["password"] = config.password
+        return cls(**values, transport=transport)
+
+    def __repr__(self) -> str:
+        tenant = f", tenant={self.config.tenant!r}" if self.config.tenant else ""
+        return f"HCPClient(endpoint={self.config.endpoint!r}, username={self.config.username!r}{tenant})"
+
+    # -- properties ------------------------------------------------------------------------
+
+    @property
+    def token(self) -> str | None:
+        """The current bearer token (None before login). A secret: never log it."""
+        return self._token
+
+    @property
+    def transfer_settings(self) -> TransferSettings:
+        """Data-transfer settings for the bulk engine."""
+        return self.config.transfer_settings()
+
+    @property
+    def s3(self) -> S3Ops:
+        """S3 operations (created on first use)."""
+        if self._s3 is None:
+            from .s3 import S3Ops
+
+            self._s3 = S3Ops(self)
+        return self._s3
+
+    @property
+    def mapi(self) -> MapiOps:
+        """MAPI namespace administration (created on first use)."""
+        if self._mapi is None:
+            from .mapi import MapiOps
+
+            self._mapi = MapiOps(self)
+        return self._mapi
+
+    @property
+    def data(self) -> DataPlane:
+        """The data plane: PUT/GET on presigned URLs over a pooled aiohttp session."""
+        if self._data is None:
+            self._data = DataPlane(
+                timeout=self.config.timeout,
+                max_retries=self.config.max_retries,
+                retry_base_delay=self.config.retry_base_delay,
+                verify_ssl=self.config.verify_ssl,
+                max_connections=self.config.max_connections,
+            )
+        return self._data
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def __aenter__(self) -> HCPClient:
+        try:
+            await self.login()
+        except BaseException:
+            await self.aclose()
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the control-plane pool and the data-plane session."""
+        try:
+            if self._data is not None:
+                await self._data.aclose()
+        finally:
+            await self._http.aclose()
+
+    # -- authentication --------------------------------------------------------------------
+
+    async def login(self) -> None:
+        """``POST /auth/token`` (form-encoded); any failure raises ``AuthenticationError``.
+
+        Transient failures (408/429/5xx-retryable, transport errors) are retried like any request
+        before giving up with ``AuthenticationError("Login failed: <status>")``.
+        """
+        form = {
+            "username": self.config.username,
+            "password": self.config.password.get_secret_value(),
+        }
+        if self.config.tenant:
+            form["tenant"] = self.config.tenant
+        attempt = 0
+        while True:
+            started = perf_counter()
+            with span("HCP POST", {"http.method": "POST", "url.path": "/auth/token"}) as current:
+                try:
+                    response = await self._http.post("/auth/token", data=form)
+                except RETRYABLE_TRANSPORT_ERRORS as exc:
+                    if attempt < self.config.max_retries:
+                        attempt = await self._wait("POST", "/auth/token", type(exc).__name__, attempt)
+                        continue
+                    logger.error("Login failed: %s", type(exc).__name__)
+                    raise AuthenticationError(f"Login failed: {type(exc).__name__}") from exc
+                current.set_attribute("http.status_code", response.status_code)
+            status = response.status_code
+            self._log_request("POST", "/auth/token", status, started)
+            if status in RETRYABLE_STATUSES and attempt < self.config.max_retries:
+                retry_after = parse_retry_after(response.headers.get("Retry-After"))
+                attempt = await self._wait("POST", "/auth/token", str(status), attempt, retry_after)
+                continue
+            token = _access_token(response) if status == 200 else None
+            if token is None:
+                logger.error("Login failed: %d", status)
+                raise AuthenticationError(f"Login failed: {status}", status)
+            self._token = token
+            self._token_generation += 1
+            logger.info(
+                "Logged in to %s as %r%s",
+                urlsplit(self.config.endpoint).netloc,
+                self.config.username,
+                f" (tenant {self.config.tenant})" if self.config.tenant else "",
+            )
+            return
+
+    async def _relogin(self, generation: int) -> None:
+        """Log in again unless another request already did since ``generation``."""
+        async with self._login_lock:
+            if self._token_generation == generation:
+                logger.info("Token rejected (401): logging in again")
+                await self.login()
+
+    # -- requests --------------------------------------------------------------------------
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json: Any = None,
+    ) -> httpx.Response:
+        """Send an authenticated API request; return the 2xx/3xx response or raise ``HCPError``.
+
+        ``path`` is relative to the endpoint and already percent-encoded (see ``keys``).
+        """
+        if self._token is None:
+            async with self._login_lock:
+                if self._token is None:
+                    await self.login()
+        attempt = 0
+        relogged = False
+        while True:
+            generation = self._token_generation
+            started = perf_counter()
+            with span(f"HCP {method}", {"http.method": method, "url.path": path}) as current:
+                try:
+                    response = await self._http.request(
+                        method,
+                        path,
+                        params=params,
+                        json=json,
+                        headers={"Authorization": f"Bearer {self._token}"},
+                    )
+                except RETRYABLE_TRANSPORT_ERRORS as exc:
+                    reason = self._redact(f"{type(exc).__name__}: {exc}")[:200]
+                    if attempt < self.config.max_retries:
+                        attempt = await self._wait(method, path, reason, attempt)
+                        continue
+                    logger.error("%s %s failed after %d attempts: %s", method, path, attempt + 1, reason)
+                    raise RetryableError(f"{method} {path}: {reason}") from None
+                current.set_attribute("http.status_code", response.status_code)
+            status = response.status_code
+            self._log_request(method, path, status, started)
+            if status < 400:
+                return response
+            message = self._error_message(response)
+            if status == 401 and not relogged:
+                relogged = True
+                await self._relogin(generation)
+                continue
+            if status in RETRYABLE_STATUSES and attempt < self.config.max_retries:
+                retry_after = parse_retry_after(response.headers.get("Retry-After"))
+                attempt = await self._wait(method, path, f"{status} {message}", attempt, retry_after)
+                continue
+            level = logging.DEBUG if status == 404 else logging.ERROR
+            logger.log(level, "%s %s -> %d %s", method, path, status, message)
+            raise error_for_status(status, message)
+
+    async def request_json(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json: Any = None,
+    ) -> Any:
+        """``request`` and decode the JSON body (None for an empty body)."""
+        response = await self.request(method, path, params=params, json=json)
+        if not response.content:
+            return None
+        try:
+            return response.json()
+        except ValueError:
+            raise HCPError(f"{method} {path}: response is not JSON", response.status_code) from None
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _redact(self, text: str) -> str:
+        return redact_text(text, (self.config.password.get_secret_value(), self._token))
+
+    def _error_message(self, response: httpx.Response) -> str:
+        """The response's ``detail`` (or reason phrase for empty bodies), redacted, <= 200 chars."""
+        secrets = (self.config.password.get_secret_value(), self._token)
+        text = redact_body(response.text, secrets) if response.content else ""
+        return text or response.reason_phrase or f"HTTP {response.status_code}"
+
+    async def _wait(
+        self, method: str, path: str, reason: str, attempt: int, retry_after: float | None = None
+    ) -> int:
+        """Log a retry, sleep the backoff, and return the next attempt number."""
+        delay = backoff_delay(attempt, self.config.retry_base_delay, retry_after)
+        logger.warning(
+            "%s %s: %s; retry %d/%d in %.2f s",
+            method,
+            path,
+            reason,
+            attempt + 1,
+            self.config.max_retries,
+            delay,
+        )
+        await asyncio.sleep(delay)
+        return attempt + 1
+
+    @staticmethod
+    def _log_request(method: str, path: str, status: int, started: float) -> None:
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "%s %s -> %d (%.1f ms)", method, path, status, (perf_counter() - started) * 1000
+            )
+
+
+def _access_token(response: httpx.Response) -> str | None:
+    try:
+        token = response.json().get("access_token")
+    except (ValueError, AttributeError):
+        return None
+    return token if isinstance(token, str) and token else None

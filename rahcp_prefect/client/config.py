@@ -1,0 +1,183 @@
+"""Client configuration in one place: the validated settings and the ``HCP_*`` environment.
+
+``ClientConfig`` holds every parameter of the SDK spec's Configuration table (plus the size of
+the data-plane connection pool); ``TransferSettings`` is the subset the bulk engine reads.
+Environment variables are read only here, in ``ClientConfig.from_env``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+MIB = 1024 * 1024
+MIN_PART_SIZE = 5 * MIB
+"""S3's smallest part (all parts but the last)."""
+MAX_PART_SIZE = 5 * 1024 * MIB
+"""S3's largest part."""
+MAX_PARTS = 10_000
+"""S3's largest number of parts in one multipart upload."""
+
+DEFAULT_ENDPOINT = "http://localhost:8000/api/v1"
+
+
+class TransferSettings(BaseModel):
+    """Settings the bulk engine needs for data transfers (read from ``client.transfer_settings``)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    verify_ssl: bool = Field(True, title="Verify SSL", description="Verify TLS certificates.")
+    timeout: float = Field(30.0, title="Timeout", description="Connect/read timeout in seconds.")
+    multipart_threshold: int = Field(
+        100 * MIB, title="Multipart threshold", description="Files this size or larger go multipart."
+    )
+    multipart_chunk: int = Field(64 * MIB, title="Multipart chunk", description="Bytes per part.")
+    multipart_concurrency: int = Field(
+        6, title="Multipart concurrency", description="Parts of one file in flight at once."
+    )
+
+
+class ClientConfig(BaseModel):
+    """Every setting of an ``HCPClient``, validated; bad values raise a clear ``ValueError``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    endpoint: str = Field(DEFAULT_ENDPOINT, title="Endpoint", description="HCP API base URL.")
+    username: str = Field("", title="Username", description="HCP username.")
+    password: SecretStr = Field(SecretStr(""), title="Password", description="HCP password.")
+    tenant: str | None = Field(None, title="Tenant", description="Tenant; None for system level.")
+    timeout: float = Field(30.0, gt=0, title="Timeout", description="Request timeout in seconds.")
+    max_retries: int = Field(4, ge=0, le=100, title="Max retries", description="Retries of transient failures.")
+    retry_base_delay: float = Field(
+        1.0, ge=0, le=60, title="Retry base delay", description="Backoff base: base * 2**attempt seconds."
+    )
+    multipart_threshold: int = Field(
+        100 * MIB, ge=1, title="Multipart threshold", description="Files this size or larger go multipart."
+    )
+    multipart_chunk: int = Field(
+        64 * MIB,
+        title="Multipart chunk",
+        description="Bytes per multipart part (5 MiB to 5 GiB).",
+    )
+    multipart_concurrency: int = Field(
+        6, ge=1, le=256, title="Multipart concurrency", description="Parallel part uploads."
+    )
+    verify_ssl: bool = Field(True, title="Verify SSL", description="Verify TLS certificates.")
+    max_connections: int = Field(
+        100, ge=1, title="Max connections", description="Size of the data-plane connection pool."
+    )
+
+    @field_validator("endpoint")
+    @classmethod
+    def _check_endpoint(cls, value: str) -> str:
+        value = value.strip().rstrip("/")
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value
+
+    @field_validator("multipart_chunk")
+    @classmethod
+    def _check_chunk(cls, value: int) -> int:
+        if not MIN_PART_SIZE <= value <= MAX_PART_SIZE:
+            raise ValueError(
+                f"must be between 5 MiB ({MIN_PART_SIZE} bytes) and 5 GiB ({MAX_PART_SIZE} bytes), "
+                f"got {value}"
+            )
+        return value
+
+    @field_validator("tenant")
+    @classmethod
+    def _blank_tenant_is_none(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        return value.strip() or None
+
+    @classmethod
+    def build(cls, **values: Any) -> ClientConfig:
+        """Validate ``values``; errors become one ``ValueError`` naming each field, never a value."""
+        try:
+            return cls(**values)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(part) for part in error['loc']) or 'config'}: {error['msg']}"
+                for error in exc.errors(include_input=False, include_url=False)
+            )
+            raise ValueError(f"Invalid HCP client configuration: {problems}") from None
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> ClientConfig:
+        """Read the ``HCP_*`` variables (unset or empty ones keep the default); ``overrides`` win."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for field, (variable, parse) in ENV_VARIABLES.items():
+            raw = env.get(variable, "")
+            if not raw.strip():
+                continue
+            values[field] = parse(variable, raw)
+        values.update(overrides)
+        return cls.build(**values)
+
+    def transfer_settings(self) -> TransferSettings:
+        """The data-transfer subset, for the bulk engine."""
+        return TransferSettings(
+            verify_ssl=self.verify_ssl,
+            timeout=self.timeout,
+            multipart_threshold=self.multipart_threshold,
+            multipart_chunk=self.multipart_chunk,
+            multipart_concurrency=self.multipart_concurrency,
+        )
+
+
+def _text(variable: str, raw: str) -> str:
+    return raw
+
+
+def _float(variable: str, raw: str) -> float:
+    try:
+        return float(raw.strip())
+    except ValueError:
+        raise ValueError(f"{variable} must be a number, got {raw.strip()[:40]!r}") from None
+
+
+def _int(variable: str, raw: str) -> int:
+    try:
+        return int(raw.strip().replace("_", ""))
+    except ValueError:
+        raise ValueError(f"{variable} must be an integer, got {raw.strip()[:40]!r}") from None
+
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def _bool(variable: str, raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise ValueError(f"{variable} must be true or false, got {raw.strip()[:40]!r}")
+
+
+def _secret(variable: str, raw: str) -> SecretStr:
+    return SecretStr(raw)
+
+
+ENV_VARIABLES = {
+    "endpoint": ("HCP_ENDPOINT", _text),
+    "username": ("HCP_USERNAME", _text),
+    "password": ("HCP_PASSWORD", _secret),
+    "tenant": ("HCP_TENANT", _text),
+    "timeout": ("HCP_TIMEOUT", _float),
+    "max_retries": ("HCP_MAX_RETRIES", _int),
+    "retry_base_delay": ("HCP_RETRY_BASE_DELAY", _float),
+    "multipart_threshold": ("HCP_MULTIPART_THRESHOLD", _int),
+    "multipart_chunk": ("HCP_MULTIPART_CHUNK", _int),
+    "multipart_concurrency": ("HCP_MULTIPART_CONCURRENCY", _int),
+    "verify_ssl": ("HCP_VERIFY_SSL", _bool),
+    "max_connections": ("HCP_MAX_CONNECTIONS", _int),
+}
+"""Field name -> (environment variable, parser that names the variable on bad input)."""

@@ -1,0 +1,387 @@
+"""``S3Ops`` (``client.s3``): uploads, downloads, presigning, listing, metadata, delete, copy
+and the staging pattern, over the HCP API (control plane) and presigned URLs (data plane).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from pathlib import Path
+from time import perf_counter
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from .errors import HCPError, NotFoundError, PresignedTransferError
+from .keys import check_key, encode_bucket, object_path
+from .multipart import MultipartUpload, part_size_for
+from .tracing import span
+
+if TYPE_CHECKING:
+    from .client import HCPClient
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+PRESIGN_EXPIRES = 3600
+BATCH = 1000
+"""Keys per bulk delete / bulk presign request and objects per listing page."""
+COPY_CONCURRENCY = 8
+"""Server-side copies in flight during ``commit_staging``."""
+
+Source = bytes | bytearray | memoryview | os.PathLike
+
+
+class S3Ops:
+    """S3 operations through the HCP API; file bytes go straight to S3 on presigned URLs."""
+
+    def __init__(self, client: HCPClient) -> None:
+        self._client = client
+
+    # -- uploads ---------------------------------------------------------------------------
+
+    async def upload(self, bucket: str, key: str, data: Source, *, chunk_size: int = 1 << 20) -> str:
+        """Upload bytes or a file; presigned PUT below ``multipart_threshold``, multipart at or
+        above it. Returns the ETag (quoted, as S3 sends it)."""
+        check_key(key)
+        source, size = _source(data)
+        if size > 0 and size >= self._client.config.multipart_threshold:
+            return await self.upload_multipart(bucket, key, source, chunk_size=chunk_size)
+        what = f"{bucket}/{key}"
+        started = perf_counter()
+        with span("s3.upload", {"s3.bucket": bucket, "s3.key": key, "s3.bytes": size}):
+            if isinstance(source, Path):
+
+                async def transfer(url: str) -> str:
+                    return await self._client.data.put_file(
+                        url, source, size, what=what, chunk_size=chunk_size
+                    )
+
+            else:
+
+                async def transfer(url: str) -> str:
+                    return await self._client.data.put_bytes(url, source, what=what)  # type: ignore[arg-type]
+
+            etag = await self._presigned(lambda: self.presign_put(bucket, key), transfer, what)
+        logger.info("Uploaded %s: %d bytes in %.3f s", what, size, perf_counter() - started)
+        return etag
+
+    async def upload_multipart(
+        self,
+        bucket: str,
+        key: str,
+        data: Source,
+        *,
+        concurrency: int | None = None,
+        chunk_size: int = 1 << 20,
+    ) -> str:
+        """Multipart upload with ``concurrency`` parts in flight (default ``multipart_concurrency``).
+
+        Part size is ``max(multipart_chunk, 5 MiB, ceil(size / 10000))`` rounded up to a MiB; the
+        upload is aborted on any failure. An empty source falls back to a single PUT.
+        """
+        check_key(key)
+        source, size = _source(data)
+        if size == 0:
+            return await self.upload(bucket, key, source)
+        config = self._client.config
+        upload = MultipartUpload(
+            self._client,
+            bucket,
+            key,
+            source,
+            size,
+            part_size=part_size_for(size, config.multipart_chunk),
+            concurrency=concurrency or config.multipart_concurrency,
+            chunk_size=chunk_size,
+        )
+        attributes = {"s3.bucket": bucket, "s3.key": key, "s3.bytes": size}
+        with span("s3.upload_multipart", attributes):
+            return await upload.run()
+
+    # -- downloads -------------------------------------------------------------------------
+
+    async def download(self, bucket: str, key: str, dest: os.PathLike | str, *, chunk_size: int = 1 << 20) -> int:
+        """Stream an object to ``dest``; return its size in bytes.
+
+        Bytes land in a temporary file in the same folder, renamed to ``dest`` only when complete;
+        on failure the temporary file is removed and ``dest`` is left as it was.
+        """
+        check_key(key)
+        dest = Path(dest)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        temp = dest.with_name(f".{dest.name[:200]}.{secrets.token_hex(4)}.part")
+        what = f"{bucket}/{key}"
+        started = perf_counter()
+        with span("s3.download", {"s3.bucket": bucket, "s3.key": key}) as current:
+            try:
+
+                async def transfer(url: str) -> int:
+                    return await self._client.data.get_to_file(url, temp, what=what, chunk_size=chunk_size)
+
+                size = await self._presigned(lambda: self.presign_get(bucket, key), transfer, what)
+                os.replace(temp, dest)
+            finally:
+                temp.unlink(missing_ok=True)
+            current.set_attribute("s3.bytes", size)
+        logger.info("Downloaded %s: %d bytes in %.3f s", what, size, perf_counter() - started)
+        return size
+
+    async def download_bytes(self, bucket: str, key: str) -> bytes:
+        """The whole object in memory."""
+        check_key(key)
+        what = f"{bucket}/{key}"
+        with span("s3.download", {"s3.bucket": bucket, "s3.key": key}) as current:
+
+            async def transfer(url: str) -> bytes:
+                return await self._client.data.get_bytes(url, what=what)
+
+            data = await self._presigned(lambda: self.presign_get(bucket, key), transfer, what)
+            current.set_attribute("s3.bytes", len(data))
+        return data
+
+    async def _presigned(
+        self,
+        presign: Callable[[], Awaitable[str]],
+        transfer: Callable[[str], Awaitable[T]],
+        what: str,
+    ) -> T:
+        """Presign and transfer; a 403 (e.g. an expired URL) presigns once more and retries.
+
+        A 404 from S3 becomes ``NotFoundError``.
+        """
+        try:
+            try:
+                return await transfer(await presign())
+            except PresignedTransferError as exc:
+                if exc.status_code != 403:
+                    raise
+                logger.warning("403 for %s: presigning again", what)
+                return await transfer(await presign())
+        except PresignedTransferError as exc:
+            if exc.status_code == 404:
+                raise NotFoundError(f"{what}: The specified key does not exist.", 404) from exc
+            raise
+
+    # -- presigned URLs --------------------------------------------------------------------
+
+    async def presign_get(self, bucket: str, key: str, expires: int = PRESIGN_EXPIRES) -> str:
+        """A presigned GET URL (a secret: it grants access until it expires)."""
+        return await self._presign(bucket, key, "get_object", expires)
+
+    async def presign_put(self, bucket: str, key: str, expires: int = PRESIGN_EXPIRES) -> str:
+        """A presigned PUT URL (a secret: it grants access until it expires)."""
+        return await self._presign(bucket, key, "put_object", expires)
+
+    async def _presign(self, bucket: str, key: str, method: str, expires: int) -> str:
+        check_key(key)
+        answer = await self._client.request_json(
+            "POST",
+            "/presign",
+            json={"bucket": bucket, "key": key, "method": method, "expires_in": expires},
+        )
+        return answer["url"]
+
+    async def presign_bulk(
+        self,
+        bucket: str,
+        keys: Sequence[str],
+        method: str = "get_object",
+        expires: int = PRESIGN_EXPIRES,
+    ) -> dict[str, str]:
+        """Presign many keys, ``{key: url}``, 1000 per request; keys the server left out are
+        presigned one by one with ``/presign``."""
+        for key in keys:
+            check_key(key)
+        urls: dict[str, str] = {}
+        path = f"/buckets/{encode_bucket(bucket)}/objects/presign"
+        for start in range(0, len(keys), BATCH):
+            batch = list(keys[start : start + BATCH])
+            answer = await self._client.request_json(
+                "POST", path, json={"keys": batch, "method": method, "expires_in": expires}
+            )
+            urls.update({item["key"]: item["url"] for item in answer.get("urls", [])})
+        missing = [key for key in dict.fromkeys(keys) if key not in urls]
+        if missing:
+            logger.info("Bulk presign left out %d key(s) of %s: presigning one by one", len(missing), bucket)
+            for key in missing:
+                urls[key] = await self._presign(bucket, key, method, expires)
+        return urls
+
+    # -- buckets, listing, metadata --------------------------------------------------------
+
+    async def list_buckets(self) -> dict[str, Any]:
+        """``{"buckets": [{"Name", "CreationDate"}], "owner": {...}}``."""
+        return await self._client.request_json("GET", "/buckets")
+
+    async def create_bucket(self, bucket: str) -> dict[str, Any]:
+        """Create a bucket (409 ``ConflictError`` when it exists on real S3)."""
+        return await self._client.request_json("POST", "/buckets", json={"bucket": bucket})
+
+    async def delete_bucket(self, bucket: str, *, force: bool = False) -> dict[str, Any]:
+        """Delete a bucket; ``force`` deletes its objects first."""
+        params = {"force": "true"} if force else None
+        return await self._client.request_json("DELETE", f"/buckets/{encode_bucket(bucket)}", params=params)
+
+    async def list_objects(
+        self,
+        bucket: str,
+        prefix: str = "",
+        max_keys: int = 1000,
+        delimiter: str | None = None,
+        continuation_token: str | None = None,
+    ) -> dict[str, Any]:
+        """One page: ``{"objects": [{"Key", "Size", "ETag", ...}], "common_prefixes",
+        "is_truncated", "next_continuation_token", "key_count"}``."""
+        params: dict[str, Any] = {"max_keys": max_keys}
+        if prefix:
+            params["prefix"] = prefix
+        if delimiter:
+            params["delimiter"] = delimiter
+        if continuation_token:
+            params["continuation_token"] = continuation_token
+        return await self._client.request_json(
+            "GET", f"/buckets/{encode_bucket(bucket)}/objects", params=params
+        )
+
+    async def iter_objects(
+        self, bucket: str, prefix: str = "", page_size: int = 1000
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Every object under ``prefix`` (dicts with ``Key``, ``Size``, ``ETag``...), page by page."""
+        token: str | None = None
+        while True:
+            page = await self.list_objects(bucket, prefix, max_keys=page_size, continuation_token=token)
+            for item in page.get("objects", []):
+                yield item
+            token = page.get("next_continuation_token")
+            if not page.get("is_truncated") or not token:
+                return
+
+    async def head(self, bucket: str, key: str) -> dict[str, str]:
+        """Object metadata: the response headers with lower-case names
+        (``content-length``, ``content-type``, ``etag``, ``last-modified``)."""
+        response = await self._client.request("HEAD", object_path(bucket, key))
+        return {name.lower(): value for name, value in response.headers.items()}
+
+    # -- delete and copy -------------------------------------------------------------------
+
+    async def delete(self, bucket: str, key: str) -> dict[str, Any]:
+        """Delete one object (a missing key is not an error)."""
+        return await self._client.request_json("DELETE", object_path(bucket, key))
+
+    async def delete_bulk(self, bucket: str, keys: Sequence[str]) -> dict[str, Any]:
+        """Delete many keys, 1000 per request: ``{"status", "deleted": int, "errors": [...]}``."""
+        for key in keys:
+            check_key(key)
+        path = f"/buckets/{encode_bucket(bucket)}/objects/delete"
+        deleted = 0
+        errors: list[dict[str, Any]] = []
+        for start in range(0, len(keys), BATCH):
+            answer = await self._client.request_json(
+                "POST", path, json={"keys": list(keys[start : start + BATCH])}
+            )
+            deleted += int(answer.get("deleted", 0))
+            errors.extend(answer.get("errors") or [])
+        return {"status": "deleted", "deleted": deleted, "errors": errors}
+
+    async def copy(self, dest_bucket: str, dest_key: str, src_bucket: str, src_key: str) -> dict[str, Any]:
+        """Server-side copy of ``src_bucket/src_key`` to ``dest_bucket/dest_key``."""
+        check_key(src_key)
+        return await self._client.request_json(
+            "POST",
+            object_path(dest_bucket, dest_key, "/copy"),
+            json={"source_bucket": src_bucket, "source_key": src_key},
+        )
+
+    # -- staging ---------------------------------------------------------------------------
+
+    async def commit_staging(self, bucket: str, staging_prefix: str, dest_prefix: str) -> int:
+        """Move every object under ``staging_prefix`` to ``dest_prefix``; return how many moved.
+
+        Each page of the staging listing is copied (several copies in flight), and only then its
+        sources deleted. Re-running after a crash half-way finishes the job: what was moved is
+        gone from staging, what was copied but not deleted is copied again (same bytes).
+        """
+        if not staging_prefix:
+            raise ValueError("staging_prefix must not be empty (it would move the whole bucket)")
+        if dest_prefix.startswith(staging_prefix):
+            raise ValueError(
+                f"dest_prefix {dest_prefix!r} lies inside staging_prefix {staging_prefix!r}"
+            )
+        moved = 0
+        started = perf_counter()
+        limit = asyncio.Semaphore(COPY_CONCURRENCY)
+
+        async def copy_one(key: str) -> None:
+            async with limit:
+                await self.copy(bucket, dest_prefix + key[len(staging_prefix) :], bucket, key)
+
+        while True:
+            page = await self.list_objects(bucket, staging_prefix, max_keys=BATCH)
+            keys = [item["Key"] for item in page.get("objects", [])]
+            if not keys:
+                break
+            await _gather_all(copy_one(key) for key in keys)
+            result = await self.delete_bulk(bucket, keys)
+            _raise_on_delete_errors(result, bucket)
+            moved += len(keys)
+        logger.info(
+            "Committed %d object(s) %s%s -> %s in %.2f s",
+            moved,
+            bucket + "/",
+            staging_prefix,
+            dest_prefix,
+            perf_counter() - started,
+        )
+        return moved
+
+    async def cleanup_staging(self, bucket: str, staging_prefix: str) -> int:
+        """Delete every object under ``staging_prefix`` (bulk, 1000 at a time); return the count."""
+        if not staging_prefix:
+            raise ValueError("staging_prefix must not be empty (it would empty the whole bucket)")
+        removed = 0
+        while True:
+            page = await self.list_objects(bucket, staging_prefix, max_keys=BATCH)
+            keys = [item["Key"] for item in page.get("objects", [])]
+            if not keys:
+                break
+            result = await self.delete_bulk(bucket, keys)
+            _raise_on_delete_errors(result, bucket)
+            removed += len(keys)
+        logger.info("Cleaned up %d staged object(s) under %s/%s", removed, bucket, staging_prefix)
+        return removed
+
+
+def _source(data: Source) -> tuple[Path | bytes | bytearray | memoryview, int]:
+    """The upload source and its size; ``str`` is refused (content or path? say which)."""
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        return data, len(data)
+    if isinstance(data, str):
+        raise TypeError("upload data must be bytes or a pathlib.Path, not str (wrap a path in Path())")
+    if isinstance(data, os.PathLike):
+        path = Path(data)
+        return path, path.stat().st_size
+    raise TypeError(f"upload data must be bytes or a pathlib.Path, got {type(data).__name__}")
+
+
+async def _gather_all(coroutines: Any) -> None:
+    """Run all; on the first failure cancel the rest and raise it."""
+    tasks = [asyncio.ensure_future(coroutine) for coroutine in coroutines]
+    try:
+        await asyncio.gather(*tasks)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _raise_on_delete_errors(result: dict[str, Any], bucket: str) -> None:
+    errors = result.get("errors") or []
+    if errors:
+        first = errors[0]
+        raise HCPError(
+            f"{len(errors)} object(s) of {bucket} could not be deleted, "
+            f"e.g. {first.get('Key')!r}: {first.get('Code')}"
+        )
