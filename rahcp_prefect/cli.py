@@ -1,0 +1,98 @@
+"""The ``rahcp-prefect`` command: argparse with one subcommand per tool.
+
+    rahcp-prefect emulator --host 127.0.0.1 --port 8000 [--s3-endpoint URL] [--s3-port N]
+                           [--users user:pass,...]
+
+Add a subcommand with ``_add_<name>(subparsers)`` setting ``func`` on its parser.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+
+def _parse_users(value: str) -> dict[str, str]:
+    users: dict[str, str] = {}
+    for item in value.split(","):
+        if not item.strip():
+            continue
+        name, sep, password = item.partition(":")
+        if not sep or not name or not password:
+            raise argparse.ArgumentTypeError("expected user:pass[,user:pass...]")
+        users[name.strip()] = password
+    return users
+
+
+def add_emulator_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``rahcp-prefect emulator`` (also used by ``python -m rahcp_prefect.testing``)."""
+    parser.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8000, help="API port (0 = any free port)")
+    parser.add_argument("--s3-endpoint", default=None, help="use this S3 server instead of moto")
+    parser.add_argument("--s3-port", type=int, default=0, help="port of the built-in moto S3")
+    parser.add_argument(
+        "--s3-public-endpoint",
+        default=None,
+        help="S3 URL written into presigned URLs, when clients reach S3 under another name",
+    )
+    parser.add_argument(
+        "--users",
+        type=_parse_users,
+        default=None,
+        help="user:pass,... accepted at login (default: any non-empty credentials)",
+    )
+    parser.add_argument("--token-ttl-seconds", type=float, default=28800.0)
+    parser.add_argument("--no-mapi", action="store_true", help="serve no /mapi routes (404)")
+    parser.set_defaults(func=run_emulator)
+
+
+def run_emulator(args: argparse.Namespace) -> int:
+    """Start the emulator, print one JSON line with its URLs, serve until SIGTERM/SIGINT."""
+    from rahcp_prefect.testing.emulator import HCPEmulator
+
+    stop = threading.Event()
+
+    def _on_signal(signum: int, frame: Any) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+    emulator = HCPEmulator(
+        host=args.host,
+        port=args.port,
+        s3_endpoint=args.s3_endpoint,
+        users=args.users,
+        token_ttl_seconds=args.token_ttl_seconds,
+        mapi_enabled=not args.no_mapi,
+        s3_port=args.s3_port,
+        s3_public_endpoint=args.s3_public_endpoint,
+    )
+    with emulator:
+        line = {"api": emulator.base_url, "root": emulator.root_url, "s3": emulator.s3_endpoint}
+        sys.stdout.write(json.dumps(line) + "\n")
+        sys.stdout.flush()
+        while not stop.wait(0.5):
+            pass
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rahcp-prefect", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    emulator = sub.add_parser("emulator", help="run the local HCP emulator (API + moto S3)")
+    add_emulator_arguments(emulator)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

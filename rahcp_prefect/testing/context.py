@@ -1,0 +1,34 @@
+"""The state every route needs, hung on ``app.state.ctx``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import Request
+
+from rahcp_prefect.testing.auth import AuthConfig
+from rahcp_prefect.testing.counter import RequestCounter
+from rahcp_prefect.testing.faults import FaultInjector
+from rahcp_prefect.testing.mapi_store import NamespaceStore
+
+
+@dataclass
+class EmulatorContext:
+    """Shared emulator state: the boto3 client, auth settings, MAPI store, faults, counts."""
+
+    s3: Any
+    """The single boto3 S3 client used for every S3 call (thread-safe)."""
+    signer: Any
+    """The boto3 client that signs presigned URLs (``s3`` unless a public endpoint differs)."""
+    auth: AuthConfig
+    namespaces: NamespaceStore
+    faults: FaultInjector
+    counter: RequestCounter
+    mapi_enabled: bool
+
+
+def get_ctx(request: Request) -> EmulatorContext:
+    """FastAPI dependency: the emulator context."""
+    ctx: EmulatorContext = request.app.state.ctx
+    return ctx

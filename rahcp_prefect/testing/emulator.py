@@ -1,0 +1,236 @@
+"""``HCPEmulator``: the HCP backend API on a local port, over a real S3 server.
+
+    with HCPEmulator() as emu:
+        httpx.post(f"{emu.base_url}/auth/token", data={"username": "u", "password": "p"})
+
+Unless ``s3_endpoint`` is given, moto's S3 server runs in-process on a free loopback port and
+presigned URLs point at it, so object bytes never pass through the emulator's API.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from collections import Counter
+from types import TracebackType
+from typing import Any
+
+import boto3
+import httpx
+from botocore.config import Config
+
+from rahcp_prefect.testing.apiserver import ApiServer
+from rahcp_prefect.testing.app import API_PREFIX, build_app
+from rahcp_prefect.testing.auth import AuthConfig
+from rahcp_prefect.testing.context import EmulatorContext
+from rahcp_prefect.testing.counter import CountKey, RequestCounter
+from rahcp_prefect.testing.faults import FaultInjector
+from rahcp_prefect.testing.mapi_store import NamespaceStore
+from rahcp_prefect.testing.s3server import INTERNAL_USER_AGENT, S3Server
+
+WILDCARD_HOSTS = ("0.0.0.0", "::", "")
+
+
+def _client_host(host: str) -> str:
+    """The address a local client uses to reach a server bound to ``host``."""
+    if host in WILDCARD_HOSTS:
+        return "127.0.0.1"
+    return f"[{host}]" if ":" in host else host
+
+
+class HCPEmulator:
+    """A local HCP backend API (FastAPI + uvicorn) in front of moto's S3 server mode."""
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        s3_endpoint: str | None = None,
+        users: dict[str, str] | None = None,
+        token_ttl_seconds: float = 28800,
+        mapi_enabled: bool = True,
+        secret_key: str | None = None,
+        s3_port: int = 0,
+        s3_public_endpoint: str | None = None,
+        s3_access_key: str | None = None,
+        s3_secret_key: str | None = None,
+        s3_region: str = "us-east-1",
+    ) -> None:
+        """Configure (nothing starts until ``start()``).
+
+        ``users`` maps username to password; ``None`` accepts any non-empty credentials.
+        ``s3_port`` fixes the built-in S3 server's port. ``s3_public_endpoint`` is the S3 URL
+        clients should use in presigned URLs when it differs from the one the emulator reaches
+        (e.g. a container host name). ``s3_access_key``/``s3_secret_key`` are for an external
+        ``s3_endpoint`` (default: ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY`` or "testing").
+        """
+        self._host = host
+        self._port = port
+        self._external_s3 = s3_endpoint
+        self._s3_port = s3_port
+        self._s3_public = s3_public_endpoint
+        self._s3_access_key = s3_access_key or os.environ.get("AWS_ACCESS_KEY_ID", "testing")
+        self._s3_secret_key = s3_secret_key or os.environ.get("AWS_SECRET_ACCESS_KEY", "testing")
+        self._s3_region = s3_region
+        self._mapi_enabled = mapi_enabled
+        self._auth = AuthConfig(
+            secret_key=secret_key or secrets.token_hex(32),
+            token_ttl_seconds=token_ttl_seconds,
+            users=dict(users) if users is not None else None,
+        )
+        self._faults = FaultInjector(data_plane_available=s3_endpoint is None)
+        self._counter = RequestCounter()
+        self._s3_server: S3Server | None = None
+        self._api_server: ApiServer | None = None
+        self._s3_client: Any = None
+        self._s3_endpoint: str | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> HCPEmulator:
+        """Start S3 (unless external) and the API; return once both answer."""
+        if self._api_server is not None:
+            return self
+        try:
+            if self._external_s3 is None:
+                self._s3_server = S3Server(
+                    self._faults, self._counter, host=self._host, port=self._s3_port
+                )
+                self._s3_server.start()
+                self._s3_endpoint = f"http://{_client_host(self._host)}:{self._s3_server.port}"
+            else:
+                self._s3_endpoint = self._external_s3.rstrip("/")
+            self._s3_client = self._make_client(self._s3_endpoint)
+            signer = self._s3_client
+            if self._s3_public and self._s3_public.rstrip("/") != self._s3_endpoint:
+                signer = self._make_client(self._s3_public.rstrip("/"))
+            ctx = EmulatorContext(
+                s3=self._s3_client,
+                signer=signer,
+                auth=self._auth,
+                namespaces=NamespaceStore(),
+                faults=self._faults,
+                counter=self._counter,
+                mapi_enabled=self._mapi_enabled,
+            )
+            self._api_server = ApiServer(build_app(ctx), host=self._host, port=self._port)
+            self._api_server.start()
+            self._wait_ready()
+            self._counter.reset()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        """Stop both servers (idempotent)."""
+        if self._api_server is not None:
+            self._api_server.stop()
+            self._api_server = None
+        if self._s3_server is not None:
+            self._s3_server.stop()
+            self._s3_server = None
+
+    def __enter__(self) -> HCPEmulator:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def _make_client(self, endpoint: str) -> Any:
+        config = Config(
+            signature_version="s3v4",
+            s3={"addressing_style": "path"},
+            retries={"total_max_attempts": 1},
+            max_pool_connections=64,
+            user_agent_extra=INTERNAL_USER_AGENT,
+            connect_timeout=10,
+            read_timeout=60,
+        )
+        return boto3.session.Session().client(
+            "s3",
+            endpoint_url=endpoint,
+            aws_access_key_id=self._s3_access_key,
+            aws_secret_access_key=self._s3_secret_key,
+            region_name=self._s3_region,
+            config=config,
+        )
+
+    def _wait_ready(self, timeout: float = 15.0) -> None:
+        deadline = time.monotonic() + timeout
+        with httpx.Client(timeout=2.0) as http:
+            while True:
+                try:
+                    if http.get(f"{self.root_url}/liveness").status_code == 200:
+                        self._s3_client.list_buckets()
+                        return
+                except Exception:
+                    if time.monotonic() > deadline:
+                        raise
+                time.sleep(0.05)
+
+    # -- addresses ---------------------------------------------------------------------------
+
+    def _require_started(self) -> ApiServer:
+        if self._api_server is None:
+            raise RuntimeError("the emulator is not running; call start() first")
+        return self._api_server
+
+    @property
+    def root_url(self) -> str:
+        """``http://host:port`` (health probes, ``/_emulator`` control routes)."""
+        return f"http://{_client_host(self._host)}:{self._require_started().port}"
+
+    @property
+    def base_url(self) -> str:
+        """The API base URL clients use, ``http://host:port/api/v1``."""
+        return self.root_url + API_PREFIX
+
+    @property
+    def s3_endpoint(self) -> str:
+        """The S3 server's URL (the one presigned URLs point at unless a public one is set)."""
+        self._require_started()
+        assert self._s3_endpoint is not None
+        return self._s3_public.rstrip("/") if self._s3_public else self._s3_endpoint
+
+    # -- test helpers ------------------------------------------------------------------------
+
+    @property
+    def faults(self) -> FaultInjector:
+        """Fault rules for the ``"api"`` and ``"data"`` planes."""
+        return self._faults
+
+    @property
+    def s3(self) -> Any:
+        """A boto3 S3 client on the S3 server, for assertions (its calls count as "backend")."""
+        self._require_started()
+        return self._s3_client
+
+    @property
+    def secret_key(self) -> str:
+        """The JWT signing key, so tests can mint special tokens (no ``exp``, no ``sub``...)."""
+        return self._auth.secret_key
+
+    def issue_token(self, username: str, tenant: str | None = None, ttl: float | None = None) -> str:
+        """A valid bearer token without a login round trip."""
+        return self._auth.issue(username, tenant, ttl)
+
+    def create_bucket(self, name: str) -> str:
+        """Create a bucket directly on S3; returns its name."""
+        self.s3.create_bucket(Bucket=name)
+        return name
+
+    @property
+    def request_counts(self) -> Counter[CountKey]:
+        """Counts of requests by ``(plane, method, route)``; see ``counter`` module."""
+        return self._counter.snapshot()
+
+    def reset_counts(self) -> None:
+        self._counter.reset()

@@ -1,0 +1,171 @@
+"""Fault injection rules shared by the API plane (ASGI) and the data plane (WSGI).
+
+A rule matches on plane, HTTP method and a regex searched in the decoded request path. A matching
+request first sleeps ``delay``, then either has its connection dropped (``drop``), is answered
+with ``status`` and ``{"detail": "injected fault"}``, or (neither) is handled normally.
+The injector is thread-safe: the API event loop, moto's request threads and the test thread all
+touch it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+import re
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Plane = Literal["api", "data"]
+PLANES: tuple[str, ...] = ("api", "data")
+FAULT_DETAIL = "injected fault"
+
+
+@dataclass(eq=False)
+class FaultRule:
+    """One fault rule; ``hits`` counts the requests it has affected so far."""
+
+    plane: Plane
+    method: str | None = None
+    path: str = ".*"
+    status: int | None = None
+    delay: float = 0.0
+    drop: bool = False
+    count: int | None = 1
+    probability: float = 1.0
+    hits: int = 0
+    id: int = 0
+    _regex: re.Pattern[str] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.plane not in PLANES:
+            raise ValueError(f"plane must be one of {PLANES}, not {self.plane!r}")
+        if self.status is not None and not 100 <= self.status <= 599:
+            raise ValueError("status must be an HTTP status code (100-599)")
+        if self.delay < 0:
+            raise ValueError("delay must be >= 0")
+        if self.count is not None and self.count < 1:
+            raise ValueError("count must be >= 1 or None (every matching request)")
+        if not 0.0 <= self.probability <= 1.0:
+            raise ValueError("probability must be within [0, 1]")
+        if self.method is not None:
+            self.method = self.method.upper()
+        try:
+            self._regex = re.compile(self.path)
+        except re.error as exc:
+            raise ValueError(f"path is not a valid regex: {exc}") from None
+
+    @property
+    def exhausted(self) -> bool:
+        """True once the rule has hit ``count`` requests."""
+        return self.count is not None and self.hits >= self.count
+
+    def matches(self, plane: str, method: str, path: str) -> bool:
+        """Whether the rule applies to this request (ignoring count and probability)."""
+        return (
+            plane == self.plane
+            and (self.method is None or self.method == method.upper())
+            and self._regex.search(path) is not None
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form for the ``/_emulator/faults`` control route."""
+        return {
+            "id": self.id,
+            "plane": self.plane,
+            "method": self.method,
+            "path": self.path,
+            "status": self.status,
+            "delay": self.delay,
+            "drop": self.drop,
+            "count": self.count,
+            "probability": self.probability,
+            "hits": self.hits,
+        }
+
+
+class FaultInjector:
+    """The set of active fault rules of one emulator."""
+
+    def __init__(self, *, data_plane_available: bool = True) -> None:
+        self._rules: list[FaultRule] = []
+        self._lock = threading.Lock()
+        self._ids = itertools.count(1)
+        self._data_plane_available = data_plane_available
+        self._random = random.Random()
+        # Read without the lock on the hot path: a plain attribute per plane.
+        self.active: dict[str, bool] = {"api": False, "data": False}
+
+    def add(
+        self,
+        plane: Plane,
+        *,
+        method: str | None = None,
+        path: str = ".*",
+        status: int | None = None,
+        delay: float = 0.0,
+        drop: bool = False,
+        count: int | None = 1,
+        probability: float = 1.0,
+    ) -> FaultRule:
+        """Add a rule; see the module docstring. Returns the rule (watch ``rule.hits``)."""
+        if plane == "data" and not self._data_plane_available:
+            raise ValueError(
+                "data-plane faults are unavailable: this emulator uses an external S3 endpoint "
+                "(s3_endpoint=...), and only the built-in moto server can inject them"
+            )
+        rule = FaultRule(
+            plane=plane,
+            method=method,
+            path=path,
+            status=status,
+            delay=delay,
+            drop=drop,
+            count=count,
+            probability=probability,
+        )
+        with self._lock:
+            rule.id = next(self._ids)
+            self._rules.append(rule)
+            self._refresh()
+        return rule
+
+    def remove(self, rule: FaultRule | int) -> bool:
+        """Remove one rule (or its id); False when it was not present."""
+        rule_id = rule if isinstance(rule, int) else rule.id
+        with self._lock:
+            before = len(self._rules)
+            self._rules = [r for r in self._rules if r.id != rule_id]
+            self._refresh()
+            return len(self._rules) != before
+
+    def clear(self) -> int:
+        """Remove every rule; returns how many there were."""
+        with self._lock:
+            n = len(self._rules)
+            self._rules = []
+            self._refresh()
+            return n
+
+    @property
+    def rules(self) -> list[FaultRule]:
+        """A snapshot of the current rules (including exhausted ones)."""
+        with self._lock:
+            return list(self._rules)
+
+    def match(self, plane: str, method: str, path: str) -> FaultRule | None:
+        """The first live rule that fires for this request (counting the hit), else None."""
+        if not self.active.get(plane):
+            return None
+        with self._lock:
+            for rule in self._rules:
+                if rule.exhausted or not rule.matches(plane, method, path):
+                    continue
+                if rule.probability < 1.0 and self._random.random() >= rule.probability:
+                    continue
+                rule.hits += 1
+                return rule
+        return None
+
+    def _refresh(self) -> None:
+        self.active = {p: any(r.plane == p for r in self._rules) for p in PLANES}

@@ -1,0 +1,91 @@
+"""pytest fixtures around one HCP emulator per test session (registered by tests/conftest.py).
+
+* ``hcp_emulator_session`` — the started ``HCPEmulator`` (session scope).
+* ``hcp_emulator`` — the same emulator; faults cleared and counts reset around each test.
+* ``hcp_bucket`` — a fresh, uniquely named bucket (emptied and deleted afterwards).
+* ``hcp_credentials`` — ``endpoint``/``username``/``password``/``tenant`` for ``HCPClient``.
+* ``hcp_client`` — an open ``rahcp_prefect.client.HCPClient`` with fast retries.
+
+The session emulator accepts any non-empty credentials. For bad-credential tests, start a strict
+emulator over the same S3 server:
+``HCPEmulator(s3_endpoint=hcp_emulator.s3_endpoint, users={"tester": "..."})``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from typing import TYPE_CHECKING, Any
+
+import pytest
+import pytest_asyncio
+
+if TYPE_CHECKING:
+    from rahcp_prefect.testing.emulator import HCPEmulator
+
+TEST_USERNAME = "tester"
+TEST_PASSWORD = "s3cr3t-Pa55word!"
+TEST_TENANT = "dev-ai"
+
+
+@pytest.fixture(scope="session")
+def hcp_emulator_session() -> Iterator[HCPEmulator]:
+    from rahcp_prefect.testing.emulator import HCPEmulator
+
+    with HCPEmulator() as emulator:
+        yield emulator
+
+
+@pytest.fixture
+def hcp_emulator(hcp_emulator_session: HCPEmulator) -> Iterator[HCPEmulator]:
+    hcp_emulator_session.faults.clear()
+    hcp_emulator_session.reset_counts()
+    yield hcp_emulator_session
+    hcp_emulator_session.faults.clear()
+    hcp_emulator_session.reset_counts()
+
+
+@pytest.fixture
+def hcp_bucket(hcp_emulator: HCPEmulator) -> Iterator[str]:
+    name = f"test-{uuid.uuid4().hex[:16]}"
+    hcp_emulator.create_bucket(name)
+    yield name
+    _delete_bucket(hcp_emulator, name)
+
+
+def _delete_bucket(emulator: HCPEmulator, name: str) -> None:
+    """Best-effort cleanup so moto's memory does not grow over a long session."""
+    s3 = emulator.s3
+    try:
+        for upload in s3.list_multipart_uploads(Bucket=name).get("Uploads", []):
+            s3.abort_multipart_upload(Bucket=name, Key=upload["Key"], UploadId=upload["UploadId"])
+        for page in s3.get_paginator("list_object_versions").paginate(Bucket=name):
+            targets = [
+                {"Key": v["Key"], "VersionId": v["VersionId"]}
+                for v in page.get("Versions", []) + page.get("DeleteMarkers", [])
+            ]
+            if targets:
+                s3.delete_objects(Bucket=name, Delete={"Objects": targets, "Quiet": True})
+        s3.delete_bucket(Bucket=name)
+    except Exception:  # the test may have deleted it already
+        pass
+
+
+@pytest.fixture
+def hcp_credentials(hcp_emulator: HCPEmulator) -> dict[str, Any]:
+    return {
+        "endpoint": hcp_emulator.base_url,
+        "username": TEST_USERNAME,
+        "password": TEST_PASSWORD,
+        "tenant": TEST_TENANT,
+    }
+
+
+@pytest_asyncio.fixture
+async def hcp_client(hcp_credentials: dict[str, Any]) -> AsyncIterator[Any]:
+    from rahcp_prefect.client import HCPClient  # written in parallel; imported lazily
+
+    async with HCPClient(
+        **hcp_credentials, retry_base_delay=0.01, max_retries=3, timeout=10.0
+    ) as client:
+        yield client

@@ -1,0 +1,146 @@
+"""The data plane: moto's S3 server mode, in-process, behind a thin fault/count WSGI middleware.
+
+Presigned URLs point here, so object bytes never pass through the emulator's API. The server is
+werkzeug's threaded server with moto's request handler, exactly what ``moto.server`` runs, so
+it is as fast as moto itself; the middleware adds one dict lookup and a counter increment per
+request while no data-plane fault is set. Note that moto keeps its state in process-global
+backends: two emulators in one process share their S3 buckets.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from moto.moto_server.werkzeug_app import (
+    DomainDispatcherApplication,
+    MotoRequestHandler,
+    create_backend_app,
+)
+from werkzeug.serving import BaseWSGIServer, make_server
+
+from rahcp_prefect.testing.counter import RequestCounter, s3_route
+from rahcp_prefect.testing.faults import FAULT_DETAIL, FaultInjector
+
+# The emulator tags its own boto3 calls with this user-agent marker: they are counted as
+# plane "backend" and never get data-plane faults (those are meant for clients).
+INTERNAL_USER_AGENT = "rahcp-emulator-internal"
+
+StartResponse = Callable[..., Any]
+WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
+
+
+class _QuietRequestHandler(MotoRequestHandler):
+    """moto's handler without per-request access logs (they would print presigned signatures)."""
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        pass
+
+
+class DataPlaneMiddleware:
+    """Counts every S3 request and applies data-plane fault rules before moto sees it."""
+
+    def __init__(self, app: WSGIApp, faults: FaultInjector, counter: RequestCounter) -> None:
+        self.app = app
+        self.faults = faults
+        self.counter = counter
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        method: str = environ["REQUEST_METHOD"]
+        # WSGI carries the decoded path as latin-1 code points of the UTF-8 bytes.
+        path = environ.get("PATH_INFO", "").encode("latin-1").decode("utf-8", "replace")
+        internal = INTERNAL_USER_AGENT in environ.get("HTTP_USER_AGENT", "")
+        plane = "backend" if internal else "data"
+        self.counter.add(plane, method, s3_route(path, environ.get("QUERY_STRING", "")))
+        if internal or not self.faults.active["data"]:
+            return self.app(environ, start_response)
+        rule = self.faults.match("data", method, path)
+        if rule is None:
+            return self.app(environ, start_response)
+        if rule.delay:
+            time.sleep(rule.delay)
+        if rule.drop:
+            _drop(environ)
+        if rule.status is None:
+            return self.app(environ, start_response)
+        _drain(environ)
+        body = json.dumps({"detail": FAULT_DETAIL}).encode()
+        headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
+        start_response(f"{rule.status} Injected Fault", headers)
+        return [b"" if method == "HEAD" else body]
+
+
+def _drop(environ: dict[str, Any]) -> None:
+    """Close the client socket without a response; werkzeug treats the error as a dropped client."""
+    sock: socket.socket | None = environ.get("werkzeug.socket")
+    if sock is not None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+    raise ConnectionAbortedError("connection dropped by an injected fault")
+
+
+def _drain(environ: dict[str, Any]) -> None:
+    """Read the request body so the client can read our early answer instead of a reset."""
+    try:
+        remaining = int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        remaining = 0
+    stream = environ["wsgi.input"]
+    while remaining > 0:
+        chunk = stream.read(min(remaining, 1 << 20))
+        if not chunk:
+            break
+        remaining -= len(chunk)
+
+
+class S3Server:
+    """moto's S3 in server mode on a loopback port, run in a daemon thread."""
+
+    def __init__(
+        self,
+        faults: FaultInjector,
+        counter: RequestCounter,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
+        self._app = DataPlaneMiddleware(
+            DomainDispatcherApplication(create_backend_app), faults, counter
+        )
+        self._host = host
+        self._port = port
+        self._server: BaseWSGIServer | None = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._server = make_server(
+            self._host,
+            self._port,
+            self._app,  # type: ignore[arg-type]
+            threaded=True,
+            request_handler=_QuietRequestHandler,
+        )
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="hcp-emulator-s3", daemon=True
+        )
+        self._thread.start()
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None, "start() first"
+        return int(self._server.server_address[1])
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self._server = None
+        self._thread = None
