@@ -1,0 +1,124 @@
+"""The two bulk-transfer configurations, field for field as the SDK reference specifies them.
+
+Plain dataclasses rather than pydantic models: they carry live objects (a client, a tracker,
+callbacks) and are built once per run, so validation is a few checks in ``__post_init__``.
+Nothing here touches the filesystem or the network; ``bulk_upload`` checks ``source_dir``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Union
+
+from rahcp_prefect.tracker.protocol import TrackerProtocol
+
+if TYPE_CHECKING:
+    from rahcp_prefect.client import HCPClient
+
+    from .stats import TransferStats
+
+MIB = 1024 * 1024
+
+ValidateFn = Callable[[Path], Union[None, Awaitable[None], Any]]
+"""``fn(path)``: raises when the file is not acceptable. Sync functions run in a thread."""
+ProgressFn = Callable[["TransferStats"], Any]
+ErrorFn = Callable[[str, BaseException], Any]
+
+
+def _check_common(cfg: Any) -> None:
+    if not cfg.bucket:
+        raise ValueError("bucket must not be empty")
+    if cfg.workers < 1:
+        raise ValueError(f"workers must be >= 1, got {cfg.workers}")
+    if cfg.queue_depth < 1:
+        raise ValueError(f"queue_depth must be >= 1, got {cfg.queue_depth}")
+    if cfg.presign_batch_size < 1:
+        raise ValueError(f"presign_batch_size must be >= 1, got {cfg.presign_batch_size}")
+    if cfg.chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {cfg.chunk_size}")
+    if cfg.progress_interval < 0:
+        raise ValueError(f"progress_interval must be >= 0, got {cfg.progress_interval}")
+    if isinstance(cfg.include, str) or isinstance(cfg.exclude, str):
+        raise TypeError("include and exclude are lists of glob patterns, not strings")
+    cfg.include = list(cfg.include)
+    cfg.exclude = list(cfg.exclude)
+
+
+@dataclass
+class BulkUploadConfig:
+    """Upload every file under ``source_dir`` to ``bucket`` as ``prefix + relative/path``."""
+
+    client: HCPClient
+    bucket: str
+    source_dir: Path
+    tracker: TrackerProtocol
+    prefix: str = ""
+    workers: int = 10
+    queue_depth: int = 8
+    presign_batch_size: int = 200
+    chunk_size: int = MIB
+    skip_existing: bool = True
+    """Skip files whose key already exists remotely with the same size (one list call per page)."""
+    retry_errors: bool = False
+    """Only process the keys the tracker holds as errors."""
+    include: list[str] = field(default_factory=list)
+    exclude: list[str] = field(default_factory=list)
+    validate_file: ValidateFn | None = None
+    """Called with the local path before upload; raising marks the file as error."""
+    verify_upload: bool = False
+    """HEAD each object after upload and compare its size."""
+    on_progress: ProgressFn | None = None
+    on_error: ErrorFn | None = None
+    progress_interval: float = 5.0
+    follow_symlinks: bool = False
+    """Follow symlinks to files and directories (loops are detected and skipped)."""
+    entries: Iterable[tuple[str, int]] | None = None
+    """Explicit work list of ``(relative path with / separators, size)``: no scan of the tree."""
+    skip_done: bool = True
+    """Skip keys the tracker holds as done (reads ``done_keys()`` once). Claim-driven callers,
+    whose keys are pending by construction, may turn it off to spare that read."""
+
+    def __post_init__(self) -> None:
+        _check_common(self)
+        self.source_dir = Path(self.source_dir)
+
+
+@dataclass
+class BulkDownloadConfig:
+    """Download every object under ``prefix`` in ``bucket`` into ``dest_dir`` (prefix stripped)."""
+
+    client: HCPClient
+    bucket: str
+    dest_dir: Path
+    tracker: TrackerProtocol
+    prefix: str = ""
+    workers: int = 10
+    queue_depth: int = 8
+    presign_batch_size: int = 200
+    chunk_size: int = MIB
+    stream_threshold: int = 100 * MIB
+    """Objects below this size are fetched in one shot; larger ones streamed in ``chunk_size``."""
+    retry_errors: bool = False
+    include: list[str] = field(default_factory=list)
+    exclude: list[str] = field(default_factory=list)
+    validate_file: ValidateFn | None = None
+    """Called with the downloaded file (still under its temporary name, same suffix) before it
+    is renamed into place; raising removes it and marks the key as error."""
+    verify_download: bool = False
+    """Check the size of each file after transfer against the listed size."""
+    on_progress: ProgressFn | None = None
+    on_error: ErrorFn | None = None
+    progress_interval: float = 5.0
+    entries: Iterable[tuple[str, int]] | None = None
+    """Explicit work list of ``(key, size)``: no listing of the prefix."""
+    skip_done: bool = True
+    """Count keys the tracker holds as done and present on disk with the right size as skipped
+    without marking them again (reads ``done_keys()`` once)."""
+
+    def __post_init__(self) -> None:
+        _check_common(self)
+        if self.stream_threshold < 0:
+            raise ValueError(f"stream_threshold must be >= 0, got {self.stream_threshold}")
+        self.dest_dir = Path(self.dest_dir)

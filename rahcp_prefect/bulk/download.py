@@ -1,0 +1,196 @@
+"""``bulk_download``: every object under ``bucket/prefix`` (or an explicit work list) to disk.
+
+Pipeline: the listing, paged lazily -> include/exclude -> refuse keys that would land outside
+``dest_dir`` -> skip files already on disk with the listed size -> presign in batches ->
+``workers`` coroutines GET each object into ``.rahcp-part.<name>`` next to its final path
+(small objects in one shot, large ones streamed), verify and validate it there, then rename it
+into place. A file therefore appears under its final name only when it is complete.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import AsyncIterator, Iterable
+from pathlib import Path
+
+from rahcp_prefect.client.errors import PresignedTransferError
+
+from .config import BulkDownloadConfig
+from .errors import VerificationError
+from .filters import GlobFilter
+from .paths import UnsafeKeyError, is_inside, local_path, relative_key, temp_name
+from .pipeline import run_pipeline
+from .presigner import Presigner
+from .scanner import iter_listing
+from .stats import Recorder, TransferStats
+from .validation import run_validator
+
+logger = logging.getLogger(__name__)
+
+DownloadItem = tuple[str, int, "str | None", str]
+"""``(key, size, etag, final OS path)``."""
+
+_YIELD_EVERY = 1024
+
+
+class _Download:
+    """One run's state and the per-file work of its workers."""
+
+    def __init__(self, cfg: BulkDownloadConfig, rec: Recorder) -> None:
+        self.cfg = cfg
+        self.rec = rec
+        self.bucket = cfg.bucket
+        self.s3 = cfg.client.s3
+        self.data = cfg.client.data
+        self.filter = GlobFilter(cfg.include, cfg.exclude)
+        os.makedirs(cfg.dest_dir, exist_ok=True)
+        self.base = os.path.realpath(cfg.dest_dir)
+        self.validate = cfg.validate_file
+        self.verify = cfg.verify_download
+        self._safe_dirs: set[str] = {self.base}
+
+    # -- the producer side -----------------------------------------------------------------
+
+    async def _sources(self) -> AsyncIterator[tuple[str, int, str | None]]:
+        cfg = self.cfg
+        if cfg.retry_errors:
+            entries: Iterable[tuple[str, int]] | None = cfg.tracker.error_entries()
+        else:
+            entries = cfg.entries
+        if entries is None:
+            async for obj in iter_listing(self.s3, self.bucket, cfg.prefix):
+                yield obj
+            return
+        for key, size in entries:
+            yield key, size, None
+
+    async def items(self) -> AsyncIterator[DownloadItem]:
+        """Objects that need a transfer, lazily; skipped and refused ones are counted."""
+        cfg = self.cfg
+        rec = self.rec
+        prefix = cfg.prefix
+        base = self.base
+        accepts = self.filter.accepts if self.filter.active else None
+        done = cfg.tracker.done_keys() if cfg.skip_done else frozenset()
+        stat = os.stat
+        seen = 0
+        async for key, size, etag in self._sources():
+            seen += 1
+            if not seen % _YIELD_EVERY:
+                await asyncio.sleep(0)
+            try:
+                rel = relative_key(key, prefix)
+                if rel is None:  # a folder marker: nothing to write
+                    rec.skipped(key, size)
+                    continue
+                if accepts is not None and not accepts(rel):
+                    continue
+                dest = local_path(base, rel)
+            except UnsafeKeyError as exc:
+                rec.error(key, size, exc)
+                continue
+            try:
+                on_disk = stat(dest).st_size
+            except OSError:
+                on_disk = -1
+            if on_disk == size:
+                rec.skipped(key, size, mark=key not in done, etag=etag)
+                continue
+            yield key, size, etag, dest
+
+    # -- the worker side -------------------------------------------------------------------
+
+    def _parent_ready(self, parent: str) -> None:
+        """Create ``parent`` once, and make sure it resolves inside ``dest_dir``."""
+        if parent in self._safe_dirs:
+            return
+        os.makedirs(parent, exist_ok=True)
+        if not is_inside(self.base, parent):
+            raise UnsafeKeyError(f"refused: {parent!r} resolves outside {self.base!r} (symlink)")
+        self._safe_dirs.add(parent)
+
+    async def handle(self, item: DownloadItem, url: str | None) -> None:
+        """Download one object and record the outcome; never raises (except cancellation)."""
+        key, size, etag, dest = item
+        temp: str | None = None
+        try:
+            parent, _, name = dest.rpartition(os.sep)
+            self._parent_ready(parent)
+            temp = parent + os.sep + temp_name(name)
+            got = await self._fetch(key, size, temp, url)
+            if self.verify and got != size:
+                raise VerificationError(f"verify_download: {self.bucket}/{key}: got {got} bytes, listed {size}")
+            if self.validate is not None:
+                await run_validator(self.validate, temp)
+            os.replace(temp, dest)
+        except Exception as exc:
+            if temp is not None:
+                _remove(temp)
+            self.rec.error(key, size, exc)
+            return
+        self.rec.ok(key, got, etag=etag, verified=self.verify, validated=self.validate is not None)
+
+    async def _fetch(self, key: str, size: int, temp: str, url: str | None) -> int:
+        """GET ``key`` into ``temp``; a 403 (expired URL) is presigned again once."""
+        what = f"{self.bucket}/{key}"
+        if url is None:
+            url = await self.s3.presign_get(self.bucket, key)
+        try:
+            return await self._get(url, what, size, temp)
+        except PresignedTransferError as exc:
+            if exc.status_code != 403:
+                raise
+            self.rec.retried()
+            url = await self.s3.presign_get(self.bucket, key)
+            return await self._get(url, what, size, temp)
+
+    async def _get(self, url: str, what: str, size: int, temp: str) -> int:
+        if size < self.cfg.stream_threshold:
+            data = await self.data.get_bytes(url, what=what)
+            with open(temp, "wb") as handle:
+                handle.write(data)
+            return len(data)
+        got = await self.data.get_to_file(url, Path(temp), what=what, chunk_size=self.cfg.chunk_size)
+        if self.verify:
+            return os.stat(temp).st_size
+        return got
+
+
+def _remove(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        logger.warning("could not remove %s: %s", path, exc)
+
+
+async def bulk_download(cfg: BulkDownloadConfig) -> TransferStats:
+    """Download ``cfg.prefix`` (or ``cfg.entries``) into ``cfg.dest_dir``; return the stats.
+
+    Resumable: files already on disk with the listed size are skipped. Keys that would land
+    outside ``dest_dir`` are refused (marked error), never written.
+    """
+    rec = Recorder(
+        cfg.tracker,
+        on_progress=cfg.on_progress,
+        on_error=cfg.on_error,
+        progress_interval=cfg.progress_interval,
+    )
+    job = _Download(cfg, rec)
+    presigner: Presigner[DownloadItem] = Presigner(
+        job.s3, cfg.bucket, method="get_object", batch_size=cfg.presign_batch_size
+    )
+    try:
+        await run_pipeline(
+            presigner.pairs(job.items()), job.handle, workers=cfg.workers, queue_depth=cfg.queue_depth
+        )
+    except BaseException:
+        try:
+            cfg.tracker.commit()
+        except Exception:
+            logger.exception("tracker commit failed while the run was failing")
+        raise
+    return rec.finish()

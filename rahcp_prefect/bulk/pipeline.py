@@ -1,0 +1,65 @@
+"""The consumer half of the engine: a bounded queue drained by a fixed pool of workers.
+
+One coroutine per worker, not one task per file: per-file cost stays at a queue get and a call.
+The queue holds ``workers x queue_depth`` items, so the scanner and the presigner never run
+more than that far ahead of the transfers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
+
+logger = logging.getLogger(__name__)
+
+W = TypeVar("W")
+
+_STOP: Any = object()
+
+Handler = Callable[[W, "str | None"], Awaitable[None]]
+
+
+async def _work(queue: asyncio.Queue[Any], handle: Handler[Any]) -> None:
+    get = queue.get
+    while True:
+        pair = await get()
+        if pair is _STOP:
+            return
+        await handle(pair[0], pair[1])
+
+
+async def run_pipeline(
+    pairs: AsyncIterator[tuple[W, str | None]],
+    handle: Handler[W],
+    *,
+    workers: int,
+    queue_depth: int,
+) -> None:
+    """Feed ``pairs`` through a queue to ``workers`` coroutines running ``handle(item, url)``.
+
+    ``handle`` deals with its own file's failure. If the source itself fails (a listing error),
+    the items already queued are still finished before the error is raised; on cancellation
+    the workers are cancelled at once.
+    """
+    queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=workers * queue_depth)
+    tasks = [asyncio.ensure_future(_work(queue, handle)) for _ in range(workers)]
+    put = queue.put
+    failure: Exception | None = None
+    try:
+        try:
+            async for pair in pairs:
+                await put(pair)
+        except Exception as exc:  # the source failed: finish what is queued, then raise
+            failure = exc
+        for _ in tasks:
+            await put(_STOP)
+        await asyncio.gather(*tasks)
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+    if failure is not None:
+        raise failure

@@ -1,0 +1,136 @@
+"""Lazy sources of work: a local tree walk for uploads, the remote listing for downloads.
+
+``scan_tree`` walks with ``os.scandir`` one directory at a time and yields files as it goes,
+in S3 key order (UTF-8 byte order of the ``/``-joined relative path), so that the upload's
+``skip_existing`` check can merge it with the remote listing page by page. Memory is one
+directory's names per level of depth, never the whole tree.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+ScanErrorFn = Callable[[str, BaseException], None]
+
+
+def _ignore(rel: str, exc: BaseException) -> None:
+    logger.warning("skipped %s: %s", rel, exc)
+
+
+def _list_dir(path: str, follow_symlinks: bool) -> list[tuple[str, str, bool]]:
+    """``(sort key, name, is_dir)`` of the regular files and directories in ``path``, sorted.
+
+    A directory sorts as ``name/`` so that the yielded relative paths come out in the same
+    order as S3 lists keys. Symlinks are left out unless followed; fifos, sockets and devices
+    always are (reading a fifo would block forever).
+    """
+    out: list[tuple[str, str, bool]] = []
+    append = out.append
+    with os.scandir(path) as it:
+        for entry in it:
+            name = entry.name
+            try:
+                if entry.is_symlink() and not follow_symlinks:
+                    continue
+                if entry.is_dir(follow_symlinks=follow_symlinks):
+                    append((name + "/", name, True))
+                elif entry.is_file(follow_symlinks=follow_symlinks):
+                    append((name, name, False))
+            except OSError:  # a broken link or an entry gone since listing
+                continue
+    out.sort()
+    return out
+
+
+def _valid_name(name: str) -> bool:
+    """Whether ``name`` can be part of an S3 key (UTF-8 encodable: no undecodable bytes)."""
+    if name.isascii():
+        return True
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _printable(rel: str) -> str:
+    return rel.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+def scan_tree(
+    root: str | os.PathLike[str],
+    *,
+    follow_symlinks: bool = False,
+    on_error: ScanErrorFn | None = None,
+    select: Callable[[str], bool] | None = None,
+) -> Iterator[tuple[str, str, int]]:
+    """Yield ``(relative path with / separators, OS path, size)`` for each file under ``root``.
+
+    Lazy and sorted in key order. A directory that cannot be read, a file that cannot be
+    stat'ed or a name that is not valid UTF-8 goes to ``on_error(relative path, exc)`` and the
+    walk goes on. With ``follow_symlinks``, a link back to a directory already on the current
+    path (a loop) is reported and not entered, so the walk always ends. ``select(relative
+    path)``, if given, picks files before they are stat'ed (include/exclude globs).
+    """
+    report = on_error or _ignore
+    root = os.fspath(root)
+    sep = os.sep
+    stat = os.stat
+    # (directory path, relative prefix ending in "/", iterator over its entries, identity)
+    stack: list[tuple[str, str, Iterator[tuple[str, str, bool]], tuple[int, int] | None]] = []
+    on_path: set[tuple[int, int]] = set()
+
+    def enter(path: str, rel: str) -> None:
+        ident: tuple[int, int] | None = None
+        try:
+            if follow_symlinks:
+                st = stat(path)
+                ident = (st.st_dev, st.st_ino)
+                if ident in on_path:
+                    report(rel, OSError(f"symlink loop: {_printable(rel)} is an ancestor"))
+                    return
+            entries = _list_dir(path, follow_symlinks)
+        except OSError as exc:
+            report(rel, exc)
+            return
+        if ident is not None:
+            on_path.add(ident)
+        stack.append((path, rel, iter(entries), ident))
+
+    enter(root, "")
+    while stack:
+        path, rel, entries, ident = stack[-1]
+        for _, name, is_dir in entries:
+            child = path + sep + name if not path.endswith(sep) else path + name
+            child_rel = rel + name
+            if not _valid_name(name):
+                report(_printable(child_rel), UnicodeError("file name is not valid UTF-8"))
+                continue
+            if is_dir:
+                enter(child, child_rel + "/")
+                break  # descend; this directory's iterator resumes afterwards
+            if select is not None and not select(child_rel):
+                continue
+            try:
+                size = stat(child).st_size
+            except OSError as exc:
+                report(child_rel, exc)
+                continue
+            yield child_rel, child, size
+        else:
+            stack.pop()
+            if ident is not None:
+                on_path.discard(ident)
+
+
+async def iter_listing(
+    s3: Any, bucket: str, prefix: str, page_size: int = 1000
+) -> AsyncIterator[tuple[str, int, str | None]]:
+    """``(key, size, etag)`` of every object under ``prefix``, one list call per page."""
+    async for obj in s3.iter_objects(bucket, prefix=prefix, page_size=page_size):
+        yield obj["Key"], obj["Size"], obj.get("ETag")

@@ -1,0 +1,170 @@
+"""Counters of one bulk run, and the recorder that updates them, the tracker and the callbacks.
+
+The recorder sits on the hot path (called once per file), so it does only integer additions,
+one buffered ``tracker.mark`` and one clock read; progress callbacks are throttled to
+``progress_interval`` and a failing callback is logged, never allowed to stop the transfer.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from time import monotonic
+
+from rahcp_prefect.tracker.protocol import TrackerProtocol, TransferStatus
+
+from .config import ErrorFn, ProgressFn
+
+logger = logging.getLogger(__name__)
+
+MIB = 1024 * 1024
+_DONE = TransferStatus.done
+_ERROR = TransferStatus.error
+
+
+@dataclass
+class TransferStats:
+    """What a bulk run did. ``bytes`` counts bytes actually transferred (not skipped files)."""
+
+    ok: int = 0
+    """Files transferred."""
+    skipped: int = 0
+    """Files left alone because they were already done (tracker, remote listing or local disk)."""
+    errors: int = 0
+    """Files that failed (each one also went to ``on_error`` and the tracker)."""
+    bytes: int = 0
+    elapsed: float = 0.0
+    """Seconds since the run started."""
+    retries: int = 0
+    """Transfers repeated by the engine (re-presign after 403) and by the client's data plane."""
+
+    @property
+    def done(self) -> int:
+        """Files handled so far: ``ok + skipped + errors``."""
+        return self.ok + self.skipped + self.errors
+
+    @property
+    def mb_per_sec(self) -> float:
+        """Transferred MiB per second of elapsed time."""
+        return self.bytes / MIB / self.elapsed if self.elapsed > 0 else 0.0
+
+    @property
+    def files_per_sec(self) -> float:
+        """Files handled (``done``) per second of elapsed time."""
+        return self.done / self.elapsed if self.elapsed > 0 else 0.0
+
+
+def error_text(exc: BaseException) -> str:
+    """A one-line message for the tracker: the exception type and its text, capped."""
+    text = str(exc)
+    name = type(exc).__name__
+    return (f"{name}: {text}" if text else name)[:500]
+
+
+class Recorder:
+    """Counts outcomes, marks them in the tracker (buffered) and fires throttled callbacks."""
+
+    def __init__(
+        self,
+        tracker: TrackerProtocol,
+        *,
+        on_progress: ProgressFn | None,
+        on_error: ErrorFn | None,
+        progress_interval: float,
+    ) -> None:
+        self.stats = TransferStats()
+        self._tracker = tracker
+        self._mark = tracker.mark
+        self._on_progress = on_progress
+        self._on_error = on_error
+        self._interval = progress_interval
+        self._started = monotonic()
+        self._next_progress = self._started + progress_interval
+
+    # -- outcomes (hot path) ---------------------------------------------------------------
+
+    def ok(
+        self,
+        key: str,
+        size: int,
+        *,
+        etag: str | None = None,
+        verified: bool = False,
+        validated: bool = False,
+    ) -> None:
+        """A file was transferred: count its bytes and mark it done."""
+        stats = self.stats
+        stats.ok += 1
+        stats.bytes += size
+        self._mark(key, size, _DONE, etag=etag, verified=verified, validated=validated)
+        if self._on_progress is not None:
+            self._tick()
+
+    def skipped(self, key: str, size: int, *, mark: bool = False, etag: str | None = None) -> None:
+        """A file needed no transfer; ``mark`` records it as done (first time it is seen done)."""
+        self.stats.skipped += 1
+        if mark:
+            self._mark(key, size, _DONE, etag=etag)
+        if self._on_progress is not None:
+            self._tick()
+
+    def error(self, key: str, size: int, exc: BaseException, *, mark: bool = True) -> None:
+        """A file failed: mark it as error and tell ``on_error``; never raises."""
+        self.stats.errors += 1
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug("%s failed: %s", key, error_text(exc))
+        if mark:
+            try:
+                self._mark(key, size, _ERROR, error_text(exc))
+            except Exception:  # a tracker failure must not hide the file's own error
+                logger.exception("tracker could not record the error of %s", key)
+        if self._on_error is not None:
+            try:
+                self._on_error(key, exc)
+            except Exception:
+                logger.exception("on_error callback failed for %s", key)
+        if self._on_progress is not None:
+            self._tick()
+
+    def retried(self, count: int = 1) -> None:
+        self.stats.retries += count
+
+    # -- progress --------------------------------------------------------------------------
+
+    def snapshot(self) -> TransferStats:
+        """A copy of the counters with ``elapsed`` set to now."""
+        s = self.stats
+        return TransferStats(
+            ok=s.ok,
+            skipped=s.skipped,
+            errors=s.errors,
+            bytes=s.bytes,
+            elapsed=monotonic() - self._started,
+            retries=s.retries,
+        )
+
+    def _tick(self) -> None:
+        now = monotonic()
+        if now >= self._next_progress:
+            self._next_progress = now + self._interval
+            self._emit()
+
+    def _emit(self) -> None:
+        if self._on_progress is None:
+            return
+        try:
+            self._on_progress(self.snapshot())
+        except Exception:
+            logger.exception("on_progress callback failed")
+
+    def finish(self) -> TransferStats:
+        """Flush the tracker, fire the final progress callback and return the final counters."""
+        self._tracker.commit()
+        final = self.snapshot()
+        self.stats.elapsed = final.elapsed
+        if self._on_progress is not None:
+            try:
+                self._on_progress(final)
+            except Exception:
+                logger.exception("on_progress callback failed")
+        return final

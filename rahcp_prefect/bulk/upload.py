@@ -1,0 +1,273 @@
+"""``bulk_upload``: a local tree (or an explicit work list) to ``bucket/prefix``.
+
+Pipeline: lazy scan in key order -> include/exclude -> skip what the tracker holds as done and
+(``skip_existing``) what the remote listing already has with the same size -> presign in
+batches -> ``workers`` coroutines PUT the files (small ones read in one go, larger ones
+streamed, files at or above the multipart threshold in parallel parts) -> buffered tracker marks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import AsyncIterator, Iterable, Iterator
+from pathlib import Path
+
+from rahcp_prefect.client.errors import PresignedTransferError
+
+from .config import BulkUploadConfig
+from .errors import FileChangedError, VerificationError
+from .existing import RemoteSizes, common_prefix
+from .filters import GlobFilter
+from .paths import check_relpath
+from .pipeline import run_pipeline
+from .presigner import Presigner
+from .scanner import iter_listing, scan_tree
+from .stats import Recorder, TransferStats
+from .validation import run_validator
+
+logger = logging.getLogger(__name__)
+
+UploadItem = tuple[str, str, int]
+"""``(key, local OS path, size at scan time)``."""
+
+_YIELD_EVERY = 1024
+"""Scanned entries between two yields to the event loop (long runs of skipped files)."""
+
+
+def check_source_dir(source_dir: Path) -> None:
+    """Raise before anything starts if ``source_dir`` is missing or not a directory."""
+    if not source_dir.exists():
+        raise FileNotFoundError(f"source_dir does not exist: {source_dir}")
+    if not source_dir.is_dir():
+        raise NotADirectoryError(f"source_dir is not a directory: {source_dir}")
+
+
+class _Upload:
+    """One run's state and the per-file work of its workers."""
+
+    def __init__(self, cfg: BulkUploadConfig, rec: Recorder) -> None:
+        self.cfg = cfg
+        self.rec = rec
+        self.bucket = cfg.bucket
+        client = cfg.client
+        self.s3 = client.s3
+        self.data = client.data
+        self.threshold = client.transfer_settings.multipart_threshold
+        self.small_limit = cfg.chunk_size
+        self.filter = GlobFilter(cfg.include, cfg.exclude)
+        self.root = os.fspath(cfg.source_dir)
+        self.validate = cfg.validate_file
+        self.verify = cfg.verify_upload
+
+    # -- the producer side -----------------------------------------------------------------
+
+    def wants_url(self, item: UploadItem) -> bool:
+        """Multipart files are presigned part by part, not in the batch."""
+        return item[2] < self.threshold
+
+    def _path_of(self, rel: str) -> str:
+        return self.root + os.sep + os.sep.join(check_relpath(rel))
+
+    def _scan_error(self, rel: str, exc: BaseException) -> None:
+        key = self.cfg.prefix + rel
+        # A directory (rel ends in "/") is not a key: count and report it, do not mark it.
+        self.rec.error(key, 0, exc, mark=not rel.endswith("/"))
+
+    def _explicit(self, entries: Iterable[tuple[str, int]], restat: bool) -> list[tuple[str, str, int]]:
+        """Checked ``(rel, path, size)`` of a work list; bad entries are recorded as errors."""
+        accepts = self.filter.accepts if self.filter.active else None
+        out: list[tuple[str, str, int]] = []
+        for rel, size in entries:
+            if accepts is not None and not accepts(rel):
+                continue
+            try:
+                path = self._path_of(rel)
+                if restat:
+                    size = os.stat(path).st_size
+            except (OSError, ValueError) as exc:
+                self.rec.error(self.cfg.prefix + rel, size, exc)
+                continue
+            out.append((rel, path, size))
+        if self.cfg.skip_existing:
+            out.sort()
+        return out
+
+    def _retry_entries(self) -> Iterator[tuple[str, int]]:
+        prefix = self.cfg.prefix
+        for key, size in self.cfg.tracker.error_entries():
+            if key.startswith(prefix):
+                yield key[len(prefix):], size
+            else:
+                logger.warning("error entry %r is not under prefix %r; left alone", key, prefix)
+
+    def _local(self) -> tuple[Iterable[tuple[str, str, int]], str]:
+        """The local files in key order, and the prefix to list for ``skip_existing``."""
+        cfg = self.cfg
+        if cfg.retry_errors or cfg.entries is not None:
+            if cfg.retry_errors:
+                files = self._explicit(self._retry_entries(), restat=True)
+            else:
+                assert cfg.entries is not None
+                files = self._explicit(cfg.entries, restat=False)
+            narrowed = common_prefix(files[0][0], files[-1][0]) if files else ""
+            return files, cfg.prefix + narrowed
+        select = self.filter.accepts if self.filter.active else None
+        walk = scan_tree(
+            self.root, follow_symlinks=cfg.follow_symlinks, on_error=self._scan_error, select=select
+        )
+        return walk, cfg.prefix
+
+    async def items(self) -> AsyncIterator[UploadItem]:
+        """Files that need a transfer, lazily; skipped ones are counted on the way."""
+        cfg = self.cfg
+        rec = self.rec
+        prefix = cfg.prefix
+        done = cfg.tracker.done_keys() if cfg.skip_done else frozenset()
+        files, list_prefix = self._local()
+        remote = (
+            RemoteSizes(iter_listing(self.s3, self.bucket, list_prefix)) if cfg.skip_existing else None
+        )
+        seen = 0
+        try:
+            for rel, path, size in files:
+                seen += 1
+                if not seen % _YIELD_EVERY:
+                    await asyncio.sleep(0)
+                key = prefix + rel
+                if key in done:
+                    rec.skipped(key, size)
+                    continue
+                if remote is not None:
+                    found = await remote.lookup(key)
+                    if found is not None and found[0] == size:
+                        rec.skipped(key, size, mark=True, etag=found[1])
+                        continue
+                yield key, path, size
+        finally:
+            if remote is not None:
+                await remote.aclose()
+
+    # -- the worker side -------------------------------------------------------------------
+
+    async def handle(self, item: UploadItem, url: str | None) -> None:
+        """Upload one file and record the outcome; never raises (except cancellation)."""
+        key, path, size = item
+        try:
+            if self.validate is not None:
+                await run_validator(self.validate, path)
+            if size >= self.threshold:
+                etag = await self._multipart(key, path, size)
+            else:
+                etag = await self._put(key, path, size, url)
+            if self.verify:
+                await self._verify(key, size)
+        except Exception as exc:
+            self.rec.error(key, size, exc)
+            return
+        self.rec.ok(key, size, etag=etag, verified=self.verify, validated=self.validate is not None)
+
+    async def _put(self, key: str, path: str, size: int, url: str | None) -> str:
+        what = f"{self.bucket}/{key}"
+        data: bytes | None = None
+        if size <= self.small_limit:
+            data = _read_exactly(path, size)
+        else:
+            _check_unchanged(path, size)
+        if url is None:
+            url = await self.s3.presign_put(self.bucket, key)
+        try:
+            etag = await self._send(url, what, path, size, data)
+        except PresignedTransferError as exc:
+            if exc.status_code != 403:
+                raise
+            # An expired (or otherwise refused) URL: sign this key again, once.
+            self.rec.retried()
+            url = await self.s3.presign_put(self.bucket, key)
+            etag = await self._send(url, what, path, size, data)
+        if data is None:
+            _check_unchanged(path, size)
+        return etag
+
+    async def _send(self, url: str, what: str, path: str, size: int, data: bytes | None) -> str:
+        if data is not None:
+            return await self.data.put_bytes(url, data, what=what)
+        return await self.data.put_file(url, Path(path), size, what=what, chunk_size=self.cfg.chunk_size)
+
+    async def _multipart(self, key: str, path: str, size: int) -> str:
+        _check_unchanged(path, size)
+        etag = await self.s3.upload_multipart(self.bucket, key, Path(path))
+        _check_unchanged(path, size)
+        return etag
+
+    async def _verify(self, key: str, size: int) -> None:
+        meta = await self.s3.head(self.bucket, key)
+        remote = int(meta.get("content-length", -1))
+        if remote != size:
+            raise VerificationError(f"verify_upload: {self.bucket}/{key} is {remote} bytes remote, {size} local")
+
+
+def _read_exactly(path: str, size: int) -> bytes:
+    """The whole file, which must still be ``size`` bytes (one read, no extra stat)."""
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(size + 1)
+    except FileNotFoundError:
+        raise FileChangedError(path, size, None) from None
+    if len(data) != size:
+        raise FileChangedError(path, size, _size_now(path))
+    return data
+
+
+def _size_now(path: str) -> int | None:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return None
+
+
+def _check_unchanged(path: str, size: int) -> None:
+    actual = _size_now(path)
+    if actual != size:
+        raise FileChangedError(path, size, actual)
+
+
+async def bulk_upload(cfg: BulkUploadConfig) -> TransferStats:
+    """Upload ``cfg.source_dir`` (or ``cfg.entries``) to ``cfg.bucket``; return the run's stats.
+
+    Resumable: rerun with the same tracker and it skips what is done. Raises only for the run
+    as a whole (missing ``source_dir``, a failing listing); each file's failure is recorded in
+    the tracker and passed to ``on_error``.
+    """
+    check_source_dir(cfg.source_dir)
+    rec = Recorder(
+        cfg.tracker,
+        on_progress=cfg.on_progress,
+        on_error=cfg.on_error,
+        progress_interval=cfg.progress_interval,
+    )
+    job = _Upload(cfg, rec)
+    presigner: Presigner[UploadItem] = Presigner(
+        job.s3,
+        cfg.bucket,
+        method="put_object",
+        batch_size=cfg.presign_batch_size,
+        wants_url=job.wants_url,
+    )
+    try:
+        await run_pipeline(
+            presigner.pairs(job.items()), job.handle, workers=cfg.workers, queue_depth=cfg.queue_depth
+        )
+    except BaseException:
+        _flush_quietly(cfg.tracker)
+        raise
+    return rec.finish()
+
+
+def _flush_quietly(tracker: object) -> None:
+    """Keep what was done on a failed or cancelled run (the error being raised wins)."""
+    try:
+        tracker.commit()  # type: ignore[attr-defined]
+    except Exception:
+        logger.exception("tracker commit failed while the run was failing")
