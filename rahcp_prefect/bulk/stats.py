@@ -94,17 +94,25 @@ class Recorder:
     ) -> None:
         """A file was transferred: count its bytes and mark it done."""
         stats = self.stats
+        try:
+            self._mark(key, size, _DONE, etag=etag, verified=verified, validated=validated)
+        except Exception as exc:  # e.g. a key the tracker cannot store: not done for a rerun
+            self.error(key, size, exc, mark=False)
+            return
         stats.ok += 1
         stats.bytes += size
-        self._mark(key, size, _DONE, etag=etag, verified=verified, validated=validated)
         if self._on_progress is not None:
             self._tick()
 
     def skipped(self, key: str, size: int, *, mark: bool = False, etag: str | None = None) -> None:
         """A file needed no transfer; ``mark`` records it as done (first time it is seen done)."""
-        self.stats.skipped += 1
         if mark:
-            self._mark(key, size, _DONE, etag=etag)
+            try:
+                self._mark(key, size, _DONE, etag=etag)
+            except Exception as exc:
+                self.error(key, size, exc, mark=False)
+                return
+        self.stats.skipped += 1
         if self._on_progress is not None:
             self._tick()
 
