@@ -22,6 +22,9 @@ from rahcp_prefect.tracker.protocol import JobInfo, JobState, TransferStatus
 #: One buffered mark: (key, size, status, error, etag, verified, validated).
 MarkRow = tuple[str, int, str, "str | None", "str | None", bool, bool]
 
+#: Longest key or job name, in UTF-8 bytes; job + key must fit one PostgreSQL index entry.
+MAX_KEY_BYTES = 1200
+
 _STATUS_VALUES = {s.value: s.value for s in TransferStatus} | {s: s.value for s in TransferStatus}
 
 
@@ -29,8 +32,9 @@ def check_key(key: str, what: str = "key") -> str:
     """Return ``key`` if every backend can store it, else raise ``InvalidKeyError``.
 
     Refused: non-strings, the empty string, NUL (PostgreSQL text cannot hold it, so SQLite
-    refuses it too, keeping the backends interchangeable) and lone surrogates (not UTF-8;
-    they come from undecodable file names read with ``surrogateescape``).
+    refuses it too, keeping the backends interchangeable), lone surrogates (not UTF-8;
+    they come from undecodable file names read with ``surrogateescape``) and more than
+    ``MAX_KEY_BYTES`` of UTF-8 (a PostgreSQL index entry holds about 2.7 KB).
     """
     if type(key) is not str:
         if not isinstance(key, str):
@@ -39,14 +43,21 @@ def check_key(key: str, what: str = "key") -> str:
         raise InvalidKeyError(f"{what} must not be empty")
     if "\x00" in key:
         raise InvalidKeyError(f"{what} {key!r} contains NUL, which the tracker cannot store")
-    if not key.isascii():
+    if key.isascii():
+        size = len(key)
+    else:
         try:
-            key.encode("utf-8")
+            size = len(key.encode("utf-8"))
         except UnicodeEncodeError as exc:
             raise InvalidKeyError(
                 f"{what} {key!r} is not valid UTF-8 text ({exc.reason}); "
                 "decode file names before tracking them"
             ) from None
+    if size > MAX_KEY_BYTES:
+        raise InvalidKeyError(
+            f"{what} {key[:40]!r}... is {size} bytes of UTF-8; the tracker stores at most "
+            f"{MAX_KEY_BYTES} (S3 keys are at most 1024)"
+        )
     return key
 
 
@@ -134,7 +145,7 @@ class BufferedTracker(ABC):
         validated: bool = False,
     ) -> None:
         """Record the outcome of ``key`` (buffered); a later mark of the same key wins."""
-        if not (type(key) is str and key.isascii() and key and "\x00" not in key):
+        if not (type(key) is str and key.isascii() and 0 < len(key) <= MAX_KEY_BYTES and "\x00" not in key):
             check_key(key)
         row = (
             key,

@@ -1,12 +1,14 @@
 """``create_tracker``: pick the backend from the target, so callers never name a class.
 
 - a ``Path``, a plain path, or ``sqlite:///relative.db`` / ``sqlite:////abs.db`` -> ``SqliteTracker``
-- ``postgresql://``, ``postgres://`` (or SQLAlchemy's ``postgresql+psycopg://``) -> ``PostgresTracker``
+- ``postgresql://``, ``postgres://`` (or SQLAlchemy's ``postgresql+psycopg://``), or a libpq
+  key/value DSN (``host=db dbname=rahcp ...``) -> ``PostgresTracker``
 - any other scheme -> ``TrackerConfigError`` (a ``ValueError``) naming the scheme, DSN masked
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +17,8 @@ from rahcp_prefect.tracker.errors import TrackerConfigError
 from rahcp_prefect.tracker.protocol import TrackerProtocol
 
 POSTGRES_SCHEMES = ("postgresql", "postgres")
+#: A libpq key/value DSN ("host=db dbname=rahcp user=u password=..."), not a file name.
+KEY_VALUE_DSN = re.compile(r"^\s*(host|hostaddr|dbname|user|port|service|password)\s*=", re.IGNORECASE)
 
 
 def backend_of(target: str | Path) -> str:
@@ -25,7 +29,7 @@ def backend_of(target: str | Path) -> str:
         raise TrackerConfigError(f"tracker target must be a path or a DSN, got {target!r}")
     scheme = scheme_of(target)
     if scheme is None:
-        return "sqlite"
+        return "postgres" if KEY_VALUE_DSN.match(target) else "sqlite"
     base = scheme.split("+", 1)[0]
     if base == "sqlite":
         return "sqlite"
