@@ -42,19 +42,25 @@ def build_app(ctx: EmulatorContext) -> Any:
         CORSMiddleware, allow_origins=["*"], allow_methods=["*"], allow_headers=["*"]
     )
 
-    api = APIRouter(prefix=API_PREFIX)
-    api.include_router(routes_auth.router)
-    api.include_router(routes_buckets.router)
     # Literal object/multipart sub-routes must precede the {key:path} catch-alls.
-    api.include_router(routes_presign.router)
-    api.include_router(routes_objects.router)
-    api.include_router(routes_multipart.router)
+    api_routers = [
+        routes_auth.router,
+        routes_buckets.router,
+        routes_presign.router,
+        routes_objects.router,
+        routes_multipart.router,
+    ]
     if ctx.mapi_enabled:
-        api.include_router(routes_mapi.router)
+        api_routers.append(routes_mapi.router)
+    api = APIRouter(prefix=API_PREFIX)
+    for router in api_routers:
+        api.include_router(router)
     app.include_router(api)
     app.include_router(routes_health.router)
     app.include_router(routes_control.router)
 
+    templates = [(API_PREFIX, r) for router in api_routers for r in router.routes]
+    templates += [("", r) for r in routes_health.router.routes]
     inner = GZipMiddleware(app, minimum_size=500)
-    counted = CountAndFaultMiddleware(inner, ctx.faults, ctx.counter, API_PREFIX, app.router.routes)
+    counted = CountAndFaultMiddleware(inner, ctx.faults, ctx.counter, API_PREFIX, templates)
     return RequestIDMiddleware(counted)

@@ -7,8 +7,6 @@ import json
 import uuid
 from typing import Any
 
-from starlette.routing import Match
-
 from rahcp_prefect.testing.apiserver import TRANSPORT_EXTENSION
 from rahcp_prefect.testing.counter import RequestCounter
 from rahcp_prefect.testing.faults import FAULT_DETAIL, FaultInjector
@@ -46,7 +44,8 @@ class CountAndFaultMiddleware:
     """Count each API request by route template and apply API-plane fault rules.
 
     The control routes under ``/_emulator`` are neither counted nor faulted, so a test can always
-    remove the rules it set.
+    remove the rules it set. ``routes`` lists (mount prefix, APIRoute) pairs, used to name the
+    route of a request that a fault answers before routing.
     """
 
     def __init__(
@@ -55,7 +54,7 @@ class CountAndFaultMiddleware:
         faults: FaultInjector,
         counter: RequestCounter,
         api_prefix: str,
-        routes: list[Any],
+        routes: list[tuple[str, Any]],
     ) -> None:
         self.app = app
         self.faults = faults
@@ -93,11 +92,14 @@ class CountAndFaultMiddleware:
 
     def _resolve(self, scope: Scope) -> str:
         """The route template a request would reach (for requests a fault answers early)."""
-        for route in self.routes:
-            match, _ = route.matches(scope)
-            if match is Match.FULL:
+        path: str = scope["path"]
+        method: str = scope["method"]
+        for prefix, route in self.routes:
+            if not path.startswith(prefix):
+                continue
+            if route.path_regex.match(path[len(prefix) :]) and method in route.methods:
                 return str(route.path)
-        return str(scope["path"])
+        return path
 
 
 def _header(scope: Scope, name: bytes) -> str | None:

@@ -40,6 +40,12 @@ class _QuietRequestHandler(MotoRequestHandler):
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         pass
 
+    def connection_dropped(
+        self, error: BaseException, environ: dict[str, Any] | None = None
+    ) -> None:
+        # Never read on after a drop: the rest of a request body may sit in the read buffer.
+        self.close_connection = True
+
 
 class DataPlaneMiddleware:
     """Counts every S3 request and applies data-plane fault rules before moto sees it."""
