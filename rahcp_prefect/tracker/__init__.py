@@ -18,6 +18,7 @@ from rahcp_prefect.tracker.factory import create_tracker
 from rahcp_prefect.tracker.models import Job, SchemaVersion, Transfer
 from rahcp_prefect.tracker.postgres import PostgresTracker
 from rahcp_prefect.tracker.protocol import JobInfo, JobState, TrackerProtocol, TransferStatus
+from rahcp_prefect.tracker import schema
 from rahcp_prefect.tracker.schema import SCHEMA_VERSION
 from rahcp_prefect.tracker.sqlite import SqliteTracker
 

@@ -35,7 +35,7 @@ from rahcp_prefect.tracker.errors import (
     TrackerSchemaError,
 )
 from rahcp_prefect.tracker.protocol import JobInfo, JobState, TransferStatus
-from rahcp_prefect.tracker.schema import SCHEMA_VERSION, plan
+from rahcp_prefect.tracker import schema
 
 logger = logging.getLogger(__name__)
 
@@ -163,21 +163,21 @@ class PostgresTracker(BufferedTracker):
             ) from None
         try:
             with conn:
-                if self._version(conn) == SCHEMA_VERSION:
+                if self._version(conn) == schema.SCHEMA_VERSION:
                     return
                 with conn.transaction():
                     conn.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
                     current = self._version(conn)
-                    statements = plan(current, pg_dialect.dialect())
+                    statements = schema.plan(current, pg_dialect.dialect())
                     for statement in statements:
                         conn.execute(statement)
                     conn.execute(
                         "INSERT INTO rahcp_schema_version (id, version, applied_at) VALUES (1, %s, now()) "
                         "ON CONFLICT (id) DO UPDATE SET version = excluded.version, applied_at = now()",
-                        (SCHEMA_VERSION,),
+                        (schema.SCHEMA_VERSION,),
                     )
                     if statements:
-                        logger.info("tracker schema at version %s in %s", SCHEMA_VERSION, self.dsn)
+                        logger.info("tracker schema at version %s in %s", schema.SCHEMA_VERSION, self.dsn)
         except TrackerSchemaError:
             raise
         except psycopg.Error as exc:

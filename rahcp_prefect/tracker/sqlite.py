@@ -28,7 +28,7 @@ from rahcp_prefect.tracker.base import (
 )
 from rahcp_prefect.tracker.errors import TrackerConnectionError
 from rahcp_prefect.tracker.protocol import JobInfo, JobState, TransferStatus
-from rahcp_prefect.tracker.schema import SCHEMA_VERSION, plan
+from rahcp_prefect.tracker import schema
 
 T = "rahcp_transfers"
 J = "rahcp_jobs"
@@ -116,17 +116,17 @@ class SqliteTracker(BufferedTracker):
 
     def _ensure_schema(self) -> None:
         """Create or migrate the schema; ``BEGIN IMMEDIATE`` serialises concurrent first uses."""
-        if self._version() == SCHEMA_VERSION:
+        if self._version() == schema.SCHEMA_VERSION:
             return
         with self._transaction():
             current = self._version()
-            statements = plan(current, sqlite_dialect.dialect())
+            statements = schema.plan(current, sqlite_dialect.dialect())
             for statement in statements:
                 self._conn.execute(statement)
             self._conn.execute(
                 "INSERT INTO rahcp_schema_version (id, version, applied_at) VALUES (1, ?, ?) "
                 "ON CONFLICT (id) DO UPDATE SET version = excluded.version, applied_at = excluded.applied_at",
-                (SCHEMA_VERSION, _timestamp()),
+                (schema.SCHEMA_VERSION, _timestamp()),
             )
 
     @contextmanager
