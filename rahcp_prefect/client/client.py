@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from time import perf_counter
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -292,7 +292,7 @@ class HCPClient:
                         headers={"Authorization": f"Bearer {self._token}"},
                     )
                 except RETRYABLE_TRANSPORT_ERRORS as exc:
-                    reason = self._redact(f"{type(exc).__name__}: {exc}")[:200]
+                    reason = _describe(exc, self._redact)
                     if attempt < self.config.max_retries:
                         attempt = await self._wait(method, path, reason, attempt)
                         continue
@@ -375,3 +375,9 @@ def _access_token(response: httpx.Response) -> str | None:
     except (ValueError, AttributeError):
         return None
     return token if isinstance(token, str) and token else None
+
+
+def _describe(exc: Exception, redact: Callable[[str], str]) -> str:
+    """A transport error as ``Name: text`` (redacted, <= 200 chars); httpx often has no text."""
+    text = redact(str(exc))
+    return f"{type(exc).__name__}: {text}"[:200] if text else type(exc).__name__
