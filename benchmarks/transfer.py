@@ -1,0 +1,480 @@
+"""Transfer engine benchmark: ours (``bulk_upload``/``bulk_download``) against a floor.
+
+    python -m benchmarks.transfer [--data-dir DIR] [--only upload-small,...] [--workers 10]
+
+The emulator (API + moto S3) runs in its own process, started with
+``python -m rahcp_prefect.testing --port 0``. Every measured client runs in a fresh child
+process of its own, so its CPU (user + system, ``getrusage``) and peak RSS (``ru_maxrss``) are
+the client's alone. The floor is a plain aiohttp client that only does presigned PUTs/GETs at
+the same concurrency, with every URL signed before the clock starts (no API, no tracker); it
+reads each file from disk (upload) or writes it to disk (download), as any real client must.
+
+Prints one JSON object per scenario: ``scenario``, ``ours``, ``floor``, ``ratio`` (ours /
+floor of the scenario's main figure: files_per_s, mb_per_s or, for scan-200k, walk rate) and
+``bars`` (each bar of the issue with its verdict).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+SMALL_FILES = 2000
+SMALL_SIZE = 10 * 1000
+LARGE_SIZE = 1 << 30
+SCAN_FILES = 200_000
+SCAN_PENDING_EVERY = 100
+"""scan-200k: the tracker holds every file as done except one in this many (sent for real)."""
+MIB = 1 << 20
+USER = "bench"
+PASSWORD = "bench-password"
+
+
+# -- measuring ---------------------------------------------------------------------------------
+
+
+def _cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+class Clock:
+    """Wall and CPU time of one timed section."""
+
+    def __enter__(self) -> Clock:
+        self.cpu0 = _cpu()
+        self.t0 = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.wall = time.perf_counter() - self.t0
+        self.cpu = _cpu() - self.cpu0
+
+
+def figures(clock: Clock, files: int, nbytes: int, **extra: Any) -> dict[str, Any]:
+    out = {
+        "files": files,
+        "seconds": round(clock.wall, 3),
+        "files_per_s": round(files / clock.wall, 1),
+        "cpu_us_per_file": round(clock.cpu / files * 1e6, 1) if files else None,
+        "mb_per_s": round(nbytes / MIB / clock.wall, 1),
+        "cpu_s_per_gb": round(clock.cpu / (nbytes / (1 << 30)), 3) if nbytes else None,
+        "peak_rss_mb": round(_peak_rss_mb(), 1),
+    }
+    out.update(extra)
+    return out
+
+
+# -- the floor: plain aiohttp on URLs signed in advance -----------------------------------------
+
+
+def _login(api: str) -> Any:
+    import httpx
+
+    http = httpx.Client(base_url=api, timeout=120)
+    token = http.post("/auth/token", data={"username": USER, "password": PASSWORD}).json()["access_token"]
+    http.headers["Authorization"] = f"Bearer {token}"
+    return http
+
+
+def presign_all(api: str, bucket: str, keys: list[str], method: str) -> dict[str, str]:
+    http = _login(api)
+    urls: dict[str, str] = {}
+    for start in range(0, len(keys), 1000):
+        batch = keys[start : start + 1000]
+        answer = http.post(
+            f"/buckets/{bucket}/objects/presign", json={"keys": batch, "method": method, "expires_in": 3600}
+        ).json()
+        urls.update({item["key"]: item["url"] for item in answer["urls"]})
+    return urls
+
+
+async def _floor_pool(items: list[Any], workers: int, one: Any) -> None:
+    queue: asyncio.Queue[Any] = asyncio.Queue()
+    for item in items:
+        queue.put_nowait(item)
+
+    async def worker() -> None:
+        while not queue.empty():
+            await one(queue.get_nowait())
+
+    await asyncio.gather(*(worker() for _ in range(workers)))
+
+
+async def floor_upload(spec: dict[str, Any]) -> dict[str, Any]:
+    import aiohttp
+    from yarl import URL
+
+    root = Path(spec["source"])
+    rels = sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
+    urls = presign_all(spec["api"], spec["bucket"], rels, "put_object")
+    items = [(str(root / rel), urls[rel]) for rel in rels]
+    total = sum(os.path.getsize(p) for p, _ in items)
+    with Clock() as clock:
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=spec["workers"])) as session:
+
+            async def one(item: tuple[str, str]) -> None:
+                path, url = item
+                size = os.path.getsize(path)
+                if size <= MIB:
+                    with open(path, "rb") as handle:
+                        body: Any = handle.read()
+                else:
+                    body = _file_chunks(path)
+                headers = {"Content-Length": str(size)}
+                async with session.put(URL(url, encoded=True), data=body, headers=headers) as response:
+                    await response.read()
+                    if response.status != 200:
+                        raise RuntimeError(f"PUT {response.status}")
+
+            await _floor_pool(items, spec["workers"], one)
+    return figures(clock, len(items), total)
+
+
+async def _file_chunks(path: str) -> Any:
+    with open(path, "rb") as handle:
+        while chunk := handle.read(MIB):
+            yield chunk
+
+
+async def floor_download(spec: dict[str, Any]) -> dict[str, Any]:
+    import aiohttp
+    from yarl import URL
+
+    keys = spec["keys"]
+    urls = presign_all(spec["api"], spec["bucket"], keys, "get_object")
+    dest = Path(spec["dest"])
+    dest.mkdir(parents=True, exist_ok=True)
+    total = 0
+    with Clock() as clock:
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=spec["workers"])) as session:
+
+            async def one(key: str) -> None:
+                nonlocal total
+                async with session.get(URL(urls[key], encoded=True)) as response:
+                    if response.status != 200:
+                        raise RuntimeError(f"GET {response.status}")
+                    with open(dest / key.replace("/", "_"), "wb") as handle:
+                        async for chunk in response.content.iter_chunked(MIB):
+                            handle.write(chunk)
+                            total += len(chunk)
+
+            await _floor_pool(keys, spec["workers"], one)
+    return figures(clock, len(keys), total)
+
+
+async def floor_scan(spec: dict[str, Any]) -> dict[str, Any]:
+    files = 0
+    with Clock() as clock:
+        for dirpath, _, names in os.walk(spec["source"]):
+            for name in names:
+                os.stat(os.path.join(dirpath, name))
+                files += 1
+    return figures(clock, files, 0)
+
+
+# -- ours: the engine, with a SQLite tracker -----------------------------------------------------
+
+
+class _FirstDone:
+    """A tracker proxy that notes when the first file is marked done (the first transfer)."""
+
+    def __init__(self, tracker: Any) -> None:
+        self._tracker = tracker
+        self.first: float | None = None
+
+    def mark(self, key: str, size: int, status: Any, error: str | None = None, **kw: Any) -> None:
+        if self.first is None and kw.get("etag") is not None:
+            self.first = time.perf_counter()
+        self._tracker.mark(key, size, status, error, **kw)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._tracker, name)
+
+
+async def ours(spec: dict[str, Any]) -> dict[str, Any]:
+    from rahcp_prefect.bulk import BulkDownloadConfig, BulkUploadConfig, bulk_download, bulk_upload
+    from rahcp_prefect.client import HCPClient
+    from rahcp_prefect.tracker import SqliteTracker
+
+    tracker = SqliteTracker(spec["tracker"], job=spec["job"])
+    probe = _FirstDone(tracker)
+    async with HCPClient(endpoint=spec["api"], username=USER, password=PASSWORD) as client:
+        common = {"client": client, "bucket": spec["bucket"], "tracker": probe, "workers": spec["workers"]}
+        with Clock() as clock:
+            if spec["direction"] == "upload":
+                stats = await bulk_upload(BulkUploadConfig(source_dir=Path(spec["source"]), **common))
+            else:
+                stats = await bulk_download(BulkDownloadConfig(dest_dir=Path(spec["dest"]), **common))
+    tracker.close()
+    first = round(probe.first - clock.t0, 3) if probe.first is not None else None
+    out = figures(clock, stats.done, stats.bytes, ok=stats.ok, skipped=stats.skipped, errors=stats.errors)
+    out["first_transfer_s"] = first
+    if spec.get("scan"):
+        out["walk_files_per_s"] = out["files_per_s"]
+    elif stats.ok:  # rates per transferred file
+        out["files_per_s"] = round(stats.ok / clock.wall, 1)
+        out["cpu_us_per_file"] = round(clock.cpu / stats.ok * 1e6, 1)
+    return out
+
+
+def child_main(spec: dict[str, Any]) -> None:
+    runner = {"ours": ours, "floor-upload": floor_upload, "floor-download": floor_download, "floor-scan": floor_scan}[
+        spec["runner"]
+    ]
+    result = asyncio.run(runner(spec))
+    print(json.dumps(result), flush=True)
+
+
+# -- orchestration ---------------------------------------------------------------------------------
+
+
+def run_child(spec: dict[str, Any]) -> dict[str, Any]:
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.transfer", "--child", json.dumps(spec)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"child {spec['runner']} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+class Emulator:
+    """The emulator in its own process; ``api`` is its base URL, ``s3`` a boto3 client."""
+
+    def __enter__(self) -> Emulator:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "rahcp_prefect.testing", "--port", "0"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        assert self.proc.stdout is not None
+        info = json.loads(self.proc.stdout.readline())
+        self.api = info["api"]
+        import boto3
+
+        self.s3 = boto3.client(
+            "s3",
+            endpoint_url=info["s3"],
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+            region_name="us-east-1",
+        )
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+    def bucket(self, name: str) -> str:
+        name = f"{name}-{uuid.uuid4().hex[:8]}"
+        self.s3.create_bucket(Bucket=name)
+        return name
+
+    def empty(self, bucket: str) -> None:
+        for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+            keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
+            if keys:
+                self.s3.delete_objects(Bucket=bucket, Delete={"Objects": keys, "Quiet": True})
+
+
+def prepare_small(data: Path) -> Path:
+    root = data / "small"
+    marker = data / "small.complete"
+    if not marker.exists():
+        shutil.rmtree(root, ignore_errors=True)
+        for i in range(SMALL_FILES):
+            path = root / f"d{i // 200:02d}" / f"f{i:05d}.bin"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(os.urandom(SMALL_SIZE))
+        marker.touch()
+    return root
+
+
+def prepare_large(data: Path) -> Path:
+    root = data / "large"
+    path = root / "big.bin"
+    if not path.exists() or path.stat().st_size != LARGE_SIZE:
+        root.mkdir(parents=True, exist_ok=True)
+        block = os.urandom(MIB)
+        with open(path, "wb") as handle:
+            for i in range(LARGE_SIZE // MIB):
+                handle.write(i.to_bytes(8, "little") + block[8:])
+    return root
+
+
+def prepare_scan(data: Path) -> Path:
+    root = data / "scan"
+    marker = data / "scan.complete"
+    if not marker.exists():
+        shutil.rmtree(root, ignore_errors=True)
+        for d in range(SCAN_FILES // 1000):
+            folder = root / f"dir{d:04d}"
+            folder.mkdir(parents=True)
+            for i in range(1000):
+                open(folder / f"f{i:04d}.dat", "wb").close()
+        marker.touch()
+    return root
+
+
+def prefill_tracker(path: Path, job: str, root: Path) -> int:
+    """Mark every scan file done except one in ``SCAN_PENDING_EVERY``; returns pending count."""
+    from rahcp_prefect.tracker import SqliteTracker, TransferStatus
+
+    tracker = SqliteTracker(path, job=job, flush_every=5000)
+    pending = 0
+    for d in range(SCAN_FILES // 1000):
+        for i in range(1000):
+            n = d * 1000 + i
+            if n % SCAN_PENDING_EVERY == 0:
+                pending += 1
+                continue
+            tracker.mark(f"dir{d:04d}/f{i:04d}.dat", 0, TransferStatus.done, etag='"x"')
+    tracker.close()
+    return pending
+
+
+def _verdict(value: float | None, op: str, bar: float) -> dict[str, Any]:
+    ok = value is not None and (value >= bar if op == ">=" else value <= bar)
+    return {"value": value, "bar": f"{op} {bar}", "ok": ok}
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return round(a / b, 3) if a and b else None
+
+
+def report(scenario: str, mine: dict[str, Any], floor: dict[str, Any]) -> dict[str, Any]:
+    if scenario.endswith("small"):
+        ratio = _ratio(mine["files_per_s"], floor["files_per_s"])
+        cpu_bar = 500 if scenario.startswith("upload") else 400
+        bars = {
+            "files_per_s_ratio": _verdict(ratio, ">=", 0.9),
+            "cpu_us_per_file": _verdict(mine["cpu_us_per_file"], "<=", cpu_bar),
+        }
+    elif scenario.endswith("large"):
+        ratio = _ratio(mine["mb_per_s"], floor["mb_per_s"])
+        bars = {
+            "mb_per_s_ratio": _verdict(ratio, ">=", 0.9),
+            "cpu_s_per_gb": _verdict(mine["cpu_s_per_gb"], "<=", 0.5),
+            "peak_rss_mb": _verdict(mine["peak_rss_mb"], "<=", 200),
+        }
+    else:
+        ratio = _ratio(mine["walk_files_per_s"], floor["files_per_s"])
+        bars = {
+            "first_transfer_s": _verdict(mine["first_transfer_s"], "<=", 5),
+            "peak_rss_mb": _verdict(mine["peak_rss_mb"], "<=", 300),
+        }
+    return {"scenario": scenario, "ours": mine, "floor": floor, "ratio": ratio, "bars": bars}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.transfer")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--data-dir", default=os.path.join(tempfile.gettempdir(), "rahcp-bench-transfer"))
+    parser.add_argument("--only", default="", help="comma-separated scenarios to run")
+    parser.add_argument("--workers", type=int, default=10)
+    parser.add_argument("--repeat", type=int, default=1, help="runs per client; the best is kept")
+    args = parser.parse_args()
+    if args.child:
+        child_main(json.loads(args.child))
+        return
+
+    data = Path(args.data_dir)
+    data.mkdir(parents=True, exist_ok=True)
+    wanted = set(filter(None, args.only.split(",")))
+    scenarios = ["upload-small", "download-small", "upload-large", "download-large", "scan-200k"]
+    work = Path(tempfile.mkdtemp(prefix="run-", dir=data))
+    started = time.perf_counter()
+    try:
+        with Emulator() as emu:
+            base = {"api": emu.api, "workers": args.workers}
+            for scenario in scenarios:
+                if wanted and scenario not in wanted:
+                    continue
+                mine, floor = run_scenario(scenario, emu, base, data, work, args.repeat)
+                print(json.dumps(report(scenario, mine, floor)), flush=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print(json.dumps({"total_seconds": round(time.perf_counter() - started, 1)}), flush=True)
+
+
+def _best(results: list[dict[str, Any]], key: str) -> dict[str, Any]:
+    return max(results, key=lambda r: r[key] or 0)
+
+
+def run_scenario(
+    scenario: str, emu: Emulator, base: dict[str, Any], data: Path, work: Path, repeat: int
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    size, direction = scenario.split("-")[1], scenario.split("-")[0]
+    if scenario == "scan-200k":
+        source = prepare_scan(data)
+        floor = run_child({**base, "runner": "floor-scan", "source": str(source)})
+        bucket = emu.bucket("scan")
+        db = work / "scan.db"
+        prefill_tracker(db, "scan", source)
+        mine = run_child(
+            {**base, "runner": "ours", "direction": "upload", "scan": True, "source": str(source),
+             "bucket": bucket, "tracker": str(db), "job": "scan"}
+        )
+        emu.empty(bucket)
+        return mine, floor
+    source = prepare_small(data) if size == "small" else prepare_large(data)
+    key = "files_per_s" if size == "small" else "mb_per_s"
+    mines: list[dict[str, Any]] = []
+    floors: list[dict[str, Any]] = []
+    if direction == "upload":
+        for n in range(repeat):
+            bucket = emu.bucket(f"up-{size}-floor")
+            floors.append(run_child({**base, "runner": "floor-upload", "source": str(source), "bucket": bucket}))
+            emu.empty(bucket)
+            bucket = emu.bucket(f"up-{size}-ours")
+            mines.append(
+                run_child({**base, "runner": "ours", "direction": "upload", "source": str(source),
+                           "bucket": bucket, "tracker": str(work / f"up-{size}-{n}.db"), "job": "up"})
+            )
+            emu.empty(bucket)
+        return _best(mines, key), _best(floors, key)
+    # download: load the objects once with boto3, then both clients read them
+    bucket = emu.bucket(f"down-{size}")
+    keys = []
+    for path in sorted(p for p in source.rglob("*") if p.is_file()):
+        rel = path.relative_to(source).as_posix()
+        emu.s3.upload_file(str(path), bucket, rel)
+        keys.append(rel)
+    for n in range(repeat):
+        dest = work / f"down-{size}-floor-{n}"
+        floors.append(run_child({**base, "runner": "floor-download", "bucket": bucket, "keys": keys, "dest": str(dest)}))
+        shutil.rmtree(dest, ignore_errors=True)
+        dest = work / f"down-{size}-ours-{n}"
+        mines.append(
+            run_child({**base, "runner": "ours", "direction": "download", "dest": str(dest), "bucket": bucket,
+                       "tracker": str(work / f"down-{size}-{n}.db"), "job": "down"})
+        )
+        shutil.rmtree(dest, ignore_errors=True)
+    emu.empty(bucket)
+    return _best(mines, key), _best(floors, key)
+
+
+if __name__ == "__main__":
+    main()
