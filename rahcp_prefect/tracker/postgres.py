@@ -228,6 +228,12 @@ class PostgresTracker(BufferedTracker):
             cur.execute(f'SELECT "key" FROM {T} WHERE job = %s AND status = %s', (self.job, "done"))
             return {row[0] for row in cur}
 
+    def done_entries(self) -> dict[str, int]:
+        """``{key: size}`` of every key of this job marked done (flushes first)."""
+        with self._flushed() as conn, conn.cursor() as cur:
+            cur.execute(f'SELECT "key", size FROM {T} WHERE job = %s AND status = %s', (self.job, "done"))
+            return {key: size for key, size in cur}
+
     def error_entries(self) -> list[tuple[str, int]]:
         """``(key, size)`` of every key of this job marked error, for ``retry_errors``."""
         sql = f'SELECT "key", size FROM {T} WHERE job = %s AND status = %s ORDER BY "key"'

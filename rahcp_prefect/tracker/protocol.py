@@ -72,6 +72,9 @@ class TrackerProtocol(Protocol):
     def done_keys(self) -> set[str]:
         """Every key of this job marked done (flushes first)."""
 
+    def done_entries(self) -> dict[str, int]:
+        """``{key: size}`` of every key of this job marked done, for verifying staging."""
+
     def error_entries(self) -> list[tuple[str, int]]:
         """``(key, size)`` of every key of this job marked error, for ``retry_errors``."""
 
@@ -95,6 +98,9 @@ class TrackerProtocol(Protocol):
 
     def close(self) -> None:
         """Flush and release connections; the tracker is unusable afterwards."""
+
+    def delete_job(self) -> int:
+        """Forget this job entirely (keys and job row), e.g. after a rollback; returns key count."""
 
     # -- claims: several runs drain one job ---------------------------------------------
     def register(self, entries: Iterable[tuple[str, int]]) -> int:

@@ -165,6 +165,12 @@ class SqliteTracker(BufferedTracker):
             rows = conn.execute(f'SELECT "key" FROM {T} WHERE job = ? AND status = ?', (self.job, "done"))
             return {row[0] for row in rows}
 
+    def done_entries(self) -> dict[str, int]:
+        """``{key: size}`` of every key of this job marked done (flushes first)."""
+        with self._flushed() as conn:
+            rows = conn.execute(f'SELECT "key", size FROM {T} WHERE job = ? AND status = ?', (self.job, "done"))
+            return {key: size for key, size in rows}
+
     def error_entries(self) -> list[tuple[str, int]]:
         """``(key, size)`` of every key of this job marked error, for ``retry_errors``."""
         with self._flushed() as conn:
