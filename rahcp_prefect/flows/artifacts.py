@@ -1,0 +1,111 @@
+"""What a bulk run shows in Prefect: a throttled progress artifact and a summary table.
+
+Artifacts never carry a secret: they are built from counters, keys and error texts that the
+SDK has already redacted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+from uuid import UUID
+
+from prefect.artifacts import (
+    acreate_progress_artifact,
+    acreate_table_artifact,
+    aupdate_progress_artifact,
+)
+
+from rahcp_prefect.bulk import TransferStats
+
+logger = logging.getLogger(__name__)
+
+FIRST_ERRORS = 10
+
+
+def artifact_key(text: str) -> str:
+    """A Prefect artifact key (lowercase letters, digits, dashes) derived from ``text``."""
+    cleaned = "".join(c if c.isalnum() else "-" for c in text.lower())
+    return "-".join(part for part in cleaned.split("-") if part)[:100] or "rahcp"
+
+
+class ProgressReporter:
+    """Keeps one progress artifact current while batches run (engine callbacks are sync)."""
+
+    def __init__(self, total_files: int, description: str) -> None:
+        self.total = max(total_files, 0)
+        self.description = description
+        self.finished_before = 0  # files handled by batches that already ended
+        self._artifact_id: UUID | None = None
+        self._pending: set[asyncio.Task[Any]] = set()
+
+    async def start(self, key: str) -> None:
+        """Create the artifact at 0 %."""
+        self._artifact_id = await acreate_progress_artifact(
+            progress=0.0, key=artifact_key(key), description=self.description
+        )
+
+    def percent(self, done: int) -> float:
+        """Share of ``total`` handled, 0-100 (100 when there was nothing to do)."""
+        if self.total == 0:
+            return 100.0
+        return min(100.0, 100.0 * done / self.total)
+
+    def on_batch_progress(self, stats: TransferStats) -> None:
+        """Engine ``on_progress`` callback: already throttled by ``progress_interval``."""
+        self._update(self.finished_before + stats.done)
+
+    def batch_finished(self, handled: int) -> None:
+        """Count a finished batch and publish the new total."""
+        self.finished_before += handled
+        self._update(self.finished_before)
+
+    def _update(self, done: int) -> None:
+        if self._artifact_id is None:
+            return
+        task = asyncio.get_running_loop().create_task(
+            aupdate_progress_artifact(self._artifact_id, progress=self.percent(done))
+        )
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    async def close(self) -> None:
+        """Wait for updates in flight; a failed update is logged, never raised."""
+        if self._pending:
+            results = await asyncio.gather(*self._pending, return_exceptions=True)
+            for result in results:
+                if isinstance(result, BaseException):
+                    logger.warning("progress artifact update failed: %s", result)
+
+
+def add_stats(total: dict[str, Any], batch: dict[str, Any]) -> dict[str, Any]:
+    """Sum the counters of one batch summary into ``total`` (in place) and return it."""
+    for name in ("ok", "skipped", "errors", "done", "bytes", "retries"):
+        total[name] = total.get(name, 0) + int(batch.get(name, 0))
+    return total
+
+
+async def publish_summary(
+    key: str,
+    title: str,
+    totals: dict[str, Any],
+    elapsed: float,
+    errors: list[tuple[str, str]],
+    outcome: str,
+) -> None:
+    """The run's table artifact: counters, throughput, elapsed and the first errors."""
+    mib = totals.get("bytes", 0) / (1024 * 1024)
+    rows: list[dict[str, Any]] = [
+        {"metric": "outcome", "value": outcome},
+        {"metric": "files transferred", "value": totals.get("ok", 0)},
+        {"metric": "files skipped", "value": totals.get("skipped", 0)},
+        {"metric": "errors", "value": totals.get("errors", 0)},
+        {"metric": "bytes", "value": totals.get("bytes", 0)},
+        {"metric": "MB/s", "value": round(mib / elapsed, 2) if elapsed > 0 else 0.0},
+        {"metric": "elapsed s", "value": round(elapsed, 2)},
+        {"metric": "retries", "value": totals.get("retries", 0)},
+    ]
+    for error_key, message in errors[:FIRST_ERRORS]:
+        rows.append({"metric": f"error: {error_key}", "value": message[:300]})
+    await acreate_table_artifact(table=rows, key=artifact_key(key), description=title)

@@ -1,0 +1,175 @@
+"""The ``bulk-download`` flow: a prefix into a staging folder, moved into place when complete.
+
+Files are downloaded (in batches, one engine run per task run) into a staging folder beside
+the destination, ``.<name>.rahcp-staging``. Only when every file of the run arrived does the
+flow move them into the destination; on failure the destination is untouched and staging is
+kept, so the next run of the job resumes from it instead of downloading again.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger
+
+from rahcp_prefect.bulk.filters import GlobFilter
+from rahcp_prefect.bulk.paths import TEMP_PREFIX, UnsafeKeyError, local_path, relative_key
+from rahcp_prefect.flows.artifacts import ProgressReporter, add_stats, publish_summary
+from rahcp_prefect.flows.common import DEFAULT_BATCH_SIZE, batched, job_name, load_blocks, run_id
+from rahcp_prefect.flows.upload import BulkTransferFailed
+from rahcp_prefect.tasks import download_batch, open_client
+from rahcp_prefect.tracker.protocol import JobState, TrackerProtocol
+
+
+def staging_dir_for(dest: Path) -> Path:
+    """The staging folder of ``dest``: a hidden sibling, on the same filesystem."""
+    return dest.parent / f".{dest.name}.rahcp-staging"
+
+
+def promote_staging(staging: Path, dest: Path) -> int:
+    """Move every complete file from ``staging`` into ``dest`` (replacing), then drop staging.
+
+    Temporary ``.rahcp-part.*`` files of interrupted downloads are never moved.
+    Returns how many files moved.
+    """
+    moved = 0
+    for root, _dirs, files in os.walk(staging):
+        target_dir = dest / Path(root).relative_to(staging)
+        for name in files:
+            if name.startswith(TEMP_PREFIX):
+                continue
+            target_dir.mkdir(parents=True, exist_ok=True)
+            os.replace(os.path.join(root, name), target_dir / name)
+            moved += 1
+    shutil.rmtree(staging, ignore_errors=True)
+    return moved
+
+
+def _already_in_place(dest: Path, prefix: str, key: str, size: int) -> bool:
+    try:
+        rel = relative_key(key, prefix)
+        if rel is None:
+            return False
+        return os.stat(local_path(str(dest), rel)).st_size == size
+    except (OSError, UnsafeKeyError):
+        return False
+
+
+@flow(name="bulk-download", log_prints=False)
+async def bulk_download(
+    bucket: str,
+    dest_dir: str,
+    prefix: str = "",
+    credentials_block: str = "hcp",
+    settings_block: str | None = None,
+    tracker_block: str | None = None,
+    settings_overrides: dict[str, Any] | None = None,
+    job: str | None = None,
+    include: list[str] | None = None,
+    exclude: list[str] | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    dry_run: bool = False,
+) -> dict[str, Any]:
+    """Download ``bucket/prefix`` into ``dest_dir`` through a staging folder beside it.
+
+    Args:
+        bucket: Source bucket.
+        dest_dir: Local destination folder (created if missing).
+        prefix: Only keys under this prefix; it is stripped from local paths.
+        credentials_block: Name of an ``HCPCredentials`` block.
+        settings_block: Name of an ``HCPTransferSettings`` block (defaults when empty).
+        tracker_block: Name of an ``HCPTracker`` block (a local SQLite file when empty).
+        settings_overrides: Per-run overrides of transfer settings, e.g. ``{"workers": 32}``.
+        job: Tracker job name; defaults to ``bulk-download:<bucket>/<prefix>``.
+        include: Glob patterns; only matching keys are downloaded.
+        exclude: Glob patterns; matching keys are skipped.
+        batch_size: Keys per download task run.
+        dry_run: Only report what would be downloaded.
+    """
+    logger = get_run_logger()
+    started = time.monotonic()
+    dest = Path(dest_dir).expanduser().resolve()
+    if dest.exists() and not dest.is_dir():
+        raise NotADirectoryError(f"dest_dir is not a directory: {dest}")
+    blocks = await load_blocks(credentials_block, settings_block, tracker_block, settings_overrides)
+    job = job_name("bulk-download", bucket, prefix, job)
+    owner = run_id()
+    staging = staging_dir_for(dest)
+    accepts = GlobFilter(list(include or []), list(exclude or []))
+    tracker = blocks.tracker.get_tracker(job)
+    try:
+        done = tracker.done_keys()
+        todo: list[tuple[str, int]] = []
+        skipped = 0
+        async with open_client(blocks.credentials) as client:
+            async for item in client.s3.iter_objects(bucket, prefix=prefix):
+                key, size = item["Key"], int(item["Size"])
+                if accepts.active and not accepts.accepts(key):
+                    continue
+                if key in done and _already_in_place(dest, prefix, key, size):
+                    skipped += 1
+                    continue
+                todo.append((key, size))
+        if dry_run:
+            return await _dry_run(job, todo, skipped)
+        tracker.update_job(state=JobState.open, bucket=bucket, staging_prefix=str(staging), final_prefix=prefix)
+        logger.info("Downloading %d object(s) of %s/%s via %s", len(todo), bucket, prefix, staging)
+
+        progress = ProgressReporter(len(todo), f"bulk-download {bucket}/{prefix}")
+        await progress.start(f"bulk-download-progress-{owner}")
+        totals: dict[str, Any] = {"skipped": skipped}
+        try:
+            for entries in batched(todo, batch_size):
+                batch = await download_batch(
+                    blocks.credentials,
+                    blocks.tracker,
+                    job,
+                    bucket,
+                    staging,
+                    prefix,
+                    entries=entries,
+                    settings=blocks.settings,
+                    on_progress=progress.on_batch_progress,
+                )
+                add_stats(totals, batch)
+                progress.batch_finished(int(batch["done"]))
+        finally:
+            await progress.close()
+        if totals.get("errors"):
+            await publish_summary(
+                f"bulk-download-summary-{owner}", f"bulk-download {bucket}/{prefix}: failed",
+                totals, time.monotonic() - started, tracker.error_details(), "failed: destination untouched",
+            )
+            raise BulkTransferFailed(
+                f"{totals['errors']} object(s) failed to download; {dest} untouched, "
+                f"completed files kept in {staging} for the next run"
+            )
+        moved = promote_staging(staging, dest) if staging.exists() else 0
+        tracker.update_job(state=JobState.committed)
+        elapsed = time.monotonic() - started
+        totals["moved"] = moved
+        await publish_summary(
+            f"bulk-download-summary-{owner}", f"bulk-download {bucket}/{prefix}", totals, elapsed, [], "complete"
+        )
+        logger.info("bulk-download %s: %d file(s) moved into %s, %s", job, moved, dest, totals)
+        return {**totals, "job": job, "dest_dir": str(dest), "elapsed": round(elapsed, 3)}
+    finally:
+        tracker.close()
+
+
+async def _dry_run(job: str, todo: list[tuple[str, int]], skipped: int) -> dict[str, Any]:
+    """Report what a real run would download; transfer nothing."""
+    from prefect.artifacts import acreate_table_artifact
+
+    total_bytes = sum(size for _, size in todo)
+    rows = [{"key": key, "bytes": size} for key, size in todo[:50]]
+    await acreate_table_artifact(
+        table=rows or [{"key": "(nothing to download)", "bytes": 0}],
+        description=f"bulk-download dry run of {job}: {len(todo)} object(s), {total_bytes} bytes (first 50 shown)",
+    )
+    get_run_logger().info("Dry run: %d object(s), %d bytes would be downloaded", len(todo), total_bytes)
+    return {"job": job, "dry_run": True, "files": len(todo), "bytes": total_bytes, "skipped": skipped}

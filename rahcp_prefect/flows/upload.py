@@ -1,0 +1,245 @@
+"""The ``bulk-upload`` flow: a folder to HCP through staging, committed only when complete.
+
+1. Load the blocks, open the job's tracker, finish a commit an earlier run left half-done.
+2. Upload in batches (one engine run per task run, never one task run per file) into the
+   job's staging prefix, inside a Prefect transaction whose rollback deletes staging.
+3. Verify staging against the tracker (count and sizes), then commit staging to the final
+   prefix as a task of its own, under the job's commit lock.
+4. On failure before the commit: staging deleted, final prefix untouched, the run Failed with
+   a summary artifact. A commit that fails half-way is finished by the next run of the job.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger
+from prefect.transactions import atransaction
+
+from rahcp_prefect.bulk.filters import GlobFilter
+from rahcp_prefect.bulk.scanner import scan_tree
+from rahcp_prefect.bulk.upload import check_source_dir
+from rahcp_prefect.flows.artifacts import ProgressReporter, add_stats, publish_summary
+from rahcp_prefect.flows.common import DEFAULT_BATCH_SIZE, FlowBlocks, batched, job_name, load_blocks, run_id
+from rahcp_prefect.flows.staging import (
+    StagingPlan,
+    mark_rolled_back,
+    plan_staging,
+    verify_staging,
+)
+from rahcp_prefect.tasks import cleanup_staging, commit_staging, open_client, upload_batch
+from rahcp_prefect.tracker.protocol import JobState, TrackerProtocol
+
+COMMIT_LEASE_SECONDS = 3600.0
+
+
+class BulkTransferFailed(RuntimeError):
+    """Some files failed; the run was rolled back (upload) or left the destination untouched."""
+
+
+def _scan(source_dir: Path, include: list[str], exclude: list[str], follow_symlinks: bool, errors: list[tuple[str, str]]):
+    accepts = GlobFilter(include, exclude)
+    return (
+        (rel, size)
+        for rel, _path, size in scan_tree(
+            source_dir,
+            follow_symlinks=follow_symlinks,
+            select=accepts.accepts if accepts.active else None,
+            on_error=lambda rel, exc: errors.append((rel, f"{type(exc).__name__}: {exc}")),
+        )
+    )
+
+
+async def finish_commit(
+    blocks: FlowBlocks, tracker: TrackerProtocol, plan: StagingPlan, owner: str
+) -> int | None:
+    """Commit staging under the job's lock; None when another run holds the lock."""
+    if not tracker.acquire_commit(owner, COMMIT_LEASE_SECONDS):
+        return None
+    try:
+        tracker.update_job(state=JobState.committing)
+        moved = await commit_staging(blocks.credentials, plan.bucket, plan.staging_prefix, plan.final_prefix)
+        tracker.update_job(state=JobState.committed)
+        return moved
+    finally:
+        tracker.release_commit(owner)
+
+
+async def _rollback_staging(txn: Any) -> None:
+    """Transaction rollback hook of the upload phase: delete this run's staging."""
+    credentials = txn.get("credentials", None)
+    plan: StagingPlan | None = txn.get("plan", None)
+    if credentials is None or plan is None:
+        return
+    async with open_client(credentials) as client:
+        await client.s3.cleanup_staging(plan.bucket, plan.staging_prefix)
+
+
+# The batch task as the upload phase uses it: its transaction's rollback deletes staging.
+staged_upload_batch = upload_batch.with_options()
+staged_upload_batch.on_rollback(_rollback_staging)
+
+
+@flow(name="bulk-upload", log_prints=False)
+async def bulk_upload(
+    source_dir: str,
+    bucket: str,
+    prefix: str = "",
+    credentials_block: str = "hcp",
+    settings_block: str | None = None,
+    tracker_block: str | None = None,
+    settings_overrides: dict[str, Any] | None = None,
+    job: str | None = None,
+    include: list[str] | None = None,
+    exclude: list[str] | None = None,
+    skip_existing: bool = True,
+    follow_symlinks: bool = False,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    dry_run: bool = False,
+) -> dict[str, Any]:
+    """Upload ``source_dir`` to ``bucket/prefix`` through staging; commit only when complete.
+
+    Args:
+        source_dir: Local folder to upload (walked lazily).
+        bucket: Target bucket; must exist.
+        prefix: Final key prefix; keys are ``prefix + relative/path``.
+        credentials_block: Name of an ``HCPCredentials`` block.
+        settings_block: Name of an ``HCPTransferSettings`` block (defaults when empty).
+        tracker_block: Name of an ``HCPTracker`` block (a local SQLite file when empty).
+        settings_overrides: Per-run overrides of transfer settings, e.g. ``{"workers": 32}``.
+        job: Tracker job name; defaults to ``bulk-upload:<bucket>/<prefix>``.
+        include: Glob patterns; only matching files are uploaded.
+        exclude: Glob patterns; matching files are skipped.
+        skip_existing: Skip files already staged with the same size.
+        follow_symlinks: Follow symbolic links (loops are detected).
+        batch_size: Files per upload task run.
+        dry_run: Only report what would be uploaded.
+    """
+    logger = get_run_logger()
+    started = time.monotonic()
+    source = Path(source_dir).expanduser()
+    check_source_dir(source)
+    blocks = await load_blocks(credentials_block, settings_block, tracker_block, settings_overrides)
+    include, exclude = list(include or []), list(exclude or [])
+    job = job_name("bulk-upload", bucket, prefix, job)
+    owner = run_id()
+    tracker = blocks.tracker.get_tracker(job)
+    try:
+        async with open_client(blocks.credentials) as client:
+            await client.s3.list_objects(bucket, max_keys=1)  # a missing bucket fails here, clearly
+        if dry_run:
+            return await _dry_run(source, include, exclude, follow_symlinks, tracker, job, bucket, prefix)
+        plan = plan_staging(tracker, bucket, prefix, owner)
+        info = tracker.job_info()
+        if info is not None and info.state == JobState.committing:
+            logger.info("Job %s has a commit in progress from an earlier run: finishing it", job)
+            await finish_commit(blocks, tracker, plan, owner)
+        if info is not None and info.state != JobState.open:
+            tracker.update_job(state=JobState.open)
+        logger.info("Uploading %s to %s/%s via staging %s", source, bucket, prefix, plan.staging_prefix)
+
+        scan_errors: list[tuple[str, str]] = []
+        total = sum(1 for _ in _scan(source, include, exclude, follow_symlinks, []))
+        progress = ProgressReporter(total, f"bulk-upload {bucket}/{prefix}")
+        await progress.start(f"bulk-upload-progress-{owner}")
+        totals: dict[str, Any] = {}
+        try:
+            async with atransaction() as txn:
+                txn.set("credentials", blocks.credentials)
+                txn.set("plan", plan)
+                for entries in batched(_scan(source, include, exclude, follow_symlinks, scan_errors), batch_size):
+                    batch = await staged_upload_batch(
+                        blocks.credentials,
+                        blocks.tracker,
+                        job,
+                        bucket,
+                        source,
+                        plan.staging_prefix,
+                        entries=entries,
+                        settings=blocks.settings,
+                        skip_existing=skip_existing,
+                        follow_symlinks=follow_symlinks,
+                        on_progress=progress.on_batch_progress,
+                    )
+                    add_stats(totals, batch)
+                    progress.batch_finished(int(batch["done"]))
+                totals["errors"] = totals.get("errors", 0) + len(scan_errors)
+                if totals.get("errors"):
+                    raise BulkTransferFailed(
+                        f"{totals['errors']} file(s) failed to upload; staging rolled back, "
+                        f"{bucket}/{prefix} untouched"
+                    )
+                async with open_client(blocks.credentials) as client:
+                    staged = await verify_staging(client, tracker, plan)
+                logger.info("Staging verified: %d object(s) ready to commit", staged)
+        except BaseException as exc:
+            await progress.close()
+            await _roll_back(blocks, tracker, plan)
+            errors = scan_errors + tracker.error_details()
+            await publish_summary(
+                f"bulk-upload-summary-{owner}", f"bulk-upload {bucket}/{prefix}: rolled back",
+                totals, time.monotonic() - started, errors, f"rolled back: {type(exc).__name__}",
+            )
+            raise
+        await progress.close()
+
+        moved = await finish_commit(blocks, tracker, plan, owner)
+        outcome = "committed" if moved is not None else "commit left to the run holding the lock"
+        totals["committed"] = moved or 0
+        elapsed = time.monotonic() - started
+        await publish_summary(
+            f"bulk-upload-summary-{owner}", f"bulk-upload {bucket}/{prefix}", totals, elapsed, [], outcome
+        )
+        logger.info("bulk-upload %s: %s, %s", job, outcome, totals)
+        return {**totals, "job": job, "outcome": outcome, "elapsed": round(elapsed, 3)}
+    finally:
+        tracker.close()
+
+
+async def _roll_back(blocks: FlowBlocks, tracker: TrackerProtocol, plan: StagingPlan) -> None:
+    """Delete staging (whether or not the transaction hook did) and record the rollback."""
+    logger = get_run_logger()
+    info = tracker.job_info()
+    try:
+        await cleanup_staging(blocks.credentials, plan.bucket, plan.staging_prefix)
+    except Exception as exc:  # the job row keeps the staging prefix for cleanup-staging
+        logger.error("Rollback could not delete staging %s: %s", plan.staging_prefix, exc)
+        return
+    mark_rolled_back(tracker, info)
+    logger.warning("Rolled back: staging %s/%s deleted", plan.bucket, plan.staging_prefix)
+
+
+async def _dry_run(
+    source: Path,
+    include: list[str],
+    exclude: list[str],
+    follow_symlinks: bool,
+    tracker: TrackerProtocol,
+    job: str,
+    bucket: str,
+    prefix: str,
+) -> dict[str, Any]:
+    """Count what a real run would upload (files not yet done for this job); transfer nothing."""
+    from prefect.artifacts import acreate_table_artifact
+
+    info = tracker.job_info()
+    staging = info.staging_prefix if info and info.staging_prefix else ""
+    done = tracker.done_keys() if staging else set()
+    errors: list[tuple[str, str]] = []
+    files = total_bytes = 0
+    sample: list[dict[str, Any]] = []
+    for rel, size in _scan(source, include, exclude, follow_symlinks, errors):
+        if staging + rel in done:
+            continue
+        files += 1
+        total_bytes += size
+        if len(sample) < 50:
+            sample.append({"key": prefix + rel, "bytes": size})
+    await acreate_table_artifact(
+        table=sample or [{"key": "(nothing to upload)", "bytes": 0}],
+        description=f"bulk-upload dry run of {job}: {files} file(s), {total_bytes} bytes (first 50 shown)",
+    )
+    get_run_logger().info("Dry run: %d file(s), %d bytes would be uploaded to %s/%s", files, total_bytes, bucket, prefix)
+    return {"job": job, "dry_run": True, "files": files, "bytes": total_bytes, "scan_errors": len(errors)}

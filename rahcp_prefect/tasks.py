@@ -1,0 +1,288 @@
+"""Async Prefect tasks over the HCP SDK and the bulk engine.
+
+Each task takes an ``HCPCredentials`` block (and, where it matters, ``HCPTransferSettings``),
+opens its own client, and is safe to retry: uploads overwrite with the same bytes, deletes and
+cleanups are idempotent, ``commit_staging`` resumes where a failed attempt stopped, and the
+batch tasks skip what the tracker already holds as done. Batch tasks run the engine over many
+files in one task run: a task run costs milliseconds, a file should not.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from rahcp_prefect.blocks import HCPCredentials, HCPTracker, HCPTransferSettings
+from rahcp_prefect.bulk import BulkDownloadConfig, BulkUploadConfig, TransferStats
+from rahcp_prefect.bulk import bulk_download as run_bulk_download
+from rahcp_prefect.bulk import bulk_upload as run_bulk_upload
+from rahcp_prefect.client import HCPClient
+
+# Every task has side effects on storage: never answer one from a cache.
+_TASK_DEFAULTS: dict[str, Any] = {"cache_policy": NO_CACHE, "retries": 2, "retry_delay_seconds": 2}
+
+ProgressCallback = Callable[[TransferStats], Any]
+
+
+@asynccontextmanager
+async def open_client(
+    credentials: HCPCredentials, settings: HCPTransferSettings | None = None
+) -> AsyncIterator[HCPClient]:
+    """A logged-in client for the duration of one task."""
+    async with credentials.get_client(settings) as client:
+        yield client
+
+
+def stats_dict(stats: TransferStats) -> dict[str, Any]:
+    """A JSON-friendly summary of one engine run (task results and artifacts)."""
+    return {
+        "ok": stats.ok,
+        "skipped": stats.skipped,
+        "errors": stats.errors,
+        "done": stats.done,
+        "bytes": stats.bytes,
+        "elapsed": round(stats.elapsed, 3),
+        "mb_per_sec": round(stats.mb_per_sec, 3),
+        "files_per_sec": round(stats.files_per_sec, 1),
+        "retries": stats.retries,
+    }
+
+
+# -- presigning -------------------------------------------------------------------------------
+
+
+@task(name="hcp-presign-get", **_TASK_DEFAULTS)
+async def presign_get(credentials: HCPCredentials, bucket: str, key: str, expires: int = 3600) -> str:
+    """A presigned GET URL for ``bucket/key`` (a secret: do not log it)."""
+    async with open_client(credentials) as client:
+        return await client.s3.presign_get(bucket, key, expires=expires)
+
+
+@task(name="hcp-presign-put", **_TASK_DEFAULTS)
+async def presign_put(credentials: HCPCredentials, bucket: str, key: str, expires: int = 3600) -> str:
+    """A presigned PUT URL for ``bucket/key`` (a secret: do not log it)."""
+    async with open_client(credentials) as client:
+        return await client.s3.presign_put(bucket, key, expires=expires)
+
+
+@task(name="hcp-presign-bulk", **_TASK_DEFAULTS)
+async def presign_bulk(
+    credentials: HCPCredentials,
+    bucket: str,
+    keys: Sequence[str],
+    method: str = "get_object",
+    expires: int = 3600,
+) -> dict[str, str]:
+    """Presigned URLs for many keys, ``{key: url}``."""
+    async with open_client(credentials) as client:
+        return await client.s3.presign_bulk(bucket, list(keys), method=method, expires=expires)
+
+
+# -- single objects ---------------------------------------------------------------------------
+
+
+@task(name="hcp-upload-object", **_TASK_DEFAULTS)
+async def upload_object(
+    credentials: HCPCredentials,
+    bucket: str,
+    key: str,
+    source: Path | bytes,
+    settings: HCPTransferSettings | None = None,
+) -> str:
+    """Upload a file or bytes (multipart above the threshold); returns the ETag."""
+    async with open_client(credentials, settings) as client:
+        etag = await client.s3.upload(bucket, key, Path(source) if isinstance(source, str) else source)
+    get_run_logger().info("Uploaded %s/%s", bucket, key)
+    return etag
+
+
+@task(name="hcp-upload-multipart", **_TASK_DEFAULTS)
+async def upload_multipart(
+    credentials: HCPCredentials,
+    bucket: str,
+    key: str,
+    path: Path,
+    settings: HCPTransferSettings | None = None,
+) -> str:
+    """Upload a large file in parallel parts streamed from disk; returns the ETag."""
+    async with open_client(credentials, settings) as client:
+        etag = await client.s3.upload_multipart(bucket, key, Path(path))
+    get_run_logger().info("Uploaded %s/%s in parts", bucket, key)
+    return etag
+
+
+@task(name="hcp-download-object", **_TASK_DEFAULTS)
+async def download_object(credentials: HCPCredentials, bucket: str, key: str, dest: Path) -> int:
+    """Download ``bucket/key`` to ``dest`` (complete or not at all); returns the byte count."""
+    async with open_client(credentials) as client:
+        size = await client.s3.download(bucket, key, Path(dest))
+    get_run_logger().info("Downloaded %s/%s (%d bytes)", bucket, key, size)
+    return size
+
+
+@task(name="hcp-list-objects", **_TASK_DEFAULTS)
+async def list_objects(
+    credentials: HCPCredentials, bucket: str, prefix: str = "", limit: int | None = None
+) -> list[dict[str, Any]]:
+    """Objects under ``prefix`` (``Key``, ``Size``, ``ETag``...), every page, up to ``limit``."""
+    found: list[dict[str, Any]] = []
+    async with open_client(credentials) as client:
+        async for item in client.s3.iter_objects(bucket, prefix=prefix):
+            found.append(item)
+            if limit is not None and len(found) >= limit:
+                break
+    return found
+
+
+@task(name="hcp-head-object", **_TASK_DEFAULTS)
+async def head_object(credentials: HCPCredentials, bucket: str, key: str) -> dict[str, str]:
+    """The object's metadata headers (lower-case names)."""
+    async with open_client(credentials) as client:
+        return await client.s3.head(bucket, key)
+
+
+@task(name="hcp-copy-object", **_TASK_DEFAULTS)
+async def copy_object(
+    credentials: HCPCredentials, dest_bucket: str, dest_key: str, src_bucket: str, src_key: str
+) -> dict[str, Any]:
+    """Server-side copy of one object."""
+    async with open_client(credentials) as client:
+        return await client.s3.copy(dest_bucket, dest_key, src_bucket, src_key)
+
+
+@task(name="hcp-delete-object", **_TASK_DEFAULTS)
+async def delete_object(credentials: HCPCredentials, bucket: str, key: str) -> dict[str, Any]:
+    """Delete one object (idempotent)."""
+    async with open_client(credentials) as client:
+        return await client.s3.delete(bucket, key)
+
+
+@task(name="hcp-delete-objects", **_TASK_DEFAULTS)
+async def delete_objects(credentials: HCPCredentials, bucket: str, keys: Sequence[str]) -> dict[str, Any]:
+    """Delete many objects in bulk (idempotent)."""
+    async with open_client(credentials) as client:
+        return await client.s3.delete_bulk(bucket, list(keys))
+
+
+# -- staging ----------------------------------------------------------------------------------
+
+
+@task(name="hcp-commit-staging", **_TASK_DEFAULTS)
+async def commit_staging(
+    credentials: HCPCredentials, bucket: str, staging_prefix: str, dest_prefix: str
+) -> int:
+    """Move everything under ``staging_prefix`` to ``dest_prefix``; resumable after a crash."""
+    async with open_client(credentials) as client:
+        moved = await client.s3.commit_staging(bucket, staging_prefix, dest_prefix)
+    get_run_logger().info("Committed %d object(s) to %s/%s", moved, bucket, dest_prefix)
+    return moved
+
+
+@task(name="hcp-cleanup-staging", **_TASK_DEFAULTS)
+async def cleanup_staging(credentials: HCPCredentials, bucket: str, staging_prefix: str) -> int:
+    """Delete everything under ``staging_prefix``; idempotent."""
+    async with open_client(credentials) as client:
+        removed = await client.s3.cleanup_staging(bucket, staging_prefix)
+    get_run_logger().info("Removed %d staged object(s) under %s/%s", removed, bucket, staging_prefix)
+    return removed
+
+
+# -- batches through the engine ---------------------------------------------------------------
+
+
+def _log_error(key: str, exc: BaseException) -> None:
+    get_run_logger().warning("Transfer of %s failed: %s", key, exc)
+
+
+@task(name="hcp-upload-batch", **_TASK_DEFAULTS)
+async def upload_batch(
+    credentials: HCPCredentials,
+    tracker: HCPTracker,
+    job: str,
+    bucket: str,
+    source_dir: Path,
+    prefix: str,
+    entries: Sequence[tuple[str, int]] | None = None,
+    settings: HCPTransferSettings | None = None,
+    skip_existing: bool = True,
+    include: Sequence[str] = (),
+    exclude: Sequence[str] = (),
+    follow_symlinks: bool = False,
+    on_progress: ProgressCallback | None = None,
+) -> dict[str, Any]:
+    """Upload a batch of files (``(relative path, size)``; None = the whole tree) with the engine.
+
+    Outcomes go to the tracker of ``job``; a retry of the task skips what is done.
+    """
+    settings = settings or HCPTransferSettings()
+    job_tracker = tracker.get_tracker(job)
+    try:
+        async with open_client(credentials, settings) as client:
+            stats = await run_bulk_upload(
+                BulkUploadConfig(
+                    client=client,
+                    bucket=bucket,
+                    source_dir=Path(source_dir),
+                    tracker=job_tracker,
+                    prefix=prefix,
+                    entries=entries,
+                    skip_existing=skip_existing,
+                    include=list(include),
+                    exclude=list(exclude),
+                    follow_symlinks=follow_symlinks,
+                    on_progress=on_progress,
+                    on_error=_log_error,
+                    **settings.engine_options("upload"),
+                )
+            )
+    finally:
+        job_tracker.close()
+    summary = stats_dict(stats)
+    get_run_logger().info("Upload batch: %s", summary)
+    return summary
+
+
+@task(name="hcp-download-batch", **_TASK_DEFAULTS)
+async def download_batch(
+    credentials: HCPCredentials,
+    tracker: HCPTracker,
+    job: str,
+    bucket: str,
+    dest_dir: Path,
+    prefix: str,
+    entries: Sequence[tuple[str, int]] | None = None,
+    settings: HCPTransferSettings | None = None,
+    include: Sequence[str] = (),
+    exclude: Sequence[str] = (),
+    on_progress: ProgressCallback | None = None,
+) -> dict[str, Any]:
+    """Download a batch of keys (``(key, size)``; None = the whole prefix) with the engine."""
+    settings = settings or HCPTransferSettings()
+    job_tracker = tracker.get_tracker(job)
+    try:
+        async with open_client(credentials, settings) as client:
+            stats = await run_bulk_download(
+                BulkDownloadConfig(
+                    client=client,
+                    bucket=bucket,
+                    dest_dir=Path(dest_dir),
+                    tracker=job_tracker,
+                    prefix=prefix,
+                    entries=entries,
+                    include=list(include),
+                    exclude=list(exclude),
+                    on_progress=on_progress,
+                    on_error=_log_error,
+                    **settings.engine_options("download"),
+                )
+            )
+    finally:
+        job_tracker.close()
+    summary = stats_dict(stats)
+    get_run_logger().info("Download batch: %s", summary)
+    return summary
