@@ -99,11 +99,26 @@ class SqliteTracker(BufferedTracker):
                 str(self.path), timeout=busy_timeout, isolation_level=None, check_same_thread=False
             )
             conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
-            conn.execute("PRAGMA journal_mode = WAL")
+            self._enable_wal(conn, busy_timeout)
             conn.execute("PRAGMA synchronous = NORMAL")
         except (OSError, sqlite3.Error) as exc:
             raise TrackerConnectionError(f"cannot open SQLite tracker {self.path}: {exc}") from None
         return conn
+
+    @staticmethod
+    def _enable_wal(conn: sqlite3.Connection, busy_timeout: float) -> None:
+        """Switch the file to WAL (persistent); retried, as SQLite skips the busy handler here."""
+        deadline = time.monotonic() + busy_timeout
+        while True:
+            try:
+                if conn.execute("PRAGMA journal_mode").fetchone()[0] in ("wal", "memory"):
+                    return
+                conn.execute("PRAGMA journal_mode = WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
 
     def _version(self) -> int | None:
         exists = self._conn.execute(
