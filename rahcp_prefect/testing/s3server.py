@@ -35,7 +35,10 @@ WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
 
 class _QuietRequestHandler(MotoRequestHandler):
-    """moto's handler without per-request access logs (they would print presigned signatures)."""
+    """moto's handler without per-request access logs (they would print presigned signatures),
+    with TCP_NODELAY so a response written in parts is not held back by a delayed ACK."""
+
+    disable_nagle_algorithm = True
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         pass
