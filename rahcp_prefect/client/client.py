@@ -96,10 +96,14 @@ class HCPClient:
         apply_log_level_from_env()
         self._http = httpx.AsyncClient(
             base_url=self.config.endpoint,
-            timeout=self.config.timeout,
+            # Waiting for a free pooled connection is not a failure: no pool timeout.
+            timeout=httpx.Timeout(self.config.timeout, pool=None),
             verify=self.config.verify_ssl,
             transport=transport,
-            limits=httpx.Limits(max_connections=50, max_keepalive_connections=20),
+            limits=httpx.Limits(
+                max_connections=self.config.max_connections,
+                max_keepalive_connections=min(self.config.max_connections, 32),
+            ),
             headers={"User-Agent": USER_AGENT},
         )
         self._token: str | None = None

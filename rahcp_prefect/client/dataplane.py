@@ -39,6 +39,8 @@ RETRYABLE_STATUSES = frozenset({408, 425, 429})
 """Retried on the data plane, together with every 5xx."""
 
 TRANSPORT_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError, ConnectionError)
+FATAL_TRANSPORT_ERRORS = (aiohttp.InvalidURL, aiohttp.ClientConnectorCertificateError)
+"""Transport errors another try cannot fix: raised at once."""
 
 _S3_CODE = re.compile(rb"<Code>([A-Za-z0-9.]{1,64})</Code>")
 
@@ -203,7 +205,7 @@ class DataPlane:
         length: int,
         what: str,
     ) -> str:
-        async def attempt() -> str:
+        async def attempt() -> tuple[str, int]:
             data, source = await body()
             try:
                 async with self.session.put(
@@ -220,7 +222,7 @@ class DataPlane:
                 raise
             if not etag:
                 raise PresignedTransferError(f"No ETag in the response for {what}", response.status)
-            return etag
+            return etag, response.status
 
         return await self._retrying("PUT", what, attempt, length)
 
@@ -236,7 +238,7 @@ class DataPlane:
         """
         dest = Path(dest)
 
-        async def attempt() -> int:
+        async def attempt() -> tuple[int, int]:
             async with self.session.get(URL(url, encoded=True)) as response:
                 await _check(response, what)
                 written = 0
@@ -247,7 +249,7 @@ class DataPlane:
                 expected = response.content_length
                 if expected is not None and written != expected:
                     raise _Retry(f"short body ({written} of {expected} bytes)")
-                return written
+                return written, response.status
 
         try:
             return await self._retrying("GET", what, attempt)
@@ -258,35 +260,44 @@ class DataPlane:
     async def get_bytes(self, url: str, *, what: str) -> bytes:
         """GET the whole object into memory."""
 
-        async def attempt() -> bytes:
+        async def attempt() -> tuple[bytes, int]:
             async with self.session.get(URL(url, encoded=True)) as response:
                 await _check(response, what)
-                return await response.read()
+                return await response.read(), response.status
 
         return await self._retrying("GET", what, attempt)
 
     # -- retry loop ------------------------------------------------------------------------
 
     async def _retrying(
-        self, method: str, what: str, attempt: Callable[[], Awaitable[T]], size: int | None = None
+        self,
+        method: str,
+        what: str,
+        attempt: Callable[[], Awaitable[tuple[T, int]]],
+        size: int | None = None,
     ) -> T:
+        """Run ``attempt`` (which returns its result and the HTTP status) with retries."""
         tries = 0
         while True:
             started = perf_counter()
             try:
-                result = await attempt()
+                result, status = await attempt()
             except _Retry as failure:
                 reason, status, retry_after = failure.reason, failure.status, failure.retry_after
+            except FATAL_TRANSPORT_ERRORS as exc:
+                logger.error("%s %s failed: %s", method, what, _describe(exc))
+                raise PresignedTransferError(f"{_describe(exc)} for {what}") from None
             except TRANSPORT_ERRORS as exc:
                 reason, status, retry_after = _describe(exc), 0, None
             else:
                 if logger.isEnabledFor(logging.DEBUG):
                     logger.debug(
-                        "%s %s -> ok (%.1f ms%s)",
+                        "%s %s -> %d (%.1f ms, %d bytes)",
                         method,
                         what,
+                        status,
                         (perf_counter() - started) * 1000,
-                        "" if size is None else f", {size} bytes",
+                        _byte_count(result, size),
                     )
                 return result
             if tries >= self.max_retries:
@@ -351,6 +362,15 @@ async def _check(response: aiohttp.ClientResponse, what: str) -> None:
         raise _Retry(reason, status, parse_retry_after(response.headers.get("Retry-After")))
     logger.error("%s %s -> %d %s", response.method, what, status, reason)
     raise PresignedTransferError(f"{reason} for {what}", status)
+
+
+def _byte_count(result: object, size: int | None) -> int:
+    """Bytes moved by a finished transfer, for the debug log."""
+    if size is not None:
+        return size
+    if isinstance(result, (bytes, bytearray)):
+        return len(result)
+    return result if isinstance(result, int) else 0
 
 
 def _describe(exc: BaseException) -> str:

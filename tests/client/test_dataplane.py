@@ -200,3 +200,23 @@ async def test_concurrent_transfers_share_the_pool(
     assert len(set(etags)) == 40
     listed = hcp_emulator.s3.list_objects_v2(Bucket=hcp_bucket, Prefix="c/")
     assert listed["KeyCount"] == 40
+
+
+async def test_unreachable_s3_is_retried_then_fails(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    client = HCPClient(max_retries=2, retry_base_delay=0.01)
+    url = f"http://127.0.0.1:{port}/b/k?X-Amz-Signature=feedbeef"
+    try:
+        with pytest.raises(PresignedTransferError) as info:
+            await client.data.get_to_file(url, tmp_path / "x", what="b/k")
+        assert info.value.status_code == 0 and str(info.value).endswith("for b/k")
+        assert "feedbeef" not in str(info.value) and "ClientConnectorError" in str(info.value)
+        with pytest.raises(PresignedTransferError, match="for b/k"):
+            await client.data.get_bytes("not-a-url?X-Amz-Signature=feedbeef", what="b/k")
+    finally:
+        await client.aclose()
+    assert not (tmp_path / "x").exists()
