@@ -48,11 +48,12 @@ SCHEMA_LOCK = 0x7261686370_01
 WRITE_BATCH = 10_000
 REGISTER_BATCH = 10_000
 
+#: Marks and manifests travel as arrays in binary (%b): five times cheaper to send than text.
 UPSERT = f"""
 INSERT INTO {T} AS t (job, "key", size, status, error, etag, verified, validated, updated_at)
 SELECT %(job)s, u.k, u.s, u.st, u.e, u.et, u.v, u.va, now()
-FROM unnest(%(k)s::text[], %(s)s::int8[], %(st)s::text[], %(e)s::text[], %(et)s::text[],
-            %(v)s::bool[], %(va)s::bool[]) AS u(k, s, st, e, et, v, va)
+FROM unnest(%(k)b::text[], %(s)b::int8[], %(st)b::text[], %(e)b::text[], %(et)b::text[],
+            %(v)b::bool[], %(va)b::bool[]) AS u(k, s, st, e, et, v, va)
 ON CONFLICT (job, "key") DO UPDATE SET
   size = excluded.size, status = excluded.status, error = excluded.error, etag = excluded.etag,
   verified = excluded.verified, validated = excluded.validated, updated_at = excluded.updated_at
@@ -60,7 +61,7 @@ ON CONFLICT (job, "key") DO UPDATE SET
 
 REGISTER = f"""
 INSERT INTO {T} (job, "key", size, status, updated_at)
-SELECT %(job)s, u.k, u.s, 'pending', now() FROM unnest(%(k)s::text[], %(s)s::int8[]) AS u(k, s)
+SELECT %(job)s, u.k, u.s, 'pending', now() FROM unnest(%(k)b::text[], %(s)b::int8[]) AS u(k, s)
 ON CONFLICT (job, "key") DO NOTHING
 """
 
