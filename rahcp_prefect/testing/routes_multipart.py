@@ -101,7 +101,6 @@ def complete_upload(
 def abort_upload(
     bucket: str, key: str, body: AbortUpload, ctx: EmulatorContext = Depends(get_ctx)
 ) -> dict[str, str]:
-    _check_upload_exists(ctx, bucket, key, body.upload_id)
     s3_call(
         object_resource(key),
         ctx.s3.abort_multipart_upload,
@@ -180,7 +179,7 @@ def _create_upload(ctx: EmulatorContext, bucket: str, key: str) -> str:
 
 
 def _check_upload_exists(ctx: EmulatorContext, bucket: str, key: str, upload_id: str) -> None:
-    """404 NoSuchUpload for an unknown id (moto would answer 500 on complete)."""
+    """404 NoSuchUpload for an unknown id: moto's complete answers 500 (a KeyError) instead."""
     s3_call(
         object_resource(key),
         ctx.s3.list_parts,
