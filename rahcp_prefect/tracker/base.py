@@ -174,9 +174,11 @@ class BufferedTracker(ABC):
         with self._lock:
             if self._closed:
                 return
+            if os.getpid() != self._pid:  # a forked child: the connections are the parent's
+                self._closed = True
+                return
             try:
-                if os.getpid() == self._pid:
-                    self._flush_locked()
+                self._flush_locked()
             finally:
                 self._closed = True
                 self._close_connections()

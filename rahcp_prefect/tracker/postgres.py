@@ -41,8 +41,12 @@ logger = logging.getLogger(__name__)
 
 T = "rahcp_transfers"
 J = "rahcp_jobs"
-JOB_COLUMNS = "job, state, bucket, staging_prefix, final_prefix, commit_owner, updated_at"
 NOW = "extract(epoch from now())::float8"
+#: A commit lock whose lease ran out has no owner any more.
+JOB_COLUMNS = (
+    "job, state, bucket, staging_prefix, final_prefix, "
+    f"CASE WHEN commit_expires >= {NOW} THEN commit_owner END, updated_at"
+)
 #: pg_advisory_xact_lock key serialising schema creation and migration ("rahcp" + 1).
 SCHEMA_LOCK = 0x7261686370_01
 WRITE_BATCH = 10_000

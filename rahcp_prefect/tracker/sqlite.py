@@ -32,7 +32,11 @@ from rahcp_prefect.tracker import schema
 
 T = "rahcp_transfers"
 J = "rahcp_jobs"
-JOB_COLUMNS = "job, state, bucket, staging_prefix, final_prefix, commit_owner, updated_at"
+#: A commit lock whose lease ran out has no owner any more (``now`` in Unix seconds).
+JOB_COLUMNS = (
+    "job, state, bucket, staging_prefix, final_prefix, CASE WHEN commit_expires >= "
+    "(julianday('now') - 2440587.5) * 86400.0 THEN commit_owner END, updated_at"
+)
 REGISTER_BATCH = 5000
 
 UPSERT = f"""

@@ -272,7 +272,9 @@ def test_commit_lock_expires(open_tracker: OpenTracker) -> None:
     one.update_job(state=JobState.committing)
     assert one.acquire_commit("crashed-run", 0.4)
     assert not two.acquire_commit("next-run", 60)
+    assert one.job_info().commit_owner == "crashed-run"
     time.sleep(0.6)
+    assert one.job_info().commit_owner is None  # an expired lock has no holder
     assert two.acquire_commit("next-run", 60)
     assert two.job_info().state == JobState.committing  # the lock never changes the state
 
@@ -391,3 +393,24 @@ def test_huge_key_sets_go_in_batches(open_tracker: OpenTracker) -> None:
     while batch := tracker.claim("drain", 7_000, 60):
         claimed.update(k for k, _ in batch)
     assert len(claimed) == 30_000  # pending + error keys, each once
+
+
+def test_a_forked_child_cannot_use_or_break_the_parents_tracker(tracker: TrackerProtocol) -> None:
+    import os
+
+    tracker.mark("before-fork", 1, done)
+    tracker.commit()
+    pid = os.fork()
+    if pid == 0:  # child: refused clearly, and closing must not touch the parent's connections
+        code = 4
+        try:
+            tracker.summary()
+        except TrackerClosedError as exc:
+            code = 3 if "open one tracker per process" in str(exc) else 5
+        finally:
+            tracker.close()
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 3
+    tracker.mark("after-fork", 1, done)
+    assert tracker.done_keys() == {"before-fork", "after-fork"}
