@@ -86,7 +86,16 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     emulator = sub.add_parser("emulator", help="run the local HCP emulator (API + moto S3)")
     add_emulator_arguments(emulator)
+    setup = sub.add_parser("setup", help="register blocks, create the work pool, deploy the flows")
+    _add_setup_arguments(setup)
     return parser
+
+
+def _add_setup_arguments(parser: argparse.ArgumentParser) -> None:
+    # Imported here: the setup command needs Prefect, the emulator command does not.
+    from rahcp_prefect.provision import add_setup_arguments
+
+    add_setup_arguments(parser)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -12,10 +12,9 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from pydantic import SecretStr
-
-from rahcp_prefect.blocks import HCPCredentials, HCPTracker, HCPTransferSettings
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +56,8 @@ async def ensure_work_pool(name: str) -> None:
 
 async def save_blocks(options: SetupOptions) -> None:
     """Register the block types and save the three blocks the deployments reference."""
+    from rahcp_prefect.blocks import HCPCredentials, HCPTracker, HCPTransferSettings
+
     for block_type in (HCPCredentials, HCPTransferSettings, HCPTracker):
         await block_type.register_type_and_schema()
     credentials = HCPCredentials(
@@ -93,3 +94,50 @@ async def provision(options: SetupOptions) -> None:
     await save_blocks(options)
     if options.deploy:
         deploy_all(options.prefect_file)
+
+
+def add_setup_arguments(parser: Any) -> None:
+    """Options of ``rahcp-prefect setup``; secrets default to the ``HCP_*`` environment."""
+    parser.add_argument("--endpoint", default=os.environ.get("HCP_ENDPOINT"), help="HCP API base URL (HCP_ENDPOINT)")
+    parser.add_argument("--username", default=os.environ.get("HCP_USERNAME"), help="HCP user (HCP_USERNAME)")
+    parser.add_argument(
+        "--password",
+        default=os.environ.get("HCP_PASSWORD"),
+        help="HCP password (prefer the HCP_PASSWORD variable: arguments show in process lists)",
+    )
+    parser.add_argument("--tenant", default=os.environ.get("HCP_TENANT") or None)
+    parser.add_argument("--no-verify-ssl", action="store_true", help="do not verify TLS certificates")
+    parser.add_argument("--tracker-dsn", default=os.environ.get("RAHCP_TRACKER_DSN"), help="shared PostgreSQL tracker (RAHCP_TRACKER_DSN)")
+    parser.add_argument("--tracker-sqlite", default=None, help="SQLite tracker file (default ~/.rahcp/tracker.db)")
+    parser.add_argument("--pool", default="rahcp-process", help="process work pool to create")
+    parser.add_argument("--no-deploy", action="store_true", help="only blocks and work pool")
+    parser.add_argument("--prefect-file", type=Path, default=PROJECT_DIR / "deployments" / "prefect.yaml")
+    parser.set_defaults(func=run_setup)
+
+
+def run_setup(args: Any) -> int:
+    """``rahcp-prefect setup``: check the options, then provision the Prefect server."""
+    import asyncio
+
+    missing = [name for name in ("endpoint", "username", "password") if not getattr(args, name)]
+    if missing:
+        raise SystemExit(
+            "rahcp-prefect setup: missing " + ", ".join(f"--{name}" for name in missing)
+            + " (or the HCP_ENDPOINT / HCP_USERNAME / HCP_PASSWORD variables)"
+        )
+    options = SetupOptions(
+        endpoint=args.endpoint,
+        username=args.username,
+        password=args.password,
+        tenant=args.tenant,
+        verify_ssl=not args.no_verify_ssl,
+        tracker_dsn=args.tracker_dsn,
+        tracker_sqlite=args.tracker_sqlite,
+        pool=args.pool,
+        deploy=not args.no_deploy,
+        prefect_file=args.prefect_file,
+    )
+    asyncio.run(provision(options))
+    print(f"Blocks {options.credentials_block}, {options.settings_block}, {options.tracker_block}; pool {options.pool}"
+          + ("; deployments created" if options.deploy else ""))
+    return 0
