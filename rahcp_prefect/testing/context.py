@@ -28,7 +28,7 @@ class EmulatorContext:
     mapi_enabled: bool
 
 
-def get_ctx(request: Request) -> EmulatorContext:
-    """FastAPI dependency: the emulator context."""
+async def get_ctx(request: Request) -> EmulatorContext:
+    """FastAPI dependency: the emulator context (async, so it costs no threadpool hop)."""
     ctx: EmulatorContext = request.app.state.ctx
     return ctx

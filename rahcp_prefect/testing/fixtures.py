@@ -55,18 +55,11 @@ def hcp_bucket(hcp_emulator: HCPEmulator) -> Iterator[str]:
 
 def _delete_bucket(emulator: HCPEmulator, name: str) -> None:
     """Best-effort cleanup so moto's memory does not grow over a long session."""
-    s3 = emulator.s3
+    from rahcp_prefect.testing.storage import empty_bucket
+
     try:
-        for upload in s3.list_multipart_uploads(Bucket=name).get("Uploads", []):
-            s3.abort_multipart_upload(Bucket=name, Key=upload["Key"], UploadId=upload["UploadId"])
-        for page in s3.get_paginator("list_object_versions").paginate(Bucket=name):
-            targets = [
-                {"Key": v["Key"], "VersionId": v["VersionId"]}
-                for v in page.get("Versions", []) + page.get("DeleteMarkers", [])
-            ]
-            if targets:
-                s3.delete_objects(Bucket=name, Delete={"Objects": targets, "Quiet": True})
-        s3.delete_bucket(Bucket=name)
+        empty_bucket(emulator.s3, name)
+        emulator.s3.delete_bucket(Bucket=name)
     except Exception:  # the test may have deleted it already
         pass
 

@@ -14,7 +14,13 @@ from pydantic import BaseModel
 
 from rahcp_prefect.testing.auth import require_principal
 from rahcp_prefect.testing.context import EmulatorContext, get_ctx
-from rahcp_prefect.testing.storage import bucket_resource, iso_z, require_bucket, s3_call
+from rahcp_prefect.testing.storage import (
+    bucket_resource,
+    empty_bucket,
+    iso_z,
+    require_bucket,
+    s3_call,
+)
 
 router = APIRouter(dependencies=[Depends(require_principal)])
 
@@ -76,7 +82,7 @@ def delete_bucket(
     if force:
         # Unlike the reference backend (500), a missing bucket is a plain 404 here too.
         require_bucket(ctx.s3, bucket)
-        empty_bucket(ctx, bucket)
+        s3_call(resource, empty_bucket, s3=ctx.s3, bucket=bucket)
     s3_call(resource, ctx.s3.delete_bucket, Bucket=bucket)
     return {"status": "deleted", "bucket": bucket}
 
@@ -89,32 +95,3 @@ def bucket_exists(ctx: EmulatorContext, bucket: str) -> bool:
             return False
         raise
     return True
-
-
-def empty_bucket(ctx: EmulatorContext, bucket: str) -> None:
-    """Abort open multipart uploads and delete every object version and delete marker."""
-    resource = bucket_resource(bucket)
-    uploads = s3_call(resource, ctx.s3.list_multipart_uploads, Bucket=bucket)
-    for upload in uploads.get("Uploads", []):
-        s3_call(
-            resource,
-            ctx.s3.abort_multipart_upload,
-            Bucket=bucket,
-            Key=upload["Key"],
-            UploadId=upload["UploadId"],
-        )
-    pages = s3_call(
-        resource, lambda: list(ctx.s3.get_paginator("list_object_versions").paginate(Bucket=bucket))
-    )
-    for page in pages:
-        targets = [
-            {"Key": v["Key"], "VersionId": v["VersionId"]}
-            for v in page.get("Versions", []) + page.get("DeleteMarkers", [])
-        ]
-        if targets:
-            s3_call(
-                resource,
-                ctx.s3.delete_objects,
-                Bucket=bucket,
-                Delete={"Objects": targets, "Quiet": True},
-            )

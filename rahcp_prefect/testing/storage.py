@@ -90,6 +90,22 @@ def require_bucket(s3: Any, bucket: str) -> None:
         raise storage_error(exc, bucket_resource(bucket)) from None
 
 
+def empty_bucket(s3: Any, bucket: str) -> None:
+    """Abort open multipart uploads, delete every object version and delete marker.
+
+    Raises botocore errors as they are (callers map or ignore them).
+    """
+    for upload in s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []):
+        s3.abort_multipart_upload(Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"])
+    for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket):
+        targets = [
+            {"Key": v["Key"], "VersionId": v["VersionId"]}
+            for v in page.get("Versions", []) + page.get("DeleteMarkers", [])
+        ]
+        if targets:
+            s3.delete_objects(Bucket=bucket, Delete={"Objects": targets, "Quiet": True})
+
+
 def bucket_resource(bucket: str) -> str:
     return f"bucket '{bucket}'"
 
