@@ -80,10 +80,18 @@ class CountAndFaultMiddleware:
                 await _drain(receive)
                 await _send_fault(send, rule.status, head=method == "HEAD")
                 return
-        try:
-            await self.app(scope, receive, send)
-        finally:
-            self._count(method, getattr(scope.get("route"), "path", None) or scope["path"])
+        counted = False
+
+        async def send_counted(message: dict[str, Any]) -> None:
+            # Count before the response leaves, so a client never sees a response whose request
+            # is not counted yet (routing has set scope["route"] by now).
+            nonlocal counted
+            if not counted and message["type"] == "http.response.start":
+                counted = True
+                self._count(method, getattr(scope.get("route"), "path", None) or scope["path"])
+            await send(message)
+
+        await self.app(scope, receive, send_counted)
 
     def _count(self, method: str, template: str) -> None:
         if template.startswith(self.api_prefix + "/"):
