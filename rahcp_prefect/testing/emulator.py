@@ -57,6 +57,7 @@ class HCPEmulator:
         s3_access_key: str | None = None,
         s3_secret_key: str | None = None,
         s3_region: str = "us-east-1",
+        enforce_presign_expiry: bool = True,
     ) -> None:
         """Configure (nothing starts until ``start()``).
 
@@ -65,6 +66,8 @@ class HCPEmulator:
         clients should use in presigned URLs when it differs from the one the emulator reaches
         (e.g. a container host name). ``s3_access_key``/``s3_secret_key`` are for an external
         ``s3_endpoint`` (default: ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY`` or "testing").
+        ``enforce_presign_expiry``: the built-in S3 answers 403 "Request has expired" to expired
+        presigned URLs like real S3 (moto itself ignores ``X-Amz-Expires``).
         """
         self._host = host
         self._port = port
@@ -74,6 +77,7 @@ class HCPEmulator:
         self._s3_access_key = s3_access_key or os.environ.get("AWS_ACCESS_KEY_ID", "testing")
         self._s3_secret_key = s3_secret_key or os.environ.get("AWS_SECRET_ACCESS_KEY", "testing")
         self._s3_region = s3_region
+        self._enforce_presign_expiry = enforce_presign_expiry
         self._mapi_enabled = mapi_enabled
         self._auth = AuthConfig(
             secret_key=secret_key or secrets.token_hex(32),
@@ -96,7 +100,11 @@ class HCPEmulator:
         try:
             if self._external_s3 is None:
                 self._s3_server = S3Server(
-                    self._faults, self._counter, host=self._host, port=self._s3_port
+                    self._faults,
+                    self._counter,
+                    host=self._host,
+                    port=self._s3_port,
+                    enforce_presign_expiry=self._enforce_presign_expiry,
                 )
                 self._s3_server.start()
                 self._s3_endpoint = f"http://{_client_host(self._host)}:{self._s3_server.port}"
@@ -218,7 +226,9 @@ class HCPEmulator:
         """The JWT signing key, so tests can mint special tokens (no ``exp``, no ``sub``...)."""
         return self._auth.secret_key
 
-    def issue_token(self, username: str, tenant: str | None = None, ttl: float | None = None) -> str:
+    def issue_token(
+        self, username: str, tenant: str | None = None, ttl: float | None = None
+    ) -> str:
         """A valid bearer token without a login round trip."""
         return self._auth.issue(username, tenant, ttl)
 

@@ -52,7 +52,9 @@ def create_bucket(body: CreateBucket, ctx: EmulatorContext = Depends(get_ctx)) -
     name = body.bucket
     resource = bucket_resource(name)
     if not BUCKET_NAME_RE.match(name) or ".." in name:
-        raise HTTPException(status_code=400, detail=f"{resource}: The specified bucket is not valid.")
+        raise HTTPException(
+            status_code=400, detail=f"{resource}: The specified bucket is not valid."
+        )
     if bucket_exists(ctx, name):
         raise HTTPException(
             status_code=409,

@@ -60,7 +60,10 @@ def presign_parts(
     upload_id = body.upload_id or _create_upload(ctx, bucket, key)
     base = {"Bucket": bucket, "Key": key, "UploadId": upload_id}
     urls = [
-        {"part_number": n, "url": presign(ctx, "upload_part", {**base, "PartNumber": n}, body.expires_in)}
+        {
+            "part_number": n,
+            "url": presign(ctx, "upload_part", {**base, "PartNumber": n}, body.expires_in),
+        }
         for n in range(1, total_parts + 1)
     ]
     return {
@@ -165,11 +168,14 @@ def list_uploads(
         }
         for u in resp.get("Uploads", [])
     ]
-    return {"bucket": bucket, "uploads": uploads, "is_truncated": bool(resp.get("IsTruncated", False))}
+    truncated = bool(resp.get("IsTruncated", False))
+    return {"bucket": bucket, "uploads": uploads, "is_truncated": truncated}
 
 
 @router.post("/buckets/{bucket}/multipart/{key:path}", status_code=201)
-def initiate_upload(bucket: str, key: str, ctx: EmulatorContext = Depends(get_ctx)) -> dict[str, str]:
+def initiate_upload(
+    bucket: str, key: str, ctx: EmulatorContext = Depends(get_ctx)
+) -> dict[str, str]:
     return {"bucket": bucket, "key": key, "upload_id": _create_upload(ctx, bucket, key)}
 
 

@@ -67,7 +67,10 @@ def presign_bulk(
             status_code=422, detail=f"method must be one of: {', '.join(BULK_METHODS)}"
         )
     urls = [
-        {"key": key, "url": presign(ctx, body.method, {"Bucket": bucket, "Key": key}, body.expires_in)}
+        {
+            "key": key,
+            "url": presign(ctx, body.method, {"Bucket": bucket, "Key": key}, body.expires_in),
+        }
         for key in body.keys
     ]
     return {"urls": urls, "expires_in": body.expires_in}

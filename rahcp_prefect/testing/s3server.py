@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import socket
+from http import HTTPStatus
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -24,12 +25,14 @@ from moto.moto_server.werkzeug_app import (
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from rahcp_prefect.testing.counter import RequestCounter, s3_route
+from rahcp_prefect.testing.expiry import expired_body, expired_presign
 from rahcp_prefect.testing.faults import FAULT_DETAIL, FaultInjector
 
 # The emulator tags its own boto3 calls with this user-agent marker: they are counted as
 # plane "backend" and never get data-plane faults (those are meant for clients).
 INTERNAL_USER_AGENT = "rahcp-emulator-internal"
 
+HTTP_REASONS = {s.value: s.phrase for s in HTTPStatus}
 StartResponse = Callable[..., Any]
 WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
@@ -51,12 +54,21 @@ class _QuietRequestHandler(MotoRequestHandler):
 
 
 class DataPlaneMiddleware:
-    """Counts every S3 request and applies data-plane fault rules before moto sees it."""
+    """Counts every S3 request, applies data-plane fault rules and (optionally) presigned-URL
+    expiry before moto sees it."""
 
-    def __init__(self, app: WSGIApp, faults: FaultInjector, counter: RequestCounter) -> None:
+    def __init__(
+        self,
+        app: WSGIApp,
+        faults: FaultInjector,
+        counter: RequestCounter,
+        *,
+        enforce_presign_expiry: bool = True,
+    ) -> None:
         self.app = app
         self.faults = faults
         self.counter = counter
+        self.enforce_presign_expiry = enforce_presign_expiry
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         method: str = environ["REQUEST_METHOD"]
@@ -64,23 +76,35 @@ class DataPlaneMiddleware:
         path = environ.get("PATH_INFO", "").encode("latin-1").decode("utf-8", "replace")
         internal = INTERNAL_USER_AGENT in environ.get("HTTP_USER_AGENT", "")
         plane = "backend" if internal else "data"
-        self.counter.add(plane, method, s3_route(path, environ.get("QUERY_STRING", "")))
-        if internal or not self.faults.active["data"]:
+        query = environ.get("QUERY_STRING", "")
+        self.counter.add(plane, method, s3_route(path, query))
+        if internal:
             return self.app(environ, start_response)
         rule = self.faults.match("data", method, path)
-        if rule is None:
-            return self.app(environ, start_response)
-        if rule.delay:
-            time.sleep(rule.delay)
-        if rule.drop:
-            _drop(environ)
-        if rule.status is None:
-            return self.app(environ, start_response)
-        _drain(environ)
-        body = json.dumps({"detail": FAULT_DETAIL}).encode()
-        headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
-        start_response(f"{rule.status} Injected Fault", headers)
-        return [b"" if method == "HEAD" else body]
+        if rule is not None:
+            if rule.delay:
+                time.sleep(rule.delay)
+            if rule.drop:
+                _drop(environ)
+            if rule.status is not None:
+                body = json.dumps({"detail": FAULT_DETAIL}).encode()
+                return _answer(environ, start_response, rule.status, "application/json", body)
+        if self.enforce_presign_expiry:
+            expired = expired_presign(query)
+            if expired is not None:
+                body = expired_body(*expired)
+                return _answer(environ, start_response, 403, "application/xml", body)
+        return self.app(environ, start_response)
+
+
+def _answer(
+    environ: dict[str, Any], start_response: StartResponse, status: int, ctype: str, body: bytes
+) -> Iterable[bytes]:
+    """Answer without moto: read the request body first, omit the body for HEAD."""
+    _drain(environ)
+    headers = [("Content-Type", ctype), ("Content-Length", str(len(body)))]
+    start_response(f"{status} {HTTP_REASONS.get(status, 'Error')}", headers)
+    return [b"" if environ["REQUEST_METHOD"] == "HEAD" else body]
 
 
 def _drop(environ: dict[str, Any]) -> None:
@@ -118,9 +142,13 @@ class S3Server:
         *,
         host: str = "127.0.0.1",
         port: int = 0,
+        enforce_presign_expiry: bool = True,
     ) -> None:
         self._app = DataPlaneMiddleware(
-            DomainDispatcherApplication(create_backend_app), faults, counter
+            DomainDispatcherApplication(create_backend_app),
+            faults,
+            counter,
+            enforce_presign_expiry=enforce_presign_expiry,
         )
         self._host = host
         self._port = port

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from urllib.parse import parse_qs, urlsplit
+from datetime import datetime, timedelta, timezone
+from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit, urlunsplit
 
 import httpx
 import pytest
@@ -112,15 +113,39 @@ def test_bulk_presign_validation(api: httpx.Client, hcp_bucket: str) -> None:
     assert expiry.status_code == 422
 
 
-def test_moto_does_not_enforce_presigned_expiry(
+def _backdate(url: str, seconds: int) -> str:
+    """The URL as if signed ``seconds`` ago (moto checks no signature, so it stays usable)."""
+    parts = urlsplit(url)
+    query = dict(parse_qsl(parts.query))
+    signed = datetime.strptime(query["X-Amz-Date"], "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc)
+    query["X-Amz-Date"] = (signed - timedelta(seconds=seconds)).strftime("%Y%m%dT%H%M%SZ")
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+def test_expired_presigned_urls_get_s3s_403(
     api: httpx.Client, hcp_emulator: HCPEmulator, hcp_bucket: str
 ) -> None:
-    """moto 5.2.5 ignores X-Amz-Expires: an expired URL still works (real S3/HCP answers 403).
+    hcp_emulator.s3.put_object(Bucket=hcp_bucket, Key="old", Body=b"data")
+    get = api.post("/presign", json={"bucket": hcp_bucket, "key": "old", "expires_in": 60}).json()["url"]
+    assert httpx.get(_backdate(get, 59)).status_code == 200
+    expired = httpx.get(_backdate(get, 61))
+    assert expired.status_code == 403
+    assert expired.headers["content-type"] == "application/xml"
+    assert "<Code>AccessDenied</Code><Message>Request has expired</Message>" in expired.text
+    assert httpx.head(_backdate(get, 61)).status_code == 403
 
-    Expiry handling on the client side cannot be tested against moto; this test is a tripwire
-    that fails when moto starts enforcing it.
-    """
-    hcp_emulator.s3.put_object(Bucket=hcp_bucket, Key="old", Body=b"still here")
-    url = api.post("/presign", json={"bucket": hcp_bucket, "key": "old", "expires_in": 1}).json()["url"]
+    put = api.post("/presign", json={"bucket": hcp_bucket, "key": "new", "method": "put_object", "expires_in": 1}).json()["url"]
     time.sleep(2.1)
-    assert httpx.get(url).content == b"still here"
+    assert httpx.put(put, content=b"x" * 100_000).status_code == 403
+    assert hcp_emulator.s3.list_objects_v2(Bucket=hcp_bucket, Prefix="new")["KeyCount"] == 0
+
+
+def test_moto_itself_does_not_enforce_presigned_expiry(api: httpx.Client, hcp_bucket: str) -> None:
+    """moto 5.2.5 ignores X-Amz-Expires (real S3/HCP answer 403), hence the emulator's own check.
+
+    A tripwire: it fails when moto starts enforcing expiry, and the emulator's check can go.
+    """
+    with HCPEmulator(enforce_presign_expiry=False) as raw:
+        raw.s3.put_object(Bucket=hcp_bucket, Key="old", Body=b"still here")  # same moto state
+        url = raw.s3.generate_presigned_url("get_object", Params={"Bucket": hcp_bucket, "Key": "old"}, ExpiresIn=60)
+        assert httpx.get(_backdate(url, 3600)).content == b"still here"
