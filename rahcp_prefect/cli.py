@@ -48,6 +48,11 @@ def add_emulator_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--token-ttl-seconds", type=float, default=28800.0)
     parser.add_argument("--no-mapi", action="store_true", help="serve no /mapi routes (404)")
+    parser.add_argument(
+        "--no-presign-expiry",
+        action="store_true",
+        help="let the built-in S3 accept expired presigned URLs (moto's own behaviour)",
+    )
     parser.set_defaults(func=run_emulator)
 
 
@@ -69,6 +74,7 @@ def run_emulator(args: argparse.Namespace) -> int:
         users=args.users,
         token_ttl_seconds=args.token_ttl_seconds,
         mapi_enabled=not args.no_mapi,
+        enforce_presign_expiry=not args.no_presign_expiry,
         s3_port=args.s3_port,
         s3_public_endpoint=args.s3_public_endpoint,
     )
