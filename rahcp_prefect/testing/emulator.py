@@ -2,9 +2,14 @@
 
     with HCPEmulator() as emu:
         httpx.post(f"{emu.base_url}/auth/token", data={"username": "u", "password": "p"})
+        emu.faults.add("data", method="PUT", status=503, count=2)   # next two uploads fail
+        emu.faults.add("api", path="/presign$", drop=True)          # next presign: no answer
+        emu.request_counts[("api", "POST", "/presign")]             # calls so far
 
 Unless ``s3_endpoint`` is given, moto's S3 server runs in-process on a free loopback port and
-presigned URLs point at it, so object bytes never pass through the emulator's API.
+presigned URLs point at it, so object bytes never pass through the emulator's API. Route
+templates of the counts are described in ``counter``, fault rules in ``faults``, the HTTP control
+routes (for an emulator in another process) in ``routes_control``.
 """
 
 from __future__ import annotations
