@@ -123,6 +123,9 @@ class DataPlane:
         self.verify_ssl = verify_ssl
         self.max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
+        self.retries = 0
+        """Attempts repeated after a retryable failure, over this data plane's life (the bulk
+        engine reports the increase during a run as ``TransferStats.retries``)."""
 
     @property
     def session(self) -> aiohttp.ClientSession:
@@ -311,6 +314,7 @@ class DataPlane:
                 raise PresignedTransferError(f"{reason} for {what}", status)
             delay = backoff_delay(tries, self.retry_base_delay, retry_after)
             tries += 1
+            self.retries += 1
             logger.warning(
                 "%s %s: %s; retry %d/%d in %.2f s",
                 method,
