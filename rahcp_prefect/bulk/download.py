@@ -178,6 +178,7 @@ async def bulk_download(cfg: BulkDownloadConfig) -> TransferStats:
         on_progress=cfg.on_progress,
         on_error=cfg.on_error,
         progress_interval=cfg.progress_interval,
+        data_plane=cfg.client.data,
     )
     job = _Download(cfg, rec)
     presigner: Presigner[DownloadItem] = Presigner(

@@ -36,7 +36,8 @@ class TransferStats:
     elapsed: float = 0.0
     """Seconds since the run started."""
     retries: int = 0
-    """Transfers repeated by the engine (re-presign after 403) and by the client's data plane."""
+    """Transfers repeated: by the engine (presigned again after a 403) and by the client's
+    data plane (408/425/429/5xx and transport errors), when the client counts them."""
 
     @property
     def done(self) -> int:
@@ -71,8 +72,12 @@ class Recorder:
         on_progress: ProgressFn | None,
         on_error: ErrorFn | None,
         progress_interval: float,
+        data_plane: object | None = None,
     ) -> None:
         self.stats = TransferStats()
+        # The client's data plane counts its own retries (if it does); the run reports the delta.
+        self._data_plane = data_plane
+        self._data_retries0 = getattr(data_plane, "retries", 0)
         self._tracker = tracker
         self._mark = tracker.mark
         self._on_progress = on_progress
@@ -142,13 +147,14 @@ class Recorder:
     def snapshot(self) -> TransferStats:
         """A copy of the counters with ``elapsed`` set to now."""
         s = self.stats
+        data_retries = getattr(self._data_plane, "retries", 0) - self._data_retries0
         return TransferStats(
             ok=s.ok,
             skipped=s.skipped,
             errors=s.errors,
             bytes=s.bytes,
             elapsed=monotonic() - self._started,
-            retries=s.retries,
+            retries=s.retries + data_retries,
         )
 
     def _tick(self) -> None:
@@ -170,6 +176,7 @@ class Recorder:
         self._tracker.commit()
         final = self.snapshot()
         self.stats.elapsed = final.elapsed
+        self.stats.retries = final.retries
         if self._on_progress is not None:
             try:
                 self._on_progress(final)

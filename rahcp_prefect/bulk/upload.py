@@ -246,6 +246,7 @@ async def bulk_upload(cfg: BulkUploadConfig) -> TransferStats:
         on_progress=cfg.on_progress,
         on_error=cfg.on_error,
         progress_interval=cfg.progress_interval,
+        data_plane=cfg.client.data,
     )
     job = _Upload(cfg, rec)
     presigner: Presigner[UploadItem] = Presigner(

@@ -314,3 +314,12 @@ def test_config_validation(tmp_path) -> None:
     assert c.presign_batch_size == 200 and c.chunk_size == 1 << 20 and c.skip_existing
     assert c.progress_interval == 5.0 and not c.follow_symlinks and c.entries is None
     assert TransferStatus.done  # tracker protocol available to callers
+
+
+async def test_retries_counted_from_the_data_plane(hcp_emulator, hcp_bucket, hcp_client, tracker, tmp_path) -> None:
+    src = tmp_path / "src"
+    files = make_tree(src, {f"f{i}": content(i, 25) for i in range(4)})
+    hcp_emulator.faults.add(plane="data", method="PUT", path="/f1$", status=503, count=2)
+    stats = await bulk_upload(cfg(hcp_client, hcp_bucket, src, tracker))
+    assert (stats.ok, stats.errors, stats.retries) == (4, 0, 2)
+    assert remote_objects(hcp_emulator, hcp_bucket) == files
