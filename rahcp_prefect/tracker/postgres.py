@@ -19,6 +19,7 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import ConnectionPool
 from sqlalchemy.dialects import postgresql as pg_dialect
 
+from rahcp_prefect.tracker import schema
 from rahcp_prefect.tracker.base import (
     BufferedTracker,
     MarkRow,
@@ -35,7 +36,6 @@ from rahcp_prefect.tracker.errors import (
     TrackerSchemaError,
 )
 from rahcp_prefect.tracker.protocol import JobInfo, JobState, TransferStatus
-from rahcp_prefect.tracker import schema
 
 logger = logging.getLogger(__name__)
 
@@ -69,19 +69,21 @@ SELECT %(job)s, u.k, u.s, 'pending', now() FROM unnest(%(k)b::text[], %(s)b::int
 ON CONFLICT (job, "key") DO NOTHING
 """
 
+#: Lock free rows (skipping rows other claimers hold), then update exactly those row versions
+#: by ctid: a TID scan, so no join plan to go wrong on stale statistics. A row updated
+#: concurrently is skipped, never handed out twice.
 CLAIM = f"""
 WITH picked AS (
-  SELECT "key" FROM {T}
+  SELECT ctid FROM {T}
   WHERE job = %(job)s AND status <> 'done' AND lease_expires < {NOW}
   ORDER BY lease_expires
   LIMIT %(limit)s
   FOR UPDATE SKIP LOCKED
 )
-UPDATE {T} AS t
-SET lease_owner = %(owner)s, lease_expires = {NOW} + %(lease)s, attempts = t.attempts + 1
-FROM picked
-WHERE t.job = %(job)s AND t."key" = picked."key"
-RETURNING t."key", t.size
+UPDATE {T}
+SET lease_owner = %(owner)s, lease_expires = {NOW} + %(lease)s, attempts = attempts + 1
+WHERE ctid = ANY(ARRAY(SELECT ctid FROM picked))
+RETURNING "key", size
 """
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 
+from rahcp_prefect.tracker import schema
 from rahcp_prefect.tracker.base import (
     BufferedTracker,
     MarkRow,
@@ -28,7 +29,6 @@ from rahcp_prefect.tracker.base import (
 )
 from rahcp_prefect.tracker.errors import TrackerConnectionError
 from rahcp_prefect.tracker.protocol import JobInfo, JobState, TransferStatus
-from rahcp_prefect.tracker import schema
 
 T = "rahcp_transfers"
 J = "rahcp_jobs"
