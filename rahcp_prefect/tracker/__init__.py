@@ -3,6 +3,20 @@
 ``create_tracker(target, job=...)`` opens a ``SqliteTracker`` (a local file, the default) or a
 ``PostgresTracker`` (a shared database, for parallel runs on several machines). Both implement
 ``TrackerProtocol``. Nothing here imports Prefect.
+
+Decisions callers may rely on:
+
+- Keys and job names are any Unicode text of 1 to 1200 UTF-8 bytes, except NUL and lone
+  surrogates (``InvalidKeyError``, on both backends: PostgreSQL text cannot hold NUL, and
+  surrogates are not UTF-8). Error messages are never refused: NUL is escaped instead.
+- ``claim`` hands out keys that are not done and not under a live lease. ``mark`` leaves the
+  lease alone, so a key marked error comes back once its lease ends or its run ``release``s it
+  (a retry with the lease as back-off); a key marked done never comes back.
+- ``renew`` and ``release`` act on live leases only; an expired lease is no longer held.
+- ``acquire_commit`` creates the job's row if needed; ``JobInfo.commit_owner`` is None once
+  the commit lease has expired.
+
+Added beyond the protocol: ``delete_job()`` (forget a whole job), use as a context manager.
 """
 
 from rahcp_prefect.tracker.dsn import mask_dsn
