@@ -210,6 +210,7 @@ async def upload_batch(
     entries: Sequence[tuple[str, int]] | None = None,
     settings: HCPTransferSettings | None = None,
     skip_existing: bool = True,
+    skip_done: bool = True,
     include: Sequence[str] = (),
     exclude: Sequence[str] = (),
     follow_symlinks: bool = False,
@@ -218,6 +219,8 @@ async def upload_batch(
     """Upload a batch of files (``(relative path, size)``; None = the whole tree) with the engine.
 
     Outcomes go to the tracker of ``job``; a retry of the task skips what is done.
+    ``skip_done=False`` spares reading the job's done keys when the batch was claimed (its
+    keys are pending by construction).
     """
     settings = settings or HCPTransferSettings()
     job_tracker = tracker.get_tracker(job)
@@ -232,6 +235,7 @@ async def upload_batch(
                     prefix=prefix,
                     entries=entries,
                     skip_existing=skip_existing,
+                    skip_done=skip_done,
                     include=list(include),
                     exclude=list(exclude),
                     follow_symlinks=follow_symlinks,
@@ -257,6 +261,7 @@ async def download_batch(
     prefix: str,
     entries: Sequence[tuple[str, int]] | None = None,
     settings: HCPTransferSettings | None = None,
+    skip_done: bool = True,
     include: Sequence[str] = (),
     exclude: Sequence[str] = (),
     on_progress: ProgressCallback | None = None,
@@ -274,6 +279,7 @@ async def download_batch(
                     tracker=job_tracker,
                     prefix=prefix,
                     entries=entries,
+                    skip_done=skip_done,
                     include=list(include),
                     exclude=list(exclude),
                     on_progress=on_progress,

@@ -109,3 +109,11 @@ async def publish_summary(
     for error_key, message in errors[:FIRST_ERRORS]:
         rows.append({"metric": f"error: {error_key}", "value": message[:300]})
     await acreate_table_artifact(table=rows, key=artifact_key(key), description=title)
+
+
+async def publish_job_status(job: str, counts: dict[str, int]) -> None:
+    """A table of the job's done/pending/error counts, keyed by job so it has one history."""
+    rows = [{"job": job, **{state: counts.get(state, 0) for state in ("done", "pending", "error")}}]
+    await acreate_table_artifact(
+        table=rows, key=artifact_key(f"job-status-{job}"), description=f"Job status of {job}"
+    )

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,8 @@ from prefect.transactions import atransaction
 from rahcp_prefect.bulk.filters import GlobFilter
 from rahcp_prefect.bulk.scanner import scan_tree
 from rahcp_prefect.bulk.upload import check_source_dir
-from rahcp_prefect.flows.artifacts import ProgressReporter, add_stats, publish_summary
+from rahcp_prefect.flows.artifacts import ProgressReporter, add_stats, publish_job_status, publish_summary
+from rahcp_prefect.flows.cooperative import commit_lock, drain_job, register_manifest
 from rahcp_prefect.flows.common import DEFAULT_BATCH_SIZE, FlowBlocks, batched, job_name, load_blocks, run_id
 from rahcp_prefect.flows.staging import (
     StagingPlan,
@@ -32,14 +34,14 @@ from rahcp_prefect.flows.staging import (
 from rahcp_prefect.tasks import cleanup_staging, commit_staging, open_client, upload_batch
 from rahcp_prefect.tracker.protocol import JobState, TrackerProtocol
 
-COMMIT_LEASE_SECONDS = 3600.0
-
-
 class BulkTransferFailed(RuntimeError):
     """Some files failed; the run was rolled back (upload) or left the destination untouched."""
 
 
-def _scan(source_dir: Path, include: list[str], exclude: list[str], follow_symlinks: bool, errors: list[tuple[str, str]]):
+def _scan(
+    source_dir: Path, include: list[str], exclude: list[str], follow_symlinks: bool, errors: list[tuple[str, str]]
+) -> Iterator[tuple[str, int]]:
+    """``(relative path, size)`` of the files to upload, lazily; unreadable entries to ``errors``."""
     accepts = GlobFilter(include, exclude)
     return (
         (rel, size)
@@ -55,16 +57,17 @@ def _scan(source_dir: Path, include: list[str], exclude: list[str], follow_symli
 async def finish_commit(
     blocks: FlowBlocks, tracker: TrackerProtocol, plan: StagingPlan, owner: str
 ) -> int | None:
-    """Commit staging under the job's lock; None when another run holds the lock."""
-    if not tracker.acquire_commit(owner, COMMIT_LEASE_SECONDS):
-        return None
-    try:
+    """Commit staging under the job's (renewed) lock; None when another run holds the lock."""
+    async with commit_lock(tracker, owner, blocks.tracker.lease_seconds) as held:
+        if not held:
+            return None
+        info = tracker.job_info()
+        if info is not None and info.state == JobState.committed:
+            return 0  # another run of the job committed while this one waited
         tracker.update_job(state=JobState.committing)
         moved = await commit_staging(blocks.credentials, plan.bucket, plan.staging_prefix, plan.final_prefix)
         tracker.update_job(state=JobState.committed)
         return moved
-    finally:
-        tracker.release_commit(owner)
 
 
 async def _rollback_staging(txn: Any) -> None:
@@ -75,6 +78,115 @@ async def _rollback_staging(txn: Any) -> None:
         return
     async with open_client(credentials) as client:
         await client.s3.cleanup_staging(plan.bucket, plan.staging_prefix)
+
+
+class UploadRun:
+    """The upload phase of one run, alone (transaction, rollback) or cooperating (claims)."""
+
+    def __init__(
+        self,
+        blocks: FlowBlocks,
+        tracker: TrackerProtocol,
+        job: str,
+        plan: StagingPlan,
+        source: Path,
+        skip_existing: bool,
+        follow_symlinks: bool,
+        count_files: Callable[[], int],
+    ) -> None:
+        self.blocks = blocks
+        self.tracker = tracker
+        self.job = job
+        self.plan = plan
+        self.source = source
+        self.skip_existing = skip_existing
+        self.follow_symlinks = follow_symlinks
+        self.count_files = count_files
+
+    async def _batch(
+        self, entries: list[tuple[str, int]], progress: ProgressReporter | None, claimed: bool = False
+    ) -> dict[str, Any]:
+        task = staged_upload_batch if not claimed else upload_batch
+        return await task(
+            self.blocks.credentials,
+            self.blocks.tracker,
+            self.job,
+            self.plan.bucket,
+            self.source,
+            self.plan.staging_prefix,
+            entries=entries,
+            settings=self.blocks.settings,
+            skip_existing=self.skip_existing,
+            skip_done=not claimed,
+            follow_symlinks=self.follow_symlinks,
+            on_progress=progress.on_batch_progress if progress else None,
+        )
+
+    async def single(
+        self,
+        files: Iterable[tuple[str, int]],
+        batch_size: int,
+        owner: str,
+        scan_errors: list[tuple[str, str]],
+        started: float,
+    ) -> dict[str, Any]:
+        """Upload in batches inside a transaction; any failure rolls staging back and raises."""
+        plan = self.plan
+        progress = ProgressReporter(self.count_files(), f"bulk-upload {plan.bucket}/{plan.final_prefix}")
+        await progress.start(f"bulk-upload-progress-{owner}")
+        totals: dict[str, Any] = {}
+        try:
+            async with atransaction() as txn:
+                txn.set("credentials", self.blocks.credentials)
+                txn.set("plan", plan)
+                for entries in batched(files, batch_size):
+                    batch = await self._batch(entries, progress)
+                    add_stats(totals, batch)
+                    progress.batch_finished(int(batch["done"]))
+                totals["errors"] = totals.get("errors", 0) + len(scan_errors)
+                if totals["errors"]:
+                    raise BulkTransferFailed(
+                        f"{totals['errors']} file(s) failed to upload; staging rolled back, "
+                        f"{plan.bucket}/{plan.final_prefix} untouched"
+                    )
+                async with open_client(self.blocks.credentials) as client:
+                    await verify_staging(client, self.tracker, plan)
+        except BaseException as exc:
+            await progress.close()
+            errors = scan_errors + self.tracker.error_details()
+            await _roll_back(self.blocks, self.tracker, plan)
+            await publish_summary(
+                f"bulk-upload-summary-{owner}",
+                f"bulk-upload {plan.bucket}/{plan.final_prefix}: rolled back",
+                totals,
+                time.monotonic() - started,
+                errors,
+                f"rolled back: {type(exc).__name__}",
+            )
+            raise
+        await progress.close()
+        return totals
+
+    async def cooperative(self, files: Iterable[tuple[str, int]], batch_size: int, owner: str) -> dict[str, Any]:
+        """Register the manifest, drain the job's claims with the other runs, fail on errors."""
+        staging = self.plan.staging_prefix
+        seen, added = register_manifest(self.tracker, ((staging + rel, size) for rel, size in files))
+        get_run_logger().info("Manifest of %s: %d file(s), %d new", self.job, seen, added)
+
+        async def run_batch(claimed: list[tuple[str, int]]) -> dict[str, Any]:
+            return await self._batch([(key[len(staging) :], size) for key, size in claimed], None, claimed=True)
+
+        totals = await drain_job(
+            self.tracker, owner, run_batch, batch_size=batch_size, lease_seconds=self.blocks.tracker.lease_seconds
+        )
+        failed = self.tracker.summary().get("error", 0)
+        if failed:
+            await publish_job_status(self.job, self.tracker.summary())
+            raise BulkTransferFailed(
+                f"{failed} file(s) of job {self.job} failed; staging kept for the next run of the job, "
+                f"{self.plan.bucket}/{self.plan.final_prefix} untouched"
+            )
+        return totals
 
 
 # The batch task as the upload phase uses it: its transaction's rollback deletes staging.
@@ -98,6 +210,7 @@ async def bulk_upload(
     follow_symlinks: bool = False,
     batch_size: int = DEFAULT_BATCH_SIZE,
     dry_run: bool = False,
+    cooperative: bool | None = None,
 ) -> dict[str, Any]:
     """Upload ``source_dir`` to ``bucket/prefix`` through staging; commit only when complete.
 
@@ -116,6 +229,9 @@ async def bulk_upload(
         follow_symlinks: Follow symbolic links (loops are detected).
         batch_size: Files per upload task run.
         dry_run: Only report what would be uploaded.
+        cooperative: Share the job with other runs through claims on the tracker (many runs,
+            one job). Default: on when ``job`` is given and the tracker is PostgreSQL.
+            A cooperative run never rolls back the shared staging on failure.
     """
     logger = get_run_logger()
     started = time.monotonic()
@@ -123,6 +239,7 @@ async def bulk_upload(
     check_source_dir(source)
     blocks = await load_blocks(credentials_block, settings_block, tracker_block, settings_overrides)
     include, exclude = list(include or []), list(exclude or [])
+    explicit_job = job is not None
     job = job_name("bulk-upload", bucket, prefix, job)
     owner = run_id()
     tracker = blocks.tracker.get_tracker(job)
@@ -132,6 +249,7 @@ async def bulk_upload(
         if dry_run:
             return await _dry_run(source, include, exclude, follow_symlinks, tracker, job, bucket, prefix)
         plan = plan_staging(tracker, bucket, prefix, owner)
+
         info = tracker.job_info()
         if info is not None and info.state == JobState.committing:
             logger.info("Job %s has a commit in progress from an earlier run: finishing it", job)
@@ -141,49 +259,20 @@ async def bulk_upload(
         logger.info("Uploading %s to %s/%s via staging %s", source, bucket, prefix, plan.staging_prefix)
 
         scan_errors: list[tuple[str, str]] = []
-        total = sum(1 for _ in _scan(source, include, exclude, follow_symlinks, []))
-        progress = ProgressReporter(total, f"bulk-upload {bucket}/{prefix}")
-        await progress.start(f"bulk-upload-progress-{owner}")
-        totals: dict[str, Any] = {}
-        try:
-            async with atransaction() as txn:
-                txn.set("credentials", blocks.credentials)
-                txn.set("plan", plan)
-                for entries in batched(_scan(source, include, exclude, follow_symlinks, scan_errors), batch_size):
-                    batch = await staged_upload_batch(
-                        blocks.credentials,
-                        blocks.tracker,
-                        job,
-                        bucket,
-                        source,
-                        plan.staging_prefix,
-                        entries=entries,
-                        settings=blocks.settings,
-                        skip_existing=skip_existing,
-                        follow_symlinks=follow_symlinks,
-                        on_progress=progress.on_batch_progress,
-                    )
-                    add_stats(totals, batch)
-                    progress.batch_finished(int(batch["done"]))
-                totals["errors"] = totals.get("errors", 0) + len(scan_errors)
-                if totals.get("errors"):
-                    raise BulkTransferFailed(
-                        f"{totals['errors']} file(s) failed to upload; staging rolled back, "
-                        f"{bucket}/{prefix} untouched"
-                    )
-                async with open_client(blocks.credentials) as client:
-                    staged = await verify_staging(client, tracker, plan)
-                logger.info("Staging verified: %d object(s) ready to commit", staged)
-        except BaseException as exc:
-            await progress.close()
-            await _roll_back(blocks, tracker, plan)
-            errors = scan_errors + tracker.error_details()
-            await publish_summary(
-                f"bulk-upload-summary-{owner}", f"bulk-upload {bucket}/{prefix}: rolled back",
-                totals, time.monotonic() - started, errors, f"rolled back: {type(exc).__name__}",
-            )
-            raise
-        await progress.close()
+        files = _scan(source, include, exclude, follow_symlinks, scan_errors)
+        run = UploadRun(
+            blocks, tracker, job, plan, source, skip_existing, follow_symlinks,
+            count_files=lambda: sum(1 for _ in _scan(source, include, exclude, follow_symlinks, [])),
+        )
+        if cooperative is None:
+            cooperative = explicit_job and blocks.tracker.is_shared
+        if cooperative:
+            totals = await run.cooperative(files, batch_size, owner)
+        else:
+            totals = await run.single(files, batch_size, owner, scan_errors, started)
+        async with open_client(blocks.credentials) as client:
+            staged = await verify_staging(client, tracker, plan)
+        logger.info("Staging verified: %d object(s) ready to commit", staged)
 
         moved = await finish_commit(blocks, tracker, plan, owner)
         outcome = "committed" if moved is not None else "commit left to the run holding the lock"
@@ -192,6 +281,7 @@ async def bulk_upload(
         await publish_summary(
             f"bulk-upload-summary-{owner}", f"bulk-upload {bucket}/{prefix}", totals, elapsed, [], outcome
         )
+        await publish_job_status(job, tracker.summary())
         logger.info("bulk-upload %s: %s, %s", job, outcome, totals)
         return {**totals, "job": job, "outcome": outcome, "elapsed": round(elapsed, 3)}
     finally:

@@ -78,9 +78,11 @@ async def test_upload_commits_everything_and_leaves_staging_empty(
     assert _job_state(saved_blocks, result["job"]) == JobState.committed
 
     run_id = state.state_details.flow_run_id
-    kinds = sorted(artifact.type for artifact in await _artifacts(run_id))
-    assert kinds == ["progress", "table"]
-    progress = [a for a in await _artifacts(run_id) if a.type == "progress"][0]
+    artifacts = await _artifacts(run_id)
+    assert sorted(artifact.type for artifact in artifacts) == ["progress", "table", "table"]
+    status = [a for a in artifacts if a.key and a.key.startswith("job-status-")]
+    assert status and status[0].data and '"done": 25' in str(status[0].data).replace("'", '"')
+    progress = [a for a in artifacts if a.type == "progress"][0]
     assert float(progress.data) == pytest.approx(100.0)
     batches = [t for t in await _task_runs(run_id) if t.name.startswith("hcp-upload-batch")]
     assert len(batches) == math.ceil(25 / 10)
