@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +19,9 @@ from prefect import flow, get_run_logger
 
 from rahcp_prefect.bulk.filters import GlobFilter
 from rahcp_prefect.bulk.paths import TEMP_PREFIX, UnsafeKeyError, local_path, relative_key
-from rahcp_prefect.flows.artifacts import ProgressReporter, add_stats, publish_summary
-from rahcp_prefect.flows.common import DEFAULT_BATCH_SIZE, batched, job_name, load_blocks, run_id
+from rahcp_prefect.flows.artifacts import ProgressReporter, add_stats, publish_job_status, publish_summary
+from rahcp_prefect.flows.common import DEFAULT_BATCH_SIZE, FlowBlocks, batched, job_name, load_blocks, run_id
+from rahcp_prefect.flows.cooperative import REGISTER_CHUNK, commit_lock, drain_job, register_manifest
 from rahcp_prefect.flows.upload import BulkTransferFailed
 from rahcp_prefect.tasks import download_batch, open_client
 from rahcp_prefect.tracker.protocol import JobState, TrackerProtocol
@@ -73,6 +75,7 @@ async def bulk_download(
     exclude: list[str] | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
     dry_run: bool = False,
+    cooperative: bool | None = None,
 ) -> dict[str, Any]:
     """Download ``bucket/prefix`` into ``dest_dir`` through a staging folder beside it.
 
@@ -89,6 +92,9 @@ async def bulk_download(
         exclude: Glob patterns; matching keys are skipped.
         batch_size: Keys per download task run.
         dry_run: Only report what would be downloaded.
+        cooperative: Share the job with other runs through claims on the tracker (the
+            destination must then be a filesystem they all see). Default: on when ``job`` is
+            given and the tracker is PostgreSQL.
     """
     logger = get_run_logger()
     started = time.monotonic()
@@ -96,69 +102,143 @@ async def bulk_download(
     if dest.exists() and not dest.is_dir():
         raise NotADirectoryError(f"dest_dir is not a directory: {dest}")
     blocks = await load_blocks(credentials_block, settings_block, tracker_block, settings_overrides)
+    explicit_job = job is not None
     job = job_name("bulk-download", bucket, prefix, job)
     owner = run_id()
     staging = staging_dir_for(dest)
     accepts = GlobFilter(list(include or []), list(exclude or []))
     tracker = blocks.tracker.get_tracker(job)
+    if cooperative is None:
+        cooperative = explicit_job and blocks.tracker.is_shared
     try:
-        done = tracker.done_keys()
-        todo: list[tuple[str, int]] = []
-        skipped = 0
-        async with open_client(blocks.credentials) as client:
-            async for item in client.s3.iter_objects(bucket, prefix=prefix):
-                key, size = item["Key"], int(item["Size"])
-                if accepts.active and not accepts.accepts(key):
-                    continue
-                if key in done and _already_in_place(dest, prefix, key, size):
-                    skipped += 1
-                    continue
-                todo.append((key, size))
-        if dry_run:
-            return await _dry_run(job, todo, skipped)
-        tracker.update_job(state=JobState.open, bucket=bucket, staging_prefix=str(staging), final_prefix=prefix)
-        logger.info("Downloading %d object(s) of %s/%s via %s", len(todo), bucket, prefix, staging)
-
-        progress = ProgressReporter(len(todo), f"bulk-download {bucket}/{prefix}")
-        await progress.start(f"bulk-download-progress-{owner}")
-        totals: dict[str, Any] = {"skipped": skipped}
-        try:
-            for entries in batched(todo, batch_size):
-                batch = await download_batch(
-                    blocks.credentials,
-                    blocks.tracker,
-                    job,
-                    bucket,
-                    staging,
-                    prefix,
-                    entries=entries,
-                    settings=blocks.settings,
-                    on_progress=progress.on_batch_progress,
-                )
-                add_stats(totals, batch)
-                progress.batch_finished(int(batch["done"]))
-        finally:
-            await progress.close()
-        if totals.get("errors"):
-            await publish_summary(
-                f"bulk-download-summary-{owner}", f"bulk-download {bucket}/{prefix}: failed",
-                totals, time.monotonic() - started, tracker.error_details(), "failed: destination untouched",
+        if cooperative and not dry_run:
+            tracker.update_job(bucket=bucket, staging_prefix=str(staging), final_prefix=prefix)
+            totals = await _download_cooperatively(blocks, tracker, job, owner, bucket, prefix, staging, accepts, batch_size)
+        else:
+            totals = await _download_alone(
+                blocks, tracker, job, owner, bucket, prefix, dest, staging, accepts, batch_size, dry_run, started
             )
-            raise BulkTransferFailed(
-                f"{totals['errors']} object(s) failed to download; {dest} untouched, "
-                f"completed files kept in {staging} for the next run"
-            )
-        moved = promote_staging(staging, dest) if staging.exists() else 0
-        tracker.update_job(state=JobState.committed)
+            if dry_run:
+                return totals
+        async with commit_lock(tracker, owner, blocks.tracker.lease_seconds) as held:
+            if not held:
+                outcome = "moved into place by the run holding the lock"
+                moved = 0
+            else:
+                moved = promote_staging(staging, dest) if staging.exists() else 0
+                tracker.update_job(state=JobState.committed)
+                outcome = "complete"
         elapsed = time.monotonic() - started
         totals["moved"] = moved
         await publish_summary(
-            f"bulk-download-summary-{owner}", f"bulk-download {bucket}/{prefix}", totals, elapsed, [], "complete"
+            f"bulk-download-summary-{owner}", f"bulk-download {bucket}/{prefix}", totals, elapsed, [], outcome
         )
+        await publish_job_status(job, tracker.summary())
         logger.info("bulk-download %s: %d file(s) moved into %s, %s", job, moved, dest, totals)
-        return {**totals, "job": job, "dest_dir": str(dest), "elapsed": round(elapsed, 3)}
+        return {**totals, "job": job, "dest_dir": str(dest), "outcome": outcome, "elapsed": round(elapsed, 3)}
     finally:
         tracker.close()
+
+
+async def _download_alone(
+    blocks: FlowBlocks,
+    tracker: TrackerProtocol,
+    job: str,
+    owner: str,
+    bucket: str,
+    prefix: str,
+    dest: Path,
+    staging: Path,
+    accepts: GlobFilter,
+    batch_size: int,
+    dry_run: bool,
+    started: float,
+) -> dict[str, Any]:
+    """One run: list, skip what is done and in place, download the rest in batches."""
+    done = tracker.done_keys()
+    todo: list[tuple[str, int]] = []
+    skipped = 0
+    async for key, size in _listing(blocks, bucket, prefix, accepts):
+        if key in done and _already_in_place(dest, prefix, key, size):
+            skipped += 1
+            continue
+        todo.append((key, size))
+    if dry_run:
+        return await _dry_run(job, todo, skipped)
+    tracker.update_job(state=JobState.open, bucket=bucket, staging_prefix=str(staging), final_prefix=prefix)
+    get_run_logger().info("Downloading %d object(s) of %s/%s via %s", len(todo), bucket, prefix, staging)
+    progress = ProgressReporter(len(todo), f"bulk-download {bucket}/{prefix}")
+    await progress.start(f"bulk-download-progress-{owner}")
+    totals: dict[str, Any] = {"skipped": skipped}
+    try:
+        for entries in batched(todo, batch_size):
+            batch = await download_batch(
+                blocks.credentials, blocks.tracker, job, bucket, staging, prefix,
+                entries=entries, settings=blocks.settings, on_progress=progress.on_batch_progress,
+            )
+            add_stats(totals, batch)
+            progress.batch_finished(int(batch["done"]))
+    finally:
+        await progress.close()
+    if totals.get("errors"):
+        await publish_summary(
+            f"bulk-download-summary-{owner}", f"bulk-download {bucket}/{prefix}: failed",
+            totals, time.monotonic() - started, tracker.error_details(), "failed: destination untouched",
+        )
+        raise BulkTransferFailed(
+            f"{totals['errors']} object(s) failed to download; {dest} untouched, "
+            f"completed files kept in {staging} for the next run"
+        )
+    return totals
+
+
+async def _download_cooperatively(
+    blocks: FlowBlocks,
+    tracker: TrackerProtocol,
+    job: str,
+    owner: str,
+    bucket: str,
+    prefix: str,
+    staging: Path,
+    accepts: GlobFilter,
+    batch_size: int,
+) -> dict[str, Any]:
+    """Many runs, one job: register the listing, drain claims into the shared staging folder."""
+    seen = added = 0
+    chunk: list[tuple[str, int]] = []
+    async for entry in _listing(blocks, bucket, prefix, accepts):
+        chunk.append(entry)
+        if len(chunk) >= REGISTER_CHUNK:
+            s, a = register_manifest(tracker, chunk)
+            seen, added, chunk = seen + s, added + a, []
+    s, a = register_manifest(tracker, chunk)
+    get_run_logger().info("Manifest of %s: %d object(s), %d new", job, seen + s, added + a)
+
+    async def run_batch(claimed: list[tuple[str, int]]) -> dict[str, Any]:
+        return await download_batch(
+            blocks.credentials, blocks.tracker, job, bucket, staging, prefix,
+            entries=claimed, settings=blocks.settings, skip_done=False,
+        )
+
+    totals = await drain_job(
+        tracker, owner, run_batch, batch_size=batch_size, lease_seconds=blocks.tracker.lease_seconds
+    )
+    failed = tracker.summary().get("error", 0)
+    if failed:
+        await publish_job_status(job, tracker.summary())
+        raise BulkTransferFailed(f"{failed} object(s) of job {job} failed; destination untouched")
+    return totals
+
+
+async def _listing(
+    blocks: FlowBlocks, bucket: str, prefix: str, accepts: GlobFilter
+) -> AsyncIterator[tuple[str, int]]:
+    """``(key, size)`` of every object under ``prefix`` that the filters accept, page by page."""
+    async with open_client(blocks.credentials) as client:
+        async for item in client.s3.iter_objects(bucket, prefix=prefix):
+            if accepts.active and not accepts.accepts(item["Key"]):
+                continue
+            yield item["Key"], int(item["Size"])
 
 
 async def _dry_run(job: str, todo: list[tuple[str, int]], skipped: int) -> dict[str, Any]:

@@ -39,20 +39,20 @@ class StagingPlan:
 
 
 def plan_staging(tracker: TrackerProtocol, bucket: str, final_prefix: str, run_id: str) -> StagingPlan:
-    """Reuse the job's staging if it has one (resume or parallel runs), else open a new one."""
+    """Reuse the job's staging if it has one (resume or parallel runs), else open a new one.
+
+    Atomic through ``open_job``: runs that start together all get the first one's staging.
+    """
     info = tracker.job_info()
     if info is not None and info.bucket and (info.bucket, info.final_prefix or "") != (bucket, final_prefix):
         raise JobMismatchError(
             f"job {tracker.job!r} uploads to {info.bucket}/{info.final_prefix or ''}, "
             f"not {bucket}/{final_prefix}: choose another job name"
         )
-    if info is not None and info.staging_prefix and info.state != JobState.rolled_back:
-        return StagingPlan(bucket, info.staging_prefix, final_prefix, resumed=True)
-    staging = f"{STAGING_ROOT}{run_id}/"
-    tracker.update_job(
-        state=JobState.open, bucket=bucket, staging_prefix=staging, final_prefix=final_prefix
-    )
-    return StagingPlan(bucket, staging, final_prefix, resumed=False)
+    opened = tracker.open_job(bucket=bucket, staging_prefix=f"{STAGING_ROOT}{run_id}/", final_prefix=final_prefix)
+    assert opened.staging_prefix is not None
+    resumed = not opened.staging_prefix.endswith(f"/{run_id}/")
+    return StagingPlan(bucket, opened.staging_prefix, final_prefix, resumed=resumed)
 
 
 async def verify_staging(client: HCPClient, tracker: TrackerProtocol, plan: StagingPlan) -> int:

@@ -372,6 +372,23 @@ class PostgresTracker(BufferedTracker):
         assert row is not None
         return job_info_from_row(row)
 
+    def open_job(self, *, bucket: str, staging_prefix: str, final_prefix: str) -> JobInfo:
+        """Create this job's row, or reopen it after a rollback; the first caller's staging wins."""
+        params = {"job": self.job, "bucket": bucket, "staging": staging_prefix, "final": final_prefix}
+        sql = f"""
+        INSERT INTO {J} AS j (job, state, bucket, staging_prefix, final_prefix, created_at, updated_at)
+        VALUES (%(job)s, 'open', %(bucket)s, %(staging)s, %(final)s, now(), now())
+        ON CONFLICT (job) DO UPDATE SET
+          state = 'open', bucket = excluded.bucket, staging_prefix = excluded.staging_prefix,
+          final_prefix = excluded.final_prefix, updated_at = now()
+        WHERE j.state = 'rolled_back' OR j.staging_prefix IS NULL
+        """
+        with self._flushed() as conn:
+            conn.execute(sql, params)
+            row = conn.execute(f"SELECT {JOB_COLUMNS} FROM {J} WHERE job = %s", (self.job,)).fetchone()
+        assert row is not None
+        return job_info_from_row(row)
+
     def acquire_commit(self, owner: str, lease_seconds: float) -> bool:
         """Take the job's commit lock: True for exactly one owner until it releases or expires.
 

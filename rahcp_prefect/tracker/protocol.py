@@ -129,6 +129,13 @@ class TrackerProtocol(Protocol):
     ) -> JobInfo:
         """Create or update this job's row (fields left None keep their value)."""
 
+    def open_job(self, *, bucket: str, staging_prefix: str, final_prefix: str) -> JobInfo:
+        """Create this job's row, or reopen it after a rollback, and return it.
+
+        Atomic: when several runs open the job at once, the first one's staging prefix wins
+        and every run gets that row back.
+        """
+
     def acquire_commit(self, owner: str, lease_seconds: float) -> bool:
         """Take the job's commit lock: True for exactly one owner until it releases or expires."""
 

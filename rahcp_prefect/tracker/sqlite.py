@@ -331,6 +331,23 @@ class SqliteTracker(BufferedTracker):
                 row = conn.execute(sql, params).fetchone()
         return job_info_from_row(row)
 
+    def open_job(self, *, bucket: str, staging_prefix: str, final_prefix: str) -> JobInfo:
+        """Create this job's row, or reopen it after a rollback; the first caller's staging wins."""
+        params = {"job": self.job, "bucket": bucket, "staging": staging_prefix, "final": final_prefix, "now": _timestamp()}
+        sql = f"""
+        INSERT INTO {J} (job, state, bucket, staging_prefix, final_prefix, created_at, updated_at)
+        VALUES (:job, 'open', :bucket, :staging, :final, :now, :now)
+        ON CONFLICT (job) DO UPDATE SET
+          state = 'open', bucket = excluded.bucket, staging_prefix = excluded.staging_prefix,
+          final_prefix = excluded.final_prefix, updated_at = excluded.updated_at
+        WHERE {J}.state = 'rolled_back' OR {J}.staging_prefix IS NULL
+        """
+        with self._flushed() as conn:
+            with self._transaction():
+                conn.execute(sql, params)
+            row = conn.execute(f"SELECT {JOB_COLUMNS} FROM {J} WHERE job = ?", (self.job,)).fetchone()
+        return job_info_from_row(row)
+
     def acquire_commit(self, owner: str, lease_seconds: float) -> bool:
         """Take the job's commit lock: True for exactly one owner until it releases or expires.
 

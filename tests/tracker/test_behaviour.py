@@ -414,3 +414,24 @@ def test_a_forked_child_cannot_use_or_break_the_parents_tracker(tracker: Tracker
     assert os.waitstatus_to_exitcode(status) == 3
     tracker.mark("after-fork", 1, done)
     assert tracker.done_keys() == {"before-fork", "after-fork"}
+
+
+def test_open_job_first_staging_wins_and_rollback_reopens(open_tracker: OpenTracker) -> None:
+    first, second = open_tracker(), open_tracker()
+    a = first.open_job(bucket="b", staging_prefix="stage/run-a/", final_prefix="final/")
+    b = second.open_job(bucket="b", staging_prefix="stage/run-b/", final_prefix="final/")
+    assert a.staging_prefix == b.staging_prefix == "stage/run-a/"
+    assert b.state == JobState.open
+    first.update_job(state=JobState.committed)
+    again = second.open_job(bucket="b", staging_prefix="stage/run-c/", final_prefix="final/")
+    assert again.staging_prefix == "stage/run-a/" and again.state == JobState.committed
+    first.update_job(state=JobState.rolled_back)
+    reopened = second.open_job(bucket="b", staging_prefix="stage/run-d/", final_prefix="final/")
+    assert reopened.staging_prefix == "stage/run-d/" and reopened.state == JobState.open
+
+
+def test_done_entries_maps_done_keys_to_sizes(tracker: TrackerProtocol) -> None:
+    tracker.mark("a", 10, TransferStatus.done)
+    tracker.mark("b", 20, TransferStatus.error, "boom")
+    tracker.mark("c/ü", 0, TransferStatus.done)
+    assert tracker.done_entries() == {"a": 10, "c/ü": 0}
