@@ -38,7 +38,9 @@ class ProgressReporter:
         self.description = description
         self.finished_before = 0  # files handled by batches that already ended
         self._artifact_id: UUID | None = None
-        self._pending: set[asyncio.Task[Any]] = set()
+        self._wanted: float | None = None
+        self._sent: float | None = None
+        self._sender: asyncio.Task[None] | None = None
 
     async def start(self, key: str) -> None:
         """Create the artifact at 0 %."""
@@ -62,21 +64,28 @@ class ProgressReporter:
         self._update(self.finished_before)
 
     def _update(self, done: int) -> None:
+        """Ask for ``done`` to be shown; one sender at a time, so updates never arrive reordered."""
         if self._artifact_id is None:
             return
-        task = asyncio.get_running_loop().create_task(
-            aupdate_progress_artifact(self._artifact_id, progress=self.percent(done))
-        )
-        self._pending.add(task)
-        task.add_done_callback(self._pending.discard)
+        self._wanted = self.percent(done)
+        if self._sender is None or self._sender.done():
+            self._sender = asyncio.get_running_loop().create_task(self._send())
+
+    async def _send(self) -> None:
+        assert self._artifact_id is not None
+        while self._wanted is not None and self._wanted != self._sent:
+            value = self._wanted
+            try:
+                await aupdate_progress_artifact(self._artifact_id, progress=value)
+            except Exception as exc:  # progress is informative: never fail the transfer for it
+                logger.warning("progress artifact update failed: %s", exc)
+                return
+            self._sent = value
 
     async def close(self) -> None:
-        """Wait for updates in flight; a failed update is logged, never raised."""
-        if self._pending:
-            results = await asyncio.gather(*self._pending, return_exceptions=True)
-            for result in results:
-                if isinstance(result, BaseException):
-                    logger.warning("progress artifact update failed: %s", result)
+        """Wait until the latest progress is published."""
+        if self._sender is not None:
+            await self._sender
 
 
 def add_stats(total: dict[str, Any], batch: dict[str, Any]) -> dict[str, Any]:
