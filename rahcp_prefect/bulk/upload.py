@@ -197,7 +197,7 @@ class _Upload:
 
     async def _multipart(self, key: str, path: str, size: int) -> str:
         _check_unchanged(path, size)
-        etag = await self.s3.upload_multipart(self.bucket, key, Path(path))
+        etag = await self.s3.upload_multipart(self.bucket, key, Path(path), chunk_size=self.cfg.chunk_size)
         _check_unchanged(path, size)
         return etag
 
