@@ -3,7 +3,8 @@
 `prefect server start` on a fresh database of the CI PostgreSQL, `rahcp-prefect setup`
 (blocks, process work pool, `prefect deploy --all` of deployments/prefect.yaml), a process
 worker, then `prefect deployment run bulk-upload/default --watch` and a look at the objects in
-the emulator. The tracker block points at the same PostgreSQL.
+the emulator; then `bulk-upload-parallel/default` fans a job out over two cooperating runs of
+the deployment. The tracker block points at the same PostgreSQL.
 """
 
 from __future__ import annotations
@@ -135,16 +136,20 @@ def test_deployment_run_through_a_real_server_and_worker(
         [str(BIN / "prefect"), "worker", "start", "--pool", "rahcp-process", "--type", "process"],
         env=env, cwd=PROJECT, stdout=worker_log, stderr=subprocess.STDOUT,
     )
+    def deployment_run(name: str, *params: str) -> subprocess.CompletedProcess[str]:
+        command = [str(BIN / "prefect"), "deployment", "run", name]
+        for param in params:
+            command += ["-p", param]
+        command += ["--watch", "--watch-interval", "1", "--watch-timeout", "240"]
+        return subprocess.run(command, env=env, cwd=PROJECT, capture_output=True, text=True, timeout=300)
+
     try:
-        run = subprocess.run(
-            [
-                str(BIN / "prefect"), "deployment", "run", "bulk-upload/default",
-                "-p", f"source_dir={tmp_path / 'source'}",
-                "-p", f"bucket={hcp_bucket}",
-                "-p", "prefix=e2e/",
-                "--watch", "--watch-interval", "1", "--watch-timeout", "240",
-            ],
-            env=env, cwd=PROJECT, capture_output=True, text=True, timeout=300,
+        run = deployment_run(
+            "bulk-upload/default", f"source_dir={tmp_path / 'source'}", f"bucket={hcp_bucket}", "prefix=e2e/"
+        )
+        fan_out = deployment_run(
+            "bulk-upload-parallel/default",
+            f"source_dir={tmp_path / 'source'}", f"bucket={hcp_bucket}", "prefix=par/", "runs=2", "batch_size=5",
         )
     finally:
         _stop(worker)
@@ -158,6 +163,11 @@ def test_deployment_run_through_a_real_server_and_worker(
     assert {item["Key"] for item in listed} == {f"e2e/{rel}" for rel in files}
     sample = sorted(files)[3]
     assert s3.get_object(Bucket=hcp_bucket, Key=f"e2e/{sample}")["Body"].read() == files[sample]
+    assert s3.list_objects_v2(Bucket=hcp_bucket, Prefix=STAGING_ROOT).get("KeyCount", 0) == 0
+    fan_out_output = fan_out.stdout + fan_out.stderr
+    assert fan_out.returncode == 0, fan_out_output[-3000:] + (tmp_path / "worker.log").read_text()[-5000:]
+    parallel = s3.list_objects_v2(Bucket=hcp_bucket, Prefix="par/").get("Contents", [])
+    assert {item["Key"] for item in parallel} == {f"par/{rel}" for rel in files}
     assert s3.list_objects_v2(Bucket=hcp_bucket, Prefix=STAGING_ROOT).get("KeyCount", 0) == 0
     worker_text = (tmp_path / "worker.log").read_text(errors="replace")
     assert hcp_credentials["password"] not in worker_text
