@@ -88,13 +88,6 @@ class ProgressReporter:
             await self._sender
 
 
-def add_stats(total: dict[str, Any], batch: dict[str, Any]) -> dict[str, Any]:
-    """Sum the counters of one batch summary into ``total`` (in place) and return it."""
-    for name in ("ok", "skipped", "errors", "done", "bytes", "retries"):
-        total[name] = total.get(name, 0) + int(batch.get(name, 0))
-    return total
-
-
 async def publish_summary(
     key: str,
     title: str,

@@ -19,9 +19,9 @@ from prefect import flow, get_run_logger
 
 from rahcp_prefect.bulk.filters import GlobFilter
 from rahcp_prefect.bulk.paths import TEMP_PREFIX, UnsafeKeyError, local_path, relative_key
-from rahcp_prefect.flows.artifacts import ProgressReporter, add_stats, publish_job_status, publish_summary
+from rahcp_prefect.flows.artifacts import ProgressReporter, publish_job_status, publish_summary
 from rahcp_prefect.flows.common import DEFAULT_BATCH_SIZE, FlowBlocks, batched, job_name, load_blocks, run_id
-from rahcp_prefect.flows.cooperative import REGISTER_CHUNK, commit_lock, drain_job, register_manifest
+from rahcp_prefect.bulk.claims import add_counts, REGISTER_CHUNK, commit_lock, drain_job, register_manifest
 from rahcp_prefect.flows.upload import BulkTransferFailed
 from rahcp_prefect.tasks import download_batch, open_client
 from rahcp_prefect.tracker.protocol import JobState, TrackerProtocol
@@ -176,7 +176,7 @@ async def _download_alone(
                 blocks.credentials, blocks.tracker, job, bucket, staging, prefix,
                 entries=entries, settings=blocks.settings, on_progress=progress.on_batch_progress,
             )
-            add_stats(totals, batch)
+            add_counts(totals, batch)
             progress.batch_finished(int(batch["done"]))
     finally:
         await progress.close()

@@ -22,8 +22,8 @@ from prefect.transactions import atransaction
 from rahcp_prefect.bulk.filters import GlobFilter
 from rahcp_prefect.bulk.scanner import scan_tree
 from rahcp_prefect.bulk.upload import check_source_dir
-from rahcp_prefect.flows.artifacts import ProgressReporter, add_stats, publish_job_status, publish_summary
-from rahcp_prefect.flows.cooperative import commit_lock, drain_job, register_manifest
+from rahcp_prefect.flows.artifacts import ProgressReporter, publish_job_status, publish_summary
+from rahcp_prefect.bulk.claims import add_counts, commit_lock, drain_job, register_manifest
 from rahcp_prefect.flows.common import DEFAULT_BATCH_SIZE, FlowBlocks, batched, job_name, load_blocks, run_id
 from rahcp_prefect.flows.staging import (
     StagingPlan,
@@ -141,7 +141,7 @@ class UploadRun:
                 txn.set("plan", plan)
                 for entries in batched(files, batch_size):
                     batch = await self._batch(entries, progress)
-                    add_stats(totals, batch)
+                    add_counts(totals, batch)
                     progress.batch_finished(int(batch["done"]))
                 totals["errors"] = totals.get("errors", 0) + len(scan_errors)
                 if totals["errors"]:

@@ -1,4 +1,4 @@
-"""Many flow runs, one job: drain a job's manifest through leased claims on a shared tracker.
+"""Many runs, one job: drain a job's manifest through leased claims on a shared tracker.
 
 Every run of a cooperative job registers the manifest (idempotent), then claims batches of
 keys under a lease that it renews while the batch runs, and marks the results. A run that dies
@@ -16,8 +16,8 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any
 
-from rahcp_prefect.flows.artifacts import add_stats
-from rahcp_prefect.flows.common import batched
+from itertools import islice
+
 from rahcp_prefect.tracker.protocol import TrackerProtocol
 
 logger = logging.getLogger(__name__)
@@ -26,10 +26,21 @@ BatchFn = Callable[[list[tuple[str, int]]], Awaitable[dict[str, Any]]]
 REGISTER_CHUNK = 10_000
 
 
+COUNTERS = ("ok", "skipped", "errors", "done", "bytes", "retries")
+
+
+def add_counts(total: dict[str, Any], batch: dict[str, Any]) -> dict[str, Any]:
+    """Sum the counters of one batch summary into ``total`` (in place) and return it."""
+    for name in COUNTERS:
+        total[name] = total.get(name, 0) + int(batch.get(name, 0))
+    return total
+
+
 def register_manifest(tracker: TrackerProtocol, entries: Iterable[tuple[str, int]]) -> tuple[int, int]:
     """Register ``(key, size)`` entries in chunks; returns ``(seen, newly added)``."""
     seen = added = 0
-    for chunk in batched(entries, REGISTER_CHUNK):
+    iterator = iter(entries)
+    while chunk := list(islice(iterator, REGISTER_CHUNK)):
         seen += len(chunk)
         added += tracker.register(chunk)
     return seen, added
@@ -78,7 +89,7 @@ async def drain_job(
         if fresh:
             attempted.update(key for key, _ in fresh)
             async with renewing(tracker, owner, lease_seconds):
-                add_stats(totals, await run_batch(fresh))
+                add_counts(totals, await run_batch(fresh))
             continue
         if tracker.summary().get("pending", 0) == 0:
             return totals
