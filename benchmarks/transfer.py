@@ -212,7 +212,12 @@ class _FirstDone:
 
 
 async def ours(spec: dict[str, Any]) -> dict[str, Any]:
-    from rahcp_prefect.bulk import BulkDownloadConfig, BulkUploadConfig, bulk_download, bulk_upload
+    from rahcp_prefect.bulk import (
+        BulkDownloadConfig,
+        BulkUploadConfig,
+        bulk_download,
+        bulk_upload,
+    )
     from rahcp_prefect.client import HCPClient
     from rahcp_prefect.tracker import SqliteTracker
 
@@ -280,7 +285,12 @@ class _StubClient:
 
 async def engine_stub(spec: dict[str, Any]) -> dict[str, Any]:
     """CPU per file of the engine alone (network stubbed), and of the same file I/O done plainly."""
-    from rahcp_prefect.bulk import BulkDownloadConfig, BulkUploadConfig, bulk_download, bulk_upload
+    from rahcp_prefect.bulk import (
+        BulkDownloadConfig,
+        BulkUploadConfig,
+        bulk_download,
+        bulk_upload,
+    )
     from rahcp_prefect.tracker import SqliteTracker
 
     source = Path(spec["source"])
@@ -444,8 +454,7 @@ def prepare_large(data: Path) -> Path:
         root.mkdir(parents=True, exist_ok=True)
         block = os.urandom(MIB)
         with open(path, "wb") as handle:
-            for i in range(LARGE_SIZE // MIB):
-                handle.write(i.to_bytes(8, "little") + block[8:])
+            handle.writelines(i.to_bytes(8, "little") + block[8:] for i in range(LARGE_SIZE // MIB))
     return root
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any
 
 from rahcp_prefect.tracker.protocol import TrackerProtocol
 
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 MIB = 1024 * 1024
 
-ValidateFn = Callable[[Path], Union[None, Awaitable[None], Any]]
+ValidateFn = Callable[[Path], None | Awaitable[None] | Any]
 """``fn(path)``: raises when the file is not acceptable. Sync functions run in a thread."""
 ProgressFn = Callable[["TransferStats"], Any]
 ErrorFn = Callable[[str, BaseException], Any]

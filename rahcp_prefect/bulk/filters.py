@@ -21,7 +21,7 @@ def _compile(patterns: Sequence[str]) -> re.Pattern[str] | None:
 class GlobFilter:
     """``accepts(relpath)``: included (or no include list) and not excluded."""
 
-    __slots__ = ("_include", "_exclude", "active")
+    __slots__ = ("_exclude", "_include", "active")
 
     def __init__(self, include: Sequence[str] = (), exclude: Sequence[str] = ()) -> None:
         self._include = _compile(include)

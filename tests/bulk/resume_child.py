@@ -11,7 +11,13 @@ import asyncio
 import sys
 from pathlib import Path
 
-from rahcp_prefect.bulk import BulkDownloadConfig, BulkUploadConfig, TransferStats, bulk_download, bulk_upload
+from rahcp_prefect.bulk import (
+    BulkDownloadConfig,
+    BulkUploadConfig,
+    TransferStats,
+    bulk_download,
+    bulk_upload,
+)
 from rahcp_prefect.client import HCPClient
 from rahcp_prefect.tracker import SqliteTracker
 

@@ -8,7 +8,13 @@ from typing import Any
 
 import pytest
 
-from rahcp_prefect.bulk import BulkDownloadConfig, TransferStats, UnsafeKeyError, VerificationError, bulk_download
+from rahcp_prefect.bulk import (
+    BulkDownloadConfig,
+    TransferStats,
+    UnsafeKeyError,
+    VerificationError,
+    bulk_download,
+)
 
 from .conftest import content, local_files
 

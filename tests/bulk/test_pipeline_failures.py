@@ -6,7 +6,13 @@ import asyncio
 
 import pytest
 
-from rahcp_prefect.bulk import BulkDownloadConfig, BulkUploadConfig, TransferStats, bulk_download, bulk_upload
+from rahcp_prefect.bulk import (
+    BulkDownloadConfig,
+    BulkUploadConfig,
+    TransferStats,
+    bulk_download,
+    bulk_upload,
+)
 from rahcp_prefect.client.errors import HCPError
 
 from .conftest import content, make_tree, remote_objects

@@ -13,7 +13,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from rahcp_prefect.bulk import BulkDownloadConfig, BulkUploadConfig, bulk_download, bulk_upload
+from rahcp_prefect.bulk import (
+    BulkDownloadConfig,
+    BulkUploadConfig,
+    bulk_download,
+    bulk_upload,
+)
 from rahcp_prefect.testing.fixtures import TEST_PASSWORD, TEST_USERNAME
 from rahcp_prefect.tracker import SqliteTracker
 

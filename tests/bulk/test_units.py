@@ -10,7 +10,13 @@ import pytest
 
 from rahcp_prefect.bulk.existing import RemoteSizes, common_prefix
 from rahcp_prefect.bulk.filters import GlobFilter
-from rahcp_prefect.bulk.paths import UnsafeKeyError, check_relpath, local_path, relative_key, temp_name
+from rahcp_prefect.bulk.paths import (
+    UnsafeKeyError,
+    check_relpath,
+    local_path,
+    relative_key,
+    temp_name,
+)
 from rahcp_prefect.bulk.scanner import scan_tree
 from rahcp_prefect.bulk.stats import TransferStats
 

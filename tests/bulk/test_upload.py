@@ -8,7 +8,12 @@ from typing import Any
 
 import pytest
 
-from rahcp_prefect.bulk import BulkUploadConfig, FileChangedError, TransferStats, bulk_upload
+from rahcp_prefect.bulk import (
+    BulkUploadConfig,
+    FileChangedError,
+    TransferStats,
+    bulk_upload,
+)
 from rahcp_prefect.client import HCPClient
 from rahcp_prefect.tracker import TransferStatus
 
