@@ -9,6 +9,7 @@ backends: two emulators in one process share their S3 buckets.
 
 from __future__ import annotations
 
+import io
 import json
 import socket
 from http import HTTPStatus
@@ -53,6 +54,83 @@ class _QuietRequestHandler(MotoRequestHandler):
         self.close_connection = True
 
 
+class _KeepAliveHandler(_QuietRequestHandler):
+    """Keeps HTTP/1.1 connections open between requests, as real S3 and HCP do.
+
+    werkzeug's dev server closes every connection because it cannot know whether the app read
+    the whole request body; ``DataPlaneMiddleware`` reads what the app left, so the next request
+    line is always where the socket stands. Chunked request bodies still close the connection.
+    """
+
+    _kept_alive = False
+
+    def setup(self) -> None:
+        super().setup()
+        self.rfile = _AfterResponse(self.rfile, self)  # type: ignore[assignment]
+
+    def handle_one_request(self) -> None:
+        self._kept_alive = False
+        super().handle_one_request()
+
+    def send_header(self, keyword: str, value: str) -> None:
+        if keyword.lower() == "connection" and value.lower() == "close" and self._may_keep_alive():
+            # The body is read by now (DataPlaneMiddleware drained it before the response).
+            self._kept_alive = True
+            return
+        super().send_header(keyword, value)
+
+    def _may_keep_alive(self) -> bool:
+        return (
+            self.request_version == "HTTP/1.1"
+            and "Transfer-Encoding" not in self.headers
+            and self.headers.get("Connection", "").lower() != "close"
+        )
+
+
+class _AfterResponse:
+    """The handler's socket reader. After a kept-alive response, werkzeug still "discards" what
+    the socket holds with ``read(10_000_000)``, which would swallow (or wait for) the client's
+    next request: such reads answer nothing. Request lines are read with ``readline``."""
+
+    def __init__(self, raw: Any, handler: _KeepAliveHandler) -> None:
+        self._raw = raw
+        self._handler = handler
+
+    def read(self, size: int = -1) -> bytes:
+        if self._handler._kept_alive:
+            return b""
+        return self._raw.read(size)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._raw, name)
+
+
+class _BodyReader(io.RawIOBase):
+    """The request body, ``length`` bytes of the socket, and no more; ``drain`` reads the rest."""
+
+    def __init__(self, stream: Any, length: int) -> None:
+        self._stream = stream
+        self._left = length
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if self._left <= 0:
+            return 0
+        view = memoryview(buffer)[: min(len(buffer), self._left)]
+        count = self._stream.readinto(view) or 0
+        self._left -= count
+        return count
+
+    def drain(self) -> None:
+        while self._left > 0:
+            chunk = self._stream.read(min(self._left, 1 << 20))
+            if not chunk:
+                break
+            self._left -= len(chunk)
+
+
 class DataPlaneMiddleware:
     """Counts every S3 request, applies data-plane fault rules and (optionally) presigned-URL
     expiry before moto sees it."""
@@ -79,7 +157,7 @@ class DataPlaneMiddleware:
         query = environ.get("QUERY_STRING", "")
         self.counter.add(plane, method, s3_route(path, query))
         if internal:
-            return self.app(environ, start_response)
+            return _with_whole_body_read(self.app, environ, start_response)
         rule = self.faults.match("data", method, path)
         if rule is not None:
             if rule.delay:
@@ -94,7 +172,22 @@ class DataPlaneMiddleware:
             if expired is not None:
                 body = expired_body(*expired)
                 return _answer(environ, start_response, 403, "application/xml", body)
-        return self.app(environ, start_response)
+        return _with_whole_body_read(self.app, environ, start_response)
+
+
+def _with_whole_body_read(app: WSGIApp, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+    """Run ``app`` and then read whatever it left of the body, so the connection can be reused."""
+    if "HTTP_TRANSFER_ENCODING" in environ or environ.get("wsgi.input_terminated"):
+        return app(environ, start_response)
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        length = 0
+    body = _BodyReader(environ["wsgi.input"], length)
+    environ["wsgi.input"] = body
+    result = app(environ, start_response)
+    body.drain()
+    return result
 
 
 def _answer(
@@ -161,7 +254,7 @@ class S3Server:
             self._port,
             self._app,  # type: ignore[arg-type]
             threaded=True,
-            request_handler=_QuietRequestHandler,
+            request_handler=_KeepAliveHandler,
         )
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="hcp-emulator-s3", daemon=True

@@ -92,7 +92,7 @@ async def test_retries_exhausted_raise_presigned_transfer_error(
     with pytest.raises(PresignedTransferError) as info:
         await hcp_client.data.get_to_file(url, dest, what=f"{hcp_bucket}/k")
     assert info.value.status_code == 503
-    assert str(info.value) == f"503 Injected Fault for {hcp_bucket}/k"
+    assert str(info.value) == f"503 Service Unavailable for {hcp_bucket}/k"
     assert (await counts())[DATA_GET] == 4  # 1 + max_retries
     assert not dest.exists()
 

@@ -177,7 +177,7 @@ async def test_403_twice_raises_without_leaking_the_url(
     with pytest.raises(PresignedTransferError) as info:
         await hcp_client.s3.upload(hcp_bucket, "dir/k.txt", b"x")
     assert info.value.status_code == 403
-    assert str(info.value) == f"403 Injected Fault for {hcp_bucket}/dir/k.txt"
+    assert str(info.value) == f"403 Forbidden for {hcp_bucket}/dir/k.txt"
     assert "X-Amz" not in repr(info.value) and "http" not in str(info.value)
     assert (await counts())[DATA_PUT] == 2  # once, then once more after presigning again
 
