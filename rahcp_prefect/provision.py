@@ -18,7 +18,7 @@ from pydantic import SecretStr
 
 logger = logging.getLogger(__name__)
 
-PROJECT_DIR = Path(__file__).resolve().parent.parent
+DEPLOYMENTS_FILE = Path("deployments") / "prefect.yaml"
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,8 @@ class SetupOptions:
     settings_block: str = "hcp-settings"
     tracker_block: str = "hcp-tracker"
     deploy: bool = True
-    prefect_file: Path = PROJECT_DIR / "deployments" / "prefect.yaml"
+    project_dir: Path = Path(".")
+    """The checkout holding ``flows/`` and ``deployments/``; workers run the flows from there."""
 
 
 async def ensure_work_pool(name: str) -> None:
@@ -76,10 +77,14 @@ async def save_blocks(options: SetupOptions) -> None:
     await tracker.save(options.tracker_block, overwrite=True)
 
 
-def deploy_all(prefect_file: Path, project_dir: Path = PROJECT_DIR) -> None:
-    """Run ``prefect deploy --all`` on ``prefect_file`` from the project directory."""
+def deploy_all(project_dir: Path) -> None:
+    """Run ``prefect deploy --all`` on ``deployments/prefect.yaml`` of ``project_dir``."""
+    project_dir = project_dir.resolve()
+    prefect_file = project_dir / DEPLOYMENTS_FILE
     if not prefect_file.is_file():
-        raise FileNotFoundError(f"deployment file not found: {prefect_file}")
+        raise FileNotFoundError(
+            f"deployment file not found: {prefect_file} (run from the rahcp-prefect checkout or pass --project-dir)"
+        )
     env = {**os.environ, "RAHCP_PROJECT_DIR": str(project_dir)}
     prefect = Path(sys.executable).with_name("prefect")
     command = [str(prefect) if prefect.exists() else "prefect", "--no-prompt", "deploy", "--all"]
@@ -93,7 +98,7 @@ async def provision(options: SetupOptions) -> None:
     await ensure_work_pool(options.pool)
     await save_blocks(options)
     if options.deploy:
-        deploy_all(options.prefect_file)
+        deploy_all(options.project_dir)
 
 
 def add_setup_arguments(parser: Any) -> None:
@@ -111,7 +116,9 @@ def add_setup_arguments(parser: Any) -> None:
     parser.add_argument("--tracker-sqlite", default=None, help="SQLite tracker file (default ~/.rahcp/tracker.db)")
     parser.add_argument("--pool", default="rahcp-process", help="process work pool to create")
     parser.add_argument("--no-deploy", action="store_true", help="only blocks and work pool")
-    parser.add_argument("--prefect-file", type=Path, default=PROJECT_DIR / "deployments" / "prefect.yaml")
+    parser.add_argument(
+        "--project-dir", type=Path, default=Path("."), help="checkout with flows/ and deployments/ (default: here)"
+    )
     parser.set_defaults(func=run_setup)
 
 
@@ -135,7 +142,7 @@ def run_setup(args: Any) -> int:
         tracker_sqlite=args.tracker_sqlite,
         pool=args.pool,
         deploy=not args.no_deploy,
-        prefect_file=args.prefect_file,
+        project_dir=args.project_dir,
     )
     asyncio.run(provision(options))
     print(f"Blocks {options.credentials_block}, {options.settings_block}, {options.tracker_block}; pool {options.pool}"
