@@ -39,6 +39,10 @@ RETRYABLE_STATUSES = frozenset({408, 425, 429})
 """Retried on the data plane, together with every 5xx."""
 
 TRANSPORT_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError, ConnectionError)
+DISCONNECTS = (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError)
+"""A connection closed under a request (often a stale keep-alive one): the first retry is
+immediate, as aiohttp's own hidden retry was, but goes through the counted retry loop.
+(A refused connection, ``ClientConnectorError``, backs off as usual.)"""
 FATAL_TRANSPORT_ERRORS = (aiohttp.InvalidURL, aiohttp.ClientConnectorCertificateError)
 """Transport errors another try cannot fix: raised at once."""
 
@@ -145,6 +149,10 @@ class DataPlane:
                 auto_decompress=False,
                 skip_auto_headers=("Accept-Encoding",),
             )
+            # aiohttp silently resends an idempotent request (PUT, GET) once when the connection
+            # drops: a retry outside max_retries that nobody counts. This loop owns retries.
+            if hasattr(self._session, "_retry_connection"):
+                self._session._retry_connection = False
         return self._session
 
     async def aclose(self) -> None:
@@ -292,6 +300,8 @@ class DataPlane:
                 raise PresignedTransferError(f"{_describe(exc)} for {what}") from None
             except TRANSPORT_ERRORS as exc:
                 reason, status, retry_after = _describe(exc), 0, None
+                if tries == 0 and _dropped(exc):
+                    retry_after = 0.0
             else:
                 if logger.isEnabledFor(logging.DEBUG):
                     logger.debug(
@@ -375,6 +385,11 @@ def _byte_count(result: object, size: int | None) -> int:
     if isinstance(result, (bytes, bytearray)):
         return len(result)
     return result if isinstance(result, int) else 0
+
+
+def _dropped(exc: BaseException) -> bool:
+    """Whether an established connection was closed under the request."""
+    return isinstance(exc, DISCONNECTS) and not isinstance(exc, aiohttp.ClientConnectorError)
 
 
 def _describe(exc: BaseException) -> str:
