@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from itertools import islice
@@ -10,6 +12,9 @@ from typing import Any, TypeVar
 from prefect.runtime import flow_run
 
 from rahcp_prefect.blocks import HCPCredentials, HCPTracker, HCPTransferSettings
+from rahcp_prefect.tracker.protocol import TrackerProtocol
+
+logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
@@ -66,3 +71,20 @@ def batched(items: Iterable[T], size: int) -> Iterator[list[T]]:
     iterator = iter(items)
     while batch := list(islice(iterator, size)):
         yield batch
+
+
+async def wait_for_commit_lock(tracker: TrackerProtocol, owner: str, lease_seconds: float) -> None:
+    """Take the job's commit lock for ``owner``, waiting while another run holds it.
+
+    A live holder renews its lease until it is done; a run killed while holding it stops
+    renewing, so its lease runs out within ``lease_seconds`` and the lock comes free.
+    """
+    poll = min(1.0, lease_seconds / 4)
+    waited = False
+    while not tracker.acquire_commit(owner, lease_seconds):
+        if not waited:
+            info = tracker.job_info()
+            holder = info.commit_owner if info else None
+            logger.info("Job %s: waiting for the commit lock held by run %s", tracker.job, holder)
+            waited = True
+        await asyncio.sleep(poll)

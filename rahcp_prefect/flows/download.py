@@ -20,7 +20,15 @@ from prefect import flow, get_run_logger
 from rahcp_prefect.bulk.filters import GlobFilter
 from rahcp_prefect.bulk.paths import TEMP_PREFIX, UnsafeKeyError, local_path, relative_key
 from rahcp_prefect.flows.artifacts import ProgressReporter, publish_job_status, publish_summary
-from rahcp_prefect.flows.common import DEFAULT_BATCH_SIZE, FlowBlocks, batched, job_name, load_blocks, run_id
+from rahcp_prefect.flows.common import (
+    DEFAULT_BATCH_SIZE,
+    FlowBlocks,
+    batched,
+    job_name,
+    load_blocks,
+    run_id,
+    wait_for_commit_lock,
+)
 from rahcp_prefect.bulk.claims import add_counts, REGISTER_CHUNK, commit_lock, drain_job, register_manifest
 from rahcp_prefect.flows.upload import BulkTransferFailed
 from rahcp_prefect.tasks import download_batch, open_client
@@ -120,6 +128,8 @@ async def bulk_download(
             )
             if dry_run:
                 return totals
+        if not cooperative:  # alone, this run moves its files: wait if a dead run holds the lock
+            await wait_for_commit_lock(tracker, owner, blocks.tracker.lease_seconds)
         async with commit_lock(tracker, owner, blocks.tracker.lease_seconds) as held:
             if not held:
                 outcome = "moved into place by the run holding the lock"

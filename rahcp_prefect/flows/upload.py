@@ -24,7 +24,15 @@ from rahcp_prefect.bulk.scanner import scan_tree
 from rahcp_prefect.bulk.upload import check_source_dir
 from rahcp_prefect.flows.artifacts import ProgressReporter, publish_job_status, publish_summary
 from rahcp_prefect.bulk.claims import add_counts, commit_lock, drain_job, register_manifest
-from rahcp_prefect.flows.common import DEFAULT_BATCH_SIZE, FlowBlocks, batched, job_name, load_blocks, run_id
+from rahcp_prefect.flows.common import (
+    DEFAULT_BATCH_SIZE,
+    FlowBlocks,
+    batched,
+    job_name,
+    load_blocks,
+    run_id,
+    wait_for_commit_lock,
+)
 from rahcp_prefect.flows.staging import (
     StagingPlan,
     mark_rolled_back,
@@ -252,8 +260,12 @@ async def bulk_upload(
 
         info = tracker.job_info()
         if info is not None and info.state == JobState.committing:
+            # An earlier run stopped half-way through its commit (or is committing now): wait
+            # for its lock, then finish the commit (a no-op if that run completed it meanwhile).
             logger.info("Job %s has a commit in progress from an earlier run: finishing it", job)
+            await wait_for_commit_lock(tracker, owner, blocks.tracker.lease_seconds)
             await finish_commit(blocks, tracker, plan, owner)
+            info = tracker.job_info()
         if info is not None and info.state != JobState.open:
             tracker.update_job(state=JobState.open)
         logger.info("Uploading %s to %s/%s via staging %s", source, bucket, prefix, plan.staging_prefix)

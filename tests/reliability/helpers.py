@@ -1,0 +1,106 @@
+"""Checks shared by the reliability tests: content hashes of trees and buckets, tracker views,
+and what a flow run left in Prefect (logs, artifacts)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+from rahcp_prefect.bulk.paths import TEMP_PREFIX
+from rahcp_prefect.tracker import TrackerProtocol, create_tracker
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def tree_hashes(root: Path) -> dict[str, str]:
+    """``{relative/path: sha256}`` of every file under ``root`` (temporary files included)."""
+    out: dict[str, str] = {}
+    for dirpath, _dirs, names in os.walk(root):
+        for name in names:
+            path = Path(dirpath) / name
+            out[path.relative_to(root).as_posix()] = sha256(path.read_bytes())
+    return out
+
+
+def bucket_listing(emulator: Any, bucket: str, prefix: str = "") -> list[tuple[str, int]]:
+    """``(key, size)`` of every object under ``prefix``, in listing order (duplicates kept)."""
+    found: list[tuple[str, int]] = []
+    for page in emulator.s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        found.extend((item["Key"], item["Size"]) for item in page.get("Contents", []))
+    return found
+
+
+def bucket_hashes(emulator: Any, bucket: str, prefix: str = "") -> dict[str, str]:
+    """``{key: sha256}`` of every object under ``prefix`` (read through the emulator's boto3)."""
+    s3 = emulator.s3
+    return {
+        key: sha256(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+        for key, _size in bucket_listing(emulator, bucket, prefix)
+    }
+
+
+def open_multipart_uploads(emulator: Any, bucket: str) -> list[str]:
+    """Keys of multipart uploads neither completed nor aborted."""
+    answer = emulator.s3.list_multipart_uploads(Bucket=bucket)
+    return [upload["Key"] for upload in answer.get("Uploads", [])]
+
+
+def partial_files(root: Path) -> list[str]:
+    """Temporary download files (``.rahcp-part.*``) anywhere under ``root``."""
+    return [str(path) for path in root.rglob(f"{TEMP_PREFIX}*")] if root.exists() else []
+
+
+@contextmanager
+def job_tracker(target: str | Path, job: str) -> Iterator[TrackerProtocol]:
+    tracker = create_tracker(target, job=job)
+    try:
+        yield tracker
+    finally:
+        tracker.close()
+
+
+def data_requests(emulator: Any, method: str | None = None) -> int:
+    """Requests clients sent straight to S3 (presigned URLs), optionally of one method."""
+    return sum(
+        n for (plane, verb, _route), n in emulator.request_counts.items()
+        if plane == "data" and (method is None or verb == method)
+    )
+
+
+def api_requests(emulator: Any) -> int:
+    return sum(n for (plane, _verb, _route), n in emulator.request_counts.items() if plane == "api")
+
+
+async def flow_artifacts(flow_run_id: UUID) -> list[Any]:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    async with get_client() as client:
+        return await client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
+        )
+
+
+def summary_metric(artifacts: list[Any], metric: str) -> Any:
+    """The value of ``metric`` in the run's summary table artifact (``bulk-*-summary-*``)."""
+    for artifact in artifacts:
+        if artifact.type == "table" and artifact.key and "-summary-" in artifact.key:
+            for row in _rows(artifact.data):
+                if row.get("metric") == metric:
+                    return row["value"]
+    raise AssertionError(f"no summary artifact with {metric!r} among {[a.key for a in artifacts]}")
+
+
+def _rows(data: Any) -> list[dict[str, Any]]:
+    import json
+
+    if isinstance(data, str):
+        data = json.loads(data)
+    return list(data)
