@@ -37,11 +37,16 @@ _YIELD_EVERY = 1024
 
 
 def check_source_dir(source_dir: Path) -> None:
-    """Raise before anything starts if ``source_dir`` is missing or not a directory."""
+    """Raise before anything starts if ``source_dir`` is missing, not a directory or unreadable."""
     if not source_dir.exists():
         raise FileNotFoundError(f"source_dir does not exist: {source_dir}")
     if not source_dir.is_dir():
         raise NotADirectoryError(f"source_dir is not a directory: {source_dir}")
+    try:
+        with os.scandir(source_dir) as entries:
+            next(entries, None)
+    except PermissionError as exc:
+        raise PermissionError(f"source_dir is not readable: {source_dir} ({exc.strerror})") from None
 
 
 class _Upload:
