@@ -73,6 +73,16 @@ def batched(items: Iterable[T], size: int) -> Iterator[list[T]]:
         yield batch
 
 
+def first_errors(errors: list[tuple[str, str]], strip: str = "", limit: int = 3) -> str:
+    """``key: message`` of the first ``limit`` errors, for an exception text that names them
+    (``strip``, e.g. the staging prefix, is taken off the keys)."""
+    shown = "; ".join(
+        f"{key[len(strip):] if strip and key.startswith(strip) else key}: {message[:200]}"
+        for key, message in errors[:limit]
+    )
+    return shown + (f"; and {len(errors) - limit} more" if len(errors) > limit else "")
+
+
 async def wait_for_commit_lock(tracker: TrackerProtocol, owner: str, lease_seconds: float) -> None:
     """Take the job's commit lock for ``owner``, waiting while another run holds it.
 

@@ -24,6 +24,7 @@ from rahcp_prefect.flows.common import (
     DEFAULT_BATCH_SIZE,
     FlowBlocks,
     batched,
+    first_errors,
     job_name,
     load_blocks,
     run_id,
@@ -196,7 +197,8 @@ async def _download_alone(
             totals, time.monotonic() - started, tracker.error_details(), "failed: destination untouched",
         )
         raise BulkTransferFailed(
-            f"{totals['errors']} object(s) failed to download; {dest} untouched, "
+            f"{totals['errors']} object(s) failed to download ({first_errors(tracker.error_details())}); "
+            f"{dest} untouched, "
             f"completed files kept in {staging} for the next run"
         )
     return totals
@@ -236,7 +238,10 @@ async def _download_cooperatively(
     failed = tracker.summary().get("error", 0)
     if failed:
         await publish_job_status(job, tracker.summary())
-        raise BulkTransferFailed(f"{failed} object(s) of job {job} failed; destination untouched")
+        raise BulkTransferFailed(
+            f"{failed} object(s) of job {job} failed ({first_errors(tracker.error_details())}); "
+            "destination untouched"
+        )
     return totals
 
 

@@ -28,6 +28,7 @@ from rahcp_prefect.flows.common import (
     DEFAULT_BATCH_SIZE,
     FlowBlocks,
     batched,
+    first_errors,
     job_name,
     load_blocks,
     run_id,
@@ -153,8 +154,9 @@ class UploadRun:
                     progress.batch_finished(int(batch["done"]))
                 totals["errors"] = totals.get("errors", 0) + len(scan_errors)
                 if totals["errors"]:
+                    failed = first_errors(scan_errors + self.tracker.error_details(), plan.staging_prefix)
                     raise BulkTransferFailed(
-                        f"{totals['errors']} file(s) failed to upload; staging rolled back, "
+                        f"{totals['errors']} file(s) failed to upload ({failed}); staging rolled back, "
                         f"{plan.bucket}/{plan.final_prefix} untouched"
                     )
                 async with open_client(self.blocks.credentials) as client:
@@ -191,7 +193,9 @@ class UploadRun:
         if failed:
             await publish_job_status(self.job, self.tracker.summary())
             raise BulkTransferFailed(
-                f"{failed} file(s) of job {self.job} failed; staging kept for the next run of the job, "
+                f"{failed} file(s) of job {self.job} failed "
+                f"({first_errors(self.tracker.error_details(), self.plan.staging_prefix)}); "
+                "staging kept for the next run of the job, "
                 f"{self.plan.bucket}/{self.plan.final_prefix} untouched"
             )
         return totals
