@@ -11,9 +11,9 @@ reads each file from disk (upload) or writes it to disk (download), as any real 
 
 Prints one JSON object per scenario: ``scenario``, ``ours``, ``floor``, ``ratio`` (ours /
 floor of the scenario's main figure: files_per_s, mb_per_s or, for scan-200k, walk rate) and
-``bars`` (each bar of the issue with its verdict). Small scenarios run ``--repeat`` times per
+``bars`` (each bar of the issue with its verdict). Small scenarios run ``--repeat`` (5) times per
 client, alternating, and keep the median run. ``emulator_cpu_us_per_file`` is the server's
-CPU during a child (setup included). A last line, ``engine-overhead``, runs the engine with the
+CPU during a child (setup included). The ``engine-overhead`` line runs the engine with the
 network stubbed out: its CPU per file beyond the plain file reads/writes any client does.
 """
 
@@ -370,7 +370,7 @@ def _proc_cpu(pid: int) -> float:
 
 
 EMULATOR_PIDS: list[int] = []
-"""The server processes (emulator, and the keep-alive S3 server when used)."""
+"""The emulator's process (API and S3 server), for its CPU time."""
 
 
 def _servers_cpu() -> float:
@@ -378,6 +378,7 @@ def _servers_cpu() -> float:
 
 
 def run_child(spec: dict[str, Any]) -> dict[str, Any]:
+    os.sync()  # the previous run's dirty pages would otherwise be written back during this one
     server0 = _servers_cpu()
     proc = subprocess.run(
         [sys.executable, "-m", "benchmarks.transfer", "--child", json.dumps(spec)],
@@ -394,67 +395,20 @@ def run_child(spec: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
-def serve_s3_keepalive(port: int) -> None:
-    """moto's S3 app behind uvicorn's WSGI server, which keeps connections alive.
-
-    The emulator's own S3 server is werkzeug's (as ``moto_server`` runs it), which answers every
-    request with ``Connection: close``; this one shows what keep-alive changes.
-    """
-    import uvicorn
-    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
-
-    app = DomainDispatcherApplication(create_backend_app)
-    uvicorn.run(app, host="127.0.0.1", port=port, interface="wsgi", log_level="warning")
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _wait_port(port: int, timeout: float = 30.0) -> None:
-    import socket
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"S3 server on port {port} did not start")
-
-
 class Emulator:
-    """The emulator in its own process; ``api`` is its base URL, ``s3`` a boto3 client.
-
-    With ``keepalive``, its S3 server is a separate keep-alive one (``serve_s3_keepalive``)
-    passed to the emulator as an external ``--s3-endpoint``.
-    """
-
-    def __init__(self, keepalive: bool = False) -> None:
-        self.keepalive = keepalive
-        self.s3_proc: subprocess.Popen[str] | None = None
+    """The emulator (API + its moto S3 server) in its own process; ``s3`` is a boto3 client."""
 
     def __enter__(self) -> Emulator:
-        command = [sys.executable, "-m", "rahcp_prefect.testing", "--port", "0"]
-        if self.keepalive:
-            port = _free_port()
-            self.s3_proc = subprocess.Popen(
-                [sys.executable, "-m", "benchmarks.transfer", "--serve-s3", str(port)],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-            _wait_port(port)
-            command += ["--s3-endpoint", f"http://127.0.0.1:{port}"]
-        self.proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "rahcp_prefect.testing", "--port", "0"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
         assert self.proc.stdout is not None
         info = json.loads(self.proc.stdout.readline())
         self.api = info["api"]
-        EMULATOR_PIDS[:] = [self.proc.pid] + ([self.s3_proc.pid] if self.s3_proc else [])
+        EMULATOR_PIDS[:] = [self.proc.pid]
         import boto3
 
         self.s3 = boto3.client(
@@ -467,14 +421,11 @@ class Emulator:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        for proc in (self.proc, self.s3_proc):
-            if proc is None:
-                continue
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
 
     def bucket(self, name: str) -> str:
         name = f"{name}-{uuid.uuid4().hex[:8]}"
@@ -583,32 +534,22 @@ def main() -> None:
     parser.add_argument("--only", default="", help="comma-separated scenarios to run")
     parser.add_argument("--workers", type=int, default=10)
     parser.add_argument(
-        "--repeat", type=int, default=3, help="runs per client in the small scenarios; the median is kept"
+        "--repeat", type=int, default=5, help="runs per client in the small scenarios; the median is kept"
     )
-    parser.add_argument(
-        "--s3-server",
-        choices=("emulator", "keepalive"),
-        default="emulator",
-        help="emulator: its own S3 server (werkzeug, a new connection per request); "
-        "keepalive: moto behind uvicorn, connections kept alive",
-    )
-    parser.add_argument("--serve-s3", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         child_main(json.loads(args.child))
-        return
-    if args.serve_s3:
-        serve_s3_keepalive(args.serve_s3)
         return
 
     data = Path(args.data_dir)
     data.mkdir(parents=True, exist_ok=True)
     wanted = set(filter(None, args.only.split(",")))
-    scenarios = ["upload-small", "download-small", "upload-large", "download-large", "scan-200k", "engine-overhead"]
+    # engine-overhead first: after the 1 GiB files, writeback makes small-file I/O noisy
+    scenarios = ["engine-overhead", "upload-small", "download-small", "upload-large", "download-large", "scan-200k"]
     work = Path(tempfile.mkdtemp(prefix="run-", dir=data))
     started = time.perf_counter()
     try:
-        with Emulator(keepalive=args.s3_server == "keepalive") as emu:
+        with Emulator() as emu:
             base = {"api": emu.api, "workers": args.workers}
             for scenario in scenarios:
                 if wanted and scenario not in wanted:
@@ -618,9 +559,7 @@ def main() -> None:
                     print(json.dumps({"scenario": scenario, "ours": run_child(spec)}), flush=True)
                     continue
                 mine, floor = run_scenario(scenario, emu, base, data, work, args.repeat)
-                line = report(scenario, mine, floor)
-                line["s3_server"] = args.s3_server
-                print(json.dumps(line), flush=True)
+                print(json.dumps(report(scenario, mine, floor)), flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print(json.dumps({"total_seconds": round(time.perf_counter() - started, 1)}), flush=True)
