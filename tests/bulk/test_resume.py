@@ -29,16 +29,20 @@ MIB = 1024 * 1024
 FILES = 150
 
 
-def run_and_kill(mode: str, emulator: Any, bucket: str, folder: Path, db: Path, after: int) -> None:
-    """Start the child and SIGKILL it once it reports ``after`` more files done."""
+def start_child(mode: str, emulator: Any, bucket: str, folder: Path, db: Path) -> subprocess.Popen[str]:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path.cwd()), *sys.path])}
-    proc = subprocess.Popen(
+    return subprocess.Popen(
         [sys.executable, str(CHILD), mode, emulator.base_url, bucket, str(folder), str(db), TEST_USERNAME, TEST_PASSWORD],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         env=env,
     )
+
+
+def run_and_kill(mode: str, emulator: Any, bucket: str, folder: Path, db: Path, after: int) -> None:
+    """Start the child and SIGKILL it once it reports ``after`` more files done."""
+    proc = start_child(mode, emulator, bucket, folder, db)
     try:
         assert proc.stdout is not None
         for line in proc.stdout:
@@ -50,6 +54,12 @@ def run_and_kill(mode: str, emulator: Any, bucket: str, folder: Path, db: Path, 
     finally:
         proc.wait(30)
     assert proc.returncode == -signal.SIGKILL
+
+
+def assert_done_means_identical(done: set[str], expected: dict[str, bytes], actual: dict[str, bytes]) -> None:
+    """Every key the tracker holds as done is really there, byte for byte (never a partial file)."""
+    for key in done:
+        assert actual.get(key) == expected[key], f"{key} is marked done but not identical"
 
 
 def done_keys(db: Path) -> set[str]:
@@ -85,6 +95,7 @@ async def test_kill_mid_upload_then_resume(hcp_emulator, hcp_bucket, hcp_credent
     run_and_kill("upload", hcp_emulator, hcp_bucket, src, db, after=len(first) + 30)  # killed again
     before = done_keys(db)
     assert len(first) < len(before) < len(files)
+    assert_done_means_identical(before, files, remote_objects(hcp_emulator, hcp_bucket))
     hcp_emulator.faults.clear()
 
     async with HCPClient(
@@ -114,6 +125,7 @@ async def test_kill_mid_download_then_resume(hcp_emulator, hcp_bucket, hcp_crede
     run_and_kill("download", hcp_emulator, hcp_bucket, dest, db, after=40)
     before = done_keys(db)
     assert 0 < len(before) < len(objects)
+    assert_done_means_identical(before, objects, local_files(dest))
     hcp_emulator.faults.clear()
 
     async with HCPClient(**hcp_credentials, retry_base_delay=0.01) as client:
@@ -126,3 +138,31 @@ async def test_kill_mid_download_then_resume(hcp_emulator, hcp_bucket, hcp_crede
     assert stats.errors == 0 and stats.ok + stats.skipped == len(objects)
     assert not set(fetched) & before, "a file marked done before the kill was downloaded again"
     assert local_files(dest) == objects  # identical, and no temporary file left behind
+
+
+async def test_kills_at_arbitrary_moments_then_resume(hcp_emulator, hcp_bucket, hcp_credentials, tmp_path) -> None:
+    """SIGKILL after fixed delays (during start-up, the listing, transfers), then finish."""
+    import time
+
+    from rahcp_prefect.client import HCPClient
+
+    src = tmp_path / "src"
+    files = make_tree(src, {f"d{i % 3}/f{i:03d}.bin": content(i, 500 + 31 * i) for i in range(200)})
+    db = tmp_path / "tracker.db"
+    hcp_emulator.faults.add(plane="data", method="PUT", delay=0.05, count=None)
+    for delay in (0.2, 1.3, 1.5, 1.7):
+        proc = start_child("upload", hcp_emulator, hcp_bucket, src, db)
+        time.sleep(delay)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(30)
+        if db.exists():
+            assert_done_means_identical(done_keys(db), files, remote_objects(hcp_emulator, hcp_bucket))
+    hcp_emulator.faults.clear()
+    before = done_keys(db) if db.exists() else set()
+    async with HCPClient(**hcp_credentials, retry_base_delay=0.01) as client:
+        sent = record_calls(client, ["put_bytes", "put_file"])
+        with SqliteTracker(db, job="resume") as tracker:
+            stats = await bulk_upload(BulkUploadConfig(client=client, bucket=hcp_bucket, source_dir=src, tracker=tracker))
+    assert stats.errors == 0 and stats.ok + stats.skipped == len(files)
+    assert not set(sent) & before
+    assert remote_objects(hcp_emulator, hcp_bucket) == files
