@@ -142,7 +142,7 @@ async def test_kill_mid_download_then_resume(hcp_emulator, hcp_bucket, hcp_crede
 
 async def test_kills_at_arbitrary_moments_then_resume(hcp_emulator, hcp_bucket, hcp_credentials, tmp_path) -> None:
     """SIGKILL after fixed delays (during start-up, the listing, transfers), then finish."""
-    import time
+    import asyncio
 
     from rahcp_prefect.client import HCPClient
 
@@ -152,7 +152,7 @@ async def test_kills_at_arbitrary_moments_then_resume(hcp_emulator, hcp_bucket, 
     hcp_emulator.faults.add(plane="data", method="PUT", delay=0.05, count=None)
     for delay in (0.2, 1.3, 1.5, 1.7):
         proc = start_child("upload", hcp_emulator, hcp_bucket, src, db)
-        time.sleep(delay)
+        await asyncio.sleep(delay)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(30)
         if db.exists():
