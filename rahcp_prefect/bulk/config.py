@@ -62,7 +62,7 @@ class BulkUploadConfig:
     skip_existing: bool = True
     """Skip files whose key already exists remotely with the same size (one list call per page)."""
     retry_errors: bool = False
-    """Only process the keys the tracker holds as errors."""
+    """Only process the keys the tracker holds as errors (re-stat'ed; wins over ``entries``)."""
     include: list[str] = field(default_factory=list)
     exclude: list[str] = field(default_factory=list)
     validate_file: ValidateFn | None = None
@@ -101,6 +101,7 @@ class BulkDownloadConfig:
     stream_threshold: int = 100 * MIB
     """Objects below this size are fetched in one shot; larger ones streamed in ``chunk_size``."""
     retry_errors: bool = False
+    """Only process the keys the tracker holds as errors (wins over ``entries``)."""
     include: list[str] = field(default_factory=list)
     exclude: list[str] = field(default_factory=list)
     validate_file: ValidateFn | None = None
