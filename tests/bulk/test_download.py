@@ -197,3 +197,21 @@ def test_download_config_defaults(tmp_path) -> None:
     assert c.dest_dir == tmp_path and c.stream_threshold == 100 * 1024 * 1024 and not c.verify_download
     with pytest.raises(ValueError):
         BulkDownloadConfig(client=None, bucket="b", dest_dir=tmp_path, tracker=None, stream_threshold=-1)  # type: ignore[arg-type]
+
+
+async def test_listing_is_paged_lazily(hcp_emulator, hcp_bucket, hcp_client, tracker, tmp_path) -> None:
+    put(hcp_emulator, hcp_bucket, {f"k{i:04d}": b"x" for i in range(1050)})  # two listing pages
+    hcp_emulator.faults.add(plane="data", method="GET", delay=0.01, count=None)
+    lists_at_first_file: list[int] = []
+
+    def progress(s: TransferStats) -> None:
+        if s.ok and not lists_at_first_file:
+            lists_at_first_file.append(hcp_emulator.request_counts[LIST])
+
+    stats = await bulk_download(
+        cfg(hcp_client, hcp_bucket, tmp_path / "dest", tracker, workers=4, queue_depth=2, presign_batch_size=20,
+            on_progress=progress, progress_interval=0)
+    )
+    assert stats.ok == 1050
+    assert lists_at_first_file == [1]  # the second page is only fetched when the first is used up
+    assert hcp_emulator.request_counts[LIST] == 2
