@@ -25,6 +25,7 @@ from .pipeline import run_pipeline
 from .presigner import Presigner
 from .scanner import iter_listing
 from .stats import Recorder, TransferStats
+from .tracing import run_spans
 from .validation import run_validator
 
 logger = logging.getLogger(__name__)
@@ -111,8 +112,9 @@ class _Download:
             raise UnsafeKeyError(f"refused: {parent!r} resolves outside {self.base!r} (symlink)")
         self._safe_dirs.add(parent)
 
-    async def handle(self, item: DownloadItem, url: str | None) -> None:
-        """Download one object and record the outcome; never raises (except cancellation)."""
+    async def handle(self, item: DownloadItem, url: str | None) -> BaseException | None:
+        """Download one object and record the outcome; returns its error (None when it went
+        through), never raises (except cancellation)."""
         key, size, etag, dest = item
         temp: str | None = None
         try:
@@ -129,8 +131,9 @@ class _Download:
             if temp is not None:
                 _remove(temp)
             self.rec.error(key, size, exc)
-            return
+            return exc
         self.rec.ok(key, got, etag=etag, verified=self.verify, validated=self.validate is not None)
+        return None
 
     async def _fetch(self, key: str, size: int, temp: str, url: str | None) -> int:
         """GET ``key`` into ``temp``; a 403 (expired URL) is presigned again once."""
@@ -197,14 +200,19 @@ async def bulk_download(cfg: BulkDownloadConfig) -> TransferStats:
     presigner: Presigner[DownloadItem] = Presigner(
         job.s3, cfg.bucket, method="get_object", batch_size=cfg.presign_batch_size
     )
-    try:
-        await run_pipeline(
-            presigner.pairs(job.items()), job.handle, workers=cfg.workers, queue_depth=cfg.queue_depth
-        )
-    except BaseException:
+    with run_spans("bulk.download", cfg.bucket, cfg.prefix) as spans:
+        handle = spans.files(job.handle, "bulk.download.file", size_at=1)
         try:
-            cfg.tracker.commit()
-        except Exception:
-            logger.exception("tracker commit failed while the run was failing")
-        raise
-    return rec.finish()
+            await run_pipeline(
+                presigner.pairs(job.items()), handle, workers=cfg.workers, queue_depth=cfg.queue_depth
+            )
+        except BaseException:
+            try:
+                cfg.tracker.commit()
+            except Exception:
+                logger.exception("tracker commit failed while the run was failing")
+            spans.finish(rec.snapshot(), failed=True)
+            raise
+        stats = rec.finish()
+        spans.finish(stats)
+    return stats

@@ -18,7 +18,8 @@ W = TypeVar("W")
 
 _STOP: Any = object()
 
-Handler = Callable[[W, "str | None"], Awaitable[None]]
+Handler = Callable[[W, "str | None"], Awaitable[object]]
+"""``handle(item, url)``: transfers one item; whatever it returns is ignored here."""
 
 
 async def _work(queue: asyncio.Queue[Any], handle: Handler[Any]) -> None:

@@ -25,6 +25,7 @@ from .pipeline import run_pipeline
 from .presigner import Presigner
 from .scanner import iter_listing, scan_tree
 from .stats import Recorder, TransferStats
+from .tracing import run_spans
 from .validation import run_validator
 
 logger = logging.getLogger(__name__)
@@ -156,8 +157,9 @@ class _Upload:
 
     # -- the worker side -------------------------------------------------------------------
 
-    async def handle(self, item: UploadItem, url: str | None) -> None:
-        """Upload one file and record the outcome; never raises (except cancellation)."""
+    async def handle(self, item: UploadItem, url: str | None) -> BaseException | None:
+        """Upload one file and record the outcome; returns its error (None when it went
+        through), never raises (except cancellation)."""
         key, path, size = item
         try:
             if self.validate is not None:
@@ -170,8 +172,9 @@ class _Upload:
                 await self._verify(key, size)
         except Exception as exc:
             self.rec.error(key, size, exc)
-            return
+            return exc
         self.rec.ok(key, size, etag=etag, verified=self.verify, validated=self.validate is not None)
+        return None
 
     async def _put(self, key: str, path: str, size: int, url: str | None) -> str:
         what = f"{self.bucket}/{key}"
@@ -276,14 +279,19 @@ async def bulk_upload(cfg: BulkUploadConfig) -> TransferStats:
         batch_size=cfg.presign_batch_size,
         wants_url=job.wants_url,
     )
-    try:
-        await run_pipeline(
-            presigner.pairs(job.items()), job.handle, workers=cfg.workers, queue_depth=cfg.queue_depth
-        )
-    except BaseException:
-        _flush_quietly(cfg.tracker)
-        raise
-    return rec.finish()
+    with run_spans("bulk.upload", cfg.bucket, cfg.prefix) as spans:
+        handle = spans.files(job.handle, "bulk.upload.file", size_at=2)
+        try:
+            await run_pipeline(
+                presigner.pairs(job.items()), handle, workers=cfg.workers, queue_depth=cfg.queue_depth
+            )
+        except BaseException:
+            _flush_quietly(cfg.tracker)
+            spans.finish(rec.snapshot(), failed=True)
+            raise
+        stats = rec.finish()
+        spans.finish(stats)
+    return stats
 
 
 def _flush_quietly(tracker: object) -> None:

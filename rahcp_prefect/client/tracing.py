@@ -30,6 +30,9 @@ class _NoopSpan:
     def record_exception(self, exception: BaseException) -> None:
         pass
 
+    def is_recording(self) -> bool:
+        return False
+
 
 _NOOP = _NoopSpan()
 
@@ -58,6 +61,13 @@ def span(name: str, attributes: Mapping[str, Any] | None = None) -> Iterator[Any
     clean = {key: value for key, value in (attributes or {}).items() if value is not None}
     with tracer.start_as_current_span(name, attributes=clean) as current:
         yield current
+
+
+def set_error(current: Any, description: str) -> None:
+    """Mark ``current`` (a span from ``span``) as failed with ``description`` (already redacted)."""
+    if _otel_trace is None or not current.is_recording():
+        return
+    current.set_status(_otel_trace.Status(_otel_trace.StatusCode.ERROR, description))
 
 
 def configure_tracing(
