@@ -129,7 +129,6 @@ async def _prefect_texts(state: Any) -> list[str]:
     return texts
 
 
-@pytest.mark.slow
 async def test_upload_failure_rollback_and_download_leak_no_secret(
     saved_blocks: SavedBlocks, secret_dsn: str, hcp_credentials: dict[str, Any], hcp_emulator: Any,
     hcp_bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
