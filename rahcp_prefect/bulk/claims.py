@@ -29,6 +29,11 @@ REGISTER_CHUNK = 10_000
 COUNTERS = ("ok", "skipped", "errors", "done", "bytes", "retries")
 
 
+def new_counts() -> dict[str, Any]:
+    """Every counter at zero, so a run that got no work still reports each of them."""
+    return dict.fromkeys(COUNTERS, 0)
+
+
 def add_counts(total: dict[str, Any], batch: dict[str, Any]) -> dict[str, Any]:
     """Sum the counters of one batch summary into ``total`` (in place) and return it."""
     for name in COUNTERS:
@@ -82,7 +87,7 @@ async def drain_job(
     over the keys of a run that died once their lease expires.
     """
     attempted: set[str] = set()
-    totals: dict[str, Any] = {}
+    totals = new_counts()
     while True:
         claimed = tracker.claim(owner, batch_size, lease_seconds)
         fresh = [(key, size) for key, size in claimed if key not in attempted]

@@ -30,7 +30,7 @@ from rahcp_prefect.flows.common import (
     run_id,
     wait_for_commit_lock,
 )
-from rahcp_prefect.bulk.claims import add_counts, REGISTER_CHUNK, commit_lock, drain_job, register_manifest
+from rahcp_prefect.bulk.claims import add_counts, new_counts, REGISTER_CHUNK, commit_lock, drain_job, register_manifest
 from rahcp_prefect.flows.upload import BulkTransferFailed
 from rahcp_prefect.tasks import download_batch, open_client
 from rahcp_prefect.tracker.protocol import JobState, TrackerProtocol
@@ -180,7 +180,7 @@ async def _download_alone(
     get_run_logger().info("Downloading %d object(s) of %s/%s via %s", len(todo), bucket, prefix, staging)
     progress = ProgressReporter(len(todo), f"bulk-download {bucket}/{prefix}")
     await progress.start(f"bulk-download-progress-{owner}")
-    totals: dict[str, Any] = {"skipped": skipped}
+    totals = {**new_counts(), "skipped": skipped}
     try:
         for entries in batched(todo, batch_size):
             batch = await download_batch(

@@ -23,7 +23,7 @@ from rahcp_prefect.bulk.filters import GlobFilter
 from rahcp_prefect.bulk.scanner import scan_tree
 from rahcp_prefect.bulk.upload import check_source_dir
 from rahcp_prefect.flows.artifacts import ProgressReporter, publish_job_status, publish_summary
-from rahcp_prefect.bulk.claims import add_counts, commit_lock, drain_job, register_manifest
+from rahcp_prefect.bulk.claims import add_counts, new_counts, commit_lock, drain_job, register_manifest
 from rahcp_prefect.flows.common import (
     DEFAULT_BATCH_SIZE,
     FlowBlocks,
@@ -143,7 +143,7 @@ class UploadRun:
         plan = self.plan
         progress = ProgressReporter(self.count_files(), f"bulk-upload {plan.bucket}/{plan.final_prefix}")
         await progress.start(f"bulk-upload-progress-{owner}")
-        totals: dict[str, Any] = {}
+        totals = new_counts()
         try:
             async with atransaction() as txn:
                 txn.set("credentials", self.blocks.credentials)
@@ -159,8 +159,7 @@ class UploadRun:
                         f"{totals['errors']} file(s) failed to upload ({failed}); staging rolled back, "
                         f"{plan.bucket}/{plan.final_prefix} untouched"
                     )
-                async with open_client(self.blocks.credentials) as client:
-                    await verify_staging(client, self.tracker, plan)
+                await self.verify()
         except BaseException as exc:
             await progress.close()
             errors = scan_errors + self.tracker.error_details()
@@ -198,7 +197,14 @@ class UploadRun:
                 "staging kept for the next run of the job, "
                 f"{self.plan.bucket}/{self.plan.final_prefix} untouched"
             )
+        await self.verify()
         return totals
+
+    async def verify(self) -> None:
+        """Check staging against the tracker before the commit (raises on any mismatch)."""
+        async with open_client(self.blocks.credentials) as client:
+            staged = await verify_staging(client, self.tracker, self.plan)
+        get_run_logger().info("Staging verified: %d object(s) ready to commit", staged)
 
 
 # The batch task as the upload phase uses it: its transaction's rollback deletes staging.
@@ -286,9 +292,6 @@ async def bulk_upload(
             totals = await run.cooperative(files, batch_size, owner)
         else:
             totals = await run.single(files, batch_size, owner, scan_errors, started)
-        async with open_client(blocks.credentials) as client:
-            staged = await verify_staging(client, tracker, plan)
-        logger.info("Staging verified: %d object(s) ready to commit", staged)
 
         moved = await finish_commit(blocks, tracker, plan, owner)
         outcome = "committed" if moved is not None else "commit left to the run holding the lock"
