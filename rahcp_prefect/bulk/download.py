@@ -189,13 +189,7 @@ async def bulk_download(cfg: BulkDownloadConfig) -> TransferStats:
     Resumable: files already on disk with the listed size are skipped. Keys that would land
     outside ``dest_dir`` are refused (marked error), never written.
     """
-    rec = Recorder(
-        cfg.tracker,
-        on_progress=cfg.on_progress,
-        on_error=cfg.on_error,
-        progress_interval=cfg.progress_interval,
-        data_plane=cfg.client.data,
-    )
+    rec = Recorder.for_config(cfg)
     job = _Download(cfg, rec)
     presigner: Presigner[DownloadItem] = Presigner(
         job.s3, cfg.bucket, method="get_object", batch_size=cfg.presign_batch_size

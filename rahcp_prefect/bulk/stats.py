@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 from time import monotonic
 
 from rahcp_prefect.tracker.protocol import TrackerProtocol, TransferStatus
@@ -85,6 +86,17 @@ class Recorder:
         self._interval = progress_interval
         self._started = monotonic()
         self._next_progress = self._started + progress_interval
+
+    @classmethod
+    def for_config(cls, cfg: Any) -> Recorder:
+        """The recorder of one bulk run (upload or download config)."""
+        return cls(
+            cfg.tracker,
+            on_progress=cfg.on_progress,
+            on_error=cfg.on_error,
+            progress_interval=cfg.progress_interval,
+            data_plane=cfg.client.data,
+        )
 
     # -- outcomes (hot path) ---------------------------------------------------------------
 

@@ -264,13 +264,7 @@ async def bulk_upload(cfg: BulkUploadConfig) -> TransferStats:
     the tracker and passed to ``on_error``.
     """
     check_source_dir(cfg.source_dir)
-    rec = Recorder(
-        cfg.tracker,
-        on_progress=cfg.on_progress,
-        on_error=cfg.on_error,
-        progress_interval=cfg.progress_interval,
-        data_plane=cfg.client.data,
-    )
+    rec = Recorder.for_config(cfg)
     job = _Upload(cfg, rec)
     presigner: Presigner[UploadItem] = Presigner(
         job.s3,
