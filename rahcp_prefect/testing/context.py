@@ -11,6 +11,7 @@ from rahcp_prefect.testing.auth import AuthConfig
 from rahcp_prefect.testing.counter import RequestCounter
 from rahcp_prefect.testing.faults import FaultInjector
 from rahcp_prefect.testing.mapi_store import NamespaceStore
+from rahcp_prefect.testing.sigv4 import QueryPresigner
 
 
 @dataclass
@@ -26,6 +27,8 @@ class EmulatorContext:
     faults: FaultInjector
     counter: RequestCounter
     mapi_enabled: bool
+    presigner: QueryPresigner | None = None
+    """Fast SigV4 signer for plain object URLs (``signer`` still signs multipart parts)."""
 
 
 async def get_ctx(request: Request) -> EmulatorContext:

@@ -29,6 +29,7 @@ from rahcp_prefect.testing.apiserver import ApiServer
 from rahcp_prefect.testing.app import API_PREFIX, build_app
 from rahcp_prefect.testing.auth import AuthConfig
 from rahcp_prefect.testing.context import EmulatorContext
+from rahcp_prefect.testing.sigv4 import QueryPresigner
 from rahcp_prefect.testing.counter import CountKey, RequestCounter
 from rahcp_prefect.testing.faults import FaultInjector
 from rahcp_prefect.testing.mapi_store import NamespaceStore
@@ -117,11 +118,16 @@ class HCPEmulator:
                 self._s3_endpoint = self._external_s3.rstrip("/")
             self._s3_client = self._make_client(self._s3_endpoint)
             signer = self._s3_client
+            signing_endpoint = self._s3_endpoint
             if self._s3_public and self._s3_public.rstrip("/") != self._s3_endpoint:
-                signer = self._make_client(self._s3_public.rstrip("/"))
+                signing_endpoint = self._s3_public.rstrip("/")
+                signer = self._make_client(signing_endpoint)
             ctx = EmulatorContext(
                 s3=self._s3_client,
                 signer=signer,
+                presigner=QueryPresigner(
+                    signing_endpoint, self._s3_access_key, self._s3_secret_key, self._s3_region
+                ),
                 auth=self._auth,
                 namespaces=NamespaceStore(),
                 faults=self._faults,
