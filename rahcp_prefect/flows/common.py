@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass
 from itertools import islice
 from typing import Any, TypeVar
@@ -98,3 +98,17 @@ async def wait_for_commit_lock(tracker: TrackerProtocol, owner: str, lease_secon
             logger.info("Job %s: waiting for the commit lock held by run %s", tracker.job, holder)
             waited = True
         await asyncio.sleep(poll)
+
+
+async def abatched(items: AsyncIterator[T], size: int) -> AsyncIterator[list[T]]:
+    """Consecutive lists of ``size`` items of an async iterator, the last one shorter; lazy."""
+    if size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {size}")
+    batch: list[T] = []
+    async for item in items:
+        batch.append(item)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch

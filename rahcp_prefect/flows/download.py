@@ -23,7 +23,7 @@ from rahcp_prefect.flows.artifacts import ProgressReporter, publish_job_status, 
 from rahcp_prefect.flows.common import (
     DEFAULT_BATCH_SIZE,
     FlowBlocks,
-    batched,
+    abatched,
     first_errors,
     job_name,
     load_blocks,
@@ -34,6 +34,9 @@ from rahcp_prefect.bulk.claims import add_counts, new_counts, REGISTER_CHUNK, co
 from rahcp_prefect.flows.upload import BulkTransferFailed
 from rahcp_prefect.tasks import download_batch, open_client
 from rahcp_prefect.tracker.protocol import JobState, TrackerProtocol
+
+
+DRY_RUN_SAMPLE = 50
 
 
 def staging_dir_for(dest: Path) -> Path:
@@ -165,24 +168,37 @@ async def _download_alone(
     dry_run: bool,
     started: float,
 ) -> dict[str, Any]:
-    """One run: list, skip what is done and in place, download the rest in batches."""
+    """One run: list, skip what is done and in place, download the rest in batches.
+
+    The listing is read twice, page by page: once to count (progress, dry run), once to feed
+    the batches, so a prefix of millions of keys never sits in memory as a list.
+    """
     done = tracker.done_keys()
-    todo: list[tuple[str, int]] = []
-    skipped = 0
+
+    async def todo() -> AsyncIterator[tuple[str, int]]:
+        async for key, size in _listing(blocks, bucket, prefix, accepts):
+            if not (key in done and _already_in_place(dest, prefix, key, size)):
+                yield key, size
+
+    count = skipped = total_bytes = 0
+    sample: list[tuple[str, int]] = []
     async for key, size in _listing(blocks, bucket, prefix, accepts):
         if key in done and _already_in_place(dest, prefix, key, size):
             skipped += 1
             continue
-        todo.append((key, size))
+        count += 1
+        total_bytes += size
+        if len(sample) < DRY_RUN_SAMPLE:
+            sample.append((key, size))
     if dry_run:
-        return await _dry_run(job, todo, skipped)
+        return await _dry_run(job, sample, count, total_bytes, skipped)
     tracker.update_job(state=JobState.open, bucket=bucket, staging_prefix=str(staging), final_prefix=prefix)
-    get_run_logger().info("Downloading %d object(s) of %s/%s via %s", len(todo), bucket, prefix, staging)
-    progress = ProgressReporter(len(todo), f"bulk-download {bucket}/{prefix}")
+    get_run_logger().info("Downloading %d object(s) of %s/%s via %s", count, bucket, prefix, staging)
+    progress = ProgressReporter(count, f"bulk-download {bucket}/{prefix}")
     await progress.start(f"bulk-download-progress-{owner}")
     totals = {**new_counts(), "skipped": skipped}
     try:
-        for entries in batched(todo, batch_size):
+        async for entries in abatched(todo(), batch_size):
             batch = await download_batch(
                 blocks.credentials, blocks.tracker, job, bucket, staging, prefix,
                 entries=entries, settings=blocks.settings, on_progress=progress.on_batch_progress,
@@ -256,15 +272,16 @@ async def _listing(
             yield item["Key"], int(item["Size"])
 
 
-async def _dry_run(job: str, todo: list[tuple[str, int]], skipped: int) -> dict[str, Any]:
+async def _dry_run(
+    job: str, sample: list[tuple[str, int]], count: int, total_bytes: int, skipped: int
+) -> dict[str, Any]:
     """Report what a real run would download; transfer nothing."""
     from prefect.artifacts import acreate_table_artifact
 
-    total_bytes = sum(size for _, size in todo)
-    rows = [{"key": key, "bytes": size} for key, size in todo[:50]]
+    rows = [{"key": key, "bytes": size} for key, size in sample]
     await acreate_table_artifact(
         table=rows or [{"key": "(nothing to download)", "bytes": 0}],
-        description=f"bulk-download dry run of {job}: {len(todo)} object(s), {total_bytes} bytes (first 50 shown)",
+        description=f"bulk-download dry run of {job}: {count} object(s), {total_bytes} bytes (first {DRY_RUN_SAMPLE} shown)",
     )
-    get_run_logger().info("Dry run: %d object(s), %d bytes would be downloaded", len(todo), total_bytes)
-    return {"job": job, "dry_run": True, "files": len(todo), "bytes": total_bytes, "skipped": skipped}
+    get_run_logger().info("Dry run: %d object(s), %d bytes would be downloaded", count, total_bytes)
+    return {"job": job, "dry_run": True, "files": count, "bytes": total_bytes, "skipped": skipped}

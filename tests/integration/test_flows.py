@@ -182,7 +182,7 @@ async def test_download_moves_into_place_and_failure_leaves_destination_untouche
     dest = tmp_path / "dest"
     dest.mkdir()
     (dest / "old.txt").write_bytes(b"keep me")
-    params = dict(bucket=hcp_bucket, dest_dir=str(dest), prefix="data/", **saved_blocks.params())
+    params = dict(bucket=hcp_bucket, dest_dir=str(dest), prefix="data/", batch_size=3, **saved_blocks.params())
 
     hcp_emulator.faults.add("data", method="GET", path=r"f7\.bin", status=403, count=None)
     failed = await bulk_download(**params, return_state=True)
@@ -219,3 +219,17 @@ async def test_cleanup_staging_removes_what_a_crashed_run_left(
     assert [entry["removed"] for entry in result["jobs"]] == [3]
     assert _keys(hcp_emulator, hcp_bucket, STAGING_ROOT) == {}
     assert _job_state(saved_blocks, job) == JobState.rolled_back
+
+
+async def test_download_dry_run_counts_and_writes_nothing(
+    saved_blocks: SavedBlocks, hcp_emulator: Any, hcp_bucket: str, tmp_path: Path
+) -> None:
+    for index in range(7):
+        hcp_emulator.s3.put_object(Bucket=hcp_bucket, Key=f"d/k{index}", Body=b"x" * index)
+    dest = tmp_path / "never"
+    result = await bulk_download(
+        bucket=hcp_bucket, dest_dir=str(dest), prefix="d/", dry_run=True, batch_size=2, **saved_blocks.params()
+    )
+    assert (result["files"], result["bytes"], result["skipped"]) == (7, sum(range(7)), 0)
+    assert not dest.exists() and not staging_dir_for(dest.resolve()).exists()
+    assert _job_state(saved_blocks, f"bulk-download:{hcp_bucket}/d/") is None
