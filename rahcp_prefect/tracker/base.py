@@ -12,12 +12,21 @@ import os
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
+from contextlib import AbstractContextManager
 from datetime import datetime, timezone
 from itertools import islice
-from typing import Any
+from typing import Any, ClassVar
 
-from rahcp_prefect.tracker.errors import InvalidKeyError, TrackerClosedError, TrackerConfigError
+from rahcp_prefect.tracker.errors import (
+    InvalidKeyError,
+    TrackerClosedError,
+    TrackerConfigError,
+)
 from rahcp_prefect.tracker.protocol import JobInfo, JobState, TransferStatus
+
+#: The tables every backend uses (created by ``schema``).
+TRANSFERS = "rahcp_transfers"
+JOBS = "rahcp_jobs"
 
 #: One buffered mark: (key, size, status, error, etag, verified, validated).
 MarkRow = tuple[str, int, str, "str | None", "str | None", bool, bool]
@@ -210,6 +219,70 @@ class BufferedTracker(ABC):
 
     def _drop_buffered(self, key: str) -> None:
         self._buffer.pop(key, None)
+
+    # -- queries, written once: a backend gives its placeholder and ``_flushed`` -------
+    #: The DB-API placeholder of the backend's driver (``?`` for sqlite3, ``%s`` for psycopg).
+    _PARAM: ClassVar[str]
+    #: The backend's SELECT list for ``job_info_from_row`` (commit owner shown while leased).
+    _JOB_COLUMNS: ClassVar[str]
+
+    @abstractmethod
+    def _flushed(self) -> AbstractContextManager[Any]:
+        """Hold the lock, flush buffered marks, and hand out a connection."""
+
+    def _select(self, sql: str, *params: Any) -> list[Any]:
+        """Rows of ``sql`` (``{p}`` marks each parameter) after flushing buffered marks."""
+        with self._flushed() as conn:
+            return list(conn.execute(sql.format(p=self._PARAM), params))
+
+    def done_keys(self) -> set[str]:
+        """Every key of this job marked done (flushes first)."""
+        sql = f'SELECT "key" FROM {TRANSFERS} WHERE job = {{p}} AND status = {{p}}'
+        return {key for (key,) in self._select(sql, self.job, "done")}
+
+    def done_entries(self) -> dict[str, int]:
+        """``{key: size}`` of every key of this job marked done (flushes first)."""
+        sql = f'SELECT "key", size FROM {TRANSFERS} WHERE job = {{p}} AND status = {{p}}'
+        return {key: size for key, size in self._select(sql, self.job, "done")}
+
+    def error_entries(self) -> list[tuple[str, int]]:
+        """``(key, size)`` of every key of this job marked error, for ``retry_errors``."""
+        sql = f'SELECT "key", size FROM {TRANSFERS} WHERE job = {{p}} AND status = {{p}} ORDER BY "key"'
+        return [(key, size) for key, size in self._select(sql, self.job, "error")]
+
+    def error_details(self) -> list[tuple[str, str]]:
+        """``(key, error message)`` of every key marked error."""
+        sql = f'SELECT "key", error FROM {TRANSFERS} WHERE job = {{p}} AND status = {{p}} ORDER BY "key"'
+        return [(key, error or "") for key, error in self._select(sql, self.job, "error")]
+
+    def summary(self) -> dict[str, int]:
+        """Counts per status for this job: ``{"pending": n, "done": n, "error": n}``."""
+        counts = {status.value: 0 for status in TransferStatus}
+        sql = f"SELECT status, count(*) FROM {TRANSFERS} WHERE job = {{p}} GROUP BY status"
+        for status, count in self._select(sql, self.job):
+            counts[status] = count
+        return counts
+
+    def unverified_keys(self) -> list[tuple[str, int, str | None]]:
+        """``(key, size, etag)`` of done keys not yet verified."""
+        sql = (
+            f'SELECT "key", size, etag FROM {TRANSFERS} '
+            'WHERE job = {p} AND status = {p} AND NOT verified ORDER BY "key"'
+        )
+        return [(key, size, etag) for key, size, etag in self._select(sql, self.job, "done")]
+
+    def unvalidated_keys(self) -> list[tuple[str, int]]:
+        """``(key, size)`` of done keys not yet validated."""
+        sql = (
+            f'SELECT "key", size FROM {TRANSFERS} '
+            'WHERE job = {p} AND status = {p} AND NOT validated ORDER BY "key"'
+        )
+        return [(key, size) for key, size in self._select(sql, self.job, "done")]
+
+    def job_info(self) -> JobInfo | None:
+        """This job's row, or None before ``update_job`` was first called."""
+        rows = self._select(f"SELECT {self._JOB_COLUMNS} FROM {JOBS} WHERE job = {{p}}", self.job)
+        return job_info_from_row(rows[0]) if rows else None
 
     @abstractmethod
     def _write(self, rows: list[MarkRow]) -> None:

@@ -21,6 +21,8 @@ from sqlalchemy.dialects import postgresql as pg_dialect
 
 from rahcp_prefect.tracker import schema
 from rahcp_prefect.tracker.base import (
+    JOBS,
+    TRANSFERS,
     BufferedTracker,
     MarkRow,
     batched,
@@ -35,12 +37,12 @@ from rahcp_prefect.tracker.errors import (
     TrackerError,
     TrackerSchemaError,
 )
-from rahcp_prefect.tracker.protocol import JobInfo, JobState, TransferStatus
+from rahcp_prefect.tracker.protocol import JobInfo, JobState
 
 logger = logging.getLogger(__name__)
 
-T = "rahcp_transfers"
-J = "rahcp_jobs"
+T = TRANSFERS
+J = JOBS
 NOW = "extract(epoch from now())::float8"
 #: A commit lock whose lease ran out has no owner any more.
 JOB_COLUMNS = (
@@ -104,6 +106,9 @@ class PostgresTracker(BufferedTracker):
         keys = tracker.claim(owner="run-1", limit=500, lease_seconds=120)
         ```
     """
+
+    _PARAM = "%s"
+    _JOB_COLUMNS = JOB_COLUMNS
 
     def __init__(
         self,
@@ -229,30 +234,6 @@ class PostgresTracker(BufferedTracker):
         self._pool.close()
 
     # -- per-key results ------------------------------------------------------------------
-    def done_keys(self) -> set[str]:
-        """Every key of this job marked done (flushes first)."""
-        with self._flushed() as conn, conn.cursor() as cur:
-            cur.execute(f'SELECT "key" FROM {T} WHERE job = %s AND status = %s', (self.job, "done"))
-            return {row[0] for row in cur}
-
-    def done_entries(self) -> dict[str, int]:
-        """``{key: size}`` of every key of this job marked done (flushes first)."""
-        with self._flushed() as conn, conn.cursor() as cur:
-            cur.execute(f'SELECT "key", size FROM {T} WHERE job = %s AND status = %s', (self.job, "done"))
-            return {key: size for key, size in cur}
-
-    def error_entries(self) -> list[tuple[str, int]]:
-        """``(key, size)`` of every key of this job marked error, for ``retry_errors``."""
-        sql = f'SELECT "key", size FROM {T} WHERE job = %s AND status = %s ORDER BY "key"'
-        with self._flushed() as conn:
-            return [(k, s) for k, s in conn.execute(sql, (self.job, "error"))]
-
-    def error_details(self) -> list[tuple[str, str]]:
-        """``(key, error message)`` of every key marked error."""
-        sql = f'SELECT "key", error FROM {T} WHERE job = %s AND status = %s ORDER BY "key"'
-        with self._flushed() as conn:
-            return [(k, e or "") for k, e in conn.execute(sql, (self.job, "error"))]
-
     def delete(self, key: str) -> None:
         """Forget ``key`` in this job."""
         check_key(key)
@@ -261,27 +242,6 @@ class PostgresTracker(BufferedTracker):
             self._drop_buffered(key)
             with self._connection() as conn:
                 conn.execute(f'DELETE FROM {T} WHERE job = %s AND "key" = %s', (self.job, key))
-
-    def summary(self) -> dict[str, int]:
-        """Counts per status for this job: ``{"pending": n, "done": n, "error": n}``."""
-        counts = {status.value: 0 for status in TransferStatus}
-        with self._flushed() as conn:
-            sql = f"SELECT status, count(*) FROM {T} WHERE job = %s GROUP BY status"
-            for status, n in conn.execute(sql, (self.job,)):
-                counts[status] = n
-        return counts
-
-    def unverified_keys(self) -> list[tuple[str, int, str | None]]:
-        """``(key, size, etag)`` of done keys not yet verified."""
-        sql = f'SELECT "key", size, etag FROM {T} WHERE job = %s AND status = %s AND NOT verified ORDER BY "key"'
-        with self._flushed() as conn:
-            return [(k, s, e) for k, s, e in conn.execute(sql, (self.job, "done"))]
-
-    def unvalidated_keys(self) -> list[tuple[str, int]]:
-        """``(key, size)`` of done keys not yet validated."""
-        sql = f'SELECT "key", size FROM {T} WHERE job = %s AND status = %s AND NOT validated ORDER BY "key"'
-        with self._flushed() as conn:
-            return [(k, s) for k, s in conn.execute(sql, (self.job, "done"))]
 
     def delete_job(self) -> int:
         """Forget this job entirely (its keys and its job row); returns how many keys it had."""
@@ -335,12 +295,6 @@ class PostgresTracker(BufferedTracker):
             return conn.execute(sql, {"job": self.job, "owner": owner}).rowcount
 
     # -- job state ------------------------------------------------------------------------
-    def job_info(self) -> JobInfo | None:
-        """This job's row, or None before ``update_job`` was first called."""
-        with self._flushed() as conn:
-            row = conn.execute(f"SELECT {JOB_COLUMNS} FROM {J} WHERE job = %s", (self.job,)).fetchone()
-        return job_info_from_row(row) if row else None
-
     def update_job(
         self,
         *,

@@ -19,6 +19,8 @@ from sqlalchemy.dialects import sqlite as sqlite_dialect
 
 from rahcp_prefect.tracker import schema
 from rahcp_prefect.tracker.base import (
+    JOBS,
+    TRANSFERS,
     BufferedTracker,
     MarkRow,
     batched,
@@ -28,10 +30,10 @@ from rahcp_prefect.tracker.base import (
     utc_now,
 )
 from rahcp_prefect.tracker.errors import TrackerConnectionError
-from rahcp_prefect.tracker.protocol import JobInfo, JobState, TransferStatus
+from rahcp_prefect.tracker.protocol import JobInfo, JobState
 
-T = "rahcp_transfers"
-J = "rahcp_jobs"
+T = TRANSFERS
+J = JOBS
 #: A commit lock whose lease ran out has no owner any more (``now`` in Unix seconds).
 JOB_COLUMNS = (
     "job, state, bucket, staging_prefix, final_prefix, CASE WHEN commit_expires >= "
@@ -74,6 +76,9 @@ class SqliteTracker(BufferedTracker):
         tracker.close()
         ```
     """
+
+    _PARAM = "?"
+    _JOB_COLUMNS = JOB_COLUMNS
 
     def __init__(
         self,
@@ -178,30 +183,6 @@ class SqliteTracker(BufferedTracker):
         self._conn.close()
 
     # -- per-key results ------------------------------------------------------------------
-    def done_keys(self) -> set[str]:
-        """Every key of this job marked done (flushes first)."""
-        with self._flushed() as conn:
-            rows = conn.execute(f'SELECT "key" FROM {T} WHERE job = ? AND status = ?', (self.job, "done"))
-            return {row[0] for row in rows}
-
-    def done_entries(self) -> dict[str, int]:
-        """``{key: size}`` of every key of this job marked done (flushes first)."""
-        with self._flushed() as conn:
-            rows = conn.execute(f'SELECT "key", size FROM {T} WHERE job = ? AND status = ?', (self.job, "done"))
-            return {key: size for key, size in rows}
-
-    def error_entries(self) -> list[tuple[str, int]]:
-        """``(key, size)`` of every key of this job marked error, for ``retry_errors``."""
-        with self._flushed() as conn:
-            sql = f'SELECT "key", size FROM {T} WHERE job = ? AND status = ? ORDER BY "key"'
-            return [(k, s) for k, s in conn.execute(sql, (self.job, "error"))]
-
-    def error_details(self) -> list[tuple[str, str]]:
-        """``(key, error message)`` of every key marked error."""
-        with self._flushed() as conn:
-            sql = f'SELECT "key", error FROM {T} WHERE job = ? AND status = ? ORDER BY "key"'
-            return [(k, e or "") for k, e in conn.execute(sql, (self.job, "error"))]
-
     def delete(self, key: str) -> None:
         """Forget ``key`` in this job."""
         check_key(key)
@@ -210,27 +191,6 @@ class SqliteTracker(BufferedTracker):
             self._drop_buffered(key)
             with self._transaction() as conn:
                 conn.execute(f'DELETE FROM {T} WHERE job = ? AND "key" = ?', (self.job, key))
-
-    def summary(self) -> dict[str, int]:
-        """Counts per status for this job: ``{"pending": n, "done": n, "error": n}``."""
-        counts = {status.value: 0 for status in TransferStatus}
-        with self._flushed() as conn:
-            sql = f"SELECT status, count(*) FROM {T} WHERE job = ? GROUP BY status"
-            for status, n in conn.execute(sql, (self.job,)):
-                counts[status] = n
-        return counts
-
-    def unverified_keys(self) -> list[tuple[str, int, str | None]]:
-        """``(key, size, etag)`` of done keys not yet verified."""
-        with self._flushed() as conn:
-            sql = f'SELECT "key", size, etag FROM {T} WHERE job = ? AND status = ? AND NOT verified ORDER BY "key"'
-            return [(k, s, e) for k, s, e in conn.execute(sql, (self.job, "done"))]
-
-    def unvalidated_keys(self) -> list[tuple[str, int]]:
-        """``(key, size)`` of done keys not yet validated."""
-        with self._flushed() as conn:
-            sql = f'SELECT "key", size FROM {T} WHERE job = ? AND status = ? AND NOT validated ORDER BY "key"'
-            return [(k, s) for k, s in conn.execute(sql, (self.job, "done"))]
 
     def delete_job(self) -> int:
         """Forget this job entirely (its keys and its job row); returns how many keys it had."""
@@ -294,12 +254,6 @@ class SqliteTracker(BufferedTracker):
                 return conn.execute(sql, (self.job, time.time(), owner)).rowcount
 
     # -- job state ------------------------------------------------------------------------
-    def job_info(self) -> JobInfo | None:
-        """This job's row, or None before ``update_job`` was first called."""
-        with self._flushed() as conn:
-            row = conn.execute(f"SELECT {JOB_COLUMNS} FROM {J} WHERE job = ?", (self.job,)).fetchone()
-        return job_info_from_row(row) if row else None
-
     def update_job(
         self,
         *,
