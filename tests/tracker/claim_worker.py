@@ -2,7 +2,9 @@
 
 Usage: python claim_worker.py CONFIG_JSON. Waits for the ``go`` file, then claims batches,
 logging every claim and every committed ``done`` to ``<logdir>/<owner>.jsonl``. The victim
-commits half of its first batch, writes ``victim-ready`` and sleeps until it is killed.
+claims first (SQLite's lock is not fair: on a busy machine the other three could drain the
+job before the victim's first claim gets through), writes ``victim-claimed`` so the others
+start, commits half of its batch, writes ``victim-ready`` and sleeps until it is killed.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ def main(config: dict) -> None:
     tracker = create_tracker(config["target"], job=config["job"], flush_every=10_000)
     log = open(logdir / f"{owner}.jsonl", "a", buffering=1, encoding="utf-8")  # noqa: SIM115
     (logdir / f"{owner}.started").touch()
-    while not (logdir / "go").exists():
+    start_signal = logdir / ("go" if config.get("victim") else "victim-claimed")
+    while not start_signal.exists():
         time.sleep(0.005)
     deadline = time.monotonic() + config["timeout"]
     while time.monotonic() < deadline:
@@ -33,6 +36,7 @@ def main(config: dict) -> None:
             continue
         log.write(json.dumps({"ev": "claim", "t": time.time(), "keys": [k for k, _ in batch]}) + "\n")
         if config.get("victim"):
+            (logdir / "victim-claimed").touch()
             half = batch[: len(batch) // 2]
             for key, size in half:
                 tracker.mark(key, size, TransferStatus.done)
