@@ -38,8 +38,12 @@ async def open_client(
         yield client
 
 
-def stats_dict(stats: TransferStats) -> dict[str, Any]:
-    """A JSON-friendly summary of one engine run (task results and artifacts)."""
+def stats_dict(stats: TransferStats, client: HCPClient | None = None) -> dict[str, Any]:
+    """A JSON-friendly summary of one engine run (task results and artifacts).
+
+    With the task's own ``client``, ``api_retries`` counts all of that client's retried API
+    requests, its login's included (the engine counts from the start of its run).
+    """
     return {
         "ok": stats.ok,
         "skipped": stats.skipped,
@@ -50,6 +54,7 @@ def stats_dict(stats: TransferStats) -> dict[str, Any]:
         "mb_per_sec": round(stats.mb_per_sec, 3),
         "files_per_sec": round(stats.files_per_sec, 1),
         "retries": stats.retries,
+        "api_retries": client.api_retries if client is not None else stats.api_retries,
     }
 
 
@@ -172,15 +177,33 @@ async def delete_objects(credentials: HCPCredentials, bucket: str, keys: Sequenc
 # -- staging ----------------------------------------------------------------------------------
 
 
+async def _commit(
+    credentials: HCPCredentials, bucket: str, staging_prefix: str, dest_prefix: str
+) -> tuple[int, int]:
+    """Commit staging; returns the objects moved and the API requests the client repeated."""
+    async with open_client(credentials) as client:
+        moved = await client.s3.commit_staging(bucket, staging_prefix, dest_prefix)
+    get_run_logger().info("Committed %d object(s) to %s/%s", moved, bucket, dest_prefix)
+    return moved, client.api_retries
+
+
 @task(name="hcp-commit-staging", **_TASK_DEFAULTS)
 async def commit_staging(
     credentials: HCPCredentials, bucket: str, staging_prefix: str, dest_prefix: str
 ) -> int:
     """Move everything under ``staging_prefix`` to ``dest_prefix``; resumable after a crash."""
-    async with open_client(credentials) as client:
-        moved = await client.s3.commit_staging(bucket, staging_prefix, dest_prefix)
-    get_run_logger().info("Committed %d object(s) to %s/%s", moved, bucket, dest_prefix)
+    moved, _ = await _commit(credentials, bucket, staging_prefix, dest_prefix)
     return moved
+
+
+@task(name="hcp-commit-staging", **_TASK_DEFAULTS)
+async def commit_staging_counted(
+    credentials: HCPCredentials, bucket: str, staging_prefix: str, dest_prefix: str
+) -> dict[str, int]:
+    """``commit_staging`` for the bulk flows: ``{"moved": n, "api_retries": n}``, so the run's
+    summary counts the commit's retried requests too."""
+    moved, api_retries = await _commit(credentials, bucket, staging_prefix, dest_prefix)
+    return {"moved": moved, "api_retries": api_retries}
 
 
 @task(name="hcp-cleanup-staging", **_TASK_DEFAULTS)
@@ -246,7 +269,7 @@ async def upload_batch(
             )
     finally:
         job_tracker.close()
-    summary = stats_dict(stats)
+    summary = stats_dict(stats, client)
     get_run_logger().info("Upload batch: %s", summary)
     return summary
 
@@ -289,6 +312,6 @@ async def download_batch(
             )
     finally:
         job_tracker.close()
-    summary = stats_dict(stats)
+    summary = stats_dict(stats, client)
     get_run_logger().info("Download batch: %s", summary)
     return summary

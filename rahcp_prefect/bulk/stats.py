@@ -39,6 +39,9 @@ class TransferStats:
     retries: int = 0
     """Transfers repeated: by the engine (presigned again after a 403) and by the client's
     data plane (408/425/429/5xx and transport errors), when the client counts them."""
+    api_retries: int = 0
+    """API requests of the run (presign, listing, multipart calls) the client repeated after a
+    retryable failure, when the client counts them."""
 
     @property
     def done(self) -> int:
@@ -73,12 +76,15 @@ class Recorder:
         on_progress: ProgressFn | None,
         on_error: ErrorFn | None,
         progress_interval: float,
-        data_plane: object | None = None,
+        client: object | None = None,
     ) -> None:
         self.stats = TransferStats()
-        # The client's data plane counts its own retries (if it does); the run reports the delta.
-        self._data_plane = data_plane
-        self._data_retries0 = getattr(data_plane, "retries", 0)
+        # The client and its data plane count their own retries (if they do); the run reports
+        # the increase since it started.
+        self._client = client
+        self._data_plane = getattr(client, "data", None)
+        self._data_retries0 = getattr(self._data_plane, "retries", 0)
+        self._api_retries0 = getattr(client, "api_retries", 0)
         self._tracker = tracker
         self._mark = tracker.mark
         self._on_progress = on_progress
@@ -95,7 +101,7 @@ class Recorder:
             on_progress=cfg.on_progress,
             on_error=cfg.on_error,
             progress_interval=cfg.progress_interval,
-            data_plane=cfg.client.data,
+            client=cfg.client,
         )
 
     # -- outcomes (hot path) ---------------------------------------------------------------
@@ -167,6 +173,7 @@ class Recorder:
             bytes=s.bytes,
             elapsed=monotonic() - self._started,
             retries=s.retries + data_retries,
+            api_retries=getattr(self._client, "api_retries", 0) - self._api_retries0,
         )
 
     def _tick(self) -> None:
@@ -189,6 +196,7 @@ class Recorder:
         final = self.snapshot()
         self.stats.elapsed = final.elapsed
         self.stats.retries = final.retries
+        self.stats.api_retries = final.api_retries
         if self._on_progress is not None:
             try:
                 self._on_progress(final)

@@ -56,6 +56,7 @@ class RunSpans:
         job.set_attribute("rahcp.files.errors", stats.errors)
         job.set_attribute("s3.bytes", stats.bytes)
         job.set_attribute("rahcp.retries", stats.retries)
+        job.set_attribute("rahcp.api_retries", stats.api_retries)
         status = "failed" if failed else "errors" if stats.errors else "ok"
         job.set_attribute("rahcp.status", status)
         if status == "errors":

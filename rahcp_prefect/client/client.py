@@ -112,6 +112,9 @@ class HCPClient:
         self._s3: S3Ops | None = None
         self._mapi: MapiOps | None = None
         self._data: DataPlane | None = None
+        self.api_retries = 0
+        """API requests (login included) repeated after a retryable failure, over this client's
+        life; the data plane counts its own in ``data.retries``."""
 
     @classmethod
     def from_env(
@@ -362,6 +365,7 @@ class HCPClient:
             self.config.max_retries,
             delay,
         )
+        self.api_retries += 1
         await asyncio.sleep(delay)
         return attempt + 1
 

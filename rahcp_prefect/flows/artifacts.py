@@ -107,6 +107,7 @@ async def publish_summary(
         {"metric": "MB/s", "value": round(mib / elapsed, 2) if elapsed > 0 else 0.0},
         {"metric": "elapsed s", "value": round(elapsed, 2)},
         {"metric": "retries", "value": totals.get("retries", 0)},
+        {"metric": "API retries", "value": totals.get("api_retries", 0)},
     ]
     for error_key, message in errors[:FIRST_ERRORS]:
         rows.append({"metric": f"error: {error_key}", "value": message[:300]})

@@ -174,15 +174,16 @@ async def _download_alone(
     the batches, so a prefix of millions of keys never sits in memory as a list.
     """
     done = tracker.done_keys()
+    listed = new_counts()  # the listings' retried API requests go into the run's totals
 
     async def todo() -> AsyncIterator[tuple[str, int]]:
-        async for key, size in _listing(blocks, bucket, prefix, accepts):
+        async for key, size in _listing(blocks, bucket, prefix, accepts, listed):
             if not (key in done and _already_in_place(dest, prefix, key, size)):
                 yield key, size
 
     count = skipped = total_bytes = 0
     sample: list[tuple[str, int]] = []
-    async for key, size in _listing(blocks, bucket, prefix, accepts):
+    async for key, size in _listing(blocks, bucket, prefix, accepts, listed):
         if key in done and _already_in_place(dest, prefix, key, size):
             skipped += 1
             continue
@@ -207,6 +208,8 @@ async def _download_alone(
             progress.batch_finished(int(batch["done"]))
     finally:
         await progress.close()
+        totals["api_retries"] += listed["api_retries"]  # both listings'
+
     if totals.get("errors"):
         await publish_summary(
             f"bulk-download-summary-{owner}", f"bulk-download {bucket}/{prefix}: failed",
@@ -233,8 +236,9 @@ async def _download_cooperatively(
 ) -> dict[str, Any]:
     """Many runs, one job: register the listing, drain claims into the shared staging folder."""
     seen = added = 0
+    listed = new_counts()
     chunk: list[tuple[str, int]] = []
-    async for entry in _listing(blocks, bucket, prefix, accepts):
+    async for entry in _listing(blocks, bucket, prefix, accepts, listed):
         chunk.append(entry)
         if len(chunk) >= REGISTER_CHUNK:
             s, a = register_manifest(tracker, chunk)
@@ -251,6 +255,7 @@ async def _download_cooperatively(
     totals = await drain_job(
         tracker, owner, run_batch, batch_size=batch_size, lease_seconds=blocks.tracker.lease_seconds
     )
+    add_counts(totals, listed)
     failed = tracker.summary().get("error", 0)
     if failed:
         await publish_job_status(job, tracker.summary())
@@ -262,14 +267,18 @@ async def _download_cooperatively(
 
 
 async def _listing(
-    blocks: FlowBlocks, bucket: str, prefix: str, accepts: GlobFilter
+    blocks: FlowBlocks, bucket: str, prefix: str, accepts: GlobFilter, counts: dict[str, Any]
 ) -> AsyncIterator[tuple[str, int]]:
-    """``(key, size)`` of every object under ``prefix`` that the filters accept, page by page."""
+    """``(key, size)`` of every object under ``prefix`` that the filters accept, page by page;
+    the API requests the listing repeated are added to ``counts["api_retries"]``."""
     async with open_client(blocks.credentials) as client:
-        async for item in client.s3.iter_objects(bucket, prefix=prefix):
-            if accepts.active and not accepts.accepts(item["Key"]):
-                continue
-            yield item["Key"], int(item["Size"])
+        try:
+            async for item in client.s3.iter_objects(bucket, prefix=prefix):
+                if accepts.active and not accepts.accepts(item["Key"]):
+                    continue
+                yield item["Key"], int(item["Size"])
+        finally:
+            counts["api_retries"] += client.api_retries
 
 
 async def _dry_run(

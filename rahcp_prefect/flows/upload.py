@@ -40,7 +40,7 @@ from rahcp_prefect.flows.staging import (
     plan_staging,
     verify_staging,
 )
-from rahcp_prefect.tasks import cleanup_staging, commit_staging, open_client, upload_batch
+from rahcp_prefect.tasks import cleanup_staging, commit_staging_counted, open_client, upload_batch
 from rahcp_prefect.tracker.protocol import JobState, TrackerProtocol
 
 class BulkTransferFailed(RuntimeError):
@@ -65,18 +65,21 @@ def _scan(
 
 async def finish_commit(
     blocks: FlowBlocks, tracker: TrackerProtocol, plan: StagingPlan, owner: str
-) -> int | None:
-    """Commit staging under the job's (renewed) lock; None when another run holds the lock."""
+) -> dict[str, int] | None:
+    """Commit staging under the job's (renewed) lock: ``{"moved", "api_retries"}``, or None
+    when another run holds the lock."""
     async with commit_lock(tracker, owner, blocks.tracker.lease_seconds) as held:
         if not held:
             return None
         info = tracker.job_info()
         if info is not None and info.state == JobState.committed:
-            return 0  # another run of the job committed while this one waited
+            return {"moved": 0, "api_retries": 0}  # another run committed while this one waited
         tracker.update_job(state=JobState.committing)
-        moved = await commit_staging(blocks.credentials, plan.bucket, plan.staging_prefix, plan.final_prefix)
+        result = await commit_staging_counted(
+            blocks.credentials, plan.bucket, plan.staging_prefix, plan.final_prefix
+        )
         tracker.update_job(state=JobState.committed)
-        return moved
+        return result
 
 
 async def _rollback_staging(txn: Any) -> None:
@@ -159,7 +162,7 @@ class UploadRun:
                         f"{totals['errors']} file(s) failed to upload ({failed}); staging rolled back, "
                         f"{plan.bucket}/{plan.final_prefix} untouched"
                     )
-                await self.verify()
+                await self.verify(totals)
         except BaseException as exc:
             await progress.close()
             errors = scan_errors + self.tracker.error_details()
@@ -197,13 +200,17 @@ class UploadRun:
                 "staging kept for the next run of the job, "
                 f"{self.plan.bucket}/{self.plan.final_prefix} untouched"
             )
-        await self.verify()
+        await self.verify(totals)
         return totals
 
-    async def verify(self) -> None:
-        """Check staging against the tracker before the commit (raises on any mismatch)."""
+    async def verify(self, totals: dict[str, Any]) -> None:
+        """Check staging against the tracker before the commit (raises on any mismatch);
+        the listing's retried requests are added to ``totals``."""
         async with open_client(self.blocks.credentials) as client:
-            staged = await verify_staging(client, self.tracker, self.plan)
+            try:
+                staged = await verify_staging(client, self.tracker, self.plan)
+            finally:
+                totals["api_retries"] = totals.get("api_retries", 0) + client.api_retries
         get_run_logger().info("Staging verified: %d object(s) ready to commit", staged)
 
 
@@ -264,6 +271,7 @@ async def bulk_upload(
     try:
         async with open_client(blocks.credentials) as client:
             await client.s3.list_objects(bucket, max_keys=1)  # a missing bucket fails here, clearly
+        checked_retries = client.api_retries
         if dry_run:
             return await _dry_run(source, include, exclude, follow_symlinks, tracker, job, bucket, prefix)
         plan = plan_staging(tracker, bucket, prefix, owner)
@@ -293,9 +301,10 @@ async def bulk_upload(
         else:
             totals = await run.single(files, batch_size, owner, scan_errors, started)
 
-        moved = await finish_commit(blocks, tracker, plan, owner)
-        outcome = "committed" if moved is not None else "commit left to the run holding the lock"
-        totals["committed"] = moved or 0
+        commit = await finish_commit(blocks, tracker, plan, owner)
+        outcome = "committed" if commit is not None else "commit left to the run holding the lock"
+        totals["committed"] = commit["moved"] if commit else 0
+        totals["api_retries"] += checked_retries + (commit["api_retries"] if commit else 0)
         elapsed = time.monotonic() - started
         await publish_summary(
             f"bulk-upload-summary-{owner}", f"bulk-upload {bucket}/{prefix}", totals, elapsed, [], outcome

@@ -328,3 +328,19 @@ async def test_retries_counted_from_the_data_plane(hcp_emulator, hcp_bucket, hcp
     stats = await bulk_upload(cfg(hcp_client, hcp_bucket, src, tracker))
     assert (stats.ok, stats.errors, stats.retries) == (4, 0, 2)
     assert remote_objects(hcp_emulator, hcp_bucket) == files
+
+
+async def test_api_and_data_retries_are_counted_apart(hcp_emulator, hcp_bucket, hcp_client, tracker, tmp_path) -> None:
+    """A presign call that fails twice and a PUT that fails once: the run counts 2 API retries
+    and 1 transfer retry; a second run on the same client counts only its own."""
+    src = tmp_path / "src"
+    files = make_tree(src, {f"f{i}": content(i, 20) for i in range(5)})
+    hcp_emulator.faults.add(plane="api", method="POST", path=r"/objects/presign$", status=503, count=2)
+    hcp_emulator.faults.add(plane="data", method="PUT", status=500, count=1)
+    stats = await bulk_upload(cfg(hcp_client, hcp_bucket, src, tracker))
+    assert (stats.ok, stats.errors) == (5, 0)
+    assert (stats.api_retries, stats.retries) == (2, 1)
+    assert remote_objects(hcp_emulator, hcp_bucket) == files
+    hcp_emulator.faults.add(plane="api", method="POST", path=r"/objects/presign$", status=429, count=1)
+    again = await bulk_upload(cfg(hcp_client, hcp_bucket, src, tracker, prefix="b/"))
+    assert (again.ok, again.api_retries, again.retries) == (5, 1, 0)

@@ -110,9 +110,13 @@ async def test_upload_then_download_of_1000_files_under_10_percent_faults(
     stalls = rules["data", "stall"].hits + rules["api", "stall"].hits
     assert up["ok"] == FILES and up["errors"] == 0 and up["committed"] == FILES
     assert up_failed > 20 and api_failed > 20 and stalls > 5, "the faults really fired"
-    # Every data-plane failure was retried once more, and the summary counts exactly those.
+    # Every failure was retried once more, and the summary counts exactly those: transfers
+    # (data plane) and API requests (login, presign, listing, multipart, verify, commit) apart.
     assert up["retries"] == up_failed
-    assert summary_metric(await flow_artifacts(state.state_details.flow_run_id), "retries") == up_failed
+    assert up["api_retries"] == api_failed
+    artifacts = await flow_artifacts(state.state_details.flow_run_id)
+    assert summary_metric(artifacts, "retries") == up_failed
+    assert summary_metric(artifacts, "API retries") == api_failed
     # Bounded: one request per file (three parts for the multipart one) plus one per retry.
     assert up_data == FILES + 2 + up_failed < 2 * FILES
     assert up_api < 3 * FILES
@@ -139,10 +143,12 @@ async def test_upload_then_download_of_1000_files_under_10_percent_faults(
     assert state.is_completed(), state.message
     down = await state.result()
     down_failed = _failing_hits(rules, "data") - up_failed
+    down_api_failed = _failing_hits(rules, "api") - api_failed
     hcp_emulator.faults.clear()
     assert down["ok"] == FILES and down["errors"] == 0 and down["moved"] == FILES
     assert down_failed > 20
     assert down["retries"] == down_failed
+    assert down["api_retries"] == down_api_failed
     assert data_requests(hcp_emulator) == FILES + down_failed < 2 * FILES
 
     assert tree_hashes(dest) == expected, "every file byte-identical, nothing extra"

@@ -111,6 +111,7 @@ async def test_spans_nest_from_flow_run_down_to_api_requests(
     [job] = _children(spans, batch, "bulk.download")
     assert job.attributes["rahcp.status"] == "errors" and job.attributes["rahcp.files.errors"] == 1
     assert job.attributes["rahcp.files.ok"] == FILES - 1 and job.attributes["rahcp.retries"] == 2
+    assert job.attributes["rahcp.api_retries"] == 0
     assert job.status.status_code == StatusCode.ERROR
     failed = [s for s in _children(spans, job, "bulk.download.file") if s.attributes["rahcp.status"] == "error"]
     assert [s.attributes["s3.key"] for s in failed] == ["t/f3.txt"]
