@@ -29,6 +29,13 @@ class EmulatorContext:
     mapi_enabled: bool
     presigner: QueryPresigner | None = None
     """Fast SigV4 signer for plain object URLs (``signer`` still signs multipart parts)."""
+    lister: Any = None
+    """What lists objects (``list_objects_v2``): an ``S3Lister``, or ``s3`` when None."""
+
+    @property
+    def listing(self) -> Any:
+        """The object that serves ``list_objects_v2`` calls."""
+        return self.lister if self.lister is not None else self.s3
 
 
 async def get_ctx(request: Request) -> EmulatorContext:

@@ -33,6 +33,7 @@ from rahcp_prefect.testing.sigv4 import QueryPresigner
 from rahcp_prefect.testing.counter import CountKey, RequestCounter
 from rahcp_prefect.testing.faults import FaultInjector
 from rahcp_prefect.testing.mapi_store import NamespaceStore
+from rahcp_prefect.testing.s3list import S3Lister
 from rahcp_prefect.testing.s3server import INTERNAL_USER_AGENT, S3Server
 
 WILDCARD_HOSTS = ("0.0.0.0", "::", "")
@@ -133,6 +134,13 @@ class HCPEmulator:
                 faults=self._faults,
                 counter=self._counter,
                 mapi_enabled=self._mapi_enabled,
+                lister=S3Lister(
+                    QueryPresigner(
+                        self._s3_endpoint, self._s3_access_key, self._s3_secret_key, self._s3_region
+                    ),
+                    self._s3_endpoint,
+                    INTERNAL_USER_AGENT,
+                ),
             )
             self._api_server = ApiServer(build_app(ctx), host=self._host, port=self._port)
             self._api_server.start()

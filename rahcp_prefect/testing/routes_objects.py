@@ -51,7 +51,7 @@ def list_objects(
         params["ContinuationToken"] = continuation_token
     if delimiter:
         params["Delimiter"] = delimiter
-    resp = s3_call(bucket_resource(bucket), ctx.s3.list_objects_v2, **params)
+    resp = s3_call(bucket_resource(bucket), ctx.listing.list_objects_v2, **params)
     return {
         "objects": [_object_record(o) for o in resp.get("Contents", [])],
         "common_prefixes": [p["Prefix"] for p in resp.get("CommonPrefixes", [])],
@@ -98,7 +98,7 @@ def bulk_delete(
                 params["Prefix"] = body.prefix
             if token:
                 params["ContinuationToken"] = token
-            page = s3_call(resource, ctx.s3.list_objects_v2, **params)
+            page = s3_call(resource, ctx.listing.list_objects_v2, **params)
             keys = [o["Key"] for o in page.get("Contents", [])]
             if keys:
                 chunk_errors = _delete_keys(ctx, bucket, keys)

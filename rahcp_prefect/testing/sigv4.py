@@ -52,11 +52,29 @@ class QueryPresigner:
         verb = HTTP_METHODS.get(method)
         if verb is None:
             raise ValueError(f"cannot presign {method!r}: one of {', '.join(HTTP_METHODS)}")
+        path = f"{self._base_path}/{quote(bucket, safe='')}/{quote(key, safe='/~')}"
+        return self._signed_url(verb, path, (), expires_in, now)
+
+    def presign_list(
+        self, bucket: str, params: dict[str, str], expires_in: int, now: datetime | None = None
+    ) -> str:
+        """A presigned ``GET /bucket?params`` (a listing: ``list-type=2``, ``prefix``...)."""
+        path = f"{self._base_path}/{quote(bucket, safe='')}"
+        return self._signed_url("GET", path, tuple(params.items()), expires_in, now)
+
+    def _signed_url(
+        self,
+        verb: str,
+        path: str,
+        params: tuple[tuple[str, str], ...],
+        expires_in: int,
+        now: datetime | None,
+    ) -> str:
+        """``path`` with its query (``params`` plus the X-Amz-* fields, sorted as SigV4 wants)."""
         moment = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
         amz_date = moment.strftime("%Y%m%dT%H%M%SZ")
         day = amz_date[:8]
         scope = f"{day}/{self._region}/s3/aws4_request"
-        path = f"{self._base_path}/{quote(bucket, safe='')}/{quote(key, safe='/~')}"
         query = (
             f"X-Amz-Algorithm={_ALGORITHM}"
             f"&X-Amz-Credential={quote(f'{self._access_key}/{scope}', safe='-_.~')}"
@@ -64,6 +82,10 @@ class QueryPresigner:
             f"&X-Amz-Expires={int(expires_in)}"
             "&X-Amz-SignedHeaders=host"
         )
+        if params:  # the canonical query is every field, sorted by encoded name
+            fields = [pair.split("=", 1) for pair in query.split("&")]
+            fields += [[quote(k, safe="-_.~"), quote(v, safe="-_.~")] for k, v in params]
+            query = "&".join(f"{k}={v}" for k, v in sorted(fields))
         canonical = f"{verb}\n{path}\n{query}\nhost:{self._host}\n\nhost\nUNSIGNED-PAYLOAD"
         to_sign = f"{_ALGORITHM}\n{amz_date}\n{scope}\n{hashlib.sha256(canonical.encode()).hexdigest()}"
         signature = hmac.new(self._signing_key(day), to_sign.encode(), hashlib.sha256).hexdigest()

@@ -54,3 +54,28 @@ def test_emulator_urls_round_trip_odd_keys(hcp_emulator: Any, hcp_bucket: str) -
             put = http.put(presigner.presign("put_object", hcp_bucket, key, 60), content=f"v{index}".encode())
             assert put.status_code == 200, (key, put.text)
             assert signer.get_object(Bucket=hcp_bucket, Key=key)["Body"].read() == f"v{index}".encode()
+
+
+@pytest.mark.parametrize("endpoint", ["http://127.0.0.1:45678", "https://s3.example.test:9443/base"])
+def test_listing_url_signed_like_boto3(endpoint: str) -> None:
+    """Same canonical request as boto3's presigned ListObjectsV2 (so the same signature)."""
+    client = boto3.session.Session().client(
+        "s3", endpoint_url=endpoint, aws_access_key_id="AKIDEXAMPLE", aws_secret_access_key="s3cr3t",
+        region_name="eu-north-1", config=Config(signature_version="s3v4", s3={"addressing_style": "path"}),
+    )
+    signer = QueryPresigner(endpoint, "AKIDEXAMPLE", "s3cr3t", "eu-north-1")
+    for prefix in ("", "dir/sub/", "q?x#y%z+w/", "ü ñ/"):
+        params = {"Bucket": "bk", "MaxKeys": 1000, "Delimiter": "/", "ContinuationToken": "tok+/=", "FetchOwner": True}
+        if prefix:
+            params["Prefix"] = prefix
+        expected = client.generate_presigned_url("list_objects_v2", Params=params, ExpiresIn=60)
+        stamp = re.search(r"X-Amz-Date=(\d{8}T\d{6}Z)", expected)
+        assert stamp is not None
+        now = datetime.strptime(stamp.group(1), "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc)
+        ours = {
+            "list-type": "2", "max-keys": "1000", "delimiter": "/", "continuation-token": "tok+/=",
+            "fetch-owner": "true", "encoding-type": "url", **({"prefix": prefix} if prefix else {}),
+        }
+        url = signer.presign_list("bk", ours, 60, now=now)
+        assert url.split("?")[0] == expected.split("?")[0]
+        assert sorted(url.split("?")[1].split("&")) == sorted(expected.split("?")[1].split("&")), prefix
