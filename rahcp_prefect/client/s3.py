@@ -5,6 +5,7 @@ and the staging pattern, over the HCP API (control plane) and presigned URLs (da
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import secrets
@@ -249,15 +250,36 @@ class S3Ops:
     async def iter_objects(
         self, bucket: str, prefix: str = "", page_size: int = 1000
     ) -> AsyncIterator[dict[str, Any]]:
-        """Every object under ``prefix`` (dicts with ``Key``, ``Size``, ``ETag``...), page by page."""
-        token: str | None = None
-        while True:
-            page = await self.list_objects(bucket, prefix, max_keys=page_size, continuation_token=token)
-            for item in page.get("objects", []):
-                yield item
-            token = page.get("next_continuation_token")
-            if not page.get("is_truncated") or not token:
-                return
+        """Every object under ``prefix`` (dicts with ``Key``, ``Size``, ``ETag``...), page by page.
+
+        The next page is requested once the caller is half-way through a page, so its latency
+        overlaps the work on the rest (one page ahead at most).
+        """
+        pending: asyncio.Future[dict[str, Any]] | None = asyncio.ensure_future(
+            self.list_objects(bucket, prefix, max_keys=page_size)
+        )
+        try:
+            while pending is not None:
+                page = await pending
+                pending = None
+                token = page.get("next_continuation_token")
+                objects = page.get("objects", [])
+                ask_at = len(objects) // 2 if page.get("is_truncated") and token else -1
+                for index, item in enumerate(objects):
+                    if index == ask_at:
+                        pending = asyncio.ensure_future(
+                            self.list_objects(bucket, prefix, max_keys=page_size, continuation_token=token)
+                        )
+                    yield item
+                if ask_at >= 0 and pending is None:  # a truncated page without objects
+                    pending = asyncio.ensure_future(
+                        self.list_objects(bucket, prefix, max_keys=page_size, continuation_token=token)
+                    )
+        finally:
+            if pending is not None:  # the caller stopped early: drop the page asked for ahead
+                pending.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await pending
 
     async def head(self, bucket: str, key: str) -> dict[str, str]:
         """Object metadata: the response headers with lower-case names

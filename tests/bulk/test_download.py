@@ -200,18 +200,24 @@ def test_download_config_defaults(tmp_path) -> None:
 
 
 async def test_listing_is_paged_lazily(hcp_emulator, hcp_bucket, hcp_client, tracker, tmp_path) -> None:
-    put(hcp_emulator, hcp_bucket, {f"k{i:04d}": b"x" for i in range(1050)})  # two listing pages
-    hcp_emulator.faults.add(plane="data", method="GET", delay=0.01, count=None)
-    lists_at_first_file: list[int] = []
+    """Pages of 1,000, the next one asked for half-way through the current one, never more
+    ahead: the listing is never read whole up front."""
+    put(hcp_emulator, hcp_bucket, {f"k{i:04d}": b"x" for i in range(1101)})  # pages of 1000 and 101
+    hcp_emulator.faults.add(plane="data", method="GET", delay=0.005, count=None)
+    lists_at: dict[int, int] = {}
 
     def progress(s: TransferStats) -> None:
-        if s.ok and not lists_at_first_file:
-            lists_at_first_file.append(hcp_emulator.request_counts[LIST])
+        for done in (1, 500):
+            if s.ok >= done and done not in lists_at:
+                lists_at[done] = hcp_emulator.request_counts[LIST]
 
     stats = await bulk_download(
         cfg(hcp_client, hcp_bucket, tmp_path / "dest", tracker, workers=4, queue_depth=2, presign_batch_size=20,
             on_progress=progress, progress_interval=0)
     )
-    assert stats.ok == 1050
-    assert lists_at_first_file == [1]  # the second page is only fetched when the first is used up
+    assert stats.ok == 1101
+    # The producer runs at most ~50 items ahead of the files done (2 presign batches of 20, the
+    # queue, the workers): at file 1 it is far from half-way (one list call); at file 500 it is
+    # past half-way, so page 2 was asked for before page 1 was used up.
+    assert lists_at == {1: 1, 500: 2}
     assert hcp_emulator.request_counts[LIST] == 2

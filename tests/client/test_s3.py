@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 from pathlib import Path
@@ -348,6 +349,31 @@ async def test_list_objects_delimiter_and_iter_objects_pages(
     assert all(item["Size"] == len(item["Key"]) for item in items)
     assert (await counts())[("api", "GET", "/buckets/{bucket}/objects")] == 3
     assert [i["Key"] async for i in hcp_client.s3.iter_objects(hcp_bucket, prefix="e/")] == ["e/1"]
+
+
+async def test_iter_objects_asks_for_the_next_page_half_way(
+    hcp_client: HCPClient, hcp_emulator: Any, hcp_bucket: str, counts: Any
+) -> None:
+    keys = [f"k{i:02d}" for i in range(10)]
+    for key in keys:
+        hcp_emulator.s3.put_object(Bucket=hcp_bucket, Key=key, Body=b"x")
+    list_calls = ("api", "GET", "/buckets/{bucket}/objects")
+
+    await counts.reset()
+    listing = hcp_client.s3.iter_objects(hcp_bucket, page_size=4)
+    assert (await listing.__anext__())["Key"] == "k00"
+    await asyncio.sleep(0.3)
+    assert (await counts())[list_calls] == 1  # nothing asked ahead at the start of a page
+    assert [(await listing.__anext__())["Key"] for _ in range(2)] == ["k01", "k02"]
+    await asyncio.sleep(0.3)  # half-way through page 1: page 2 was asked for
+    assert (await counts())[list_calls] == 2
+    await listing.aclose()  # stopping early drops the page asked for ahead; nothing more is asked
+    await asyncio.sleep(0.1)
+    assert (await counts())[list_calls] == 2
+
+    await counts.reset()
+    assert [i["Key"] async for i in hcp_client.s3.iter_objects(hcp_bucket, page_size=4)] == keys
+    assert (await counts())[list_calls] == 3  # 4 + 4 + 2 keys
 
 
 async def test_head_returns_lower_case_headers(hcp_client: HCPClient, hcp_bucket: str) -> None:
