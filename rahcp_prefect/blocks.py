@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 from prefect.blocks.core import Block
 from pydantic import Field, SecretStr, model_validator
 
+from rahcp_prefect.client.s3 import COPY_CONCURRENCY
+
 if TYPE_CHECKING:
     from rahcp_prefect.client import HCPClient
     from rahcp_prefect.tracker.protocol import TrackerProtocol
@@ -148,6 +150,16 @@ class HCPTransferSettings(Block):
     )
     multipart_concurrency: int = Field(
         default=6, ge=1, title="Multipart concurrency", description="Parts in flight per file."
+    )
+    commit_concurrency: int = Field(
+        default=COPY_CONCURRENCY,
+        ge=1,
+        le=256,
+        title="Commit concurrency",
+        description=(
+            "Server-side copies in flight while staging is committed to the final prefix "
+            "(one copy per object: raise it when HCP answers copies slowly)."
+        ),
     )
     progress_interval: float = Field(
         default=5.0,

@@ -22,6 +22,7 @@ from rahcp_prefect.bulk import BulkDownloadConfig, BulkUploadConfig, TransferSta
 from rahcp_prefect.bulk import bulk_download as run_bulk_download
 from rahcp_prefect.bulk import bulk_upload as run_bulk_upload
 from rahcp_prefect.client import HCPClient
+from rahcp_prefect.client.s3 import COPY_CONCURRENCY
 
 # Every task has side effects on storage: never answer one from a cache.
 _TASK_DEFAULTS: dict[str, Any] = {"cache_policy": NO_CACHE, "retries": 2, "retry_delay_seconds": 2}
@@ -178,31 +179,42 @@ async def delete_objects(credentials: HCPCredentials, bucket: str, keys: Sequenc
 
 
 async def _commit(
-    credentials: HCPCredentials, bucket: str, staging_prefix: str, dest_prefix: str
+    credentials: HCPCredentials, bucket: str, staging_prefix: str, dest_prefix: str, concurrency: int
 ) -> tuple[int, int]:
     """Commit staging; returns the objects moved and the API requests the client repeated."""
     async with open_client(credentials) as client:
-        moved = await client.s3.commit_staging(bucket, staging_prefix, dest_prefix)
-    get_run_logger().info("Committed %d object(s) to %s/%s", moved, bucket, dest_prefix)
+        moved = await client.s3.commit_staging(bucket, staging_prefix, dest_prefix, concurrency)
+    get_run_logger().info(
+        "Committed %d object(s) to %s/%s (%d copies in flight)", moved, bucket, dest_prefix, concurrency
+    )
     return moved, client.api_retries
 
 
 @task(name="hcp-commit-staging", **_TASK_DEFAULTS)
 async def commit_staging(
-    credentials: HCPCredentials, bucket: str, staging_prefix: str, dest_prefix: str
+    credentials: HCPCredentials,
+    bucket: str,
+    staging_prefix: str,
+    dest_prefix: str,
+    concurrency: int = COPY_CONCURRENCY,
 ) -> int:
-    """Move everything under ``staging_prefix`` to ``dest_prefix``; resumable after a crash."""
-    moved, _ = await _commit(credentials, bucket, staging_prefix, dest_prefix)
+    """Move everything under ``staging_prefix`` to ``dest_prefix`` (``concurrency`` server-side
+    copies in flight); resumable after a crash."""
+    moved, _ = await _commit(credentials, bucket, staging_prefix, dest_prefix, concurrency)
     return moved
 
 
 @task(name="hcp-commit-staging", **_TASK_DEFAULTS)
 async def commit_staging_counted(
-    credentials: HCPCredentials, bucket: str, staging_prefix: str, dest_prefix: str
+    credentials: HCPCredentials,
+    bucket: str,
+    staging_prefix: str,
+    dest_prefix: str,
+    concurrency: int = COPY_CONCURRENCY,
 ) -> dict[str, int]:
     """``commit_staging`` for the bulk flows: ``{"moved": n, "api_retries": n}``, so the run's
     summary counts the commit's retried requests too."""
-    moved, api_retries = await _commit(credentials, bucket, staging_prefix, dest_prefix)
+    moved, api_retries = await _commit(credentials, bucket, staging_prefix, dest_prefix, concurrency)
     return {"moved": moved, "api_retries": api_retries}
 
 

@@ -30,7 +30,7 @@ PRESIGN_EXPIRES = 3600
 BATCH = 1000
 """Keys per bulk delete / bulk presign request and objects per listing page."""
 COPY_CONCURRENCY = 8
-"""Server-side copies in flight during ``commit_staging``."""
+"""Server-side copies in flight during ``commit_staging``, unless the caller says otherwise."""
 
 Source = bytes | bytearray | memoryview | os.PathLike
 
@@ -319,13 +319,17 @@ class S3Ops:
 
     # -- staging ---------------------------------------------------------------------------
 
-    async def commit_staging(self, bucket: str, staging_prefix: str, dest_prefix: str) -> int:
+    async def commit_staging(
+        self, bucket: str, staging_prefix: str, dest_prefix: str, concurrency: int = COPY_CONCURRENCY
+    ) -> int:
         """Move every object under ``staging_prefix`` to ``dest_prefix``; return how many moved.
 
-        Each page of the staging listing is copied (several copies in flight), and only then its
-        sources deleted. Re-running after a crash half-way finishes the job: what was moved is
-        gone from staging, what was copied but not deleted is copied again (same bytes).
+        Each page of the staging listing is copied (``concurrency`` copies in flight), and only
+        then its sources deleted. Re-running after a crash half-way finishes the job: what was
+        moved is gone from staging, what was copied but not deleted is copied again (same bytes).
         """
+        if concurrency < 1:
+            raise ValueError(f"concurrency must be at least 1, got {concurrency}")
         if not staging_prefix:
             raise ValueError("staging_prefix must not be empty (it would move the whole bucket)")
         if dest_prefix.startswith(staging_prefix):
@@ -334,7 +338,7 @@ class S3Ops:
             )
         moved = 0
         started = perf_counter()
-        limit = asyncio.Semaphore(COPY_CONCURRENCY)
+        limit = asyncio.Semaphore(concurrency)
 
         async def copy_one(key: str) -> None:
             async with limit:

@@ -76,7 +76,11 @@ async def finish_commit(
             return {"moved": 0, "api_retries": 0}  # another run committed while this one waited
         tracker.update_job(state=JobState.committing)
         result = await commit_staging_counted(
-            blocks.credentials, plan.bucket, plan.staging_prefix, plan.final_prefix
+            blocks.credentials,
+            plan.bucket,
+            plan.staging_prefix,
+            plan.final_prefix,
+            concurrency=blocks.settings.commit_concurrency,
         )
         tracker.update_job(state=JobState.committed)
         return result

@@ -424,6 +424,35 @@ async def test_commit_staging_moves_everything(hcp_client: HCPClient, hcp_emulat
     assert await hcp_client.s3.commit_staging(hcp_bucket, "staging/batch-1/", "final/batch-1/") == 0
 
 
+async def test_commit_staging_keeps_concurrency_copies_in_flight(
+    hcp_client: HCPClient, hcp_emulator: Any, hcp_bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for i in range(12):
+        hcp_emulator.s3.put_object(Bucket=hcp_bucket, Key=f"stg/{i:02d}", Body=b"x")
+    hcp_emulator.faults.add("api", method="POST", path=r"/copy$", delay=0.2, count=None)  # slow copies
+    in_flight = peak = 0
+    copy = hcp_client.s3.copy
+
+    async def counted_copy(*args: Any) -> dict[str, Any]:
+        nonlocal in_flight, peak
+        in_flight += 1
+        peak = max(peak, in_flight)
+        try:
+            return await copy(*args)
+        finally:
+            in_flight -= 1
+
+    monkeypatch.setattr(hcp_client.s3, "copy", counted_copy)
+    assert await hcp_client.s3.commit_staging(hcp_bucket, "stg/", "out/", concurrency=5) == 12
+    assert peak == 5
+    peak = 0
+    assert await hcp_client.s3.commit_staging(hcp_bucket, "out/", "back/") == 12
+    assert peak == 8  # the default, COPY_CONCURRENCY
+    assert _keys(hcp_emulator, hcp_bucket, "back/") == [f"back/{i:02d}" for i in range(12)]
+    with pytest.raises(ValueError, match="concurrency must be at least 1"):
+        await hcp_client.s3.commit_staging(hcp_bucket, "back/", "x/", concurrency=0)
+
+
 async def test_commit_staging_resumes_after_a_crash_half_way(
     hcp_client: HCPClient, hcp_emulator: Any, hcp_bucket: str
 ) -> None:

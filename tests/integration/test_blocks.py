@@ -63,6 +63,10 @@ def test_settings_overrides_are_validated() -> None:
         settings.with_overrides({"wokers": 32})
     with pytest.raises(ValidationError, match="workers"):
         settings.with_overrides({"workers": 0})
+    assert settings.commit_concurrency == 8
+    assert settings.with_overrides({"commit_concurrency": 64}).commit_concurrency == 64
+    with pytest.raises(ValidationError, match="commit_concurrency"):
+        settings.with_overrides({"commit_concurrency": 0})
     with pytest.raises(ValueError, match="direction"):
         settings.engine_options("sideways")
 
