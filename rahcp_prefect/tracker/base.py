@@ -284,6 +284,32 @@ class BufferedTracker(ABC):
         rows = self._select(f"SELECT {self._JOB_COLUMNS} FROM {JOBS} WHERE job = {{p}}", self.job)
         return job_info_from_row(rows[0]) if rows else None
 
+    # -- deletes, written once: a backend gives ``_write_transaction`` ------------------
+    @abstractmethod
+    def _write_transaction(self) -> AbstractContextManager[Any]:
+        """A connection inside one write transaction (committed on exit, rolled back on error)."""
+
+    def delete(self, key: str) -> None:
+        """Forget ``key`` in this job."""
+        check_key(key)
+        p = self._PARAM
+        with self._lock:
+            self._check_usable()
+            self._drop_buffered(key)
+            with self._write_transaction() as conn:
+                conn.execute(f'DELETE FROM {TRANSFERS} WHERE job = {p} AND "key" = {p}', (self.job, key))
+
+    def delete_job(self) -> int:
+        """Forget this job entirely (its keys and its job row); returns how many keys it had."""
+        p = self._PARAM
+        with self._lock:
+            self._check_usable()
+            self._buffer.clear()
+            with self._write_transaction() as conn:
+                deleted = conn.execute(f"DELETE FROM {TRANSFERS} WHERE job = {p}", (self.job,)).rowcount
+                conn.execute(f"DELETE FROM {JOBS} WHERE job = {p}", (self.job,))
+            return int(deleted)
+
     @abstractmethod
     def _write(self, rows: list[MarkRow]) -> None:
         """Upsert ``rows`` (unique keys) into this job in one transaction."""

@@ -223,8 +223,14 @@ class PostgresTracker(BufferedTracker):
             with self._connection() as conn:
                 yield conn
 
-    def _write(self, rows: list[MarkRow]) -> None:
+    @contextmanager
+    def _write_transaction(self) -> Iterator[psycopg.Connection[Any]]:
+        """A pooled connection inside one transaction."""
         with self._connection() as conn, conn.transaction():
+            yield conn
+
+    def _write(self, rows: list[MarkRow]) -> None:
+        with self._write_transaction() as conn:
             for chunk in batched(rows, WRITE_BATCH):
                 k, s, st, e, et, v, va = (list(column) for column in zip(*chunk))
                 params = {"job": self.job, "k": k, "s": s, "st": st, "e": e, "et": et, "v": v, "va": va}
@@ -232,26 +238,6 @@ class PostgresTracker(BufferedTracker):
 
     def _close_connections(self) -> None:
         self._pool.close()
-
-    # -- per-key results ------------------------------------------------------------------
-    def delete(self, key: str) -> None:
-        """Forget ``key`` in this job."""
-        check_key(key)
-        with self._lock:
-            self._check_usable()
-            self._drop_buffered(key)
-            with self._connection() as conn:
-                conn.execute(f'DELETE FROM {T} WHERE job = %s AND "key" = %s', (self.job, key))
-
-    def delete_job(self) -> int:
-        """Forget this job entirely (its keys and its job row); returns how many keys it had."""
-        with self._lock:
-            self._check_usable()
-            self._buffer.clear()
-            with self._connection() as conn, conn.transaction():
-                deleted = conn.execute(f"DELETE FROM {T} WHERE job = %s", (self.job,)).rowcount
-                conn.execute(f"DELETE FROM {J} WHERE job = %s", (self.job,))
-            return deleted
 
     # -- claims -------------------------------------------------------------------------
     def register(self, entries: Iterable[tuple[str, int]]) -> int:

@@ -142,7 +142,7 @@ class SqliteTracker(BufferedTracker):
         """Create or migrate the schema; ``BEGIN IMMEDIATE`` serialises concurrent first uses."""
         if self._version() == schema.SCHEMA_VERSION:
             return
-        with self._transaction():
+        with self._write_transaction():
             current = self._version()
             statements = schema.plan(current, sqlite_dialect.dialect())
             for statement in statements:
@@ -154,7 +154,7 @@ class SqliteTracker(BufferedTracker):
             )
 
     @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
+    def _write_transaction(self) -> Iterator[sqlite3.Connection]:
         """One write transaction, taken up front so concurrent writers wait instead of failing."""
         conn = self._conn
         conn.execute("BEGIN IMMEDIATE")
@@ -176,31 +176,11 @@ class SqliteTracker(BufferedTracker):
     def _write(self, rows: list[MarkRow]) -> None:
         stamp = _timestamp()
         job = self.job
-        with self._transaction() as conn:
+        with self._write_transaction() as conn:
             conn.executemany(UPSERT, [(job, *row, stamp) for row in rows])
 
     def _close_connections(self) -> None:
         self._conn.close()
-
-    # -- per-key results ------------------------------------------------------------------
-    def delete(self, key: str) -> None:
-        """Forget ``key`` in this job."""
-        check_key(key)
-        with self._lock:
-            self._check_usable()
-            self._drop_buffered(key)
-            with self._transaction() as conn:
-                conn.execute(f'DELETE FROM {T} WHERE job = ? AND "key" = ?', (self.job, key))
-
-    def delete_job(self) -> int:
-        """Forget this job entirely (its keys and its job row); returns how many keys it had."""
-        with self._lock:
-            self._check_usable()
-            self._buffer.clear()
-            with self._transaction() as conn:
-                deleted = conn.execute(f"DELETE FROM {T} WHERE job = ?", (self.job,)).rowcount
-                conn.execute(f"DELETE FROM {J} WHERE job = ?", (self.job,))
-            return deleted
 
     # -- claims -------------------------------------------------------------------------
     def register(self, entries: Iterable[tuple[str, int]]) -> int:
@@ -214,7 +194,7 @@ class SqliteTracker(BufferedTracker):
             for chunk in batched(entries, REGISTER_BATCH):
                 stamp = _timestamp()
                 rows = [(self.job, check_key(key), int(size), "pending", stamp) for key, size in chunk]
-                with self._transaction():
+                with self._write_transaction():
                     before = conn.total_changes
                     conn.executemany(sql, rows)
                     added += conn.total_changes - before
@@ -226,7 +206,7 @@ class SqliteTracker(BufferedTracker):
         check_positive("limit", limit)
         check_positive("lease_seconds", lease_seconds)
         with self._flushed() as conn:
-            with self._transaction():
+            with self._write_transaction():
                 now = time.time()
                 rows = conn.execute(CLAIM, (owner, now + lease_seconds, self.job, now, int(limit))).fetchall()
         return [(k, s) for k, s in rows]
@@ -235,7 +215,7 @@ class SqliteTracker(BufferedTracker):
         """Extend every lease ``owner`` holds in this job; returns how many keys it holds."""
         check_positive("lease_seconds", lease_seconds)
         with self._flushed() as conn:
-            with self._transaction():
+            with self._write_transaction():
                 now = time.time()
                 sql = (
                     f"UPDATE {T} SET lease_expires = ? WHERE job = ? AND status = 'pending' "
@@ -246,7 +226,7 @@ class SqliteTracker(BufferedTracker):
     def release(self, owner: str) -> int:
         """Give back ``owner``'s leased keys that are not done; returns how many."""
         with self._flushed() as conn:
-            with self._transaction():
+            with self._write_transaction():
                 sql = (
                     f"UPDATE {T} SET lease_expires = 0 WHERE job = ? AND status <> 'done' "
                     "AND lease_expires >= ? AND lease_owner = ?"
@@ -281,7 +261,7 @@ class SqliteTracker(BufferedTracker):
         RETURNING {JOB_COLUMNS}
         """
         with self._flushed() as conn:
-            with self._transaction():
+            with self._write_transaction():
                 row = conn.execute(sql, params).fetchone()
         return job_info_from_row(row)
 
@@ -297,7 +277,7 @@ class SqliteTracker(BufferedTracker):
         WHERE {J}.state = 'rolled_back' OR {J}.staging_prefix IS NULL
         """
         with self._flushed() as conn:
-            with self._transaction():
+            with self._write_transaction():
                 conn.execute(sql, params)
             row = conn.execute(f"SELECT {JOB_COLUMNS} FROM {J} WHERE job = ?", (self.job,)).fetchone()
         return job_info_from_row(row)
@@ -319,7 +299,7 @@ class SqliteTracker(BufferedTracker):
         RETURNING job
         """
         with self._flushed() as conn:
-            with self._transaction():
+            with self._write_transaction():
                 now = time.time()
                 params = {
                     "job": self.job,
@@ -337,7 +317,7 @@ class SqliteTracker(BufferedTracker):
             "WHERE job = ? AND commit_owner = ?"
         )
         with self._flushed() as conn:
-            with self._transaction():
+            with self._write_transaction():
                 conn.execute(sql, (_timestamp(), self.job, owner))
 
     def list_jobs(self, state: JobState | None = None) -> list[JobInfo]:
