@@ -9,8 +9,9 @@ files in one task run: a task run costs milliseconds, a file should not.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -234,6 +235,32 @@ def _log_error(key: str, exc: BaseException) -> None:
     get_run_logger().warning("Transfer of %s failed: %s", key, exc)
 
 
+async def _engine_batch(
+    direction: str,
+    credentials: HCPCredentials,
+    tracker: HCPTracker,
+    job: str,
+    settings: HCPTransferSettings | None,
+    make_config: Callable[..., Any],
+    run: Callable[[Any], Awaitable[TransferStats]],
+) -> dict[str, Any]:
+    """One engine run for a batch task: the job's tracker and a client for the task, the
+    settings' engine options, then the summary (logged and returned)."""
+    settings = settings or HCPTransferSettings()
+    job_tracker = tracker.get_tracker(job)
+    try:
+        async with open_client(credentials, settings) as client:
+            config = make_config(
+                client=client, tracker=job_tracker, on_error=_log_error, **settings.engine_options(direction)
+            )
+            stats = await run(config)
+    finally:
+        job_tracker.close()
+    summary = stats_dict(stats, client)
+    get_run_logger().info("%s batch: %s", direction.capitalize(), summary)
+    return summary
+
+
 @task(name="hcp-upload-batch", **_TASK_DEFAULTS)
 async def upload_batch(
     credentials: HCPCredentials,
@@ -257,33 +284,20 @@ async def upload_batch(
     ``skip_done=False`` spares reading the job's done keys when the batch was claimed (its
     keys are pending by construction).
     """
-    settings = settings or HCPTransferSettings()
-    job_tracker = tracker.get_tracker(job)
-    try:
-        async with open_client(credentials, settings) as client:
-            stats = await run_bulk_upload(
-                BulkUploadConfig(
-                    client=client,
-                    bucket=bucket,
-                    source_dir=Path(source_dir),
-                    tracker=job_tracker,
-                    prefix=prefix,
-                    entries=entries,
-                    skip_existing=skip_existing,
-                    skip_done=skip_done,
-                    include=list(include),
-                    exclude=list(exclude),
-                    follow_symlinks=follow_symlinks,
-                    on_progress=on_progress,
-                    on_error=_log_error,
-                    **settings.engine_options("upload"),
-                )
-            )
-    finally:
-        job_tracker.close()
-    summary = stats_dict(stats, client)
-    get_run_logger().info("Upload batch: %s", summary)
-    return summary
+    make_config = partial(
+        BulkUploadConfig,
+        bucket=bucket,
+        source_dir=Path(source_dir),
+        prefix=prefix,
+        entries=entries,
+        skip_existing=skip_existing,
+        skip_done=skip_done,
+        include=list(include),
+        exclude=list(exclude),
+        follow_symlinks=follow_symlinks,
+        on_progress=on_progress,
+    )
+    return await _engine_batch("upload", credentials, tracker, job, settings, make_config, run_bulk_upload)
 
 
 @task(name="hcp-download-batch", **_TASK_DEFAULTS)
@@ -302,28 +316,15 @@ async def download_batch(
     on_progress: ProgressCallback | None = None,
 ) -> dict[str, Any]:
     """Download a batch of keys (``(key, size)``; None = the whole prefix) with the engine."""
-    settings = settings or HCPTransferSettings()
-    job_tracker = tracker.get_tracker(job)
-    try:
-        async with open_client(credentials, settings) as client:
-            stats = await run_bulk_download(
-                BulkDownloadConfig(
-                    client=client,
-                    bucket=bucket,
-                    dest_dir=Path(dest_dir),
-                    tracker=job_tracker,
-                    prefix=prefix,
-                    entries=entries,
-                    skip_done=skip_done,
-                    include=list(include),
-                    exclude=list(exclude),
-                    on_progress=on_progress,
-                    on_error=_log_error,
-                    **settings.engine_options("download"),
-                )
-            )
-    finally:
-        job_tracker.close()
-    summary = stats_dict(stats, client)
-    get_run_logger().info("Download batch: %s", summary)
-    return summary
+    make_config = partial(
+        BulkDownloadConfig,
+        bucket=bucket,
+        dest_dir=Path(dest_dir),
+        prefix=prefix,
+        entries=entries,
+        skip_done=skip_done,
+        include=list(include),
+        exclude=list(exclude),
+        on_progress=on_progress,
+    )
+    return await _engine_batch("download", credentials, tracker, job, settings, make_config, run_bulk_download)
