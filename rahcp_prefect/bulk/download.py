@@ -21,11 +21,10 @@ from .config import BulkDownloadConfig
 from .errors import VerificationError
 from .filters import GlobFilter
 from .paths import UnsafeKeyError, is_inside, local_path, relative_key, temp_name
-from .pipeline import run_pipeline
 from .presigner import Presigner
+from .run import run_job
 from .scanner import iter_listing
 from .stats import Recorder, TransferStats
-from .tracing import run_spans
 from .validation import run_validator
 
 logger = logging.getLogger(__name__)
@@ -194,19 +193,4 @@ async def bulk_download(cfg: BulkDownloadConfig) -> TransferStats:
     presigner: Presigner[DownloadItem] = Presigner(
         job.s3, cfg.bucket, method="get_object", batch_size=cfg.presign_batch_size
     )
-    with run_spans("bulk.download", cfg.bucket, cfg.prefix) as spans:
-        handle = spans.files(job.handle, "bulk.download.file", size_at=1)
-        try:
-            await run_pipeline(
-                presigner.pairs(job.items()), handle, workers=cfg.workers, queue_depth=cfg.queue_depth
-            )
-        except BaseException:
-            try:
-                cfg.tracker.commit()
-            except Exception:
-                logger.exception("tracker commit failed while the run was failing")
-            spans.finish(rec.snapshot(), failed=True)
-            raise
-        stats = rec.finish()
-        spans.finish(stats)
-    return stats
+    return await run_job("bulk.download", cfg, rec, presigner, job.items(), job.handle, size_at=1)

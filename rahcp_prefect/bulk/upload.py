@@ -21,11 +21,10 @@ from .errors import FileChangedError, VerificationError
 from .existing import RemoteSizes, common_prefix
 from .filters import GlobFilter
 from .paths import check_relpath
-from .pipeline import run_pipeline
 from .presigner import Presigner
+from .run import run_job
 from .scanner import iter_listing, scan_tree
 from .stats import Recorder, TransferStats
-from .tracing import run_spans
 from .validation import run_validator
 
 logger = logging.getLogger(__name__)
@@ -273,24 +272,4 @@ async def bulk_upload(cfg: BulkUploadConfig) -> TransferStats:
         batch_size=cfg.presign_batch_size,
         wants_url=job.wants_url,
     )
-    with run_spans("bulk.upload", cfg.bucket, cfg.prefix) as spans:
-        handle = spans.files(job.handle, "bulk.upload.file", size_at=2)
-        try:
-            await run_pipeline(
-                presigner.pairs(job.items()), handle, workers=cfg.workers, queue_depth=cfg.queue_depth
-            )
-        except BaseException:
-            _flush_quietly(cfg.tracker)
-            spans.finish(rec.snapshot(), failed=True)
-            raise
-        stats = rec.finish()
-        spans.finish(stats)
-    return stats
-
-
-def _flush_quietly(tracker: object) -> None:
-    """Keep what was done on a failed or cancelled run (the error being raised wins)."""
-    try:
-        tracker.commit()  # type: ignore[attr-defined]
-    except Exception:
-        logger.exception("tracker commit failed while the run was failing")
+    return await run_job("bulk.upload", cfg, rec, presigner, job.items(), job.handle, size_at=2)
