@@ -17,6 +17,8 @@ from rahcp_prefect.tracker import (
     TransferStatus,
 )
 
+from tests.tracker.helpers import race
+
 OpenTracker = Callable[..., Any]
 done, error, pending = TransferStatus.done, TransferStatus.error, TransferStatus.pending
 
@@ -281,19 +283,7 @@ def test_commit_lock_expires(open_tracker: OpenTracker) -> None:
 
 def test_commit_lock_race_has_exactly_one_winner(open_tracker: OpenTracker) -> None:
     trackers = [open_tracker() for _ in range(6)]
-    barrier = threading.Barrier(len(trackers))
-    wins: list[str] = []
-
-    def contend(index: int) -> None:
-        barrier.wait()
-        if trackers[index].acquire_commit(f"run-{index}", 60):
-            wins.append(f"run-{index}")
-
-    threads = [threading.Thread(target=contend, args=(i,)) for i in range(len(trackers))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(30)
+    wins = race(trackers, lambda tracker, owner: tracker.acquire_commit(owner, 60))
     assert len(wins) == 1
     assert trackers[0].job_info().commit_owner == wins[0]
 

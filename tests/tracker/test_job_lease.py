@@ -3,7 +3,6 @@ renewed while held, released at the end, free again once it expires (a run that 
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -11,6 +10,8 @@ from typing import Any
 import pytest
 
 from rahcp_prefect.tracker import JobState, LeaseMode, TrackerProtocol
+
+from tests.tracker.helpers import race
 
 OpenTracker = Callable[..., Any]
 single, cooperative = LeaseMode.single, LeaseMode.cooperative
@@ -110,19 +111,7 @@ def test_the_lease_leaves_the_job_state_and_staging_alone(tracker: TrackerProtoc
 
 def test_lease_race_has_exactly_one_winner(open_tracker: OpenTracker) -> None:
     trackers = [open_tracker() for _ in range(6)]
-    barrier = threading.Barrier(len(trackers))
-    wins: list[str] = []
-
-    def contend(index: int) -> None:
-        barrier.wait()
-        if trackers[index].take_job_lease(f"run-{index}", 60).held:
-            wins.append(f"run-{index}")
-
-    threads = [threading.Thread(target=contend, args=(i,)) for i in range(len(trackers))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(30)
+    wins = race(trackers, lambda tracker, owner: tracker.take_job_lease(owner, 60).held)
     assert len(wins) == 1
     assert trackers[0].job_info().lease_owner == wins[0]
 
