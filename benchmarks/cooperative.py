@@ -5,7 +5,7 @@
 The emulator (API + moto S3) runs in its own process. The reference is the single-run engine
 (``bulk_upload`` walking the tree, PostgreSQL tracker, no claims), measured in the same run.
 Each cooperative scenario starts N processes on one job; each registers the manifest and
-drains it with ``rahcp_prefect.bulk.claims.drain_job`` (claims of ``--batch`` keys, leases
+drains it with ``rahcp_prefect.job.claims.drain_job`` (claims of ``--batch`` keys, leases
 renewed while a batch runs), uploading every batch with the engine. A timing proxy around the
 tracker adds up the seconds spent in the claim machinery (register, claim, renew, summary).
 
@@ -88,7 +88,7 @@ async def _single(api: str, bucket: str, source: Path, dsn: str, job: str) -> fl
 
 async def _cooperate(api: str, bucket: str, source: str, dsn: str, job: str, entries: list[Any], batch: int) -> dict[str, Any]:
     from rahcp_prefect.bulk import BulkUploadConfig, bulk_upload
-    from rahcp_prefect.bulk.claims import drain_job, register_manifest
+    from rahcp_prefect.job.claims import drain_job, register_manifest
     from rahcp_prefect.client import HCPClient
     from rahcp_prefect.tracker import create_tracker
 

@@ -363,8 +363,17 @@ class S3Ops:
         )
         return moved
 
-    async def cleanup_staging(self, bucket: str, staging_prefix: str) -> int:
-        """Delete every object under ``staging_prefix`` (bulk, 1000 at a time); return the count."""
+    async def cleanup_staging(
+        self,
+        bucket: str,
+        staging_prefix: str,
+        before_delete: Callable[[list[str]], object] | None = None,
+    ) -> int:
+        """Delete every object under ``staging_prefix`` (bulk, 1000 at a time); return the count.
+
+        ``before_delete(keys)`` is called with each page's keys before they are deleted (a
+        rollback forgets their tracker marks there).
+        """
         if not staging_prefix:
             raise ValueError("staging_prefix must not be empty (it would empty the whole bucket)")
         removed = 0
@@ -373,6 +382,8 @@ class S3Ops:
             keys = [item["Key"] for item in page.get("objects", [])]
             if not keys:
                 break
+            if before_delete is not None:
+                before_delete(keys)
             result = await self.delete_bulk(bucket, keys)
             _raise_on_delete_errors(result, bucket)
             removed += len(keys)

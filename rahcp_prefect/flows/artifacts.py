@@ -109,6 +109,12 @@ async def publish_summary(
         {"metric": "retries", "value": totals.get("retries", 0)},
         {"metric": "API retries", "value": totals.get("api_retries", 0)},
     ]
+    for name, metric in (("failed", "files failed"), ("committed", "files committed")):
+        if name in totals:
+            rows.append({"metric": metric, "value": totals[name]})
+    if "staging" in totals:  # what the failure policy did (rollback: deleted, keep: kept)
+        rows.append({"metric": f"staging {totals['staging']}", "value": totals.get("staged", 0)})
+        rows.append({"metric": "marks forgotten", "value": totals.get("forgotten", 0)})
     for error_key, message in errors[:FIRST_ERRORS]:
         rows.append({"metric": f"error: {error_key}", "value": message[:300]})
     await acreate_table_artifact(table=rows, key=artifact_key(key), description=title)

@@ -1,8 +1,9 @@
 """The ``cleanup-staging`` flow: remove upload staging that crashed runs left behind.
 
 A run that is killed cannot roll back, but its job row in the tracker keeps the staging
-prefix. This flow finds open jobs whose staging has not moved for ``older_than_hours``,
-deletes their staged objects and records the rollback. Jobs caught half-way through a commit
+prefix. This flow finds open jobs that no run holds and whose staging has not moved for
+``older_than_hours``, and rolls them back as a failed run would (``job.roll_back``: staged
+objects deleted, their marks forgotten, files committed earlier kept). Jobs caught half-way through a commit
 are left alone: staging then holds objects not yet in the final prefix, and the next run of
 the job finishes that commit.
 """
@@ -15,8 +16,8 @@ from typing import Any
 from prefect import flow, get_run_logger
 
 from rahcp_prefect.flows.common import load_blocks
-from rahcp_prefect.flows.staging import STAGING_ROOT, mark_rolled_back
-from rahcp_prefect.tasks import cleanup_staging as cleanup_staging_task
+from rahcp_prefect.job import STAGING_ROOT, StagingPlan, roll_back
+from rahcp_prefect.tasks import open_client
 from rahcp_prefect.tracker.protocol import JobInfo, JobState
 
 
@@ -65,12 +66,16 @@ async def cleanup_staging(
             continue
         if info.state != JobState.open or not _stale(info, cutoff):
             continue
+        if info.lease_owner is not None:
+            logger.info("Job %s is held by run %s: left alone", info.job, info.lease_owner)
+            continue
         removed = 0
         if not dry_run:
-            removed = await cleanup_staging_task(blocks.credentials, info.bucket, info.staging_prefix)
+            plan = StagingPlan(info.bucket, info.staging_prefix, info.final_prefix or "", resumed=True)
             tracker = blocks.tracker.get_tracker(info.job)
             try:
-                mark_rolled_back(tracker, info)
+                async with open_client(blocks.credentials) as client:
+                    removed = (await roll_back(client, tracker, plan)).staged
             finally:
                 tracker.close()
         cleaned.append({"job": info.job, "bucket": info.bucket, "staging": info.staging_prefix, "removed": removed})

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass
@@ -12,7 +11,6 @@ from typing import Any, TypeVar
 from prefect.runtime import flow_run
 
 from rahcp_prefect.blocks import HCPCredentials, HCPTracker, HCPTransferSettings
-from rahcp_prefect.tracker.protocol import TrackerProtocol
 
 logger = logging.getLogger(__name__)
 
@@ -81,23 +79,6 @@ def first_errors(errors: list[tuple[str, str]], strip: str = "", limit: int = 3)
         for key, message in errors[:limit]
     )
     return shown + (f"; and {len(errors) - limit} more" if len(errors) > limit else "")
-
-
-async def wait_for_commit_lock(tracker: TrackerProtocol, owner: str, lease_seconds: float) -> None:
-    """Take the job's commit lock for ``owner``, waiting while another run holds it.
-
-    A live holder renews its lease until it is done; a run killed while holding it stops
-    renewing, so its lease runs out within ``lease_seconds`` and the lock comes free.
-    """
-    poll = min(1.0, lease_seconds / 4)
-    waited = False
-    while not tracker.acquire_commit(owner, lease_seconds):
-        if not waited:
-            info = tracker.job_info()
-            holder = info.commit_owner if info else None
-            logger.info("Job %s: waiting for the commit lock held by run %s", tracker.job, holder)
-            waited = True
-        await asyncio.sleep(poll)
 
 
 async def abatched(items: AsyncIterator[T], size: int) -> AsyncIterator[list[T]]:

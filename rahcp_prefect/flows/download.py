@@ -13,7 +13,7 @@ import shutil
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from prefect import flow, get_run_logger
 
@@ -28,10 +28,20 @@ from rahcp_prefect.flows.common import (
     job_name,
     load_blocks,
     run_id,
+)
+from rahcp_prefect.job import (
+    REGISTER_CHUNK,
+    BulkTransferFailed,
+    LeaseMode,
+    add_counts,
+    commit_lock,
+    drain_job,
+    hold_job,
+    new_counts,
+    parse_on_busy,
+    register_manifest,
     wait_for_commit_lock,
 )
-from rahcp_prefect.bulk.claims import add_counts, new_counts, REGISTER_CHUNK, commit_lock, drain_job, register_manifest
-from rahcp_prefect.flows.upload import BulkTransferFailed
 from rahcp_prefect.tasks import download_batch, open_client
 from rahcp_prefect.tracker.protocol import JobState, TrackerProtocol
 
@@ -88,6 +98,7 @@ async def bulk_download(
     batch_size: int = DEFAULT_BATCH_SIZE,
     dry_run: bool = False,
     cooperative: bool | None = None,
+    on_busy: Literal["wait", "fail"] = "wait",
 ) -> dict[str, Any]:
     """Download ``bucket/prefix`` into ``dest_dir`` through a staging folder beside it.
 
@@ -107,7 +118,10 @@ async def bulk_download(
         cooperative: Share the job with other runs through claims on the tracker (the
             destination must then be a filesystem they all see). Default: on when ``job`` is
             given and the tracker is PostgreSQL.
+        on_busy: When another single-mode run holds the job: ``"wait"`` for it, or ``"fail"``
+            at once naming it. Single and cooperative runs of one job never mix.
     """
+    busy = parse_on_busy(on_busy)
     logger = get_run_logger()
     started = time.monotonic()
     dest = Path(dest_dir).expanduser().resolve()
@@ -123,27 +137,36 @@ async def bulk_download(
     if cooperative is None:
         cooperative = explicit_job and blocks.tracker.is_shared
     try:
-        if cooperative and not dry_run:
-            tracker.update_job(bucket=bucket, staging_prefix=str(staging), final_prefix=prefix)
-            totals = await _download_cooperatively(blocks, tracker, job, owner, bucket, prefix, staging, accepts, batch_size)
-        else:
-            totals = await _download_alone(
-                blocks, tracker, job, owner, bucket, prefix, dest, staging, accepts, batch_size, dry_run, started
+        if dry_run:
+            return await _download_alone(
+                blocks, tracker, job, owner, bucket, prefix, dest, staging, accepts, batch_size, True, started
             )
-            if dry_run:
-                return totals
-        if not cooperative:  # alone, this run moves its files: wait if a dead run holds the lock
-            await wait_for_commit_lock(tracker, owner, blocks.tracker.lease_seconds)
-        async with commit_lock(tracker, owner, blocks.tracker.lease_seconds) as held:
-            if not held:
-                outcome = "moved into place by the run holding the lock"
-                moved = 0
+        mode = LeaseMode.cooperative if cooperative else LeaseMode.single
+        lease_seconds = blocks.tracker.lease_seconds
+        async with hold_job(tracker, owner, mode, lease_seconds, busy, log=logger) as lease:
+            if cooperative:
+                tracker.update_job(bucket=bucket, staging_prefix=str(staging), final_prefix=prefix)
+                totals = await _download_cooperatively(
+                    blocks, tracker, job, owner, bucket, prefix, staging, accepts, batch_size
+                )
             else:
-                moved = promote_staging(staging, dest) if staging.exists() else 0
-                tracker.update_job(state=JobState.committed)
-                outcome = "complete"
+                totals = await _download_alone(
+                    blocks, tracker, job, owner, bucket, prefix, dest, staging, accepts, batch_size, False, started
+                )
+                # alone, this run moves its files: wait if a dead run holds the lock
+                await wait_for_commit_lock(tracker, owner, lease_seconds)
+            lease.check()  # never move files of a staging folder the job no longer holds
+            async with commit_lock(tracker, owner, lease_seconds) as held:
+                if not held:
+                    outcome = "moved into place by the run holding the lock"
+                    moved = 0
+                else:
+                    moved = promote_staging(staging, dest) if staging.exists() else 0
+                    tracker.update_job(state=JobState.committed)
+                    outcome = "complete"
         elapsed = time.monotonic() - started
         totals["moved"] = moved
+        totals.setdefault("failed", 0)
         await publish_summary(
             f"bulk-download-summary-{owner}", f"bulk-download {bucket}/{prefix}", totals, elapsed, [], outcome
         )

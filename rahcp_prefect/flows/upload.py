@@ -1,20 +1,27 @@
 """The ``bulk-upload`` flow: a folder to HCP through staging, committed only when complete.
 
-1. Load the blocks, open the job's tracker, finish a commit an earlier run left half-done.
+The flow orchestrates the job's rules (``rahcp_prefect.job``) with Prefect tasks:
+
+1. Load the blocks, open the job's tracker, take the job lease (single mode: one run at a
+   time, ``on_busy`` waits or fails; cooperative: shared), finish a commit an earlier run left
+   half-done.
 2. Upload in batches (one engine run per task run, never one task run per file) into the
-   job's staging prefix, inside a Prefect transaction whose rollback deletes staging.
-3. Verify staging against the tracker (count and sizes), then commit staging to the final
-   prefix as a task of its own, under the job's commit lock.
-4. On failure before the commit: staging deleted, final prefix untouched, the run Failed with
-   a summary artifact. A commit that fails half-way is finished by the next run of the job.
+   job's staging prefix, inside a Prefect transaction whose rollback applies ``on_failure``.
+3. Verify staging against the tracker, commit it to the final prefix under the commit lock,
+   then check that the final prefix holds every file of the job before reporting ``committed``.
+4. On failure before the commit: ``on_failure="rollback"`` deletes staging and forgets what it
+   held; ``"keep"`` leaves it for the next run. The final prefix is untouched either way.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
+import weakref
 from collections.abc import Callable, Iterable, Iterator
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from prefect import flow, get_run_logger
 from prefect.transactions import atransaction
@@ -23,7 +30,6 @@ from rahcp_prefect.bulk.filters import GlobFilter
 from rahcp_prefect.bulk.scanner import scan_tree
 from rahcp_prefect.bulk.upload import check_source_dir
 from rahcp_prefect.flows.artifacts import ProgressReporter, publish_job_status, publish_summary
-from rahcp_prefect.bulk.claims import add_counts, new_counts, commit_lock, drain_job, register_manifest
 from rahcp_prefect.flows.common import (
     DEFAULT_BATCH_SIZE,
     FlowBlocks,
@@ -32,19 +38,34 @@ from rahcp_prefect.flows.common import (
     job_name,
     load_blocks,
     run_id,
-    wait_for_commit_lock,
 )
-from rahcp_prefect.flows.staging import (
+from rahcp_prefect.job import (
+    BulkTransferFailed,
+    CommitResult,
+    FailureReport,
+    FinalCheckError,
+    JobLease,
+    JobLeaseLostError,
+    LeaseMode,
+    OnFailure,
     StagingPlan,
-    mark_rolled_back,
+    add_counts,
+    apply_failure_policy,
+    commit_job,
+    drain_job,
+    hold_job,
+    new_counts,
+    parse_on_busy,
+    parse_on_failure,
     plan_staging,
+    register_manifest,
+    resume_commit,
     verify_staging,
 )
-from rahcp_prefect.tasks import cleanup_staging, commit_staging_counted, open_client, upload_batch
+from rahcp_prefect.tasks import commit_staging_counted, open_client, upload_batch
 from rahcp_prefect.tracker.protocol import JobState, TrackerProtocol
 
-class BulkTransferFailed(RuntimeError):
-    """Some files failed; the run was rolled back (upload) or left the destination untouched."""
+__all__ = ["BulkTransferFailed", "bulk_upload"]
 
 
 def _scan(
@@ -63,65 +84,52 @@ def _scan(
     )
 
 
-async def finish_commit(
-    blocks: FlowBlocks, tracker: TrackerProtocol, plan: StagingPlan, owner: str
-) -> dict[str, int] | None:
-    """Commit staging under the job's (renewed) lock: ``{"moved", "api_retries"}``, or None
-    when another run holds the lock."""
-    async with commit_lock(tracker, owner, blocks.tracker.lease_seconds) as held:
-        if not held:
-            return None
-        info = tracker.job_info()
-        if info is not None and info.state == JobState.committed:
-            return {"moved": 0, "api_retries": 0}  # another run committed while this one waited
-        tracker.update_job(state=JobState.committing)
-        result = await commit_staging_counted(
-            blocks.credentials,
-            plan.bucket,
-            plan.staging_prefix,
-            plan.final_prefix,
-            concurrency=blocks.settings.commit_concurrency,
-        )
-        tracker.update_job(state=JobState.committed)
-        return result
+#: Runs in their upload phase, by owner: a transaction stores plain values only (deep copies).
+_ACTIVE_RUNS: weakref.WeakValueDictionary[str, UploadRun] = weakref.WeakValueDictionary()
 
 
-async def _rollback_staging(txn: Any) -> None:
-    """Transaction rollback hook of the upload phase: delete this run's staging."""
-    credentials = txn.get("credentials", None)
-    plan: StagingPlan | None = txn.get("plan", None)
-    if credentials is None or plan is None:
-        return
-    async with open_client(credentials) as client:
-        await client.s3.cleanup_staging(plan.bucket, plan.staging_prefix)
+async def _apply_on_failure(txn: Any) -> None:
+    """Transaction rollback hook of the upload phase: the run's failure policy (applied once)."""
+    run = _ACTIVE_RUNS.get(txn.get("upload_run", ""))
+    if run is not None:
+        await run.apply_failure_policy()
 
 
 class UploadRun:
-    """The upload phase of one run, alone (transaction, rollback) or cooperating (claims)."""
+    """One run of an upload job under its lease: upload alone or cooperating, then commit."""
 
     def __init__(
         self,
         blocks: FlowBlocks,
         tracker: TrackerProtocol,
-        job: str,
+        lease: JobLease,
         plan: StagingPlan,
         source: Path,
         skip_existing: bool,
         follow_symlinks: bool,
         count_files: Callable[[], int],
+        on_failure: OnFailure,
     ) -> None:
         self.blocks = blocks
         self.tracker = tracker
-        self.job = job
+        self.lease = lease
+        self.job = tracker.job
         self.plan = plan
         self.source = source
         self.skip_existing = skip_existing
         self.follow_symlinks = follow_symlinks
         self.count_files = count_files
+        self.on_failure = on_failure
+        self._failure: asyncio.Task[FailureReport] | None = None
+
+    @property
+    def title(self) -> str:
+        return f"bulk-upload {self.plan.bucket}/{self.plan.final_prefix}"
 
     async def _batch(
         self, entries: list[tuple[str, int]], progress: ProgressReporter | None, claimed: bool = False
     ) -> dict[str, Any]:
+        self.lease.check()  # never write into staging the job no longer holds
         task = staged_upload_batch if not claimed else upload_batch
         return await task(
             self.blocks.credentials,
@@ -138,53 +146,80 @@ class UploadRun:
             on_progress=progress.on_batch_progress if progress else None,
         )
 
+    def apply_failure_policy(self) -> asyncio.Task[FailureReport]:
+        """Roll back or keep staging, once per run (the transaction hook and the flow both ask)."""
+        if self._failure is None:
+            self._failure = asyncio.ensure_future(self._failure_policy())
+        return self._failure
+
+    async def _failure_policy(self) -> FailureReport:
+        self.lease.check()  # never delete staging the job no longer holds
+        async with open_client(self.blocks.credentials) as client:
+            return await apply_failure_policy(self.on_failure, client, self.tracker, self.plan)
+
     async def single(
-        self,
-        files: Iterable[tuple[str, int]],
-        batch_size: int,
-        owner: str,
-        scan_errors: list[tuple[str, str]],
+        self, files: Iterable[tuple[str, int]], batch_size: int, owner: str, scan_errors: list[tuple[str, str]],
         started: float,
     ) -> dict[str, Any]:
-        """Upload in batches inside a transaction; any failure rolls staging back and raises."""
-        plan = self.plan
-        progress = ProgressReporter(self.count_files(), f"bulk-upload {plan.bucket}/{plan.final_prefix}")
+        """Upload in batches inside a transaction; on any failure apply ``on_failure`` and raise."""
+        progress = ProgressReporter(self.count_files(), self.title)
         await progress.start(f"bulk-upload-progress-{owner}")
         totals = new_counts()
         try:
+            _ACTIVE_RUNS[owner] = self
             async with atransaction() as txn:
-                txn.set("credentials", self.blocks.credentials)
-                txn.set("plan", plan)
+                txn.set("upload_run", owner)
                 for entries in batched(files, batch_size):
                     batch = await self._batch(entries, progress)
                     add_counts(totals, batch)
                     progress.batch_finished(int(batch["done"]))
-                totals["errors"] = totals.get("errors", 0) + len(scan_errors)
+                totals["errors"] += len(scan_errors)
                 if totals["errors"]:
-                    failed = first_errors(scan_errors + self.tracker.error_details(), plan.staging_prefix)
-                    raise BulkTransferFailed(
-                        f"{totals['errors']} file(s) failed to upload ({failed}); staging rolled back, "
-                        f"{plan.bucket}/{plan.final_prefix} untouched"
-                    )
+                    raise BulkTransferFailed(f"{totals['errors']} file(s) failed to upload")
                 await self.verify(totals)
         except BaseException as exc:
             await progress.close()
-            errors = scan_errors + self.tracker.error_details()
-            await _roll_back(self.blocks, self.tracker, plan)
-            await publish_summary(
-                f"bulk-upload-summary-{owner}",
-                f"bulk-upload {plan.bucket}/{plan.final_prefix}: rolled back",
-                totals,
-                time.monotonic() - started,
-                errors,
-                f"rolled back: {type(exc).__name__}",
-            )
+            await self._fail(exc, totals, scan_errors, owner, started)
             raise
         await progress.close()
         return totals
 
+    async def _fail(
+        self, exc: BaseException, totals: dict[str, Any], scan_errors: list[tuple[str, str]], owner: str,
+        started: float,
+    ) -> None:
+        """Apply the failure policy, publish the summary, and raise the run's report."""
+        logger = get_run_logger()
+        errors = scan_errors + self.tracker.error_details()
+        report: FailureReport | None = None
+        if not isinstance(exc, JobLeaseLostError):
+            try:
+                report = await self.apply_failure_policy()
+            except Exception as policy_exc:  # the job row keeps the staging prefix for cleanup-staging
+                logger.error("Could not apply on_failure=%s to %s: %s", self.on_failure.value, self.plan.staging_prefix, policy_exc)
+        outcome = "rolled back" if self.on_failure == OnFailure.rollback else "kept"
+        what = report.describe() if report else "staging left as it was"
+        if report:
+            logger.warning("%s: %s", self.title, what)
+        result = {
+            **totals, "failed": totals.get("errors", 0), "committed": 0, "outcome": outcome, "job": self.job,
+            "elapsed": round(time.monotonic() - started, 3), **(report.fields() if report else {}),
+        }
+        await publish_summary(
+            f"bulk-upload-summary-{owner}", f"{self.title}: {outcome}", result, time.monotonic() - started,
+            errors, f"{outcome}: {type(exc).__name__}; {what}",
+        )
+        if isinstance(exc, BulkTransferFailed):
+            raise BulkTransferFailed(
+                f"{totals['errors']} file(s) failed to upload ({first_errors(errors, self.plan.staging_prefix)}); "
+                f"{what}; {self.plan.bucket}/{self.plan.final_prefix} untouched",
+                result,
+            ) from None
+
     async def cooperative(self, files: Iterable[tuple[str, int]], batch_size: int, owner: str) -> dict[str, Any]:
-        """Register the manifest, drain the job's claims with the other runs, fail on errors."""
+        """Register the manifest, drain the job's claims with the other runs, fail on errors.
+
+        Staging is shared, so a cooperative run always keeps it on failure."""
         staging = self.plan.staging_prefix
         seen, added = register_manifest(self.tracker, ((staging + rel, size) for rel, size in files))
         get_run_logger().info("Manifest of %s: %d file(s), %d new", self.job, seen, added)
@@ -200,9 +235,10 @@ class UploadRun:
             await publish_job_status(self.job, self.tracker.summary())
             raise BulkTransferFailed(
                 f"{failed} file(s) of job {self.job} failed "
-                f"({first_errors(self.tracker.error_details(), self.plan.staging_prefix)}); "
-                "staging kept for the next run of the job, "
-                f"{self.plan.bucket}/{self.plan.final_prefix} untouched"
+                f"({first_errors(self.tracker.error_details(), staging)}); "
+                "staging kept for the next run of the job (shared by cooperative runs), "
+                f"{self.plan.bucket}/{self.plan.final_prefix} untouched",
+                {**totals, "failed": failed, "committed": 0, "outcome": "kept", "job": self.job, "staging": "kept"},
             )
         await self.verify(totals)
         return totals
@@ -210,6 +246,7 @@ class UploadRun:
     async def verify(self, totals: dict[str, Any]) -> None:
         """Check staging against the tracker before the commit (raises on any mismatch);
         the listing's retried requests are added to ``totals``."""
+        self.lease.check()
         async with open_client(self.blocks.credentials) as client:
             try:
                 staged = await verify_staging(client, self.tracker, self.plan)
@@ -217,10 +254,29 @@ class UploadRun:
                 totals["api_retries"] = totals.get("api_retries", 0) + client.api_retries
         get_run_logger().info("Staging verified: %d object(s) ready to commit", staged)
 
+    def move(self) -> Callable[[], Any]:
+        """The commit's moves as a Prefect task call (staging to the final prefix)."""
+        return partial(
+            commit_staging_counted,
+            self.blocks.credentials,
+            self.plan.bucket,
+            self.plan.staging_prefix,
+            self.plan.final_prefix,
+            concurrency=self.blocks.settings.commit_concurrency,
+        )
 
-# The batch task as the upload phase uses it: its transaction's rollback deletes staging.
+    async def commit(self, owner: str) -> CommitResult | None:
+        """Commit under the commit lock, then the final check (None: another run commits)."""
+        self.lease.check()
+        async with open_client(self.blocks.credentials) as client:
+            return await commit_job(
+                self.tracker, self.plan, owner, self.blocks.tracker.lease_seconds, self.move(), client
+            )
+
+
+# The batch task as the upload phase uses it: its transaction's rollback applies on_failure.
 staged_upload_batch = upload_batch.with_options()
-staged_upload_batch.on_rollback(_rollback_staging)
+staged_upload_batch.on_rollback(_apply_on_failure)
 
 
 @flow(name="bulk-upload", log_prints=False)
@@ -240,6 +296,8 @@ async def bulk_upload(
     batch_size: int = DEFAULT_BATCH_SIZE,
     dry_run: bool = False,
     cooperative: bool | None = None,
+    on_busy: Literal["wait", "fail"] = "wait",
+    on_failure: Literal["rollback", "keep"] = "rollback",
 ) -> dict[str, Any]:
     """Upload ``source_dir`` to ``bucket/prefix`` through staging; commit only when complete.
 
@@ -261,7 +319,13 @@ async def bulk_upload(
         cooperative: Share the job with other runs through claims on the tracker (many runs,
             one job). Default: on when ``job`` is given and the tracker is PostgreSQL.
             A cooperative run never rolls back the shared staging on failure.
+        on_busy: When another single-mode run holds the job: ``"wait"`` for it, or ``"fail"``
+            at once naming it. Single and cooperative runs of one job never mix.
+        on_failure: When files fail: ``"rollback"`` deletes this job's staging (files committed
+            by earlier runs stay recorded), ``"keep"`` keeps staging and the done marks so the
+            next run sends only what failed. The final prefix is untouched either way.
     """
+    busy, failure = parse_on_busy(on_busy), parse_on_failure(on_failure)
     logger = get_run_logger()
     started = time.monotonic()
     source = Path(source_dir).expanduser()
@@ -278,37 +342,45 @@ async def bulk_upload(
         checked_retries = client.api_retries
         if dry_run:
             return await _dry_run(source, include, exclude, follow_symlinks, tracker, job, bucket, prefix)
-        plan = plan_staging(tracker, bucket, prefix, owner)
-
-        info = tracker.job_info()
-        if info is not None and info.state == JobState.committing:
-            # An earlier run stopped half-way through its commit (or is committing now): wait
-            # for its lock, then finish the commit (a no-op if that run completed it meanwhile).
-            logger.info("Job %s has a commit in progress from an earlier run: finishing it", job)
-            await wait_for_commit_lock(tracker, owner, blocks.tracker.lease_seconds)
-            await finish_commit(blocks, tracker, plan, owner)
-            info = tracker.job_info()
-        if info is not None and info.state != JobState.open:
-            tracker.update_job(state=JobState.open)
-        logger.info("Uploading %s to %s/%s via staging %s", source, bucket, prefix, plan.staging_prefix)
-
-        scan_errors: list[tuple[str, str]] = []
-        files = _scan(source, include, exclude, follow_symlinks, scan_errors)
-        run = UploadRun(
-            blocks, tracker, job, plan, source, skip_existing, follow_symlinks,
-            count_files=lambda: sum(1 for _ in _scan(source, include, exclude, follow_symlinks, [])),
-        )
         if cooperative is None:
             cooperative = explicit_job and blocks.tracker.is_shared
-        if cooperative:
-            totals = await run.cooperative(files, batch_size, owner)
-        else:
-            totals = await run.single(files, batch_size, owner, scan_errors, started)
+        mode = LeaseMode.cooperative if cooperative else LeaseMode.single
+        lease_seconds = blocks.tracker.lease_seconds
+        async with hold_job(tracker, owner, mode, lease_seconds, busy, log=logger) as lease:
+            plan = plan_staging(tracker, bucket, prefix, owner)
+            run = UploadRun(
+                blocks, tracker, lease, plan, source, skip_existing, follow_symlinks,
+                count_files=lambda: sum(1 for _ in _scan(source, include, exclude, follow_symlinks, [])),
+                on_failure=failure,
+            )
+            info = tracker.job_info()
+            if info is not None and info.state == JobState.committing:
+                # An earlier run stopped half-way through its commit: finish its moves first.
+                logger.info("Job %s has a commit in progress from an earlier run: finishing it", job)
+                checked_retries += await resume_commit(tracker, owner, lease_seconds, run.move())
+                info = tracker.job_info()
+            if info is not None and info.state != JobState.open:
+                tracker.update_job(state=JobState.open)
+            logger.info("Uploading %s to %s/%s via staging %s", source, bucket, prefix, plan.staging_prefix)
 
-        commit = await finish_commit(blocks, tracker, plan, owner)
+            scan_errors: list[tuple[str, str]] = []
+            files = _scan(source, include, exclude, follow_symlinks, scan_errors)
+            if cooperative:
+                totals = await run.cooperative(files, batch_size, owner)
+            else:
+                totals = await run.single(files, batch_size, owner, scan_errors, started)
+            totals["failed"] = 0
+            try:
+                commit = await run.commit(owner)
+            except FinalCheckError as exc:
+                await publish_summary(
+                    f"bulk-upload-summary-{owner}", f"{run.title}: final check failed",
+                    {**totals, "committed": 0}, time.monotonic() - started, [], f"job left committing: {exc}",
+                )
+                raise
         outcome = "committed" if commit is not None else "commit left to the run holding the lock"
-        totals["committed"] = commit["moved"] if commit else 0
-        totals["api_retries"] += checked_retries + (commit["api_retries"] if commit else 0)
+        totals["committed"] = commit.moved if commit else 0
+        totals["api_retries"] += checked_retries + (commit.api_retries if commit else 0)
         elapsed = time.monotonic() - started
         await publish_summary(
             f"bulk-upload-summary-{owner}", f"bulk-upload {bucket}/{prefix}", totals, elapsed, [], outcome
@@ -318,19 +390,6 @@ async def bulk_upload(
         return {**totals, "job": job, "outcome": outcome, "elapsed": round(elapsed, 3)}
     finally:
         tracker.close()
-
-
-async def _roll_back(blocks: FlowBlocks, tracker: TrackerProtocol, plan: StagingPlan) -> None:
-    """Delete staging (whether or not the transaction hook did) and record the rollback."""
-    logger = get_run_logger()
-    info = tracker.job_info()
-    try:
-        await cleanup_staging(blocks.credentials, plan.bucket, plan.staging_prefix)
-    except Exception as exc:  # the job row keeps the staging prefix for cleanup-staging
-        logger.error("Rollback could not delete staging %s: %s", plan.staging_prefix, exc)
-        return
-    mark_rolled_back(tracker, info)
-    logger.warning("Rolled back: staging %s/%s deleted", plan.bucket, plan.staging_prefix)
 
 
 async def _dry_run(

@@ -19,7 +19,7 @@ from prefect.settings import PREFECT_API_URL
 from pydantic import SecretStr
 
 from rahcp_prefect.blocks import HCPTracker
-from rahcp_prefect.flows.staging import STAGING_ROOT
+from rahcp_prefect.job import STAGING_ROOT
 from rahcp_prefect.tracker import JobState, create_tracker
 
 from .conftest import SavedBlocks

@@ -22,7 +22,7 @@ import httpx
 import pytest
 from psycopg.conninfo import conninfo_to_dict
 
-from rahcp_prefect.flows.staging import STAGING_ROOT
+from rahcp_prefect.job import STAGING_ROOT
 from rahcp_prefect.testing.postgres import fresh_database
 
 from .conftest import make_tree

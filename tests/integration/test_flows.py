@@ -18,7 +18,7 @@ from prefect.client.schemas.filters import (
 
 from rahcp_prefect.flows import bulk_download, bulk_upload, cleanup_staging
 from rahcp_prefect.flows.download import staging_dir_for
-from rahcp_prefect.flows.staging import STAGING_ROOT
+from rahcp_prefect.job import STAGING_ROOT
 from rahcp_prefect.tracker import JobState, create_tracker
 
 from .conftest import SavedBlocks, make_tree

@@ -25,7 +25,7 @@ from rahcp_prefect.bulk import BulkUploadConfig, bulk_upload as engine_upload
 from rahcp_prefect.client import AuthenticationError, NotFoundError
 from rahcp_prefect.flows import BulkTransferFailed, bulk_download, bulk_upload
 from rahcp_prefect.flows.download import staging_dir_for
-from rahcp_prefect.flows.staging import STAGING_ROOT
+from rahcp_prefect.job import STAGING_ROOT
 from rahcp_prefect.testing.emulator import HCPEmulator
 from rahcp_prefect.testing.prefect_fixtures import SavedBlocks
 from rahcp_prefect.tracker import SqliteTracker, TrackerConnectionError

@@ -23,7 +23,7 @@ from rahcp_prefect.blocks import HCPCredentials
 from rahcp_prefect.client import HCPClient
 from rahcp_prefect.flows import bulk_download, bulk_upload
 from rahcp_prefect.flows.download import staging_dir_for
-from rahcp_prefect.flows.staging import STAGING_ROOT
+from rahcp_prefect.job import STAGING_ROOT
 from rahcp_prefect.testing.prefect_fixtures import SavedBlocks
 from rahcp_prefect.tracker import JobState
 

@@ -1,0 +1,65 @@
+"""Many runs, one job: drain a job's manifest through leased claims on a shared tracker.
+
+Every run of a cooperative job registers the manifest (idempotent), then claims batches of
+keys under a lease that it renews while the batch runs, and marks the results. A run that dies
+loses nothing: its leases expire and a surviving run takes the keys over. A run finishes when
+no key of the job is pending any more; keys that failed stay ``error`` and are tried again by
+a later run of the job. Each run tries a key at most once, so a key that keeps failing cannot
+keep a run busy forever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterable
+from functools import partial
+from itertools import islice
+from typing import Any
+
+from rahcp_prefect.job.counts import add_counts, new_counts
+from rahcp_prefect.job.renewal import renewed
+from rahcp_prefect.tracker.protocol import TrackerProtocol
+
+BatchFn = Callable[[list[tuple[str, int]]], Awaitable[dict[str, Any]]]
+REGISTER_CHUNK = 10_000
+
+
+def register_manifest(tracker: TrackerProtocol, entries: Iterable[tuple[Any, ...]]) -> tuple[int, int]:
+    """Register ``(key, size)`` or ``(key, size, mtime_ns)`` entries in chunks; returns
+    ``(seen, newly added)``."""
+    seen = added = 0
+    iterator = iter(entries)
+    while chunk := list(islice(iterator, REGISTER_CHUNK)):
+        seen += len(chunk)
+        added += tracker.register(chunk)
+    return seen, added
+
+
+async def drain_job(
+    tracker: TrackerProtocol,
+    owner: str,
+    run_batch: BatchFn,
+    *,
+    batch_size: int,
+    lease_seconds: float,
+    poll_seconds: float = 2.0,
+) -> dict[str, Any]:
+    """Claim and transfer batches until no key of the job is pending; returns summed stats.
+
+    While other runs still hold pending keys this run waits and claims again, so it takes
+    over the keys of a run that died once their lease expires.
+    """
+    attempted: set[str] = set()
+    totals = new_counts()
+    while True:
+        claimed = tracker.claim(owner, batch_size, lease_seconds)
+        fresh = [(key, size) for key, size in claimed if key not in attempted]
+        if fresh:
+            attempted.update(key for key, _ in fresh)
+            renew = partial(tracker.renew, owner, lease_seconds)  # a missed renewal risks a duplicate only
+            async with renewed(renew, lease_seconds / 3, f"claims of {owner}"):
+                add_counts(totals, await run_batch(fresh))
+            continue
+        if tracker.summary().get("pending", 0) == 0:
+            return totals
+        await asyncio.sleep(poll_seconds)

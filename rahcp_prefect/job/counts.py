@@ -1,0 +1,19 @@
+"""A run's counters: every one present (zero when a run got no work), summed batch by batch."""
+
+from __future__ import annotations
+
+from typing import Any
+
+COUNTERS = ("ok", "skipped", "errors", "done", "bytes", "retries", "api_retries")
+
+
+def new_counts() -> dict[str, Any]:
+    """Every counter at zero, so a run that got no work still reports each of them."""
+    return dict.fromkeys(COUNTERS, 0)
+
+
+def add_counts(total: dict[str, Any], batch: dict[str, Any]) -> dict[str, Any]:
+    """Sum the counters of one batch summary into ``total`` (in place) and return it."""
+    for name in COUNTERS:
+        total[name] = total.get(name, 0) + int(batch.get(name, 0))
+    return total

@@ -1,0 +1,84 @@
+"""The failure policy: what a run that failed before its commit leaves behind.
+
+``rollback`` (default) deletes the job's staging and forgets the marks of exactly what was
+staged (the objects it deletes), so the next run sends those again; records of files that
+earlier runs of the job committed stay, and are not sent again. ``keep`` leaves staging and
+every done mark as they are, so the next run sends only what failed (or changed). Either way
+the final prefix is untouched, and the report says what was kept or deleted.
+
+A rollback goes page by page, forgetting a page's marks before deleting its objects: a crash
+half-way leaves objects that are no longer recorded as done, which the next run sends again
+(or its verification removes), never a done mark without its object.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rahcp_prefect.client import HCPClient
+from rahcp_prefect.job.policy import OnFailure, parse_on_failure
+from rahcp_prefect.job.staging import StagingPlan
+from rahcp_prefect.tracker.protocol import JobInfo, JobState, TrackerProtocol
+
+
+@dataclass(frozen=True)
+class FailureReport:
+    """What the policy did: ``staging`` is ``"kept"`` or ``"deleted"``, with its object count;
+    ``forgotten``: marks dropped so the next run sends those files again."""
+
+    policy: OnFailure
+    staging: str
+    staged: int
+    forgotten: int
+
+    def fields(self) -> dict[str, object]:
+        """The result fields a run reports: ``on_failure``, ``staging``, ``staged``, ``forgotten``."""
+        return {"on_failure": self.policy.value, "staging": self.staging, "staged": self.staged, "forgotten": self.forgotten}
+
+    def describe(self) -> str:
+        if self.staging == "deleted":
+            return (
+                f"rolled back: staging deleted ({self.staged} object(s)), {self.forgotten} mark(s) forgotten; "
+                "files committed by earlier runs kept"
+            )
+        return f"kept: staging kept ({self.staged} object(s)) for the next run, which sends only what failed"
+
+
+async def roll_back(client: HCPClient, tracker: TrackerProtocol, plan: StagingPlan) -> FailureReport:
+    """Delete the job's staging, forgetting the marks of what it held, and record the rollback."""
+    info = tracker.job_info()
+    forgotten = 0
+
+    def forget(keys: list[str]) -> None:
+        nonlocal forgotten
+        forgotten += tracker.delete_keys(keys)
+
+    deleted = await client.s3.cleanup_staging(plan.bucket, plan.staging_prefix, before_delete=forget)
+    mark_rolled_back(tracker, info)
+    return FailureReport(OnFailure.rollback, "deleted", deleted, forgotten)
+
+
+async def keep_staging(client: HCPClient, plan: StagingPlan) -> FailureReport:
+    """Leave staging and the marks as they are; count what stays in staging."""
+    staged = 0
+    async for _item in client.s3.iter_objects(plan.bucket, prefix=plan.staging_prefix):
+        staged += 1
+    return FailureReport(OnFailure.keep, "kept", staged, 0)
+
+
+async def apply_failure_policy(
+    policy: OnFailure | str, client: HCPClient, tracker: TrackerProtocol, plan: StagingPlan
+) -> FailureReport:
+    """Roll back or keep, per ``policy``."""
+    if parse_on_failure(policy) == OnFailure.rollback:
+        return await roll_back(client, tracker, plan)
+    return await keep_staging(client, plan)
+
+
+def mark_rolled_back(tracker: TrackerProtocol, info: JobInfo | None) -> None:
+    """Record the rollback on the job row; its bucket, prefixes and committed records stay."""
+    tracker.update_job(
+        state=JobState.rolled_back,
+        bucket=info.bucket if info else None,
+        final_prefix=info.final_prefix if info else None,
+    )

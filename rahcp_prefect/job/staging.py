@@ -1,0 +1,94 @@
+"""Where a job's uploads wait before the commit, and the check that staging is what was sent.
+
+Uploads land under ``.rahcp-staging/<run id>/`` (the id of the run that first opened the job),
+recorded on the job's tracker row, so a rerun, a parallel run of the job and ``cleanup-staging``
+all find the same staging. The prefix stays the job's for its whole life, rollbacks included:
+the tracker's keys are staging keys, so records of files committed by earlier runs keep their
+meaning for the runs after a rollback.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rahcp_prefect.client import HCPClient
+from rahcp_prefect.job.errors import JobMismatchError, StagingVerificationError
+from rahcp_prefect.tracker.protocol import JobState, TrackerProtocol
+
+STAGING_ROOT = ".rahcp-staging/"
+#: Problems named in one error message; the rest are counted.
+SHOWN = 5
+
+
+@dataclass(frozen=True)
+class StagingPlan:
+    """Where this run's uploads go and where they end up."""
+
+    bucket: str
+    staging_prefix: str
+    final_prefix: str
+    resumed: bool  # True when an earlier run's staging is being reused
+
+    def final_key(self, staged_key: str) -> str:
+        """The final key of a staging (tracker) key."""
+        return self.final_prefix + staged_key[len(self.staging_prefix) :]
+
+
+def plan_staging(tracker: TrackerProtocol, bucket: str, final_prefix: str, run_id: str) -> StagingPlan:
+    """The job's staging: its recorded prefix (rolled back or not), else a new one for this run.
+
+    Atomic through ``open_job``: runs that start together all get the first one's staging.
+    """
+    info = tracker.job_info()
+    if info is not None and info.bucket and (info.bucket, info.final_prefix or "") != (bucket, final_prefix):
+        raise JobMismatchError(
+            f"job {tracker.job!r} uploads to {info.bucket}/{info.final_prefix or ''}, "
+            f"not {bucket}/{final_prefix}: choose another job name"
+        )
+    proposed = f"{STAGING_ROOT}{run_id}/"
+    if info is not None and info.state == JobState.rolled_back and info.staging_prefix:
+        proposed = info.staging_prefix  # the job's records of committed files are keyed by it
+    opened = tracker.open_job(bucket=bucket, staging_prefix=proposed, final_prefix=final_prefix)
+    assert opened.staging_prefix is not None
+    resumed = not opened.staging_prefix.endswith(f"/{run_id}/")
+    return StagingPlan(bucket, opened.staging_prefix, final_prefix, resumed=resumed)
+
+
+async def listing(client: HCPClient, bucket: str, prefix: str) -> dict[str, int]:
+    """``{key: size}`` of every object under ``prefix``, page by page."""
+    found: dict[str, int] = {}
+    async for item in client.s3.iter_objects(bucket, prefix=prefix):
+        found[item["Key"]] = int(item["Size"])
+    return found
+
+
+def problems_text(problems: list[str]) -> str:
+    """The first ``SHOWN`` problems, and how many more there are."""
+    shown = "; ".join(problems[:SHOWN])
+    return shown + (f" (and {len(problems) - SHOWN} more)" if len(problems) > SHOWN else "")
+
+
+async def verify_staging(client: HCPClient, tracker: TrackerProtocol, plan: StagingPlan) -> int:
+    """Check staging against the tracker before the commit; returns how many objects wait in it.
+
+    Every object in staging must be a key the tracker holds as done, with the same size, and
+    every done key must be either in staging or, committed earlier, in the final prefix.
+    """
+    done = tracker.done_entries()
+    staged = await listing(client, plan.bucket, plan.staging_prefix)
+    problems: list[str] = []
+    for key, size in staged.items():
+        expected = done.get(key)
+        if expected is None:
+            problems.append(f"{key}: in staging but not recorded as done")
+        elif expected != size:
+            problems.append(f"{key}: {size} bytes in staging, {expected} recorded")
+    missing = [key for key in done if key.startswith(plan.staging_prefix) and key not in staged]
+    if missing:
+        final = await listing(client, plan.bucket, plan.final_prefix)
+        for key in missing:
+            if final.get(plan.final_key(key)) != done[key]:
+                problems.append(f"{key}: recorded as done but neither staged nor committed")
+    if problems:
+        raise StagingVerificationError(f"staging check failed for {len(problems)} key(s): {problems_text(problems)}")
+    return len(staged)
