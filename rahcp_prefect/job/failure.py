@@ -38,10 +38,13 @@ class FailureReport:
     def describe(self) -> str:
         if self.staging == "deleted":
             return (
-                f"rolled back: staging deleted ({self.staged} object(s)), {self.forgotten} mark(s) forgotten; "
-                "files committed by earlier runs kept"
+                f"staging rolled back ({self.staged} object(s) deleted, {self.forgotten} mark(s) forgotten; "
+                "files committed by earlier runs stay recorded)"
             )
-        return f"kept: staging kept ({self.staged} object(s)) for the next run, which sends only what failed"
+        return (
+            f"staging kept ({self.staged} object(s)) with its done marks: the next run sends only what "
+            "failed or changed"
+        )
 
 
 async def roll_back(client: HCPClient, tracker: TrackerProtocol, plan: StagingPlan) -> FailureReport:
