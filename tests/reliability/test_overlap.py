@@ -32,7 +32,7 @@ from rahcp_prefect.job import NOT_IN_FINAL, STAGING_ROOT, BulkTransferFailed, Fi
 from rahcp_prefect.testing.prefect_fixtures import SavedBlocks
 from rahcp_prefect.tracker import JobState, TrackerProtocol, TransferStatus, create_tracker
 
-from .helpers import bucket_hashes, bucket_listing, data_requests, open_multipart_uploads, sha256
+from .helpers import api_requests, bucket_hashes, bucket_listing, data_requests, open_multipart_uploads, sha256
 
 FILES = 240
 LEASE = 8.0
@@ -284,7 +284,7 @@ async def test_on_busy_and_on_failure_are_checked_before_any_request(job: Job, h
     for bad in ({"on_busy": "later"}, {"on_failure": "undo"}):
         with pytest.raises(ParameterTypeError, match=next(iter(bad))):
             await bulk_upload(**job.params, **bad)
-    assert hcp_emulator.request_counts == {}, "refused before any request"
+    assert api_requests(hcp_emulator) == data_requests(hcp_emulator) == 0, "refused before any request"
     with job.tracker() as tracker:
         assert tracker.job_info() is None and tracker.summary()["done"] == 0
 
