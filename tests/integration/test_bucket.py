@@ -13,10 +13,9 @@ import pytest
 from prefect import flow, task
 from prefect.cache_policies import INPUTS
 from prefect.client.orchestration import get_client
-from pydantic import SecretStr
-
-from rahcp_prefect.blocks import HCPBucket, HCPCredentials, HCPTransferSettings
+from rahcp_prefect.blocks import HCPBucket, HCPTransferSettings
 from rahcp_prefect.bucket import FolderTransferError, PathEscapesBucketFolder
+from rahcp_prefect.testing.prefect_fixtures import emulator_credentials
 
 ODD_TREE = {
     "with space.txt": b"spaces",
@@ -33,15 +32,7 @@ def _bucket(creds: dict[str, Any], bucket: str, folder: str = "", **extra: Any) 
     return HCPBucket(
         bucket_name=bucket,
         bucket_folder=folder,
-        credentials=HCPCredentials(
-            endpoint=creds["endpoint"],
-            username=creds["username"],
-            password=SecretStr(creds["password"]),
-            tenant=creds["tenant"],
-            retry_base_delay=0.01,
-            max_retries=2,
-            timeout=10.0,
-        ),
+        credentials=emulator_credentials(creds),
         **extra,
     )
 
