@@ -30,7 +30,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .completion import multipart_etag
-from .errors import HCPError
+from .errors import HCPError, ObjectChangedError
+from .gather import gather_all
 
 if TYPE_CHECKING:
     from .dataplane import DataPlane
@@ -43,7 +44,7 @@ _HASH_CHUNK = 1 << 20
 _FORMAT = 1
 
 
-class ChecksumMismatch(HCPError):
+class ChecksumMismatch(ObjectChangedError):
     """The downloaded bytes do not match the object's ETag (the temporary file is removed)."""
 
 
@@ -122,7 +123,8 @@ class RangedDownload:
         """Ranges a previous attempt finished, if its sidecar describes this very object."""
         sidecar = sidecar_of(self.temp)
         try:
-            lines = sidecar.read_text().splitlines()
+            # Only lines ending in a newline were written whole (a crash may tear the last one).
+            lines = sidecar.read_text().split("\n")[:-1]
             on_disk = os.stat(self.temp).st_size
         except (OSError, UnicodeDecodeError):
             discard(self.temp)
@@ -134,7 +136,7 @@ class RangedDownload:
         if header != self.header or on_disk != self.size or not self.etag:
             discard(self.temp)
             return set()
-        done = {int(line) for line in lines[1:] if line.strip().isdigit()}
+        done = {int(line) for line in lines[1:] if line.isdigit()}
         return {index for index in done if 0 <= index < self.count}
 
     async def run(self) -> RangedResult:
@@ -196,18 +198,12 @@ class RangedDownload:
                 start, length = self._span(index)
                 await self.data.get_range_into(
                     self.url, fd, start, length, what=f"{self.what} (range {index + 1}/{self.count})",
-                    chunk_size=self.chunk_size,
+                    total=self.size, chunk_size=self.chunk_size,
                 )
                 os.write(record, f"{index}\n".encode())
                 hasher.ready(index)
 
-        tasks = [asyncio.ensure_future(worker()) for _ in range(min(self.concurrency, self.count))]
-        try:
-            await asyncio.gather(*tasks)
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+        await gather_all(worker() for _ in range(min(self.concurrency, self.count)))
 
 
 class _Hasher:
