@@ -1,10 +1,10 @@
 """End to end through a real Prefect server on PostgreSQL: setup, deploy, worker, run.
 
 `prefect server start` on a fresh database of the CI PostgreSQL, `rahcp-prefect setup`
-(blocks, process work pool, `prefect deploy --all` of deployments/prefect.yaml), a process
+(blocks, process work pool, `prefect deploy --all` of the packaged prefect.yaml), a process
 worker, then `prefect deployment run bulk-upload/default --watch` and a look at the objects in
 the emulator; then `bulk-upload-parallel/default` fans a job out over two cooperating runs of
-the deployment. The tracker block points at the same PostgreSQL.
+the deployment. The tracker block points at a fresh database of the same PostgreSQL.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,6 @@ from rahcp_prefect.flows.staging import STAGING_ROOT
 from .conftest import make_tree
 
 BIN = Path(sys.executable).parent
-PROJECT = Path(__file__).resolve().parents[2]
 
 
 def _free_port() -> int:
@@ -38,24 +38,41 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _asyncpg_url(dsn: str, database: str) -> str:
+def _database_url(dsn: str, database: str, scheme: str = "postgresql") -> str:
+    """A URL to ``database`` on the server of ``dsn`` (``postgresql+asyncpg`` for Prefect)."""
     parts = conninfo_to_dict(dsn)
     user = parts.get("user", "postgres")
     password = f":{parts['password']}" if parts.get("password") else ""
     host = parts.get("host", "127.0.0.1")
     port = parts.get("port", "5432")
-    return f"postgresql+asyncpg://{user}{password}@{host}:{port}/{database}"
+    return f"{scheme}://{user}{password}@{host}:{port}/{database}"
+
+
+@contextmanager
+def fresh_database(postgres_dsn: str, kind: str) -> Iterator[str]:
+    """A new database on the server of ``postgres_dsn`` (its name), dropped afterwards."""
+    name = f"{kind}_e2e_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(postgres_dsn, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield name
+    finally:
+        with psycopg.connect(postgres_dsn, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture
 def prefect_database(postgres_dsn: str) -> Iterator[str]:
-    """A fresh database for the Prefect server, dropped afterwards."""
-    name = f"prefect_e2e_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(postgres_dsn, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    yield _asyncpg_url(postgres_dsn, name)
-    with psycopg.connect(postgres_dsn, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    """A fresh database for the Prefect server (asyncpg URL)."""
+    with fresh_database(postgres_dsn, "prefect") as name:
+        yield _database_url(postgres_dsn, name, "postgresql+asyncpg")
+
+
+@pytest.fixture
+def tracker_dsn(postgres_dsn: str) -> Iterator[str]:
+    """A fresh database for the tracker block: a shared test database may hold another schema."""
+    with fresh_database(postgres_dsn, "tracker") as name:
+        yield _database_url(postgres_dsn, name)
 
 
 def _stop(process: subprocess.Popen[Any]) -> None:
@@ -82,7 +99,6 @@ def prefect_server(prefect_database: str, tmp_path: Path) -> Iterator[dict[str, 
         "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
         "PREFECT_WORKER_QUERY_SECONDS": "1",
         "PREFECT_WORKER_PREFETCH_SECONDS": "2",
-        "RAHCP_PROJECT_DIR": str(PROJECT),
     }
     log = (tmp_path / "server.log").open("wb")
     server = subprocess.Popen(
@@ -110,22 +126,24 @@ def prefect_server(prefect_database: str, tmp_path: Path) -> Iterator[dict[str, 
 
 def test_deployment_run_through_a_real_server_and_worker(
     prefect_server: dict[str, str],
-    postgres_dsn: str,
+    tracker_dsn: str,
     hcp_emulator: Any,
     hcp_credentials: dict[str, Any],
     hcp_bucket: str,
     tmp_path: Path,
 ) -> None:
     env = {**prefect_server, "HCP_PASSWORD": hcp_credentials["password"]}
+    outside = tmp_path / "elsewhere"  # nothing of the checkout is needed: the package carries it
+    outside.mkdir()
     setup = subprocess.run(
         [
             str(BIN / "rahcp-prefect"), "setup",
             "--endpoint", hcp_credentials["endpoint"],
             "--username", hcp_credentials["username"],
             "--tenant", hcp_credentials["tenant"],
-            "--tracker-dsn", postgres_dsn,
+            "--tracker-dsn", tracker_dsn,
         ],
-        env=env, cwd=PROJECT, capture_output=True, text=True, timeout=300,
+        env=env, cwd=outside, capture_output=True, text=True, timeout=300,
     )
     assert setup.returncode == 0, setup.stdout[-3000:] + setup.stderr[-3000:]
     assert hcp_credentials["password"] not in setup.stdout + setup.stderr
@@ -134,14 +152,14 @@ def test_deployment_run_through_a_real_server_and_worker(
     worker_log = (tmp_path / "worker.log").open("wb")
     worker = subprocess.Popen(
         [str(BIN / "prefect"), "worker", "start", "--pool", "rahcp-process", "--type", "process"],
-        env=env, cwd=PROJECT, stdout=worker_log, stderr=subprocess.STDOUT,
+        env=env, cwd=outside, stdout=worker_log, stderr=subprocess.STDOUT,
     )
     def deployment_run(name: str, *params: str) -> subprocess.CompletedProcess[str]:
         command = [str(BIN / "prefect"), "deployment", "run", name]
         for param in params:
             command += ["-p", param]
         command += ["--watch", "--watch-interval", "1", "--watch-timeout", "240"]
-        return subprocess.run(command, env=env, cwd=PROJECT, capture_output=True, text=True, timeout=300)
+        return subprocess.run(command, env=env, cwd=outside, capture_output=True, text=True, timeout=300)
 
     try:
         run = deployment_run(
