@@ -4,7 +4,7 @@
 (blocks, process work pool, `prefect deploy --all` of the packaged prefect.yaml), a process
 worker, then `prefect deployment run bulk-upload/default --watch` and a look at the objects in
 the emulator; then `bulk-upload-parallel/default` fans a job out over two cooperating runs of
-the deployment. The tracker block points at a fresh database of the same PostgreSQL.
+the deployment. The tracker block points at the same PostgreSQL.
 """
 
 from __future__ import annotations
@@ -14,18 +14,16 @@ import socket
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
-import psycopg
 import pytest
 from psycopg.conninfo import conninfo_to_dict
 
 from rahcp_prefect.flows.staging import STAGING_ROOT
+from rahcp_prefect.testing.postgres import fresh_database
 
 from .conftest import make_tree
 
@@ -38,41 +36,20 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _database_url(dsn: str, database: str, scheme: str = "postgresql") -> str:
-    """A URL to ``database`` on the server of ``dsn`` (``postgresql+asyncpg`` for Prefect)."""
+def _asyncpg_url(dsn: str, database: str) -> str:
     parts = conninfo_to_dict(dsn)
     user = parts.get("user", "postgres")
     password = f":{parts['password']}" if parts.get("password") else ""
     host = parts.get("host", "127.0.0.1")
     port = parts.get("port", "5432")
-    return f"{scheme}://{user}{password}@{host}:{port}/{database}"
-
-
-@contextmanager
-def fresh_database(postgres_dsn: str, kind: str) -> Iterator[str]:
-    """A new database on the server of ``postgres_dsn`` (its name), dropped afterwards."""
-    name = f"{kind}_e2e_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(postgres_dsn, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield name
-    finally:
-        with psycopg.connect(postgres_dsn, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    return f"postgresql+asyncpg://{user}{password}@{host}:{port}/{database}"
 
 
 @pytest.fixture
 def prefect_database(postgres_dsn: str) -> Iterator[str]:
-    """A fresh database for the Prefect server (asyncpg URL)."""
-    with fresh_database(postgres_dsn, "prefect") as name:
-        yield _database_url(postgres_dsn, name, "postgresql+asyncpg")
-
-
-@pytest.fixture
-def tracker_dsn(postgres_dsn: str) -> Iterator[str]:
-    """A fresh database for the tracker block: a shared test database may hold another schema."""
-    with fresh_database(postgres_dsn, "tracker") as name:
-        yield _database_url(postgres_dsn, name)
+    """A fresh database for the Prefect server, dropped afterwards."""
+    with fresh_database(postgres_dsn) as dsn:
+        yield _asyncpg_url(dsn, conninfo_to_dict(dsn)["dbname"])
 
 
 def _stop(process: subprocess.Popen[Any]) -> None:
@@ -126,7 +103,7 @@ def prefect_server(prefect_database: str, tmp_path: Path) -> Iterator[dict[str, 
 
 def test_deployment_run_through_a_real_server_and_worker(
     prefect_server: dict[str, str],
-    tracker_dsn: str,
+    postgres_dsn: str,
     hcp_emulator: Any,
     hcp_credentials: dict[str, Any],
     hcp_bucket: str,
@@ -141,7 +118,7 @@ def test_deployment_run_through_a_real_server_and_worker(
             "--endpoint", hcp_credentials["endpoint"],
             "--username", hcp_credentials["username"],
             "--tenant", hcp_credentials["tenant"],
-            "--tracker-dsn", tracker_dsn,
+            "--tracker-dsn", postgres_dsn,
         ],
         env=env, cwd=outside, capture_output=True, text=True, timeout=300,
     )
