@@ -22,6 +22,19 @@ def _ranged(client: HCPClient, url: str, temp: Path, size: int, etag: str | None
     return RangedDownload(client.data, url, temp, size, etag, range_size=RANGE, concurrency=3, what="b/k")
 
 
+async def _stored(client: HCPClient, emulator: Any, bucket: str, size: int) -> tuple[bytes, str, str]:
+    """A random object of ``size`` bytes stored as ``k``: its bytes, ETag and a GET URL."""
+    body = os.urandom(size)
+    etag = emulator.s3.put_object(Bucket=bucket, Key="k", Body=body)["ETag"]
+    return body, etag, await client.s3.presign_get(bucket, "k")
+
+
+def _record(temp: Path, size: int, etag: str, lines: str) -> None:
+    """The sidecar a killed run leaves: the header, then one finished range per line."""
+    header = {"format": 1, "size": size, "etag": etag, "range_size": RANGE}
+    sidecar_of(temp).write_text(json.dumps(header) + "\n" + lines)
+
+
 def _gets(emulator: Any) -> int:
     return emulator.request_counts[("data", "GET", "/{bucket}/{key}")]
 
@@ -29,9 +42,7 @@ def _gets(emulator: Any) -> int:
 async def test_ranges_land_byte_identical_and_checked(
     hcp_client: HCPClient, hcp_emulator: Any, hcp_bucket: str, tmp_path: Path
 ) -> None:
-    body = os.urandom(23 * MIB + 7)
-    etag = hcp_emulator.s3.put_object(Bucket=hcp_bucket, Key="k", Body=body)["ETag"]
-    url = await hcp_client.s3.presign_get(hcp_bucket, "k")
+    body, etag, url = await _stored(hcp_client, hcp_emulator, hcp_bucket, 23 * MIB + 7)
     hcp_emulator.reset_counts()
     temp = tmp_path / "k.part"
     result = await _ranged(hcp_client, url, temp, len(body), etag).run()
@@ -56,9 +67,7 @@ async def test_a_multipart_object_is_checked_part_by_part(
 async def test_recorded_ranges_are_kept_and_only_the_missing_fetched(
     hcp_client: HCPClient, hcp_emulator: Any, hcp_bucket: str, tmp_path: Path
 ) -> None:
-    body = os.urandom(4 * RANGE)
-    etag = hcp_emulator.s3.put_object(Bucket=hcp_bucket, Key="k", Body=body)["ETag"]
-    url = await hcp_client.s3.presign_get(hcp_bucket, "k")
+    body, etag, url = await _stored(hcp_client, hcp_emulator, hcp_bucket, 4 * RANGE)
     temp = tmp_path / "k.part"
     # What a run killed after ranges 0 and 2 leaves: the file at full size, those two written.
     with open(temp, "wb") as handle:
@@ -66,8 +75,7 @@ async def test_recorded_ranges_are_kept_and_only_the_missing_fetched(
         for index in (0, 2):
             handle.seek(index * RANGE)
             handle.write(body[index * RANGE : (index + 1) * RANGE])
-    header = {"format": 1, "size": len(body), "etag": etag, "range_size": RANGE}
-    sidecar_of(temp).write_text(json.dumps(header) + "\n0\n2\n1")  # "1" torn: not a finished line
+    _record(temp, len(body), etag, "0\n2\n1")  # "1" torn: not a finished line
     hcp_emulator.reset_counts()
     result = await _ranged(hcp_client, url, temp, len(body), etag).run()
     assert (result.fetched, result.resumed, result.verified) == (2, 2, True)
@@ -78,13 +86,10 @@ async def test_recorded_ranges_are_kept_and_only_the_missing_fetched(
 async def test_damaged_recorded_ranges_fail_the_check_and_are_removed(
     hcp_client: HCPClient, hcp_emulator: Any, hcp_bucket: str, tmp_path: Path
 ) -> None:
-    body = os.urandom(2 * RANGE)
-    etag = hcp_emulator.s3.put_object(Bucket=hcp_bucket, Key="k", Body=body)["ETag"]
-    url = await hcp_client.s3.presign_get(hcp_bucket, "k")
+    body, etag, url = await _stored(hcp_client, hcp_emulator, hcp_bucket, 2 * RANGE)
     temp = tmp_path / "k.part"
     temp.write_bytes(b"\0" * RANGE + body[RANGE:])  # range 0 recorded, but its bytes are not the object's
-    header = {"format": 1, "size": len(body), "etag": etag, "range_size": RANGE}
-    sidecar_of(temp).write_text(json.dumps(header) + "\n0\n")
+    _record(temp, len(body), etag, "0\n")
     with pytest.raises(ChecksumMismatch, match="do not match"):
         await _ranged(hcp_client, url, temp, len(body), etag).run()
     assert not temp.exists() and not sidecar_of(temp).exists()
@@ -94,13 +99,10 @@ async def test_a_record_of_another_object_is_not_resumed(
     hcp_client: HCPClient, hcp_emulator: Any, hcp_bucket: str, tmp_path: Path
 ) -> None:
     """The object changed since the ranges were written (another ETag): start afresh."""
-    body = os.urandom(2 * RANGE)
-    etag = hcp_emulator.s3.put_object(Bucket=hcp_bucket, Key="k", Body=body)["ETag"]
-    url = await hcp_client.s3.presign_get(hcp_bucket, "k")
+    body, etag, url = await _stored(hcp_client, hcp_emulator, hcp_bucket, 2 * RANGE)
     temp = tmp_path / "k.part"
     temp.write_bytes(os.urandom(2 * RANGE))
-    header = {"format": 1, "size": len(body), "etag": '"0123456789abcdef0123456789abcdef"', "range_size": RANGE}
-    sidecar_of(temp).write_text(json.dumps(header) + "\n0\n1\n")
+    _record(temp, len(body), '"0123456789abcdef0123456789abcdef"', "0\n1\n")
     hcp_emulator.reset_counts()
     result = await _ranged(hcp_client, url, temp, len(body), etag).run()
     assert (result.fetched, result.resumed) == (2, 0)
