@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -28,9 +29,11 @@ async def test_put_file_small_and_streamed(
         source.write_bytes(payload)
         key = f"dir/{name} ü?.bin"
         url = await hcp_client.s3.presign_put(hcp_bucket, key)
-        etag = await hcp_client.data.put_file(url, source, size, what=f"{hcp_bucket}/{key}", chunk_size=MIB)
+        sent = await hcp_client.data.put_file(url, source, size, what=f"{hcp_bucket}/{key}", chunk_size=MIB)
         stored = hcp_emulator.s3.get_object(Bucket=hcp_bucket, Key=key)
-        assert stored["Body"].read() == payload and stored["ETag"] == etag
+        assert stored["Body"].read() == payload and stored["ETag"] == sent.etag
+        assert sent.md5 == hashlib.md5(payload).hexdigest()
+        assert sent.sha256 == hashlib.sha256(payload).hexdigest()
 
 
 async def test_put_part_and_put_bytes(
@@ -43,7 +46,7 @@ async def test_put_part_and_put_bytes(
     await hcp_client.data.put_part(url, source, 1000, MIB + 5, what="b/part", chunk_size=64 * 1024)
     assert hcp_emulator.s3.get_object(Bucket=hcp_bucket, Key="part")["Body"].read() == payload[1000 : 1000 + MIB + 5]
     url = await hcp_client.s3.presign_put(hcp_bucket, "bytes")
-    assert (await hcp_client.data.put_bytes(url, b"abc", what="b/bytes")).startswith('"')
+    assert (await hcp_client.data.put_bytes(url, b"abc", what="b/bytes")).etag.startswith('"')
     with pytest.raises(HCPError, match="changed size"):
         await hcp_client.data.put_part(url, source, MIB, 2 * MIB, what="b/part")
 
@@ -145,7 +148,7 @@ async def recorder() -> AsyncIterator[tuple[str, list[dict[str, Any]]]]:
     async def handle(request: web.Request) -> web.Response:
         body = await request.read()
         seen.append({"raw_path": request.raw_path, "headers": dict(request.headers), "size": len(body)})
-        return web.Response(headers={"ETag": '"abc"'})
+        return web.Response(headers={"ETag": f'"{hashlib.md5(body).hexdigest()}"'})
 
     app = web.Application(client_max_size=64 * MIB)
     app.router.add_route("*", "/{tail:.*}", handle)
@@ -197,7 +200,7 @@ async def test_concurrent_transfers_share_the_pool(
     etags = await asyncio.gather(
         *(hcp_client.data.put_bytes(url, key.encode(), what=key) for key, url in urls.items())
     )
-    assert len(set(etags)) == 40
+    assert len({sent.etag for sent in etags}) == 40
     listed = hcp_emulator.s3.list_objects_v2(Bucket=hcp_bucket, Prefix="c/")
     assert listed["KeyCount"] == 40
 
