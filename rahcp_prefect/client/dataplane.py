@@ -153,9 +153,7 @@ class DataPlane:
         path = Path(path)
         if os.stat(path).st_size != size:
             raise _changed_size(path, what)
-        async with self.buffers.hold(size):
-            data, md5, sha256 = await read_hashed(path, 0, size, what, sha256=True)
-            return await self._put(url, data, md5, what, sha256=sha256, chunk_size=chunk_size)
+        return await self._put_range(url, path, 0, size, what=what, whole=True, chunk_size=chunk_size)
 
     async def put_bytes(
         self,
@@ -186,9 +184,18 @@ class DataPlane:
         path = Path(path)
         if os.stat(path).st_size < offset + length:
             raise _changed_size(path, what)
+        return await self._put_range(
+            url, path, offset, length, what=what, whole=False, chunk_size=chunk_size
+        )
+
+    async def _put_range(
+        self, url: str, path: Path, offset: int, length: int, *, what: str, whole: bool, chunk_size: int
+    ) -> Uploaded:
+        """Read ``length`` bytes from ``offset`` into memory (under the budget), hashed in that
+        read (SHA-256 too when they are the ``whole`` file), and PUT them."""
         async with self.buffers.hold(length):
-            data, md5, _ = await read_hashed(path, offset, length, what, sha256=False)
-            return await self._put(url, data, md5, what, sha256=None, chunk_size=chunk_size)
+            data, md5, sha256 = await read_hashed(path, offset, length, what, sha256=whole)
+            return await self._put(url, data, md5, what, sha256=sha256, chunk_size=chunk_size)
 
     async def _put(
         self,

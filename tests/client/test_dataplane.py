@@ -5,13 +5,10 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import pytest_asyncio
-from aiohttp import web
 
 from rahcp_prefect.client import HCPClient, HCPError, PresignedTransferError
 
@@ -140,31 +137,10 @@ async def test_data_plane_session_is_pooled_and_closed(hcp_credentials: dict, hc
 # -- wire format, checked on a tiny real server ------------------------------------------------
 
 
-@pytest_asyncio.fixture
-async def recorder() -> AsyncIterator[tuple[str, list[dict[str, Any]]]]:
-    """A local aiohttp server that records each request's raw path, headers and body size."""
-    seen: list[dict[str, Any]] = []
-
-    async def handle(request: web.Request) -> web.Response:
-        body = await request.read()
-        seen.append({"raw_path": request.raw_path, "headers": dict(request.headers), "size": len(body)})
-        return web.Response(headers={"ETag": f'"{hashlib.md5(body).hexdigest()}"'})
-
-    app = web.Application(client_max_size=64 * MIB)
-    app.router.add_route("*", "/{tail:.*}", handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    yield f"http://127.0.0.1:{port}", seen
-    await runner.cleanup()
-
-
 async def test_streamed_upload_sends_content_length_not_chunked(
-    recorder: tuple[str, list[dict[str, Any]]], tmp_path: Path
+    recorder: tuple[str, list[dict[str, Any]], dict[str, Any]], tmp_path: Path
 ) -> None:
-    base, seen = recorder
+    base, seen, _ = recorder
     source = tmp_path / "f"
     source.write_bytes(os.urandom(3 * MIB + 3))
     client = HCPClient()
@@ -178,8 +154,10 @@ async def test_streamed_upload_sends_content_length_not_chunked(
     assert seen[0]["size"] == 3 * MIB + 3
 
 
-async def test_presigned_url_is_sent_exactly_as_given(recorder: tuple[str, list[dict[str, Any]]]) -> None:
-    base, seen = recorder
+async def test_presigned_url_is_sent_exactly_as_given(
+    recorder: tuple[str, list[dict[str, Any]], dict[str, Any]],
+) -> None:
+    base, seen, _ = recorder
     path_and_query = (
         "/bkt/dir/a%20b%3Fc%23d%25e%2Bf%C3%BC/%2E%2Ex?X-Amz-Credential=AK%2F2026%2Fs3"
         "&X-Amz-Signature=abc%3D%3D&X-Amz-SignedHeaders=host"

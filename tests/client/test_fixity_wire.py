@@ -8,7 +8,6 @@ import base64
 import hashlib
 import hmac
 import os
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlsplit
@@ -16,8 +15,6 @@ from urllib.parse import parse_qsl, quote, urlsplit
 import boto3
 import httpx
 import pytest
-import pytest_asyncio
-from aiohttp import web
 from botocore.config import Config
 
 from rahcp_prefect.client import ChecksumMismatchError, HCPClient, PresignedTransferError
@@ -33,32 +30,8 @@ def b64md5(data: bytes) -> str:
     return base64.b64encode(hashlib.md5(data).digest()).decode()
 
 
-@pytest_asyncio.fixture
-async def s3_like() -> AsyncIterator[tuple[str, list[dict[str, Any]], dict[str, Any]]]:
-    """A local server that records each PUT (headers, body) and answers with the body's MD5 as
-    ETag, like S3; ``mode["etag"]`` overrides the ETag it answers."""
-    seen: list[dict[str, Any]] = []
-    mode: dict[str, Any] = {"etag": None}
-
-    async def handle(request: web.Request) -> web.Response:
-        body = await request.read()
-        seen.append({"headers": dict(request.headers), "body": body})
-        etag = mode["etag"] or hashlib.md5(body).hexdigest()
-        return web.Response(headers={"ETag": f'"{etag}"'})
-
-    app = web.Application(client_max_size=64 * MIB)
-    app.router.add_route("*", "/{tail:.*}", handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    yield f"http://127.0.0.1:{port}", seen, mode
-    await runner.cleanup()
-
-
-async def test_every_put_sends_content_md5_of_its_bytes(s3_like: Any, tmp_path: Path) -> None:
-    base, seen, _ = s3_like
+async def test_every_put_sends_content_md5_of_its_bytes(recorder: Any, tmp_path: Path) -> None:
+    base, seen, _ = recorder
     source = tmp_path / "f"
     payload = os.urandom(3 * MIB + 3)
     source.write_bytes(payload)
@@ -77,8 +50,8 @@ async def test_every_put_sends_content_md5_of_its_bytes(s3_like: Any, tmp_path: 
     assert part.sha256 is None and part.md5 == hashlib.md5(bodies[2]).hexdigest()
 
 
-async def test_an_etag_that_is_not_the_md5_sent_is_retried_then_fails(s3_like: Any) -> None:
-    base, seen, mode = s3_like
+async def test_an_etag_that_is_not_the_md5_sent_is_retried_then_fails(recorder: Any) -> None:
+    base, seen, mode = recorder
     mode["etag"] = "0" * 32
     client = HCPClient(retry_base_delay=0.01, max_retries=2)
     try:
@@ -197,11 +170,11 @@ def _sigv4_query_valid(method: str, url: str, headers: dict[str, str], secret: s
 
 
 async def test_presigned_put_urls_accept_content_md5(
-    hcp_client: HCPClient, hcp_emulator: Any, hcp_bucket: str, s3_like: Any
+    hcp_client: HCPClient, hcp_emulator: Any, hcp_bucket: str, recorder: Any
 ) -> None:
     """Every PUT URL the API hands out (single, bulk, parts) signs only ``host``: the request
     the data plane sends, ``Content-MD5`` included, carries a valid signature."""
-    base, seen, _ = s3_like
+    base, seen, _ = recorder
     client = HCPClient(retry_base_delay=0.01)
     try:
         await client.data.put_bytes(f"{base}/b/k", b"body", what="b/k")
