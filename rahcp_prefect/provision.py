@@ -57,9 +57,9 @@ async def ensure_work_pool(name: str) -> None:
 
 async def save_blocks(options: SetupOptions) -> None:
     """Register the block types and save the three blocks the deployments reference."""
-    from rahcp_prefect.blocks import HCPCredentials, HCPTracker, HCPTransferSettings
+    from rahcp_prefect.blocks import HCPBucket, HCPCredentials, HCPTracker, HCPTransferSettings
 
-    for block_type in (HCPCredentials, HCPTransferSettings, HCPTracker):
+    for block_type in (HCPCredentials, HCPTransferSettings, HCPTracker, HCPBucket):
         await block_type.register_type_and_schema()
     credentials = HCPCredentials(
         endpoint=options.endpoint,

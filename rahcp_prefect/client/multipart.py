@@ -5,7 +5,8 @@ plane's byte budget) and feeds it to the SHA-256 of the whole file in that same 
 ``concurrency`` senders PUT the parts, each with the ``Content-MD5`` of its bytes, and check the
 ETag S3 returns. After the complete, the object's ETag must be the MD5 of the part digests with
 ``-N``. Memory is bounded by the budget, whatever the file size. Any failure (or cancellation)
-aborts the upload.
+before the complete aborts the upload; once the complete was sent the upload is never aborted
+(it may be complete: see ``completion``).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 from time import perf_counter
 from typing import TYPE_CHECKING
 
+from .completion import CompletionUnknown, complete_upload
 from .config import MAX_PART_SIZE, MAX_PARTS, MIB, MIN_PART_SIZE
 from .dataplane import read_range
 from .digests import HASH_ON_LOOP_LIMIT, Uploaded, bare_etag, multipart_md5
@@ -85,10 +87,12 @@ class MultipartUpload:
         self.upload_id: str | None = None
         self.part_md5s: dict[int, str] = {}
         """Hex MD5 of each part S3 acknowledged (its ETag), by part number."""
+        self.completing = False
+        """Set once a complete may have reached the store: from then on, never abort."""
 
     async def run(self) -> Uploaded:
-        """Upload every part and complete; abort on any failure. Returns the object's ETag and
-        digests (``md5`` is the composite ``<md5 of part digests>-N``)."""
+        """Upload every part and complete; abort on a failure before the complete. Returns the
+        object's ETag and digests (``md5`` is the composite ``<md5 of part digests>-N``)."""
         started = perf_counter()
         initiated = await self.client.request_json("POST", multipart_path(self.bucket, self.key))
         self.upload_id = initiated["upload_id"]
@@ -103,7 +107,10 @@ class MultipartUpload:
                     f"not the digest of the parts sent ({composite})"
                 )
         except BaseException:
-            await asyncio.shield(self._abort())
+            if self.completing:
+                logger.warning("Multipart upload of %s left open: its complete may have succeeded", self.what)
+            else:
+                await asyncio.shield(self._abort())
             raise
         logger.info(
             "Multipart upload of %s done: %d bytes in %d parts, %.2f s",
@@ -236,15 +243,14 @@ class MultipartUpload:
         )
 
     async def _complete(self, etags: dict[int, str]) -> str:
-        answer = await self.client.request_json(
-            "POST",
-            multipart_path(self.bucket, self.key, "/complete"),
-            json={
-                "upload_id": self.upload_id,
-                "parts": [{"PartNumber": n, "ETag": etags[n]} for n in sorted(etags)],
-            },
-        )
-        return answer.get("etag") or ""
+        assert self.upload_id is not None
+        self.completing = True
+        try:
+            return await complete_upload(self.client, self.bucket, self.key, self.upload_id, etags, self.size)
+        except HCPError as exc:
+            if not isinstance(exc, CompletionUnknown):
+                self.completing = False  # refused outright: nothing was completed
+            raise
 
     async def _abort(self) -> None:
         """Best effort: a failed abort is logged, never raised over the original error."""

@@ -1,12 +1,14 @@
 """Pytest plugin: a real PostgreSQL for tests, and unique job names so tests never collide.
 
-``postgres_dsn`` (session) is, in order: ``RAHCP_TEST_POSTGRES_DSN``; a testcontainers
-PostgreSQL when a Docker engine answers; otherwise a skip naming the reason. Under ``CI=true``
+``postgres_dsn`` (session) is a fresh database, dropped after the session, on the server of, in
+order: ``RAHCP_TEST_POSTGRES_DSN``; a testcontainers PostgreSQL when a Docker engine answers;
+otherwise a skip naming the reason. Under ``CI=true``
 the skip becomes a failure, so CI can never pass without having tested against PostgreSQL.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import uuid
@@ -54,12 +56,47 @@ def _container() -> Any:
     return PostgresContainer(POSTGRES_IMAGE, driver=None)
 
 
+def with_database(dsn: str, name: str) -> str:
+    """``dsn`` pointing at database ``name``, in the same form (URL or ``key=value``)."""
+    if dsn.startswith(("postgresql://", "postgres://")):
+        from urllib.parse import urlsplit, urlunsplit
+
+        parts = urlsplit(dsn)
+        return urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, ""))
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    params = conninfo_to_dict(dsn)
+    params["dbname"] = name
+    return make_conninfo(**params)
+
+
+@contextlib.contextmanager
+def fresh_database(server_dsn: str) -> Iterator[str]:
+    """A new, empty database on the server of ``server_dsn`` for one test session, dropped after.
+
+    Every session gets its own tables (and its own tracker schema version), so test runs that
+    share one server (several checkouts, CI after a session) never see each other's rows, and a
+    schema left behind by another version of the code cannot fail this run.
+    """
+    import psycopg
+
+    name = f"rahcp_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(server_dsn, autocommit=True, connect_timeout=10) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield with_database(server_dsn, name)
+    finally:
+        with psycopg.connect(server_dsn, autocommit=True, connect_timeout=10) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 @pytest.fixture(scope="session")
 def postgres_dsn() -> Iterator[str]:
-    """A libpq DSN of a PostgreSQL database the tests may create tables in."""
+    """A libpq DSN of a fresh PostgreSQL database (dropped after the session) for the tests."""
     dsn = os.environ.get(ENV_DSN, "").strip()
     if dsn:
-        yield dsn
+        with fresh_database(dsn) as fresh:
+            yield fresh
         return
     why_not = docker_answers()
     if why_not is not None:
@@ -69,7 +106,8 @@ def postgres_dsn() -> Iterator[str]:
     except Exception as exc:
         unavailable(f"no PostgreSQL: starting a {POSTGRES_IMAGE} container failed ({type(exc).__name__}: {exc})")
     try:
-        yield container.get_connection_url(driver=None)
+        with fresh_database(container.get_connection_url(driver=None)) as fresh:
+            yield fresh
     finally:
         container.stop()
 

@@ -14,17 +14,16 @@ import socket
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
-import psycopg
 import pytest
 from psycopg.conninfo import conninfo_to_dict
 
 from rahcp_prefect.flows.staging import STAGING_ROOT
+from rahcp_prefect.testing.postgres import fresh_database
 
 from .conftest import make_tree
 
@@ -50,12 +49,8 @@ def _asyncpg_url(dsn: str, database: str) -> str:
 @pytest.fixture
 def prefect_database(postgres_dsn: str) -> Iterator[str]:
     """A fresh database for the Prefect server, dropped afterwards."""
-    name = f"prefect_e2e_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(postgres_dsn, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    yield _asyncpg_url(postgres_dsn, name)
-    with psycopg.connect(postgres_dsn, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with fresh_database(postgres_dsn) as dsn:
+        yield _asyncpg_url(dsn, conninfo_to_dict(dsn)["dbname"])
 
 
 def _stop(process: subprocess.Popen[Any]) -> None:
