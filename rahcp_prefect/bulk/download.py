@@ -17,7 +17,7 @@ import os
 from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 
-from rahcp_prefect.client.errors import ObjectChangedError, PresignedTransferError
+from rahcp_prefect.client.errors import ChecksumMismatchError, ObjectChangedError, PresignedTransferError
 from rahcp_prefect.client.multipart import part_size_for
 from rahcp_prefect.client.ranged import RangedDownload, discard
 
@@ -176,7 +176,7 @@ class _Download:
         )
         try:
             result = await ranged.run()
-        except ObjectChangedError as exc:
+        except (ObjectChangedError, ChecksumMismatchError) as exc:
             raise VerificationError(str(exc)) from exc
         if self.verify:
             return os.stat(temp).st_size

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .completion import multipart_etag
-from .errors import HCPError, ObjectChangedError
+from .errors import ChecksumMismatchError, HCPError
 from .gather import gather_all
 
 if TYPE_CHECKING:
@@ -42,10 +42,6 @@ RANGES_SUFFIX = ".ranges"
 """The sidecar of ``<temp>``: ``<temp>.ranges``."""
 _HASH_CHUNK = 1 << 20
 _FORMAT = 1
-
-
-class ChecksumMismatch(ObjectChangedError):
-    """The downloaded bytes do not match the object's ETag (the temporary file is removed)."""
 
 
 @dataclass(frozen=True)
@@ -140,7 +136,7 @@ class RangedDownload:
         return {index for index in done if 0 <= index < self.count}
 
     async def run(self) -> RangedResult:
-        """Fetch the missing ranges, check the bytes; raises ``ChecksumMismatch`` (after removing
+        """Fetch the missing ranges, check the bytes; raises ``ChecksumMismatchError`` (after removing
         the file) when they are not the object's. The file and sidecar stay on other failures
         (the caller removes them, or a crashed run's successor resumes from them)."""
         done = self._recorded()
@@ -178,7 +174,7 @@ class RangedDownload:
         if digest is not None and not verified:
             if kind == "whole":
                 discard(self.temp)
-                raise ChecksumMismatch(
+                raise ChecksumMismatchError(
                     f"Downloaded bytes of {self.what} do not match its MD5 ETag {self.etag} (got {digest})"
                 )
             # The parts may have been cut otherwise than this SDK cuts them: no verdict.

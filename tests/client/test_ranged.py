@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 
 from rahcp_prefect.client import HCPClient
-from rahcp_prefect.client.ranged import ChecksumMismatch, RangedDownload, sidecar_of
+from rahcp_prefect.client.errors import ChecksumMismatchError
+from rahcp_prefect.client.ranged import RangedDownload, sidecar_of
 
 MIB = 1024 * 1024
 RANGE = 5 * MIB
@@ -90,7 +91,7 @@ async def test_damaged_recorded_ranges_fail_the_check_and_are_removed(
     temp = tmp_path / "k.part"
     temp.write_bytes(b"\0" * RANGE + body[RANGE:])  # range 0 recorded, but its bytes are not the object's
     _record(temp, len(body), etag, "0\n")
-    with pytest.raises(ChecksumMismatch, match="do not match"):
+    with pytest.raises(ChecksumMismatchError, match="do not match"):
         await _ranged(hcp_client, url, temp, len(body), etag).run()
     assert not temp.exists() and not sidecar_of(temp).exists()
 
