@@ -34,15 +34,21 @@ def _stage(emulator: Any, tracker: Any, bucket: str, staging: str, names: list[s
     tracker.commit()
 
 
+@pytest.fixture
+def opened(open_tracker: OpenTracker, hcp_bucket: str) -> tuple[Any, Any]:
+    """This test's job tracker and the staging plan of its first run."""
+    tracker = open_tracker()
+    return tracker, plan_staging(tracker, hcp_bucket, "final/", "run-1")
+
+
 async def _move(client: Any, bucket: str, staging: str, final: str) -> dict[str, int]:
     return {"moved": await client.s3.commit_staging(bucket, staging, final), "api_retries": 0}
 
 
 async def test_commit_then_a_final_check_that_sees_every_file(
-    open_tracker: OpenTracker, hcp_emulator: Any, hcp_client: Any, hcp_bucket: str
+    opened: tuple[Any, Any], hcp_emulator: Any, hcp_client: Any, hcp_bucket: str
 ) -> None:
-    tracker = open_tracker()
-    plan = plan_staging(tracker, hcp_bucket, "final/", "run-1")
+    tracker, plan = opened
     _stage(hcp_emulator, tracker, hcp_bucket, plan.staging_prefix, ["a.txt", "sub/b.txt"])
     result = await commit_job(
         tracker, plan, "run-1", 30, lambda: _move(hcp_client, hcp_bucket, plan.staging_prefix, "final/"), hcp_client
@@ -54,10 +60,9 @@ async def test_commit_then_a_final_check_that_sees_every_file(
 
 
 async def test_the_final_check_fails_naming_what_is_missing_and_the_job_stays_committing(
-    open_tracker: OpenTracker, hcp_emulator: Any, hcp_client: Any, hcp_bucket: str
+    opened: tuple[Any, Any], hcp_emulator: Any, hcp_client: Any, hcp_bucket: str
 ) -> None:
-    tracker = open_tracker()
-    plan = plan_staging(tracker, hcp_bucket, "final/", "run-1")
+    tracker, plan = opened
     _stage(hcp_emulator, tracker, hcp_bucket, plan.staging_prefix, ["a.txt", "b.txt", "c.txt"])
 
     async def move_then_lose_one() -> dict[str, int]:
@@ -80,10 +85,9 @@ async def test_the_final_check_fails_naming_what_is_missing_and_the_job_stays_co
 
 
 async def test_check_final_ignores_other_prefixes(
-    open_tracker: OpenTracker, hcp_emulator: Any, hcp_client: Any, hcp_bucket: str
+    opened: tuple[Any, Any], hcp_emulator: Any, hcp_client: Any, hcp_bucket: str
 ) -> None:
-    tracker = open_tracker()
-    plan = plan_staging(tracker, hcp_bucket, "final/", "run-1")
+    tracker, plan = opened
     hcp_emulator.s3.put_object(Bucket=hcp_bucket, Key="final/x", Body=b"1")
     hcp_emulator.s3.put_object(Bucket=hcp_bucket, Key="final/stray", Body=b"stray")
     tracker.mark(plan.staging_prefix + "x", 1, done)
@@ -93,10 +97,9 @@ async def test_check_final_ignores_other_prefixes(
 
 
 async def test_rollback_deletes_staging_and_forgets_only_what_was_staged(
-    open_tracker: OpenTracker, hcp_emulator: Any, hcp_client: Any, hcp_bucket: str
+    opened: tuple[Any, Any], hcp_emulator: Any, hcp_client: Any, hcp_bucket: str
 ) -> None:
-    tracker = open_tracker()
-    plan = plan_staging(tracker, hcp_bucket, "final/", "run-1")
+    tracker, plan = opened
     staging = plan.staging_prefix
     # an earlier run committed old.txt; this run staged new.txt and failed on bad.txt
     hcp_emulator.s3.put_object(Bucket=hcp_bucket, Key="final/old.txt", Body=b"old")
@@ -119,10 +122,9 @@ async def test_rollback_deletes_staging_and_forgets_only_what_was_staged(
 
 
 async def test_keep_leaves_staging_and_marks(
-    open_tracker: OpenTracker, hcp_emulator: Any, hcp_client: Any, hcp_bucket: str
+    opened: tuple[Any, Any], hcp_emulator: Any, hcp_client: Any, hcp_bucket: str
 ) -> None:
-    tracker = open_tracker()
-    plan = plan_staging(tracker, hcp_bucket, "final/", "run-1")
+    tracker, plan = opened
     _stage(hcp_emulator, tracker, hcp_bucket, plan.staging_prefix, ["a", "b"])
     report = await apply_failure_policy("keep", hcp_client, tracker, plan)
     assert report.fields() == {"on_failure": "keep", "staging": "kept", "staged": 2, "forgotten": 0}

@@ -21,7 +21,7 @@ from rahcp_prefect.blocks import HCPCredentials
 from rahcp_prefect.client import HCPClient
 from rahcp_prefect.client.completion import CompletionUnknown, multipart_etag
 from rahcp_prefect.flows import bulk_upload
-from rahcp_prefect.flows.staging import STAGING_ROOT
+from rahcp_prefect.job import STAGING_ROOT
 from rahcp_prefect.testing.prefect_fixtures import SavedBlocks
 
 from .helpers import bucket_hashes, bucket_listing, open_multipart_uploads, sha256
