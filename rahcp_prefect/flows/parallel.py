@@ -1,7 +1,7 @@
 """The ``bulk-upload-parallel`` flow: fan one upload job out over N runs of a deployment.
 
-Each child is a run of the ``bulk-upload`` deployment (so any worker of its pool, on any
-machine, may take it) with the same job and ``cooperative=True``: they share the job's manifest
+Each child is a run of the ``bulk-upload/cooperative`` deployment (so any worker of its pool,
+on any machine, may take it; ``bulk-upload/default`` runs one at a time) with the same job and ``cooperative=True``: they share the job's manifest
 through the PostgreSQL tracker, claim batches, and exactly one of them commits. This flow waits
 for the children and reports the job as the tracker sees it.
 """
@@ -29,7 +29,7 @@ async def bulk_upload_parallel(
     bucket: str,
     prefix: str = "",
     runs: int = 2,
-    deployment: str = "bulk-upload/default",
+    deployment: str = "bulk-upload/cooperative",
     credentials_block: str = "hcp",
     settings_block: str | None = "hcp-settings",
     tracker_block: str = "hcp-tracker",
@@ -45,7 +45,8 @@ async def bulk_upload_parallel(
         bucket: Target bucket.
         prefix: Final key prefix.
         runs: How many cooperating runs to start.
-        deployment: The ``bulk-upload`` deployment to run (``flow-name/deployment-name``).
+        deployment: The ``bulk-upload`` deployment to run (``flow-name/deployment-name``);
+            it must allow several runs at once (``bulk-upload/default`` runs one at a time).
         credentials_block: Name of an ``HCPCredentials`` block.
         settings_block: Name of an ``HCPTransferSettings`` block.
         tracker_block: Name of an ``HCPTracker`` block; must be PostgreSQL to share the job.

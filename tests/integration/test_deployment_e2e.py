@@ -3,8 +3,9 @@
 `prefect server start` on a fresh database of the CI PostgreSQL, `rahcp-prefect setup`
 (blocks, process work pool, `prefect deploy --all` of the packaged prefect.yaml), a process
 worker, then `prefect deployment run bulk-upload/default --watch` and a look at the objects in
-the emulator; then `bulk-upload-parallel/default` fans a job out over two cooperating runs of
-the deployment. The tracker block points at the same PostgreSQL.
+the emulator; two runs of `bulk-upload/default` at once show its concurrency limit (the second
+waits in AwaitingConcurrencySlot); then `bulk-upload-parallel/default` fans a job out over two
+cooperating runs of `bulk-upload/cooperative`. The tracker block points at the same PostgreSQL.
 """
 
 from __future__ import annotations
@@ -76,6 +77,8 @@ def prefect_server(prefect_database: str, tmp_path: Path) -> Iterator[dict[str, 
         "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
         "PREFECT_WORKER_QUERY_SECONDS": "1",
         "PREFECT_WORKER_PREFETCH_SECONDS": "2",
+        # a run enqueued by a deployment's concurrency limit tries again after 2 s, not 30
+        "PREFECT_SERVER_DEPLOYMENTS_CONCURRENCY_SLOT_WAIT_SECONDS": "2",
     }
     log = (tmp_path / "server.log").open("wb")
     server = subprocess.Popen(
@@ -138,7 +141,44 @@ def test_deployment_run_through_a_real_server_and_worker(
         command += ["--watch", "--watch-interval", "1", "--watch-timeout", "240"]
         return subprocess.run(command, env=env, cwd=outside, capture_output=True, text=True, timeout=300)
 
+    api = env["PREFECT_API_URL"]
+    upload = httpx.get(f"{api}/deployments/name/bulk-upload/default", timeout=30).json()
+    assert upload["global_concurrency_limit"]["limit"] == 1, upload
+    assert upload["concurrency_options"]["collision_strategy"] == "ENQUEUE"
+    download = httpx.get(f"{api}/deployments/name/bulk-download/default", timeout=30).json()
+    assert download["global_concurrency_limit"]["limit"] == 1
+    cooperative = httpx.get(f"{api}/deployments/name/bulk-upload/cooperative", timeout=30).json()
+    assert cooperative["global_concurrency_limit"] is None, "the fan-out's children run together"
+
+    def start(deployment: dict[str, Any], prefix: str) -> str:
+        parameters = {"source_dir": str(tmp_path / "source"), "bucket": hcp_bucket, "prefix": prefix}
+        answer = httpx.post(
+            f"{api}/deployments/{deployment['id']}/create_flow_run", json={"parameters": parameters}, timeout=30
+        )
+        answer.raise_for_status()
+        return str(answer.json()["id"])
+
+    def state(flow_run: str) -> tuple[str, str]:
+        current = httpx.get(f"{api}/flow_runs/{flow_run}", timeout=30).json()["state"] or {}
+        return current.get("type", ""), current.get("name", "")
+
+    def wait_for(what: str, condition: Any, timeout: float = 240) -> None:
+        deadline = time.monotonic() + timeout
+        while not condition():
+            assert time.monotonic() < deadline, f"timed out waiting until {what}"
+            time.sleep(0.5)
+
     try:
+        # Two runs of bulk-upload/default: the second waits for the first (concurrency limit 1,
+        # ENQUEUE); slow PUTs keep the first running until the test saw the second waiting.
+        gate = hcp_emulator.faults.add("data", method="PUT", delay=5.0, count=None)
+        first = start(upload, "e2e/")
+        wait_for("the first run is running", lambda: state(first)[0] == "RUNNING")
+        second = start(upload, "queued/")
+        wait_for("the second run waits for a slot", lambda: state(second)[1] == "AwaitingConcurrencySlot")
+        assert state(first)[0] == "RUNNING"
+        hcp_emulator.faults.remove(gate)
+        wait_for("both runs completed", lambda: state(first)[0] == state(second)[0] == "COMPLETED")
         run = deployment_run(
             "bulk-upload/default", f"source_dir={tmp_path / 'source'}", f"bucket={hcp_bucket}", "prefix=e2e/"
         )
@@ -156,6 +196,8 @@ def test_deployment_run_through_a_real_server_and_worker(
     s3 = hcp_emulator.s3
     listed = s3.list_objects_v2(Bucket=hcp_bucket, Prefix="e2e/").get("Contents", [])
     assert {item["Key"] for item in listed} == {f"e2e/{rel}" for rel in files}
+    queued = s3.list_objects_v2(Bucket=hcp_bucket, Prefix="queued/").get("Contents", [])
+    assert {item["Key"] for item in queued} == {f"queued/{rel}" for rel in files}
     sample = sorted(files)[3]
     assert s3.get_object(Bucket=hcp_bucket, Key=f"e2e/{sample}")["Body"].read() == files[sample]
     assert s3.list_objects_v2(Bucket=hcp_bucket, Prefix=STAGING_ROOT).get("KeyCount", 0) == 0
