@@ -122,7 +122,7 @@ class _Upload:
         walk = scan_tree(
             self.root, follow_symlinks=cfg.follow_symlinks, on_error=self._scan_error, select=select
         )
-        return walk, cfg.prefix
+        return ((rel, path, size) for rel, path, size, _mtime in walk), cfg.prefix
 
     async def items(self) -> AsyncIterator[UploadItem]:
         """Files that need a transfer, lazily; skipped ones are counted on the way."""
