@@ -5,14 +5,12 @@ and ``rahcp.prefix`` so a trigger can match one prefix), the bucket and the pref
 resources, and in its payload the counts and bytes of the run (numbers only), plus the error's
 type and redacted message on failure. No secret goes in: blocks and URLs never reach an event.
 
-=========================  ===================================================================
-``rahcp.upload.committed``  a run committed staging to the final prefix
-``rahcp.upload.rolled_back``  a run deleted its staging after a failure (final prefix untouched)
-``rahcp.upload.failed``     a run failed (``rolled_back`` says whether staging was deleted)
-``rahcp.download.completed``  every object is in the destination folder
-``rahcp.download.failed``   a run failed; the destination is untouched
-``rahcp.verify.mismatch``   ``bulk-verify`` found objects whose bytes differ from the record
-=========================  ===================================================================
+- ``rahcp.upload.committed``: a run committed staging to the final prefix
+- ``rahcp.upload.rolled_back``: a run deleted its staging after a failure (final prefix untouched)
+- ``rahcp.upload.failed``: a run failed (``rolled_back`` says whether staging was deleted)
+- ``rahcp.download.completed``: every object is in the destination folder
+- ``rahcp.download.failed``: a run failed; the destination is untouched
+- ``rahcp.verify.mismatch``: ``bulk-verify`` found objects whose bytes differ from the record
 
 The flows call one function here per outcome; emitting never fails a run (a Prefect without
 events, or an events client that cannot connect, only loses the event).

@@ -30,6 +30,8 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any, TypedDict
 
+from prefect.utilities.asyncutils import run_coro_as_sync
+
 from rahcp_prefect.blocks import HCPCredentials, HCPTransferSettings
 from rahcp_prefect.bucket import HCPBucket
 
@@ -95,8 +97,8 @@ def push_to_hcp(
     """
     ignore = ignore_file if ignore_file and Path(ignore_file).is_file() else default_ignore_file()
     target = _bucket(bucket, folder, credentials, settings)
-    uploaded = target.put_directory(local_path=str(Path.cwd()), ignore_file=ignore, _sync=True)
-    return {"bucket": bucket, "folder": folder, "files": uploaded}
+    uploaded = run_coro_as_sync(target.aput_directory(str(Path.cwd()), ignore_file=ignore))
+    return {"bucket": bucket, "folder": folder, "files": uploaded or 0}
 
 
 def pull_from_hcp(
@@ -115,5 +117,5 @@ def pull_from_hcp(
         settings: The fields of an ``HCPTransferSettings`` block (defaults when empty).
     """
     directory = Path.cwd()
-    _bucket(bucket, folder, credentials, settings).get_directory(local_path=str(directory), _sync=True)
+    run_coro_as_sync(_bucket(bucket, folder, credentials, settings).aget_directory(local_path=str(directory)))
     return {"bucket": bucket, "folder": folder, "directory": str(directory)}

@@ -4,15 +4,16 @@ shared by the module, with one real process worker.
 1. ``prefect deploy`` of a project whose ``push`` step is ``push_to_hcp`` puts its code in the
    bucket (minus ``.git``/``.venv``...); the project folder is then deleted and the worker runs
    the deployment from code its ``pull_from_hcp`` step fetched.
-2. An automation triggered by ``rahcp.upload.committed`` for one job runs that deployment: a
-   rolled-back upload of the job starts nothing, the committed one starts exactly one run,
-   whose parameters come from the event; the event, read back from the API, carries the counts.
+2. The README's automation (``rahcp.upload.committed`` under one prefix runs that deployment),
+   run as written: a rolled-back upload starts nothing, the committed one exactly one run, whose
+   parameters come from the event; the event, read back from the API, carries the counts.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -27,9 +28,8 @@ from typing import Any, TypeVar
 import pytest
 from prefect.client.orchestration import PrefectClient
 from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
-from prefect.events.actions import RunDeployment
 from prefect.events.filters import EventFilter, EventNameFilter, EventOccurredFilter, EventResourceFilter
-from prefect.events.schemas.automations import AutomationCore, EventTrigger, Posture
+from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from rahcp_prefect import events
 from rahcp_prefect.blocks import HCPTracker
@@ -175,6 +175,7 @@ def test_a_deployment_pulled_from_hcp_runs_on_a_real_worker(pipeline: Pipeline, 
     output = run.stdout + run.stderr
     assert run.returncode == 0 and "Completed" in output, output[-3000:] + pipeline.worker_log.read_text()[-5000:]
     markers = [json.loads(path.read_text()) for path in pipeline.markers.glob("*.json")]
+    markers = [marker for marker in markers if marker["prefix"] == ""]  # not the automation's
     assert len(markers) == 1 and markers[0]["token"] == pipeline.token
     assert not markers[0]["file"].startswith(str(pipeline.project)), "ran the pushed copy, not the project"
     logs = pipeline.worker_log.read_text(errors="replace") + pipeline.deploy_output
@@ -184,7 +185,7 @@ def test_a_deployment_pulled_from_hcp_runs_on_a_real_worker(pipeline: Pipeline, 
 def _upload(pipeline: Pipeline, source: Path, bucket: str, job: str) -> str:
     """``bulk_upload`` in a process of its own against the real server: its final state type."""
     arguments = {
-        "source_dir": str(source), "bucket": bucket, "prefix": "in/", "job": job,
+        "source_dir": str(source), "bucket": bucket, "prefix": "scans/", "job": job,
         "credentials_block": pipeline.credentials, "tracker_block": pipeline.tracker,
     }
     script = (
@@ -202,31 +203,24 @@ def _upload(pipeline: Pipeline, source: Path, bucket: str, job: str) -> str:
     return states[0]
 
 
-async def test_an_automation_on_commit_starts_the_downstream_deployment_once(
+def _readme_automation() -> Callable[[str], Awaitable[None]]:
+    """The README's automation example, run as written (found by what it reacts to)."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", readme, flags=re.DOTALL)
+    code = next(block for block in blocks if events.UPLOAD_COMMITTED in block)
+    namespace: dict[str, Any] = {}
+    exec(compile(code, "README.md", "exec"), namespace)
+    return namespace["run_indexing_after_each_commit"]
+
+
+async def test_the_readme_automation_starts_the_downstream_deployment_on_commit_only(
     pipeline: Pipeline, hcp_emulator: Any, hcp_bucket: str, tmp_path: Path
 ) -> None:
     job = f"nightly-{uuid.uuid4().hex[:8]}"
-    markers = tmp_path / "downstream"
-    markers.mkdir()
     files = make_tree(tmp_path / "source", 12)
-
-    async def setup(client: PrefectClient) -> Any:
-        deployment = await client.read_deployment_by_name(DEPLOYMENT)
-        await client.create_automation(AutomationCore(
-            name=f"after-{job}",
-            trigger=EventTrigger(
-                expect={events.UPLOAD_COMMITTED},
-                match={"prefect.resource.id": f"rahcp.job.{job}"},
-                posture=Posture.Reactive, threshold=1, within=timedelta(0),
-            ),
-            actions=[RunDeployment(
-                source="selected", deployment_id=deployment.id,
-                parameters={"marker_dir": str(markers), "prefix": "{{ event.resource['rahcp.prefix'] }}"},
-            )],
-        ))
-        return deployment
-
-    deployment = await _with_client(pipeline.api_url, setup)
+    with temporary_settings({PREFECT_API_URL: pipeline.api_url}):
+        await _readme_automation()(DEPLOYMENT)
+    deployment = await _with_client(pipeline.api_url, lambda client: client.read_deployment_by_name(DEPLOYMENT))
 
     async def job_events(name: str) -> list[Any]:
         event_filter = EventFilter(
@@ -237,11 +231,12 @@ async def test_an_automation_on_commit_starts_the_downstream_deployment_once(
         page = await _with_client(pipeline.api_url, lambda client: client.read_events(filter=event_filter, limit=50))
         return page.events
 
-    async def downstream_runs() -> list[Any]:
+    async def finished_downstream() -> list[Any] | None:
         runs = await _with_client(pipeline.api_url, lambda client: client.read_flow_runs(
             deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment.id]))
         ))
-        return [run for run in runs if run.parameters.get("marker_dir") == str(markers)]
+        started = [run for run in runs if run.parameters.get("prefix") == "scans/"]
+        return started if started and all(run.state and run.state.is_final() for run in started) else None
 
     rule = hcp_emulator.faults.add("data", method="PUT", path=r"top-0004\.txt", status=403, count=None)
     assert _upload(pipeline, tmp_path / "source", hcp_bucket, job) == "FAILED"
@@ -250,16 +245,14 @@ async def test_an_automation_on_commit_starts_the_downstream_deployment_once(
 
     assert _upload(pipeline, tmp_path / "source", hcp_bucket, job) == "COMPLETED"
     committed = (await _eventually(lambda: job_events(events.UPLOAD_COMMITTED), "the committed event"))[0]
-    assert committed.payload["counts"]["committed"] == len(files)
+    assert committed.resource["rahcp.prefix"] == "scans/"
+    assert committed.payload["counts"]["committed"] == committed.payload["counts"]["ok"] == len(files)
     assert committed.payload["bytes"] == sum(len(content) for content in files.values())
-
-    async def finished_downstream() -> list[Any] | None:
-        runs = await downstream_runs()
-        return runs if runs and all(run.state and run.state.is_final() for run in runs) else None
 
     runs = await _eventually(finished_downstream, "the downstream run the automation starts")
     assert len(runs) == 1, "only the commit may start the downstream deployment, not the rollback"
     assert runs[0].state.is_completed(), pipeline.worker_log.read_text()[-5000:]
-    assert runs[0].parameters["prefix"] == "in/"
-    markers_written = [json.loads(path.read_text()) for path in markers.glob("*.json")]
-    assert markers_written == [{"token": pipeline.token, "prefix": "in/", "file": markers_written[0]["file"]}]
+    written = [json.loads(path.read_text()) for path in pipeline.markers.glob("*.json")]
+    assert [marker for marker in written if marker["prefix"] == "scans/"] == [
+        {"token": pipeline.token, "prefix": "scans/", "file": written[0]["file"]}
+    ]
