@@ -12,8 +12,11 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from .validation import key_room
 
 logger = logging.getLogger(__name__)
 
@@ -101,3 +104,27 @@ class NeverUpload:
             self._warned.add(kind)
             self._warn(f"Not uploaded: {rel} inside source_dir is {kind} (further ones are skipped without a warning)")
         return True
+
+
+@dataclass(frozen=True)
+class SourceGuard:
+    """How a flow walks ``source_dir``: what it leaves out (``skip``) and the bytes a file path
+    may take (``key_room``: S3's 1,024 less the longer of the staging and final prefixes)."""
+
+    skip: NeverUpload
+    key_room: int
+
+    @classmethod
+    def for_run(
+        cls,
+        source: str | os.PathLike[str],
+        tracker: Any,
+        final_prefix: str,
+        staging_prefix: str,
+        warn: Callable[[str], Any] | None = None,
+    ) -> SourceGuard:
+        return cls(NeverUpload.for_tracker(source, tracker, warn), key_room(final_prefix, staging_prefix))
+
+    def scan_options(self) -> dict[str, Any]:
+        """The ``scan_tree`` keyword arguments of this guard."""
+        return {"skip": self.skip, "key_room": self.key_room}

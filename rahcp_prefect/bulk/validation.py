@@ -97,7 +97,7 @@ def check_prefix(prefix: Any, name: str = "prefix") -> str:
         elif utf8_length(prefix) >= MAX_KEY_BYTES:
             problem = f"it is {utf8_length(prefix)} bytes of UTF-8 and S3 keys are at most {MAX_KEY_BYTES}"
     if problem:
-        raise InvalidInputError(f"{name} {shown(prefix)!r} is refused: {problem}")
+        raise InvalidInputError(f"{name} '{shown(prefix)}' is refused: {problem}")
     return prefix
 
 
@@ -109,6 +109,13 @@ def check_count(name: str, value: Any, minimum: int = 1, maximum: int | None = N
         bounds = f">= {minimum}" if maximum is None else f"between {minimum} and {maximum}"
         raise InvalidInputError(f"{name} must be {bounds}, got {value}")
     return value
+
+
+def check_job_inputs(bucket: Any, prefix: Any, batch_size: Any) -> None:
+    """The parameters every bulk flow takes, checked before the login and the tracker."""
+    check_bucket(bucket)
+    check_prefix(prefix)
+    check_count("batch_size", batch_size)
 
 
 def check_overrides(overrides: Any, fields: Mapping[str, Any], name: str = "settings_overrides") -> dict[str, Any]:
