@@ -57,8 +57,11 @@ def scan_tree(
     select: Callable[[str], bool] | None = None,
     key_room: int | None = None,
     skip: Callable[[str], bool] | None = None,
-) -> Iterator[tuple[str, str, int]]:
-    """Yield ``(relative path with / separators, OS path, size)`` for each file under ``root``.
+) -> Iterator[tuple[str, str, int, int]]:
+    """Yield ``(relative path with / separators, OS path, size, mtime_ns)`` for each file.
+
+    Size and modification time (ns) come from the one ``stat`` each file costs anyway: the
+    incremental sync compares both with what the tracker recorded when the file was sent.
 
     Lazy and sorted in key order. A directory that cannot be read, a file that cannot be
     stat'ed or whose path cannot be an S3 key goes to ``on_error(relative path, exc)`` and the
@@ -121,11 +124,11 @@ def scan_tree(
                 continue
             child = join(path, name)
             try:
-                size = stat(child).st_size
+                st = stat(child)
             except OSError as exc:
                 report(child_rel, exc)
                 continue
-            yield child_rel, child, size
+            yield child_rel, child, st.st_size, st.st_mtime_ns
         else:
             stack.pop()
             if ident is not None:

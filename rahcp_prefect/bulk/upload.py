@@ -145,7 +145,7 @@ class _Upload:
             key_room=key_room(cfg.prefix),
             skip=NeverUpload.for_tracker(self.root, cfg.tracker),
         )
-        return walk, cfg.prefix
+        return ((rel, path, size) for rel, path, size, _mtime in walk), cfg.prefix
 
     async def items(self) -> AsyncIterator[UploadItem]:
         """Files that need a transfer, lazily; skipped ones are counted on the way."""

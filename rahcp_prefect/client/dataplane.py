@@ -267,6 +267,35 @@ class DataPlane:
             dest.unlink(missing_ok=True)
             raise
 
+    async def get_range_into(
+        self, url: str, fd: int, offset: int, length: int, *, what: str, chunk_size: int = DEFAULT_CHUNK
+    ) -> int:
+        """GET bytes ``[offset, offset + length)`` of the object and write them at the same
+        offsets of the open file ``fd`` (``pwrite``; memory: one chunk). Returns ``length``.
+
+        A retry writes the range again from its start (same bytes, same place). A server that
+        ignores ``Range`` (200 for a partial range) or sends another range is an error.
+        """
+        header = {"Range": f"bytes={offset}-{offset + length - 1}"}
+
+        async def attempt() -> tuple[int, int]:
+            async with self.session.get(URL(url, encoded=True), headers=header) as response:
+                await _check(response, what)
+                _check_range(response, offset, length, what)
+                position = offset
+                async for chunk in response.content.iter_chunked(chunk_size):
+                    view = memoryview(chunk)
+                    while view:
+                        count = os.pwrite(fd, view, position)
+                        position += count
+                        view = view[count:]
+                written = position - offset
+                if written != length:
+                    raise _Retry(f"short body ({written} of {length} bytes)")
+                return written, response.status
+
+        return await self._retrying("GET", what, attempt, length)
+
     async def get_bytes(self, url: str, *, what: str) -> bytes:
         """GET the whole object into memory."""
 
@@ -375,6 +404,17 @@ async def _check(response: aiohttp.ClientResponse, what: str) -> None:
         raise _Retry(reason, status, parse_retry_after(response.headers.get("Retry-After")))
     logger.error("%s %s -> %d %s", response.method, what, status, reason)
     raise PresignedTransferError(f"{reason} for {what}", status)
+
+
+def _check_range(response: aiohttp.ClientResponse, offset: int, length: int, what: str) -> None:
+    """The answer must be the range asked for (206 with a matching ``Content-Range``)."""
+    wanted = f"bytes {offset}-{offset + length - 1}/"
+    if response.status != 206 or not response.headers.get("Content-Range", "").startswith(wanted):
+        raise PresignedTransferError(
+            f"Range {offset}-{offset + length - 1} of {what} answered {response.status} "
+            f"{response.headers.get('Content-Range', 'without Content-Range')}",
+            response.status,
+        )
 
 
 def _byte_count(result: object, size: int | None) -> int:

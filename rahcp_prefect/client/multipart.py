@@ -1,7 +1,9 @@
 """Multipart upload over presigned part URLs: initiate, presign parts, PUT parts, complete.
 
 Parts are read from disk as they are sent, ``concurrency`` at a time, so memory stays bounded by
-concurrency x read chunk whatever the file size. Any failure (or cancellation) aborts the upload.
+concurrency x read chunk whatever the file size. Any failure (or cancellation) before the complete
+aborts the upload; once the complete was sent the upload is never aborted (it may be complete:
+see ``completion``).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from pathlib import Path
 from time import perf_counter
 from typing import TYPE_CHECKING
 
+from .completion import CompletionUnknown, complete_upload
 from .config import MAX_PART_SIZE, MAX_PARTS, MIB, MIN_PART_SIZE
 from .errors import HCPError, PresignedTransferError
 from .keys import multipart_path
@@ -76,9 +79,12 @@ class MultipartUpload:
         self.chunk_size = chunk_size
         self.what = f"{bucket}/{key}"
         self.upload_id: str | None = None
+        self.completing = False
+        """Set once a complete may have reached the store: from then on, never abort."""
 
     async def run(self) -> str:
-        """Upload every part and complete; abort on any failure. Returns the object's ETag."""
+        """Upload every part and complete; abort on a failure before the complete. Returns the
+        object's ETag."""
         started = perf_counter()
         initiated = await self.client.request_json("POST", multipart_path(self.bucket, self.key))
         self.upload_id = initiated["upload_id"]
@@ -87,7 +93,10 @@ class MultipartUpload:
             etags = await self._put_parts(urls)
             etag = await self._complete(etags)
         except BaseException:
-            await asyncio.shield(self._abort())
+            if self.completing:
+                logger.warning("Multipart upload of %s left open: its complete may have succeeded", self.what)
+            else:
+                await asyncio.shield(self._abort())
             raise
         logger.info(
             "Multipart upload of %s done: %d bytes in %d parts, %.2f s",
@@ -169,15 +178,14 @@ class MultipartUpload:
         return await self.client.data.put_bytes(url, view, what=what)  # type: ignore[arg-type]
 
     async def _complete(self, etags: dict[int, str]) -> str:
-        answer = await self.client.request_json(
-            "POST",
-            multipart_path(self.bucket, self.key, "/complete"),
-            json={
-                "upload_id": self.upload_id,
-                "parts": [{"PartNumber": n, "ETag": etags[n]} for n in sorted(etags)],
-            },
-        )
-        return answer.get("etag") or ""
+        assert self.upload_id is not None
+        self.completing = True
+        try:
+            return await complete_upload(self.client, self.bucket, self.key, self.upload_id, etags, self.size)
+        except HCPError as exc:
+            if not isinstance(exc, CompletionUnknown):
+                self.completing = False  # refused outright: nothing was completed
+            raise
 
     async def _abort(self) -> None:
         """Best effort: a failed abort is logged, never raised over the original error."""

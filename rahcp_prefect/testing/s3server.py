@@ -28,6 +28,7 @@ from werkzeug.serving import BaseWSGIServer, make_server
 from rahcp_prefect.testing.counter import RequestCounter, s3_route
 from rahcp_prefect.testing.expiry import expired_body, expired_presign
 from rahcp_prefect.testing.faults import FAULT_DETAIL, FaultInjector
+from rahcp_prefect.testing.ranges import serve_range
 from rahcp_prefect.testing.storage import KEY_TOO_LONG, MAX_KEY_BYTES
 
 # The emulator tags its own boto3 calls with this user-agent marker: they are counted as
@@ -169,6 +170,8 @@ class DataPlaneMiddleware:
             if rule.status is not None:
                 body = json.dumps({"detail": FAULT_DETAIL}).encode()
                 return _answer(environ, start_response, rule.status, "application/json", body)
+            if rule.drop_answer:
+                _forward_then_drop(self.app, environ)
         if len(raw_path) > MAX_KEY_BYTES and _key_bytes(raw_path) > MAX_KEY_BYTES:
             return _answer(environ, start_response, 400, "application/xml", _key_too_long_body())
         if self.enforce_presign_expiry:
@@ -176,6 +179,10 @@ class DataPlaneMiddleware:
             if expired is not None:
                 body = expired_body(*expired)
                 return _answer(environ, start_response, 403, "application/xml", body)
+        if method == "GET" and "HTTP_RANGE" in environ:
+            ranged = serve_range(environ, path, start_response)
+            if ranged is not None:
+                return ranged
         return _with_whole_body_read(self.app, environ, start_response)
 
 
@@ -228,6 +235,19 @@ def _drop(environ: dict[str, Any]) -> None:
         except OSError:
             pass
     raise ConnectionAbortedError("connection dropped by an injected fault")
+
+
+def _forward_then_drop(app: WSGIApp, environ: dict[str, Any]) -> None:
+    """Let moto handle the request in full, then drop the connection instead of the answer."""
+    result = _with_whole_body_read(app, environ, lambda *args, **kwargs: (lambda data: None))
+    try:
+        for _chunk in result:
+            pass
+    finally:
+        close = getattr(result, "close", None)
+        if close is not None:
+            close()
+    _drop(environ)
 
 
 def _drain(environ: dict[str, Any]) -> None:

@@ -172,7 +172,7 @@ def test_scan_reports_odd_names_escaped_and_patterns_match_the_escaped_form(tmp_
 
     def scan(select: object = None, room: int | None = None) -> tuple[list[str], dict[str, str]]:
         errors: dict[str, str] = {}
-        got = [rel for rel, _, _ in scan_tree(
+        got = [rel for rel, *_ in scan_tree(
             tmp_path, on_error=lambda rel, exc: errors.__setitem__(rel, f"{type(exc).__name__}: {exc}"),
             select=select, key_room=room,  # type: ignore[arg-type]
         )]
@@ -203,7 +203,7 @@ def test_tracker_files_and_download_folders_inside_the_source_are_never_walked(t
     warnings: list[str] = []
     skip = NeverUpload(source, [source / "tracker.db", f"{source}/tracker.db-wal", f"{source}/tracker.db-shm",
                                 tmp_path / "elsewhere.db"], [source / "down"], warn=warnings.append)
-    got = sorted(rel for rel, _, _ in scan_tree(source, skip=skip))
+    got = sorted(rel for rel, *_ in scan_tree(source, skip=skip))
     assert got == ["a.txt", "deep/keep.txt"]
     assert len(warnings) == 3, warnings  # one per kind, not one per file
     assert any("tracker.db" in w and "the tracker's own file" in w for w in warnings)

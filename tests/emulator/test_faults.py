@@ -111,6 +111,26 @@ def test_data_drop_is_a_transport_error(api: httpx.Client, hcp_emulator: HCPEmul
     assert httpx.put(url, content=b"y").status_code == 200
 
 
+def test_drop_answer_does_the_work_then_drops_the_connection(
+    api: httpx.Client, hcp_emulator: HCPEmulator, hcp_bucket: str
+) -> None:
+    """``drop_answer``: the request is handled in full (the object is stored, the bucket
+    created), and the client sees a dropped connection instead of the answer."""
+    url = _presigned(api, hcp_bucket, "stored.bin")
+    data_rule = hcp_emulator.faults.add("data", method="PUT", drop_answer=True)
+    with pytest.raises(httpx.TransportError):
+        httpx.put(url, content=b"z" * 300_000)
+    assert hcp_emulator.s3.get_object(Bucket=hcp_bucket, Key="stored.bin")["Body"].read() == b"z" * 300_000
+    api_rule = hcp_emulator.faults.add("api", method="DELETE", path="/objects/stored.bin$", drop_answer=True)
+    with pytest.raises(httpx.TransportError):
+        api.delete(f"/buckets/{hcp_bucket}/objects/stored.bin")
+    assert hcp_emulator.s3.list_objects_v2(Bucket=hcp_bucket)["KeyCount"] == 0
+    assert (data_rule.hits, api_rule.hits) == (1, 1)
+    assert hcp_emulator.request_counts[("api", "DELETE", "/buckets/{bucket}/objects/{key:path}")] == 1
+    with pytest.raises(ValueError, match="drop_answer"):
+        hcp_emulator.faults.add("api", drop_answer=True, status=500)
+
+
 def test_data_delay_and_head_fault(api: httpx.Client, hcp_emulator: HCPEmulator, hcp_bucket: str) -> None:
     hcp_emulator.s3.put_object(Bucket=hcp_bucket, Key="slow", Body=b"abc")
     get_url = _presigned(api, hcp_bucket, "slow", "get_object")
