@@ -6,8 +6,10 @@ Nothing here imports Prefect, so the SDK is usable (and testable) on its own.
 from .client import HCPClient
 from .config import ClientConfig, TransferSettings
 from .dataplane import DataPlane
+from .digests import Uploaded
 from .errors import (
     AuthenticationError,
+    ChecksumMismatchError,
     ConflictError,
     HCPError,
     NotFoundError,
@@ -22,6 +24,7 @@ from .tracing import configure_tracing
 
 __all__ = [
     "AuthenticationError",
+    "ChecksumMismatchError",
     "ClientConfig",
     "ConflictError",
     "DataPlane",
@@ -33,6 +36,7 @@ __all__ = [
     "RetryableError",
     "S3Ops",
     "TransferSettings",
+    "Uploaded",
     "UpstreamError",
     "configure_tracing",
     "part_size_for",

@@ -10,11 +10,11 @@ S3's part ETags are those MD5s), and then the upload counts as done, once.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
+from .digests import bare_etag, multipart_md5
 from .errors import HCPError, NotFoundError
 from .keys import multipart_path, object_path
 
@@ -30,8 +30,7 @@ _NOT_DEFINITIVE = frozenset({404, 408, 429})
 
 def multipart_etag(part_etags: list[str]) -> str:
     """The ETag S3 gives the object completed from these parts, in part order (quoted)."""
-    digests = b"".join(bytes.fromhex(etag.strip().strip('"')) for etag in part_etags)
-    return f'"{hashlib.md5(digests).hexdigest()}-{len(part_etags)}"'
+    return f'"{multipart_md5(bytes.fromhex(bare_etag(etag)) for etag in part_etags)}"'
 
 
 class CompletionUnknown(HCPError):

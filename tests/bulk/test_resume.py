@@ -102,7 +102,7 @@ async def test_kill_mid_upload_then_resume(hcp_emulator, hcp_bucket, hcp_credent
         **hcp_credentials, multipart_threshold=6 * MIB, multipart_chunk=5 * MIB, retry_base_delay=0.01
     ) as client:
         sent = record_calls(client, ["put_bytes", "put_file"])
-        sent += record_calls(client, ["upload_multipart"], owner=client.s3)
+        sent += record_calls(client, ["upload_multipart_digests"], owner=client.s3)
         with SqliteTracker(db, job="resume") as tracker:
             stats = await bulk_upload(BulkUploadConfig(client=client, bucket=hcp_bucket, source_dir=src, tracker=tracker))
             assert tracker.done_keys() == set(files) and tracker.error_entries() == []
