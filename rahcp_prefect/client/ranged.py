@@ -30,7 +30,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .completion import multipart_etag
-from .errors import HCPError
+from .errors import ChecksumMismatchError, HCPError
+from .gather import gather_all
 
 if TYPE_CHECKING:
     from .dataplane import DataPlane
@@ -41,10 +42,6 @@ RANGES_SUFFIX = ".ranges"
 """The sidecar of ``<temp>``: ``<temp>.ranges``."""
 _HASH_CHUNK = 1 << 20
 _FORMAT = 1
-
-
-class ChecksumMismatch(HCPError):
-    """The downloaded bytes do not match the object's ETag (the temporary file is removed)."""
 
 
 @dataclass(frozen=True)
@@ -122,7 +119,8 @@ class RangedDownload:
         """Ranges a previous attempt finished, if its sidecar describes this very object."""
         sidecar = sidecar_of(self.temp)
         try:
-            lines = sidecar.read_text().splitlines()
+            # Only lines ending in a newline were written whole (a crash may tear the last one).
+            lines = sidecar.read_text().split("\n")[:-1]
             on_disk = os.stat(self.temp).st_size
         except (OSError, UnicodeDecodeError):
             discard(self.temp)
@@ -134,11 +132,11 @@ class RangedDownload:
         if header != self.header or on_disk != self.size or not self.etag:
             discard(self.temp)
             return set()
-        done = {int(line) for line in lines[1:] if line.strip().isdigit()}
+        done = {int(line) for line in lines[1:] if line.isdigit()}
         return {index for index in done if 0 <= index < self.count}
 
     async def run(self) -> RangedResult:
-        """Fetch the missing ranges, check the bytes; raises ``ChecksumMismatch`` (after removing
+        """Fetch the missing ranges, check the bytes; raises ``ChecksumMismatchError`` (after removing
         the file) when they are not the object's. The file and sidecar stay on other failures
         (the caller removes them, or a crashed run's successor resumes from them)."""
         done = self._recorded()
@@ -176,7 +174,7 @@ class RangedDownload:
         if digest is not None and not verified:
             if kind == "whole":
                 discard(self.temp)
-                raise ChecksumMismatch(
+                raise ChecksumMismatchError(
                     f"Downloaded bytes of {self.what} do not match its MD5 ETag {self.etag} (got {digest})"
                 )
             # The parts may have been cut otherwise than this SDK cuts them: no verdict.
@@ -196,18 +194,12 @@ class RangedDownload:
                 start, length = self._span(index)
                 await self.data.get_range_into(
                     self.url, fd, start, length, what=f"{self.what} (range {index + 1}/{self.count})",
-                    chunk_size=self.chunk_size,
+                    total=self.size, chunk_size=self.chunk_size,
                 )
                 os.write(record, f"{index}\n".encode())
                 hasher.ready(index)
 
-        tasks = [asyncio.ensure_future(worker()) for _ in range(min(self.concurrency, self.count))]
-        try:
-            await asyncio.gather(*tasks)
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+        await gather_all(worker() for _ in range(min(self.concurrency, self.count)))
 
 
 class _Hasher:
