@@ -13,7 +13,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 MAX_KEY_BYTES = 1024
@@ -147,10 +147,10 @@ _SCALARS: dict[Any, Any] = {
     bool: lambda v: isinstance(v, bool),
     str: lambda v: isinstance(v, str),
 }
-_SCALAR_NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
+_SCALAR_NAMES: dict[Any, str] = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
 
 
-def describe_errors(errors: list[Mapping[str, Any]], name: str) -> str:
+def describe_errors(errors: Sequence[Mapping[str, Any]], name: str) -> str:
     """One line per failed field of a pydantic validation (``exc.errors()``), naming the value."""
     lines = []
     for error in errors:
