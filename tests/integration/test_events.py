@@ -66,7 +66,7 @@ async def test_flows_emit_outcome_events_with_counts_and_no_secret(
     events.emit_verify_mismatch(f"{tag}-verify", hcp_bucket, "good/", ["good/top-0000.txt", "good/top-0002.txt"])
     assert failed_upload.is_failed() and failed_download.is_failed()
 
-    found = await read_job_events(tag, expected=7)
+    found = await read_job_events(tag, expected=6)
     by_job: dict[str, list[str]] = {}
     for event in found:
         by_job.setdefault(event.resource.id.removeprefix("rahcp.job."), []).append(event.event)
