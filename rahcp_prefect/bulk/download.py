@@ -13,9 +13,11 @@ import asyncio
 import logging
 import os
 from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
-from rahcp_prefect.client.errors import PresignedTransferError
+from rahcp_prefect.client.digests import Hasher, hash_file, plain_md5_of_etag
+from rahcp_prefect.client.errors import ChecksumMismatchError, PresignedTransferError
 
 from .config import BulkDownloadConfig
 from .errors import VerificationError
@@ -49,7 +51,21 @@ class _Download:
         self.base = os.path.realpath(cfg.dest_dir)
         self.validate = cfg.validate_file
         self.verify = cfg.verify_download
+        self.checksums = cfg.verify_checksums
+        self.manifest = cfg.manifest
         self._safe_dirs: set[str] = {self.base}
+
+    def expected(self, key: str, etag: str | None) -> Expected | None:
+        """What ``key``'s bytes must hash to: its manifest SHA-256, else its ETag's MD5
+        (single-part objects), else None (unverifiable)."""
+        if not self.checksums:
+            return None
+        if self.manifest is not None:
+            sha256 = self.manifest.get(key)
+            if sha256 is not None:
+                return Expected("sha256", sha256.lower())
+        md5 = plain_md5_of_etag(etag)
+        return Expected("md5", md5) if md5 is not None else None
 
     # -- the producer side -----------------------------------------------------------------
 
@@ -96,8 +112,14 @@ class _Download:
             except OSError:
                 on_disk = -1
             if on_disk == size:
-                rec.skipped(key, size, mark=key not in done, etag=etag)
-                continue
+                if key in done:
+                    rec.skipped(key, size, etag=etag)
+                    continue
+                expect = self.expected(key, etag)
+                if expect is None or await _local_matches(dest, expect):
+                    rec.skipped(key, size, mark=True, etag=etag)
+                    continue
+                logger.info("%s: the local file has the listed size but not its %s; fetching it again", key, expect.name)
             yield key, size, etag, dest
 
     # -- the worker side -------------------------------------------------------------------
@@ -116,11 +138,18 @@ class _Download:
         through), never raises (except cancellation)."""
         key, size, etag, dest = item
         temp: str | None = None
+        expect = self.expected(key, etag)
+        hasher = Hasher(md5=expect is not None and expect.name == "md5") if self.checksums else None
         try:
             parent, _, name = dest.rpartition(os.sep)
             self._parent_ready(parent)
             temp = parent + os.sep + temp_name(name)
-            got = await self._fetch(key, size, temp, url)
+            try:
+                got = await self._fetch_checked(key, size, temp, url, hasher, expect)
+            except ChecksumMismatchError as exc:
+                logger.warning("%s; fetching it once more", exc)
+                self.rec.retried()
+                got = await self._fetch_checked(key, size, temp, None, hasher, expect)
             if self.verify and got != size:
                 raise VerificationError(f"verify_download: {self.bucket}/{key}: got {got} bytes, listed {size}")
             if self.validate is not None:
@@ -131,32 +160,82 @@ class _Download:
                 _remove(temp)
             self.rec.error(key, size, exc)
             return exc
-        self.rec.ok(key, got, etag=etag, verified=self.verify, validated=self.validate is not None)
+        self.rec.ok(
+            key,
+            got,
+            etag=etag,
+            verified=self.verify,
+            validated=self.validate is not None,
+            checked=expect is not None,
+        )
         return None
 
-    async def _fetch(self, key: str, size: int, temp: str, url: str | None) -> int:
+    async def _fetch_checked(
+        self, key: str, size: int, temp: str, url: str | None, hasher: Hasher | None, expect: Expected | None
+    ) -> int:
+        """``_fetch``, then the bytes must hash to ``expect`` (``ChecksumMismatchError``)."""
+        got = await self._fetch(key, size, temp, url, hasher)
+        if hasher is not None and expect is not None:
+            actual = hasher.sha256 if expect.name == "sha256" else hasher.md5
+            if actual != expect.value:
+                raise ChecksumMismatchError(
+                    f"{self.bucket}/{key}: the {expect.label} of the bytes received is {actual}, "
+                    f"{expect.source} is {expect.value}"
+                )
+        return got
+
+    async def _fetch(self, key: str, size: int, temp: str, url: str | None, hasher: Hasher | None) -> int:
         """GET ``key`` into ``temp``; a 403 (expired URL) is presigned again once."""
         what = f"{self.bucket}/{key}"
         if url is None:
             url = await self.s3.presign_get(self.bucket, key)
         try:
-            return await self._get(url, what, size, temp)
+            return await self._get(url, what, size, temp, hasher)
         except PresignedTransferError as exc:
             if exc.status_code != 403:
                 raise
             self.rec.retried()
             url = await self.s3.presign_get(self.bucket, key)
-            return await self._get(url, what, size, temp)
+            return await self._get(url, what, size, temp, hasher)
 
-    async def _get(self, url: str, what: str, size: int, temp: str) -> int:
+    async def _get(self, url: str, what: str, size: int, temp: str, hasher: Hasher | None) -> int:
         if size < self.cfg.stream_threshold:
-            data = await self.data.get_bytes(url, what=what)
+            data = await self.data.get_bytes(url, what=what, hasher=hasher)
             _write_file(temp, data)
             return len(data)
-        got = await self.data.get_to_file(url, Path(temp), what=what, chunk_size=self.cfg.chunk_size)
+        got = await self.data.get_to_file(
+            url, Path(temp), what=what, chunk_size=self.cfg.chunk_size, hasher=hasher
+        )
         if self.verify:
             return os.stat(temp).st_size
         return got
+
+
+@dataclass(frozen=True, slots=True)
+class Expected:
+    """The digest a downloaded file must have, and where it comes from."""
+
+    name: str  # "sha256" or "md5"
+    value: str  # hex
+
+    @property
+    def label(self) -> str:
+        return "SHA-256" if self.name == "sha256" else "MD5"
+
+    @property
+    def source(self) -> str:
+        return "the manifest's" if self.name == "sha256" else "the ETag's"
+
+
+async def _local_matches(path: str, expect: Expected) -> bool:
+    """Whether the local file ``path`` hashes to ``expect`` (read in a worker thread)."""
+    hasher = Hasher(md5=expect.name == "md5", sha256=expect.name == "sha256")
+    loop = asyncio.get_running_loop()
+    try:
+        await loop.run_in_executor(None, hash_file, path, hasher)
+    except OSError:
+        return False
+    return (hasher.sha256 if expect.name == "sha256" else hasher.md5) == expect.value
 
 
 _O_WRITE = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_BINARY", 0)

@@ -173,7 +173,9 @@ class _Upload:
         except Exception as exc:
             self.rec.error(key, size, exc)
             return exc
-        self.rec.ok(key, size, etag=sent.etag, verified=self.verify, validated=self.validate is not None)
+        self.rec.ok(
+            key, size, etag=sent.etag, verified=self.verify, validated=self.validate is not None, checked=True
+        )
         return None
 
     async def _put(self, key: str, path: str, size: int, url: str | None) -> Uploaded:
