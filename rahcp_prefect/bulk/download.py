@@ -12,12 +12,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from rahcp_prefect.client.digests import Hasher, hash_file, plain_md5_of_etag
 from rahcp_prefect.client.errors import ChecksumMismatchError, PresignedTransferError
+
+from rahcp_prefect.tracker.protocol import FileDigests
 
 from .config import BulkDownloadConfig
 from .errors import VerificationError
@@ -89,7 +91,12 @@ class _Download:
         prefix = cfg.prefix
         base = self.base
         accepts = self.filter.accepts if self.filter.active else None
-        done = cfg.tracker.done_keys() if cfg.skip_done else frozenset()
+        recorded: Mapping[str, FileDigests] = {}
+        if cfg.skip_done and self.checksums:
+            recorded = cfg.tracker.done_digests()
+            done: Collection[str] = recorded.keys()
+        else:
+            done = cfg.tracker.done_keys() if cfg.skip_done else frozenset()
         stat = os.stat
         seen = 0
         async for key, size, etag in self._sources():
@@ -112,14 +119,17 @@ class _Download:
             except OSError:
                 on_disk = -1
             if on_disk == size:
-                if key in done:
-                    rec.skipped(key, size, etag=etag)
-                    continue
                 expect = self.expected(key, etag)
-                if expect is None or await _local_matches(dest, expect):
+                if key in done:
+                    if not _recorded_differs(recorded.get(key), expect):
+                        rec.skipped(key, size, etag=etag)
+                        continue
+                    logger.info("%s: the job recorded other bytes than the object now holds; fetching it again", key)
+                elif expect is None or await _local_matches(dest, expect):
                     rec.skipped(key, size, mark=True, etag=etag)
                     continue
-                logger.info("%s: the local file has the listed size but not its %s; fetching it again", key, expect.name)
+                else:
+                    logger.info("%s: the local file has the listed size but not its %s; fetching it again", key, expect.label)
             yield key, size, etag, dest
 
     # -- the worker side -------------------------------------------------------------------
@@ -167,6 +177,8 @@ class _Download:
             verified=self.verify,
             validated=self.validate is not None,
             checked=expect is not None,
+            sha256=hasher.sha256 if hasher is not None else None,
+            md5=hasher.md5 if hasher is not None else None,
         )
         return None
 
@@ -225,6 +237,14 @@ class Expected:
     @property
     def source(self) -> str:
         return "the manifest's" if self.name == "sha256" else "the ETag's"
+
+
+def _recorded_differs(recorded: FileDigests | None, expect: Expected | None) -> bool:
+    """Whether the digest the job recorded for a file contradicts what the object must hash to."""
+    if recorded is None or expect is None:
+        return False
+    mine = recorded.sha256 if expect.name == "sha256" else recorded.md5
+    return mine is not None and mine != expect.value
 
 
 async def _local_matches(path: str, expect: Expected) -> bool:

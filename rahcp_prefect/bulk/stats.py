@@ -122,12 +122,17 @@ class Recorder:
         verified: bool = False,
         validated: bool = False,
         checked: bool | None = None,
+        sha256: str | None = None,
+        md5: str | None = None,
     ) -> None:
-        """A file was transferred: count its bytes and mark it done. ``checked``: its bytes
-        were (True) or could not be (False) checked against a digest; None counts neither."""
+        """A file was transferred: count its bytes and mark it done with its digests.
+        ``checked``: its bytes were (True) or could not be (False) checked against a digest;
+        None counts neither."""
         stats = self.stats
         try:
-            self._mark(key, size, _DONE, etag=etag, verified=verified, validated=validated)
+            self._mark(
+                key, size, _DONE, etag=etag, verified=verified, validated=validated, sha256=sha256, md5=md5
+            )
         except Exception as exc:  # e.g. a key the tracker cannot store: not done for a rerun
             self.error(key, size, exc, mark=False)
             return

@@ -174,7 +174,14 @@ class _Upload:
             self.rec.error(key, size, exc)
             return exc
         self.rec.ok(
-            key, size, etag=sent.etag, verified=self.verify, validated=self.validate is not None, checked=True
+            key,
+            size,
+            etag=sent.etag,
+            verified=self.verify,
+            validated=self.validate is not None,
+            checked=True,
+            sha256=sent.sha256,
+            md5=sent.md5,
         )
         return None
 
