@@ -3,8 +3,10 @@
 Pipeline: the listing, paged lazily -> include/exclude -> refuse keys that would land outside
 ``dest_dir`` -> skip files already on disk with the listed size -> presign in batches ->
 ``workers`` coroutines GET each object into ``.rahcp-part.<name>`` next to its final path
-(small objects in one shot, large ones streamed), verify and validate it there, then rename it
-into place. A file therefore appears under its final name only when it is complete.
+(small objects in one shot, those at or above ``stream_threshold`` as ``multipart_concurrency``
+parallel ranged GETs, resumable after a crash and checked against the ETag: see
+``client.ranged``), verify and validate it there, then rename it into place. A file therefore
+appears under its final name only when it is complete.
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rahcp_prefect.client.digests import Hasher, hash_file, plain_md5_of_etag
-from rahcp_prefect.client.errors import ChecksumMismatchError, PresignedTransferError
+from rahcp_prefect.client.errors import ChecksumMismatchError, ObjectChangedError, PresignedTransferError
+from rahcp_prefect.client.multipart import part_size_for
+from rahcp_prefect.client.ranged import RangedDownload, discard
 
 from rahcp_prefect.tracker.protocol import FileDigests
 
@@ -56,6 +60,9 @@ class _Download:
         self.checksums = cfg.verify_checksums
         self.manifest = cfg.manifest
         self._safe_dirs: set[str] = {self.base}
+        transfer = cfg.client.transfer_settings
+        self.range_chunk = transfer.multipart_chunk
+        self.range_concurrency = transfer.multipart_concurrency
 
     def expected(self, key: str, etag: str | None) -> Expected | None:
         """What ``key``'s bytes must hash to: its manifest SHA-256, else its ETag's MD5
@@ -68,6 +75,7 @@ class _Download:
                 return Expected("sha256", sha256.lower())
         md5 = plain_md5_of_etag(etag)
         return Expected("md5", md5) if md5 is not None else None
+
 
     # -- the producer side -----------------------------------------------------------------
 
@@ -149,17 +157,20 @@ class _Download:
         key, size, etag, dest = item
         temp: str | None = None
         expect = self.expected(key, etag)
-        hasher = Hasher(md5=expect is not None and expect.name == "md5") if self.checksums else None
+        ranged = size >= self.cfg.stream_threshold and size > 0
+        # A ranged download checks a single-part ETag's MD5 itself: only SHA-256 is added.
+        hasher = Hasher(md5=expect is not None and expect.name == "md5" and not ranged) if self.checksums else None
         try:
             parent, _, name = dest.rpartition(os.sep)
             self._parent_ready(parent)
             temp = parent + os.sep + temp_name(name)
             try:
-                got = await self._fetch_checked(key, size, temp, url, hasher, expect)
+                got, etag_checked = await self._fetch_checked(key, size, etag, temp, url, hasher, expect)
             except ChecksumMismatchError as exc:
                 logger.warning("%s; fetching it once more", exc)
                 self.rec.retried()
-                got = await self._fetch_checked(key, size, temp, None, hasher, expect)
+                discard(Path(temp))  # a ranged download must not resume from damaged ranges
+                got, etag_checked = await self._fetch_checked(key, size, etag, temp, None, hasher, expect)
             if self.verify and got != size:
                 raise VerificationError(f"verify_download: {self.bucket}/{key}: got {got} bytes, listed {size}")
             if self.validate is not None:
@@ -167,7 +178,7 @@ class _Download:
             os.replace(temp, dest)
         except Exception as exc:
             if temp is not None:
-                _remove(temp)
+                discard(Path(temp))
             self.rec.error(key, size, exc)
             return exc
         self.rec.ok(
@@ -176,51 +187,81 @@ class _Download:
             etag=etag,
             verified=self.verify,
             validated=self.validate is not None,
-            checked=expect is not None,
+            checked=self.checksums and (expect is not None or etag_checked),
             sha256=hasher.sha256 if hasher is not None else None,
             md5=hasher.md5 if hasher is not None else None,
         )
         return None
 
     async def _fetch_checked(
-        self, key: str, size: int, temp: str, url: str | None, hasher: Hasher | None, expect: Expected | None
-    ) -> int:
-        """``_fetch``, then the bytes must hash to ``expect`` (``ChecksumMismatchError``)."""
-        got = await self._fetch(key, size, temp, url, hasher)
+        self,
+        key: str,
+        size: int,
+        etag: str | None,
+        temp: str,
+        url: str | None,
+        hasher: Hasher | None,
+        expect: Expected | None,
+    ) -> tuple[int, bool]:
+        """``_fetch``, then the bytes must hash to ``expect`` (``ChecksumMismatchError``).
+        Returns the size and whether the transfer itself checked the ETag (ranged)."""
+        got, etag_checked = await self._fetch(key, size, etag, temp, url, hasher)
         if hasher is not None and expect is not None:
             actual = hasher.sha256 if expect.name == "sha256" else hasher.md5
+            if actual is None:  # the ranged download checked the ETag's MD5 itself
+                return got, etag_checked
             if actual != expect.value:
                 raise ChecksumMismatchError(
                     f"{self.bucket}/{key}: the {expect.label} of the bytes received is {actual}, "
                     f"{expect.source} is {expect.value}"
                 )
-        return got
+        return got, etag_checked
 
-    async def _fetch(self, key: str, size: int, temp: str, url: str | None, hasher: Hasher | None) -> int:
-        """GET ``key`` into ``temp``; a 403 (expired URL) is presigned again once."""
+    async def _fetch(
+        self, key: str, size: int, etag: str | None, temp: str, url: str | None, hasher: Hasher | None
+    ) -> tuple[int, bool]:
+        """GET ``key`` into ``temp``; a 403 (expired URL) is presigned again once (a ranged
+        download then carries on with the ranges it has)."""
         what = f"{self.bucket}/{key}"
         if url is None:
             url = await self.s3.presign_get(self.bucket, key)
         try:
-            return await self._get(url, what, size, temp, hasher)
+            return await self._get(key, url, what, size, etag, temp, hasher)
         except PresignedTransferError as exc:
             if exc.status_code != 403:
                 raise
             self.rec.retried()
             url = await self.s3.presign_get(self.bucket, key)
-            return await self._get(url, what, size, temp, hasher)
+            return await self._get(key, url, what, size, etag, temp, hasher)
 
-    async def _get(self, url: str, what: str, size: int, temp: str, hasher: Hasher | None) -> int:
-        if size < self.cfg.stream_threshold:
+    async def _get(
+        self, key: str, url: str, what: str, size: int, etag: str | None, temp: str, hasher: Hasher | None
+    ) -> tuple[int, bool]:
+        if size < self.cfg.stream_threshold or size == 0:
             data = await self.data.get_bytes(url, what=what, hasher=hasher)
             _write_file(temp, data)
-            return len(data)
-        got = await self.data.get_to_file(
-            url, Path(temp), what=what, chunk_size=self.cfg.chunk_size, hasher=hasher
+            return len(data), False
+        if etag is None:  # a work list: the ETag names the object a resume may continue
+            etag = (await self.s3.head(self.bucket, key)).get("etag")
+        ranged = RangedDownload(
+            self.data,
+            url,
+            Path(temp),
+            size,
+            etag,
+            range_size=part_size_for(size, self.range_chunk),
+            concurrency=self.range_concurrency,
+            what=what,
+            chunk_size=self.cfg.chunk_size,
+            hasher=hasher,
         )
+        try:
+            result = await ranged.run()
+        except ObjectChangedError as exc:
+            raise VerificationError(str(exc)) from exc
         if self.verify:
-            return os.stat(temp).st_size
-        return got
+            return os.stat(temp).st_size, result.verified
+        return result.size, result.verified
 
 
 @dataclass(frozen=True, slots=True)
@@ -270,15 +311,6 @@ def _write_file(path: str, data: bytes) -> None:
             view = view[os.write(fd, view):]
     finally:
         os.close(fd)
-
-
-def _remove(path: str) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
-    except OSError as exc:
-        logger.warning("could not remove %s: %s", path, exc)
 
 
 async def bulk_download(cfg: BulkDownloadConfig) -> TransferStats:

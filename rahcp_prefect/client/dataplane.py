@@ -30,7 +30,7 @@ from yarl import URL
 
 from .buffers import DEFAULT_BUFFER_BUDGET, ByteBudget
 from .digests import Hasher, Uploaded, bare_etag, content_md5, hash_buffer, hash_into, md5_and_sha256
-from .errors import HCPError, PresignedTransferError
+from .errors import HCPError, ObjectChangedError, PresignedTransferError
 from .redaction import redact_text
 from .retry import backoff_delay, parse_retry_after
 
@@ -277,20 +277,29 @@ class DataPlane:
             raise
 
     async def get_range_into(
-        self, url: str, fd: int, offset: int, length: int, *, what: str, chunk_size: int = DEFAULT_CHUNK
+        self,
+        url: str,
+        fd: int,
+        offset: int,
+        length: int,
+        *,
+        what: str,
+        total: int | None = None,
+        chunk_size: int = DEFAULT_CHUNK,
     ) -> int:
         """GET bytes ``[offset, offset + length)`` of the object and write them at the same
         offsets of the open file ``fd`` (``pwrite``; memory: one chunk). Returns ``length``.
 
         A retry writes the range again from its start (same bytes, same place). A server that
-        ignores ``Range`` (200 for a partial range) or sends another range is an error.
+        ignores ``Range`` (200 for a partial range) or sends another range is an error; so is
+        an object whose size is not ``total`` (``ObjectChangedError``).
         """
         header = {"Range": f"bytes={offset}-{offset + length - 1}"}
 
         async def attempt() -> tuple[int, int]:
             async with self.session.get(URL(url, encoded=True), headers=header) as response:
                 await _check(response, what)
-                _check_range(response, offset, length, what)
+                _check_range(response, offset, length, total, what)
                 position = offset
                 async for chunk in response.content.iter_chunked(chunk_size):
                     view = memoryview(chunk)
@@ -480,10 +489,17 @@ async def _check(response: aiohttp.ClientResponse, what: str) -> None:
     raise PresignedTransferError(f"{reason} for {what}", status)
 
 
-def _check_range(response: aiohttp.ClientResponse, offset: int, length: int, what: str) -> None:
-    """The answer must be the range asked for (206 with a matching ``Content-Range``)."""
+def _check_range(
+    response: aiohttp.ClientResponse, offset: int, length: int, total: int | None, what: str
+) -> None:
+    """The answer must be the range asked for (206 with a matching ``Content-Range``) of an
+    object of ``total`` bytes (when given)."""
+    answered = response.headers.get("Content-Range", "")
+    size = answered.rpartition("/")[2]
+    if total is not None and response.status == 206 and size.isdigit() and int(size) != total:
+        raise ObjectChangedError(f"{what} is {size} bytes, expected {total}")
     wanted = f"bytes {offset}-{offset + length - 1}/"
-    if response.status != 206 or not response.headers.get("Content-Range", "").startswith(wanted):
+    if response.status != 206 or not answered.startswith(wanted):
         raise PresignedTransferError(
             f"Range {offset}-{offset + length - 1} of {what} answered {response.status} "
             f"{response.headers.get('Content-Range', 'without Content-Range')}",

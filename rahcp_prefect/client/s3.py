@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from .digests import Uploaded
 from .errors import ChecksumMismatchError, HCPError, NotFoundError, PresignedTransferError
+from .gather import gather_all
 from .keys import check_key, encode_bucket, object_path
 from .multipart import MultipartUpload, part_size_for
 from .tracing import span
@@ -385,7 +386,7 @@ class S3Ops:
             keys = [item["Key"] for item in page.get("objects", [])]
             if not keys:
                 break
-            await _gather_all(copy_one(key) for key in keys)
+            await gather_all(copy_one(key) for key in keys)
             result = await self.delete_bulk(bucket, keys)
             _raise_on_delete_errors(result, bucket)
             moved += len(keys)
@@ -426,17 +427,6 @@ def _source(data: Source) -> tuple[Path | bytes | bytearray | memoryview, int]:
         path = Path(data)
         return path, path.stat().st_size
     raise TypeError(f"upload data must be bytes or a pathlib.Path, got {type(data).__name__}")
-
-
-async def _gather_all(coroutines: Any) -> None:
-    """Run all; on the first failure cancel the rest and raise it."""
-    tasks = [asyncio.ensure_future(coroutine) for coroutine in coroutines]
-    try:
-        await asyncio.gather(*tasks)
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def _raise_on_delete_errors(result: dict[str, Any], bucket: str) -> None:

@@ -71,26 +71,48 @@ async def test_object_replaced_in_storage_fails_against_the_manifest_and_lands_n
 
 
 async def test_multipart_objects_without_a_manifest_count_as_unverified(
-    hcp_credentials, hcp_emulator, hcp_bucket, tracker, tmp_path
+    hcp_credentials, hcp_client, hcp_emulator, hcp_bucket, tracker, tmp_path
 ) -> None:
-    async with HCPClient(**hcp_credentials, multipart_threshold=5 * MIB, multipart_chunk=5 * MIB) as client:
-        await _multipart_unverified_then_verified(client, hcp_bucket, hcp_emulator, tracker, tmp_path)
-
-
-async def _multipart_unverified_then_verified(client: Any, hcp_bucket: str, hcp_emulator: Any, tracker: Any, tmp_path: Path) -> None:
+    """A multipart ETag says nothing about the bytes unless its parts are cut as this client
+    cuts its ranges; without a manifest such a file is counted unverified."""
     big = os.urandom(6 * MIB)
-    await client.s3.upload_multipart(hcp_bucket, "p/big.bin", big)
-    hcp_emulator.s3.put_object(Bucket=hcp_bucket, Key="p/small.bin", Body=b"small")
+    async with HCPClient(**hcp_credentials, multipart_threshold=5 * MIB, multipart_chunk=5 * MIB) as small_parts:
+        await small_parts.s3.upload_multipart(hcp_bucket, "p/big.bin", big)
+        hcp_emulator.s3.put_object(Bucket=hcp_bucket, Key="p/small.bin", Body=b"small")
+        # the default client cuts 64 MiB ranges: the 2-part ETag cannot be recomputed
+        dest = tmp_path / "dest"
+        stats = await bulk_download(cfg(hcp_client, hcp_bucket, dest, tracker, prefix="p/", stream_threshold=MIB))
+        assert (stats.ok, stats.verified, stats.unverified) == (2, 1, 1)
+        # with the manifest's SHA-256 both are verified
+        manifest = {"p/big.bin": sha256(big), "p/small.bin": sha256(b"small")}
+        again = tmp_path / "again"
+        stats = await bulk_download(
+            cfg(hcp_client, hcp_bucket, again, tracker, prefix="p/", manifest=manifest, skip_done=False,
+                stream_threshold=MIB)
+        )
+        assert (stats.ok, stats.verified, stats.unverified) == (2, 2, 0)
+        assert local_files(again) == {"big.bin": big, "small.bin": b"small"}
+        assert tracker.done_digests()["p/big.bin"].sha256 == sha256(big)  # ranged: SHA-256 too
+        # ranges cut like the parts: the multipart ETag itself is a check
+        third = tmp_path / "third"
+        stats = await bulk_download(
+            cfg(small_parts, hcp_bucket, third, tracker, prefix="p/", skip_done=False, stream_threshold=MIB)
+        )
+        assert (stats.ok, stats.verified, stats.unverified) == (2, 2, 0)
+
+
+async def test_a_damaged_ranged_download_against_the_manifest_is_fetched_again(
+    hcp_emulator, hcp_bucket, hcp_client, tracker, tmp_path
+) -> None:
+    body = os.urandom(3 * MIB)
+    hcp_emulator.s3.put_object(Bucket=hcp_bucket, Key="r.bin", Body=body)
+    rule = hcp_emulator.faults.add("data", method="GET", damage=True, count=1)
     dest = tmp_path / "dest"
-    stats = await bulk_download(cfg(client, hcp_bucket, dest, tracker, prefix="p/", stream_threshold=MIB))
-    assert (stats.ok, stats.verified, stats.unverified) == (2, 1, 1)
-    manifest = {"p/big.bin": sha256(big), "p/small.bin": sha256(b"small")}
-    again = tmp_path / "again"
     stats = await bulk_download(
-        cfg(client, hcp_bucket, again, tracker, prefix="p/", manifest=manifest, skip_done=False)
+        cfg(hcp_client, hcp_bucket, dest, tracker, manifest={"r.bin": sha256(body)}, stream_threshold=MIB)
     )
-    assert (stats.ok, stats.verified, stats.unverified) == (2, 2, 0)
-    assert local_files(again) == {"big.bin": big, "small.bin": b"small"}
+    assert rule.hits == 1 and (stats.ok, stats.errors, stats.verified) == (1, 0, 1)
+    assert local_files(dest) == {"r.bin": body}
 
 
 async def test_local_file_of_the_right_size_but_other_bytes_is_fetched_again(
