@@ -195,8 +195,11 @@ class UploadRun:
         await progress.close()
         return totals
 
-    async def cooperative(self, files: Iterable[tuple[str, int]], batch_size: int, owner: str) -> dict[str, Any]:
-        """Register the manifest, drain the job's claims with the other runs, fail on errors."""
+    async def cooperative(
+        self, files: Iterable[tuple[str, int]], batch_size: int, owner: str, scan_errors: list[tuple[str, str]]
+    ) -> dict[str, Any]:
+        """Register the manifest, drain the job's claims with the other runs, fail on errors
+        (this run's scan errors included: files that never reached the manifest)."""
         staging = self.plan.staging_prefix
         seen, added = register_manifest(self.tracker, ((staging + rel, size) for rel, size in files))
         get_run_logger().info("Manifest of %s: %d file(s), %d new", self.job, seen, added)
@@ -207,12 +210,12 @@ class UploadRun:
         totals = await drain_job(
             self.tracker, owner, run_batch, batch_size=batch_size, lease_seconds=self.blocks.tracker.lease_seconds
         )
-        failed = self.tracker.summary().get("error", 0)
+        failed = self.tracker.summary().get("error", 0) + len(scan_errors)
         if failed:
             await publish_job_status(self.job, self.tracker.summary())
             raise BulkTransferFailed(
                 f"{failed} file(s) of job {self.job} failed "
-                f"({first_errors(self.tracker.error_details(), self.plan.staging_prefix)}); "
+                f"({first_errors(scan_errors + self.tracker.error_details(), self.plan.staging_prefix)}); "
                 "staging kept for the next run of the job, "
                 f"{self.plan.bucket}/{self.plan.final_prefix} untouched"
             )
@@ -316,7 +319,7 @@ async def bulk_upload(
         if cooperative is None:
             cooperative = explicit_job and blocks.tracker.is_shared
         if cooperative:
-            totals = await run.cooperative(files, batch_size, owner)
+            totals = await run.cooperative(files, batch_size, owner, scan_errors)
         else:
             totals = await run.single(files, batch_size, owner, scan_errors, started)
 
