@@ -29,6 +29,8 @@ from prefect.transactions import atransaction
 from rahcp_prefect.bulk.filters import GlobFilter
 from rahcp_prefect.bulk.scanner import scan_tree
 from rahcp_prefect.bulk.upload import check_source_dir
+from rahcp_prefect.bulk.validation import check_job_inputs
+from rahcp_prefect.bulk.exclusions import SourceGuard
 from rahcp_prefect.flows.artifacts import ProgressReporter, publish_job_status, publish_summary
 from rahcp_prefect.flows.common import (
     DEFAULT_BATCH_SIZE,
@@ -48,6 +50,7 @@ from rahcp_prefect.job import (
     JobLeaseLostError,
     LeaseMode,
     OnFailure,
+    STAGING_ROOT,
     StagingPlan,
     add_counts,
     apply_failure_policy,
@@ -62,6 +65,7 @@ from rahcp_prefect.job import (
     resume_commit,
     verify_staging,
 )
+from rahcp_prefect import events
 from rahcp_prefect.tasks import commit_staging_counted, open_client, upload_batch
 from rahcp_prefect.tracker.protocol import JobState, TrackerProtocol
 
@@ -69,9 +73,15 @@ __all__ = ["BulkTransferFailed", "bulk_upload"]
 
 
 def _scan(
-    source_dir: Path, include: list[str], exclude: list[str], follow_symlinks: bool, errors: list[tuple[str, str]]
+    source_dir: Path,
+    include: list[str],
+    exclude: list[str],
+    follow_symlinks: bool,
+    errors: list[tuple[str, str]],
+    guard: SourceGuard | None = None,
 ) -> Iterator[tuple[str, int]]:
-    """``(relative path, size)`` of the files to upload, lazily; unreadable entries to ``errors``."""
+    """``(relative path, size)`` of the files to upload, lazily; unreadable entries and paths
+    that cannot be keys (``guard``) to ``errors``."""
     accepts = GlobFilter(include, exclude)
     return (
         (rel, size)
@@ -80,6 +90,7 @@ def _scan(
             follow_symlinks=follow_symlinks,
             select=accepts.accepts if accepts.active else None,
             on_error=lambda rel, exc: errors.append((rel, f"{type(exc).__name__}: {exc}")),
+            **(guard.scan_options() if guard else {}),
         )
     )
 
@@ -201,6 +212,8 @@ class UploadRun:
         what = report.describe() if report else "staging left as it was"
         if report:
             logger.warning("%s: %s", self.title, what)
+            if report.staging == "deleted":
+                events.upload_rolled_back(self.job, self.plan.bucket, self.plan.final_prefix, totals, exc)
         result = {
             **totals, "failed": totals.get("errors", 0), "committed": 0, "outcome": outcome, "job": self.job,
             "elapsed": round(time.monotonic() - started, 3), **(report.fields() if report else {}),
@@ -216,8 +229,11 @@ class UploadRun:
                 result,
             ) from None
 
-    async def cooperative(self, files: Iterable[tuple[str, int]], batch_size: int, owner: str) -> dict[str, Any]:
-        """Register the manifest, drain the job's claims with the other runs, fail on errors.
+    async def cooperative(
+        self, files: Iterable[tuple[str, int]], batch_size: int, owner: str, scan_errors: list[tuple[str, str]]
+    ) -> dict[str, Any]:
+        """Register the manifest, drain the job's claims with the other runs, fail on errors
+        (this run's scan errors included: files that never reached the manifest).
 
         Staging is shared, so a cooperative run always keeps it on failure."""
         staging = self.plan.staging_prefix
@@ -230,12 +246,12 @@ class UploadRun:
         totals = await drain_job(
             self.tracker, owner, run_batch, batch_size=batch_size, lease_seconds=self.blocks.tracker.lease_seconds
         )
-        failed = self.tracker.summary().get("error", 0)
+        failed = self.tracker.summary().get("error", 0) + len(scan_errors)
         if failed:
             await publish_job_status(self.job, self.tracker.summary())
             raise BulkTransferFailed(
                 f"{failed} file(s) of job {self.job} failed "
-                f"({first_errors(self.tracker.error_details(), staging)}); "
+                f"({first_errors(scan_errors + self.tracker.error_details(), staging)}); "
                 "staging kept for the next run of the job (shared by cooperative runs), "
                 f"{self.plan.bucket}/{self.plan.final_prefix} untouched",
                 {**totals, "failed": failed, "committed": 0, "outcome": "kept", "job": self.job, "staging": "kept"},
@@ -328,6 +344,7 @@ async def bulk_upload(
     busy, failure = parse_on_busy(on_busy), parse_on_failure(on_failure)
     logger = get_run_logger()
     started = time.monotonic()
+    check_job_inputs(bucket, prefix, batch_size)
     source = Path(source_dir).expanduser()
     check_source_dir(source)
     blocks = await load_blocks(credentials_block, settings_block, tracker_block, settings_overrides)
@@ -341,16 +358,18 @@ async def bulk_upload(
             await client.s3.list_objects(bucket, max_keys=1)  # a missing bucket fails here, clearly
         checked_retries = client.api_retries
         if dry_run:
-            return await _dry_run(source, include, exclude, follow_symlinks, tracker, job, bucket, prefix)
+            guard = SourceGuard.for_run(source, tracker, prefix, f"{STAGING_ROOT}{owner}/", warn=logger.warning)
+            return await _dry_run(source, include, exclude, follow_symlinks, tracker, job, bucket, prefix, guard)
         if cooperative is None:
             cooperative = explicit_job and blocks.tracker.is_shared
         mode = LeaseMode.cooperative if cooperative else LeaseMode.single
         lease_seconds = blocks.tracker.lease_seconds
         async with hold_job(tracker, owner, mode, lease_seconds, busy, log=logger) as lease:
             plan = plan_staging(tracker, bucket, prefix, owner)
+            guard = SourceGuard.for_run(source, tracker, prefix, plan.staging_prefix, warn=logger.warning)
             run = UploadRun(
                 blocks, tracker, lease, plan, source, skip_existing, follow_symlinks,
-                count_files=lambda: sum(1 for _ in _scan(source, include, exclude, follow_symlinks, [])),
+                count_files=lambda: sum(1 for _ in _scan(source, include, exclude, follow_symlinks, [], guard)),
                 on_failure=failure,
             )
             info = tracker.job_info()
@@ -364,9 +383,9 @@ async def bulk_upload(
             logger.info("Uploading %s to %s/%s via staging %s", source, bucket, prefix, plan.staging_prefix)
 
             scan_errors: list[tuple[str, str]] = []
-            files = _scan(source, include, exclude, follow_symlinks, scan_errors)
+            files = _scan(source, include, exclude, follow_symlinks, scan_errors, guard)
             if cooperative:
-                totals = await run.cooperative(files, batch_size, owner)
+                totals = await run.cooperative(files, batch_size, owner, scan_errors)
             else:
                 totals = await run.single(files, batch_size, owner, scan_errors, started)
             totals["failed"] = 0
@@ -380,6 +399,8 @@ async def bulk_upload(
                 raise
         outcome = "committed" if commit is not None else "commit left to the run holding the lock"
         totals["committed"] = commit.moved if commit else 0
+        if commit is not None:
+            events.upload_committed(job, bucket, prefix, totals)
         totals["api_retries"] += checked_retries + (commit.api_retries if commit else 0)
         elapsed = time.monotonic() - started
         await publish_summary(
@@ -388,6 +409,9 @@ async def bulk_upload(
         await publish_job_status(job, tracker.summary())
         logger.info("bulk-upload %s: %s, %s", job, outcome, totals)
         return {**totals, "job": job, "outcome": outcome, "elapsed": round(elapsed, 3)}
+    except Exception as exc:
+        events.upload_failed(job, bucket, prefix, tracker, exc)
+        raise
     finally:
         tracker.close()
 
@@ -401,6 +425,7 @@ async def _dry_run(
     job: str,
     bucket: str,
     prefix: str,
+    guard: SourceGuard,
 ) -> dict[str, Any]:
     """Count what a real run would upload (files not yet done for this job); transfer nothing."""
     from prefect.artifacts import acreate_table_artifact
@@ -411,7 +436,7 @@ async def _dry_run(
     errors: list[tuple[str, str]] = []
     files = total_bytes = 0
     sample: list[dict[str, Any]] = []
-    for rel, size in _scan(source, include, exclude, follow_symlinks, errors):
+    for rel, size in _scan(source, include, exclude, follow_symlinks, errors, guard):
         if staging + rel in done:
             continue
         files += 1

@@ -64,11 +64,11 @@ async def test_skip_files_on_disk_with_right_size(hcp_emulator, hcp_bucket, hcp_
     objects = put(hcp_emulator, hcp_bucket, {f"f{i}": content(i, 30) for i in range(5)})
     dest = tmp_path / "dest"
     dest.mkdir()
-    (dest / "f0").write_bytes(b"z" * 30)  # right size: kept as it is
+    (dest / "f0").write_bytes(objects["f0"])  # right size and bytes: kept as it is
     (dest / "f1").write_bytes(b"wrong size")  # replaced
     stats = await bulk_download(cfg(hcp_client, hcp_bucket, dest, tracker))
     assert (stats.ok, stats.skipped) == (4, 1)
-    assert (dest / "f0").read_bytes() == b"z" * 30 and (dest / "f1").read_bytes() == objects["f1"]
+    assert (dest / "f0").read_bytes() == objects["f0"] and (dest / "f1").read_bytes() == objects["f1"]
     assert "f0" in tracker.done_keys()
     hcp_emulator.reset_counts()
     stats = await bulk_download(cfg(hcp_client, hcp_bucket, dest, tracker))
@@ -193,10 +193,10 @@ async def test_expired_url_presigned_again(hcp_emulator, hcp_bucket, hcp_client,
 
 
 def test_download_config_defaults(tmp_path) -> None:
-    c = BulkDownloadConfig(client=None, bucket="b", dest_dir=str(tmp_path), tracker=None)  # type: ignore[arg-type]
+    c = BulkDownloadConfig(client=None, bucket="bkt", dest_dir=str(tmp_path), tracker=None)  # type: ignore[arg-type]
     assert c.dest_dir == tmp_path and c.stream_threshold == 100 * 1024 * 1024 and not c.verify_download
     with pytest.raises(ValueError):
-        BulkDownloadConfig(client=None, bucket="b", dest_dir=tmp_path, tracker=None, stream_threshold=-1)  # type: ignore[arg-type]
+        BulkDownloadConfig(client=None, bucket="bkt", dest_dir=tmp_path, tracker=None, stream_threshold=-1)  # type: ignore[arg-type]
 
 
 async def test_listing_is_paged_lazily(hcp_emulator, hcp_bucket, hcp_client, tracker, tmp_path) -> None:

@@ -10,98 +10,26 @@ cooperating runs of `bulk-upload/cooperative`. The tracker block points at the s
 
 from __future__ import annotations
 
-import os
-import socket
 import subprocess
-import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from psycopg.conninfo import conninfo_to_dict
 
 from rahcp_prefect.job import STAGING_ROOT
 from rahcp_prefect.testing.postgres import fresh_database
+from rahcp_prefect.testing.prefect_server import BIN, asyncpg_url, run_deployment, running_server, running_worker
 
 from .conftest import make_tree
 
-BIN = Path(sys.executable).parent
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _asyncpg_url(dsn: str, database: str) -> str:
-    parts = conninfo_to_dict(dsn)
-    user = parts.get("user", "postgres")
-    password = f":{parts['password']}" if parts.get("password") else ""
-    host = parts.get("host", "127.0.0.1")
-    port = parts.get("port", "5432")
-    return f"postgresql+asyncpg://{user}{password}@{host}:{port}/{database}"
-
-
 @pytest.fixture
-def prefect_database(postgres_dsn: str) -> Iterator[str]:
-    """A fresh database for the Prefect server, dropped afterwards."""
-    with fresh_database(postgres_dsn) as dsn:
-        yield _asyncpg_url(dsn, conninfo_to_dict(dsn)["dbname"])
-
-
-def _stop(process: subprocess.Popen[Any]) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-@pytest.fixture
-def prefect_server(prefect_database: str, tmp_path: Path) -> Iterator[dict[str, str]]:
-    """A real `prefect server start` on PostgreSQL; yields the environment for its clients."""
-    port = _free_port()
-    home = tmp_path / "prefect-home"
-    env = {
-        **os.environ,
-        "PREFECT_HOME": str(home),
-        "PREFECT_API_DATABASE_CONNECTION_URL": prefect_database,
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PREFECT_UI_ENABLED": "false",
-        "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
-        "PREFECT_WORKER_QUERY_SECONDS": "1",
-        "PREFECT_WORKER_PREFETCH_SECONDS": "2",
-        # a run enqueued by a deployment's concurrency limit tries again after 2 s, not 30
-        "PREFECT_SERVER_DEPLOYMENTS_CONCURRENCY_SLOT_WAIT_SECONDS": "2",
-    }
-    log = (tmp_path / "server.log").open("wb")
-    server = subprocess.Popen(
-        [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-        env=env, stdout=log, stderr=subprocess.STDOUT,
-    )
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            if server.poll() is not None:
-                pytest.fail(f"prefect server exited: {(tmp_path / 'server.log').read_text()[-2000:]}")
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail("prefect server did not answer /api/health within 180 s")
-            time.sleep(0.5)
+def prefect_server(postgres_dsn: str, tmp_path: Path) -> Iterator[dict[str, str]]:
+    """A real `prefect server start` on a fresh PostgreSQL database; yields its clients' env."""
+    with fresh_database(postgres_dsn) as dsn, running_server(asyncpg_url(dsn), tmp_path) as env:
         yield env
-    finally:
-        _stop(server)
-        log.close()
 
 
 def test_deployment_run_through_a_real_server_and_worker(
@@ -129,17 +57,8 @@ def test_deployment_run_through_a_real_server_and_worker(
     assert hcp_credentials["password"] not in setup.stdout + setup.stderr
 
     files = make_tree(tmp_path / "source", 30)
-    worker_log = (tmp_path / "worker.log").open("wb")
-    worker = subprocess.Popen(
-        [str(BIN / "prefect"), "worker", "start", "--pool", "rahcp-process", "--type", "process"],
-        env=env, cwd=outside, stdout=worker_log, stderr=subprocess.STDOUT,
-    )
     def deployment_run(name: str, *params: str) -> subprocess.CompletedProcess[str]:
-        command = [str(BIN / "prefect"), "deployment", "run", name]
-        for param in params:
-            command += ["-p", param]
-        command += ["--watch", "--watch-interval", "1", "--watch-timeout", "240"]
-        return subprocess.run(command, env=env, cwd=outside, capture_output=True, text=True, timeout=300)
+        return run_deployment(env, outside, name, *params)
 
     api = env["PREFECT_API_URL"]
     upload = httpx.get(f"{api}/deployments/name/bulk-upload/default", timeout=30).json()
@@ -150,10 +69,10 @@ def test_deployment_run_through_a_real_server_and_worker(
     cooperative = httpx.get(f"{api}/deployments/name/bulk-upload/cooperative", timeout=30).json()
     assert cooperative["global_concurrency_limit"] is None, "the fan-out's children run together"
 
-    def start(deployment: dict[str, Any], prefix: str) -> str:
+    def start(prefix: str) -> str:
         parameters = {"source_dir": str(tmp_path / "source"), "bucket": hcp_bucket, "prefix": prefix}
         answer = httpx.post(
-            f"{api}/deployments/{deployment['id']}/create_flow_run", json={"parameters": parameters}, timeout=30
+            f"{api}/deployments/{upload['id']}/create_flow_run", json={"parameters": parameters}, timeout=30
         )
         answer.raise_for_status()
         return str(answer.json()["id"])
@@ -162,19 +81,19 @@ def test_deployment_run_through_a_real_server_and_worker(
         current = httpx.get(f"{api}/flow_runs/{flow_run}", timeout=30).json()["state"] or {}
         return current.get("type", ""), current.get("name", "")
 
-    def wait_for(what: str, condition: Any, timeout: float = 240) -> None:
+    def wait_for(what: str, condition: Callable[[], bool], timeout: float = 240) -> None:
         deadline = time.monotonic() + timeout
         while not condition():
             assert time.monotonic() < deadline, f"timed out waiting until {what}"
             time.sleep(0.5)
 
-    try:
+    with running_worker(env, "rahcp-process", outside, tmp_path / "worker.log"):
         # Two runs of bulk-upload/default: the second waits for the first (concurrency limit 1,
         # ENQUEUE); slow PUTs keep the first running until the test saw the second waiting.
         gate = hcp_emulator.faults.add("data", method="PUT", delay=5.0, count=None)
-        first = start(upload, "e2e/")
+        first = start("e2e/")
         wait_for("the first run is running", lambda: state(first)[0] == "RUNNING")
-        second = start(upload, "queued/")
+        second = start("queued/")
         wait_for("the second run waits for a slot", lambda: state(second)[1] == "AwaitingConcurrencySlot")
         assert state(first)[0] == "RUNNING"
         hcp_emulator.faults.remove(gate)
@@ -186,9 +105,6 @@ def test_deployment_run_through_a_real_server_and_worker(
             "bulk-upload-parallel/default",
             f"source_dir={tmp_path / 'source'}", f"bucket={hcp_bucket}", "prefix=par/", "runs=2", "batch_size=5",
         )
-    finally:
-        _stop(worker)
-        worker_log.close()
     output = run.stdout + run.stderr
     assert run.returncode == 0, output[-3000:] + (tmp_path / "worker.log").read_text()[-5000:]
     assert "Completed" in output
