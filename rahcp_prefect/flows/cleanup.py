@@ -24,7 +24,7 @@ from prefect import flow, get_run_logger
 from rahcp_prefect.blocks import HCPCredentials
 from rahcp_prefect.bulk.validation import check_bucket
 from rahcp_prefect.flows.artifacts import artifact_key
-from rahcp_prefect.flows.common import load_blocks
+from rahcp_prefect.flows.common import load_blocks, run_id
 from rahcp_prefect.job import STAGING_ROOT, StagingPlan, roll_back
 from rahcp_prefect.job.leftovers import abort_stale_uploads, find_leftovers, live_prefixes, remove_leftover
 from rahcp_prefect.tasks import open_client
@@ -73,6 +73,7 @@ async def cleanup_staging(
         jobs = catalog.list_jobs()
     finally:
         catalog.close()
+    owner = f"cleanup-staging:{run_id()}"
     cleaned: list[dict[str, Any]] = []
     for info in jobs:
         if job is not None and info.job != job:
@@ -92,8 +93,16 @@ async def cleanup_staging(
             plan = StagingPlan(info.bucket, info.staging_prefix, info.final_prefix or "", resumed=True)
             tracker = blocks.tracker.get_tracker(info.job)
             try:
-                async with open_client(blocks.credentials) as client:
-                    removed = (await roll_back(client, tracker, plan)).staged
+                # hold the job while deleting its staging, so no run starts writing into it
+                lease = tracker.take_job_lease(owner, blocks.tracker.lease_seconds)
+                if not lease.held:
+                    logger.info("Job %s was taken by run %s meanwhile: left alone", info.job, lease.owner)
+                    continue
+                try:
+                    async with open_client(blocks.credentials) as client:
+                        removed = (await roll_back(client, tracker, plan)).staged
+                finally:
+                    tracker.release_job_lease(owner)
             finally:
                 tracker.close()
         cleaned.append({"job": info.job, "bucket": info.bucket, "staging": info.staging_prefix, "removed": removed})
