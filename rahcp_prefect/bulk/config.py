@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rahcp_prefect.client.sizes import parse_size
 from rahcp_prefect.tracker.protocol import TrackerProtocol
 
 if TYPE_CHECKING:
@@ -36,6 +37,7 @@ def _check_common(cfg: Any) -> None:
         raise ValueError(f"queue_depth must be >= 1, got {cfg.queue_depth}")
     if cfg.presign_batch_size < 1:
         raise ValueError(f"presign_batch_size must be >= 1, got {cfg.presign_batch_size}")
+    cfg.chunk_size = parse_size(cfg.chunk_size, "chunk_size")
     if cfg.chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {cfg.chunk_size}")
     if cfg.progress_interval < 0:
@@ -59,6 +61,7 @@ class BulkUploadConfig:
     queue_depth: int = 8
     presign_batch_size: int = 200
     chunk_size: int = MIB
+    """Bytes per streaming step (an int, or text such as ``"1 MiB"``)."""
     skip_existing: bool = True
     """Skip files whose key already exists remotely with the same size (one list call per page)."""
     retry_errors: bool = False
@@ -99,7 +102,8 @@ class BulkDownloadConfig:
     presign_batch_size: int = 200
     chunk_size: int = MIB
     stream_threshold: int = 100 * MIB
-    """Objects below this size are fetched in one shot; larger ones streamed in ``chunk_size``."""
+    """Bytes (or text such as ``"100 MiB"``): objects below this size are fetched in one shot,
+    larger ones streamed in ``chunk_size``."""
     retry_errors: bool = False
     """Only process the keys the tracker holds as errors (wins over ``entries``)."""
     include: list[str] = field(default_factory=list)
@@ -120,6 +124,7 @@ class BulkDownloadConfig:
 
     def __post_init__(self) -> None:
         _check_common(self)
+        self.stream_threshold = parse_size(self.stream_threshold, "stream_threshold")
         if self.stream_threshold < 0:
             raise ValueError(f"stream_threshold must be >= 0, got {self.stream_threshold}")
         self.dest_dir = Path(self.dest_dir)
