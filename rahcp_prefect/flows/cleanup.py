@@ -14,6 +14,8 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 
+from rahcp_prefect.flows.naming import cleanup_run_name, tag_run
+from rahcp_prefect.flows.artifacts import publish_cleanups
 from rahcp_prefect.flows.common import load_blocks
 from rahcp_prefect.flows.staging import STAGING_ROOT, mark_rolled_back
 from rahcp_prefect.tasks import cleanup_staging as cleanup_staging_task
@@ -27,7 +29,7 @@ def _stale(info: JobInfo, cutoff: datetime) -> bool:
     return updated <= cutoff
 
 
-@flow(name="cleanup-staging", log_prints=False)
+@flow(name="cleanup-staging", flow_run_name=cleanup_run_name, log_prints=False)
 async def cleanup_staging(
     credentials_block: str = "hcp",
     tracker_block: str | None = None,
@@ -75,4 +77,6 @@ async def cleanup_staging(
                 tracker.close()
         cleaned.append({"job": info.job, "bucket": info.bucket, "staging": info.staging_prefix, "removed": removed})
         logger.info("Staging of job %s (%s/%s): %d object(s) removed", info.job, info.bucket, info.staging_prefix, removed)
+    await tag_run(*sorted({str(item["bucket"]) for item in cleaned}))
+    await publish_cleanups(cleaned, dry_run)
     return {"jobs": cleaned, "dry_run": dry_run}
