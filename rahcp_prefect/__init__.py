@@ -17,6 +17,7 @@ _LAZY: dict[str, str] = {
     "HCPCredentials": "rahcp_prefect.blocks",
     "HCPTransferSettings": "rahcp_prefect.blocks",
     "HCPTracker": "rahcp_prefect.blocks",
+    "HCPBucket": "rahcp_prefect.bucket",
 }
 
 

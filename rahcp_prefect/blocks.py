@@ -289,3 +289,9 @@ class HCPTracker(Block):
         from rahcp_prefect.tracker import create_tracker
 
         return create_tracker(self.target(), job=job)
+
+
+# Registered with the blocks above through the ``prefect.collections`` entry point (this module).
+from rahcp_prefect.bucket import HCPBucket  # noqa: E402
+
+__all__ = ["HCPBucket", "HCPCredentials", "HCPTracker", "HCPTransferSettings"]

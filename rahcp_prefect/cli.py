@@ -98,6 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_setup_arguments(setup)
     errors = sub.add_parser("errors", help="list every failed file of a job (key relative to its prefix, reason)")
     _add_errors_arguments(errors)
+    prefect_file = sub.add_parser("prefect-file", help="print the path of the packaged prefect.yaml")
+    prefect_file.set_defaults(func=run_prefect_file)
     return parser
 
 
@@ -134,6 +136,14 @@ def run_errors(args: argparse.Namespace) -> int:
     finally:
         tracker.close()
     print(f"{count} failed file(s) in job {args.job}", file=sys.stderr)
+    return 0
+
+
+def run_prefect_file(args: argparse.Namespace) -> int:
+    """Print where the packaged ``prefect.yaml`` is, for ``prefect deploy --prefect-file``."""
+    from rahcp_prefect.deployments import prefect_file
+
+    print(prefect_file())
     return 0
 
 

@@ -68,8 +68,11 @@ def scan_tree(
     follow_symlinks: bool = False,
     on_error: ScanErrorFn | None = None,
     select: Callable[[str], bool] | None = None,
-) -> Iterator[tuple[str, str, int]]:
-    """Yield ``(relative path with / separators, OS path, size)`` for each file under ``root``.
+) -> Iterator[tuple[str, str, int, int]]:
+    """Yield ``(relative path with / separators, OS path, size, mtime_ns)`` for each file.
+
+    Size and modification time (ns) come from the one ``stat`` each file costs anyway: the
+    incremental sync compares both with what the tracker recorded when the file was sent.
 
     Lazy and sorted in key order. A directory that cannot be read, a file that cannot be
     stat'ed or a name that is not valid UTF-8 goes to ``on_error(relative path, exc)`` and the
@@ -121,11 +124,11 @@ def scan_tree(
             if select is not None and not select(child_rel):
                 continue
             try:
-                size = stat(child).st_size
+                st = stat(child)
             except OSError as exc:
                 report(child_rel, exc)
                 continue
-            yield child_rel, child, size
+            yield child_rel, child, st.st_size, st.st_mtime_ns
         else:
             stack.pop()
             if ident is not None:

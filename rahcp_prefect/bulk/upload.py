@@ -14,6 +14,7 @@ import os
 from collections.abc import AsyncIterator, Iterable, Iterator
 from pathlib import Path
 
+from rahcp_prefect.client.digests import Uploaded
 from rahcp_prefect.client.errors import PresignedTransferError
 
 from .config import BulkUploadConfig
@@ -122,7 +123,7 @@ class _Upload:
         walk = scan_tree(
             self.root, follow_symlinks=cfg.follow_symlinks, on_error=self._scan_error, select=select
         )
-        return walk, cfg.prefix
+        return ((rel, path, size) for rel, path, size, _mtime in walk), cfg.prefix
 
     async def items(self) -> AsyncIterator[UploadItem]:
         """Files that need a transfer, lazily; skipped ones are counted on the way."""
@@ -164,18 +165,18 @@ class _Upload:
             if self.validate is not None:
                 await run_validator(self.validate, path)
             if size >= self.threshold:
-                etag = await self._multipart(key, path, size)
+                sent = await self._multipart(key, path, size)
             else:
-                etag = await self._put(key, path, size, url)
+                sent = await self._put(key, path, size, url)
             if self.verify:
                 await self._verify(key, size)
         except Exception as exc:
             self.rec.error(key, size, exc)
             return exc
-        self.rec.ok(key, size, etag=etag, verified=self.verify, validated=self.validate is not None)
+        self.rec.ok(key, size, etag=sent.etag, verified=self.verify, validated=self.validate is not None)
         return None
 
-    async def _put(self, key: str, path: str, size: int, url: str | None) -> str:
+    async def _put(self, key: str, path: str, size: int, url: str | None) -> Uploaded:
         what = f"{self.bucket}/{key}"
         data: bytes | None = None
         if size <= self.small_limit:
@@ -185,28 +186,30 @@ class _Upload:
         if url is None:
             url = await self.s3.presign_put(self.bucket, key)
         try:
-            etag = await self._send(url, what, path, size, data)
+            sent = await self._send(url, what, path, size, data)
         except PresignedTransferError as exc:
             if exc.status_code != 403:
                 raise
             # An expired (or otherwise refused) URL: sign this key again, once.
             self.rec.retried()
             url = await self.s3.presign_put(self.bucket, key)
-            etag = await self._send(url, what, path, size, data)
+            sent = await self._send(url, what, path, size, data)
         if data is None:
             _check_unchanged(path, size)
-        return etag
+        return sent
 
-    async def _send(self, url: str, what: str, path: str, size: int, data: bytes | None) -> str:
+    async def _send(self, url: str, what: str, path: str, size: int, data: bytes | None) -> Uploaded:
         if data is not None:
             return await self.data.put_bytes(url, data, what=what)
         return await self.data.put_file(url, Path(path), size, what=what, chunk_size=self.cfg.chunk_size)
 
-    async def _multipart(self, key: str, path: str, size: int) -> str:
+    async def _multipart(self, key: str, path: str, size: int) -> Uploaded:
         _check_unchanged(path, size)
-        etag = await self.s3.upload_multipart(self.bucket, key, Path(path), chunk_size=self.cfg.chunk_size)
+        sent = await self.s3.upload_multipart_digests(
+            self.bucket, key, Path(path), chunk_size=self.cfg.chunk_size
+        )
         _check_unchanged(path, size)
-        return etag
+        return sent
 
     async def _verify(self, key: str, size: int) -> None:
         meta = await self.s3.head(self.bucket, key)

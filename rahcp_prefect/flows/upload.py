@@ -63,7 +63,7 @@ def _scan(
     accepts = GlobFilter(include, exclude)
     return (
         (rel, size)
-        for rel, _path, size in scan_tree(
+        for rel, _path, size, _mtime in scan_tree(
             source_dir,
             follow_symlinks=follow_symlinks,
             select=accepts.accepts if accepts.active else None,

@@ -1,12 +1,16 @@
 """Pytest plugin: a real PostgreSQL for tests, and unique job names so tests never collide.
 
-``postgres_dsn`` (session) is, in order: ``RAHCP_TEST_POSTGRES_DSN``; a testcontainers
-PostgreSQL when a Docker engine answers; otherwise a skip naming the reason. Under ``CI=true``
-the skip becomes a failure, so CI can never pass without having tested against PostgreSQL.
+``postgres_dsn`` (session) is a fresh database, dropped after the session, on the server of, in
+order: ``RAHCP_TEST_POSTGRES_DSN``; a local server answering
+``postgresql://postgres@127.0.0.1:5432/test`` (``RAHCP_TEST_POSTGRES_LOCAL_DSN`` names another one
+to try, empty to try none); a testcontainers PostgreSQL when a Docker engine answers; otherwise a
+skip naming the reason. Under ``CI=true`` the skip becomes a failure, so CI can never pass without
+having tested against PostgreSQL.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import uuid
@@ -16,6 +20,9 @@ from typing import Any
 import pytest
 
 ENV_DSN = "RAHCP_TEST_POSTGRES_DSN"
+ENV_LOCAL_DSN = "RAHCP_TEST_POSTGRES_LOCAL_DSN"
+LOCAL_DSN = "postgresql://postgres@127.0.0.1:5432/test"
+LOCAL_CONNECT_TIMEOUT_SECONDS = 2
 POSTGRES_IMAGE = os.environ.get("RAHCP_TEST_POSTGRES_IMAGE", "postgres:16-alpine")
 
 
@@ -46,6 +53,21 @@ def docker_answers() -> str | None:
     return None
 
 
+def local_server_dsn() -> str | None:
+    """The local DSN to try (``LOCAL_DSN`` unless overridden) if a server answers it, else None."""
+    dsn = os.environ.get(ENV_LOCAL_DSN, LOCAL_DSN).strip()
+    if not dsn:
+        return None
+    import psycopg
+
+    try:
+        with psycopg.connect(dsn, connect_timeout=LOCAL_CONNECT_TIMEOUT_SECONDS) as conn:
+            conn.execute("SELECT 1")
+    except psycopg.Error:
+        return None
+    return dsn
+
+
 def _container() -> Any:
     try:
         from testcontainers.community.postgres import PostgresContainer
@@ -54,22 +76,67 @@ def _container() -> Any:
     return PostgresContainer(POSTGRES_IMAGE, driver=None)
 
 
+def with_database(dsn: str, name: str) -> str:
+    """``dsn`` pointing at database ``name``, in the same form (URL or ``key=value``)."""
+    if dsn.startswith(("postgresql://", "postgres://")):
+        from urllib.parse import urlsplit, urlunsplit
+
+        parts = urlsplit(dsn)
+        return urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, ""))
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    params = conninfo_to_dict(dsn)
+    params["dbname"] = name
+    return make_conninfo(**params)
+
+
+@contextlib.contextmanager
+def fresh_database(server_dsn: str) -> Iterator[str]:
+    """A new, empty database on the server of ``server_dsn`` for one test session, dropped after.
+
+    Every session gets its own tables (and its own tracker schema version), so test runs that
+    share one server (several checkouts, CI after a session) never see each other's rows, and a
+    schema left behind by another version of the code cannot fail this run.
+    """
+    import psycopg
+
+    name = f"rahcp_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(server_dsn, autocommit=True, connect_timeout=10) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield with_database(server_dsn, name)
+    finally:
+        with psycopg.connect(server_dsn, autocommit=True, connect_timeout=10) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 @pytest.fixture(scope="session")
 def postgres_dsn() -> Iterator[str]:
-    """A libpq DSN of a PostgreSQL database the tests may create tables in."""
+    """A libpq DSN of a fresh PostgreSQL database (dropped after the session) for the tests."""
     dsn = os.environ.get(ENV_DSN, "").strip()
     if dsn:
-        yield dsn
+        with fresh_database(dsn) as fresh:
+            yield fresh
+        return
+    local = local_server_dsn()
+    if local is not None:
+        with fresh_database(local) as fresh:
+            yield fresh
         return
     why_not = docker_answers()
     if why_not is not None:
-        unavailable(f"no PostgreSQL: {ENV_DSN} is not set and no Docker engine answers ({why_not})")
+        tried = os.environ.get(ENV_LOCAL_DSN, LOCAL_DSN).strip() or "none"
+        unavailable(
+            f"no PostgreSQL: {ENV_DSN} is not set, no server answers {tried} ({ENV_LOCAL_DSN}) "
+            f"and no Docker engine answers ({why_not})"
+        )
     try:
         container = _container().start()
     except Exception as exc:
         unavailable(f"no PostgreSQL: starting a {POSTGRES_IMAGE} container failed ({type(exc).__name__}: {exc})")
     try:
-        yield container.get_connection_url(driver=None)
+        with fresh_database(container.get_connection_url(driver=None)) as fresh:
+            yield fresh
     finally:
         container.stop()
 

@@ -54,13 +54,25 @@ class SavedBlocks:
 @pytest.fixture
 async def saved_blocks(prefect_api: None, hcp_credentials: dict[str, Any], tmp_path: Path) -> SavedBlocks:
     """Credentials for the emulator, fast-test settings and a SQLite tracker, saved by name."""
-    from pydantic import SecretStr
-
-    from rahcp_prefect.blocks import HCPCredentials, HCPTracker, HCPTransferSettings
+    from rahcp_prefect.blocks import HCPTracker, HCPTransferSettings
 
     suffix = uuid.uuid4().hex[:10]
     names = SavedBlocks(f"hcp-{suffix}", f"settings-{suffix}", f"tracker-{suffix}", tmp_path / "tracker.db")
-    await HCPCredentials(
+    await emulator_credentials(hcp_credentials).save(names.credentials)
+    await HCPTransferSettings(
+        workers=8, multipart_threshold=8 * MIB, multipart_chunk=5 * MIB, progress_interval=0.05
+    ).save(names.settings)
+    await HCPTracker(sqlite_path=str(names.tracker_path)).save(names.tracker)
+    return names
+
+
+def emulator_credentials(hcp_credentials: dict[str, Any]) -> Any:
+    """An ``HCPCredentials`` block for the emulator (``hcp_credentials``) with fast retries."""
+    from pydantic import SecretStr
+
+    from rahcp_prefect.blocks import HCPCredentials
+
+    return HCPCredentials(
         endpoint=hcp_credentials["endpoint"],
         username=hcp_credentials["username"],
         password=SecretStr(hcp_credentials["password"]),
@@ -68,12 +80,7 @@ async def saved_blocks(prefect_api: None, hcp_credentials: dict[str, Any], tmp_p
         retry_base_delay=0.01,
         max_retries=2,
         timeout=10.0,
-    ).save(names.credentials)
-    await HCPTransferSettings(
-        workers=8, multipart_threshold=8 * MIB, multipart_chunk=5 * MIB, progress_interval=0.05
-    ).save(names.settings)
-    await HCPTracker(sqlite_path=str(names.tracker_path)).save(names.tracker)
-    return names
+    )
 
 
 def make_tree(root: Path, count: int, size: int = 1024) -> dict[str, bytes]:

@@ -28,6 +28,8 @@ from werkzeug.serving import BaseWSGIServer, make_server
 from rahcp_prefect.testing.counter import RequestCounter, s3_route
 from rahcp_prefect.testing.expiry import expired_body, expired_presign
 from rahcp_prefect.testing.faults import FAULT_DETAIL, FaultInjector
+from rahcp_prefect.testing.integrity import damaged_stream, digest_error, flip_byte
+from rahcp_prefect.testing.ranges import serve_range
 
 # The emulator tags its own boto3 calls with this user-agent marker: they are counted as
 # plane "backend" and never get data-plane faults (those are meant for clients).
@@ -167,11 +169,24 @@ class DataPlaneMiddleware:
             if rule.status is not None:
                 body = json.dumps({"detail": FAULT_DETAIL}).encode()
                 return _answer(environ, start_response, rule.status, "application/json", body)
+            if rule.drop_answer:
+                _forward_then_drop(self.app, environ)
         if self.enforce_presign_expiry:
             expired = expired_presign(query)
             if expired is not None:
                 body = expired_body(*expired)
                 return _answer(environ, start_response, 403, "application/xml", body)
+        damage = rule is not None and rule.damage
+        if method == "PUT" and (damage or "HTTP_CONTENT_MD5" in environ):
+            refused = _checked_body(environ, damage)
+            if refused is not None:
+                return _answer(environ, start_response, 400, "application/xml", refused)
+        if method == "GET" and "HTTP_RANGE" in environ:
+            ranged = serve_range(environ, path, start_response)
+            if ranged is not None:
+                return damaged_stream(ranged) if damage else ranged
+        if damage and method == "GET":
+            return _damaged_answer(self.app, environ, start_response)
         return _with_whole_body_read(self.app, environ, start_response)
 
 
@@ -188,6 +203,53 @@ def _with_whole_body_read(app: WSGIApp, environ: dict[str, Any], start_response:
     result = app(environ, start_response)
     body.drain()
     return result
+
+
+def _checked_body(environ: dict[str, Any], damage: bool) -> bytes | None:
+    """Read the PUT body (flipping a byte when ``damage``) and check its ``Content-MD5`` as S3
+    does; returns S3's XML error when it does not match, else hands moto the body read."""
+    if "HTTP_TRANSFER_ENCODING" in environ:
+        return None  # not a body the data plane sends (S3 refuses chunked PUTs anyway)
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        length = 0
+    body = bytearray(length)
+    view = memoryview(body)
+    got = 0
+    while got < length:
+        count = environ["wsgi.input"].readinto(view[got:])
+        if not count:
+            del body[got:]  # the client went away; moto answers the short body as usual
+            break
+        got += count
+    if damage:
+        body = flip_byte(body)
+    environ["wsgi.input"] = io.BytesIO(body)
+    environ["CONTENT_LENGTH"] = str(len(body))
+    header = environ.get("HTTP_CONTENT_MD5")
+    if header is None:
+        return None
+    error = digest_error(header, body)
+    return None if error is None else error[1]
+
+
+def _damaged_answer(app: WSGIApp, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+    """moto's answer with one byte of a 2xx body flipped (same length, same headers)."""
+    status: list[str] = []
+
+    def recording_start(line: str, headers: list[tuple[str, str]], *args: Any) -> Any:
+        status.append(line)
+        return start_response(line, headers, *args)
+
+    result = _with_whole_body_read(app, environ, recording_start)
+    chunks = list(result)
+    close = getattr(result, "close", None)
+    if close is not None:
+        close()
+    if status and status[0].startswith("2"):
+        return list(damaged_stream(chunks))
+    return chunks
 
 
 def _answer(
@@ -209,6 +271,19 @@ def _drop(environ: dict[str, Any]) -> None:
         except OSError:
             pass
     raise ConnectionAbortedError("connection dropped by an injected fault")
+
+
+def _forward_then_drop(app: WSGIApp, environ: dict[str, Any]) -> None:
+    """Let moto handle the request in full, then drop the connection instead of the answer."""
+    result = _with_whole_body_read(app, environ, lambda *args, **kwargs: (lambda data: None))
+    try:
+        for _chunk in result:
+            pass
+    finally:
+        close = getattr(result, "close", None)
+        if close is not None:
+            close()
+    _drop(environ)
 
 
 def _drain(environ: dict[str, Any]) -> None:

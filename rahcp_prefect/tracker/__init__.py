@@ -15,6 +15,9 @@ Decisions callers may rely on:
 - ``renew`` and ``release`` act on live leases only; an expired lease is no longer held.
 - ``acquire_commit`` creates the job's row if needed; ``JobInfo.commit_owner`` is None once
   the commit lease has expired.
+- ``take_job_lease`` gives the job to one single-mode run at a time (or shares it among
+  cooperative runs); ``JobInfo.lease_owner`` is None once the job lease has expired.
+- ``mark``/``register`` store the file's ``mtime_ns`` as given; ``entries()`` returns it.
 
 Added beyond the protocol: ``delete_job()`` (forget a whole job), use as a context manager.
 """
@@ -31,7 +34,15 @@ from rahcp_prefect.tracker.errors import (
 from rahcp_prefect.tracker.factory import create_tracker
 from rahcp_prefect.tracker.models import Job, SchemaVersion, Transfer
 from rahcp_prefect.tracker.postgres import PostgresTracker
-from rahcp_prefect.tracker.protocol import JobInfo, JobState, TrackerProtocol, TransferStatus
+from rahcp_prefect.tracker.protocol import (
+    FileEntry,
+    JobInfo,
+    JobLease,
+    JobState,
+    LeaseMode,
+    TrackerProtocol,
+    TransferStatus,
+)
 from rahcp_prefect.tracker import schema
 from rahcp_prefect.tracker.schema import SCHEMA_VERSION
 from rahcp_prefect.tracker.sqlite import SqliteTracker
@@ -41,10 +52,13 @@ TransferTracker = SqliteTracker
 
 __all__ = [
     "SCHEMA_VERSION",
+    "FileEntry",
     "InvalidKeyError",
     "Job",
     "JobInfo",
+    "JobLease",
     "JobState",
+    "LeaseMode",
     "PostgresTracker",
     "SchemaVersion",
     "SqliteTracker",

@@ -22,19 +22,29 @@ from rahcp_prefect.tracker.errors import (
     TrackerClosedError,
     TrackerConfigError,
 )
-from rahcp_prefect.tracker.protocol import JobInfo, JobState, TransferStatus
+from rahcp_prefect.tracker.protocol import (
+    FileEntry,
+    JobInfo,
+    JobLease,
+    JobState,
+    LeaseMode,
+    TransferStatus,
+)
 
 #: The tables every backend uses (created by ``schema``).
 TRANSFERS = "rahcp_transfers"
 JOBS = "rahcp_jobs"
 
-#: One buffered mark: (key, size, status, error, etag, verified, validated).
-MarkRow = tuple[str, int, str, "str | None", "str | None", bool, bool]
+#: One buffered mark: (key, size, status, error, etag, verified, validated, mtime_ns).
+MarkRow = tuple[str, int, str, "str | None", "str | None", bool, bool, "int | None"]
+#: Keys per statement when forgetting many keys at once (SQLite allows 32,766 parameters).
+DELETE_BATCH = 500
 
 #: Longest key or job name, in UTF-8 bytes; job + key must fit one PostgreSQL index entry.
 MAX_KEY_BYTES = 1200
 
 _STATUS_VALUES = {s.value: s.value for s in TransferStatus} | {s: s.value for s in TransferStatus}
+_STATUSES = {s.value: s for s in TransferStatus}
 
 
 def check_key(key: str, what: str = "key") -> str:
@@ -108,9 +118,42 @@ def utc_now() -> datetime:
     return datetime.now(timezone.utc)
 
 
+def job_columns(now: str) -> str:
+    """The SELECT list ``job_info_from_row`` reads; ``now`` is the backend's clock in Unix seconds.
+
+    A commit lock or job lease whose time ran out shows no holder.
+    """
+    live = f"lease_expires >= {now}"
+    return (
+        "job, state, bucket, staging_prefix, final_prefix, "
+        f"CASE WHEN commit_expires >= {now} THEN commit_owner END, updated_at, "
+        f"CASE WHEN {live} THEN lease_owner END, CASE WHEN {live} THEN lease_mode END, "
+        f"CASE WHEN {live} THEN lease_expires ELSE 0 END"
+    )
+
+
+def check_mtime(mtime_ns: int | None) -> int | None:
+    """``mtime_ns`` as an int (or None); anything else is refused with the value named."""
+    if mtime_ns is None:
+        return None
+    if isinstance(mtime_ns, bool) or not isinstance(mtime_ns, int):
+        raise ValueError(f"mtime_ns must be an int of nanoseconds or None, got {mtime_ns!r}")
+    return mtime_ns
+
+
+def register_row(entry: tuple[Any, ...]) -> tuple[str, int, int | None]:
+    """``(key, size, mtime_ns)`` from a ``(key, size)`` or ``(key, size, mtime_ns)`` entry, checked."""
+    if len(entry) == 2:
+        key, size = entry
+        mtime = None
+    else:
+        key, size, mtime = entry
+    return check_key(key), int(size), check_mtime(mtime)
+
+
 def job_info_from_row(row: tuple[Any, ...]) -> JobInfo:
-    """A ``JobInfo`` from ``(job, state, bucket, staging, final, commit_owner, updated_at)``."""
-    job, state, bucket, staging, final, owner, updated_at = row
+    """A ``JobInfo`` from a row of ``job_columns``."""
+    job, state, bucket, staging, final, owner, updated_at, lease_owner, lease_mode, lease_expires = row
     if isinstance(updated_at, str):
         updated_at = datetime.fromisoformat(updated_at)
     if isinstance(updated_at, datetime) and updated_at.tzinfo is None:
@@ -123,6 +166,9 @@ def job_info_from_row(row: tuple[Any, ...]) -> JobInfo:
         final_prefix=final,
         commit_owner=owner,
         updated_at=updated_at,
+        lease_owner=lease_owner,
+        lease_mode=LeaseMode(lease_mode) if lease_mode else None,
+        lease_expires=float(lease_expires or 0),
     )
 
 
@@ -152,8 +198,12 @@ class BufferedTracker(ABC):
         etag: str | None = None,
         verified: bool = False,
         validated: bool = False,
+        mtime_ns: int | None = None,
     ) -> None:
-        """Record the outcome of ``key`` (buffered); a later mark of the same key wins."""
+        """Record the outcome of ``key`` (buffered); a later mark of the same key wins.
+
+        ``mtime_ns``: the file's modification time as sent (None: not known); stored as given.
+        """
         if not (type(key) is str and key.isascii() and 0 < len(key) <= MAX_KEY_BYTES and "\x00" not in key):
             check_key(key)
         row = (
@@ -164,6 +214,7 @@ class BufferedTracker(ABC):
             clean_text(etag),
             bool(verified),
             bool(validated),
+            mtime_ns if mtime_ns is None or type(mtime_ns) is int else check_mtime(mtime_ns),
         )
         with self._lock:
             if self._closed:
@@ -223,8 +274,14 @@ class BufferedTracker(ABC):
     # -- queries, written once: a backend gives its placeholder and ``_flushed`` -------
     #: The DB-API placeholder of the backend's driver (``?`` for sqlite3, ``%s`` for psycopg).
     _PARAM: ClassVar[str]
-    #: The backend's SELECT list for ``job_info_from_row`` (commit owner shown while leased).
+    #: The backend's SELECT list for ``job_info_from_row`` (``job_columns`` of its clock).
     _JOB_COLUMNS: ClassVar[str]
+    #: The backend's clock as an SQL expression of Unix seconds (PostgreSQL: the database's).
+    _NOW: ClassVar[str]
+
+    @abstractmethod
+    def _stamp(self) -> Any:
+        """Now as the backend stores ``created_at``/``updated_at``."""
 
     @abstractmethod
     def _flushed(self) -> AbstractContextManager[Any]:
@@ -244,6 +301,18 @@ class BufferedTracker(ABC):
         """``{key: size}`` of every key of this job marked done (flushes first)."""
         sql = f'SELECT "key", size FROM {TRANSFERS} WHERE job = {{p}} AND status = {{p}}'
         return {key: size for key, size in self._select(sql, self.job, "done")}
+
+    def entries(self, status: TransferStatus | None = None) -> dict[str, FileEntry]:
+        """``{key: FileEntry(size, mtime_ns, status)}`` of this job's keys (one status or all)."""
+        sql = f'SELECT "key", size, mtime_ns, status FROM {TRANSFERS} WHERE job = {{p}}'
+        params: tuple[Any, ...] = (self.job,)
+        if status is not None:
+            sql += " AND status = {p}"
+            params += (status_value(status),)
+        statuses = _STATUSES
+        return {
+            key: FileEntry(size, mtime, statuses[st]) for key, size, mtime, st in self._select(sql, *params)
+        }
 
     def error_entries(self) -> list[tuple[str, int]]:
         """``(key, size)`` of every key of this job marked error, for ``retry_errors``."""
@@ -299,6 +368,22 @@ class BufferedTracker(ABC):
             with self._write_transaction() as conn:
                 conn.execute(f'DELETE FROM {TRANSFERS} WHERE job = {p} AND "key" = {p}', (self.job, key))
 
+    def delete_keys(self, keys: Iterable[str]) -> int:
+        """Forget every key of ``keys`` in this job (in batches); returns how many were stored."""
+        p = self._PARAM
+        deleted = 0
+        with self._lock:
+            self._check_usable()
+            for chunk in batched(keys, DELETE_BATCH):
+                for key in chunk:
+                    check_key(key)
+                    self._drop_buffered(key)
+                marks = ", ".join([p] * len(chunk))
+                sql = f'DELETE FROM {TRANSFERS} WHERE job = {p} AND "key" IN ({marks})'
+                with self._write_transaction() as conn:
+                    deleted += conn.execute(sql, (self.job, *chunk)).rowcount
+        return int(deleted)
+
     def delete_job(self) -> int:
         """Forget this job entirely (its keys and its job row); returns how many keys it had."""
         p = self._PARAM
@@ -309,6 +394,91 @@ class BufferedTracker(ABC):
                 deleted = conn.execute(f"DELETE FROM {TRANSFERS} WHERE job = {p}", (self.job,)).rowcount
                 conn.execute(f"DELETE FROM {JOBS} WHERE job = {p}", (self.job,))
             return int(deleted)
+
+    # -- the job lease, written once over ``_write_transaction`` and the backend's clock ---
+    def take_job_lease(
+        self, owner: str, lease_seconds: float, mode: LeaseMode = LeaseMode.single
+    ) -> JobLease:
+        """Take the job lease if it is free, expired or ``owner``'s (renewed); a cooperative run
+        also shares a live cooperative lease (which then lasts until the latest expiry).
+
+        Atomic: one statement under the job row's lock (PostgreSQL) or ``BEGIN IMMEDIATE``
+        (SQLite), so of single-mode runs taking at once exactly one wins. The answer names the
+        holder when the caller did not get the lease. Creates the job's row if needed.
+        """
+        check_key(owner, "owner")
+        check_positive("lease_seconds", lease_seconds)
+        wanted = LeaseMode(mode).value
+        p, now, j = self._PARAM, self._NOW, JOBS
+        take = f"""
+        INSERT INTO {j} (job, state, lease_owner, lease_expires, lease_mode, created_at, updated_at)
+        VALUES ({p}, 'open', {p}, {now} + {p}, {p}, {p}, {p})
+        ON CONFLICT (job) DO UPDATE SET
+          lease_owner = excluded.lease_owner,
+          lease_expires = CASE
+            WHEN {j}.lease_mode = 'cooperative' AND excluded.lease_mode = 'cooperative'
+             AND {j}.lease_expires > excluded.lease_expires THEN {j}.lease_expires
+            ELSE excluded.lease_expires END,
+          lease_mode = excluded.lease_mode
+        WHERE {j}.lease_owner IS NULL OR {j}.lease_expires < {now}
+           OR ({j}.lease_mode = excluded.lease_mode
+               AND ({j}.lease_owner = excluded.lease_owner OR excluded.lease_mode = 'cooperative'))
+        RETURNING job
+        """
+        read = (
+            f"SELECT CASE WHEN lease_expires >= {now} THEN lease_owner END, "
+            f"CASE WHEN lease_expires >= {now} THEN lease_mode END, lease_expires, {now} "
+            f"FROM {j} WHERE job = {p}"
+        )
+        stamp = self._stamp()
+        with self._lock:
+            self._check_usable()
+            with self._write_transaction() as conn:
+                params = (self.job, owner, float(lease_seconds), wanted, stamp, stamp)
+                held = conn.execute(take, params).fetchone() is not None
+                holder, held_mode, expires, clock = conn.execute(read, (self.job,)).fetchone()
+        if holder is None:
+            return JobLease(held=held, owner=None, mode=None, expires=0.0, seconds_left=0.0)
+        return JobLease(
+            held=held,
+            owner=holder,
+            mode=LeaseMode(held_mode),
+            expires=float(expires),
+            seconds_left=max(0.0, float(expires) - float(clock)),
+        )
+
+    def renew_job_lease(self, owner: str, lease_seconds: float, mode: LeaseMode = LeaseMode.single) -> bool:
+        """Extend a live lease the caller holds (single: ``owner``'s; cooperative: the shared
+        cooperative lease); False when it expired or another run holds the job."""
+        check_positive("lease_seconds", lease_seconds)
+        wanted = LeaseMode(mode).value
+        p, now = self._PARAM, self._NOW
+        sql = f"""
+        UPDATE {JOBS} SET
+          lease_expires = CASE WHEN lease_expires > {now} + {p} THEN lease_expires ELSE {now} + {p} END,
+          lease_owner = {p}
+        WHERE job = {p} AND lease_expires >= {now} AND lease_mode = {p}
+          AND (lease_owner = {p} OR lease_mode = 'cooperative')
+        """
+        seconds = float(lease_seconds)
+        with self._lock:
+            self._check_usable()
+            with self._write_transaction() as conn:
+                params = (seconds, seconds, owner, self.job, wanted, owner)
+                return conn.execute(sql, params).rowcount == 1
+
+    def release_job_lease(self, owner: str) -> bool:
+        """Free the job if ``owner`` holds it in single mode; True if it did. A cooperative
+        lease is shared, so no one run frees it: it expires after the last renewal."""
+        p = self._PARAM
+        sql = (
+            f"UPDATE {JOBS} SET lease_owner = NULL, lease_mode = NULL, lease_expires = 0 "
+            f"WHERE job = {p} AND lease_owner = {p} AND lease_mode = 'single'"
+        )
+        with self._lock:
+            self._check_usable()
+            with self._write_transaction() as conn:
+                return conn.execute(sql, (self.job, owner)).rowcount == 1
 
     @abstractmethod
     def _write(self, rows: list[MarkRow]) -> None:

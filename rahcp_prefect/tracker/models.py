@@ -8,6 +8,11 @@ paths (buffered marks, claims, ``done_keys``) as plain SQL for speed. Column mea
   the lease alone, so a key marked error is retried once its lease ends (or is released).
 - ``lease_owner``: who claimed the key last (kept after the lease ends, for audit).
 - ``attempts``: how many times ``claim`` handed the key out.
+- ``mtime_ns``: the file's modification time (ns) as sent, None when not known; with ``size``
+  it tells a rerun whether a file changed since it was sent.
+- ``rahcp_jobs.lease_*``: the job lease of the run(s) working on the job (``lease_mode``
+  ``single``: one exclusive holder; ``cooperative``: shared by every cooperative run, the
+  owner is the last one that renewed). Unix seconds like the key leases; expired = free.
 """
 
 from __future__ import annotations
@@ -50,11 +55,12 @@ class Transfer(SQLModel, table=True):
     lease_owner: str | None = Field(default=None, sa_type=Text)
     lease_expires: float = Field(default=0.0, sa_type=Float, sa_column_kwargs={"server_default": "0"})
     attempts: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    mtime_ns: int | None = Field(default=None, sa_type=BigInteger)
     updated_at: datetime | None = Field(default=None, sa_type=Timestamp)
 
 
 class Job(SQLModel, table=True):
-    """One job: commit state, where its staging lives, and the commit lock (owner + lease)."""
+    """One job: commit state, where its staging lives, the commit lock and the job lease."""
 
     __tablename__ = "rahcp_jobs"
 
@@ -65,6 +71,9 @@ class Job(SQLModel, table=True):
     final_prefix: str | None = Field(default=None, sa_type=Text)
     commit_owner: str | None = Field(default=None, sa_type=Text)
     commit_expires: float = Field(default=0.0, sa_type=Float, sa_column_kwargs={"server_default": "0"})
+    lease_owner: str | None = Field(default=None, sa_type=Text)
+    lease_expires: float = Field(default=0.0, sa_type=Float, sa_column_kwargs={"server_default": "0"})
+    lease_mode: str | None = Field(default=None, sa_type=String(16))
     created_at: datetime | None = Field(default=None, sa_type=Timestamp)
     updated_at: datetime | None = Field(default=None, sa_type=Timestamp)
 

@@ -28,7 +28,10 @@ from rahcp_prefect.tracker.base import (
     batched,
     check_key,
     check_positive,
+    job_columns,
     job_info_from_row,
+    register_row,
+    utc_now,
 )
 from rahcp_prefect.tracker.dsn import mask_dsn, redact, scheme_of
 from rahcp_prefect.tracker.errors import (
@@ -44,11 +47,7 @@ logger = logging.getLogger(__name__)
 T = TRANSFERS
 J = JOBS
 NOW = "extract(epoch from now())::float8"
-#: A commit lock whose lease ran out has no owner any more.
-JOB_COLUMNS = (
-    "job, state, bucket, staging_prefix, final_prefix, "
-    f"CASE WHEN commit_expires >= {NOW} THEN commit_owner END, updated_at"
-)
+JOB_COLUMNS = job_columns(NOW)
 #: pg_advisory_xact_lock key serialising schema creation and migration ("rahcp" + 1).
 SCHEMA_LOCK = 0x7261686370_01
 WRITE_BATCH = 10_000
@@ -56,18 +55,20 @@ REGISTER_BATCH = 10_000
 
 #: Marks and manifests travel as arrays in binary (%b): five times cheaper to send than text.
 UPSERT = f"""
-INSERT INTO {T} AS t (job, "key", size, status, error, etag, verified, validated, updated_at)
-SELECT %(job)s, u.k, u.s, u.st, u.e, u.et, u.v, u.va, now()
+INSERT INTO {T} AS t (job, "key", size, status, error, etag, verified, validated, mtime_ns, updated_at)
+SELECT %(job)s, u.k, u.s, u.st, u.e, u.et, u.v, u.va, u.m, now()
 FROM unnest(%(k)b::text[], %(s)b::int8[], %(st)b::text[], %(e)b::text[], %(et)b::text[],
-            %(v)b::bool[], %(va)b::bool[]) AS u(k, s, st, e, et, v, va)
+            %(v)b::bool[], %(va)b::bool[], %(m)b::int8[]) AS u(k, s, st, e, et, v, va, m)
 ON CONFLICT (job, "key") DO UPDATE SET
   size = excluded.size, status = excluded.status, error = excluded.error, etag = excluded.etag,
-  verified = excluded.verified, validated = excluded.validated, updated_at = excluded.updated_at
+  verified = excluded.verified, validated = excluded.validated, mtime_ns = excluded.mtime_ns,
+  updated_at = excluded.updated_at
 """
 
 REGISTER = f"""
-INSERT INTO {T} (job, "key", size, status, updated_at)
-SELECT %(job)s, u.k, u.s, 'pending', now() FROM unnest(%(k)b::text[], %(s)b::int8[]) AS u(k, s)
+INSERT INTO {T} (job, "key", size, mtime_ns, status, updated_at)
+SELECT %(job)s, u.k, u.s, u.m, 'pending', now()
+FROM unnest(%(k)b::text[], %(s)b::int8[], %(m)b::int8[]) AS u(k, s, m)
 ON CONFLICT (job, "key") DO NOTHING
 """
 
@@ -109,6 +110,7 @@ class PostgresTracker(BufferedTracker):
 
     _PARAM = "%s"
     _JOB_COLUMNS = JOB_COLUMNS
+    _NOW = NOW
 
     def __init__(
         self,
@@ -232,22 +234,26 @@ class PostgresTracker(BufferedTracker):
     def _write(self, rows: list[MarkRow]) -> None:
         with self._write_transaction() as conn:
             for chunk in batched(rows, WRITE_BATCH):
-                k, s, st, e, et, v, va = (list(column) for column in zip(*chunk))
-                params = {"job": self.job, "k": k, "s": s, "st": st, "e": e, "et": et, "v": v, "va": va}
+                k, s, st, e, et, v, va, m = (list(column) for column in zip(*chunk))
+                params = {"job": self.job, "k": k, "s": s, "st": st, "e": e, "et": et, "v": v, "va": va, "m": m}
                 conn.execute(UPSERT, params)
 
     def _close_connections(self) -> None:
         self._pool.close()
 
+    def _stamp(self) -> Any:
+        return utc_now()
+
     # -- claims -------------------------------------------------------------------------
-    def register(self, entries: Iterable[tuple[str, int]]) -> int:
-        """Add ``(key, size)`` rows as pending unless the key exists; returns how many were new."""
+    def register(self, entries: Iterable[tuple[Any, ...]]) -> int:
+        """Add ``(key, size)`` or ``(key, size, mtime_ns)`` rows as pending unless the key
+        exists; returns how many were new."""
         added = 0
         with self._flushed() as conn:
             for chunk in batched(entries, REGISTER_BATCH):
-                keys = [check_key(key) for key, _ in chunk]
-                sizes = [int(size) for _, size in chunk]
-                added += conn.execute(REGISTER, {"job": self.job, "k": keys, "s": sizes}).rowcount
+                keys, sizes, mtimes = (list(column) for column in zip(*map(register_row, chunk)))
+                params = {"job": self.job, "k": keys, "s": sizes, "m": mtimes}
+                added += conn.execute(REGISTER, params).rowcount
         return added
 
     def claim(self, owner: str, limit: int, lease_seconds: float) -> list[tuple[str, int]]:

@@ -8,6 +8,10 @@ and reaches the database on ``commit()`` (or every ``flush_every`` marks).
 Claims let several flow runs drain one job: each run ``register``s the job's manifest
 (idempotent), then ``claim``s batches of pending keys under a lease that it ``renew``s while
 working. A key whose lease expired is claimable again; a key marked done never is.
+
+The job lease says who works on a job: one ``single`` run exclusively, or any number of
+``cooperative`` runs sharing it. It is taken before a run touches staging, renewed while the
+run works and released at its end; a run that dies stops renewing and its lease expires.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
-from typing import Protocol, runtime_checkable
+from typing import NamedTuple, Protocol, runtime_checkable
 
 
 class TransferStatus(str, Enum):
@@ -36,9 +40,19 @@ class JobState(str, Enum):
     rolled_back = "rolled_back"  # staging deleted after a failure
 
 
+class LeaseMode(str, Enum):
+    """How runs share a job: one at a time, or many draining it together through claims."""
+
+    single = "single"
+    cooperative = "cooperative"
+
+
 @dataclass(frozen=True)
 class JobInfo:
-    """One job's row: its state and where its staging lives, for commit and cleanup."""
+    """One job's row: its state, where its staging lives, and who holds it (for commit and cleanup).
+
+    ``commit_owner``, ``lease_owner`` and ``lease_mode`` are None once their lease expired.
+    """
 
     job: str
     state: JobState
@@ -47,6 +61,28 @@ class JobInfo:
     final_prefix: str | None = None
     commit_owner: str | None = None
     updated_at: datetime | None = None
+    lease_owner: str | None = None
+    lease_mode: LeaseMode | None = None
+    lease_expires: float = 0.0  # Unix seconds (database clock on PostgreSQL)
+
+
+@dataclass(frozen=True)
+class JobLease:
+    """The answer of ``take_job_lease``: whether the caller holds the job, and who does."""
+
+    held: bool  # True: the caller holds (or shares, cooperative) the lease now
+    owner: str | None  # the holder (cooperative: the last run that renewed); None when free
+    mode: LeaseMode | None
+    expires: float  # Unix seconds; 0 when free
+    seconds_left: float  # how long the holder's lease still runs (by the database's clock)
+
+
+class FileEntry(NamedTuple):
+    """One key's record: its size and modification time as sent, and its status."""
+
+    size: int
+    mtime_ns: int | None
+    status: TransferStatus
 
 
 @runtime_checkable
@@ -66,14 +102,21 @@ class TrackerProtocol(Protocol):
         etag: str | None = None,
         verified: bool = False,
         validated: bool = False,
+        mtime_ns: int | None = None,
     ) -> None:
-        """Record the outcome of ``key`` (buffered); a later mark of the same key wins."""
+        """Record the outcome of ``key`` (buffered); a later mark of the same key wins.
+
+        ``mtime_ns`` is the file's modification time as sent (None: not known).
+        """
 
     def done_keys(self) -> set[str]:
         """Every key of this job marked done (flushes first)."""
 
     def done_entries(self) -> dict[str, int]:
         """``{key: size}`` of every key of this job marked done, for verifying staging."""
+
+    def entries(self, status: TransferStatus | None = None) -> dict[str, FileEntry]:
+        """``{key: FileEntry(size, mtime_ns, status)}`` of this job's keys (one status or all)."""
 
     def error_entries(self) -> list[tuple[str, int]]:
         """``(key, size)`` of every key of this job marked error, for ``retry_errors``."""
@@ -83,6 +126,9 @@ class TrackerProtocol(Protocol):
 
     def delete(self, key: str) -> None:
         """Forget ``key`` in this job."""
+
+    def delete_keys(self, keys: Iterable[str]) -> int:
+        """Forget every key of ``keys`` in this job (in batches); returns how many were stored."""
 
     def summary(self) -> dict[str, int]:
         """Counts per status for this job: ``{"pending": n, "done": n, "error": n}``."""
@@ -103,8 +149,9 @@ class TrackerProtocol(Protocol):
         """Forget this job entirely (keys and job row), e.g. after a rollback; returns key count."""
 
     # -- claims: several runs drain one job ---------------------------------------------
-    def register(self, entries: Iterable[tuple[str, int]]) -> int:
-        """Add ``(key, size)`` rows as pending unless the key exists; returns how many were new."""
+    def register(self, entries: Iterable[tuple[str, int] | tuple[str, int, int | None]]) -> int:
+        """Add ``(key, size)`` or ``(key, size, mtime_ns)`` rows as pending unless the key
+        exists; returns how many were new."""
 
     def claim(self, owner: str, limit: int, lease_seconds: float) -> list[tuple[str, int]]:
         """Lease up to ``limit`` pending (or lease-expired, not done) keys to ``owner``."""
@@ -144,3 +191,21 @@ class TrackerProtocol(Protocol):
 
     def list_jobs(self, state: JobState | None = None) -> list[JobInfo]:
         """Every job in this database (optionally in one state): cleanup finds crashed staging."""
+
+    # -- the job lease: who works on the job ---------------------------------------------
+    def take_job_lease(
+        self, owner: str, lease_seconds: float, mode: LeaseMode = LeaseMode.single
+    ) -> JobLease:
+        """Take the job lease for ``lease_seconds`` if it is free, expired, or already ``owner``'s
+        (then it is renewed); a cooperative run also shares a live cooperative lease. Atomic:
+        of runs taking at once, exactly one single-mode run wins. Creates the job's row if
+        needed. The answer names the holder when the caller did not get it."""
+
+    def renew_job_lease(self, owner: str, lease_seconds: float, mode: LeaseMode = LeaseMode.single) -> bool:
+        """Extend a live lease the caller holds (single: ``owner`` holds it; cooperative: the
+        cooperative lease is live); False when it expired or another run holds the job."""
+
+    def release_job_lease(self, owner: str) -> bool:
+        """Free the job if ``owner`` holds it in single mode; True if it did. A cooperative
+        lease is shared, so one run cannot free it: it expires ``lease_seconds`` after the
+        last cooperative run renewed it."""

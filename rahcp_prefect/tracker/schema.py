@@ -14,11 +14,22 @@ from sqlalchemy.schema import CreateIndex, CreateTable
 from rahcp_prefect.tracker.errors import TrackerSchemaError
 from rahcp_prefect.tracker.models import TABLES
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 #: version -> SQL statements that bring a database from ``version - 1`` to ``version``.
-#: Add an entry (and bump SCHEMA_VERSION) whenever ``models`` changes.
-MIGRATIONS: dict[int, list[str]] = {}
+#: Add an entry (and bump SCHEMA_VERSION) whenever ``models`` changes. The statements are
+#: plain SQL both SQLite and PostgreSQL accept; a new column must be nullable or have a
+#: default, so existing rows stay valid (PostgreSQL adds such a column without a rewrite).
+MIGRATIONS: dict[int, list[str]] = {
+    # 2: the job lease (one exclusive single-mode holder, or shared by cooperative runs)
+    #    and each file's modification time as sent (incremental sync).
+    2: [
+        "ALTER TABLE rahcp_jobs ADD COLUMN lease_owner TEXT",
+        "ALTER TABLE rahcp_jobs ADD COLUMN lease_expires FLOAT DEFAULT '0' NOT NULL",
+        "ALTER TABLE rahcp_jobs ADD COLUMN lease_mode VARCHAR(16)",
+        "ALTER TABLE rahcp_transfers ADD COLUMN mtime_ns BIGINT",
+    ],
+}
 
 VERSION_TABLE = "rahcp_schema_version"
 

@@ -26,7 +26,9 @@ from rahcp_prefect.tracker.base import (
     batched,
     check_key,
     check_positive,
+    job_columns,
     job_info_from_row,
+    register_row,
     utc_now,
 )
 from rahcp_prefect.tracker.errors import TrackerConnectionError
@@ -34,20 +36,18 @@ from rahcp_prefect.tracker.protocol import JobInfo, JobState
 
 T = TRANSFERS
 J = JOBS
-#: A commit lock whose lease ran out has no owner any more (``now`` in Unix seconds).
-JOB_COLUMNS = (
-    "job, state, bucket, staging_prefix, final_prefix, CASE WHEN commit_expires >= "
-    "(julianday('now') - 2440587.5) * 86400.0 THEN commit_owner END, updated_at"
-)
+#: This machine's clock in Unix seconds, as SQL (millisecond resolution).
+NOW = "((julianday('now') - 2440587.5) * 86400.0)"
+JOB_COLUMNS = job_columns(NOW)
 REGISTER_BATCH = 5000
 
 UPSERT = f"""
-INSERT INTO {T} (job, "key", size, status, error, etag, verified, validated, updated_at)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+INSERT INTO {T} (job, "key", size, status, error, etag, verified, validated, mtime_ns, updated_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (job, "key") DO UPDATE SET
   size = excluded.size, status = excluded.status, error = excluded.error,
   etag = excluded.etag, verified = excluded.verified, validated = excluded.validated,
-  updated_at = excluded.updated_at
+  mtime_ns = excluded.mtime_ns, updated_at = excluded.updated_at
 """
 
 CLAIM = f"""
@@ -79,6 +79,7 @@ class SqliteTracker(BufferedTracker):
 
     _PARAM = "?"
     _JOB_COLUMNS = JOB_COLUMNS
+    _NOW = NOW
 
     def __init__(
         self,
@@ -182,18 +183,22 @@ class SqliteTracker(BufferedTracker):
     def _close_connections(self) -> None:
         self._conn.close()
 
+    def _stamp(self) -> str:
+        return _timestamp()
+
     # -- claims -------------------------------------------------------------------------
-    def register(self, entries: Iterable[tuple[str, int]]) -> int:
-        """Add ``(key, size)`` rows as pending unless the key exists; returns how many were new."""
+    def register(self, entries: Iterable[tuple[Any, ...]]) -> int:
+        """Add ``(key, size)`` or ``(key, size, mtime_ns)`` rows as pending unless the key
+        exists; returns how many were new."""
         sql = (
-            f'INSERT INTO {T} (job, "key", size, status, updated_at) VALUES (?, ?, ?, ?, ?) '
+            f'INSERT INTO {T} (job, "key", size, mtime_ns, status, updated_at) VALUES (?, ?, ?, ?, ?, ?) '
             'ON CONFLICT (job, "key") DO NOTHING'
         )
         added = 0
         with self._flushed() as conn:
             for chunk in batched(entries, REGISTER_BATCH):
                 stamp = _timestamp()
-                rows = [(self.job, check_key(key), int(size), "pending", stamp) for key, size in chunk]
+                rows = [(self.job, *register_row(entry), "pending", stamp) for entry in chunk]
                 with self._write_transaction():
                     before = conn.total_changes
                     conn.executemany(sql, rows)

@@ -31,10 +31,10 @@ def test_scan_yields_keys_in_s3_order(tmp_path: Path) -> None:
     names = ["a-b", "a/b", "a/c/d", "a0", "A", "b", "ü", "z z", "a.b", "a/b0"]
     for rel in names:
         _touch(tmp_path, rel, rel.encode())
-    got = [rel for rel, _, _ in scan_tree(tmp_path)]
+    got = [rel for rel, _, _, _ in scan_tree(tmp_path)]
     # S3 lists keys by UTF-8 bytes; Python orders str by code point: the same order.
     assert got == sorted(names, key=lambda k: k.encode("utf-8"))
-    sizes = {rel: size for rel, _, size in scan_tree(tmp_path)}
+    sizes = {rel: size for rel, _, size, _ in scan_tree(tmp_path)}
     assert sizes == {rel: len(rel.encode()) for rel in names}
 
 
@@ -48,7 +48,7 @@ def test_scan_is_lazy(tmp_path: Path) -> None:
     # A directory created after the walk started, but before it gets there, is still seen:
     # nothing beyond the current directory was listed up front.
     _touch(tmp_path, "d2/new")
-    rest = [rel for rel, _, _ in walk]
+    rest = [rel for rel, _, _, _ in walk]
     assert "d2/new" in rest
 
 
@@ -56,7 +56,7 @@ def test_scan_select_and_special_files(tmp_path: Path) -> None:
     _touch(tmp_path, "keep.tif")
     _touch(tmp_path, "drop.txt")
     os.mkfifo(tmp_path / "pipe")  # would block a reader forever: never yielded
-    got = [rel for rel, _, _ in scan_tree(tmp_path, select=lambda rel: rel.endswith(".tif"))]
+    got = [rel for rel, _, _, _ in scan_tree(tmp_path, select=lambda rel: rel.endswith(".tif"))]
     assert got == ["keep.tif"]
 
 
@@ -68,9 +68,9 @@ def test_scan_symlinks(tmp_path: Path) -> None:
     (root / "link-dir").symlink_to(tmp_path / "outside")
     (root / "d" / "loop").symlink_to(root)  # a loop back to the root
     (root / "broken").symlink_to(tmp_path / "nowhere")
-    assert [rel for rel, _, _ in scan_tree(root)] == ["d/f"]
+    assert [rel for rel, _, _, _ in scan_tree(root)] == ["d/f"]
     errors: list[str] = []
-    got = [rel for rel, _, _ in scan_tree(root, follow_symlinks=True, on_error=lambda r, e: errors.append(r))]
+    got = [rel for rel, _, _, _ in scan_tree(root, follow_symlinks=True, on_error=lambda r, e: errors.append(r))]
     assert got == ["d/f", "link-dir/o", "link-file"]
     assert errors == ["d/loop/"]
 
@@ -81,7 +81,7 @@ def test_scan_reports_undecodable_names(tmp_path: Path) -> None:
     with open(os.path.join(os.fsencode(tmp_path), b"bad\xff"), "wb"):
         pass
     errors: list[tuple[str, BaseException]] = []
-    got = [rel for rel, _, _ in scan_tree(tmp_path, on_error=lambda r, e: errors.append((r, e)))]
+    got = [rel for rel, _, _, _ in scan_tree(tmp_path, on_error=lambda r, e: errors.append((r, e)))]
     assert got == ["ok"]
     assert len(errors) == 1 and isinstance(errors[0][1], UnicodeError)
     errors[0][0].encode("utf-8")  # the reported name is printable
@@ -99,7 +99,7 @@ def test_scan_unreadable_directory_is_reported(tmp_path: Path, monkeypatch: pyte
 
     monkeypatch.setattr(os, "scandir", scandir)
     errors: list[str] = []
-    got = [rel for rel, _, _ in scan_tree(tmp_path, on_error=lambda r, e: errors.append(r))]
+    got = [rel for rel, _, _, _ in scan_tree(tmp_path, on_error=lambda r, e: errors.append(r))]
     assert got == ["b/f"] and errors == ["a/"]
 
 

@@ -10,7 +10,7 @@ from prefect.blocks.core import Block
 from prefect.testing.standard_test_suites import BlockStandardTestSuite
 from pydantic import SecretStr, ValidationError
 
-from rahcp_prefect.blocks import HCPCredentials, HCPTracker, HCPTransferSettings
+from rahcp_prefect.blocks import HCPBucket, HCPCredentials, HCPTracker, HCPTransferSettings
 from rahcp_prefect.tracker import TrackerConnectionError
 
 
@@ -35,6 +35,12 @@ class TestHCPTrackerStandard(_OfflineSuite):
     @pytest.fixture
     def block(self) -> type[Block]:
         return HCPTracker
+
+
+class TestHCPBucketStandard(_OfflineSuite):
+    @pytest.fixture
+    def block(self) -> type[Block]:
+        return HCPBucket
 
 
 async def test_credentials_block_round_trip_and_client(

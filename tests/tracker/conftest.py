@@ -50,3 +50,4 @@ def open_tracker(target: str, tracker_job: str, backend: str) -> Iterator[OpenTr
 def tracker(open_tracker: OpenTracker) -> TrackerProtocol:
     """One tracker on this test's job."""
     return open_tracker()
+

@@ -17,6 +17,8 @@ from rahcp_prefect.tracker import (
     TransferStatus,
 )
 
+from tests.tracker.helpers import race
+
 OpenTracker = Callable[..., Any]
 done, error, pending = TransferStatus.done, TransferStatus.error, TransferStatus.pending
 
@@ -281,19 +283,7 @@ def test_commit_lock_expires(open_tracker: OpenTracker) -> None:
 
 def test_commit_lock_race_has_exactly_one_winner(open_tracker: OpenTracker) -> None:
     trackers = [open_tracker() for _ in range(6)]
-    barrier = threading.Barrier(len(trackers))
-    wins: list[str] = []
-
-    def contend(index: int) -> None:
-        barrier.wait()
-        if trackers[index].acquire_commit(f"run-{index}", 60):
-            wins.append(f"run-{index}")
-
-    threads = [threading.Thread(target=contend, args=(i,)) for i in range(len(trackers))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(30)
+    wins = race(trackers, lambda tracker, owner: tracker.acquire_commit(owner, 60))
     assert len(wins) == 1
     assert trackers[0].job_info().commit_owner == wins[0]
 
@@ -435,3 +425,51 @@ def test_done_entries_maps_done_keys_to_sizes(tracker: TrackerProtocol) -> None:
     tracker.mark("b", 20, TransferStatus.error, "boom")
     tracker.mark("c/ü", 0, TransferStatus.done)
     assert tracker.done_entries() == {"a": 10, "c/ü": 0}
+
+
+# -- modification times as sent, and forgetting many keys ------------------------------------
+def test_mtime_ns_is_stored_by_mark_and_register(open_tracker: OpenTracker) -> None:
+    writer, reader = open_tracker(), open_tracker()
+    big = 1_733_000_000_123_456_789  # a 2024 mtime in ns: past 2**53, must round-trip exactly
+    writer.mark("sent.bin", 10, done, mtime_ns=big)
+    writer.mark("failed.bin", 20, error, "boom", mtime_ns=big + 1)
+    writer.mark("unknown.bin", 30, done)
+    writer.register([("listed.bin", 40, big + 2), ("old-style.bin", 50)])
+    writer.commit()
+    assert reader.entries() == {
+        "sent.bin": (10, big, done),
+        "failed.bin": (20, big + 1, error),
+        "unknown.bin": (30, None, done),
+        "listed.bin": (40, big + 2, pending),
+        "old-style.bin": (50, None, pending),
+    }
+    assert reader.entries(done) == {"sent.bin": (10, big, done), "unknown.bin": (30, None, done)}
+    entry = reader.entries(done)["sent.bin"]
+    assert (entry.size, entry.mtime_ns, entry.status) == (10, big, done)
+
+
+def test_a_later_mark_replaces_the_mtime(tracker: TrackerProtocol) -> None:
+    tracker.mark("f", 1, done, mtime_ns=100)
+    tracker.commit()
+    tracker.mark("f", 2, done, mtime_ns=200)  # the file changed and was sent again
+    assert tracker.entries() == {"f": (2, 200, done)}
+    tracker.register([("f", 3, 300)])  # register never touches a known key
+    assert tracker.entries() == {"f": (2, 200, done)}
+
+
+def test_mtime_must_be_an_int(tracker: TrackerProtocol) -> None:
+    with pytest.raises(ValueError, match="mtime_ns"):
+        tracker.mark("f", 1, done, mtime_ns=1.5)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="mtime_ns"):
+        tracker.register([("f", 1, "yesterday")])  # type: ignore[list-item]
+
+
+def test_delete_keys_forgets_only_those_keys(open_tracker: OpenTracker) -> None:
+    tracker = open_tracker(flush_every=10_000)
+    for i in range(1200):
+        tracker.mark(f"k{i:04d}", i, done)
+    tracker.commit()
+    tracker.mark("buffered", 1, done)
+    doomed = [f"k{i:04d}" for i in range(0, 1200, 2)] + ["buffered", "never-stored"]
+    assert tracker.delete_keys(iter(doomed)) == 600
+    assert tracker.done_keys() == {f"k{i:04d}" for i in range(1, 1200, 2)}

@@ -116,3 +116,52 @@ def test_a_missing_migration_is_an_error(fresh_target: str, monkeypatch: pytest.
     monkeypatch.setattr(schema, "MIGRATIONS", {})
     with pytest.raises(TrackerSchemaError, match="no migration"):
         create_tracker(fresh_target, job="j")
+
+
+# -- upgrading a database released at an older version ------------------------------------------
+def test_a_version_1_database_upgrades_in_place(fresh_target: str, backend: str) -> None:
+    from rahcp_prefect.tracker import JobState, LeaseMode
+    from rahcp_prefect.tracker.models import Job, Transfer
+    from tests.tracker import schema_v1
+
+    for statement in (schema_v1.SQLITE if backend == "sqlite" else schema_v1.POSTGRES) + schema_v1.ROWS:
+        _query(fresh_target, statement)
+    staged = ".rahcp-staging/run-0/"
+
+    with create_tracker(fresh_target, job="old-job") as tracker:  # type: ignore[attr-defined]
+        # every row survived, with its values
+        assert tracker.done_entries() == {staged + "a.bin": 5_000_000_000}
+        assert tracker.error_details() == [(staged + "b.bin", "SSL timeout")]
+        assert tracker.summary() == {"pending": 1, "done": 1, "error": 1}
+        assert tracker.unverified_keys() == []
+        assert tracker.entries()[staged + "a.bin"] == (5_000_000_000, None, TransferStatus.done)
+        info = tracker.job_info()
+        assert (info.state, info.bucket, info.staging_prefix, info.final_prefix) == (
+            JobState.committed, "bkt", staged, "final/"
+        )
+        assert (info.lease_owner, info.lease_mode, info.lease_expires) == (None, None, 0.0)
+        # and the upgraded database is usable: claims, marks with mtime, the job lease
+        assert sorted(tracker.claim("run-1", 10, 60)) == [(staged + "b.bin", 20), (staged + "c.bin", 30)]
+        tracker.mark(staged + "c.bin", 30, TransferStatus.done, mtime_ns=1_700_000_000_000_000_001)
+        assert tracker.entries(TransferStatus.done)[staged + "c.bin"].mtime_ns == 1_700_000_000_000_000_001
+        assert tracker.take_job_lease("run-1", 60).held
+        assert tracker.job_info().lease_mode == LeaseMode.single
+
+    assert _query(fresh_target, "SELECT version FROM rahcp_schema_version") == [(schema.SCHEMA_VERSION,)]
+    for table in (Job.__table__, Transfer.__table__):  # the same columns as a fresh database
+        if backend == "sqlite":
+            columns = {row[1] for row in _query(fresh_target, f"PRAGMA table_info({table.name})")}
+        else:
+            columns = {
+                row[0]
+                for row in _query(
+                    fresh_target,
+                    "SELECT column_name FROM information_schema.columns "
+                    f"WHERE table_name = '{table.name}' AND table_schema = current_schema()",
+                )
+            }
+        assert columns == {column.name for column in table.columns}
+    # attempts and audit columns kept their values through the upgrade
+    assert _query(
+        fresh_target, "SELECT attempts FROM rahcp_transfers WHERE \"key\" = '.rahcp-staging/run-0/a.bin'"
+    ) == [(1,)]

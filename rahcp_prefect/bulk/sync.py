@@ -1,0 +1,184 @@
+"""Incremental sync: which files a rerun of a job sends again, decided per file at no cost.
+
+The tracker records each file's size and modification time (ns) as it was sent. A rerun sends
+a file again when it is **new** (no record of it done), **changed** (size or mtime differs
+from the record) or **missing** (recorded and unchanged, but the bucket no longer holds it
+with the recorded size: deleted from the final prefix, say); it leaves **unchanged** files
+alone. ``existing`` is the engine's ``skip_existing`` case: no record, but the listing holds
+the key with the file's size (adopted, recorded as done, not sent).
+
+Everything here works on streams in key order (the scanner's walk, the tracker's records and
+the bucket's listings are all in UTF-8 byte order), so a rerun over millions of files holds
+one page of each, never the whole job. A key asked out of order is answered "not known",
+which can cost a transfer, never a skipped file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable, Iterator
+from dataclasses import dataclass, fields
+from enum import Enum
+from typing import Any
+
+from .existing import RemoteSizes
+from .scanner import iter_listing
+
+Record = tuple[int, "int | None"]
+"""``(size, mtime_ns)`` of a file as the tracker recorded it when it was sent."""
+
+
+class Change(str, Enum):
+    """What a rerun does with one file, and why."""
+
+    new = "new"  # no record of it done: send
+    changed = "changed"  # size or mtime differs from the record: send
+    missing = "missing"  # unchanged, but not in the bucket with its recorded size: send
+    unchanged = "unchanged"  # as recorded and where it should be: no request
+    existing = "existing"  # no record, the listing holds it with its size: adopt (skip_existing)
+
+
+SENDS = frozenset({Change.new, Change.changed, Change.missing})
+"""The outcomes that transfer the file."""
+
+
+def decide(
+    size: int,
+    mtime_ns: int | None,
+    record: Record | None,
+    stored: int | None = None,
+    *,
+    listed: bool = False,
+    adopt: bool = False,
+) -> Change:
+    """The sync decision for one file (pure; a few comparisons).
+
+    ``size``/``mtime_ns``: the file now. ``record``: the tracker's ``(size, mtime_ns)`` of it
+    done, or None. ``stored``: the size the bucket holds for it (None: absent), meaningful
+    only when ``listed`` (a listing was read). ``adopt``: without a record, a stored object of
+    the same size counts as ``existing`` instead of ``new``. A record without mtime (written
+    before the tracker recorded it) never matches: such a file is sent once more, then known.
+    """
+    if record is None:
+        if adopt and listed and stored == size:
+            return Change.existing
+        return Change.new
+    if record[0] != size or record[1] != mtime_ns or mtime_ns is None:
+        return Change.changed
+    if listed and stored != size:
+        return Change.missing
+    return Change.unchanged
+
+
+@dataclass
+class SyncCounts:
+    """How many files of a run fell in each case (the flows' result and summary)."""
+
+    new: int = 0
+    changed: int = 0
+    unchanged: int = 0
+    missing: int = 0
+
+    def add(self, change: Change) -> None:
+        """Count one decision (``existing`` is left alone: an adopted file, not unchanged)."""
+        if change is not Change.existing:
+            setattr(self, change.value, getattr(self, change.value) + 1)
+
+    def as_dict(self) -> dict[str, int]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+class SortedRecords:
+    """The tracker's records, asked for in ascending key order, one page in memory.
+
+    ``rows`` yields ``(key, size, mtime_ns)`` in key order (the tracker's ``iter_done``), lazily.
+    """
+
+    def __init__(self, rows: Iterable[tuple[str, int, int | None]]) -> None:
+        self._rows: Iterator[tuple[str, int, int | None]] = iter(rows)
+        self._key: str | None = None
+        self._record: Record = (0, None)
+        self._exhausted = False
+
+    def _advance(self) -> None:
+        row = next(self._rows, None)
+        if row is None:
+            self._key = None
+            self._exhausted = True
+        else:
+            self._key, size, mtime = row
+            self._record = (size, mtime)
+
+    def lookup(self, key: str) -> Record | None:
+        """``(size, mtime_ns)`` recorded for ``key``, or None."""
+        if self._exhausted:
+            return None
+        if self._key is None:
+            self._advance()
+        while self._key is not None and self._key < key:
+            self._advance()
+        return self._record if self._key == key else None
+
+
+class StoredSizes:
+    """Where a job's files live in the bucket: its staging prefix, then its final prefix.
+
+    Two listings read in step with the files (one page of each at a time). A recorded file
+    is stored when staging (not yet committed) or the final prefix (committed) holds it with
+    the recorded size.
+    """
+
+    def __init__(self, staging: RemoteSizes | None, final: RemoteSizes, staging_prefix: str, final_prefix: str) -> None:
+        self._staging = staging
+        self._final = final
+        self._staging_prefix = staging_prefix
+        self._final_prefix = final_prefix
+
+    async def size_of(self, rel: str, recorded: int) -> int | None:
+        """The stored size of ``rel``: the recorded one if either place holds it so."""
+        if self._staging is not None:
+            staged = await self._staging.lookup(self._staging_prefix + rel)
+            if staged is not None and staged[0] == recorded:
+                return recorded
+        final = await self._final.lookup(self._final_prefix + rel)
+        return final[0] if final is not None else None
+
+    async def aclose(self) -> None:
+        if self._staging is not None:
+            await self._staging.aclose()
+        await self._final.aclose()
+
+
+async def plan_sync(
+    files: Iterable[tuple[str, int, int]],
+    records: SortedRecords | None,
+    stored: StoredSizes | None,
+    counts: SyncCounts,
+    record_prefix: str = "",
+) -> AsyncIterator[tuple[str, int, int]]:
+    """The ``(rel, size, mtime_ns)`` of ``files`` (in key order) a rerun must send; each
+    decision is counted in ``counts``.
+
+    ``records``: the job's done records, keyed ``record_prefix + rel`` (None: trust none,
+    every file is new). ``stored``: where the bucket holds the job's files (None: no listing,
+    a recorded unchanged file is trusted to be there).
+    """
+    try:
+        for rel, size, mtime_ns in files:
+            record = records.lookup(record_prefix + rel) if records is not None else None
+            listed = False
+            where: int | None = None
+            if record is not None and stored is not None and record[0] == size and record[1] == mtime_ns:
+                where = await stored.size_of(rel, record[0])
+                listed = True
+            change = decide(size, mtime_ns, record, where, listed=listed)
+            counts.add(change)
+            if change in SENDS:
+                yield rel, size, mtime_ns
+    finally:
+        if stored is not None:
+            await stored.aclose()
+
+
+def listing(s3: Any, bucket: str, prefix: str) -> RemoteSizes:
+    """The sizes under ``prefix``, for lookups in key order (one list call per page)."""
+    return RemoteSizes(iter_listing(s3, bucket, prefix))

@@ -1,0 +1,137 @@
+"""The sync decision per file (new / changed / missing / unchanged / existing), the ordered
+lookups it reads from, and the scanner's mtime_ns (one stat per file)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from rahcp_prefect.bulk.existing import RemoteSizes
+from rahcp_prefect.bulk.scanner import scan_tree
+from rahcp_prefect.bulk.sync import (
+    SENDS,
+    Change,
+    SortedRecords,
+    StoredSizes,
+    SyncCounts,
+    decide,
+    plan_sync,
+)
+
+T = 1_700_000_000_000_000_000
+
+
+@pytest.mark.parametrize(
+    ("size", "mtime", "record", "stored", "listed", "adopt", "expected"),
+    [
+        (10, T, None, None, False, False, Change.new),
+        (10, T, None, 10, True, False, Change.new),  # the flow never adopts
+        (10, T, None, 10, True, True, Change.existing),  # the engine's skip_existing
+        (10, T, None, 9, True, True, Change.new),  # another size remote: send
+        (10, T, None, 10, False, True, Change.new),  # adoption needs a listing
+        (10, T, (10, T), None, False, False, Change.unchanged),  # no listing: trust the record
+        (10, T, (10, T), 10, True, False, Change.unchanged),
+        (10, T, (10, T), None, True, False, Change.missing),  # deleted from the bucket
+        (10, T, (10, T), 7, True, False, Change.missing),  # another object under the key
+        (10, T + 1, (10, T), 10, True, False, Change.changed),  # rewritten in place, same size
+        (11, T, (10, T), 10, True, False, Change.changed),  # grown, same mtime (utime'd back)
+        (11, T + 5, (10, T), None, True, True, Change.changed),
+        (10, T, (10, None), 10, True, False, Change.changed),  # a record from before mtime_ns
+        (10, None, (10, None), 10, True, False, Change.changed),  # mtime unknown: never trusted
+        (0, T, (0, T), 0, True, False, Change.unchanged),  # empty files too
+    ],
+)
+def test_decide(
+    size: int, mtime: int | None, record: tuple[int, int | None] | None, stored: int | None,
+    listed: bool, adopt: bool, expected: Change,
+) -> None:
+    assert decide(size, mtime, record, stored, listed=listed, adopt=adopt) is expected
+    assert (expected in SENDS) == (expected in {Change.new, Change.changed, Change.missing})
+
+
+def test_counts_leave_adopted_files_out() -> None:
+    counts = SyncCounts()
+    for change in [Change.new, Change.new, Change.changed, Change.missing, Change.unchanged, Change.existing]:
+        counts.add(change)
+    assert counts.as_dict() == {"new": 2, "changed": 1, "unchanged": 1, "missing": 1}
+
+
+def test_sorted_records_answer_in_order_and_out_of_order_as_unknown() -> None:
+    pulled: list[str] = []
+
+    def rows():
+        for key in ["a", "b", "d"]:
+            pulled.append(key)
+            yield key, len(key), T
+
+    records = SortedRecords(rows())
+    assert records.lookup("a") == (1, T)
+    assert pulled == ["a"]  # lazy: nothing read ahead of the question
+    assert records.lookup("c") is None
+    assert records.lookup("d") == (1, T)
+    assert records.lookup("b") is None  # out of order: unknown, so the file is sent (safe)
+    assert records.lookup("e") is None
+
+
+async def _listing(items: list[tuple[str, int]], asked: list[str]) -> AsyncIterator[tuple[str, int, str | None]]:
+    for key, size in items:
+        asked.append(key)
+        yield key, size, None
+
+
+async def test_plan_sends_new_changed_and_missing_and_counts_every_case() -> None:
+    files = [("a", 1, T), ("b", 2, T + 1), ("c", 3, T), ("d", 4, T), ("e", 5, T), ("f", 6, T)]
+    records = SortedRecords(
+        [
+            ("stg/a", 1, T),  # unchanged, committed (in final)
+            ("stg/b", 2, T),  # rewritten in place: mtime differs
+            ("stg/c", 3, T),  # deleted from the final prefix
+            ("stg/d", 4, T),  # unchanged, staged by a run that did not commit yet
+            ("stg/e", 9, T),  # grown... here: size differs
+        ]
+    )
+    listed: list[str] = []
+    stored = StoredSizes(
+        RemoteSizes(_listing([("stg/d", 4)], listed)),
+        RemoteSizes(_listing([("fin/a", 1), ("fin/b", 2), ("fin/e", 9), ("fin/f", 6)], listed)),
+        "stg/",
+        "fin/",
+    )
+    counts = SyncCounts()
+    sent = [item async for item in plan_sync(files, records, stored, counts, record_prefix="stg/")]
+    assert sent == [("b", 2, T + 1), ("c", 3, T), ("e", 5, T), ("f", 6, T)]
+    assert counts.as_dict() == {"new": 1, "changed": 2, "unchanged": 2, "missing": 1}
+
+
+async def test_plan_without_listing_trusts_records_and_without_records_sends_all() -> None:
+    files = [("a", 1, T), ("b", 2, T)]
+    counts = SyncCounts()
+    got = [i async for i in plan_sync(files, SortedRecords([("a", 1, T)]), None, counts)]
+    assert got == [("b", 2, T)] and counts.as_dict() == {"new": 1, "changed": 0, "unchanged": 1, "missing": 0}
+    counts = SyncCounts()
+    got = [i async for i in plan_sync(files, None, None, counts)]
+    assert got == files and counts.new == 2
+
+
+def test_scan_yields_mtime_ns_from_its_one_stat(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ["a", "b", "sub/c"]:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"x" * len(name))
+    os.utime(tmp_path / "b", ns=(T, T + 123))
+    calls: list[str] = []
+    real_stat = os.stat
+
+    def counting_stat(path, *args, **kwargs):  # type: ignore[no-untyped-def]
+        calls.append(os.fspath(path))
+        return real_stat(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "stat", counting_stat)
+    got = {rel: (size, mtime) for rel, _path, size, mtime in scan_tree(tmp_path)}
+    monkeypatch.undo()
+    assert got["b"] == (1, T + 123)
+    assert got["a"] == (1, real_stat(tmp_path / "a").st_mtime_ns)
+    assert got["sub/c"][0] == 5
+    assert len(calls) == 3  # one stat per file, none per directory, nothing more
