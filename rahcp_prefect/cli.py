@@ -16,7 +16,7 @@ import signal
 import sys
 import threading
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 
 def _parse_users(value: str) -> dict[str, str]:
@@ -122,7 +122,7 @@ def run_errors(args: argparse.Namespace) -> int:
     else:
         from rahcp_prefect.blocks import HCPTracker
 
-        block = HCPTracker.load(args.tracker_block) if args.tracker_block else HCPTracker()
+        block = cast(HCPTracker, HCPTracker.load(args.tracker_block)) if args.tracker_block else HCPTracker()
         target = block.target()
     tracker = create_tracker(target, job=args.job)
     try:
