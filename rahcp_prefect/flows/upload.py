@@ -22,6 +22,8 @@ from prefect.transactions import atransaction
 from rahcp_prefect.bulk.filters import GlobFilter
 from rahcp_prefect.bulk.scanner import scan_tree
 from rahcp_prefect.bulk.upload import check_source_dir
+from rahcp_prefect.bulk.validation import check_job_inputs
+from rahcp_prefect.bulk.exclusions import SourceGuard
 from rahcp_prefect.flows.naming import tag_run, upload_run_name
 from rahcp_prefect.flows.artifacts import ProgressReporter, RunView, publish_dry_run, publish_job_status
 from rahcp_prefect.bulk.claims import add_counts, new_counts, commit_lock, drain_job, register_manifest
@@ -36,6 +38,7 @@ from rahcp_prefect.flows.common import (
     wait_for_commit_lock,
 )
 from rahcp_prefect.flows.staging import (
+    STAGING_ROOT,
     StagingPlan,
     mark_rolled_back,
     plan_staging,
@@ -57,9 +60,15 @@ def _count(files: Iterable[tuple[str, int]]) -> tuple[int, int]:
 
 
 def _scan(
-    source_dir: Path, include: list[str], exclude: list[str], follow_symlinks: bool, errors: list[tuple[str, str]]
+    source_dir: Path,
+    include: list[str],
+    exclude: list[str],
+    follow_symlinks: bool,
+    errors: list[tuple[str, str]],
+    guard: SourceGuard | None = None,
 ) -> Iterator[tuple[str, int]]:
-    """``(relative path, size)`` of the files to upload, lazily; unreadable entries to ``errors``."""
+    """``(relative path, size)`` of the files to upload, lazily; unreadable entries and paths
+    that cannot be keys (``guard``) to ``errors``."""
     accepts = GlobFilter(include, exclude)
     return (
         (rel, size)
@@ -68,6 +77,7 @@ def _scan(
             follow_symlinks=follow_symlinks,
             select=accepts.accepts if accepts.active else None,
             on_error=lambda rel, exc: errors.append((rel, f"{type(exc).__name__}: {exc}")),
+            **(guard.scan_options() if guard else {}),
         )
     )
 
@@ -284,6 +294,7 @@ async def bulk_upload(
     """
     logger = get_run_logger()
     started = time.monotonic()
+    check_job_inputs(bucket, prefix, batch_size)
     source = Path(source_dir).expanduser()
     check_source_dir(source)
     blocks = await load_blocks(credentials_block, settings_block, tracker_block, settings_overrides)
@@ -299,10 +310,12 @@ async def bulk_upload(
             await client.s3.list_objects(bucket, max_keys=1)  # a missing bucket fails here, clearly
         checked_retries = client.api_retries
         if dry_run:
-            return await _dry_run(source, include, exclude, follow_symlinks, tracker, job, bucket, prefix)
+            guard = SourceGuard.for_run(source, tracker, prefix, f"{STAGING_ROOT}{owner}/", warn=logger.warning)
+            return await _dry_run(source, include, exclude, follow_symlinks, tracker, job, bucket, prefix, guard)
         plan = plan_staging(tracker, bucket, prefix, owner)
         view.key_prefixes = (plan.staging_prefix, prefix)
         await view.start()
+        guard = SourceGuard.for_run(source, tracker, prefix, plan.staging_prefix, warn=logger.warning)
 
         info = tracker.job_info()
         if info is not None and info.state == JobState.committing:
@@ -317,10 +330,10 @@ async def bulk_upload(
         logger.info("Uploading %s to %s/%s via staging %s", source, bucket, prefix, plan.staging_prefix)
 
         scan_errors: list[tuple[str, str]] = []
-        files = _scan(source, include, exclude, follow_symlinks, scan_errors)
+        files = _scan(source, include, exclude, follow_symlinks, scan_errors, guard)
         run = UploadRun(
             blocks, tracker, job, plan, source, skip_existing, follow_symlinks,
-            count_files=lambda: _count(_scan(source, include, exclude, follow_symlinks, [])),
+            count_files=lambda: _count(_scan(source, include, exclude, follow_symlinks, [], guard)),
             view=view,
         )
         if cooperative is None:
@@ -370,6 +383,7 @@ async def _dry_run(
     job: str,
     bucket: str,
     prefix: str,
+    guard: SourceGuard,
 ) -> dict[str, Any]:
     """Count what a real run would upload (files not yet done for this job); transfer nothing."""
     info = tracker.job_info()
@@ -378,7 +392,7 @@ async def _dry_run(
     errors: list[tuple[str, str]] = []
     files = total_bytes = 0
     sample: list[tuple[str, int]] = []
-    for rel, size in _scan(source, include, exclude, follow_symlinks, errors):
+    for rel, size in _scan(source, include, exclude, follow_symlinks, errors, guard):
         if staging + rel in done:
             continue
         files += 1
