@@ -12,11 +12,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from prefect.blocks.core import Block
-from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator, model_validator
 
 from rahcp_prefect.bulk.validation import InvalidInputError, check_overrides, describe_errors
 from rahcp_prefect.client.s3 import COPY_CONCURRENCY
-from rahcp_prefect.client.sizes import FormSize, check_minimum_sizes, size_field
+from rahcp_prefect.client.sizes import FormSize, check_minimum_size, size_field
 
 if TYPE_CHECKING:
     from rahcp_prefect.client import HCPClient
@@ -188,10 +188,10 @@ class HCPTransferSettings(Block):
         description="Check each downloaded file's size against the listing.",
     )
 
-    @model_validator(mode="after")
-    def _sizes_at_least_their_minimum(self) -> HCPTransferSettings:
-        check_minimum_sizes(self)
-        return self
+    @field_validator("chunk_size", "multipart_threshold", "multipart_chunk")
+    @classmethod
+    def _size_at_least_its_minimum(cls, value: int, info: ValidationInfo) -> int:
+        return check_minimum_size(cls, str(info.field_name), value)
 
     def with_overrides(self, overrides: dict[str, Any] | None) -> HCPTransferSettings:
         """A copy with ``overrides`` applied and validated: an unknown name, a value of the wrong

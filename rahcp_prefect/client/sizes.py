@@ -134,7 +134,7 @@ FormSize = Annotated[
 
 def size_field(default: int, *, title: str, description: str, minimum: int = 0) -> Any:
     """A pydantic ``Field`` for a ``FormSize``: the unit in its title and description, its
-    default shown as text (``"64 MiB"``), its minimum checked by ``check_minimum_sizes``."""
+    default shown as text (``"64 MiB"``), its minimum checked by ``check_minimum_size``."""
     from pydantic import Field
 
     least = f", at least {exact_size_text(minimum)}" if minimum else ""
@@ -146,16 +146,12 @@ def size_field(default: int, *, title: str, description: str, minimum: int = 0) 
     )
 
 
-def check_minimum_sizes(model: Any) -> None:
-    """Raise ``SizeError`` naming the field when a ``size_field`` is below its minimum."""
-    for name, info in type(model).model_fields.items():
-        extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
-        minimum = extra.get("minimum_bytes")
-        if not isinstance(minimum, int) or not minimum:
-            continue
-        value = getattr(model, name)
-        if value < minimum:
-            raise SizeError(
-                f"{name} must be at least {exact_size_text(minimum)} ({minimum} bytes), "
-                f"got {format_bytes(value)} ({value} bytes)"
-            )
+def check_minimum_size(model: Any, name: str, value: int) -> int:
+    """``value`` of ``size_field`` ``name`` of ``model`` (a pydantic model class), or
+    ``SizeError`` when it is below the field's minimum (for a ``field_validator``)."""
+    extra = model.model_fields[name].json_schema_extra
+    minimum = extra.get("minimum_bytes") if isinstance(extra, dict) else None
+    if isinstance(minimum, int) and value < minimum:
+        shown = format_bytes(value) + (f" ({value} bytes)" if value >= KIB else "")
+        raise SizeError(f"must be at least {exact_size_text(minimum)} ({minimum} bytes), got {shown}")
+    return value

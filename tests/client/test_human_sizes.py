@@ -71,14 +71,14 @@ def test_sdk_config_takes_sizes_from_arguments_and_environment() -> None:
 
 
 def test_engine_configs_take_sizes(tmp_path) -> None:
-    upload = BulkUploadConfig(client=None, bucket="b", source_dir=tmp_path, tracker=None, chunk_size="256 KiB")  # type: ignore[arg-type]
+    upload = BulkUploadConfig(client=None, bucket="bkt", source_dir=tmp_path, tracker=None, chunk_size="256 KiB")  # type: ignore[arg-type]
     download = BulkDownloadConfig(
-        client=None, bucket="b", dest_dir=tmp_path, tracker=None, chunk_size="1 MiB", stream_threshold="50 MiB"  # type: ignore[arg-type]
+        client=None, bucket="bkt", dest_dir=tmp_path, tracker=None, chunk_size="1 MiB", stream_threshold="50 MiB"  # type: ignore[arg-type]
     )
     assert upload.chunk_size == 256 * 1024
     assert (download.chunk_size, download.stream_threshold) == (MIB, 50 * MIB)
     with pytest.raises(SizeError, match="stream_threshold"):
-        BulkDownloadConfig(client=None, bucket="b", dest_dir=tmp_path, tracker=None, stream_threshold="big")  # type: ignore[arg-type]
+        BulkDownloadConfig(client=None, bucket="bkt", dest_dir=tmp_path, tracker=None, stream_threshold="big")  # type: ignore[arg-type]
 
 
 def test_transfer_settings_form_speaks_units() -> None:
@@ -101,7 +101,7 @@ def test_transfer_settings_form_speaks_units() -> None:
         if field.get("type") == "number":
             assert "seconds" in field["title"], name
 
-    with pytest.raises(ValueError, match=r"multipart_chunk must be at least 5 MiB \(5242880 bytes\), got 1.0 MiB"):
+    with pytest.raises(ValueError, match=r"multipart_chunk = '1 MiB': Value error, must be at least 5 MiB \(5242880 bytes\), got 1.0 MiB \(1048576 bytes\)"):
         HCPTransferSettings().with_overrides({"multipart_chunk": "1 MiB"})
     with pytest.raises(ValueError, match="chunk_size"):
         HCPTransferSettings(chunk_size="a lot")

@@ -48,7 +48,7 @@ BAD_PARAMETERS: list[tuple[dict[str, Any], str]] = [
     ({"settings_overrides": {"workers": 0}}, "settings_overrides: workers = 0: Input should be greater than or equal to 1"),
     ({"settings_overrides": {"wokers": 8}}, "settings_overrides: unknown transfer setting(s) wokers"),
     ({"settings_overrides": {"workers": "8"}}, "settings_overrides: workers must be an integer, got str '8'"),
-    ({"settings_overrides": {"chunk_size": 1}}, "settings_overrides: chunk_size = 1: Input should be greater than or equal to 65536"),
+    ({"settings_overrides": {"chunk_size": 1}}, "settings_overrides: chunk_size = 1: Value error, must be at least 64 KiB (65536 bytes), got 1 B"),
 ]
 
 
@@ -119,8 +119,8 @@ async def test_odd_files_are_counted_errors_and_excluding_them_lets_the_job_comm
     assert "UnstorableNameError: its key would be 1040 bytes of UTF-8 with its prefix (52 bytes, staging included)" in text
     assert data_requests(hcp_emulator, "PUT") == len(good), "the odd files never blocked the others"
     artifacts = await flow_artifacts(state.state_details.flow_run_id)
-    assert summary_metric(artifacts, "errors") == 3
-    assert summary_metric(artifacts, "error: \\xff\\xfe.bin").startswith("UnstorableNameError")
+    assert summary_metric(artifacts, "failed") == 3
+    assert summary_metric(artifacts, "`\\xff\\xfe.bin`").startswith("UnstorableNameError")
     job = f"bulk-upload:{hcp_bucket}/final/"
     with job_tracker(saved_blocks.tracker_path, job) as tracker:
         stored = [key for key, _ in tracker.error_entries()] + list(tracker.done_keys())
