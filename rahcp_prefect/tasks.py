@@ -63,6 +63,8 @@ def stats_dict(stats: TransferStats, client: HCPClient | None = None) -> dict[st
         "files_per_sec": round(stats.files_per_sec, 1),
         "retries": stats.retries,
         "api_retries": client.api_retries if client is not None else stats.api_retries,
+        "verified": stats.verified,
+        "unverified": stats.unverified,
     }
 
 
@@ -194,6 +196,9 @@ async def _commit(
     on_progress: CommitProgressCallback | None = None,
 ) -> tuple[int, int]:
     """Commit staging; returns the objects moved and the API requests the client repeated."""
+    check_bucket(bucket)
+    check_prefix(staging_prefix, "staging_prefix")
+    check_prefix(dest_prefix, "dest_prefix")
     async with open_client(credentials) as client:
         moved = await client.s3.commit_staging(bucket, staging_prefix, dest_prefix, concurrency, on_progress)
     get_run_logger().info(
@@ -234,7 +239,9 @@ async def commit_staging_counted(
 
 @task(name="hcp-cleanup-staging", **_TASK_DEFAULTS)
 async def cleanup_staging(credentials: HCPCredentials, bucket: str, staging_prefix: str) -> int:
-    """Delete everything under ``staging_prefix``; idempotent."""
+    """Delete everything under ``staging_prefix`` (open multipart uploads aborted); idempotent."""
+    check_bucket(bucket)
+    check_prefix(staging_prefix, "staging_prefix")
     async with open_client(credentials) as client:
         removed = await client.s3.cleanup_staging(bucket, staging_prefix)
     get_run_logger().info("Removed %d staged object(s) under %s/%s", removed, bucket, staging_prefix)

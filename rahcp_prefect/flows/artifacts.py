@@ -53,8 +53,6 @@ __all__ = [
     "RunView",
     "artifact_key",
     "errors_command",
-    "publish_cleanup",
-    "publish_cleanups",
     "publish_dry_run",
     "publish_job_status",
     "summary_key",
@@ -388,33 +386,3 @@ async def publish_dry_run(
             f"({format_bytes(total_bytes)}){unchanged}; first {len(sample)} shown"
         ),
     )
-
-
-async def publish_cleanup(bucket: str | None, cleaned: Sequence[Mapping[str, Any]], dry_run: bool) -> None:
-    """What ``cleanup-staging`` removed (or would) in ``bucket``, under ``cleanup-staging-<bucket>``."""
-    removed = sum(int(item.get("removed", 0)) for item in cleaned)
-    rows = [
-        {"job": item["job"], "staging": item["staging"], "objects removed": item.get("removed", 0)}
-        for item in cleaned
-    ] or [{"job": "(no stale staging)", "staging": "", "objects removed": 0}]
-    what = "would remove the staging of" if dry_run else "removed"
-    await acreate_table_artifact(
-        table=rows,
-        key=artifact_key(f"cleanup-staging-{bucket}" if bucket else "cleanup-staging"),
-        description=(
-            f"cleanup-staging of {bucket or 'every bucket'}: {what} {plural(len(cleaned), 'job')}"
-            + ("" if dry_run else f", {plural(removed, 'object')} deleted")
-        ),
-    )
-
-
-async def publish_cleanups(cleaned: Sequence[Mapping[str, Any]], dry_run: bool) -> None:
-    """One ``cleanup-staging-<bucket>`` artifact per bucket touched (one ``cleanup-staging``
-    artifact saying so when there was nothing to clean)."""
-    buckets: dict[str, list[Mapping[str, Any]]] = {}
-    for item in cleaned:
-        buckets.setdefault(str(item["bucket"]), []).append(item)
-    if not buckets:
-        await publish_cleanup(None, [], dry_run)
-    for bucket, items in buckets.items():
-        await publish_cleanup(bucket, items, dry_run)

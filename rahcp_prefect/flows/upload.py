@@ -44,6 +44,7 @@ from rahcp_prefect.flows.staging import (
     plan_staging,
     verify_staging,
 )
+from rahcp_prefect import events
 from rahcp_prefect.tasks import cleanup_staging, commit_staging_counted, open_client, upload_batch
 from rahcp_prefect.tracker.protocol import JobState, TrackerProtocol
 
@@ -199,13 +200,17 @@ class UploadRun:
                 await self.verify(totals)
         except BaseException as exc:
             errors = scan_errors + self.tracker.error_details()
-            await _roll_back(self.blocks, self.tracker, plan)
+            if await _roll_back(self.blocks, self.tracker, plan):
+                events.upload_rolled_back(self.job, plan.bucket, plan.final_prefix, totals, exc)
             await view.publish_summary("rolled back", totals, errors, reason=f"{type(exc).__name__}: {exc}")
             raise
         return totals
 
-    async def cooperative(self, files: Iterable[tuple[str, int]], batch_size: int, owner: str) -> dict[str, Any]:
-        """Register the manifest, drain the job's claims with the other runs, fail on errors."""
+    async def cooperative(
+        self, files: Iterable[tuple[str, int]], batch_size: int, owner: str, scan_errors: list[tuple[str, str]]
+    ) -> dict[str, Any]:
+        """Register the manifest, drain the job's claims with the other runs, fail on errors
+        (this run's scan errors included: files that never reached the manifest)."""
         staging = self.plan.staging_prefix
         seen, added = register_manifest(self.tracker, ((staging + rel, size) for rel, size in files))
         get_run_logger().info("Manifest of %s: %d file(s), %d new", self.job, seen, added)
@@ -216,17 +221,17 @@ class UploadRun:
         totals = await drain_job(
             self.tracker, owner, run_batch, batch_size=batch_size, lease_seconds=self.blocks.tracker.lease_seconds
         )
-        failed = self.tracker.summary().get("error", 0)
+        failed = self.tracker.summary().get("error", 0) + len(scan_errors)
         if failed:
             await publish_job_status(self.job, self.tracker.summary())
             failure = BulkTransferFailed(
                 f"{failed} file(s) of job {self.job} failed "
-                f"({first_errors(self.tracker.error_details(), self.plan.staging_prefix)}); "
+                f"({first_errors(scan_errors + self.tracker.error_details(), self.plan.staging_prefix)}); "
                 "staging kept for the next run of the job, "
                 f"{self.plan.bucket}/{self.plan.final_prefix} untouched"
             )
             await self.view.publish_summary(
-                "kept", totals, self.tracker.error_details(), failed, reason=str(failure)
+                "kept", totals, scan_errors + self.tracker.error_details(), failed, reason=str(failure)
             )
             raise failure
         await self.verify(totals)
@@ -339,7 +344,7 @@ async def bulk_upload(
         if cooperative is None:
             cooperative = explicit_job and blocks.tracker.is_shared
         if cooperative:
-            totals = await run.cooperative(files, batch_size, owner)
+            totals = await run.cooperative(files, batch_size, owner, scan_errors)
         else:
             totals = await run.single(files, batch_size, owner, scan_errors, started)
 
@@ -348,6 +353,8 @@ async def bulk_upload(
             committing.files = commit["moved"] if commit else 0
         outcome = "committed" if commit is not None else "commit left to the run holding the lock"
         totals["committed"] = commit["moved"] if commit else 0
+        if commit is not None:
+            events.upload_committed(job, bucket, prefix, totals)
         totals["api_retries"] += checked_retries + (commit["api_retries"] if commit else 0)
         elapsed = time.monotonic() - started
         await view.publish_summary("committed" if commit is not None else "left to another run", totals)
@@ -355,23 +362,26 @@ async def bulk_upload(
         logger.info("bulk-upload %s: %s, %s", job, outcome, totals)
         return {**totals, "job": job, "outcome": outcome, "elapsed": round(elapsed, 3), "phases": view.phases()}
     except Exception as exc:
+        events.upload_failed(job, bucket, prefix, tracker, exc)
         await view.publish_failure(exc)
         raise
     finally:
         tracker.close()
 
 
-async def _roll_back(blocks: FlowBlocks, tracker: TrackerProtocol, plan: StagingPlan) -> None:
-    """Delete staging (whether or not the transaction hook did) and record the rollback."""
+async def _roll_back(blocks: FlowBlocks, tracker: TrackerProtocol, plan: StagingPlan) -> bool:
+    """Delete staging (whether or not the transaction hook did) and record the rollback;
+    False when staging could not be deleted."""
     logger = get_run_logger()
     info = tracker.job_info()
     try:
         await cleanup_staging(blocks.credentials, plan.bucket, plan.staging_prefix)
     except Exception as exc:  # the job row keeps the staging prefix for cleanup-staging
         logger.error("Rollback could not delete staging %s: %s", plan.staging_prefix, exc)
-        return
+        return False
     mark_rolled_back(tracker, info)
     logger.warning("Rolled back: staging %s/%s deleted", plan.bucket, plan.staging_prefix)
+    return True
 
 
 async def _dry_run(

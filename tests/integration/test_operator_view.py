@@ -230,5 +230,6 @@ async def test_dry_run_and_cleanup_publish_keyed_artifacts(
     )
     [card] = await _versions(artifact_key(f"cleanup-staging-{hcp_bucket}"))
     assert card.flow_run_id == cleaned.state_details.flow_run_id
-    assert f"cleanup-staging of {hcp_bucket}: removed 1 job, 1 object deleted" == card.description
+    assert card.description == f"cleanup-staging of {hcp_bucket}: removed 1 item(s)"
+    assert {"rahcp", f"bucket:{hcp_bucket}"} <= set((await _flow_run(cleaned.state_details.flow_run_id)).tags)
     assert summary_key("nightly scans") == "summary-nightly-scans"
