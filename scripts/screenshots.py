@@ -43,7 +43,11 @@ const shots = JSON.parse(process.argv[2]);
   for (const shot of shots) {
     await page.goto(shot.url, { waitUntil: 'networkidle', timeout: 60000 });
     if (shot.text) {
-      await page.getByText(shot.text, { exact: false }).first().waitFor({ timeout: 30000 });
+      try {
+        await page.getByText(shot.text, { exact: false }).first().waitFor({ timeout: 45000 });
+      } catch (err) {
+        console.error('warning: ' + shot.path + ': "' + shot.text + '" not seen: ' + err.message.split('\n')[0]);
+      }
     }
     if (shot.click) {
       await page.getByText(shot.click, { exact: true }).first().click();
