@@ -17,6 +17,7 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import acreate_table_artifact
 
 from rahcp_prefect.bulk.validation import check_bucket
+from rahcp_prefect.events import emit_verify_mismatch
 from rahcp_prefect.bulk.verify import hash_objects
 from rahcp_prefect.flows.artifacts import artifact_key
 from rahcp_prefect.flows.common import load_blocks
@@ -105,6 +106,8 @@ async def bulk_verify(
         "ok": report.ok,
     }
     if not report.ok:
+        bad = [key for key, _want, _found in report.mismatches] + report.missing + report.extra + sorted(report.unreadable)
+        emit_verify_mismatch(name, bucket, prefix, bad, result)
         raise FixityCheckFailed(f"bulk-verify {bucket}/{prefix}: {report.summary()}")
     logger.info("bulk-verify %s/%s: %s", bucket, prefix, report.summary())
     return result

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from rahcp_prefect.client import HCPClient, NotFoundError
-from rahcp_prefect.tracker.protocol import FileDigests
+from rahcp_prefect.tracker.protocol import FileDigests, TrackerProtocol
 
 MANIFEST_NAME = "manifest-sha256.txt"
 
@@ -121,3 +121,29 @@ async def read_manifest(client: HCPClient, bucket: str, prefix: str) -> dict[str
     except NotFoundError:
         return None
     return {prefix + path: digest for path, digest in parse_manifest(data, f"{bucket}/{key}").items()}
+
+
+async def commit_manifest(
+    client: HCPClient, tracker: TrackerProtocol, bucket: str, staging_prefix: str, final_prefix: str
+) -> int:
+    """Write the job's manifest after the commit moved its last object; returns the files it
+    lists. Files the tracker holds without a SHA-256 (sent by an older release, or skipped as
+    already there) are hashed from the final prefix first; one that cannot be read fails the
+    commit (``ManifestError``), since a manifest must list every file the job holds."""
+    plan = plan_manifest(tracker.done_digests(), staging_prefix, final_prefix)
+    if plan.without_digest:
+        from rahcp_prefect.bulk.verify import hash_objects  # the engine, only when needed
+
+        sizes = tracker.done_entries()
+        keys = [(key, sizes.get(staging_prefix + key[len(final_prefix):], 0)) for key in plan.without_digest]
+        hashed = await hash_objects(client, bucket, keys=keys)
+        if hashed.errors:
+            first = sorted(hashed.errors.items())[:5]
+            raise ManifestError(
+                f"manifest of {bucket}/{final_prefix}: {len(hashed.errors)} file(s) without a recorded "
+                f"SHA-256 could not be read to hash them: " + "; ".join(f"{k}: {e}" for k, e in first)
+            )
+        for key, found in hashed.digests.items():
+            plan.digests[key[len(final_prefix):]] = found.sha256
+    await write_manifest(client, bucket, final_prefix, plan.digests)
+    return len(plan.digests)
