@@ -11,7 +11,7 @@ commit finished; each later commit of the job writes it again. A later reader (a
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from rahcp_prefect.client import HCPClient, NotFoundError
@@ -147,3 +147,16 @@ async def commit_manifest(
             plan.digests[key[len(final_prefix):]] = found.sha256
     await write_manifest(client, bucket, final_prefix, plan.digests)
     return len(plan.digests)
+
+
+@dataclass
+class ExpectedDigests:
+    """A prefix's manifest as full keys -> SHA-256 (None: the prefix has none)."""
+
+    digests: dict[str, str] | None
+
+    def lines_of(self, entries: Iterable[tuple[str, int]]) -> dict[str, str] | None:
+        """The manifest's lines for a batch of ``(key, size)`` (None without a manifest)."""
+        if self.digests is None:
+            return None
+        return {key: self.digests[key] for key, _size in entries if key in self.digests}

@@ -77,3 +77,25 @@ async def test_the_manifest_can_be_turned_off(
     assert sorted(obj["Key"] for obj in listed["Contents"]) == sorted(
         f"off/{rel}" for rel in make_tree(tmp_path / "again", 3)
     )
+
+
+async def test_a_download_checks_the_manifest_and_refuses_an_object_replaced_in_storage(
+    saved_blocks: SavedBlocks, hcp_emulator: Any, hcp_bucket: str, tmp_path: Path
+) -> None:
+    from rahcp_prefect.flows import bulk_download
+
+    files = make_tree(tmp_path / "src", 6)
+    await bulk_upload(source_dir=str(tmp_path / "src"), bucket=hcp_bucket, prefix="m/", **saved_blocks.params())
+    victim = sorted(files)[0]
+    size = len(files[victim])
+    hcp_emulator.s3.put_object(Bucket=hcp_bucket, Key="m/" + victim, Body=b"#" * size)  # same size
+    dest = tmp_path / "dest"
+    state = await bulk_download(
+        bucket=hcp_bucket, dest_dir=str(dest), prefix="m/", return_state=True, **saved_blocks.params()
+    )
+    assert state.is_failed()
+    assert not dest.exists() or not (dest / victim).exists()  # nothing under its final name
+    staged = [p for p in tmp_path.rglob("*") if p.is_file() and p.name == Path(victim).name and "src" not in p.parts]
+    assert all(p.read_bytes() != b"#" * size for p in staged)  # the damaged bytes kept nowhere
+    message = str(state.message)
+    assert victim in message and "SHA-256" in message
