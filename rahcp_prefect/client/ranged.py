@@ -27,10 +27,12 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .completion import multipart_etag
-from .errors import HCPError
+from .digests import Hasher
+from .errors import ChecksumMismatchError, HCPError
+from .gather import gather_all
 
 if TYPE_CHECKING:
     from .dataplane import DataPlane
@@ -41,10 +43,6 @@ RANGES_SUFFIX = ".ranges"
 """The sidecar of ``<temp>``: ``<temp>.ranges``."""
 _HASH_CHUNK = 1 << 20
 _FORMAT = 1
-
-
-class ChecksumMismatch(HCPError):
-    """The downloaded bytes do not match the object's ETag (the temporary file is removed)."""
 
 
 @dataclass(frozen=True)
@@ -99,6 +97,7 @@ class RangedDownload:
         concurrency: int,
         what: str,
         chunk_size: int = 1 << 20,
+        hasher: Hasher | None = None,
     ) -> None:
         if size <= 0 or range_size <= 0:
             raise ValueError("a ranged download needs size > 0 and range_size > 0")
@@ -111,6 +110,9 @@ class RangedDownload:
         self.concurrency = max(1, concurrency)
         self.what = what
         self.chunk_size = chunk_size
+        self.hasher = hasher
+        """Also fed every byte of the file, in order, in the same pass as the ETag check
+        (e.g. the SHA-256 a manifest names)."""
         self.count = math.ceil(size / range_size)
         self.header = {"format": _FORMAT, "size": size, "etag": etag, "range_size": range_size}
 
@@ -122,7 +124,8 @@ class RangedDownload:
         """Ranges a previous attempt finished, if its sidecar describes this very object."""
         sidecar = sidecar_of(self.temp)
         try:
-            lines = sidecar.read_text().splitlines()
+            # Only lines ending in a newline were written whole (a crash may tear the last one).
+            lines = sidecar.read_text().split("\n")[:-1]
             on_disk = os.stat(self.temp).st_size
         except (OSError, UnicodeDecodeError):
             discard(self.temp)
@@ -134,11 +137,11 @@ class RangedDownload:
         if header != self.header or on_disk != self.size or not self.etag:
             discard(self.temp)
             return set()
-        done = {int(line) for line in lines[1:] if line.strip().isdigit()}
+        done = {int(line) for line in lines[1:] if line.isdigit()}
         return {index for index in done if 0 <= index < self.count}
 
     async def run(self) -> RangedResult:
-        """Fetch the missing ranges, check the bytes; raises ``ChecksumMismatch`` (after removing
+        """Fetch the missing ranges, check the bytes; raises ``ChecksumMismatchError`` (after removing
         the file) when they are not the object's. The file and sidecar stay on other failures
         (the caller removes them, or a crashed run's successor resumes from them)."""
         done = self._recorded()
@@ -156,6 +159,8 @@ class RangedDownload:
                 if done:
                     logger.info("Resuming %s: %d of %d ranges on disk", self.what, len(done), self.count)
                 kind, _parts = _etag_kind(self.etag, self.size, self.range_size)
+                if self.hasher is not None:
+                    self.hasher.reset()
                 hasher = _Hasher(fd, self, kind)
                 for index in done:
                     hasher.ready(index)
@@ -176,7 +181,7 @@ class RangedDownload:
         if digest is not None and not verified:
             if kind == "whole":
                 discard(self.temp)
-                raise ChecksumMismatch(
+                raise ChecksumMismatchError(
                     f"Downloaded bytes of {self.what} do not match its MD5 ETag {self.etag} (got {digest})"
                 )
             # The parts may have been cut otherwise than this SDK cuts them: no verdict.
@@ -196,18 +201,12 @@ class RangedDownload:
                 start, length = self._span(index)
                 await self.data.get_range_into(
                     self.url, fd, start, length, what=f"{self.what} (range {index + 1}/{self.count})",
-                    chunk_size=self.chunk_size,
+                    total=self.size, chunk_size=self.chunk_size,
                 )
                 os.write(record, f"{index}\n".encode())
                 hasher.ready(index)
 
-        tasks = [asyncio.ensure_future(worker()) for _ in range(min(self.concurrency, self.count))]
-        try:
-            await asyncio.gather(*tasks)
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+        await gather_all(worker() for _ in range(min(self.concurrency, self.count)))
 
 
 class _Hasher:
@@ -224,7 +223,8 @@ class _Hasher:
 
     async def run(self) -> str | None:
         """The ETag these bytes would have (same form as the object's), or None if not checkable."""
-        if self.kind == "none":
+        extra = self.download.hasher
+        if self.kind == "none" and extra is None:
             return None
         loop = asyncio.get_running_loop()
         whole = hashlib.md5()
@@ -232,22 +232,29 @@ class _Hasher:
         for index, event in enumerate(self.events):
             await event.wait()
             start, length = self.download._span(index)
+            sinks: list[Any] = [] if extra is None else [extra]
             if self.kind == "whole":
-                await loop.run_in_executor(None, _hash_range, self.fd, start, length, whole)
-            else:
+                sinks.append(whole)
+            elif self.kind == "parts":
                 part = hashlib.md5()
-                await loop.run_in_executor(None, _hash_range, self.fd, start, length, part)
+                sinks.append(part)
+            await loop.run_in_executor(None, _hash_range, self.fd, start, length, sinks)
+            if self.kind == "parts":
                 parts.append(f'"{part.hexdigest()}"')
+        if self.kind == "none":
+            return None
         if self.kind == "whole":
             return f'"{whole.hexdigest()}"'
         return multipart_etag(parts)
 
 
-def _hash_range(fd: int, offset: int, length: int, digest: "hashlib._Hash") -> None:
+def _hash_range(fd: int, offset: int, length: int, sinks: list[Any]) -> None:
+    """Feed bytes ``[offset, offset + length)`` of ``fd`` to every digest in ``sinks``."""
     while length > 0:
         chunk = os.pread(fd, min(_HASH_CHUNK, length), offset)
         if not chunk:
             raise HCPError(f"temporary file ended at {offset} while hashing")
-        digest.update(chunk)
+        for digest in sinks:
+            digest.update(chunk)
         offset += len(chunk)
         length -= len(chunk)

@@ -17,7 +17,9 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 
+from rahcp_prefect.bulk.exclusions import download_staging
 from rahcp_prefect.bulk.filters import GlobFilter
+from rahcp_prefect.bulk.validation import check_job_inputs
 from rahcp_prefect.bulk.paths import TEMP_PREFIX, UnsafeKeyError, local_path, relative_key
 from rahcp_prefect.flows.artifacts import ProgressReporter, publish_job_status, publish_summary
 from rahcp_prefect.flows.common import (
@@ -32,6 +34,7 @@ from rahcp_prefect.flows.common import (
 )
 from rahcp_prefect.bulk.claims import add_counts, new_counts, REGISTER_CHUNK, commit_lock, drain_job, register_manifest
 from rahcp_prefect.flows.upload import BulkTransferFailed
+from rahcp_prefect import events
 from rahcp_prefect.tasks import download_batch, open_client
 from rahcp_prefect.tracker.protocol import JobState, TrackerProtocol
 
@@ -41,7 +44,7 @@ DRY_RUN_SAMPLE = 50
 
 def staging_dir_for(dest: Path) -> Path:
     """The staging folder of ``dest``: a hidden sibling, on the same filesystem."""
-    return dest.parent / f".{dest.name}.rahcp-staging"
+    return download_staging(dest)
 
 
 def promote_staging(staging: Path, dest: Path) -> int:
@@ -110,6 +113,7 @@ async def bulk_download(
     """
     logger = get_run_logger()
     started = time.monotonic()
+    check_job_inputs(bucket, prefix, batch_size)
     dest = Path(dest_dir).expanduser().resolve()
     if dest.exists() and not dest.is_dir():
         raise NotADirectoryError(f"dest_dir is not a directory: {dest}")
@@ -149,7 +153,11 @@ async def bulk_download(
         )
         await publish_job_status(job, tracker.summary())
         logger.info("bulk-download %s: %d file(s) moved into %s, %s", job, moved, dest, totals)
+        events.download_completed(job, bucket, prefix, totals, str(dest))
         return {**totals, "job": job, "dest_dir": str(dest), "outcome": outcome, "elapsed": round(elapsed, 3)}
+    except Exception as exc:
+        events.download_failed(job, bucket, prefix, tracker, exc)
+        raise
     finally:
         tracker.close()
 

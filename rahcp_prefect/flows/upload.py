@@ -22,6 +22,8 @@ from prefect.transactions import atransaction
 from rahcp_prefect.bulk.filters import GlobFilter
 from rahcp_prefect.bulk.scanner import scan_tree
 from rahcp_prefect.bulk.upload import check_source_dir
+from rahcp_prefect.bulk.validation import check_job_inputs
+from rahcp_prefect.bulk.exclusions import SourceGuard
 from rahcp_prefect.flows.artifacts import ProgressReporter, publish_job_status, publish_summary
 from rahcp_prefect.bulk.claims import add_counts, new_counts, commit_lock, drain_job, register_manifest
 from rahcp_prefect.flows.common import (
@@ -35,11 +37,13 @@ from rahcp_prefect.flows.common import (
     wait_for_commit_lock,
 )
 from rahcp_prefect.flows.staging import (
+    STAGING_ROOT,
     StagingPlan,
     mark_rolled_back,
     plan_staging,
     verify_staging,
 )
+from rahcp_prefect import events
 from rahcp_prefect.tasks import cleanup_staging, commit_staging_counted, open_client, upload_batch
 from rahcp_prefect.tracker.protocol import JobState, TrackerProtocol
 
@@ -48,9 +52,15 @@ class BulkTransferFailed(RuntimeError):
 
 
 def _scan(
-    source_dir: Path, include: list[str], exclude: list[str], follow_symlinks: bool, errors: list[tuple[str, str]]
+    source_dir: Path,
+    include: list[str],
+    exclude: list[str],
+    follow_symlinks: bool,
+    errors: list[tuple[str, str]],
+    guard: SourceGuard | None = None,
 ) -> Iterator[tuple[str, int]]:
-    """``(relative path, size)`` of the files to upload, lazily; unreadable entries to ``errors``."""
+    """``(relative path, size)`` of the files to upload, lazily; unreadable entries and paths
+    that cannot be keys (``guard``) to ``errors``."""
     accepts = GlobFilter(include, exclude)
     return (
         (rel, size)
@@ -59,6 +69,7 @@ def _scan(
             follow_symlinks=follow_symlinks,
             select=accepts.accepts if accepts.active else None,
             on_error=lambda rel, exc: errors.append((rel, f"{type(exc).__name__}: {exc}")),
+            **(guard.scan_options() if guard else {}),
         )
     )
 
@@ -170,7 +181,8 @@ class UploadRun:
         except BaseException as exc:
             await progress.close()
             errors = scan_errors + self.tracker.error_details()
-            await _roll_back(self.blocks, self.tracker, plan)
+            if await _roll_back(self.blocks, self.tracker, plan):
+                events.upload_rolled_back(self.job, plan.bucket, plan.final_prefix, totals, exc)
             await publish_summary(
                 f"bulk-upload-summary-{owner}",
                 f"bulk-upload {plan.bucket}/{plan.final_prefix}: rolled back",
@@ -183,8 +195,11 @@ class UploadRun:
         await progress.close()
         return totals
 
-    async def cooperative(self, files: Iterable[tuple[str, int]], batch_size: int, owner: str) -> dict[str, Any]:
-        """Register the manifest, drain the job's claims with the other runs, fail on errors."""
+    async def cooperative(
+        self, files: Iterable[tuple[str, int]], batch_size: int, owner: str, scan_errors: list[tuple[str, str]]
+    ) -> dict[str, Any]:
+        """Register the manifest, drain the job's claims with the other runs, fail on errors
+        (this run's scan errors included: files that never reached the manifest)."""
         staging = self.plan.staging_prefix
         seen, added = register_manifest(self.tracker, ((staging + rel, size) for rel, size in files))
         get_run_logger().info("Manifest of %s: %d file(s), %d new", self.job, seen, added)
@@ -195,12 +210,12 @@ class UploadRun:
         totals = await drain_job(
             self.tracker, owner, run_batch, batch_size=batch_size, lease_seconds=self.blocks.tracker.lease_seconds
         )
-        failed = self.tracker.summary().get("error", 0)
+        failed = self.tracker.summary().get("error", 0) + len(scan_errors)
         if failed:
             await publish_job_status(self.job, self.tracker.summary())
             raise BulkTransferFailed(
                 f"{failed} file(s) of job {self.job} failed "
-                f"({first_errors(self.tracker.error_details(), self.plan.staging_prefix)}); "
+                f"({first_errors(scan_errors + self.tracker.error_details(), self.plan.staging_prefix)}); "
                 "staging kept for the next run of the job, "
                 f"{self.plan.bucket}/{self.plan.final_prefix} untouched"
             )
@@ -264,6 +279,7 @@ async def bulk_upload(
     """
     logger = get_run_logger()
     started = time.monotonic()
+    check_job_inputs(bucket, prefix, batch_size)
     source = Path(source_dir).expanduser()
     check_source_dir(source)
     blocks = await load_blocks(credentials_block, settings_block, tracker_block, settings_overrides)
@@ -277,8 +293,10 @@ async def bulk_upload(
             await client.s3.list_objects(bucket, max_keys=1)  # a missing bucket fails here, clearly
         checked_retries = client.api_retries
         if dry_run:
-            return await _dry_run(source, include, exclude, follow_symlinks, tracker, job, bucket, prefix)
+            guard = SourceGuard.for_run(source, tracker, prefix, f"{STAGING_ROOT}{owner}/", warn=logger.warning)
+            return await _dry_run(source, include, exclude, follow_symlinks, tracker, job, bucket, prefix, guard)
         plan = plan_staging(tracker, bucket, prefix, owner)
+        guard = SourceGuard.for_run(source, tracker, prefix, plan.staging_prefix, warn=logger.warning)
 
         info = tracker.job_info()
         if info is not None and info.state == JobState.committing:
@@ -293,21 +311,23 @@ async def bulk_upload(
         logger.info("Uploading %s to %s/%s via staging %s", source, bucket, prefix, plan.staging_prefix)
 
         scan_errors: list[tuple[str, str]] = []
-        files = _scan(source, include, exclude, follow_symlinks, scan_errors)
+        files = _scan(source, include, exclude, follow_symlinks, scan_errors, guard)
         run = UploadRun(
             blocks, tracker, job, plan, source, skip_existing, follow_symlinks,
-            count_files=lambda: sum(1 for _ in _scan(source, include, exclude, follow_symlinks, [])),
+            count_files=lambda: sum(1 for _ in _scan(source, include, exclude, follow_symlinks, [], guard)),
         )
         if cooperative is None:
             cooperative = explicit_job and blocks.tracker.is_shared
         if cooperative:
-            totals = await run.cooperative(files, batch_size, owner)
+            totals = await run.cooperative(files, batch_size, owner, scan_errors)
         else:
             totals = await run.single(files, batch_size, owner, scan_errors, started)
 
         commit = await finish_commit(blocks, tracker, plan, owner)
         outcome = "committed" if commit is not None else "commit left to the run holding the lock"
         totals["committed"] = commit["moved"] if commit else 0
+        if commit is not None:
+            events.upload_committed(job, bucket, prefix, totals)
         totals["api_retries"] += checked_retries + (commit["api_retries"] if commit else 0)
         elapsed = time.monotonic() - started
         await publish_summary(
@@ -316,21 +336,26 @@ async def bulk_upload(
         await publish_job_status(job, tracker.summary())
         logger.info("bulk-upload %s: %s, %s", job, outcome, totals)
         return {**totals, "job": job, "outcome": outcome, "elapsed": round(elapsed, 3)}
+    except Exception as exc:
+        events.upload_failed(job, bucket, prefix, tracker, exc)
+        raise
     finally:
         tracker.close()
 
 
-async def _roll_back(blocks: FlowBlocks, tracker: TrackerProtocol, plan: StagingPlan) -> None:
-    """Delete staging (whether or not the transaction hook did) and record the rollback."""
+async def _roll_back(blocks: FlowBlocks, tracker: TrackerProtocol, plan: StagingPlan) -> bool:
+    """Delete staging (whether or not the transaction hook did) and record the rollback;
+    False when staging could not be deleted."""
     logger = get_run_logger()
     info = tracker.job_info()
     try:
         await cleanup_staging(blocks.credentials, plan.bucket, plan.staging_prefix)
     except Exception as exc:  # the job row keeps the staging prefix for cleanup-staging
         logger.error("Rollback could not delete staging %s: %s", plan.staging_prefix, exc)
-        return
+        return False
     mark_rolled_back(tracker, info)
     logger.warning("Rolled back: staging %s/%s deleted", plan.bucket, plan.staging_prefix)
+    return True
 
 
 async def _dry_run(
@@ -342,6 +367,7 @@ async def _dry_run(
     job: str,
     bucket: str,
     prefix: str,
+    guard: SourceGuard,
 ) -> dict[str, Any]:
     """Count what a real run would upload (files not yet done for this job); transfer nothing."""
     from prefect.artifacts import acreate_table_artifact
@@ -352,7 +378,7 @@ async def _dry_run(
     errors: list[tuple[str, str]] = []
     files = total_bytes = 0
     sample: list[dict[str, Any]] = []
-    for rel, size in _scan(source, include, exclude, follow_symlinks, errors):
+    for rel, size in _scan(source, include, exclude, follow_symlinks, errors, guard):
         if staging + rel in done:
             continue
         files += 1

@@ -148,3 +148,76 @@ def test_the_complete_timeout_scales_with_the_size() -> None:
     assert config.complete_timeout(50 * GIB) == 120.0 + 50 * 120.0
     slow_store = ClientConfig.build(timeout=300, complete_timeout_per_gib=600)
     assert slow_store.complete_timeout(2 * GIB) == 300 + 1200
+
+
+# -- large downloads in parallel ranges --------------------------------------------------------
+
+RANGE = 5 * MIB
+RANGES = 12
+DOWNLOAD_SETTINGS = {"stream_threshold": 8 * MIB, "multipart_concurrency": 2}
+
+
+@pytest.fixture
+async def short_lease(saved_blocks: SavedBlocks) -> SavedBlocks:
+    """The saved blocks with a 3 s lease, so a killed run's locks expire quickly."""
+    from rahcp_prefect.blocks import HCPTracker
+
+    await HCPTracker(sqlite_path=str(saved_blocks.tracker_path), lease_seconds=3.0).save(
+        saved_blocks.tracker, overwrite=True
+    )
+    return saved_blocks
+
+
+def _recorded_ranges(sidecar: Path) -> set[int]:
+    try:
+        lines = sidecar.read_text().split("\n")[1:-1]
+    except OSError:
+        return set()
+    return {int(line) for line in lines if line.isdigit()}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("changed", [False, True], ids=["same-object", "object-replaced"])
+async def test_a_ranged_download_killed_half_way_resumes_with_the_missing_ranges(
+    short_lease: SavedBlocks, hcp_emulator: Any, hcp_bucket: str, tmp_path: Path, changed: bool
+) -> None:
+    from rahcp_prefect.bulk.paths import temp_name
+    from rahcp_prefect.client.ranged import sidecar_of
+    from rahcp_prefect.flows import bulk_download
+    from rahcp_prefect.flows.download import staging_dir_for
+
+    from .helpers import partial_files, tree_hashes
+    from .test_crashes import _kill_when
+
+    body = os.urandom(RANGES * RANGE - 1000)
+    hcp_emulator.s3.put_object(Bucket=hcp_bucket, Key="data/big.bin", Body=body)
+    dest = tmp_path / "dest"
+    temp = staging_dir_for(dest.resolve()) / temp_name("big.bin")
+    params = {
+        "bucket": hcp_bucket, "dest_dir": str(dest), "prefix": "data/",
+        "settings_overrides": DOWNLOAD_SETTINGS, **short_lease.params(),
+    }
+    hcp_emulator.faults.add("data", method="GET", delay=0.4, count=None)
+    _kill_when("download", params, tmp_path / "run.log", lambda: len(_recorded_ranges(sidecar_of(temp))) >= 4)
+    hcp_emulator.faults.clear()
+
+    kept = _recorded_ranges(sidecar_of(temp))
+    assert 4 <= len(kept) < RANGES, "killed half-way, with the finished ranges recorded"
+    assert temp.stat().st_size == len(body)
+    for index in kept:
+        with temp.open("rb") as handle:
+            handle.seek(index * RANGE)
+            assert handle.read(RANGE) == body[index * RANGE : (index + 1) * RANGE]
+    assert not dest.exists() or list(dest.iterdir()) == []
+    if changed:
+        body = os.urandom(len(body))
+        hcp_emulator.s3.put_object(Bucket=hcp_bucket, Key="data/big.bin", Body=body)
+
+    hcp_emulator.reset_counts()
+    result = await bulk_download(**params)
+
+    assert result["outcome"] == "complete" and result["ok"] == 1 and result["moved"] == 1
+    gets = hcp_emulator.request_counts[("data", "GET", "/{bucket}/{key}")]
+    assert gets == (RANGES if changed else RANGES - len(kept)), "only the missing ranges fetched"
+    assert tree_hashes(dest) == {"big.bin": sha256(body)}
+    assert partial_files(tmp_path) == [] and not staging_dir_for(dest.resolve()).exists()
