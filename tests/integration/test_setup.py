@@ -82,6 +82,14 @@ def _fails(options: SetupOptions, capsys: pytest.CaptureFixture[str]) -> str:
     return message
 
 
+def _fails_creating_nothing(options: SetupOptions, capsys: pytest.CaptureFixture[str], **changes: Any) -> str:
+    """Setup with ``changes`` fails with one line, says so, and left no pool or block behind."""
+    message = _fails(replace(options, **changes), capsys)
+    assert message.endswith("(nothing was created)"), message
+    assert _existing(options) == set()
+    return message
+
+
 def test_blocks_and_pool_when_every_check_passes(options: SetupOptions, capsys: pytest.CaptureFixture[str]) -> None:
     assert setup(options) == 0
     assert _existing(options) == {options.pool, options.credentials_block, options.settings_block, options.tracker_block}
@@ -92,30 +100,26 @@ def test_endpoint_without_api_v1_creates_nothing(
     options: SetupOptions, hcp_emulator: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
     root = hcp_emulator.root_url.rstrip("/")
-    message = _fails(replace(options, endpoint=root), capsys)
+    message = _fails_creating_nothing(options, capsys, endpoint=root)
     assert f"HCP login failed: 404 at {root}/auth/token" in message
     assert f"add /api/v1 ({root}/api/v1)" in message
-    assert message.endswith("(nothing was created)")
-    assert _existing(options) == set()
 
 
 def test_hcp_not_running_names_the_url_and_creates_nothing(
     options: SetupOptions, capsys: pytest.CaptureFixture[str]
 ) -> None:
     endpoint = f"http://127.0.0.1:{_closed_port()}/api/v1"
-    message = _fails(replace(options, endpoint=endpoint), capsys)
+    message = _fails_creating_nothing(options, capsys, endpoint=endpoint)
     assert f"could not reach {endpoint}/auth/token" in message
-    assert _existing(options) == set()
 
 
 def test_bad_tracker_dsn_creates_nothing_and_shows_no_password(
     options: SetupOptions, capsys: pytest.CaptureFixture[str]
 ) -> None:
     dsn = f"postgresql://rahcp:Very-Secret-9@127.0.0.1:{_closed_port()}/tracker"
-    message = _fails(replace(options, tracker_dsn=dsn), capsys)
+    message = _fails_creating_nothing(options, capsys, tracker_dsn=dsn)
     assert "cannot connect to the tracker database postgresql://rahcp:***@127.0.0.1:" in message
     assert "Very-Secret-9" not in message
-    assert _existing(options) == set()
 
 
 def test_broken_deployment_file_creates_nothing(
@@ -123,9 +127,8 @@ def test_broken_deployment_file_creates_nothing(
 ) -> None:
     prefect_file = tmp_path / "prefect.yaml"
     prefect_file.write_text("deployments:\n  - name: default\n    entrypoint: rahcp_prefect.flows.upload:no_such_flow\n")
-    message = _fails(replace(options, deploy=True, prefect_file=prefect_file), capsys)
+    message = _fails_creating_nothing(options, capsys, deploy=True, prefect_file=prefect_file)
     assert f"{prefect_file}: cannot load entrypoint rahcp_prefect.flows.upload:no_such_flow" in message
-    assert _existing(options) == set()
 
 
 def test_a_pool_of_another_type_is_refused(options: SetupOptions, capsys: pytest.CaptureFixture[str]) -> None:
