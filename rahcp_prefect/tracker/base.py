@@ -429,8 +429,7 @@ class BufferedTracker(ABC):
         with self._lock:
             self._check_usable()
             with self._write_transaction() as conn:
-                conn.execute(f'DELETE FROM {PARTS} WHERE job = {p} AND "key" = {p}', (self.job, key))
-                conn.execute(f'DELETE FROM {UPLOADS} WHERE job = {p} AND "key" = {p}', (self.job, key))
+                self._drop_upload(conn, key)
                 conn.execute(
                     f'INSERT INTO {UPLOADS} (job, "key", bucket, upload_id, part_size, size, mtime_ns, updated_at) '
                     f"VALUES ({p}, {p}, {p}, {p}, {p}, {p}, {p}, {p})",
@@ -451,14 +450,18 @@ class BufferedTracker(ABC):
                     (self.job, key, number, upload_id, etag, md5),
                 )
 
+    def _drop_upload(self, conn: Any, key: str) -> None:
+        p = self._PARAM
+        conn.execute(f'DELETE FROM {PARTS} WHERE job = {p} AND "key" = {p}', (self.job, key))
+        conn.execute(f'DELETE FROM {UPLOADS} WHERE job = {p} AND "key" = {p}', (self.job, key))
+
     def forget_upload(self, bucket: str, key: str) -> None:
         """The upload of ``bucket/key`` completed or was aborted: drop its record and parts."""
         p = self._PARAM
         with self._lock:
             self._check_usable()
             with self._write_transaction() as conn:
-                conn.execute(f'DELETE FROM {PARTS} WHERE job = {p} AND "key" = {p}', (self.job, key))
-                conn.execute(f'DELETE FROM {UPLOADS} WHERE job = {p} AND "key" = {p}', (self.job, key))
+                self._drop_upload(conn, key)
 
     # -- the job lease, written once over ``_write_transaction`` and the backend's clock ---
     def take_job_lease(
