@@ -363,7 +363,7 @@ async def engine_stub(spec: dict[str, Any]) -> dict[str, Any]:
     empty = _StubClient([], b"")  # uploads into an empty bucket
     out: dict[str, Any] = {}
     with SqliteTracker(work / "stub-up.db", job="stub") as tracker, Clock() as clock:
-        stats = await bulk_upload(BulkUploadConfig(client=empty, bucket="b", source_dir=source, tracker=tracker))  # type: ignore[arg-type]
+        stats = await bulk_upload(BulkUploadConfig(client=empty, bucket="bkt", source_dir=source, tracker=tracker))  # type: ignore[arg-type]
     out["upload_cpu_us_per_file"] = round(clock.cpu / stats.ok * 1e6, 1)
     with Clock() as clock:
         for path in files:
@@ -371,7 +371,7 @@ async def engine_stub(spec: dict[str, Any]) -> dict[str, Any]:
                 handle.read()
     out["plain_read_cpu_us_per_file"] = round(clock.cpu / len(files) * 1e6, 1)
     with SqliteTracker(work / "stub-down.db", job="stub") as tracker, Clock() as clock:
-        stats = await bulk_download(BulkDownloadConfig(client=client, bucket="b", dest_dir=work / "stub-down", tracker=tracker))  # type: ignore[arg-type]
+        stats = await bulk_download(BulkDownloadConfig(client=client, bucket="bkt", dest_dir=work / "stub-down", tracker=tracker))  # type: ignore[arg-type]
     out["download_cpu_us_per_file"] = round(clock.cpu / stats.ok * 1e6, 1)
     plain = work / "plain-down"
     plain.mkdir()

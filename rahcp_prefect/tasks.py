@@ -22,6 +22,7 @@ from rahcp_prefect.blocks import HCPCredentials, HCPTracker, HCPTransferSettings
 from rahcp_prefect.bulk import BulkDownloadConfig, BulkUploadConfig, TransferStats
 from rahcp_prefect.bulk import bulk_download as run_bulk_download
 from rahcp_prefect.bulk import bulk_upload as run_bulk_upload
+from rahcp_prefect.bulk.validation import check_bucket, check_prefix
 from rahcp_prefect.client import HCPClient
 from rahcp_prefect.client.s3 import COPY_CONCURRENCY
 
@@ -183,6 +184,9 @@ async def _commit(
     credentials: HCPCredentials, bucket: str, staging_prefix: str, dest_prefix: str, concurrency: int
 ) -> tuple[int, int]:
     """Commit staging; returns the objects moved and the API requests the client repeated."""
+    check_bucket(bucket)
+    check_prefix(staging_prefix, "staging_prefix")
+    check_prefix(dest_prefix, "dest_prefix")
     async with open_client(credentials) as client:
         moved = await client.s3.commit_staging(bucket, staging_prefix, dest_prefix, concurrency)
     get_run_logger().info(
@@ -221,7 +225,9 @@ async def commit_staging_counted(
 
 @task(name="hcp-cleanup-staging", **_TASK_DEFAULTS)
 async def cleanup_staging(credentials: HCPCredentials, bucket: str, staging_prefix: str) -> int:
-    """Delete everything under ``staging_prefix``; idempotent."""
+    """Delete everything under ``staging_prefix`` (open multipart uploads aborted); idempotent."""
+    check_bucket(bucket)
+    check_prefix(staging_prefix, "staging_prefix")
     async with open_client(credentials) as client:
         removed = await client.s3.cleanup_staging(bucket, staging_prefix)
     get_run_logger().info("Removed %d staged object(s) under %s/%s", removed, bucket, staging_prefix)
@@ -284,6 +290,8 @@ async def upload_batch(
     ``skip_done=False`` spares reading the job's done keys when the batch was claimed (its
     keys are pending by construction).
     """
+    check_bucket(bucket)
+    check_prefix(prefix)
     make_config = partial(
         BulkUploadConfig,
         bucket=bucket,
@@ -316,6 +324,8 @@ async def download_batch(
     on_progress: ProgressCallback | None = None,
 ) -> dict[str, Any]:
     """Download a batch of keys (``(key, size)``; None = the whole prefix) with the engine."""
+    check_bucket(bucket)
+    check_prefix(prefix)
     make_config = partial(
         BulkDownloadConfig,
         bucket=bucket,

@@ -29,7 +29,7 @@ from .presigner import Presigner
 from .run import run_job
 from .scanner import iter_listing
 from .stats import Recorder, TransferStats
-from .validation import run_validator
+from .validate_file import run_validator
 
 logger = logging.getLogger(__name__)
 

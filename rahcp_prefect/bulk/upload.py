@@ -20,6 +20,7 @@ from rahcp_prefect.client.resume import PartStore
 
 from .config import BulkUploadConfig
 from .errors import FileChangedError, VerificationError
+from .exclusions import NeverUpload
 from .existing import RemoteSizes, common_prefix
 from .filters import GlobFilter
 from .paths import check_relpath
@@ -27,7 +28,16 @@ from .presigner import Presigner
 from .run import run_job
 from .scanner import iter_listing, scan_tree
 from .stats import Recorder, TransferStats
-from .validation import run_validator
+from .validate_file import run_validator
+from .validation import (
+    MAX_KEY_BYTES,
+    UnstorableNameError,
+    key_problem,
+    key_room,
+    name_problem,
+    shown,
+    utf8_length,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -79,17 +89,25 @@ class _Upload:
     def _path_of(self, rel: str) -> str:
         return self.root + os.sep + os.sep.join(check_relpath(rel))
 
-    def _scan_error(self, rel: str, exc: BaseException) -> None:
+    def _scan_error(self, rel: str, exc: BaseException, size: int = 0) -> None:
         key = self.cfg.prefix + rel
-        # A directory (rel ends in "/") is not a key: count and report it, do not mark it.
-        self.rec.error(key, 0, exc, mark=not rel.endswith("/"))
+        # A directory (rel ends in "/") is not a key, nor is a path too long for one: count and
+        # report it, do not mark it (the tracker never receives what it cannot store).
+        self.rec.error(key, size, exc, mark=not rel.endswith("/") and utf8_length(key) <= MAX_KEY_BYTES)
 
     def _explicit(self, entries: Iterable[tuple[str, int]], restat: bool) -> list[tuple[str, str, int]]:
         """Checked ``(rel, path, size)`` of a work list; bad entries are recorded as errors."""
         accepts = self.filter.accepts if self.filter.active else None
+        room = key_room(self.cfg.prefix)
         out: list[tuple[str, str, int]] = []
         for rel, size in entries:
+            odd = name_problem(rel) or key_problem(rel, room)
+            if odd is not None:
+                rel = shown(rel)
             if accepts is not None and not accepts(rel):
+                continue
+            if odd is not None:
+                self._scan_error(rel, UnstorableNameError(odd), size)
                 continue
             try:
                 path = self._path_of(rel)
@@ -124,7 +142,12 @@ class _Upload:
             return files, cfg.prefix + narrowed
         select = self.filter.accepts if self.filter.active else None
         walk = scan_tree(
-            self.root, follow_symlinks=cfg.follow_symlinks, on_error=self._scan_error, select=select
+            self.root,
+            follow_symlinks=cfg.follow_symlinks,
+            on_error=self._scan_error,
+            select=select,
+            key_room=key_room(cfg.prefix),
+            skip=NeverUpload.for_tracker(self.root, cfg.tracker),
         )
         return ((rel, path, size) for rel, path, size, _mtime in walk), cfg.prefix
 

@@ -22,6 +22,8 @@ from prefect.transactions import atransaction
 from rahcp_prefect.bulk.filters import GlobFilter
 from rahcp_prefect.bulk.scanner import scan_tree
 from rahcp_prefect.bulk.upload import check_source_dir
+from rahcp_prefect.bulk.validation import check_job_inputs
+from rahcp_prefect.bulk.exclusions import SourceGuard
 from rahcp_prefect.flows.artifacts import ProgressReporter, publish_job_status, publish_summary
 from rahcp_prefect.bulk.claims import add_counts, new_counts, commit_lock, drain_job, register_manifest
 from rahcp_prefect.flows.common import (
@@ -35,6 +37,7 @@ from rahcp_prefect.flows.common import (
     wait_for_commit_lock,
 )
 from rahcp_prefect.flows.staging import (
+    STAGING_ROOT,
     StagingPlan,
     mark_rolled_back,
     plan_staging,
@@ -48,9 +51,15 @@ class BulkTransferFailed(RuntimeError):
 
 
 def _scan(
-    source_dir: Path, include: list[str], exclude: list[str], follow_symlinks: bool, errors: list[tuple[str, str]]
+    source_dir: Path,
+    include: list[str],
+    exclude: list[str],
+    follow_symlinks: bool,
+    errors: list[tuple[str, str]],
+    guard: SourceGuard | None = None,
 ) -> Iterator[tuple[str, int]]:
-    """``(relative path, size)`` of the files to upload, lazily; unreadable entries to ``errors``."""
+    """``(relative path, size)`` of the files to upload, lazily; unreadable entries and paths
+    that cannot be keys (``guard``) to ``errors``."""
     accepts = GlobFilter(include, exclude)
     return (
         (rel, size)
@@ -59,6 +68,7 @@ def _scan(
             follow_symlinks=follow_symlinks,
             select=accepts.accepts if accepts.active else None,
             on_error=lambda rel, exc: errors.append((rel, f"{type(exc).__name__}: {exc}")),
+            **(guard.scan_options() if guard else {}),
         )
     )
 
@@ -183,8 +193,11 @@ class UploadRun:
         await progress.close()
         return totals
 
-    async def cooperative(self, files: Iterable[tuple[str, int]], batch_size: int, owner: str) -> dict[str, Any]:
-        """Register the manifest, drain the job's claims with the other runs, fail on errors."""
+    async def cooperative(
+        self, files: Iterable[tuple[str, int]], batch_size: int, owner: str, scan_errors: list[tuple[str, str]]
+    ) -> dict[str, Any]:
+        """Register the manifest, drain the job's claims with the other runs, fail on errors
+        (this run's scan errors included: files that never reached the manifest)."""
         staging = self.plan.staging_prefix
         seen, added = register_manifest(self.tracker, ((staging + rel, size) for rel, size in files))
         get_run_logger().info("Manifest of %s: %d file(s), %d new", self.job, seen, added)
@@ -195,12 +208,12 @@ class UploadRun:
         totals = await drain_job(
             self.tracker, owner, run_batch, batch_size=batch_size, lease_seconds=self.blocks.tracker.lease_seconds
         )
-        failed = self.tracker.summary().get("error", 0)
+        failed = self.tracker.summary().get("error", 0) + len(scan_errors)
         if failed:
             await publish_job_status(self.job, self.tracker.summary())
             raise BulkTransferFailed(
                 f"{failed} file(s) of job {self.job} failed "
-                f"({first_errors(self.tracker.error_details(), self.plan.staging_prefix)}); "
+                f"({first_errors(scan_errors + self.tracker.error_details(), self.plan.staging_prefix)}); "
                 "staging kept for the next run of the job, "
                 f"{self.plan.bucket}/{self.plan.final_prefix} untouched"
             )
@@ -264,6 +277,7 @@ async def bulk_upload(
     """
     logger = get_run_logger()
     started = time.monotonic()
+    check_job_inputs(bucket, prefix, batch_size)
     source = Path(source_dir).expanduser()
     check_source_dir(source)
     blocks = await load_blocks(credentials_block, settings_block, tracker_block, settings_overrides)
@@ -277,8 +291,10 @@ async def bulk_upload(
             await client.s3.list_objects(bucket, max_keys=1)  # a missing bucket fails here, clearly
         checked_retries = client.api_retries
         if dry_run:
-            return await _dry_run(source, include, exclude, follow_symlinks, tracker, job, bucket, prefix)
+            guard = SourceGuard.for_run(source, tracker, prefix, f"{STAGING_ROOT}{owner}/", warn=logger.warning)
+            return await _dry_run(source, include, exclude, follow_symlinks, tracker, job, bucket, prefix, guard)
         plan = plan_staging(tracker, bucket, prefix, owner)
+        guard = SourceGuard.for_run(source, tracker, prefix, plan.staging_prefix, warn=logger.warning)
 
         info = tracker.job_info()
         if info is not None and info.state == JobState.committing:
@@ -293,15 +309,15 @@ async def bulk_upload(
         logger.info("Uploading %s to %s/%s via staging %s", source, bucket, prefix, plan.staging_prefix)
 
         scan_errors: list[tuple[str, str]] = []
-        files = _scan(source, include, exclude, follow_symlinks, scan_errors)
+        files = _scan(source, include, exclude, follow_symlinks, scan_errors, guard)
         run = UploadRun(
             blocks, tracker, job, plan, source, skip_existing, follow_symlinks,
-            count_files=lambda: sum(1 for _ in _scan(source, include, exclude, follow_symlinks, [])),
+            count_files=lambda: sum(1 for _ in _scan(source, include, exclude, follow_symlinks, [], guard)),
         )
         if cooperative is None:
             cooperative = explicit_job and blocks.tracker.is_shared
         if cooperative:
-            totals = await run.cooperative(files, batch_size, owner)
+            totals = await run.cooperative(files, batch_size, owner, scan_errors)
         else:
             totals = await run.single(files, batch_size, owner, scan_errors, started)
 
@@ -342,6 +358,7 @@ async def _dry_run(
     job: str,
     bucket: str,
     prefix: str,
+    guard: SourceGuard,
 ) -> dict[str, Any]:
     """Count what a real run would upload (files not yet done for this job); transfer nothing."""
     from prefect.artifacts import acreate_table_artifact
@@ -352,7 +369,7 @@ async def _dry_run(
     errors: list[tuple[str, str]] = []
     files = total_bytes = 0
     sample: list[dict[str, Any]] = []
-    for rel, size in _scan(source, include, exclude, follow_symlinks, errors):
+    for rel, size in _scan(source, include, exclude, follow_symlinks, errors, guard):
         if staging + rel in done:
             continue
         files += 1

@@ -30,6 +30,7 @@ from rahcp_prefect.testing.expiry import expired_body, expired_presign
 from rahcp_prefect.testing.faults import FAULT_DETAIL, FaultInjector
 from rahcp_prefect.testing.integrity import damaged_stream, digest_error, flip_byte
 from rahcp_prefect.testing.ranges import serve_range
+from rahcp_prefect.testing.storage import KEY_TOO_LONG, MAX_KEY_BYTES
 
 # The emulator tags its own boto3 calls with this user-agent marker: they are counted as
 # plane "backend" and never get data-plane faults (those are meant for clients).
@@ -153,7 +154,8 @@ class DataPlaneMiddleware:
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         method: str = environ["REQUEST_METHOD"]
         # WSGI carries the decoded path as latin-1 code points of the UTF-8 bytes.
-        path = environ.get("PATH_INFO", "").encode("latin-1").decode("utf-8", "replace")
+        raw_path = environ.get("PATH_INFO", "").encode("latin-1")
+        path = raw_path.decode("utf-8", "replace")
         internal = INTERNAL_USER_AGENT in environ.get("HTTP_USER_AGENT", "")
         plane = "backend" if internal else "data"
         query = environ.get("QUERY_STRING", "")
@@ -171,6 +173,8 @@ class DataPlaneMiddleware:
                 return _answer(environ, start_response, rule.status, "application/json", body)
             if rule.drop_answer:
                 _forward_then_drop(self.app, environ)
+        if len(raw_path) > MAX_KEY_BYTES and _key_bytes(raw_path) > MAX_KEY_BYTES:
+            return _answer(environ, start_response, 400, "application/xml", _key_too_long_body())
         if self.enforce_presign_expiry:
             expired = expired_presign(query)
             if expired is not None:
@@ -188,6 +192,21 @@ class DataPlaneMiddleware:
         if damage and method == "GET":
             return _damaged_answer(self.app, environ, start_response)
         return _with_whole_body_read(self.app, environ, start_response)
+
+
+def _key_bytes(raw_path: bytes) -> int:
+    """The length of the object key in a path-style ``/bucket/key`` path, in bytes."""
+    parts = raw_path.split(b"/", 2)
+    return len(parts[2]) if len(parts) == 3 else 0
+
+
+def _key_too_long_body() -> bytes:
+    """S3's XML error for a key over 1,024 bytes (moto stores such keys)."""
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        f"<Error><Code>KeyTooLongError</Code><Message>{KEY_TOO_LONG}</Message>"
+        f"<MaxSizeAllowed>{MAX_KEY_BYTES}</MaxSizeAllowed></Error>"
+    ).encode()
 
 
 def _with_whole_body_read(app: WSGIApp, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:

@@ -193,10 +193,10 @@ async def test_expired_url_presigned_again(hcp_emulator, hcp_bucket, hcp_client,
 
 
 def test_download_config_defaults(tmp_path) -> None:
-    c = BulkDownloadConfig(client=None, bucket="b", dest_dir=str(tmp_path), tracker=None)  # type: ignore[arg-type]
+    c = BulkDownloadConfig(client=None, bucket="bkt", dest_dir=str(tmp_path), tracker=None)  # type: ignore[arg-type]
     assert c.dest_dir == tmp_path and c.stream_threshold == 100 * 1024 * 1024 and not c.verify_download
     with pytest.raises(ValueError):
-        BulkDownloadConfig(client=None, bucket="b", dest_dir=tmp_path, tracker=None, stream_threshold=-1)  # type: ignore[arg-type]
+        BulkDownloadConfig(client=None, bucket="bkt", dest_dir=tmp_path, tracker=None, stream_threshold=-1)  # type: ignore[arg-type]
 
 
 async def test_listing_is_paged_lazily(hcp_emulator, hcp_bucket, hcp_client, tracker, tmp_path) -> None:
