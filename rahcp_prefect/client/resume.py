@@ -135,10 +135,10 @@ async def _listed_parts(
 async def abort_upload(client: HCPClient, bucket: str, key: str, upload_id: str | None) -> None:
     """Abort ``upload_id``; best effort: a failure is logged, never raised (a gone upload is fine)."""
     what = f"{bucket}/{key}"
+    if upload_id is None:
+        return
     try:
-        await client.request("POST", multipart_path(bucket, key, "/abort"), json={"upload_id": upload_id})
-        logger.warning("Aborted multipart upload of %s", what)
-    except NotFoundError:
-        pass
+        if await client.s3.abort_multipart_upload(bucket, key, upload_id):
+            logger.warning("Aborted multipart upload of %s", what)
     except HCPError as exc:
         logger.warning("Could not abort multipart upload of %s: %s", what, exc)
