@@ -10,7 +10,9 @@ from __future__ import annotations
 import subprocess
 import sys
 
-BENCHMARKS = ("tracker", "transfer", "flow_overhead", "cooperative", "listing_ahead", "commit_concurrency")
+BENCHMARKS = (
+    "tracker", "transfer", "large_resume", "flow_overhead", "cooperative", "listing_ahead", "commit_concurrency",
+)
 
 
 def main(names: list[str]) -> int:
