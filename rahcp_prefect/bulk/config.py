@@ -8,7 +8,7 @@ Nothing here touches the filesystem or the network; ``bulk_upload`` checks ``sou
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -114,6 +114,13 @@ class BulkDownloadConfig:
     skip_done: bool = True
     """Count keys the tracker holds as done and present on disk with the right size as skipped
     without marking them again (reads ``done_keys()`` once)."""
+    verify_checksums: bool = True
+    """Hash each file as it streams and check it against ``manifest`` (SHA-256), else against
+    the ETag's MD5 for single-part objects; multipart objects without a manifest entry count
+    as unverified. A mismatch is fetched once more, then a file error; the damaged bytes never
+    land under the final name."""
+    manifest: Mapping[str, str] | None = None
+    """SHA-256 (hex) by key, e.g. read from the prefix's ``manifest-sha256.txt``."""
 
     def __post_init__(self) -> None:
         _check_common(self)

@@ -199,7 +199,16 @@ class _Upload:
         except Exception as exc:
             self.rec.error(key, size, exc)
             return exc
-        self.rec.ok(key, size, etag=sent.etag, verified=self.verify, validated=self.validate is not None)
+        self.rec.ok(
+            key,
+            size,
+            etag=sent.etag,
+            verified=self.verify,
+            validated=self.validate is not None,
+            checked=True,
+            sha256=sent.sha256,
+            md5=sent.md5,
+        )
         return None
 
     async def _put(self, key: str, path: str, size: int, url: str | None) -> Uploaded:

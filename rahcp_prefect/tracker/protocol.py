@@ -87,6 +87,14 @@ class FileEntry(NamedTuple):
     status: TransferStatus
 
 
+class FileDigests(NamedTuple):
+    """A done key's size and digests (hex) as sent or received; None when not computed."""
+
+    size: int
+    sha256: str | None
+    md5: str | None
+
+
 @runtime_checkable
 class TrackerProtocol(PartStore, Protocol):
     """What the engine, the tasks and the flows need from any tracker backend (including the
@@ -106,10 +114,13 @@ class TrackerProtocol(PartStore, Protocol):
         verified: bool = False,
         validated: bool = False,
         mtime_ns: int | None = None,
+        sha256: str | None = None,
+        md5: str | None = None,
     ) -> None:
         """Record the outcome of ``key`` (buffered); a later mark of the same key wins.
 
-        ``mtime_ns`` is the file's modification time as sent (None: not known).
+        ``mtime_ns`` is the file's modification time as sent (None: not known); ``sha256`` and
+        ``md5`` its digests (hex) as sent or received (None: not computed).
         """
 
     def done_keys(self) -> set[str]:
@@ -120,6 +131,9 @@ class TrackerProtocol(PartStore, Protocol):
 
     def entries(self, status: TransferStatus | None = None) -> dict[str, FileEntry]:
         """``{key: FileEntry(size, mtime_ns, status)}`` of this job's keys (one status or all)."""
+
+    def done_digests(self) -> dict[str, FileDigests]:
+        """``{key: FileDigests(size, sha256, md5)}`` of every key of this job marked done."""
 
     def error_entries(self) -> list[tuple[str, int]]:
         """``(key, size)`` of every key of this job marked error, for ``retry_errors``."""

@@ -8,17 +8,16 @@ old release never writes rows it does not understand. Backends run ``plan`` unde
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
+from sqlalchemy import Table
 from sqlalchemy.engine.interfaces import Dialect
 from sqlalchemy.schema import CreateIndex, CreateTable
 
 from rahcp_prefect.tracker.errors import TrackerSchemaError
-from collections.abc import Callable, Sequence
+from rahcp_prefect.tracker.models import NEW_IN_4, TABLES
 
-from sqlalchemy import Table
-
-from rahcp_prefect.tracker.models import NEW_IN_3, TABLES
-
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 Statement = str | Callable[[Dialect], list[str]]
 """Plain SQL, or a function of the dialect (new tables, compiled from ``models``)."""
@@ -41,8 +40,14 @@ MIGRATIONS: dict[int, list[Statement]] = {
         "ALTER TABLE rahcp_jobs ADD COLUMN lease_mode VARCHAR(16)",
         "ALTER TABLE rahcp_transfers ADD COLUMN mtime_ns BIGINT",
     ],
-    # 3: unfinished multipart uploads and their acknowledged parts (part-level resume).
-    3: [_create(NEW_IN_3)],
+    # 3: each file's digests as sent or received (fixity): hex SHA-256 of the whole file, and
+    #    its MD5 (hex; for a multipart upload S3's composite ``<md5 of part md5s>-N``).
+    3: [
+        "ALTER TABLE rahcp_transfers ADD COLUMN sha256 TEXT",
+        "ALTER TABLE rahcp_transfers ADD COLUMN md5 TEXT",
+    ],
+    # 4: unfinished multipart uploads and their acknowledged parts (part-level resume).
+    4: [_create(NEW_IN_4)],
 }
 
 VERSION_TABLE = "rahcp_schema_version"
