@@ -204,7 +204,7 @@ class S3Ops:
             except PresignedTransferError as exc:
                 if exc.status_code != 403:
                     raise
-                logger.warning("403 for %s: presigning again", what)
+                logger.debug("403 for %s: presigning again", what)  # a second 403 is raised, once
                 return await transfer(await presign())
         except PresignedTransferError as exc:
             if exc.status_code == 404:
@@ -365,13 +365,21 @@ class S3Ops:
     # -- staging ---------------------------------------------------------------------------
 
     async def commit_staging(
-        self, bucket: str, staging_prefix: str, dest_prefix: str, concurrency: int = COPY_CONCURRENCY
+        self,
+        bucket: str,
+        staging_prefix: str,
+        dest_prefix: str,
+        concurrency: int = COPY_CONCURRENCY,
+        on_progress: Callable[[int, int], Any] | None = None,
     ) -> int:
         """Move every object under ``staging_prefix`` to ``dest_prefix``; return how many moved.
 
         Each page of the staging listing is copied (``concurrency`` copies in flight), and only
         then its sources deleted. Re-running after a crash half-way finishes the job: what was
         moved is gone from staging, what was copied but not deleted is copied again (same bytes).
+        ``on_progress(objects copied, bytes copied)`` is called after every copy (a commit of a
+        million objects takes hours: the caller throttles what it shows); a failing callback is
+        logged, never allowed to stop the commit.
         """
         if concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, got {concurrency}")
@@ -381,20 +389,28 @@ class S3Ops:
             raise ValueError(
                 f"dest_prefix {dest_prefix!r} lies inside staging_prefix {staging_prefix!r}"
             )
-        moved = 0
+        moved = copied = copied_bytes = 0
         started = perf_counter()
         limit = asyncio.Semaphore(concurrency)
 
-        async def copy_one(key: str) -> None:
+        async def copy_one(key: str, size: int) -> None:
+            nonlocal copied, copied_bytes
             async with limit:
                 await self.copy(bucket, dest_prefix + key[len(staging_prefix) :], bucket, key)
+            copied, copied_bytes = copied + 1, copied_bytes + size
+            if on_progress is not None:
+                try:
+                    on_progress(copied, copied_bytes)
+                except Exception:
+                    logger.exception("commit on_progress callback failed")
 
         while True:
             page = await self.list_objects(bucket, staging_prefix, max_keys=BATCH)
-            keys = [item["Key"] for item in page.get("objects", [])]
+            items = page.get("objects", [])
+            keys = [item["Key"] for item in items]
             if not keys:
                 break
-            await gather_all(copy_one(key) for key in keys)
+            await gather_all(copy_one(item["Key"], int(item.get("Size", 0) or 0)) for item in items)
             result = await self.delete_bulk(bucket, keys)
             _raise_on_delete_errors(result, bucket)
             moved += len(keys)
