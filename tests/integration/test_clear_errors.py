@@ -60,7 +60,7 @@ def test_top_level_help_is_for_users() -> None:
     assert result.returncode == 0
     text = result.stdout
     assert "Move files to and from Hitachi Content Platform (HCP) with Prefect." in text
-    for command in ("setup", "emulator", "prefect-file"):
+    for command in ("setup", "emulator", "errors", "prefect-file"):
         assert command in text
     assert "prefect worker start --pool rahcp-process" in text
     assert "subparsers" not in text and "func" not in text and "Add a subcommand" not in text
