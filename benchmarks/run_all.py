@@ -10,7 +10,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-BENCHMARKS = ("tracker", "transfer", "flow_overhead", "cooperative", "listing_ahead", "commit_concurrency", "scan_checks")
+BENCHMARKS = ("tracker", "transfer", "flow_overhead", "cooperative", "listing_ahead", "commit_concurrency", "scan_checks", "bucket_folder")
 
 
 def main(names: list[str]) -> int:
