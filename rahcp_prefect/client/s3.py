@@ -19,6 +19,7 @@ from .errors import ChecksumMismatchError, HCPError, NotFoundError, PresignedTra
 from .gather import gather_all
 from .keys import check_key, encode_bucket, multipart_path, object_path
 from .multipart import MultipartUpload, part_size_for
+from .resume import PartStore
 from .tracing import span
 
 if TYPE_CHECKING:
@@ -81,15 +82,20 @@ class S3Ops:
         *,
         concurrency: int | None = None,
         chunk_size: int = 1 << 20,
+        resume: PartStore | None = None,
     ) -> str:
         """Multipart upload with ``concurrency`` parts in flight (default ``multipart_concurrency``).
 
         Part size is ``max(multipart_chunk, 5 MiB, ceil(size / 10000))`` rounded up to a MiB; the
         upload is aborted on any failure. An empty source falls back to a single PUT. Returns
         the ETag; ``upload_multipart_digests`` also returns what the parts hashed to.
+
+        ``resume`` (a ``PartStore``, e.g. the tracker) records each part as it is acknowledged;
+        a later call for the same unchanged file sends only the parts the server does not hold
+        as recorded, then completes (files only; see ``client.resume``).
         """
         sent = await self.upload_multipart_digests(
-            bucket, key, data, concurrency=concurrency, chunk_size=chunk_size
+            bucket, key, data, concurrency=concurrency, chunk_size=chunk_size, resume=resume
         )
         return sent.etag
 
@@ -101,6 +107,7 @@ class S3Ops:
         *,
         concurrency: int | None = None,
         chunk_size: int = 1 << 20,
+        resume: PartStore | None = None,
     ) -> Uploaded:
         """``upload_multipart``, returning the ETag with the digests of the bytes sent (the
         whole file's SHA-256, each part's MD5). An object whose final ETag is not the digest of
@@ -121,6 +128,7 @@ class S3Ops:
                 part_size=part_size_for(size, config.multipart_chunk),
                 concurrency=concurrency or config.multipart_concurrency,
                 chunk_size=chunk_size,
+                resume=resume,
             )
             with span("s3.upload_multipart", attributes):
                 try:
