@@ -10,7 +10,10 @@ from __future__ import annotations
 import subprocess
 import sys
 
-BENCHMARKS = ("tracker", "transfer", "flow_overhead", "cooperative", "listing_ahead", "commit_concurrency", "scan_checks")
+BENCHMARKS = (
+    "tracker", "transfer", "large_resume", "flow_overhead", "cooperative", "listing_ahead", "commit_concurrency",
+    "scan_checks", "bucket_folder",
+)
 
 
 def main(names: list[str]) -> int:

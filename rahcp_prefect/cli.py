@@ -1,9 +1,8 @@
-"""The ``rahcp-prefect`` command: argparse with one subcommand per tool.
+"""The ``rahcp-prefect`` command: ``setup`` (blocks, work pool, deployments on a Prefect server),
+``emulator`` (a local HCP for trying things out and for tests), ``errors`` (a job's failed files)
+and ``prefect-file``.
 
-    rahcp-prefect emulator --host 127.0.0.1 --port 8000 [--s3-endpoint URL] [--s3-port N]
-                           [--users user:pass,...]
-
-Add a subcommand with ``_add_<name>(subparsers)`` setting ``func`` on its parser.
+Add a subcommand with ``sub.add_parser(...)`` in ``build_parser`` setting ``func`` on its parser.
 """
 
 from __future__ import annotations
@@ -14,7 +13,7 @@ import signal
 import sys
 import threading
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 
 def _parse_users(value: str) -> dict[str, str]:
@@ -58,6 +57,12 @@ def add_emulator_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_emulator(args: argparse.Namespace) -> int:
     """Start the emulator, print one JSON line with its URLs, serve until SIGTERM/SIGINT."""
+    from rahcp_prefect.testing import EmulatorExtraMissing, require_emulator_extra
+
+    try:
+        require_emulator_extra()
+    except EmulatorExtraMissing as exc:
+        raise SystemExit(f"rahcp-prefect emulator: {exc}") from None
     from rahcp_prefect.testing.emulator import HCPEmulator
 
     stop = threading.Event()
@@ -87,16 +92,81 @@ def run_emulator(args: argparse.Namespace) -> int:
     return 0
 
 
+USER_GUIDE = """\
+start here (with a Prefect server at PREFECT_API_URL):
+  HCP_PASSWORD=... rahcp-prefect setup --endpoint https://hcp.example/api/v1 --username USER
+  prefect worker start --pool rahcp-process
+  prefect deployment run bulk-upload/default -p source_dir=/data/in -p bucket=BUCKET
+
+try it without an HCP (needs pip install 'rahcp-prefect[emulator]'):
+  rahcp-prefect emulator --port 8000      # API at http://127.0.0.1:8000/api/v1
+
+`rahcp-prefect COMMAND --help` lists a command's options.
+"""
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="rahcp-prefect", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="rahcp-prefect",
+        description="Move files to and from Hitachi Content Platform (HCP) with Prefect.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=USER_GUIDE,
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     emulator = sub.add_parser("emulator", help="run the local HCP emulator (API + moto S3)")
     add_emulator_arguments(emulator)
-    setup = sub.add_parser("setup", help="register blocks, create the work pool, deploy the flows")
+    setup = sub.add_parser(
+        "setup",
+        help="register blocks, create the work pool, deploy the flows",
+        description=(
+            "Check the Prefect API (PREFECT_API_URL), the HCP login, the tracker database and the "
+            "deployment file, then create the process work pool, the blocks hcp, hcp-settings and "
+            "hcp-tracker, and the deployments bulk-upload/default, bulk-download/default, ... "
+            "Nothing is created when a check fails; running it again overwrites the blocks."
+        ),
+    )
     _add_setup_arguments(setup)
+    errors = sub.add_parser("errors", help="list every failed file of a job (key relative to its prefix, reason)")
+    _add_errors_arguments(errors)
     prefect_file = sub.add_parser("prefect-file", help="print the path of the packaged prefect.yaml")
     prefect_file.set_defaults(func=run_prefect_file)
     return parser
+
+
+def _add_errors_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--job", required=True, help="the tracker job, as the run's summary names it")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--tracker-block", default=None, help="name of an HCP Tracker block (needs the Prefect API)")
+    where.add_argument("--tracker", default=None, help="a SQLite tracker file or a postgresql:// DSN")
+    parser.add_argument("--json", action="store_true", help="one JSON object per line instead of key<TAB>reason")
+    parser.set_defaults(func=run_errors)
+
+
+def run_errors(args: argparse.Namespace) -> int:
+    """Print every failure of ``--job``; exit 0 (even when there are none), 2 for an unknown job."""
+    from rahcp_prefect.report.errors import job_failures
+    from rahcp_prefect.tracker import create_tracker
+
+    if args.tracker is not None:
+        target = args.tracker
+    else:
+        from rahcp_prefect.blocks import HCPTracker
+
+        block = cast(HCPTracker, HCPTracker.load(args.tracker_block)) if args.tracker_block else HCPTracker()
+        target = block.target()
+    tracker = create_tracker(target, job=args.job)
+    try:
+        if tracker.job_info() is None and not any(tracker.summary().values()):
+            print(f"no job {args.job!r} in this tracker", file=sys.stderr)
+            return 2
+        count = 0
+        for key, reason in job_failures(tracker):
+            count += 1
+            print(json.dumps({"key": key, "reason": reason}) if args.json else f"{key}\t{reason}")
+    finally:
+        tracker.close()
+    print(f"{count} failed file(s) in job {args.job}", file=sys.stderr)
+    return 0
 
 
 def run_prefect_file(args: argparse.Namespace) -> int:

@@ -31,7 +31,8 @@ from rahcp_prefect.bulk.scanner import scan_tree
 from rahcp_prefect.bulk.upload import check_source_dir
 from rahcp_prefect.bulk.validation import check_job_inputs
 from rahcp_prefect.bulk.exclusions import SourceGuard
-from rahcp_prefect.flows.artifacts import ProgressReporter, publish_job_status, publish_summary
+from rahcp_prefect.flows.naming import tag_run, upload_run_name
+from rahcp_prefect.flows.artifacts import ProgressReporter, RunView, publish_dry_run, publish_job_status
 from rahcp_prefect.flows.common import (
     DEFAULT_BATCH_SIZE,
     FlowBlocks,
@@ -66,10 +67,19 @@ from rahcp_prefect.job import (
     verify_staging,
 )
 from rahcp_prefect import events
+from rahcp_prefect.job.manifest import commit_manifest
 from rahcp_prefect.tasks import commit_staging_counted, open_client, upload_batch
 from rahcp_prefect.tracker.protocol import JobState, TrackerProtocol
 
 __all__ = ["BulkTransferFailed", "bulk_upload"]
+
+
+def _count(files: Iterable[tuple[str, int]]) -> tuple[int, int]:
+    """How many files and bytes ``files`` holds (the scan phase: totals for progress)."""
+    count = size = 0
+    for _rel, file_size in files:
+        count, size = count + 1, size + file_size
+    return count, size
 
 
 def _scan(
@@ -118,8 +128,9 @@ class UploadRun:
         source: Path,
         skip_existing: bool,
         follow_symlinks: bool,
-        count_files: Callable[[], int],
+        count_files: Callable[[], tuple[int, int]],
         on_failure: OnFailure,
+        view: RunView,
     ) -> None:
         self.blocks = blocks
         self.tracker = tracker
@@ -131,6 +142,7 @@ class UploadRun:
         self.follow_symlinks = follow_symlinks
         self.count_files = count_files
         self.on_failure = on_failure
+        self.view = view
         self._failure: asyncio.Task[FailureReport] | None = None
 
     @property
@@ -155,6 +167,7 @@ class UploadRun:
             skip_done=not claimed,
             follow_symlinks=self.follow_symlinks,
             on_progress=progress.on_batch_progress if progress else None,
+            on_error=self.view.failures,
         )
 
     def apply_failure_policy(self) -> asyncio.Task[FailureReport]:
@@ -173,26 +186,27 @@ class UploadRun:
         started: float,
     ) -> dict[str, Any]:
         """Upload in batches inside a transaction; on any failure apply ``on_failure`` and raise."""
-        progress = ProgressReporter(self.count_files(), self.title)
-        await progress.start(f"bulk-upload-progress-{owner}")
+        view, progress = self.view, self.view.progress
+        with view.phase("scan") as scan:
+            scan.files, scan.bytes = self.count_files()
         totals = new_counts()
         try:
             _ACTIVE_RUNS[owner] = self
             async with atransaction() as txn:
                 txn.set("upload_run", owner)
-                for entries in batched(files, batch_size):
-                    batch = await self._batch(entries, progress)
-                    add_counts(totals, batch)
-                    progress.batch_finished(int(batch["done"]))
+                with view.phase("transfer", scan.files, scan.bytes) as sent:
+                    for entries in batched(files, batch_size):
+                        batch = await self._batch(entries, progress)
+                        add_counts(totals, batch)
+                        progress.batch_finished(int(batch["done"]), int(batch["bytes"]))
+                    sent.files, sent.bytes = int(totals.get("done", 0)), int(totals.get("bytes", 0))
                 totals["errors"] += len(scan_errors)
                 if totals["errors"]:
                     raise BulkTransferFailed(f"{totals['errors']} file(s) failed to upload")
                 await self.verify(totals)
         except BaseException as exc:
-            await progress.close()
             await self._fail(exc, totals, scan_errors, owner, started)
             raise
-        await progress.close()
         return totals
 
     async def _fail(
@@ -218,10 +232,7 @@ class UploadRun:
             **totals, "failed": totals.get("errors", 0), "committed": 0, "outcome": outcome, "job": self.job,
             "elapsed": round(time.monotonic() - started, 3), **(report.fields() if report else {}),
         }
-        await publish_summary(
-            f"bulk-upload-summary-{owner}", f"{self.title}: {outcome}", result, time.monotonic() - started,
-            errors, f"{outcome}: {type(exc).__name__}; {what}",
-        )
+        await self.view.publish_summary(outcome, result, errors, reason=f"{type(exc).__name__}: {exc}; {what}")
         if isinstance(exc, BulkTransferFailed):
             raise BulkTransferFailed(
                 f"{totals['errors']} file(s) failed to upload ({first_errors(errors, self.plan.staging_prefix)}); "
@@ -249,28 +260,37 @@ class UploadRun:
         failed = self.tracker.summary().get("error", 0) + len(scan_errors)
         if failed:
             await publish_job_status(self.job, self.tracker.summary())
-            raise BulkTransferFailed(
+            failure = BulkTransferFailed(
                 f"{failed} file(s) of job {self.job} failed "
                 f"({first_errors(scan_errors + self.tracker.error_details(), staging)}); "
                 "staging kept for the next run of the job (shared by cooperative runs), "
                 f"{self.plan.bucket}/{self.plan.final_prefix} untouched",
                 {**totals, "failed": failed, "committed": 0, "outcome": "kept", "job": self.job, "staging": "kept"},
             )
+            await self.view.publish_summary(
+                "kept", failure.result, scan_errors + self.tracker.error_details(), failed, reason=str(failure)
+            )
+            raise failure
         await self.verify(totals)
         return totals
+
+    staged = 0
+    """Objects found in staging by the check before the commit (what the commit moves)."""
 
     async def verify(self, totals: dict[str, Any]) -> None:
         """Check staging against the tracker before the commit (raises on any mismatch);
         the listing's retried requests are added to ``totals``."""
         self.lease.check()
-        async with open_client(self.blocks.credentials) as client:
-            try:
-                staged = await verify_staging(client, self.tracker, self.plan)
-            finally:
-                totals["api_retries"] = totals.get("api_retries", 0) + client.api_retries
+        with self.view.phase("verify") as checked:
+            async with open_client(self.blocks.credentials) as client:
+                try:
+                    staged = await verify_staging(client, self.tracker, self.plan)
+                finally:
+                    totals["api_retries"] = totals.get("api_retries", 0) + client.api_retries
+            checked.files = self.staged = staged
         get_run_logger().info("Staging verified: %d object(s) ready to commit", staged)
 
-    def move(self) -> Callable[[], Any]:
+    def move(self, on_progress: Callable[[int, int], Any] | None = None) -> Callable[[], Any]:
         """The commit's moves as a Prefect task call (staging to the final prefix)."""
         return partial(
             commit_staging_counted,
@@ -279,15 +299,31 @@ class UploadRun:
             self.plan.staging_prefix,
             self.plan.final_prefix,
             concurrency=self.blocks.settings.commit_concurrency,
+            on_progress=on_progress,
         )
 
-    async def commit(self, owner: str) -> CommitResult | None:
-        """Commit under the commit lock, then the final check (None: another run commits)."""
-        self.lease.check()
-        async with open_client(self.blocks.credentials) as client:
-            return await commit_job(
-                self.tracker, self.plan, owner, self.blocks.tracker.lease_seconds, self.move(), client
+    async def write_manifest(self) -> dict[str, Any]:
+        """The job's manifest in the final prefix, written last (after the final check)."""
+        if not self.blocks.settings.write_manifest:
+            return {}
+        async with open_client(self.blocks.credentials, self.blocks.settings) as client:
+            manifest = await commit_manifest(
+                client, self.tracker, self.plan.bucket, self.plan.staging_prefix, self.plan.final_prefix
             )
+        return {"manifest": manifest}
+
+    async def commit(self, owner: str) -> CommitResult | None:
+        """Commit under the commit lock, then the final check, then the manifest (None: another
+        run commits)."""
+        self.lease.check()
+        with self.view.phase("commit", self.staged) as committing:
+            async with open_client(self.blocks.credentials) as client:
+                commit = await commit_job(
+                    self.tracker, self.plan, owner, self.blocks.tracker.lease_seconds,
+                    self.move(self.view.commit_progress(self.staged)), client, finish=self.write_manifest,
+                )
+            committing.files = commit.moved if commit else 0
+        return commit
 
 
 # The batch task as the upload phase uses it: its transaction's rollback applies on_failure.
@@ -295,7 +331,7 @@ staged_upload_batch = upload_batch.with_options()
 staged_upload_batch.on_rollback(_apply_on_failure)
 
 
-@flow(name="bulk-upload", log_prints=False)
+@flow(name="bulk-upload", flow_run_name=upload_run_name, log_prints=False)
 async def bulk_upload(
     source_dir: str,
     bucket: str,
@@ -353,6 +389,8 @@ async def bulk_upload(
     job = job_name("bulk-upload", bucket, prefix, job)
     owner = run_id()
     tracker = blocks.tracker.get_tracker(job)
+    view = RunView.for_flow("upload", job, bucket, prefix, blocks, tracker_block, source=str(source))
+    await tag_run(bucket)
     try:
         async with open_client(blocks.credentials) as client:
             await client.s3.list_objects(bucket, max_keys=1)  # a missing bucket fails here, clearly
@@ -366,11 +404,13 @@ async def bulk_upload(
         lease_seconds = blocks.tracker.lease_seconds
         async with hold_job(tracker, owner, mode, lease_seconds, busy, log=logger) as lease:
             plan = plan_staging(tracker, bucket, prefix, owner)
+            view.key_prefixes = (plan.staging_prefix, prefix)
+            await view.start()
             guard = SourceGuard.for_run(source, tracker, prefix, plan.staging_prefix, warn=logger.warning)
             run = UploadRun(
                 blocks, tracker, lease, plan, source, skip_existing, follow_symlinks,
-                count_files=lambda: sum(1 for _ in _scan(source, include, exclude, follow_symlinks, [], guard)),
-                on_failure=failure,
+                count_files=lambda: _count(_scan(source, include, exclude, follow_symlinks, [], guard)),
+                on_failure=failure, view=view,
             )
             info = tracker.job_info()
             if info is not None and info.state == JobState.committing:
@@ -392,9 +432,9 @@ async def bulk_upload(
             try:
                 commit = await run.commit(owner)
             except FinalCheckError as exc:
-                await publish_summary(
-                    f"bulk-upload-summary-{owner}", f"{run.title}: final check failed",
-                    {**totals, "committed": 0}, time.monotonic() - started, [], f"job left committing: {exc}",
+                await view.publish_summary(
+                    "final check failed", {**totals, "committed": 0}, tracker.error_details(),
+                    reason=f"job left committing: {exc}",
                 )
                 raise
         outcome = "committed" if commit is not None else "commit left to the run holding the lock"
@@ -403,14 +443,15 @@ async def bulk_upload(
             events.upload_committed(job, bucket, prefix, totals)
         totals["api_retries"] += checked_retries + (commit.api_retries if commit else 0)
         elapsed = time.monotonic() - started
-        await publish_summary(
-            f"bulk-upload-summary-{owner}", f"bulk-upload {bucket}/{prefix}", totals, elapsed, [], outcome
-        )
+        if commit is not None:
+            totals.update(commit.extra)
+        await view.publish_summary("committed" if commit is not None else "left to another run", totals)
         await publish_job_status(job, tracker.summary())
         logger.info("bulk-upload %s: %s, %s", job, outcome, totals)
-        return {**totals, "job": job, "outcome": outcome, "elapsed": round(elapsed, 3)}
+        return {**totals, "job": job, "outcome": outcome, "elapsed": round(elapsed, 3), "phases": view.phases()}
     except Exception as exc:
         events.upload_failed(job, bucket, prefix, tracker, exc)
+        await view.publish_failure(exc)
         raise
     finally:
         tracker.close()
@@ -428,24 +469,19 @@ async def _dry_run(
     guard: SourceGuard,
 ) -> dict[str, Any]:
     """Count what a real run would upload (files not yet done for this job); transfer nothing."""
-    from prefect.artifacts import acreate_table_artifact
-
     info = tracker.job_info()
     staging = info.staging_prefix if info and info.staging_prefix else ""
     done = tracker.done_keys() if staging else set()
     errors: list[tuple[str, str]] = []
     files = total_bytes = 0
-    sample: list[dict[str, Any]] = []
+    sample: list[tuple[str, int]] = []
     for rel, size in _scan(source, include, exclude, follow_symlinks, errors, guard):
         if staging + rel in done:
             continue
         files += 1
         total_bytes += size
         if len(sample) < 50:
-            sample.append({"key": prefix + rel, "bytes": size})
-    await acreate_table_artifact(
-        table=sample or [{"key": "(nothing to upload)", "bytes": 0}],
-        description=f"bulk-upload dry run of {job}: {files} file(s), {total_bytes} bytes (first 50 shown)",
-    )
+            sample.append((prefix + rel, size))
+    await publish_dry_run("upload", job, bucket, prefix, sample, files, total_bytes)
     get_run_logger().info("Dry run: %d file(s), %d bytes would be uploaded to %s/%s", files, total_bytes, bucket, prefix)
     return {"job": job, "dry_run": True, "files": files, "bytes": total_bytes, "scan_errors": len(errors)}

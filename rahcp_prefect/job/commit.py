@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
@@ -66,6 +66,7 @@ class CommitResult:
     moved: int
     api_retries: int
     check: FinalCheck
+    extra: dict[str, Any] = field(default_factory=dict)  # what ``finish`` returned (e.g. the manifest)
 
 
 async def resume_commit(tracker: TrackerProtocol, owner: str, lease_seconds: float, move: MoveFn) -> int:
@@ -88,8 +89,10 @@ async def commit_job(
     lease_seconds: float,
     move: MoveFn,
     client: HCPClient,
+    finish: Callable[[], Awaitable[dict[str, Any]]] | None = None,
 ) -> CommitResult | None:
-    """Move staging to the final prefix under the commit lock, then check the final prefix.
+    """Move staging to the final prefix under the commit lock, then check the final prefix,
+    then ``finish()`` (what must come last, e.g. the manifest) before the job is ``committed``.
 
     Returns None when another run holds the lock (a cooperative run commits for all). Raises
     ``FinalCheckError`` (the job stays ``committing``) when the final prefix lacks a file of
@@ -105,5 +108,6 @@ async def commit_job(
         retries = int(moved.get("api_retries", 0)) + client.api_retries - before
         if not check.ok:
             raise fail_final_check(tracker, plan, check)
+        extra = await finish() if finish is not None else {}
         tracker.update_job(state=JobState.committed)
-        return CommitResult(int(moved.get("moved", 0)), retries, check)
+        return CommitResult(int(moved.get("moved", 0)), retries, check, extra)
