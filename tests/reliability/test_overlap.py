@@ -29,6 +29,7 @@ from pydantic import SecretStr
 from rahcp_prefect.blocks import HCPTracker
 from rahcp_prefect.flows import bulk_upload
 from rahcp_prefect.job import NOT_IN_FINAL, STAGING_ROOT, BulkTransferFailed, FinalCheckError
+from rahcp_prefect.job.manifest import MANIFEST_NAME
 from rahcp_prefect.testing.prefect_fixtures import SavedBlocks
 from rahcp_prefect.tracker import JobState, TrackerProtocol, TransferStatus, create_tracker
 
@@ -37,6 +38,7 @@ from .helpers import api_requests, bucket_hashes, bucket_listing, data_requests,
 FILES = 240
 LEASE = 8.0
 BAD = "part1/f-0007.bin"  # the file the tests make fail
+MANIFEST_PUT = 1  # a commit ends by writing the job's manifest (one more PUT)
 RUN_SCRIPT = """
 import asyncio, json, sys
 from rahcp_prefect.flows import bulk_upload
@@ -138,9 +140,17 @@ def gate(emulator: Any, delay: float = 1.0) -> Any:
     return emulator.faults.add("data", method="PUT", delay=delay, count=None)
 
 
+def final_files(emulator: Any, bucket: str) -> dict[str, int]:
+    """The job's files in the final prefix (the manifest, written last by a commit, left out)."""
+    return {key: size for key, size in bucket_listing(emulator, bucket, "final/") if key != f"final/{MANIFEST_NAME}"}
+
+
 def assert_committed(emulator: Any, bucket: str, job: Job) -> None:
-    """Final prefix byte for byte, staging empty, no open upload; tracker committed, lease free."""
-    assert bucket_hashes(emulator, bucket, "final/") == job.expected
+    """Final prefix byte for byte (and its manifest), staging empty, no open upload; tracker
+    committed, lease free."""
+    hashes = bucket_hashes(emulator, bucket, "final/")
+    assert hashes.pop(f"final/{MANIFEST_NAME}", None) is not None, "the commit wrote the manifest last"
+    assert hashes == job.expected
     assert bucket_listing(emulator, bucket, STAGING_ROOT) == []
     assert open_multipart_uploads(emulator, bucket) == []
     with job.tracker() as tracker:
@@ -193,7 +203,7 @@ async def test_on_busy_fail_stops_at_once_naming_the_holder_and_touches_nothing(
     code, result = first.finish()
     assert code == 0, result
     assert result["outcome"] == "committed" and result["committed"] == FILES
-    assert data_requests(hcp_emulator, "PUT") == FILES, "the second run sent nothing"
+    assert data_requests(hcp_emulator, "PUT") == FILES + MANIFEST_PUT, "the second run sent nothing"
     assert_committed(hcp_emulator, hcp_bucket, job)
 
 
@@ -219,7 +229,7 @@ async def test_the_next_run_takes_over_the_lease_of_a_run_killed_holding_it(
     state = await bulk_upload(**job.params, return_state=True)
     result = await state.result()
     assert result["outcome"] == "committed" and result["committed"] == FILES
-    assert data_requests(hcp_emulator, "PUT") == result["ok"] <= FILES - staged, "staged files not sent again"
+    assert data_requests(hcp_emulator, "PUT") - MANIFEST_PUT == result["ok"] <= FILES - staged, "staged files not sent again"
     assert any(f"held by run {holder}" in text for text in await _run_logs(state)), "it waited for the lease"
     assert_committed(hcp_emulator, hcp_bucket, job)
 
@@ -238,7 +248,7 @@ async def test_the_final_check_catches_a_file_gone_after_the_commit_and_the_job_
         await run
 
     final = dict(bucket_listing(hcp_emulator, hcp_bucket, "final/"))
-    assert len(final) == FILES - 1 and f"final/{BAD}" not in final
+    assert len(final) == FILES - 1 and f"final/{BAD}" not in final, "no manifest: the commit did not finish"
     assert bucket_listing(hcp_emulator, hcp_bucket, STAGING_ROOT) == []
     assert open_multipart_uploads(hcp_emulator, hcp_bucket) == []
     with job.tracker() as tracker:
@@ -249,8 +259,8 @@ async def test_the_final_check_catches_a_file_gone_after_the_commit_and_the_job_
 
     hcp_emulator.reset_counts()  # the next run sends the missing file again and commits
     result = await bulk_upload(**job.params)
-    assert result["outcome"] == "committed" and result["committed"] == 1
-    assert data_requests(hcp_emulator, "PUT") == 1
+    assert result["outcome"] == "committed" and result["committed"] == 1 and result["ok"] == 1
+    assert data_requests(hcp_emulator, "PUT") == 1 + MANIFEST_PUT
     assert_committed(hcp_emulator, hcp_bucket, job)
 
 
@@ -273,7 +283,7 @@ async def test_on_failure_keep_leaves_staging_and_the_next_run_sends_only_what_f
     hcp_emulator.faults.clear()  # the fix
     hcp_emulator.reset_counts()
     result = await bulk_upload(**job.params)
-    assert data_requests(hcp_emulator, "PUT") == 1, "only the file that failed was sent"
+    assert data_requests(hcp_emulator, "PUT") == 1 + MANIFEST_PUT, "only the file that failed was sent"
     assert result["ok"] == 1 and result["committed"] == FILES and result["outcome"] == "committed"
     assert_committed(hcp_emulator, hcp_bucket, job)
 
@@ -317,7 +327,7 @@ async def test_a_rollback_forgets_only_what_it_staged_so_the_run_after_the_fix_s
         await bulk_upload(**job.params)
     assert (caught.value.result["staging"], caught.value.result["forgotten"]) == ("deleted", 1)
     assert bucket_listing(hcp_emulator, hcp_bucket, STAGING_ROOT) == []
-    assert len(bucket_listing(hcp_emulator, hcp_bucket, "final/")) == FILES, "final prefix untouched"
+    assert len(final_files(hcp_emulator, hcp_bucket)) == FILES, "final prefix untouched"
     with job.tracker() as tracker:
         assert tracker.summary() == {"pending": 0, "done": FILES, "error": 1}, "committed records kept"
         assert tracker.job_info().state == JobState.rolled_back
@@ -325,9 +335,10 @@ async def test_a_rollback_forgets_only_what_it_staged_so_the_run_after_the_fix_s
     hcp_emulator.faults.clear()
     hcp_emulator.reset_counts()
     result = await bulk_upload(**job.params)
-    assert data_requests(hcp_emulator, "PUT") == 2 and result["ok"] == 2, "only the two new files"
+    assert data_requests(hcp_emulator, "PUT") == 2 + MANIFEST_PUT and result["ok"] == 2, "only the two new files"
     assert result["committed"] == 2 and result["outcome"] == "committed"
-    assert bucket_hashes(hcp_emulator, hcp_bucket, "final/") == job.expected
+    hashes = bucket_hashes(hcp_emulator, hcp_bucket, "final/")
+    assert hashes.pop(f"final/{MANIFEST_NAME}", None) is not None and hashes == job.expected
     assert bucket_listing(hcp_emulator, hcp_bucket, STAGING_ROOT) == []
     with job.tracker() as tracker:
         assert tracker.summary() == {"pending": 0, "done": FILES + 2, "error": 0}
