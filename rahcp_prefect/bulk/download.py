@@ -1,7 +1,8 @@
 """``bulk_download``: every object under ``bucket/prefix`` (or an explicit work list) to disk.
 
 Pipeline: the listing, paged lazily -> include/exclude -> refuse keys that would land outside
-``dest_dir`` -> skip files already on disk with the listed size -> presign in batches ->
+``dest_dir`` -> skip files on disk as the job wrote them (size and mtime_ns as recorded), or,
+unknown to the tracker, with the listed size (``sync.decide_download``) -> presign in batches ->
 ``workers`` coroutines GET each object into ``.rahcp-part.<name>`` next to its final path
 (small objects in one shot, large ones streamed), verify and validate it there, then rename it
 into place. A file therefore appears under its final name only when it is complete.
@@ -25,6 +26,7 @@ from .presigner import Presigner
 from .run import run_job
 from .scanner import iter_listing
 from .stats import Recorder, TransferStats
+from .sync import Change, SortedRecords, decide_download, local_state
 from .validation import run_validator
 
 logger = logging.getLogger(__name__)
@@ -73,8 +75,7 @@ class _Download:
         prefix = cfg.prefix
         base = self.base
         accepts = self.filter.accepts if self.filter.active else None
-        done = cfg.tracker.done_keys() if cfg.skip_done else frozenset()
-        stat = os.stat
+        records = SortedRecords(cfg.tracker.iter_done(prefix)) if cfg.skip_done else None
         seen = 0
         async for key, size, etag in self._sources():
             seen += 1
@@ -91,13 +92,16 @@ class _Download:
             except UnsafeKeyError as exc:
                 rec.error(key, size, exc)
                 continue
-            try:
-                on_disk = stat(dest).st_size
-            except OSError:
-                on_disk = -1
-            if on_disk == size:
-                rec.skipped(key, size, mark=key not in done, etag=etag)
-                continue
+            local = local_state(dest)
+            if local is not None:
+                record = records.lookup(key) if records is not None else None
+                change = decide_download(local, record, size, adopt=True)
+                if change is Change.unchanged:
+                    rec.skipped(key, size)
+                    continue
+                if change is Change.existing:
+                    rec.skipped(key, size, mark=True, etag=etag, mtime_ns=local[1])
+                    continue
             yield key, size, etag, dest
 
     # -- the worker side -------------------------------------------------------------------
@@ -120,7 +124,7 @@ class _Download:
             parent, _, name = dest.rpartition(os.sep)
             self._parent_ready(parent)
             temp = parent + os.sep + temp_name(name)
-            got = await self._fetch(key, size, temp, url)
+            got, mtime = await self._fetch(key, size, temp, url)
             if self.verify and got != size:
                 raise VerificationError(f"verify_download: {self.bucket}/{key}: got {got} bytes, listed {size}")
             if self.validate is not None:
@@ -131,11 +135,14 @@ class _Download:
                 _remove(temp)
             self.rec.error(key, size, exc)
             return exc
-        self.rec.ok(key, got, etag=etag, verified=self.verify, validated=self.validate is not None)
+        # The mtime the file got once written: renames keep it, so a rerun knows the file is
+        # as the job wrote it (a validator that touched it is caught as changed: fetched again).
+        self.rec.ok(key, got, etag=etag, verified=self.verify, validated=self.validate is not None, mtime_ns=mtime)
         return None
 
-    async def _fetch(self, key: str, size: int, temp: str, url: str | None) -> int:
-        """GET ``key`` into ``temp``; a 403 (expired URL) is presigned again once."""
+    async def _fetch(self, key: str, size: int, temp: str, url: str | None) -> tuple[int, int]:
+        """GET ``key`` into ``temp``: ``(bytes, mtime_ns once written)``; a 403 (expired URL)
+        is presigned again once."""
         what = f"{self.bucket}/{key}"
         if url is None:
             url = await self.s3.presign_get(self.bucket, key)
@@ -148,27 +155,27 @@ class _Download:
             url = await self.s3.presign_get(self.bucket, key)
             return await self._get(url, what, size, temp)
 
-    async def _get(self, url: str, what: str, size: int, temp: str) -> int:
+    async def _get(self, url: str, what: str, size: int, temp: str) -> tuple[int, int]:
         if size < self.cfg.stream_threshold:
             data = await self.data.get_bytes(url, what=what)
-            _write_file(temp, data)
-            return len(data)
+            return len(data), _write_file(temp, data)
         got = await self.data.get_to_file(url, Path(temp), what=what, chunk_size=self.cfg.chunk_size)
-        if self.verify:
-            return os.stat(temp).st_size
-        return got
+        st = os.stat(temp)
+        return (st.st_size if self.verify else got), st.st_mtime_ns
 
 
 _O_WRITE = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_BINARY", 0)
 
 
-def _write_file(path: str, data: bytes) -> None:
-    """Create or truncate ``path`` with ``data`` (``os.write``: no file object per file)."""
+def _write_file(path: str, data: bytes) -> int:
+    """Create or truncate ``path`` with ``data`` (``os.write``: no file object per file);
+    returns its mtime_ns once written (``fstat`` on the open file: no path lookup)."""
     fd = os.open(path, _O_WRITE, 0o666)
     try:
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view):]
+        return os.fstat(fd).st_mtime_ns
     finally:
         os.close(fd)
 

@@ -114,11 +114,12 @@ class Recorder:
         etag: str | None = None,
         verified: bool = False,
         validated: bool = False,
+        mtime_ns: int | None = None,
     ) -> None:
-        """A file was transferred: count its bytes and mark it done."""
+        """A file was transferred: count its bytes and mark it done (with its mtime as sent)."""
         stats = self.stats
         try:
-            self._mark(key, size, _DONE, etag=etag, verified=verified, validated=validated)
+            self._mark(key, size, _DONE, etag=etag, verified=verified, validated=validated, mtime_ns=mtime_ns)
         except Exception as exc:  # e.g. a key the tracker cannot store: not done for a rerun
             self.error(key, size, exc, mark=False)
             return
@@ -127,11 +128,13 @@ class Recorder:
         if self._on_progress is not None:
             self._tick()
 
-    def skipped(self, key: str, size: int, *, mark: bool = False, etag: str | None = None) -> None:
+    def skipped(
+        self, key: str, size: int, *, mark: bool = False, etag: str | None = None, mtime_ns: int | None = None
+    ) -> None:
         """A file needed no transfer; ``mark`` records it as done (first time it is seen done)."""
         if mark:
             try:
-                self._mark(key, size, _DONE, etag=etag)
+                self._mark(key, size, _DONE, etag=etag, mtime_ns=mtime_ns)
             except Exception as exc:
                 self.error(key, size, exc, mark=False)
                 return

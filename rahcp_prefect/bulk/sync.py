@@ -15,10 +15,13 @@ which can cost a transfer, never a skipped file.
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass, fields
 from enum import Enum
 from typing import Any
+
+from rahcp_prefect.tracker.protocol import TrackerProtocol
 
 from .existing import RemoteSizes
 from .scanner import iter_listing
@@ -67,6 +70,38 @@ def decide(
     if listed and stored != size:
         return Change.missing
     return Change.unchanged
+
+
+def decide_download(
+    local: tuple[int, int] | None, record: Record | None, listed_size: int, *, adopt: bool = False
+) -> Change:
+    """The sync decision for one object of a download (pure).
+
+    ``local``: ``(size, mtime_ns)`` of the file on disk, None when absent. ``record``: what
+    the tracker recorded when the job wrote it (size, and the mtime the file had once written).
+    ``listed_size``: the object's size in the listing. A local file edited, truncated or
+    touched since the job wrote it is ``changed`` (fetched again), so is one whose object
+    changed size; a deleted one is ``missing``. ``adopt``: a file the tracker does not know,
+    already on disk with the listed size, is ``existing`` (the engine's resume).
+    """
+    if record is None:
+        if adopt and local is not None and local[0] == listed_size:
+            return Change.existing
+        return Change.new
+    if local is None:
+        return Change.missing
+    if local[0] != record[0] or local[1] != record[1] or record[0] != listed_size:
+        return Change.changed
+    return Change.unchanged
+
+
+def local_state(path: str) -> tuple[int, int] | None:
+    """``(size, mtime_ns)`` of ``path`` (one stat), None when it is absent or unreadable."""
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    return st.st_size, st.st_mtime_ns
 
 
 @dataclass
@@ -154,29 +189,58 @@ async def plan_sync(
     stored: StoredSizes | None,
     counts: SyncCounts,
     record_prefix: str = "",
-) -> AsyncIterator[tuple[str, int, int]]:
-    """The ``(rel, size, mtime_ns)`` of ``files`` (in key order) a rerun must send; each
-    decision is counted in ``counts``.
+    send_all: bool = False,
+) -> AsyncIterator[tuple[str, int, int, Change]]:
+    """``(rel, size, mtime_ns, change)`` of the ``files`` (in key order) a rerun must send;
+    every decision is counted in ``counts``.
 
-    ``records``: the job's done records, keyed ``record_prefix + rel`` (None: trust none,
-    every file is new). ``stored``: where the bucket holds the job's files (None: no listing,
-    a recorded unchanged file is trusted to be there).
+    ``records``: the job's done records, keyed ``record_prefix + rel`` (None: none, every file
+    is new). ``stored``: where the bucket holds the job's files (None: no listing, a recorded
+    unchanged file is trusted to be there). ``send_all``: count as usual, but send every file.
     """
     try:
         for rel, size, mtime_ns in files:
             record = records.lookup(record_prefix + rel) if records is not None else None
-            listed = False
             where: int | None = None
-            if record is not None and stored is not None and record[0] == size and record[1] == mtime_ns:
+            listed = stored is not None and record is not None and record == (size, mtime_ns)
+            if listed:
+                assert stored is not None and record is not None
                 where = await stored.size_of(rel, record[0])
-                listed = True
             change = decide(size, mtime_ns, record, where, listed=listed)
             counts.add(change)
-            if change in SENDS:
-                yield rel, size, mtime_ns
+            if send_all or change in SENDS:
+                yield rel, size, mtime_ns, change
     finally:
         if stored is not None:
             await stored.aclose()
+
+
+async def files_to_send(
+    s3: Any,
+    tracker: TrackerProtocol,
+    files: Iterable[tuple[str, int, int]],
+    *,
+    bucket: str,
+    staging_prefix: str,
+    final_prefix: str,
+    counts: SyncCounts,
+    send_all: bool = False,
+) -> AsyncIterator[tuple[str, int, int, Change]]:
+    """The files of a staged upload job that a run must send (see ``plan_sync``).
+
+    Reads the job's records (keyed by staging key) a page at a time, and, only for files
+    recorded unchanged, the staging and final listings in step: a rerun where nothing changed
+    costs one listing of the final prefix (plus one request for the empty staging), no
+    request per file. ``send_all`` (``skip_existing=False``): no listing, every file is sent.
+    """
+    records = SortedRecords(tracker.iter_done(staging_prefix))
+    stored = None
+    if not send_all:
+        stored = StoredSizes(
+            listing(s3, bucket, staging_prefix), listing(s3, bucket, final_prefix), staging_prefix, final_prefix
+        )
+    async for item in plan_sync(files, records, stored, counts, staging_prefix, send_all=send_all):
+        yield item
 
 
 def listing(s3: Any, bucket: str, prefix: str) -> RemoteSizes:

@@ -88,6 +88,15 @@ class ProgressReporter:
             await self._sender
 
 
+#: The incremental sync's counts (bulk/sync.py), shown when the run reports them.
+SYNC_ROWS = (
+    ("new", "files new"),
+    ("changed", "files changed (sent again)"),
+    ("missing", "files missing from the bucket (sent again)"),
+    ("unchanged", "files unchanged"),
+)
+
+
 async def publish_summary(
     key: str,
     title: str,
@@ -109,6 +118,7 @@ async def publish_summary(
         {"metric": "retries", "value": totals.get("retries", 0)},
         {"metric": "API retries", "value": totals.get("api_retries", 0)},
     ]
+    rows.extend({"metric": label, "value": totals[name]} for name, label in SYNC_ROWS if name in totals)
     for error_key, message in errors[:FIRST_ERRORS]:
         rows.append({"metric": f"error: {error_key}", "value": message[:300]})
     await acreate_table_artifact(table=rows, key=artifact_key(key), description=title)

@@ -12,7 +12,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,13 +21,14 @@ from prefect.transactions import atransaction
 
 from rahcp_prefect.bulk.filters import GlobFilter
 from rahcp_prefect.bulk.scanner import scan_tree
+from rahcp_prefect.bulk.sync import Change, SyncCounts, files_to_send
 from rahcp_prefect.bulk.upload import check_source_dir
 from rahcp_prefect.flows.artifacts import ProgressReporter, publish_job_status, publish_summary
-from rahcp_prefect.bulk.claims import add_counts, new_counts, commit_lock, drain_job, register_manifest
+from rahcp_prefect.bulk.claims import REGISTER_CHUNK, add_counts, new_counts, commit_lock, drain_job, register_manifest
 from rahcp_prefect.flows.common import (
     DEFAULT_BATCH_SIZE,
     FlowBlocks,
-    batched,
+    abatched,
     first_errors,
     job_name,
     load_blocks,
@@ -41,7 +42,7 @@ from rahcp_prefect.flows.staging import (
     verify_staging,
 )
 from rahcp_prefect.tasks import cleanup_staging, commit_staging_counted, open_client, upload_batch
-from rahcp_prefect.tracker.protocol import JobState, TrackerProtocol
+from rahcp_prefect.tracker.protocol import JobState, TrackerProtocol, TransferStatus
 
 class BulkTransferFailed(RuntimeError):
     """Some files failed; the run was rolled back (upload) or left the destination untouched."""
@@ -49,12 +50,13 @@ class BulkTransferFailed(RuntimeError):
 
 def _scan(
     source_dir: Path, include: list[str], exclude: list[str], follow_symlinks: bool, errors: list[tuple[str, str]]
-) -> Iterator[tuple[str, int]]:
-    """``(relative path, size)`` of the files to upload, lazily; unreadable entries to ``errors``."""
+) -> Iterator[tuple[str, int, int]]:
+    """``(relative path, size, mtime_ns)`` of the files to upload, lazily, in key order;
+    unreadable entries to ``errors``."""
     accepts = GlobFilter(include, exclude)
     return (
-        (rel, size)
-        for rel, _path, size, _mtime in scan_tree(
+        (rel, size, mtime)
+        for rel, _path, size, mtime in scan_tree(
             source_dir,
             follow_symlinks=follow_symlinks,
             select=accepts.accepts if accepts.active else None,
@@ -118,10 +120,30 @@ class UploadRun:
         self.skip_existing = skip_existing
         self.follow_symlinks = follow_symlinks
         self.count_files = count_files
+        self.sync = SyncCounts()
+
+    def sync_totals(self, totals: dict[str, Any]) -> dict[str, Any]:
+        """``totals`` with this run's sync counts; unchanged files count as skipped."""
+        totals.update(self.sync.as_dict())
+        totals["skipped"] = totals.get("skipped", 0) + self.sync.unchanged
+        return totals
+
+    async def _to_send(
+        self, client: Any, files: Iterable[tuple[str, int, int]]
+    ) -> AsyncIterator[tuple[str, int, int, Change]]:
+        """The files this run sends: new, changed or missing from the bucket (``bulk/sync.py``)."""
+        plan = self.plan
+        async for item in files_to_send(
+            client.s3, self.tracker, files, bucket=plan.bucket, staging_prefix=plan.staging_prefix,
+            final_prefix=plan.final_prefix, counts=self.sync, send_all=not self.skip_existing,
+        ):
+            yield item
 
     async def _batch(
-        self, entries: list[tuple[str, int]], progress: ProgressReporter | None, claimed: bool = False
+        self, entries: list[tuple[Any, ...]], progress: ProgressReporter | None, claimed: bool = False
     ) -> dict[str, Any]:
+        # A claimed batch is pending by construction; a single run's batch was decided by the
+        # sync plan: neither needs the engine to read the job's records or list staging again.
         task = staged_upload_batch if not claimed else upload_batch
         return await task(
             self.blocks.credentials,
@@ -132,15 +154,15 @@ class UploadRun:
             self.plan.staging_prefix,
             entries=entries,
             settings=self.blocks.settings,
-            skip_existing=self.skip_existing,
-            skip_done=not claimed,
+            skip_existing=self.skip_existing and claimed,
+            skip_done=False,
             follow_symlinks=self.follow_symlinks,
             on_progress=progress.on_batch_progress if progress else None,
         )
 
     async def single(
         self,
-        files: Iterable[tuple[str, int]],
+        files: Iterable[tuple[str, int, int]],
         batch_size: int,
         owner: str,
         scan_errors: list[tuple[str, str]],
@@ -155,10 +177,18 @@ class UploadRun:
             async with atransaction() as txn:
                 txn.set("credentials", self.blocks.credentials)
                 txn.set("plan", plan)
-                for entries in batched(files, batch_size):
-                    batch = await self._batch(entries, progress)
-                    add_counts(totals, batch)
-                    progress.batch_finished(int(batch["done"]))
+                async with open_client(self.blocks.credentials) as client:
+                    try:
+                        todo = ((rel, size, mtime) async for rel, size, mtime, _ in self._to_send(client, files))
+                        unchanged_before = 0
+                        async for entries in abatched(todo, batch_size):
+                            batch = await self._batch(entries, progress)
+                            add_counts(totals, batch)
+                            progress.batch_finished(int(batch["done"]) + self.sync.unchanged - unchanged_before)
+                            unchanged_before = self.sync.unchanged
+                    finally:
+                        totals["api_retries"] = totals.get("api_retries", 0) + client.api_retries
+                self.sync_totals(totals)
                 totals["errors"] = totals.get("errors", 0) + len(scan_errors)
                 if totals["errors"]:
                     failed = first_errors(scan_errors + self.tracker.error_details(), plan.staging_prefix)
@@ -183,11 +213,21 @@ class UploadRun:
         await progress.close()
         return totals
 
-    async def cooperative(self, files: Iterable[tuple[str, int]], batch_size: int, owner: str) -> dict[str, Any]:
-        """Register the manifest, drain the job's claims with the other runs, fail on errors."""
+    async def cooperative(self, files: Iterable[tuple[str, int, int]], batch_size: int, owner: str) -> dict[str, Any]:
+        """Register what this run finds to send (new files as pending; changed or missing ones
+        set back to pending), drain the job's claims with the other runs, fail on errors."""
         staging = self.plan.staging_prefix
-        seen, added = register_manifest(self.tracker, ((staging + rel, size) for rel, size in files))
-        get_run_logger().info("Manifest of %s: %d file(s), %d new", self.job, seen, added)
+        async with open_client(self.blocks.credentials) as client:
+            seen = added = 0
+            async for entries in abatched(self._to_send(client, files), REGISTER_CHUNK):
+                for rel, size, mtime, change in entries:
+                    if change is not Change.new:  # known to the job as done: send it again
+                        self.tracker.mark(staging + rel, size, TransferStatus.pending, mtime_ns=mtime)
+                s, a = register_manifest(self.tracker, ((staging + rel, size, mtime) for rel, size, mtime, _ in entries))
+                seen, added = seen + s, added + a
+            self.tracker.commit()
+            listed_retries = client.api_retries
+        get_run_logger().info("Manifest of %s: %d file(s) to send, %d new; %s", self.job, seen, added, self.sync.as_dict())
 
         async def run_batch(claimed: list[tuple[str, int]]) -> dict[str, Any]:
             return await self._batch([(key[len(staging) :], size) for key, size in claimed], None, claimed=True)
@@ -195,6 +235,8 @@ class UploadRun:
         totals = await drain_job(
             self.tracker, owner, run_batch, batch_size=batch_size, lease_seconds=self.blocks.tracker.lease_seconds
         )
+        totals["api_retries"] += listed_retries
+        self.sync_totals(totals)
         failed = self.tracker.summary().get("error", 0)
         if failed:
             await publish_job_status(self.job, self.tracker.summary())
@@ -254,7 +296,10 @@ async def bulk_upload(
         job: Tracker job name; defaults to ``bulk-upload:<bucket>/<prefix>``.
         include: Glob patterns; only matching files are uploaded.
         exclude: Glob patterns; matching files are skipped.
-        skip_existing: Skip files already staged with the same size.
+        skip_existing: Incremental sync (default): send only files that are new, changed
+            (size or mtime differs from what the tracker recorded when they were sent) or
+            missing from the bucket; unchanged files cost no request beyond one listing of the
+            final prefix. False: send every file again (a full refresh through staging).
         follow_symlinks: Follow symbolic links (loops are detected).
         batch_size: Files per upload task run.
         dry_run: Only report what would be uploaded.
@@ -277,7 +322,9 @@ async def bulk_upload(
             await client.s3.list_objects(bucket, max_keys=1)  # a missing bucket fails here, clearly
         checked_retries = client.api_retries
         if dry_run:
-            return await _dry_run(source, include, exclude, follow_symlinks, tracker, job, bucket, prefix)
+            return await _dry_run(
+                source, include, exclude, follow_symlinks, tracker, job, bucket, prefix, blocks, skip_existing
+            )
         plan = plan_staging(tracker, bucket, prefix, owner)
 
         info = tracker.job_info()
@@ -342,26 +389,44 @@ async def _dry_run(
     job: str,
     bucket: str,
     prefix: str,
+    blocks: FlowBlocks,
+    skip_existing: bool,
 ) -> dict[str, Any]:
-    """Count what a real run would upload (files not yet done for this job); transfer nothing."""
+    """Count what a real run would upload (new, changed or missing, as the sync decides);
+    transfer nothing (the listings of staging and the final prefix are read)."""
     from prefect.artifacts import acreate_table_artifact
 
     info = tracker.job_info()
-    staging = info.staging_prefix if info and info.staging_prefix else ""
-    done = tracker.done_keys() if staging else set()
     errors: list[tuple[str, str]] = []
     files = total_bytes = 0
     sample: list[dict[str, Any]] = []
-    for rel, size in _scan(source, include, exclude, follow_symlinks, errors):
-        if staging + rel in done:
-            continue
-        files += 1
-        total_bytes += size
-        if len(sample) < 50:
-            sample.append({"key": prefix + rel, "bytes": size})
+    counts = SyncCounts()
+    scanned = _scan(source, include, exclude, follow_symlinks, errors)
+    async with open_client(blocks.credentials) as client:
+        if info is not None and info.staging_prefix:
+            todo: AsyncIterator[tuple[str, int, int, Change]] = files_to_send(
+                client.s3, tracker, scanned, bucket=bucket, staging_prefix=info.staging_prefix,
+                final_prefix=prefix, counts=counts, send_all=not skip_existing,
+            )
+        else:  # a job never opened: every file is new
+            todo = _all_new(scanned, counts)
+        async for rel, size, _mtime, _change in todo:
+            files += 1
+            total_bytes += size
+            if len(sample) < 50:
+                sample.append({"key": prefix + rel, "bytes": size})
     await acreate_table_artifact(
         table=sample or [{"key": "(nothing to upload)", "bytes": 0}],
         description=f"bulk-upload dry run of {job}: {files} file(s), {total_bytes} bytes (first 50 shown)",
     )
     get_run_logger().info("Dry run: %d file(s), %d bytes would be uploaded to %s/%s", files, total_bytes, bucket, prefix)
-    return {"job": job, "dry_run": True, "files": files, "bytes": total_bytes, "scan_errors": len(errors)}
+    return {
+        "job": job, "dry_run": True, "files": files, "bytes": total_bytes, "scan_errors": len(errors),
+        **counts.as_dict(),
+    }
+
+
+async def _all_new(files: Iterable[tuple[str, int, int]], counts: SyncCounts) -> AsyncIterator[tuple[str, int, int, Change]]:
+    for rel, size, mtime in files:
+        counts.new += 1
+        yield rel, size, mtime, Change.new
