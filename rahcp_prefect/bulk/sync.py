@@ -16,15 +16,18 @@ which can cost a transfer, never a skipped file.
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass, fields
 from enum import Enum
 from typing import Any
 
-from rahcp_prefect.tracker.protocol import TrackerProtocol
+from rahcp_prefect.tracker.protocol import TrackerProtocol, TransferStatus
 
 from .existing import RemoteSizes
 from .scanner import iter_listing
+
+AdoptFn = Callable[[str, int, int], None]
+"""``adopt(rel, size, mtime_ns)``: record a file found already staged as done."""
 
 Record = tuple[int, "int | None"]
 """``(size, mtime_ns)`` of a file as the tracker recorded it when it was sent."""
@@ -168,6 +171,13 @@ class StoredSizes:
         self._staging_prefix = staging_prefix
         self._final_prefix = final_prefix
 
+    async def staged_size(self, rel: str) -> int | None:
+        """The size of ``rel`` in staging, None when staging does not hold it."""
+        if self._staging is None:
+            return None
+        staged = await self._staging.lookup(self._staging_prefix + rel)
+        return staged[0] if staged is not None else None
+
     async def size_of(self, rel: str, recorded: int) -> int | None:
         """The stored size of ``rel``: the recorded one if either place holds it so."""
         if self._staging is not None:
@@ -190,6 +200,7 @@ async def plan_sync(
     counts: SyncCounts,
     record_prefix: str = "",
     send_all: bool = False,
+    adopt: AdoptFn | None = None,
 ) -> AsyncIterator[tuple[str, int, int, Change]]:
     """``(rel, size, mtime_ns, change)`` of the ``files`` (in key order) a rerun must send;
     every decision is counted in ``counts``.
@@ -197,16 +208,25 @@ async def plan_sync(
     ``records``: the job's done records, keyed ``record_prefix + rel`` (None: none, every file
     is new). ``stored``: where the bucket holds the job's files (None: no listing, a recorded
     unchanged file is trusted to be there). ``send_all``: count as usual, but send every file.
+    ``adopt``: called for a file without a record that staging already holds with its size
+    (staged by a run killed before its marks reached the tracker); it is counted unchanged,
+    not sent. Without ``adopt`` such a file is new.
     """
     try:
         for rel, size, mtime_ns in files:
             record = records.lookup(record_prefix + rel) if records is not None else None
             where: int | None = None
-            listed = stored is not None and record is not None and record == (size, mtime_ns)
-            if listed:
-                assert stored is not None and record is not None
-                where = await stored.size_of(rel, record[0])
-            change = decide(size, mtime_ns, record, where, listed=listed)
+            listed = False
+            if stored is not None:
+                if record is None and adopt is not None:
+                    where, listed = await stored.staged_size(rel), True
+                elif record is not None and record == (size, mtime_ns):
+                    where, listed = await stored.size_of(rel, record[0]), True
+            change = decide(size, mtime_ns, record, where, listed=listed, adopt=adopt is not None)
+            if change is Change.existing:
+                assert adopt is not None
+                adopt(rel, size, mtime_ns)
+                change = Change.unchanged
             counts.add(change)
             if send_all or change in SENDS:
                 yield rel, size, mtime_ns, change
@@ -228,10 +248,12 @@ async def files_to_send(
 ) -> AsyncIterator[tuple[str, int, int, Change]]:
     """The files of a staged upload job that a run must send (see ``plan_sync``).
 
-    Reads the job's records (keyed by staging key) a page at a time, and, only for files
-    recorded unchanged, the staging and final listings in step: a rerun where nothing changed
-    costs one listing of the final prefix (plus one request for the empty staging), no
-    request per file. ``send_all`` (``skip_existing=False``): no listing, every file is sent.
+    Reads the job's records (keyed by staging key) a page at a time and the staging and
+    final listings in step (the final one only for files recorded unchanged): a rerun where
+    nothing changed costs one listing of the final prefix (plus one request for the empty
+    staging), no request per file. A file a killed run staged before its mark reached the
+    tracker is adopted by size (recorded done, counted unchanged). ``send_all``
+    (``skip_existing=False``): no listing, every file is sent.
     """
     records = SortedRecords(tracker.iter_done(staging_prefix))
     stored = None
@@ -239,8 +261,15 @@ async def files_to_send(
         stored = StoredSizes(
             listing(s3, bucket, staging_prefix), listing(s3, bucket, final_prefix), staging_prefix, final_prefix
         )
-    async for item in plan_sync(files, records, stored, counts, staging_prefix, send_all=send_all):
-        yield item
+
+    def adopt(rel: str, size: int, mtime_ns: int) -> None:
+        tracker.mark(staging_prefix + rel, size, TransferStatus.done, mtime_ns=mtime_ns)
+
+    try:
+        async for item in plan_sync(files, records, stored, counts, staging_prefix, send_all=send_all, adopt=adopt):
+            yield item
+    finally:
+        tracker.commit()
 
 
 def listing(s3: Any, bucket: str, prefix: str) -> RemoteSizes:

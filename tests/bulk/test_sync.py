@@ -235,3 +235,16 @@ def test_decide_download(
     from rahcp_prefect.bulk.sync import decide_download
 
     assert decide_download(local, record, listed, adopt=adopt) is expected
+
+
+async def test_plan_adopts_files_staged_before_their_mark_reached_the_tracker() -> None:
+    files = [("a", 1, T), ("b", 2, T), ("c", 3, T)]
+    adopted: list[tuple[str, int, int]] = []
+    stored = StoredSizes(
+        RemoteSizes(_listing([("stg/a", 1), ("stg/b", 7)], [])), RemoteSizes(_listing([], [])), "stg/", "fin/"
+    )
+    counts = SyncCounts()
+    sent = [i[:3] async for i in plan_sync(files, SortedRecords([]), stored, counts, "stg/", adopt=lambda *a: adopted.append(a))]
+    assert adopted == [("a", 1, T)]  # staged with its size: kept, recorded
+    assert sent == [("b", 2, T), ("c", 3, T)]  # another size staged, or not staged: sent
+    assert counts.as_dict() == {"new": 2, "changed": 0, "unchanged": 1, "missing": 0}
