@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from prefect.blocks.core import Block
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, ValidationError, model_validator
 
+from rahcp_prefect.bulk.validation import InvalidInputError, check_overrides, describe_errors
 from rahcp_prefect.client.s3 import COPY_CONCURRENCY
 
 if TYPE_CHECKING:
@@ -179,13 +180,15 @@ class HCPTransferSettings(Block):
     )
 
     def with_overrides(self, overrides: dict[str, Any] | None) -> HCPTransferSettings:
-        """A copy with ``overrides`` applied and validated; unknown names are an error."""
+        """A copy with ``overrides`` applied and validated: an unknown name, a value of the wrong
+        type or out of range raises ``InvalidInputError`` naming the setting and the value."""
+        overrides = check_overrides(overrides, _overridable(type(self)))
         if not overrides:
             return self
-        unknown = sorted(set(overrides) - set(type(self).model_fields))
-        if unknown:
-            raise ValueError(f"unknown transfer setting(s): {', '.join(unknown)}")
-        return type(self).model_validate({**self.model_dump(), **overrides})
+        try:
+            return type(self).model_validate({**self.model_dump(), **overrides})
+        except ValidationError as exc:
+            raise InvalidInputError(describe_errors(exc.errors(), "settings_overrides")) from None
 
     def client_options(self) -> dict[str, int]:
         """The ``HCPClient`` keyword arguments these settings decide."""
@@ -212,6 +215,11 @@ class HCPTransferSettings(Block):
         else:
             raise ValueError(f"direction must be 'upload' or 'download', not {direction!r}")
         return options
+
+
+def _overridable(settings: type[HCPTransferSettings]) -> dict[str, Any]:
+    """The settings a run may override: the block's own fields, not Prefect's bookkeeping."""
+    return {name: info for name, info in settings.model_fields.items() if name != "block_type_slug"}
 
 
 class HCPTracker(Block):

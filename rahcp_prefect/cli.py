@@ -94,7 +94,17 @@ def build_parser() -> argparse.ArgumentParser:
     add_emulator_arguments(emulator)
     setup = sub.add_parser("setup", help="register blocks, create the work pool, deploy the flows")
     _add_setup_arguments(setup)
+    prefect_file = sub.add_parser("prefect-file", help="print the path of the packaged prefect.yaml")
+    prefect_file.set_defaults(func=run_prefect_file)
     return parser
+
+
+def run_prefect_file(args: argparse.Namespace) -> int:
+    """Print where the packaged ``prefect.yaml`` is, for ``prefect deploy --prefect-file``."""
+    from rahcp_prefect.deployments import prefect_file
+
+    print(prefect_file())
+    return 0
 
 
 def _add_setup_arguments(parser: argparse.ArgumentParser) -> None:

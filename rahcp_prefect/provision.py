@@ -16,14 +16,13 @@ from typing import Any
 
 from pydantic import SecretStr
 
+from rahcp_prefect.deployments import prefect_file as packaged_prefect_file
+
 logger = logging.getLogger(__name__)
-
-DEPLOYMENTS_FILE = Path("deployments") / "prefect.yaml"
-
 
 @dataclass(frozen=True)
 class SetupOptions:
-    """What ``provision`` creates; block names match ``deployments/prefect.yaml``."""
+    """What ``provision`` creates; block names match ``rahcp_prefect/deployments/prefect.yaml``."""
 
     endpoint: str
     username: str
@@ -37,8 +36,8 @@ class SetupOptions:
     settings_block: str = "hcp-settings"
     tracker_block: str = "hcp-tracker"
     deploy: bool = True
-    project_dir: Path = Path(".")
-    """The checkout holding ``flows/`` and ``deployments/``; workers run the flows from there."""
+    prefect_file: Path | None = None
+    """A ``prefect.yaml`` of one's own; default: the one shipped in the package."""
 
 
 async def ensure_work_pool(name: str) -> None:
@@ -77,20 +76,18 @@ async def save_blocks(options: SetupOptions) -> None:
     await tracker.save(options.tracker_block, overwrite=True)
 
 
-def deploy_all(project_dir: Path) -> None:
-    """Run ``prefect deploy --all`` on ``deployments/prefect.yaml`` of ``project_dir``."""
-    project_dir = project_dir.resolve()
-    prefect_file = project_dir / DEPLOYMENTS_FILE
+def deploy_all(prefect_file: Path | None = None) -> None:
+    """Run ``prefect deploy --all`` on ``prefect_file`` (default: the packaged ``prefect.yaml``).
+
+    Runs in the file's folder, so relative entrypoints of one's own file resolve as Prefect
+    expects; the packaged file's entrypoints are modules and resolve from anywhere.
+    """
+    prefect_file = (prefect_file or packaged_prefect_file()).resolve()
     if not prefect_file.is_file():
-        raise FileNotFoundError(
-            f"deployment file not found: {prefect_file} (run from the rahcp-prefect checkout or pass --project-dir)"
-        )
-    env = {**os.environ, "RAHCP_PROJECT_DIR": str(project_dir)}
+        raise FileNotFoundError(f"deployment file not found: {prefect_file}")
     prefect = Path(sys.executable).with_name("prefect")
     command = [str(prefect) if prefect.exists() else "prefect", "--no-prompt", "deploy", "--all"]
-    subprocess.run(
-        [*command, "--prefect-file", str(prefect_file)], cwd=project_dir, env=env, check=True
-    )
+    subprocess.run([*command, "--prefect-file", str(prefect_file)], cwd=prefect_file.parent, check=True)
 
 
 async def provision(options: SetupOptions) -> None:
@@ -98,7 +95,7 @@ async def provision(options: SetupOptions) -> None:
     await ensure_work_pool(options.pool)
     await save_blocks(options)
     if options.deploy:
-        deploy_all(options.project_dir)
+        deploy_all(options.prefect_file)
 
 
 def add_setup_arguments(parser: Any) -> None:
@@ -117,7 +114,7 @@ def add_setup_arguments(parser: Any) -> None:
     parser.add_argument("--pool", default="rahcp-process", help="process work pool to create")
     parser.add_argument("--no-deploy", action="store_true", help="only blocks and work pool")
     parser.add_argument(
-        "--project-dir", type=Path, default=Path("."), help="checkout with flows/ and deployments/ (default: here)"
+        "--prefect-file", type=Path, default=None, help="deploy this prefect.yaml instead of the packaged one"
     )
     parser.set_defaults(func=run_setup)
 
@@ -142,7 +139,7 @@ def run_setup(args: Any) -> int:
         tracker_sqlite=args.tracker_sqlite,
         pool=args.pool,
         deploy=not args.no_deploy,
-        project_dir=args.project_dir,
+        prefect_file=args.prefect_file,
     )
     asyncio.run(provision(options))
     print(f"Blocks {options.credentials_block}, {options.settings_block}, {options.tracker_block}; pool {options.pool}"

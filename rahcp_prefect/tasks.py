@@ -22,6 +22,7 @@ from rahcp_prefect.blocks import HCPCredentials, HCPTracker, HCPTransferSettings
 from rahcp_prefect.bulk import BulkDownloadConfig, BulkUploadConfig, TransferStats
 from rahcp_prefect.bulk import bulk_download as run_bulk_download
 from rahcp_prefect.bulk import bulk_upload as run_bulk_upload
+from rahcp_prefect.bulk.validation import check_bucket, check_prefix
 from rahcp_prefect.client import HCPClient
 from rahcp_prefect.client.s3 import COPY_CONCURRENCY
 
@@ -284,6 +285,8 @@ async def upload_batch(
     ``skip_done=False`` spares reading the job's done keys when the batch was claimed (its
     keys are pending by construction).
     """
+    check_bucket(bucket)
+    check_prefix(prefix)
     make_config = partial(
         BulkUploadConfig,
         bucket=bucket,
@@ -316,6 +319,8 @@ async def download_batch(
     on_progress: ProgressCallback | None = None,
 ) -> dict[str, Any]:
     """Download a batch of keys (``(key, size)``; None = the whole prefix) with the engine."""
+    check_bucket(bucket)
+    check_prefix(prefix)
     make_config = partial(
         BulkDownloadConfig,
         bucket=bucket,

@@ -1,7 +1,8 @@
 """The two bulk-transfer configurations, field for field as the SDK reference specifies them.
 
 Plain dataclasses rather than pydantic models: they carry live objects (a client, a tracker,
-callbacks) and are built once per run, so validation is a few checks in ``__post_init__``.
+callbacks) and are built once per run, so validation is a few checks in ``__post_init__``
+(those of ``validation``, which the tasks and the flows make too).
 Nothing here touches the filesystem or the network; ``bulk_upload`` checks ``source_dir``.
 """
 
@@ -13,6 +14,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rahcp_prefect.tracker.protocol import TrackerProtocol
+
+from .validation import InvalidInputError, check_bucket, check_count, check_prefix
 
 if TYPE_CHECKING:
     from rahcp_prefect.client import HCPClient
@@ -28,18 +31,12 @@ ErrorFn = Callable[[str, BaseException], Any]
 
 
 def _check_common(cfg: Any) -> None:
-    if not cfg.bucket:
-        raise ValueError("bucket must not be empty")
-    if cfg.workers < 1:
-        raise ValueError(f"workers must be >= 1, got {cfg.workers}")
-    if cfg.queue_depth < 1:
-        raise ValueError(f"queue_depth must be >= 1, got {cfg.queue_depth}")
-    if cfg.presign_batch_size < 1:
-        raise ValueError(f"presign_batch_size must be >= 1, got {cfg.presign_batch_size}")
-    if cfg.chunk_size < 1:
-        raise ValueError(f"chunk_size must be >= 1, got {cfg.chunk_size}")
-    if cfg.progress_interval < 0:
-        raise ValueError(f"progress_interval must be >= 0, got {cfg.progress_interval}")
+    check_bucket(cfg.bucket)
+    check_prefix(cfg.prefix)
+    for name in ("workers", "queue_depth", "presign_batch_size", "chunk_size"):
+        check_count(name, getattr(cfg, name))
+    if not cfg.progress_interval >= 0:
+        raise InvalidInputError(f"progress_interval must be >= 0, got {cfg.progress_interval!r}")
     if isinstance(cfg.include, str) or isinstance(cfg.exclude, str):
         raise TypeError("include and exclude are lists of glob patterns, not strings")
     cfg.include = list(cfg.include)
@@ -125,5 +122,5 @@ class BulkDownloadConfig:
     def __post_init__(self) -> None:
         _check_common(self)
         if self.stream_threshold < 0:
-            raise ValueError(f"stream_threshold must be >= 0, got {self.stream_threshold}")
+            raise InvalidInputError(f"stream_threshold must be >= 0, got {self.stream_threshold}")
         self.dest_dir = Path(self.dest_dir)

@@ -4,8 +4,10 @@ Pipeline: the listing, paged lazily -> include/exclude -> refuse keys that would
 ``dest_dir`` -> skip files on disk as the job wrote them (size and mtime_ns as recorded), or,
 unknown to the tracker, with the listed size (``sync.decide_download``) -> presign in batches ->
 ``workers`` coroutines GET each object into ``.rahcp-part.<name>`` next to its final path
-(small objects in one shot, large ones streamed), verify and validate it there, then rename it
-into place. A file therefore appears under its final name only when it is complete.
+(small objects in one shot, those at or above ``stream_threshold`` as ``multipart_concurrency``
+parallel ranged GETs, resumable after a crash and checked against the ETag: see
+``client.ranged``), verify and validate it there, then rename it into place. A file therefore
+appears under its final name only when it is complete.
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ import os
 from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 
-from rahcp_prefect.client.errors import PresignedTransferError
+from rahcp_prefect.client.errors import ChecksumMismatchError, ObjectChangedError, PresignedTransferError
+from rahcp_prefect.client.multipart import part_size_for
+from rahcp_prefect.client.ranged import RangedDownload, discard
 
 from .config import BulkDownloadConfig
 from .errors import VerificationError
@@ -27,7 +31,7 @@ from .run import run_job
 from .scanner import iter_listing
 from .stats import Recorder, TransferStats
 from .sync import Change, SortedRecords, decide_download, local_state
-from .validation import run_validator
+from .validate_file import run_validator
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +56,9 @@ class _Download:
         self.validate = cfg.validate_file
         self.verify = cfg.verify_download
         self._safe_dirs: set[str] = {self.base}
+        transfer = cfg.client.transfer_settings
+        self.range_chunk = transfer.multipart_chunk
+        self.range_concurrency = transfer.multipart_concurrency
 
     # -- the producer side -----------------------------------------------------------------
 
@@ -124,7 +131,7 @@ class _Download:
             parent, _, name = dest.rpartition(os.sep)
             self._parent_ready(parent)
             temp = parent + os.sep + temp_name(name)
-            got, mtime = await self._fetch(key, size, temp, url)
+            got, mtime = await self._fetch(key, size, etag, temp, url)
             if self.verify and got != size:
                 raise VerificationError(f"verify_download: {self.bucket}/{key}: got {got} bytes, listed {size}")
             if self.validate is not None:
@@ -132,7 +139,7 @@ class _Download:
             os.replace(temp, dest)
         except Exception as exc:
             if temp is not None:
-                _remove(temp)
+                discard(Path(temp))
             self.rec.error(key, size, exc)
             return exc
         # The mtime the file got once written: renames keep it, so a rerun knows the file is
@@ -140,28 +147,48 @@ class _Download:
         self.rec.ok(key, got, etag=etag, verified=self.verify, validated=self.validate is not None, mtime_ns=mtime)
         return None
 
-    async def _fetch(self, key: str, size: int, temp: str, url: str | None) -> tuple[int, int]:
+    async def _fetch(
+        self, key: str, size: int, etag: str | None, temp: str, url: str | None
+    ) -> tuple[int, int]:
         """GET ``key`` into ``temp``: ``(bytes, mtime_ns once written)``; a 403 (expired URL)
-        is presigned again once."""
+        is presigned again once (a ranged download then carries on with the ranges it has)."""
         what = f"{self.bucket}/{key}"
         if url is None:
             url = await self.s3.presign_get(self.bucket, key)
         try:
-            return await self._get(url, what, size, temp)
+            return await self._get(key, url, what, size, etag, temp)
         except PresignedTransferError as exc:
             if exc.status_code != 403:
                 raise
             self.rec.retried()
             url = await self.s3.presign_get(self.bucket, key)
-            return await self._get(url, what, size, temp)
+            return await self._get(key, url, what, size, etag, temp)
 
-    async def _get(self, url: str, what: str, size: int, temp: str) -> tuple[int, int]:
-        if size < self.cfg.stream_threshold:
+    async def _get(
+        self, key: str, url: str, what: str, size: int, etag: str | None, temp: str
+    ) -> tuple[int, int]:
+        if size < self.cfg.stream_threshold or size == 0:
             data = await self.data.get_bytes(url, what=what)
             return len(data), _write_file(temp, data)
-        got = await self.data.get_to_file(url, Path(temp), what=what, chunk_size=self.cfg.chunk_size)
+        if etag is None:  # a work list: the ETag names the object a resume may continue
+            etag = (await self.s3.head(self.bucket, key)).get("etag")
+        ranged = RangedDownload(
+            self.data,
+            url,
+            Path(temp),
+            size,
+            etag,
+            range_size=part_size_for(size, self.range_chunk),
+            concurrency=self.range_concurrency,
+            what=what,
+            chunk_size=self.cfg.chunk_size,
+        )
+        try:
+            result = await ranged.run()
+        except (ObjectChangedError, ChecksumMismatchError) as exc:
+            raise VerificationError(str(exc)) from exc
         st = os.stat(temp)
-        return (st.st_size if self.verify else got), st.st_mtime_ns
+        return (st.st_size if self.verify else result.size), st.st_mtime_ns
 
 
 _O_WRITE = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_BINARY", 0)
@@ -178,15 +205,6 @@ def _write_file(path: str, data: bytes) -> int:
         return os.fstat(fd).st_mtime_ns
     finally:
         os.close(fd)
-
-
-def _remove(path: str) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
-    except OSError as exc:
-        logger.warning("could not remove %s: %s", path, exc)
 
 
 async def bulk_download(cfg: BulkDownloadConfig) -> TransferStats:

@@ -4,13 +4,13 @@ inside the job span, then the final counters; a failed or cancelled run keeps wh
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any, TypeVar
 
 from .pipeline import run_pipeline
 from .presigner import Presigner
 from .stats import Recorder, TransferStats
-from .tracing import run_spans
+from .tracing import FileHandler, run_spans
 
 logger = logging.getLogger(__name__)
 
@@ -23,7 +23,7 @@ async def run_job(
     rec: Recorder,
     presigner: Presigner[W],
     items: AsyncIterator[W],
-    handle: Callable[[W, str | None], Awaitable[object]],
+    handle: FileHandler[W],
     size_at: int,
 ) -> TransferStats:
     """Run ``items`` through ``presigner`` and ``cfg.workers`` workers under the span ``name``

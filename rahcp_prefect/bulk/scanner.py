@@ -13,6 +13,8 @@ import os
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
+from .validation import UnstorableNameError, key_problem, name_problem, shown
+
 logger = logging.getLogger(__name__)
 
 ScanErrorFn = Callable[[str, BaseException], None]
@@ -47,27 +49,14 @@ def _list_dir(path: str, follow_symlinks: bool) -> list[str]:
     return out
 
 
-def _valid_name(name: str) -> bool:
-    """Whether ``name`` can be part of an S3 key (UTF-8 encodable: no undecodable bytes)."""
-    if name.isascii():
-        return True
-    try:
-        name.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def _printable(rel: str) -> str:
-    return rel.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-
-
 def scan_tree(
     root: str | os.PathLike[str],
     *,
     follow_symlinks: bool = False,
     on_error: ScanErrorFn | None = None,
     select: Callable[[str], bool] | None = None,
+    key_room: int | None = None,
+    skip: Callable[[str], bool] | None = None,
 ) -> Iterator[tuple[str, str, int, int]]:
     """Yield ``(relative path with / separators, OS path, size, mtime_ns)`` for each file.
 
@@ -75,10 +64,15 @@ def scan_tree(
     incremental sync compares both with what the tracker recorded when the file was sent.
 
     Lazy and sorted in key order. A directory that cannot be read, a file that cannot be
-    stat'ed or a name that is not valid UTF-8 goes to ``on_error(relative path, exc)`` and the
-    walk goes on. With ``follow_symlinks``, a link back to a directory already on the current
-    path (a loop) is reported and not entered, so the walk always ends. ``select(relative
-    path)``, if given, picks files before they are stat'ed (include/exclude globs).
+    stat'ed or whose path cannot be an S3 key goes to ``on_error(relative path, exc)`` and the
+    walk goes on: a path that is not valid UTF-8 or holds a control character is reported in
+    its ``shown`` form (``\\xff\\xfe.bin``), and so is everything below such a directory; with
+    ``key_room``, a path longer than that many UTF-8 bytes (the room its prefix leaves) too.
+    With ``follow_symlinks``, a link back to a directory already on the current path (a loop)
+    is reported and not entered, so the walk always ends. ``select(relative path)``, if given,
+    picks files before they are stat'ed or reported (include/exclude globs, which so match the
+    shown form of an odd name). ``skip(relative path)`` (directories end in ``/``) leaves out
+    what must never be uploaded (the tracker's own files, download folders).
     """
     report = on_error or _ignore
     root = os.fspath(root)
@@ -88,18 +82,19 @@ def scan_tree(
     def join(parent: str, name: str) -> str:
         return parent + name if parent.endswith(sep) else parent + sep + name
 
-    # (directory path, relative prefix ending in "/", iterator over its entries, identity)
-    stack: list[tuple[str, str, Iterator[str], tuple[int, int] | None]] = []
+    # (directory path, relative prefix ending in "/", iterator over its entries, identity,
+    #  why the relative prefix cannot be part of a key, or None)
+    stack: list[tuple[str, str, Iterator[str], tuple[int, int] | None, str | None]] = []
     on_path: set[tuple[int, int]] = set()
 
-    def enter(path: str, rel: str) -> None:
+    def enter(path: str, rel: str, bad: str | None) -> None:
         ident: tuple[int, int] | None = None
         try:
             if follow_symlinks:
                 st = stat(path)
                 ident = (st.st_dev, st.st_ino)
                 if ident in on_path:
-                    report(rel, OSError(f"symlink loop: {_printable(rel)} is an ancestor"))
+                    report(rel, OSError(f"symlink loop: {rel} is an ancestor"))
                     return
             entries = _list_dir(path, follow_symlinks)
         except OSError as exc:
@@ -107,22 +102,27 @@ def scan_tree(
             return
         if ident is not None:
             on_path.add(ident)
-        stack.append((path, rel, iter(entries), ident))
+        stack.append((path, rel, iter(entries), ident, bad))
 
-    enter(root, "")
+    enter(root, "", None)
     while stack:
-        path, rel, entries, ident = stack[-1]
+        path, rel, entries, ident, bad = stack[-1]
         for name in entries:
-            if not _valid_name(name):
-                report(_printable(rel + name), UnicodeError("file name is not valid UTF-8"))
+            problem = bad or (None if name.isascii() and name.isprintable() else name_problem(name))
+            child_rel = rel + (name if problem is None else shown(name))
+            if skip is not None and skip(child_rel):
                 continue
             if name[-1] == "/":
-                enter(join(path, name[:-1]), rel + name)
+                enter(join(path, name[:-1]), child_rel, problem)
                 break  # descend; this directory's iterator resumes afterwards
-            child = join(path, name)
-            child_rel = rel + name
             if select is not None and not select(child_rel):
                 continue
+            if problem is None and key_room is not None:
+                problem = key_problem(child_rel, key_room)
+            if problem is not None:
+                report(child_rel, UnstorableNameError(problem))
+                continue
+            child = join(path, name)
             try:
                 st = stat(child)
             except OSError as exc:

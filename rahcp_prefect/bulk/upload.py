@@ -17,10 +17,12 @@ from collections.abc import AsyncIterator, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from rahcp_prefect.client.digests import Uploaded
 from rahcp_prefect.client.errors import PresignedTransferError
 
 from .config import BulkUploadConfig
 from .errors import FileChangedError, VerificationError
+from .exclusions import NeverUpload
 from .existing import RemoteSizes, common_prefix
 from .filters import GlobFilter
 from .paths import check_relpath
@@ -29,7 +31,16 @@ from .run import run_job
 from .scanner import iter_listing, scan_tree
 from .stats import Recorder, TransferStats
 from .sync import Change, SortedRecords, decide
-from .validation import run_validator
+from .validate_file import run_validator
+from .validation import (
+    MAX_KEY_BYTES,
+    UnstorableNameError,
+    key_problem,
+    key_room,
+    name_problem,
+    shown,
+    utf8_length,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -79,21 +90,29 @@ class _Upload:
     def _path_of(self, rel: str) -> str:
         return self.root + os.sep + os.sep.join(check_relpath(rel))
 
-    def _scan_error(self, rel: str, exc: BaseException) -> None:
+    def _scan_error(self, rel: str, exc: BaseException, size: int = 0) -> None:
         key = self.cfg.prefix + rel
-        # A directory (rel ends in "/") is not a key: count and report it, do not mark it.
-        self.rec.error(key, 0, exc, mark=not rel.endswith("/"))
+        # A directory (rel ends in "/") is not a key, nor is a path too long for one: count and
+        # report it, do not mark it (the tracker never receives what it cannot store).
+        self.rec.error(key, size, exc, mark=not rel.endswith("/") and utf8_length(key) <= MAX_KEY_BYTES)
 
     def _explicit(self, entries: Iterable[tuple[Any, ...]], restat: bool) -> list[tuple[str, str, int, int]]:
         """Checked ``(rel, path, size, mtime_ns)`` of a work list of ``(rel, size)`` or
         ``(rel, size, mtime_ns)``; a file without its mtime is stat'ed. Bad entries are
         recorded as errors. Sorted, for the lookups in key order."""
         accepts = self.filter.accepts if self.filter.active else None
+        room = key_room(self.cfg.prefix)
         out: list[tuple[str, str, int, int]] = []
         for entry in entries:
             rel, size = entry[0], entry[1]
             mtime = entry[2] if len(entry) > 2 else None
+            odd = name_problem(rel) or key_problem(rel, room)
+            if odd is not None:
+                rel = shown(rel)
             if accepts is not None and not accepts(rel):
+                continue
+            if odd is not None:
+                self._scan_error(rel, UnstorableNameError(odd), size)
                 continue
             try:
                 path = self._path_of(rel)
@@ -129,7 +148,12 @@ class _Upload:
             return files, cfg.prefix + narrowed
         select = self.filter.accepts if self.filter.active else None
         walk = scan_tree(
-            self.root, follow_symlinks=cfg.follow_symlinks, on_error=self._scan_error, select=select
+            self.root,
+            follow_symlinks=cfg.follow_symlinks,
+            on_error=self._scan_error,
+            select=select,
+            key_room=key_room(cfg.prefix),
+            skip=NeverUpload.for_tracker(self.root, cfg.tracker),
         )
         return walk, cfg.prefix
 
@@ -178,18 +202,20 @@ class _Upload:
             if self.validate is not None:
                 await run_validator(self.validate, path)
             if size >= self.threshold:
-                etag = await self._multipart(key, path, size, mtime)
+                sent = await self._multipart(key, path, size, mtime)
             else:
-                etag = await self._put(key, path, size, mtime, url)
+                sent = await self._put(key, path, size, mtime, url)
             if self.verify:
                 await self._verify(key, size)
         except Exception as exc:
             self.rec.error(key, size, exc)
             return exc
-        self.rec.ok(key, size, etag=etag, verified=self.verify, validated=self.validate is not None, mtime_ns=mtime)
+        self.rec.ok(
+            key, size, etag=sent.etag, verified=self.verify, validated=self.validate is not None, mtime_ns=mtime
+        )
         return None
 
-    async def _put(self, key: str, path: str, size: int, mtime: int, url: str | None) -> str:
+    async def _put(self, key: str, path: str, size: int, mtime: int, url: str | None) -> Uploaded:
         what = f"{self.bucket}/{key}"
         data: bytes | None = None
         if size <= self.small_limit:
@@ -201,28 +227,30 @@ class _Upload:
         if url is None:
             url = await self.s3.presign_put(self.bucket, key)
         try:
-            etag = await self._send(url, what, path, size, data)
+            sent = await self._send(url, what, path, size, data)
         except PresignedTransferError as exc:
             if exc.status_code != 403:
                 raise
             # An expired (or otherwise refused) URL: sign this key again, once.
             self.rec.retried()
             url = await self.s3.presign_put(self.bucket, key)
-            etag = await self._send(url, what, path, size, data)
+            sent = await self._send(url, what, path, size, data)
         if data is None:
             _check_unchanged(path, size, mtime)
-        return etag
+        return sent
 
-    async def _send(self, url: str, what: str, path: str, size: int, data: bytes | None) -> str:
+    async def _send(self, url: str, what: str, path: str, size: int, data: bytes | None) -> Uploaded:
         if data is not None:
             return await self.data.put_bytes(url, data, what=what)
         return await self.data.put_file(url, Path(path), size, what=what, chunk_size=self.cfg.chunk_size)
 
-    async def _multipart(self, key: str, path: str, size: int, mtime: int) -> str:
+    async def _multipart(self, key: str, path: str, size: int, mtime: int) -> Uploaded:
         _check_unchanged(path, size, mtime)
-        etag = await self.s3.upload_multipart(self.bucket, key, Path(path), chunk_size=self.cfg.chunk_size)
+        sent = await self.s3.upload_multipart_digests(
+            self.bucket, key, Path(path), chunk_size=self.cfg.chunk_size
+        )
         _check_unchanged(path, size, mtime)
-        return etag
+        return sent
 
     async def _verify(self, key: str, size: int) -> None:
         meta = await self.s3.head(self.bucket, key)

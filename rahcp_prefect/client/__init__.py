@@ -6,11 +6,14 @@ Nothing here imports Prefect, so the SDK is usable (and testable) on its own.
 from .client import HCPClient
 from .config import ClientConfig, TransferSettings
 from .dataplane import DataPlane
+from .digests import Uploaded
 from .errors import (
     AuthenticationError,
+    ChecksumMismatchError,
     ConflictError,
     HCPError,
     NotFoundError,
+    ObjectChangedError,
     PresignedTransferError,
     RetryableError,
     UpstreamError,
@@ -22,6 +25,7 @@ from .tracing import configure_tracing
 
 __all__ = [
     "AuthenticationError",
+    "ChecksumMismatchError",
     "ClientConfig",
     "ConflictError",
     "DataPlane",
@@ -29,10 +33,12 @@ __all__ = [
     "HCPError",
     "MapiOps",
     "NotFoundError",
+    "ObjectChangedError",
     "PresignedTransferError",
     "RetryableError",
     "S3Ops",
     "TransferSettings",
+    "Uploaded",
     "UpstreamError",
     "configure_tracing",
     "part_size_for",

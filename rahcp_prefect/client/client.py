@@ -76,6 +76,7 @@ class HCPClient:
         multipart_concurrency: int = 6,
         verify_ssl: bool = True,
         *,
+        complete_timeout_per_gib: float = 120.0,
         max_connections: int = 100,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
@@ -90,6 +91,7 @@ class HCPClient:
             multipart_threshold=multipart_threshold,
             multipart_chunk=multipart_chunk,
             multipart_concurrency=multipart_concurrency,
+            complete_timeout_per_gib=complete_timeout_per_gib,
             verify_ssl=verify_ssl,
             max_connections=max_connections,
         )
@@ -127,7 +129,8 @@ class HCPClient:
         """A client configured from ``HCP_ENDPOINT``, ``HCP_USERNAME``, ``HCP_PASSWORD``,
         ``HCP_TENANT``, ``HCP_TIMEOUT``, ``HCP_MAX_RETRIES``, ``HCP_RETRY_BASE_DELAY``,
         ``HCP_MULTIPART_THRESHOLD``, ``HCP_MULTIPART_CHUNK``, ``HCP_MULTIPART_CONCURRENCY``,
-        ``HCP_VERIFY_SSL`` (and ``HCP_MAX_CONNECTIONS``); keyword ``overrides`` win."""
+        ``HCP_VERIFY_SSL`` (and ``HCP_MAX_CONNECTIONS``, ``HCP_COMPLETE_TIMEOUT_PER_GIB``);
+        keyword ``overrides`` win."""
         return cls.from_config(ClientConfig.from_env(environ, **overrides), transport=transport)
 
     @classmethod
@@ -275,11 +278,14 @@ class HCPClient:
         *,
         params: Mapping[str, Any] | None = None,
         json: Any = None,
+        timeout: float | None = None,
     ) -> httpx.Response:
         """Send an authenticated API request; return the 2xx/3xx response or raise ``HCPError``.
 
         ``path`` is relative to the endpoint and already percent-encoded (see ``keys``).
+        ``timeout`` replaces the configured one for this request (each attempt).
         """
+        limits = httpx.Timeout(timeout, pool=None) if timeout is not None else httpx.USE_CLIENT_DEFAULT
         if self._token is None:
             async with self._login_lock:
                 if self._token is None:
@@ -297,6 +303,7 @@ class HCPClient:
                         params=params,
                         json=json,
                         headers={"Authorization": f"Bearer {self._token}"},
+                        timeout=limits,
                     )
                 except RETRYABLE_TRANSPORT_ERRORS as exc:
                     reason = _describe(exc, self._redact)
@@ -330,9 +337,10 @@ class HCPClient:
         *,
         params: Mapping[str, Any] | None = None,
         json: Any = None,
+        timeout: float | None = None,
     ) -> Any:
         """``request`` and decode the JSON body (None for an empty body)."""
-        response = await self.request(method, path, params=params, json=json)
+        response = await self.request(method, path, params=params, json=json, timeout=timeout)
         if not response.content:
             return None
         try:

@@ -7,6 +7,11 @@ module, so the choice of HTTP library lives here only.
 Presigned URLs are already percent-encoded and signed: they are passed on as
 ``yarl.URL(url, encoded=True)`` so aiohttp neither re-encodes nor normalises them. Errors name
 ``what`` (``bucket/key``), never the URL or its signature.
+
+Every PUT carries ``Content-MD5`` of its body: the body is read once into memory (under the data
+plane's byte budget), hashed in that same pass (MD5, and SHA-256 of a whole file) and sent from
+there, so S3 refuses damaged bytes (400 ``BadDigest``, retried) and each retry resends exactly
+what was hashed. The returned ETag must equal that MD5, or the attempt is retried too.
 """
 
 from __future__ import annotations
@@ -23,7 +28,9 @@ from typing import Any, TypeVar
 import aiohttp
 from yarl import URL
 
-from .errors import HCPError, PresignedTransferError
+from .buffers import DEFAULT_BUFFER_BUDGET, ByteBudget
+from .digests import Uploaded, bare_etag, content_md5, hash_buffer, md5_and_sha256
+from .errors import HCPError, ObjectChangedError, PresignedTransferError
 from .redaction import redact_text
 from .retry import backoff_delay, parse_retry_after
 
@@ -33,10 +40,15 @@ T = TypeVar("T")
 
 DEFAULT_CHUNK = 1 << 20
 SYNC_READ_LIMIT = 256 * 1024
-"""Reads up to this size happen on the event loop; larger ones in a worker thread."""
+"""Reads (and their hashing) up to this size happen on the event loop; larger ones in a worker
+thread (``hashlib`` releases the GIL, so the loop keeps moving other transfers)."""
 
 RETRYABLE_STATUSES = frozenset({408, 425, 429})
 """Retried on the data plane, together with every 5xx."""
+
+RETRYABLE_CODES = frozenset({b"BadDigest"})
+"""S3 error codes retried whatever their status: ``BadDigest`` (400) means the body S3
+received does not hash to the ``Content-MD5`` sent, i.e. it was damaged on the way."""
 
 TRANSPORT_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError, ConnectionError)
 DISCONNECTS = (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError)
@@ -63,42 +75,6 @@ class _Retry(Exception):
         self.retry_after = retry_after
 
 
-class _FileSlice:
-    """``length`` bytes of ``path`` from ``offset``, read in ``chunk_size`` pieces as they are sent.
-
-    The file is opened when iteration starts, so each retry reads it afresh. A file that turns out
-    shorter than promised raises ``HCPError`` (also kept in ``error``, since aiohttp wraps
-    exceptions raised while it writes a body).
-    """
-
-    def __init__(self, path: Path, offset: int, length: int, chunk_size: int, what: str) -> None:
-        self.path = path
-        self.offset = offset
-        self.length = length
-        self.chunk_size = chunk_size
-        self.what = what
-        self.error: HCPError | None = None
-
-    def __aiter__(self) -> AsyncIterator[bytes]:
-        return self._chunks()
-
-    async def _chunks(self) -> AsyncIterator[bytes]:
-        # Read on the event loop: a chunk is at most ``chunk_size`` (1 MiB by default) of a local
-        # file, which the page cache serves in well under a millisecond, while handing each read
-        # to a worker thread cost about 0.3 s of CPU per GB in thread switches (measured here).
-        with open(self.path, "rb") as handle:
-            if self.offset:
-                handle.seek(self.offset)
-            remaining = self.length
-            while remaining > 0:
-                chunk = handle.read(min(self.chunk_size, remaining))
-                if not chunk:
-                    self.error = _changed_size(self.path, self.what)
-                    raise self.error
-                remaining -= len(chunk)
-                yield chunk
-
-
 def _changed_size(path: Path, what: str) -> HCPError:
     return HCPError(f"File {str(path)!r} changed size during upload of {what}")
 
@@ -119,6 +95,7 @@ class DataPlane:
         retry_base_delay: float = 1.0,
         verify_ssl: bool = True,
         max_connections: int = 100,
+        buffer_budget: int = DEFAULT_BUFFER_BUDGET,
     ) -> None:
         self.timeout = timeout
         self.max_retries = max_retries
@@ -126,6 +103,8 @@ class DataPlane:
         self.verify_ssl = verify_ssl
         self.max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
+        self.buffers = ByteBudget(buffer_budget)
+        """Bounds the request bodies all uploads of this data plane hold in memory at once."""
         self.retries = 0
         """Attempts repeated after a retryable failure, over this data plane's life (the bulk
         engine reports the increase during a run as ``TransferStats.retries``)."""
@@ -164,29 +143,31 @@ class DataPlane:
 
     async def put_file(
         self, url: str, path: Path, size: int, *, what: str, chunk_size: int = DEFAULT_CHUNK
-    ) -> str:
-        """PUT the whole file ``path`` (expected ``size`` bytes); return the ETag (quoted).
+    ) -> Uploaded:
+        """PUT the whole file ``path`` (expected ``size`` bytes) with its ``Content-MD5``.
 
-        Files up to ``chunk_size`` are read in one go, larger ones streamed from disk with an
-        explicit ``Content-Length`` (S3 rejects chunked transfer encoding).
+        The file is read once into memory (in a worker thread above ``SYNC_READ_LIMIT``) and
+        hashed in that read (MD5 and SHA-256); the body is then written in ``chunk_size``
+        pieces with an explicit ``Content-Length`` (S3 rejects chunked transfer encoding).
         """
         path = Path(path)
+        if os.stat(path).st_size != size:
+            raise _changed_size(path, what)
+        return await self._put_range(url, path, 0, size, what=what, whole=True, chunk_size=chunk_size)
 
-        async def body() -> tuple[Any, _FileSlice | None]:
-            actual = os.stat(path).st_size
-            if actual != size:
-                raise _changed_size(path, what)
-            return await _file_body(path, 0, size, chunk_size, what)
-
-        return await self._put(url, body, size, what)
-
-    async def put_bytes(self, url: str, data: bytes, *, what: str) -> str:
-        """PUT ``data``; return the ETag (quoted)."""
-
-        async def body() -> tuple[Any, _FileSlice | None]:
-            return data, None
-
-        return await self._put(url, body, len(data), what)
+    async def put_bytes(
+        self,
+        url: str,
+        data: bytes | bytearray | memoryview,
+        *,
+        what: str,
+        whole: bool = True,
+        chunk_size: int = DEFAULT_CHUNK,
+    ) -> Uploaded:
+        """PUT ``data`` with its ``Content-MD5``; ``whole=False`` (a part of a larger object)
+        skips the SHA-256, which only means something for a whole object."""
+        md5, sha256 = await hash_buffer(data, sha256=whole)
+        return await self._put(url, data, md5, what, sha256=sha256, chunk_size=chunk_size)
 
     async def put_part(
         self,
@@ -197,44 +178,53 @@ class DataPlane:
         *,
         what: str,
         chunk_size: int = DEFAULT_CHUNK,
-    ) -> str:
-        """PUT bytes ``[offset, offset + length)`` of ``path`` (one multipart part); return its ETag."""
+    ) -> Uploaded:
+        """PUT bytes ``[offset, offset + length)`` of ``path`` (one multipart part) with its
+        ``Content-MD5``; read and hashed in one pass, like ``put_file``."""
         path = Path(path)
+        if os.stat(path).st_size < offset + length:
+            raise _changed_size(path, what)
+        return await self._put_range(
+            url, path, offset, length, what=what, whole=False, chunk_size=chunk_size
+        )
 
-        async def body() -> tuple[Any, _FileSlice | None]:
-            if os.stat(path).st_size < offset + length:
-                raise _changed_size(path, what)
-            return await _file_body(path, offset, length, chunk_size, what)
-
-        return await self._put(url, body, length, what)
+    async def _put_range(
+        self, url: str, path: Path, offset: int, length: int, *, what: str, whole: bool, chunk_size: int
+    ) -> Uploaded:
+        """Read ``length`` bytes from ``offset`` into memory (under the budget), hashed in that
+        read (SHA-256 too when they are the ``whole`` file), and PUT them."""
+        async with self.buffers.hold(length):
+            data, md5, sha256 = await read_hashed(path, offset, length, what, sha256=whole)
+            return await self._put(url, data, md5, what, sha256=sha256, chunk_size=chunk_size)
 
     async def _put(
         self,
         url: str,
-        body: Callable[[], Awaitable[tuple[Any, _FileSlice | None]]],
-        length: int,
+        data: bytes | bytearray | memoryview,
+        md5: bytes,
         what: str,
-    ) -> str:
+        *,
+        sha256: str | None,
+        chunk_size: int,
+    ) -> Uploaded:
+        """PUT ``data`` with retries; the answer's ETag must be ``md5`` (else retried)."""
+        headers = {"Content-Length": str(len(data)), "Content-MD5": content_md5(md5)}
+        expected = md5.hex()
+
         async def attempt() -> tuple[str, int]:
-            data, source = await body()
-            try:
-                async with self.session.put(
-                    URL(url, encoded=True),
-                    data=data,
-                    headers={"Content-Length": str(length)},
-                ) as response:
-                    await _check(response, what)
-                    etag = response.headers.get("ETag")
-                    await response.read()
-            except TRANSPORT_ERRORS:
-                if source is not None and source.error is not None:
-                    raise source.error from None
-                raise
+            body: Any = data if len(data) <= chunk_size else _pieces(data, chunk_size)
+            async with self.session.put(URL(url, encoded=True), data=body, headers=headers) as response:
+                await _check(response, what)
+                etag = response.headers.get("ETag")
+                await response.read()
             if not etag:
                 raise PresignedTransferError(f"No ETag in the response for {what}", response.status)
+            if bare_etag(etag) != expected:
+                raise _Retry(f"ETag {bare_etag(etag)} is not the MD5 of the bytes sent ({expected})")
             return etag, response.status
 
-        return await self._retrying("PUT", what, attempt, length)
+        etag = await self._retrying("PUT", what, attempt, len(data))
+        return Uploaded(etag=etag, md5=expected, sha256=sha256)
 
     # -- downloads -------------------------------------------------------------------------
 
@@ -266,6 +256,44 @@ class DataPlane:
         except BaseException:
             dest.unlink(missing_ok=True)
             raise
+
+    async def get_range_into(
+        self,
+        url: str,
+        fd: int,
+        offset: int,
+        length: int,
+        *,
+        what: str,
+        total: int | None = None,
+        chunk_size: int = DEFAULT_CHUNK,
+    ) -> int:
+        """GET bytes ``[offset, offset + length)`` of the object and write them at the same
+        offsets of the open file ``fd`` (``pwrite``; memory: one chunk). Returns ``length``.
+
+        A retry writes the range again from its start (same bytes, same place). A server that
+        ignores ``Range`` (200 for a partial range) or sends another range is an error; so is
+        an object whose size is not ``total`` (``ObjectChangedError``).
+        """
+        header = {"Range": f"bytes={offset}-{offset + length - 1}"}
+
+        async def attempt() -> tuple[int, int]:
+            async with self.session.get(URL(url, encoded=True), headers=header) as response:
+                await _check(response, what)
+                _check_range(response, offset, length, total, what)
+                position = offset
+                async for chunk in response.content.iter_chunked(chunk_size):
+                    view = memoryview(chunk)
+                    while view:
+                        count = os.pwrite(fd, view, position)
+                        position += count
+                        view = view[count:]
+                written = position - offset
+                if written != length:
+                    raise _Retry(f"short body ({written} of {length} bytes)")
+                return written, response.status
+
+        return await self._retrying("GET", what, attempt, length)
 
     async def get_bytes(self, url: str, *, what: str) -> bytes:
         """GET the whole object into memory."""
@@ -336,29 +364,45 @@ class DataPlane:
             await asyncio.sleep(delay)
 
 
-async def _file_body(
-    path: Path, offset: int, length: int, chunk_size: int, what: str
-) -> tuple[Any, _FileSlice | None]:
-    """The request body for a file range: bytes when it fits one chunk, else a streaming slice."""
-    if length > chunk_size:
-        source = _FileSlice(path, offset, length, chunk_size, what)
-        return source, source
+async def read_hashed(
+    path: Path, offset: int, length: int, what: str, *, sha256: bool
+) -> tuple[bytearray, bytes, str | None]:
+    """Bytes ``[offset, offset + length)`` of ``path``, its raw MD5 and (``sha256``) hex SHA-256,
+    in one read; on the loop up to ``SYNC_READ_LIMIT``, else in a worker thread."""
     if length <= SYNC_READ_LIMIT:
-        data = _read_range(path, offset, length)
-    else:
-        data = await asyncio.get_running_loop().run_in_executor(
-            None, _read_range, path, offset, length
-        )
-    if len(data) != length:
-        raise _changed_size(path, what)
-    return data, None
+        data = read_range(path, offset, length, what)
+        md5, digest = md5_and_sha256(data, sha256=sha256)
+        return data, md5, digest
+
+    def read_and_hash() -> tuple[bytearray, bytes, str | None]:
+        data = read_range(path, offset, length, what)
+        md5, digest = md5_and_sha256(data, sha256=sha256)
+        return data, md5, digest
+
+    return await asyncio.get_running_loop().run_in_executor(None, read_and_hash)
 
 
-def _read_range(path: Path, offset: int, length: int) -> bytes:
-    with open(path, "rb") as handle:
+def read_range(path: Path, offset: int, length: int, what: str) -> bytearray:
+    """Exactly ``length`` bytes from ``offset``; a file that is now shorter raises ``HCPError``."""
+    data = bytearray(length)
+    view = memoryview(data)
+    with open(path, "rb", buffering=0) as handle:
         if offset:
             handle.seek(offset)
-        return handle.read(length)
+        got = 0
+        while got < length:
+            count = handle.readinto(view[got:])
+            if not count:
+                raise _changed_size(path, what)
+            got += count
+    return data
+
+
+async def _pieces(data: bytes | bytearray | memoryview, size: int) -> AsyncIterator[memoryview]:
+    """``data`` in ``size`` slices, so the transport buffers one piece at a time, not the body."""
+    view = memoryview(data)
+    for start in range(0, len(view), size):
+        yield view[start : start + size]
 
 
 async def _check(response: aiohttp.ClientResponse, what: str) -> None:
@@ -371,10 +415,28 @@ async def _check(response: aiohttp.ClientResponse, what: str) -> None:
     reason = f"{response.reason or 'HTTP error'}"
     if code:
         reason += f" ({code.group(1).decode()})"
-    if _is_retryable(status):
+    if _is_retryable(status) or (code is not None and code.group(1) in RETRYABLE_CODES):
         raise _Retry(reason, status, parse_retry_after(response.headers.get("Retry-After")))
     logger.error("%s %s -> %d %s", response.method, what, status, reason)
     raise PresignedTransferError(f"{reason} for {what}", status)
+
+
+def _check_range(
+    response: aiohttp.ClientResponse, offset: int, length: int, total: int | None, what: str
+) -> None:
+    """The answer must be the range asked for (206 with a matching ``Content-Range``) of an
+    object of ``total`` bytes (when given)."""
+    answered = response.headers.get("Content-Range", "")
+    size = answered.rpartition("/")[2]
+    if total is not None and response.status == 206 and size.isdigit() and int(size) != total:
+        raise ObjectChangedError(f"{what} is {size} bytes, expected {total}")
+    wanted = f"bytes {offset}-{offset + length - 1}/"
+    if response.status != 206 or not answered.startswith(wanted):
+        raise PresignedTransferError(
+            f"Range {offset}-{offset + length - 1} of {what} answered {response.status} "
+            f"{response.headers.get('Content-Range', 'without Content-Range')}",
+            response.status,
+        )
 
 
 def _byte_count(result: object, size: int | None) -> int:

@@ -43,6 +43,14 @@ class PresignedTransferError(HCPError):
     """A PUT or GET on a presigned URL failed; the message names bucket/key, never the URL."""
 
 
+class ObjectChangedError(HCPError):
+    """The object is not the one expected: another size, or bytes that fail its checksum."""
+
+
+class ChecksumMismatchError(HCPError):
+    """Bytes whose digest is not the one expected: damaged on the way, or in storage."""
+
+
 RETRYABLE_STATUSES = frozenset({408, 429, 500, 503, 504})
 """Control-plane statuses retried with backoff (spec: "Retry behavior")."""
 

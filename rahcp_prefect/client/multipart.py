@@ -1,12 +1,18 @@
 """Multipart upload over presigned part URLs: initiate, presign parts, PUT parts, complete.
 
-Parts are read from disk as they are sent, ``concurrency`` at a time, so memory stays bounded by
-concurrency x read chunk whatever the file size. Any failure (or cancellation) aborts the upload.
+One reader goes through the file in order: it reads each part into memory (under the data
+plane's byte budget) and feeds it to the SHA-256 of the whole file in that same read;
+``concurrency`` senders PUT the parts, each with the ``Content-MD5`` of its bytes, and check the
+ETag S3 returns. After the complete, the object's ETag must be the MD5 of the part digests with
+``-N``. Memory is bounded by the budget, whatever the file size. Any failure (or cancellation)
+before the complete aborts the upload; once the complete was sent the upload is never aborted
+(it may be complete: see ``completion``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import math
 from dataclasses import dataclass, field
@@ -14,8 +20,11 @@ from pathlib import Path
 from time import perf_counter
 from typing import TYPE_CHECKING
 
+from .completion import CompletionUnknown, complete_upload
 from .config import MAX_PART_SIZE, MAX_PARTS, MIB, MIN_PART_SIZE
-from .errors import HCPError, PresignedTransferError
+from .dataplane import read_range
+from .digests import HASH_ON_LOOP_LIMIT, Uploaded, bare_etag, multipart_md5
+from .errors import ChecksumMismatchError, HCPError, PresignedTransferError
 from .keys import multipart_path
 
 if TYPE_CHECKING:
@@ -76,18 +85,32 @@ class MultipartUpload:
         self.chunk_size = chunk_size
         self.what = f"{bucket}/{key}"
         self.upload_id: str | None = None
+        self.part_md5s: dict[int, str] = {}
+        """Hex MD5 of each part S3 acknowledged (its ETag), by part number."""
+        self.completing = False
+        """Set once a complete may have reached the store: from then on, never abort."""
 
-    async def run(self) -> str:
-        """Upload every part and complete; abort on any failure. Returns the object's ETag."""
+    async def run(self) -> Uploaded:
+        """Upload every part and complete; abort on a failure before the complete. Returns the
+        object's ETag and digests (``md5`` is the composite ``<md5 of part digests>-N``)."""
         started = perf_counter()
         initiated = await self.client.request_json("POST", multipart_path(self.bucket, self.key))
         self.upload_id = initiated["upload_id"]
         try:
             urls = await self._presign_parts()
-            etags = await self._put_parts(urls)
+            etags, sha256 = await self._put_parts(urls)
             etag = await self._complete(etags)
+            composite = multipart_md5(bytes.fromhex(self.part_md5s[n]) for n in sorted(etags))
+            if bare_etag(etag) != composite:
+                raise ChecksumMismatchError(
+                    f"Multipart ETag of {self.what} is {bare_etag(etag)}, "
+                    f"not the digest of the parts sent ({composite})"
+                )
         except BaseException:
-            await asyncio.shield(self._abort())
+            if self.completing:
+                logger.warning("Multipart upload of %s left open: its complete may have succeeded", self.what)
+            else:
+                await asyncio.shield(self._abort())
             raise
         logger.info(
             "Multipart upload of %s done: %d bytes in %d parts, %.2f s",
@@ -96,7 +119,8 @@ class MultipartUpload:
             len(etags),
             perf_counter() - started,
         )
-        return etag
+        parts = tuple(self.part_md5s[n] for n in sorted(etags))
+        return Uploaded(etag=etag, md5=composite, sha256=sha256, part_md5s=parts)
 
     async def _presign_parts(self) -> _PartUrls:
         answer = await self.client.request_json(
@@ -119,16 +143,42 @@ class MultipartUpload:
             )
         return _PartUrls(part_size=part_size, urls=urls)
 
-    async def _put_parts(self, parts: _PartUrls) -> dict[int, str]:
-        """PUT every part with ``concurrency`` workers; the first failure cancels the rest."""
+    async def _put_parts(self, parts: _PartUrls) -> tuple[dict[int, str], str]:
+        """PUT every part: one reader in part order (which also feeds the whole file's
+        SHA-256), ``concurrency`` senders; the first failure cancels the rest. Returns the
+        ETags by part number and the hex SHA-256 of the whole source."""
         etags: dict[int, str] = {}
-        numbers = iter(sorted(parts.urls))
+        budget = self.client.data.buffers
+        queue: asyncio.Queue[tuple[int, bytes | bytearray | memoryview, int] | None] = asyncio.Queue(1)
+        senders = min(self.concurrency, len(parts.urls))
+        whole = hashlib.sha256()
 
-        async def worker() -> None:
-            for number in numbers:
-                etags[number] = await self._put_part(parts, number)
+        async def read() -> None:
+            for number in sorted(parts.urls):
+                offset = (number - 1) * parts.part_size
+                length = min(parts.part_size, self.size - offset)
+                taken = await budget.acquire(length)
+                try:
+                    data = await self._read_part(number, offset, length, whole)
+                    await queue.put((number, data, taken))
+                except BaseException:
+                    budget.release(taken)
+                    raise
+            for _ in range(senders):
+                await queue.put(None)
 
-        tasks = [asyncio.create_task(worker()) for _ in range(min(self.concurrency, len(parts.urls)))]
+        async def send() -> None:
+            while (item := await queue.get()) is not None:
+                number, data, taken = item
+                try:
+                    sent = await self._put_part(parts, number, data)
+                finally:
+                    budget.release(taken)
+                etags[number] = sent.etag
+                self.part_md5s[number] = sent.md5
+
+        tasks = [asyncio.create_task(read())]
+        tasks += [asyncio.create_task(send()) for _ in range(senders)]
         try:
             done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
             for task in done:
@@ -138,13 +188,40 @@ class MultipartUpload:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-        return etags
+            while not queue.empty():  # parts read but never sent: give their bytes back
+                item = queue.get_nowait()
+                if item is not None:
+                    budget.release(item[2])
+        return etags, whole.hexdigest()
 
-    async def _put_part(self, parts: _PartUrls, number: int) -> str:
+    async def _read_part(
+        self, number: int, offset: int, length: int, whole: hashlib._Hash
+    ) -> bytes | bytearray | memoryview:
+        """Part ``number``'s bytes, fed to ``whole`` (the file's SHA-256) in the same read."""
+        if isinstance(self.source, Path):
+            what = f"{self.what} (part {number})"
+            loop = asyncio.get_running_loop()
+
+            def read_and_feed() -> bytearray:
+                data = read_range(self.source, offset, length, what)  # type: ignore[arg-type]
+                whole.update(data)
+                return data
+
+            if length <= HASH_ON_LOOP_LIMIT:
+                return read_and_feed()
+            return await loop.run_in_executor(None, read_and_feed)
+        view = memoryview(self.source)[offset : offset + length]
+        if length <= HASH_ON_LOOP_LIMIT:
+            whole.update(view)
+        else:
+            await asyncio.get_running_loop().run_in_executor(None, whole.update, view)
+        return view
+
+    async def _put_part(self, parts: _PartUrls, number: int, data: bytes | bytearray | memoryview) -> Uploaded:
         """One part; on 403 (expired URL) the parts are presigned again once and it is retried."""
         generation = parts.generation
         try:
-            return await self._send_part(parts.urls[number], parts.part_size, number)
+            return await self._send_part(parts.urls[number], number, data)
         except PresignedTransferError as exc:
             if exc.status_code != 403:
                 raise
@@ -155,29 +232,25 @@ class MultipartUpload:
                     logger.warning("403 on a part of %s: presigning the parts again", self.what)
                     fresh = await self._presign_parts()
                     parts.urls, parts.generation = fresh.urls, generation + 1
-            return await self._send_part(parts.urls[number], parts.part_size, number)
+            return await self._send_part(parts.urls[number], number, data)
 
-    async def _send_part(self, url: str, part_size: int, number: int) -> str:
-        offset = (number - 1) * part_size
-        length = min(part_size, self.size - offset)
+    async def _send_part(self, url: str, number: int, data: bytes | bytearray | memoryview) -> Uploaded:
+        """PUT one part's bytes with their ``Content-MD5`` (hashed here, in parallel with the
+        reader and the other senders)."""
         what = f"{self.what} (part {number})"
-        if isinstance(self.source, Path):
-            return await self.client.data.put_part(
-                url, self.source, offset, length, what=what, chunk_size=self.chunk_size
-            )
-        view = memoryview(self.source)[offset : offset + length]
-        return await self.client.data.put_bytes(url, view, what=what)  # type: ignore[arg-type]
+        return await self.client.data.put_bytes(
+            url, data, what=what, whole=False, chunk_size=self.chunk_size
+        )
 
     async def _complete(self, etags: dict[int, str]) -> str:
-        answer = await self.client.request_json(
-            "POST",
-            multipart_path(self.bucket, self.key, "/complete"),
-            json={
-                "upload_id": self.upload_id,
-                "parts": [{"PartNumber": n, "ETag": etags[n]} for n in sorted(etags)],
-            },
-        )
-        return answer.get("etag") or ""
+        assert self.upload_id is not None
+        self.completing = True
+        try:
+            return await complete_upload(self.client, self.bucket, self.key, self.upload_id, etags, self.size)
+        except HCPError as exc:
+            if not isinstance(exc, CompletionUnknown):
+                self.completing = False  # refused outright: nothing was completed
+            raise
 
     async def _abort(self) -> None:
         """Best effort: a failed abort is logged, never raised over the original error."""

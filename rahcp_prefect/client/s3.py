@@ -14,7 +14,9 @@ from pathlib import Path
 from time import perf_counter
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .errors import HCPError, NotFoundError, PresignedTransferError
+from .digests import Uploaded
+from .errors import ChecksumMismatchError, HCPError, NotFoundError, PresignedTransferError
+from .gather import gather_all
 from .keys import check_key, encode_bucket, object_path
 from .multipart import MultipartUpload, part_size_for
 from .tracing import span
@@ -55,19 +57,21 @@ class S3Ops:
         with span("s3.upload", {"s3.bucket": bucket, "s3.key": key, "s3.bytes": size}):
             if isinstance(source, Path):
 
-                async def transfer(url: str) -> str:
+                async def transfer(url: str) -> Uploaded:
                     return await self._client.data.put_file(
                         url, source, size, what=what, chunk_size=chunk_size
                     )
 
             else:
 
-                async def transfer(url: str) -> str:
-                    return await self._client.data.put_bytes(url, source, what=what)  # type: ignore[arg-type]
+                async def transfer(url: str) -> Uploaded:
+                    return await self._client.data.put_bytes(
+                        url, source, what=what, chunk_size=chunk_size  # type: ignore[arg-type]
+                    )
 
-            etag = await self._presigned(lambda: self.presign_put(bucket, key), transfer, what)
+            sent = await self._presigned(lambda: self.presign_put(bucket, key), transfer, what)
         logger.info("Uploaded %s: %d bytes in %.3f s", what, size, perf_counter() - started)
-        return etag
+        return sent.etag
 
     async def upload_multipart(
         self,
@@ -81,26 +85,59 @@ class S3Ops:
         """Multipart upload with ``concurrency`` parts in flight (default ``multipart_concurrency``).
 
         Part size is ``max(multipart_chunk, 5 MiB, ceil(size / 10000))`` rounded up to a MiB; the
-        upload is aborted on any failure. An empty source falls back to a single PUT.
+        upload is aborted on any failure. An empty source falls back to a single PUT. Returns
+        the ETag; ``upload_multipart_digests`` also returns what the parts hashed to.
         """
+        sent = await self.upload_multipart_digests(
+            bucket, key, data, concurrency=concurrency, chunk_size=chunk_size
+        )
+        return sent.etag
+
+    async def upload_multipart_digests(
+        self,
+        bucket: str,
+        key: str,
+        data: Source,
+        *,
+        concurrency: int | None = None,
+        chunk_size: int = 1 << 20,
+    ) -> Uploaded:
+        """``upload_multipart``, returning the ETag with the digests of the bytes sent (the
+        whole file's SHA-256, each part's MD5). An object whose final ETag is not the digest of
+        the parts sent is uploaded once more, then ``ChecksumMismatchError``."""
         check_key(key)
         source, size = _source(data)
         if size == 0:
-            return await self.upload(bucket, key, source)
+            return await self._put_empty(bucket, key)
         config = self._client.config
-        upload = MultipartUpload(
-            self._client,
-            bucket,
-            key,
-            source,
-            size,
-            part_size=part_size_for(size, config.multipart_chunk),
-            concurrency=concurrency or config.multipart_concurrency,
-            chunk_size=chunk_size,
-        )
         attributes = {"s3.bucket": bucket, "s3.key": key, "s3.bytes": size}
-        with span("s3.upload_multipart", attributes):
-            return await upload.run()
+        for attempt in (1, 2):
+            upload = MultipartUpload(
+                self._client,
+                bucket,
+                key,
+                source,
+                size,
+                part_size=part_size_for(size, config.multipart_chunk),
+                concurrency=concurrency or config.multipart_concurrency,
+                chunk_size=chunk_size,
+            )
+            with span("s3.upload_multipart", attributes):
+                try:
+                    return await upload.run()
+                except ChecksumMismatchError as exc:
+                    if attempt == 2:
+                        raise
+                    logger.warning("%s; uploading it again", exc)
+        raise AssertionError("unreachable")
+
+    async def _put_empty(self, bucket: str, key: str) -> Uploaded:
+        what = f"{bucket}/{key}"
+
+        async def transfer(url: str) -> Uploaded:
+            return await self._client.data.put_bytes(url, b"", what=what)
+
+        return await self._presigned(lambda: self.presign_put(bucket, key), transfer, what)
 
     # -- downloads -------------------------------------------------------------------------
 
@@ -349,7 +386,7 @@ class S3Ops:
             keys = [item["Key"] for item in page.get("objects", [])]
             if not keys:
                 break
-            await _gather_all(copy_one(key) for key in keys)
+            await gather_all(copy_one(key) for key in keys)
             result = await self.delete_bulk(bucket, keys)
             _raise_on_delete_errors(result, bucket)
             moved += len(keys)
@@ -390,17 +427,6 @@ def _source(data: Source) -> tuple[Path | bytes | bytearray | memoryview, int]:
         path = Path(data)
         return path, path.stat().st_size
     raise TypeError(f"upload data must be bytes or a pathlib.Path, got {type(data).__name__}")
-
-
-async def _gather_all(coroutines: Any) -> None:
-    """Run all; on the first failure cancel the rest and raise it."""
-    tasks = [asyncio.ensure_future(coroutine) for coroutine in coroutines]
-    try:
-        await asyncio.gather(*tasks)
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def _raise_on_delete_errors(result: dict[str, Any], bucket: str) -> None:

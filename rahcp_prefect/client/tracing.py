@@ -13,7 +13,7 @@ from typing import Any
 try:  # pragma: no cover - exercised by whichever environment runs the tests
     from opentelemetry import trace as _otel_trace
 except ImportError:  # pragma: no cover
-    _otel_trace = None
+    _otel_trace = None  # type: ignore[assignment]
 
 TRACER_NAME = "rahcp_prefect.client"
 

@@ -17,7 +17,9 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 
+from rahcp_prefect.bulk.exclusions import download_staging
 from rahcp_prefect.bulk.filters import GlobFilter
+from rahcp_prefect.bulk.validation import check_job_inputs
 from rahcp_prefect.bulk.paths import TEMP_PREFIX, UnsafeKeyError, local_path, relative_key
 from rahcp_prefect.bulk.sync import Change, SortedRecords, SyncCounts, decide_download, local_state
 from rahcp_prefect.flows.artifacts import ProgressReporter, publish_job_status, publish_summary
@@ -42,7 +44,7 @@ DRY_RUN_SAMPLE = 50
 
 def staging_dir_for(dest: Path) -> Path:
     """The staging folder of ``dest``: a hidden sibling, on the same filesystem."""
-    return dest.parent / f".{dest.name}.rahcp-staging"
+    return download_staging(dest)
 
 
 def promote_staging(staging: Path, dest: Path) -> int:
@@ -115,6 +117,7 @@ async def bulk_download(
     """
     logger = get_run_logger()
     started = time.monotonic()
+    check_job_inputs(bucket, prefix, batch_size)
     dest = Path(dest_dir).expanduser().resolve()
     if dest.exists() and not dest.is_dir():
         raise NotADirectoryError(f"dest_dir is not a directory: {dest}")

@@ -14,6 +14,7 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.deployments import arun_deployment
 
+from rahcp_prefect.bulk.validation import check_count, check_job_inputs
 from rahcp_prefect.flows.artifacts import publish_job_status
 from rahcp_prefect.flows.common import job_name, load_blocks
 from rahcp_prefect.tracker.protocol import JobState
@@ -54,8 +55,8 @@ async def bulk_upload_parallel(
         batch_size: Files claimed per batch.
         timeout_seconds: Give up waiting for the children after this long (None: wait).
     """
-    if runs < 1:
-        raise ValueError(f"runs must be >= 1, got {runs}")
+    check_job_inputs(bucket, prefix, batch_size)
+    check_count("runs", runs)
     logger = get_run_logger()
     blocks = await load_blocks(credentials_block, None, tracker_block, None)
     if not blocks.tracker.is_shared:

@@ -23,6 +23,8 @@ from rahcp_prefect.bulk.filters import GlobFilter
 from rahcp_prefect.bulk.scanner import scan_tree
 from rahcp_prefect.bulk.sync import Change, SyncCounts, files_to_send
 from rahcp_prefect.bulk.upload import check_source_dir
+from rahcp_prefect.bulk.validation import check_job_inputs
+from rahcp_prefect.bulk.exclusions import SourceGuard
 from rahcp_prefect.flows.artifacts import ProgressReporter, publish_job_status, publish_summary
 from rahcp_prefect.bulk.claims import REGISTER_CHUNK, add_counts, new_counts, commit_lock, drain_job, register_manifest
 from rahcp_prefect.flows.common import (
@@ -36,6 +38,7 @@ from rahcp_prefect.flows.common import (
     wait_for_commit_lock,
 )
 from rahcp_prefect.flows.staging import (
+    STAGING_ROOT,
     StagingPlan,
     mark_rolled_back,
     plan_staging,
@@ -49,10 +52,15 @@ class BulkTransferFailed(RuntimeError):
 
 
 def _scan(
-    source_dir: Path, include: list[str], exclude: list[str], follow_symlinks: bool, errors: list[tuple[str, str]]
+    source_dir: Path,
+    include: list[str],
+    exclude: list[str],
+    follow_symlinks: bool,
+    errors: list[tuple[str, str]],
+    guard: SourceGuard | None = None,
 ) -> Iterator[tuple[str, int, int]]:
     """``(relative path, size, mtime_ns)`` of the files to upload, lazily, in key order;
-    unreadable entries to ``errors``."""
+    unreadable entries and paths that cannot be keys (``guard``) to ``errors``."""
     accepts = GlobFilter(include, exclude)
     return (
         (rel, size, mtime)
@@ -61,6 +69,7 @@ def _scan(
             follow_symlinks=follow_symlinks,
             select=accepts.accepts if accepts.active else None,
             on_error=lambda rel, exc: errors.append((rel, f"{type(exc).__name__}: {exc}")),
+            **(guard.scan_options() if guard else {}),
         )
     )
 
@@ -309,6 +318,7 @@ async def bulk_upload(
     """
     logger = get_run_logger()
     started = time.monotonic()
+    check_job_inputs(bucket, prefix, batch_size)
     source = Path(source_dir).expanduser()
     check_source_dir(source)
     blocks = await load_blocks(credentials_block, settings_block, tracker_block, settings_overrides)
@@ -322,10 +332,12 @@ async def bulk_upload(
             await client.s3.list_objects(bucket, max_keys=1)  # a missing bucket fails here, clearly
         checked_retries = client.api_retries
         if dry_run:
+            guard = SourceGuard.for_run(source, tracker, prefix, f"{STAGING_ROOT}{owner}/", warn=logger.warning)
             return await _dry_run(
-                source, include, exclude, follow_symlinks, tracker, job, bucket, prefix, blocks, skip_existing
+                source, include, exclude, follow_symlinks, tracker, job, bucket, prefix, guard, blocks, skip_existing
             )
         plan = plan_staging(tracker, bucket, prefix, owner)
+        guard = SourceGuard.for_run(source, tracker, prefix, plan.staging_prefix, warn=logger.warning)
 
         info = tracker.job_info()
         if info is not None and info.state == JobState.committing:
@@ -340,10 +352,10 @@ async def bulk_upload(
         logger.info("Uploading %s to %s/%s via staging %s", source, bucket, prefix, plan.staging_prefix)
 
         scan_errors: list[tuple[str, str]] = []
-        files = _scan(source, include, exclude, follow_symlinks, scan_errors)
+        files = _scan(source, include, exclude, follow_symlinks, scan_errors, guard)
         run = UploadRun(
             blocks, tracker, job, plan, source, skip_existing, follow_symlinks,
-            count_files=lambda: sum(1 for _ in _scan(source, include, exclude, follow_symlinks, [])),
+            count_files=lambda: sum(1 for _ in _scan(source, include, exclude, follow_symlinks, [], guard)),
         )
         if cooperative is None:
             cooperative = explicit_job and blocks.tracker.is_shared
@@ -389,6 +401,7 @@ async def _dry_run(
     job: str,
     bucket: str,
     prefix: str,
+    guard: SourceGuard,
     blocks: FlowBlocks,
     skip_existing: bool,
 ) -> dict[str, Any]:
@@ -401,7 +414,7 @@ async def _dry_run(
     files = total_bytes = 0
     sample: list[dict[str, Any]] = []
     counts = SyncCounts()
-    scanned = _scan(source, include, exclude, follow_symlinks, errors)
+    scanned = _scan(source, include, exclude, follow_symlinks, errors, guard)
     async with open_client(blocks.credentials) as client:
         if info is not None and info.staging_prefix:
             todo: AsyncIterator[tuple[str, int, int, Change]] = files_to_send(

@@ -2,7 +2,11 @@
 
 A rule matches on plane, HTTP method and a regex searched in the decoded request path. A matching
 request first sleeps ``delay``, then either has its connection dropped (``drop``), is answered
-with ``status`` and ``{"detail": "injected fault"}``, or (neither) is handled normally.
+with ``status`` and ``{"detail": "injected fault"}``, is handled normally but has its connection
+dropped instead of the answer (``drop_answer``: the server did the work, the client never hears
+of it, as when a proxy or the network loses a response), or (none) is handled normally.
+A data-plane rule with ``damage`` forwards the request with one byte of its body flipped: a PUT's
+request body (after the client computed its digest), a GET's response body.
 The injector is thread-safe: the API event loop, moto's request threads and the test thread all
 touch it.
 """
@@ -31,6 +35,8 @@ class FaultRule:
     status: int | None = None
     delay: float = 0.0
     drop: bool = False
+    damage: bool = False
+    drop_answer: bool = False
     count: int | None = 1
     probability: float = 1.0
     hits: int = 0
@@ -44,6 +50,10 @@ class FaultRule:
             raise ValueError("status must be an HTTP status code (100-599)")
         if self.delay < 0:
             raise ValueError("delay must be >= 0")
+        if self.damage and (self.plane != "data" or self.drop or self.status is not None):
+            raise ValueError("damage is a data-plane fault on a forwarded body: no drop, no status")
+        if self.drop_answer and (self.drop or self.status is not None):
+            raise ValueError("drop_answer forwards the request: it excludes drop and status")
         if self.count is not None and self.count < 1:
             raise ValueError("count must be >= 1 or None (every matching request)")
         if not 0.0 <= self.probability <= 1.0:
@@ -78,6 +88,8 @@ class FaultRule:
             "status": self.status,
             "delay": self.delay,
             "drop": self.drop,
+            "damage": self.damage,
+            "drop_answer": self.drop_answer,
             "count": self.count,
             "probability": self.probability,
             "hits": self.hits,
@@ -105,6 +117,8 @@ class FaultInjector:
         status: int | None = None,
         delay: float = 0.0,
         drop: bool = False,
+        damage: bool = False,
+        drop_answer: bool = False,
         count: int | None = 1,
         probability: float = 1.0,
     ) -> FaultRule:
@@ -121,6 +135,8 @@ class FaultInjector:
             status=status,
             delay=delay,
             drop=drop,
+            damage=damage,
+            drop_answer=drop_answer,
             count=count,
             probability=probability,
         )

@@ -80,6 +80,9 @@ class CountAndFaultMiddleware:
                 await _drain(receive)
                 await _send_fault(send, rule.status, head=method == "HEAD")
                 return
+            if rule.drop_answer:
+                await self._forward_then_drop(scope, receive, method)
+                return
         counted = False
 
         async def send_counted(message: dict[str, Any]) -> None:
@@ -92,6 +95,16 @@ class CountAndFaultMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_counted)
+
+    async def _forward_then_drop(self, scope: Scope, receive: Any, method: str) -> None:
+        """Handle the request in full, then close the connection instead of answering."""
+
+        async def swallow(message: dict[str, Any]) -> None:
+            pass
+
+        await self.app(scope, receive, swallow)
+        self._count(method, getattr(scope.get("route"), "path", None) or self._resolve(scope))
+        await _drop(scope)
 
     def _count(self, method: str, template: str) -> None:
         if template.startswith(self.api_prefix + "/"):

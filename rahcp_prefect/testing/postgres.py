@@ -1,9 +1,11 @@
 """Pytest plugin: a real PostgreSQL for tests, and unique job names so tests never collide.
 
 ``postgres_dsn`` (session) is a fresh database, dropped after the session, on the server of, in
-order: ``RAHCP_TEST_POSTGRES_DSN``; a testcontainers PostgreSQL when a Docker engine answers;
-otherwise a skip naming the reason. Under ``CI=true``
-the skip becomes a failure, so CI can never pass without having tested against PostgreSQL.
+order: ``RAHCP_TEST_POSTGRES_DSN``; a local server answering
+``postgresql://postgres@127.0.0.1:5432/test`` (``RAHCP_TEST_POSTGRES_LOCAL_DSN`` names another one
+to try, empty to try none); a testcontainers PostgreSQL when a Docker engine answers; otherwise a
+skip naming the reason. Under ``CI=true`` the skip becomes a failure, so CI can never pass without
+having tested against PostgreSQL.
 """
 
 from __future__ import annotations
@@ -18,6 +20,9 @@ from typing import Any
 import pytest
 
 ENV_DSN = "RAHCP_TEST_POSTGRES_DSN"
+ENV_LOCAL_DSN = "RAHCP_TEST_POSTGRES_LOCAL_DSN"
+LOCAL_DSN = "postgresql://postgres@127.0.0.1:5432/test"
+LOCAL_CONNECT_TIMEOUT_SECONDS = 2
 POSTGRES_IMAGE = os.environ.get("RAHCP_TEST_POSTGRES_IMAGE", "postgres:16-alpine")
 
 
@@ -46,6 +51,21 @@ def docker_answers() -> str | None:
     except Exception as exc:  # no docker package, no socket, no permission, engine down
         return f"{type(exc).__name__}: {exc}".splitlines()[0][:200]
     return None
+
+
+def local_server_dsn() -> str | None:
+    """The local DSN to try (``LOCAL_DSN`` unless overridden) if a server answers it, else None."""
+    dsn = os.environ.get(ENV_LOCAL_DSN, LOCAL_DSN).strip()
+    if not dsn:
+        return None
+    import psycopg
+
+    try:
+        with psycopg.connect(dsn, connect_timeout=LOCAL_CONNECT_TIMEOUT_SECONDS) as conn:
+            conn.execute("SELECT 1")
+    except psycopg.Error:
+        return None
+    return dsn
 
 
 def _container() -> Any:
@@ -98,9 +118,18 @@ def postgres_dsn() -> Iterator[str]:
         with fresh_database(dsn) as fresh:
             yield fresh
         return
+    local = local_server_dsn()
+    if local is not None:
+        with fresh_database(local) as fresh:
+            yield fresh
+        return
     why_not = docker_answers()
     if why_not is not None:
-        unavailable(f"no PostgreSQL: {ENV_DSN} is not set and no Docker engine answers ({why_not})")
+        tried = os.environ.get(ENV_LOCAL_DSN, LOCAL_DSN).strip() or "none"
+        unavailable(
+            f"no PostgreSQL: {ENV_DSN} is not set, no server answers {tried} ({ENV_LOCAL_DSN}) "
+            f"and no Docker engine answers ({why_not})"
+        )
     try:
         container = _container().start()
     except Exception as exc:

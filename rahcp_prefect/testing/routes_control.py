@@ -24,6 +24,8 @@ class FaultSpec(BaseModel):
     status: int | None = Field(default=None, ge=100, le=599)
     delay: float = Field(default=0.0, ge=0)
     drop: bool = False
+    damage: bool = False
+    drop_answer: bool = False
     count: int | None = Field(default=1, ge=1)
     probability: float = Field(default=1.0, ge=0, le=1)
 

@@ -15,7 +15,13 @@ from pydantic import BaseModel, Field
 from rahcp_prefect.testing.auth import require_principal
 from rahcp_prefect.testing.context import EmulatorContext, get_ctx
 from rahcp_prefect.testing.routes_presign import presign
-from rahcp_prefect.testing.storage import bucket_resource, iso_z, object_resource, s3_call
+from rahcp_prefect.testing.storage import (
+    bucket_resource,
+    check_key_length,
+    iso_z,
+    object_resource,
+    s3_call,
+)
 
 router = APIRouter(dependencies=[Depends(require_principal)])
 
@@ -180,6 +186,7 @@ def initiate_upload(
 
 
 def _create_upload(ctx: EmulatorContext, bucket: str, key: str) -> str:
+    check_key_length(key)
     resp = s3_call(object_resource(key), ctx.s3.create_multipart_upload, Bucket=bucket, Key=key)
     return str(resp["UploadId"])
 

@@ -14,6 +14,7 @@ from rahcp_prefect.testing.auth import require_principal
 from rahcp_prefect.testing.context import EmulatorContext, get_ctx
 from rahcp_prefect.testing.storage import (
     bucket_resource,
+    check_key_length,
     iso_z,
     object_resource,
     require_bucket,
@@ -128,6 +129,7 @@ def copy_object(
     bucket: str, key: str, body: CopySource, ctx: EmulatorContext = Depends(get_ctx)
 ) -> dict[str, str]:
     """Copy ``source_bucket/source_key`` to ``bucket/key``; errors name the destination key."""
+    check_key_length(key)
     s3_call(
         object_resource(key),
         ctx.s3.copy_object,

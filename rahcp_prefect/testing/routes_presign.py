@@ -13,6 +13,7 @@ from pydantic import BaseModel, Field
 from rahcp_prefect.testing.auth import require_principal
 from rahcp_prefect.testing.context import EmulatorContext, get_ctx
 from rahcp_prefect.testing.sigv4 import HTTP_METHODS
+from rahcp_prefect.testing.storage import check_key_length
 
 router = APIRouter(dependencies=[Depends(require_principal)])
 
@@ -54,6 +55,7 @@ def presign_one(body: PresignRequest, ctx: EmulatorContext = Depends(get_ctx)) -
         raise HTTPException(
             status_code=422, detail=f"method must be one of: {', '.join(SINGLE_METHODS)}"
         )
+    check_key_length(body.key)
     url = presign(ctx, body.method, {"Bucket": body.bucket, "Key": body.key}, body.expires_in)
     return {
         "url": url,
@@ -73,6 +75,7 @@ def presign_bulk(
         raise HTTPException(
             status_code=422, detail=f"method must be one of: {', '.join(BULK_METHODS)}"
         )
+    check_key_length(*body.keys)
     urls = [
         {
             "key": key,

@@ -28,6 +28,9 @@ from werkzeug.serving import BaseWSGIServer, make_server
 from rahcp_prefect.testing.counter import RequestCounter, s3_route
 from rahcp_prefect.testing.expiry import expired_body, expired_presign
 from rahcp_prefect.testing.faults import FAULT_DETAIL, FaultInjector
+from rahcp_prefect.testing.integrity import damaged_stream, digest_error, flip_byte
+from rahcp_prefect.testing.ranges import serve_range
+from rahcp_prefect.testing.storage import KEY_TOO_LONG, MAX_KEY_BYTES
 
 # The emulator tags its own boto3 calls with this user-agent marker: they are counted as
 # plane "backend" and never get data-plane faults (those are meant for clients).
@@ -151,7 +154,8 @@ class DataPlaneMiddleware:
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         method: str = environ["REQUEST_METHOD"]
         # WSGI carries the decoded path as latin-1 code points of the UTF-8 bytes.
-        path = environ.get("PATH_INFO", "").encode("latin-1").decode("utf-8", "replace")
+        raw_path = environ.get("PATH_INFO", "").encode("latin-1")
+        path = raw_path.decode("utf-8", "replace")
         internal = INTERNAL_USER_AGENT in environ.get("HTTP_USER_AGENT", "")
         plane = "backend" if internal else "data"
         query = environ.get("QUERY_STRING", "")
@@ -167,12 +171,42 @@ class DataPlaneMiddleware:
             if rule.status is not None:
                 body = json.dumps({"detail": FAULT_DETAIL}).encode()
                 return _answer(environ, start_response, rule.status, "application/json", body)
+            if rule.drop_answer:
+                _forward_then_drop(self.app, environ)
+        if len(raw_path) > MAX_KEY_BYTES and _key_bytes(raw_path) > MAX_KEY_BYTES:
+            return _answer(environ, start_response, 400, "application/xml", _key_too_long_body())
         if self.enforce_presign_expiry:
             expired = expired_presign(query)
             if expired is not None:
                 body = expired_body(*expired)
                 return _answer(environ, start_response, 403, "application/xml", body)
+        damage = rule is not None and rule.damage
+        if method == "PUT" and (damage or "HTTP_CONTENT_MD5" in environ):
+            refused = _checked_body(environ, damage)
+            if refused is not None:
+                return _answer(environ, start_response, 400, "application/xml", refused)
+        if method == "GET" and "HTTP_RANGE" in environ:
+            ranged = serve_range(environ, path, start_response)
+            if ranged is not None:
+                return damaged_stream(ranged) if damage else ranged
+        if damage and method == "GET":
+            return _damaged_answer(self.app, environ, start_response)
         return _with_whole_body_read(self.app, environ, start_response)
+
+
+def _key_bytes(raw_path: bytes) -> int:
+    """The length of the object key in a path-style ``/bucket/key`` path, in bytes."""
+    parts = raw_path.split(b"/", 2)
+    return len(parts[2]) if len(parts) == 3 else 0
+
+
+def _key_too_long_body() -> bytes:
+    """S3's XML error for a key over 1,024 bytes (moto stores such keys)."""
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        f"<Error><Code>KeyTooLongError</Code><Message>{KEY_TOO_LONG}</Message>"
+        f"<MaxSizeAllowed>{MAX_KEY_BYTES}</MaxSizeAllowed></Error>"
+    ).encode()
 
 
 def _with_whole_body_read(app: WSGIApp, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
@@ -188,6 +222,53 @@ def _with_whole_body_read(app: WSGIApp, environ: dict[str, Any], start_response:
     result = app(environ, start_response)
     body.drain()
     return result
+
+
+def _checked_body(environ: dict[str, Any], damage: bool) -> bytes | None:
+    """Read the PUT body (flipping a byte when ``damage``) and check its ``Content-MD5`` as S3
+    does; returns S3's XML error when it does not match, else hands moto the body read."""
+    if "HTTP_TRANSFER_ENCODING" in environ:
+        return None  # not a body the data plane sends (S3 refuses chunked PUTs anyway)
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        length = 0
+    body = bytearray(length)
+    view = memoryview(body)
+    got = 0
+    while got < length:
+        count = environ["wsgi.input"].readinto(view[got:])
+        if not count:
+            del body[got:]  # the client went away; moto answers the short body as usual
+            break
+        got += count
+    if damage:
+        body = flip_byte(body)
+    environ["wsgi.input"] = io.BytesIO(body)
+    environ["CONTENT_LENGTH"] = str(len(body))
+    header = environ.get("HTTP_CONTENT_MD5")
+    if header is None:
+        return None
+    error = digest_error(header, body)
+    return None if error is None else error[1]
+
+
+def _damaged_answer(app: WSGIApp, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+    """moto's answer with one byte of a 2xx body flipped (same length, same headers)."""
+    status: list[str] = []
+
+    def recording_start(line: str, headers: list[tuple[str, str]], *args: Any) -> Any:
+        status.append(line)
+        return start_response(line, headers, *args)
+
+    result = _with_whole_body_read(app, environ, recording_start)
+    chunks = list(result)
+    close = getattr(result, "close", None)
+    if close is not None:
+        close()
+    if status and status[0].startswith("2"):
+        return list(damaged_stream(chunks))
+    return chunks
 
 
 def _answer(
@@ -209,6 +290,19 @@ def _drop(environ: dict[str, Any]) -> None:
         except OSError:
             pass
     raise ConnectionAbortedError("connection dropped by an injected fault")
+
+
+def _forward_then_drop(app: WSGIApp, environ: dict[str, Any]) -> None:
+    """Let moto handle the request in full, then drop the connection instead of the answer."""
+    result = _with_whole_body_read(app, environ, lambda *args, **kwargs: (lambda data: None))
+    try:
+        for _chunk in result:
+            pass
+    finally:
+        close = getattr(result, "close", None)
+        if close is not None:
+            close()
+    _drop(environ)
 
 
 def _drain(environ: dict[str, Any]) -> None:

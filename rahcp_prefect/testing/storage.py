@@ -16,6 +16,11 @@ from fastapi import HTTPException
 
 T = TypeVar("T")
 
+MAX_KEY_BYTES = 1024
+"""S3's longest object key, in UTF-8 bytes."""
+KEY_TOO_LONG = "Your key is too long"
+"""S3's message for ``KeyTooLongError`` (400)."""
+
 STATUS_BY_CODE: dict[str, int] = {
     "NoSuchBucket": 404,
     "NoSuchKey": 404,
@@ -28,6 +33,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "AccessDenied": 403,
     "403": 403,
     "InvalidBucketName": 400,
+    "KeyTooLongError": 400,
     "InvalidArgument": 400,
     "InvalidPart": 400,
     "EntityTooSmall": 400,
@@ -91,19 +97,55 @@ def require_bucket(s3: Any, bucket: str) -> None:
 
 
 def empty_bucket(s3: Any, bucket: str) -> None:
-    """Abort open multipart uploads, delete every object version and delete marker.
+    """Abort every open multipart upload, delete every object version and delete marker,
+    whatever their number.
 
+    Each listing starts again from the top after deleting what the previous one returned, so
+    no marker has to survive the deletes (moto's version markers do not); a page that comes
+    back unchanged means S3 refused the deletes, and raises instead of looping.
     Raises botocore errors as they are (callers map or ignore them).
     """
-    for upload in s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []):
-        s3.abort_multipart_upload(Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"])
-    for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket):
-        targets = [
-            {"Key": v["Key"], "VersionId": v["VersionId"]}
-            for v in page.get("Versions", []) + page.get("DeleteMarkers", [])
-        ]
-        if targets:
-            s3.delete_objects(Bucket=bucket, Delete={"Objects": targets, "Quiet": True})
+    def uploads() -> list[tuple[str, str]]:
+        page = s3.list_multipart_uploads(Bucket=bucket)
+        return [(u["Key"], u["UploadId"]) for u in page.get("Uploads", [])]
+
+    def abort(open_uploads: list[tuple[str, str]]) -> None:
+        for key, upload_id in open_uploads:
+            s3.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
+
+    _drain(uploads, abort, bucket)
+
+    def versions() -> list[tuple[str, str]]:
+        page = s3.list_object_versions(Bucket=bucket, MaxKeys=1000)
+        return [(v["Key"], v["VersionId"]) for v in page.get("Versions", []) + page.get("DeleteMarkers", [])]
+
+    def delete(targets: list[tuple[str, str]]) -> None:
+        objects = [{"Key": key, "VersionId": version} for key, version in targets]
+        s3.delete_objects(Bucket=bucket, Delete={"Objects": objects, "Quiet": True})
+
+    _drain(versions, delete, bucket)
+
+
+def _drain(page: Callable[[], list[T]], remove: Callable[[list[T]], Any], bucket: str) -> None:
+    """``remove(page())`` until the page is empty; an unchanged page is an error."""
+    previous: list[T] | None = None
+    while items := page():
+        if items == previous:
+            raise RuntimeError(f"{bucket_resource(bucket)}: could not be emptied ({len(items)} left)")
+        remove(items)
+        previous = items
+
+
+def key_too_long(key: str) -> bool:
+    """Whether S3 would refuse ``key`` with 400 ``KeyTooLongError`` (over 1,024 UTF-8 bytes)."""
+    return len(key) > MAX_KEY_BYTES // 4 and len(key.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES
+
+
+def check_key_length(*keys: str) -> None:
+    """400 ``Your key is too long`` naming the first key S3 would refuse for its length."""
+    for key in keys:
+        if key_too_long(key):
+            raise HTTPException(status_code=400, detail=f"{object_resource(key)}: {KEY_TOO_LONG}")
 
 
 def bucket_resource(bucket: str) -> str:

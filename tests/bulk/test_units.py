@@ -19,6 +19,7 @@ from rahcp_prefect.bulk.paths import (
 )
 from rahcp_prefect.bulk.scanner import scan_tree
 from rahcp_prefect.bulk.stats import TransferStats
+from rahcp_prefect.bulk.validation import UnstorableNameError
 
 
 def _touch(root: Path, rel: str, data: bytes = b"x") -> None:
@@ -83,8 +84,8 @@ def test_scan_reports_undecodable_names(tmp_path: Path) -> None:
     errors: list[tuple[str, BaseException]] = []
     got = [rel for rel, _, _, _ in scan_tree(tmp_path, on_error=lambda r, e: errors.append((r, e)))]
     assert got == ["ok"]
-    assert len(errors) == 1 and isinstance(errors[0][1], UnicodeError)
-    errors[0][0].encode("utf-8")  # the reported name is printable
+    assert [(rel, str(exc)) for rel, exc in errors] == [("bad\\xff", "its name is not valid UTF-8 (shown escaped)")]
+    assert isinstance(errors[0][1], UnstorableNameError)
 
 
 def test_scan_unreadable_directory_is_reported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -311,10 +311,10 @@ async def test_symlinks_skipped_unless_followed(hcp_emulator, hcp_bucket, hcp_cl
 
 def test_config_validation(tmp_path) -> None:
     with pytest.raises(ValueError):
-        BulkUploadConfig(client=None, bucket="b", source_dir=tmp_path, tracker=None, workers=0)  # type: ignore[arg-type]
+        BulkUploadConfig(client=None, bucket="bkt", source_dir=tmp_path, tracker=None, workers=0)  # type: ignore[arg-type]
     with pytest.raises(TypeError):
-        BulkUploadConfig(client=None, bucket="b", source_dir=tmp_path, tracker=None, include="*.tif")  # type: ignore[arg-type]
-    c = BulkUploadConfig(client=None, bucket="b", source_dir=str(tmp_path), tracker=None)  # type: ignore[arg-type]
+        BulkUploadConfig(client=None, bucket="bkt", source_dir=tmp_path, tracker=None, include="*.tif")  # type: ignore[arg-type]
+    c = BulkUploadConfig(client=None, bucket="bkt", source_dir=str(tmp_path), tracker=None)  # type: ignore[arg-type]
     assert c.source_dir == tmp_path and c.workers == 10 and c.queue_depth == 8
     assert c.presign_batch_size == 200 and c.chunk_size == 1 << 20 and c.skip_existing
     assert c.progress_interval == 5.0 and not c.follow_symlinks and c.entries is None

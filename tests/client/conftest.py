@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
 import pytest_asyncio
+from aiohttp import web
 
 from rahcp_prefect.client import HCPClient
 
@@ -67,3 +69,27 @@ class Counts:
 @pytest.fixture
 def counts(hcp_emulator: Any) -> Counts:
     return Counts(hcp_emulator)
+
+
+@pytest_asyncio.fixture
+async def recorder() -> AsyncIterator[tuple[str, list[dict[str, Any]], dict[str, Any]]]:
+    """A local aiohttp server standing in for S3: records each request's raw path, headers and
+    body, and answers with the body's MD5 as ETag (``mode["etag"]`` overrides it)."""
+    seen: list[dict[str, Any]] = []
+    mode: dict[str, Any] = {"etag": None}
+
+    async def handle(request: web.Request) -> web.Response:
+        body = await request.read()
+        seen.append({"raw_path": request.raw_path, "headers": dict(request.headers), "size": len(body), "body": body})
+        etag = mode["etag"] or hashlib.md5(body).hexdigest()
+        return web.Response(headers={"ETag": f'"{etag}"'})
+
+    app = web.Application(client_max_size=64 * MIB)
+    app.router.add_route("*", "/{tail:.*}", handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    yield f"http://127.0.0.1:{port}", seen, mode
+    await runner.cleanup()

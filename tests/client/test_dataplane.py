@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import pytest_asyncio
-from aiohttp import web
 
 from rahcp_prefect.client import HCPClient, HCPError, PresignedTransferError
 
@@ -28,9 +26,11 @@ async def test_put_file_small_and_streamed(
         source.write_bytes(payload)
         key = f"dir/{name} ü?.bin"
         url = await hcp_client.s3.presign_put(hcp_bucket, key)
-        etag = await hcp_client.data.put_file(url, source, size, what=f"{hcp_bucket}/{key}", chunk_size=MIB)
+        sent = await hcp_client.data.put_file(url, source, size, what=f"{hcp_bucket}/{key}", chunk_size=MIB)
         stored = hcp_emulator.s3.get_object(Bucket=hcp_bucket, Key=key)
-        assert stored["Body"].read() == payload and stored["ETag"] == etag
+        assert stored["Body"].read() == payload and stored["ETag"] == sent.etag
+        assert sent.md5 == hashlib.md5(payload).hexdigest()
+        assert sent.sha256 == hashlib.sha256(payload).hexdigest()
 
 
 async def test_put_part_and_put_bytes(
@@ -43,7 +43,7 @@ async def test_put_part_and_put_bytes(
     await hcp_client.data.put_part(url, source, 1000, MIB + 5, what="b/part", chunk_size=64 * 1024)
     assert hcp_emulator.s3.get_object(Bucket=hcp_bucket, Key="part")["Body"].read() == payload[1000 : 1000 + MIB + 5]
     url = await hcp_client.s3.presign_put(hcp_bucket, "bytes")
-    assert (await hcp_client.data.put_bytes(url, b"abc", what="b/bytes")).startswith('"')
+    assert (await hcp_client.data.put_bytes(url, b"abc", what="b/bytes")).etag.startswith('"')
     with pytest.raises(HCPError, match="changed size"):
         await hcp_client.data.put_part(url, source, MIB, 2 * MIB, what="b/part")
 
@@ -137,31 +137,10 @@ async def test_data_plane_session_is_pooled_and_closed(hcp_credentials: dict, hc
 # -- wire format, checked on a tiny real server ------------------------------------------------
 
 
-@pytest_asyncio.fixture
-async def recorder() -> AsyncIterator[tuple[str, list[dict[str, Any]]]]:
-    """A local aiohttp server that records each request's raw path, headers and body size."""
-    seen: list[dict[str, Any]] = []
-
-    async def handle(request: web.Request) -> web.Response:
-        body = await request.read()
-        seen.append({"raw_path": request.raw_path, "headers": dict(request.headers), "size": len(body)})
-        return web.Response(headers={"ETag": '"abc"'})
-
-    app = web.Application(client_max_size=64 * MIB)
-    app.router.add_route("*", "/{tail:.*}", handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    yield f"http://127.0.0.1:{port}", seen
-    await runner.cleanup()
-
-
 async def test_streamed_upload_sends_content_length_not_chunked(
-    recorder: tuple[str, list[dict[str, Any]]], tmp_path: Path
+    recorder: tuple[str, list[dict[str, Any]], dict[str, Any]], tmp_path: Path
 ) -> None:
-    base, seen = recorder
+    base, seen, _ = recorder
     source = tmp_path / "f"
     source.write_bytes(os.urandom(3 * MIB + 3))
     client = HCPClient()
@@ -175,8 +154,10 @@ async def test_streamed_upload_sends_content_length_not_chunked(
     assert seen[0]["size"] == 3 * MIB + 3
 
 
-async def test_presigned_url_is_sent_exactly_as_given(recorder: tuple[str, list[dict[str, Any]]]) -> None:
-    base, seen = recorder
+async def test_presigned_url_is_sent_exactly_as_given(
+    recorder: tuple[str, list[dict[str, Any]], dict[str, Any]],
+) -> None:
+    base, seen, _ = recorder
     path_and_query = (
         "/bkt/dir/a%20b%3Fc%23d%25e%2Bf%C3%BC/%2E%2Ex?X-Amz-Credential=AK%2F2026%2Fs3"
         "&X-Amz-Signature=abc%3D%3D&X-Amz-SignedHeaders=host"
@@ -197,7 +178,7 @@ async def test_concurrent_transfers_share_the_pool(
     etags = await asyncio.gather(
         *(hcp_client.data.put_bytes(url, key.encode(), what=key) for key, url in urls.items())
     )
-    assert len(set(etags)) == 40
+    assert len({sent.etag for sent in etags}) == 40
     listed = hcp_emulator.s3.list_objects_v2(Bucket=hcp_bucket, Prefix="c/")
     assert listed["KeyCount"] == 40
 

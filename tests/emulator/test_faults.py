@@ -85,6 +85,10 @@ def test_rule_validation(hcp_emulator: HCPEmulator) -> None:
         hcp_emulator.faults.add("nowhere", status=500)  # type: ignore[arg-type]
     with pytest.raises(ValueError):
         hcp_emulator.faults.add("api", probability=1.5)
+    with pytest.raises(ValueError, match="damage is a data-plane fault"):
+        hcp_emulator.faults.add("api", damage=True)
+    with pytest.raises(ValueError, match="damage is a data-plane fault"):
+        hcp_emulator.faults.add("data", damage=True, status=500)
     assert hcp_emulator.faults.rules == []
 
 
@@ -111,6 +115,26 @@ def test_data_drop_is_a_transport_error(api: httpx.Client, hcp_emulator: HCPEmul
     assert httpx.put(url, content=b"y").status_code == 200
 
 
+def test_drop_answer_does_the_work_then_drops_the_connection(
+    api: httpx.Client, hcp_emulator: HCPEmulator, hcp_bucket: str
+) -> None:
+    """``drop_answer``: the request is handled in full (the object is stored, the bucket
+    created), and the client sees a dropped connection instead of the answer."""
+    url = _presigned(api, hcp_bucket, "stored.bin")
+    data_rule = hcp_emulator.faults.add("data", method="PUT", drop_answer=True)
+    with pytest.raises(httpx.TransportError):
+        httpx.put(url, content=b"z" * 300_000)
+    assert hcp_emulator.s3.get_object(Bucket=hcp_bucket, Key="stored.bin")["Body"].read() == b"z" * 300_000
+    api_rule = hcp_emulator.faults.add("api", method="DELETE", path="/objects/stored.bin$", drop_answer=True)
+    with pytest.raises(httpx.TransportError):
+        api.delete(f"/buckets/{hcp_bucket}/objects/stored.bin")
+    assert hcp_emulator.s3.list_objects_v2(Bucket=hcp_bucket)["KeyCount"] == 0
+    assert (data_rule.hits, api_rule.hits) == (1, 1)
+    assert hcp_emulator.request_counts[("api", "DELETE", "/buckets/{bucket}/objects/{key:path}")] == 1
+    with pytest.raises(ValueError, match="drop_answer"):
+        hcp_emulator.faults.add("api", drop_answer=True, status=500)
+
+
 def test_data_delay_and_head_fault(api: httpx.Client, hcp_emulator: HCPEmulator, hcp_bucket: str) -> None:
     hcp_emulator.s3.put_object(Bucket=hcp_bucket, Key="slow", Body=b"abc")
     get_url = _presigned(api, hcp_bucket, "slow", "get_object")
@@ -122,6 +146,28 @@ def test_data_delay_and_head_fault(api: httpx.Client, hcp_emulator: HCPEmulator,
     hcp_emulator.faults.add("data", method="HEAD", status=500)
     head = httpx.head(head_url)
     assert head.status_code == 500 and head.content == b""
+
+
+def test_data_damage_flips_one_byte_of_a_put_body_and_of_a_get_answer(
+    api: httpx.Client, hcp_emulator: HCPEmulator, hcp_bucket: str
+) -> None:
+    body = bytes(range(256)) * 1000
+    put_url = _presigned(api, hcp_bucket, "dmg")
+    rule = hcp_emulator.faults.add("data", method="PUT", damage=True)
+    assert httpx.put(put_url, content=body).status_code == 200  # no Content-MD5: stored damaged
+    stored = hcp_emulator.s3.get_object(Bucket=hcp_bucket, Key="dmg")["Body"].read()
+    assert len(stored) == len(body) and sum(a != b for a, b in zip(stored, body)) == 1
+    assert rule.hits == 1
+    hcp_emulator.s3.put_object(Bucket=hcp_bucket, Key="dmg", Body=body)
+    get_url = _presigned(api, hcp_bucket, "dmg", "get_object")
+    hcp_emulator.faults.add("data", method="GET", damage=True)
+    got = httpx.get(get_url)
+    assert got.status_code == 200 and len(got.content) == len(body)
+    assert sum(a != b for a, b in zip(got.content, body)) == 1
+    assert httpx.get(get_url).content == body  # count=1: the next GET is whole
+    missing = _presigned(api, hcp_bucket, "absent", "get_object")
+    hcp_emulator.faults.add("data", method="GET", damage=True)
+    assert b"NoSuchKey" in httpx.get(missing).content  # an error answer is left alone
 
 
 def test_data_faults_spare_the_emulators_own_s3_calls(

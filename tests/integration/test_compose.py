@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import importlib
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
+from prefect import Flow
+
+from rahcp_prefect.deployments import prefect_file
 
 PROJECT = Path(__file__).resolve().parents[2]
 SERVICES = {"postgres", "prefect-server", "s3", "emulator", "worker", "setup"}
@@ -44,9 +48,9 @@ def test_compose_services_reference_what_the_repo_has() -> None:
     setup = compose["services"]["setup"]["command"]
     assert setup.startswith("rahcp-prefect setup")
     assert "rahcp-process" in setup
-    deployments = yaml.safe_load((PROJECT / "deployments" / "prefect.yaml").read_text())
+    deployments = yaml.safe_load(prefect_file().read_text())
     pools = {d["work_pool"]["name"] for d in deployments["deployments"]}
     assert pools == {"rahcp-process"}
     for deployment in deployments["deployments"]:
-        path, _, function = deployment["entrypoint"].partition(":")
-        assert (PROJECT / path).is_file() and f"import {function}" in (PROJECT / path).read_text()
+        module, _, function = deployment["entrypoint"].partition(":")
+        assert isinstance(getattr(importlib.import_module(module), function), Flow), deployment["entrypoint"]

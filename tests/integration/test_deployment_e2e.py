@@ -1,7 +1,7 @@
 """End to end through a real Prefect server on PostgreSQL: setup, deploy, worker, run.
 
 `prefect server start` on a fresh database of the CI PostgreSQL, `rahcp-prefect setup`
-(blocks, process work pool, `prefect deploy --all` of deployments/prefect.yaml), a process
+(blocks, process work pool, `prefect deploy --all` of the packaged prefect.yaml), a process
 worker, then `prefect deployment run bulk-upload/default --watch` and a look at the objects in
 the emulator; then `bulk-upload-parallel/default` fans a job out over two cooperating runs of
 the deployment. The tracker block points at the same PostgreSQL.
@@ -28,7 +28,6 @@ from rahcp_prefect.testing.postgres import fresh_database
 from .conftest import make_tree
 
 BIN = Path(sys.executable).parent
-PROJECT = Path(__file__).resolve().parents[2]
 
 
 def _free_port() -> int:
@@ -77,7 +76,6 @@ def prefect_server(prefect_database: str, tmp_path: Path) -> Iterator[dict[str, 
         "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
         "PREFECT_WORKER_QUERY_SECONDS": "1",
         "PREFECT_WORKER_PREFETCH_SECONDS": "2",
-        "RAHCP_PROJECT_DIR": str(PROJECT),
     }
     log = (tmp_path / "server.log").open("wb")
     server = subprocess.Popen(
@@ -112,6 +110,8 @@ def test_deployment_run_through_a_real_server_and_worker(
     tmp_path: Path,
 ) -> None:
     env = {**prefect_server, "HCP_PASSWORD": hcp_credentials["password"]}
+    outside = tmp_path / "elsewhere"  # nothing of the checkout is needed: the package carries it
+    outside.mkdir()
     setup = subprocess.run(
         [
             str(BIN / "rahcp-prefect"), "setup",
@@ -120,7 +120,7 @@ def test_deployment_run_through_a_real_server_and_worker(
             "--tenant", hcp_credentials["tenant"],
             "--tracker-dsn", postgres_dsn,
         ],
-        env=env, cwd=PROJECT, capture_output=True, text=True, timeout=300,
+        env=env, cwd=outside, capture_output=True, text=True, timeout=300,
     )
     assert setup.returncode == 0, setup.stdout[-3000:] + setup.stderr[-3000:]
     assert hcp_credentials["password"] not in setup.stdout + setup.stderr
@@ -129,14 +129,14 @@ def test_deployment_run_through_a_real_server_and_worker(
     worker_log = (tmp_path / "worker.log").open("wb")
     worker = subprocess.Popen(
         [str(BIN / "prefect"), "worker", "start", "--pool", "rahcp-process", "--type", "process"],
-        env=env, cwd=PROJECT, stdout=worker_log, stderr=subprocess.STDOUT,
+        env=env, cwd=outside, stdout=worker_log, stderr=subprocess.STDOUT,
     )
     def deployment_run(name: str, *params: str) -> subprocess.CompletedProcess[str]:
         command = [str(BIN / "prefect"), "deployment", "run", name]
         for param in params:
             command += ["-p", param]
         command += ["--watch", "--watch-interval", "1", "--watch-timeout", "240"]
-        return subprocess.run(command, env=env, cwd=PROJECT, capture_output=True, text=True, timeout=300)
+        return subprocess.run(command, env=env, cwd=outside, capture_output=True, text=True, timeout=300)
 
     try:
         run = deployment_run(

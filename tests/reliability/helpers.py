@@ -88,6 +88,18 @@ async def flow_artifacts(flow_run_id: UUID) -> list[Any]:
         )
 
 
+async def flow_logs(flow_run_id: UUID) -> list[str]:
+    """The messages the flow run logged, read back from the Prefect API (flushed first)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+    from prefect.logging.handlers import APILogHandler
+
+    await APILogHandler.aflush()
+    async with get_client() as client:
+        logs = await client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])))
+    return [log.message for log in logs]
+
+
 def summary_metric(artifacts: list[Any], metric: str) -> Any:
     """The value of ``metric`` in the run's summary table artifact (``bulk-*-summary-*``)."""
     for artifact in artifacts:

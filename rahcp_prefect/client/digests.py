@@ -1,0 +1,86 @@
+"""Digests of the bytes the data plane sends: MD5 for S3's ``Content-MD5`` and ETags, SHA-256
+of whole files for the tracker and the manifest.
+
+S3 (and HCP) refuse a PUT whose body does not hash to its ``Content-MD5`` (400 ``BadDigest``),
+and answer a single PUT with the MD5 of what they stored as the ETag; a multipart object's ETag
+is the MD5 of its parts' raw MD5 digests, then ``-N``. Checking both catches a body damaged on
+the way in either direction. ``hashlib`` releases the GIL on buffers over 2 KiB, so large
+buffers are hashed in a worker thread while the event loop moves other files.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+HASH_ON_LOOP_LIMIT = 256 * 1024
+"""Buffers up to this size are hashed on the event loop (about 0.6 ms for MD5 + SHA-256);
+larger ones in a worker thread."""
+
+_PLAIN_MD5 = re.compile(r"[0-9a-f]{32}")
+
+
+@dataclass(frozen=True, slots=True)
+class Uploaded:
+    """One object as S3 acknowledged it, with the digests of the bytes that were sent.
+
+    ``md5`` is the hex MD5 of the body for a single PUT, and for a multipart upload the
+    composite ``<md5 of the part digests>-N`` (its ETag without quotes), which anyone can
+    recompute from the file and the part size. ``sha256`` is the hex SHA-256 of the whole
+    object (None for a single part of a multipart upload). ``part_md5s`` lists the hex MD5 of
+    each part, in part order (multipart only).
+    """
+
+    etag: str
+    md5: str
+    sha256: str | None = None
+    part_md5s: tuple[str, ...] = field(default=())
+
+
+def content_md5(digest: bytes) -> str:
+    """The ``Content-MD5`` header value of a raw MD5 digest (base64, RFC 1864)."""
+    return base64.b64encode(digest).decode("ascii")
+
+
+def bare_etag(etag: str) -> str:
+    """An ETag without its quotes, lowercase (S3 quotes them; some proxies add ``W/``)."""
+    etag = etag.strip()
+    if etag.startswith("W/"):
+        etag = etag[2:]
+    return etag.strip('"').lower()
+
+
+def plain_md5_of_etag(etag: str | None) -> str | None:
+    """The object's MD5 when ``etag`` is a single-part ETag (32 hex digits), else None
+    (multipart ``-N`` ETags and anything else say nothing about the whole object's MD5)."""
+    if not etag:
+        return None
+    bare = bare_etag(etag)
+    return bare if _PLAIN_MD5.fullmatch(bare) else None
+
+
+def multipart_md5(part_digests: Iterable[bytes]) -> str:
+    """The composite MD5 S3 gives a multipart object: ``md5(digest_1 + ... + digest_N)-N``."""
+    digests = list(part_digests)
+    return f"{hashlib.md5(b''.join(digests)).hexdigest()}-{len(digests)}"
+
+
+def md5_and_sha256(data: bytes | bytearray | memoryview, *, sha256: bool = True) -> tuple[bytes, str | None]:
+    """The raw MD5 and (optionally) hex SHA-256 of ``data``, in one pass over the buffer."""
+    md5 = hashlib.md5(data).digest()
+    return md5, hashlib.sha256(data).hexdigest() if sha256 else None
+
+
+async def hash_buffer(
+    data: bytes | bytearray | memoryview, *, sha256: bool = True
+) -> tuple[bytes, str | None]:
+    """``md5_and_sha256`` on the loop for small buffers, in a worker thread for large ones."""
+    if len(data) <= HASH_ON_LOOP_LIMIT:
+        return md5_and_sha256(data, sha256=sha256)
+    return await asyncio.get_running_loop().run_in_executor(
+        None, lambda: md5_and_sha256(data, sha256=sha256)
+    )

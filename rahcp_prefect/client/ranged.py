@@ -1,0 +1,245 @@
+"""Large downloads as parallel ranged GETs into one temporary file, resumable, checked.
+
+The object is cut into ranges of the multipart part size; ``concurrency`` ranges are in flight
+at once, each streamed with ``pwrite`` at its own offsets (memory: one chunk per range in
+flight). Each finished range is appended to a small sidecar file next to the temporary one,
+``<temp>.ranges``, so a process killed half-way resumes with the ranges still missing. The
+sidecar, not the tracker: the SDK works without a tracker, and the record lives and dies with
+the bytes it describes (same folder, same name, removed with them); its first line names the
+object (size, ETag, range size), so a changed object is never completed from stale ranges.
+
+Before the caller renames the file into place, the bytes are checked against the ETag: the MD5
+of the whole object for a single-part ETag, or the multipart ETag recomputed from each part's
+MD5 when the object's part count is the one this SDK's part size gives (ranges = parts). Only
+the first is a verdict: a multipart ETag that does not match may come from parts cut otherwise
+(another tool), so the result says ``verified=False`` (as for any ETag that cannot be checked). Hashing runs in a worker thread, range by range in order, while later ranges
+are still arriving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import logging
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .completion import multipart_etag
+from .errors import ChecksumMismatchError, HCPError
+from .gather import gather_all
+
+if TYPE_CHECKING:
+    from .dataplane import DataPlane
+
+logger = logging.getLogger(__name__)
+
+RANGES_SUFFIX = ".ranges"
+"""The sidecar of ``<temp>``: ``<temp>.ranges``."""
+_HASH_CHUNK = 1 << 20
+_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class RangedResult:
+    """What a ranged download wrote: its size, the ranges fetched now and whether the bytes
+    were checked against the ETag."""
+
+    size: int
+    fetched: int
+    resumed: int
+    verified: bool
+
+
+def sidecar_of(temp: Path) -> Path:
+    return temp.with_name(temp.name + RANGES_SUFFIX)
+
+
+def discard(temp: Path) -> None:
+    """Remove a temporary download and its sidecar (missing ones are fine)."""
+    for path in (temp, sidecar_of(temp)):
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+
+
+def _etag_kind(etag: str | None, size: int, range_size: int) -> tuple[str, int]:
+    """``("whole", 0)``, ``("parts", N)`` or ``("none", 0)``: what the ETag lets us check."""
+    if not etag:
+        return "none", 0
+    value = etag.strip().strip('"')
+    digest, _, parts = value.partition("-")
+    if len(digest) != 32 or any(c not in "0123456789abcdefABCDEF" for c in digest):
+        return "none", 0
+    if not parts:
+        return "whole", 0
+    if parts.isdigit() and int(parts) == math.ceil(size / range_size):
+        return "parts", int(parts)
+    return "none", 0
+
+
+class RangedDownload:
+    """One ranged download of ``size`` bytes from ``url`` into ``temp``."""
+
+    def __init__(
+        self,
+        data: DataPlane,
+        url: str,
+        temp: Path,
+        size: int,
+        etag: str | None,
+        *,
+        range_size: int,
+        concurrency: int,
+        what: str,
+        chunk_size: int = 1 << 20,
+    ) -> None:
+        if size <= 0 or range_size <= 0:
+            raise ValueError("a ranged download needs size > 0 and range_size > 0")
+        self.data = data
+        self.url = url
+        self.temp = Path(temp)
+        self.size = size
+        self.etag = etag
+        self.range_size = range_size
+        self.concurrency = max(1, concurrency)
+        self.what = what
+        self.chunk_size = chunk_size
+        self.count = math.ceil(size / range_size)
+        self.header = {"format": _FORMAT, "size": size, "etag": etag, "range_size": range_size}
+
+    def _span(self, index: int) -> tuple[int, int]:
+        start = index * self.range_size
+        return start, min(self.range_size, self.size - start)
+
+    def _recorded(self) -> set[int]:
+        """Ranges a previous attempt finished, if its sidecar describes this very object."""
+        sidecar = sidecar_of(self.temp)
+        try:
+            # Only lines ending in a newline were written whole (a crash may tear the last one).
+            lines = sidecar.read_text().split("\n")[:-1]
+            on_disk = os.stat(self.temp).st_size
+        except (OSError, UnicodeDecodeError):
+            discard(self.temp)
+            return set()
+        try:
+            header = json.loads(lines[0]) if lines else None
+        except ValueError:
+            header = None
+        if header != self.header or on_disk != self.size or not self.etag:
+            discard(self.temp)
+            return set()
+        done = {int(line) for line in lines[1:] if line.isdigit()}
+        return {index for index in done if 0 <= index < self.count}
+
+    async def run(self) -> RangedResult:
+        """Fetch the missing ranges, check the bytes; raises ``ChecksumMismatchError`` (after removing
+        the file) when they are not the object's. The file and sidecar stay on other failures
+        (the caller removes them, or a crashed run's successor resumes from them)."""
+        done = self._recorded()
+        fd = os.open(self.temp, os.O_RDWR | os.O_CREAT | getattr(os, "O_BINARY", 0), 0o666)
+        try:
+            if not done:
+                os.ftruncate(fd, self.size)
+            record = os.open(
+                sidecar_of(self.temp), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o666
+            )
+            try:
+                if not done:
+                    os.ftruncate(record, 0)
+                    os.write(record, (json.dumps(self.header) + "\n").encode())
+                if done:
+                    logger.info("Resuming %s: %d of %d ranges on disk", self.what, len(done), self.count)
+                kind, _parts = _etag_kind(self.etag, self.size, self.range_size)
+                hasher = _Hasher(fd, self, kind)
+                for index in done:
+                    hasher.ready(index)
+                hashing = asyncio.ensure_future(hasher.run())
+                try:
+                    await self._fetch_missing(fd, record, done, hasher)
+                    digest = await hashing
+                finally:
+                    if not hashing.done():
+                        hashing.cancel()
+                        with contextlib.suppress(BaseException):
+                            await hashing
+            finally:
+                os.close(record)
+        finally:
+            os.close(fd)
+        verified = digest is not None and digest == (self.etag or "").strip()
+        if digest is not None and not verified:
+            if kind == "whole":
+                discard(self.temp)
+                raise ChecksumMismatchError(
+                    f"Downloaded bytes of {self.what} do not match its MD5 ETag {self.etag} (got {digest})"
+                )
+            # The parts may have been cut otherwise than this SDK cuts them: no verdict.
+            logger.warning("%s: ETag %s is not that of %d parts of %d bytes; not verified",
+                           self.what, self.etag, self.count, self.range_size)
+        elif digest is None:
+            logger.info("%s: ETag %s cannot be checked from the ranges; not verified", self.what, self.etag)
+        with contextlib.suppress(FileNotFoundError):
+            sidecar_of(self.temp).unlink()
+        return RangedResult(self.size, self.count - len(done), len(done), verified)
+
+    async def _fetch_missing(self, fd: int, record: int, done: set[int], hasher: _Hasher) -> None:
+        missing = iter([index for index in range(self.count) if index not in done])
+
+        async def worker() -> None:
+            for index in missing:
+                start, length = self._span(index)
+                await self.data.get_range_into(
+                    self.url, fd, start, length, what=f"{self.what} (range {index + 1}/{self.count})",
+                    total=self.size, chunk_size=self.chunk_size,
+                )
+                os.write(record, f"{index}\n".encode())
+                hasher.ready(index)
+
+        await gather_all(worker() for _ in range(min(self.concurrency, self.count)))
+
+
+class _Hasher:
+    """Hashes the file range by range, in order, as ranges become ready (in a worker thread)."""
+
+    def __init__(self, fd: int, download: RangedDownload, kind: str) -> None:
+        self.fd = fd
+        self.download = download
+        self.kind = kind
+        self.events = [asyncio.Event() for _ in range(download.count)]
+
+    def ready(self, index: int) -> None:
+        self.events[index].set()
+
+    async def run(self) -> str | None:
+        """The ETag these bytes would have (same form as the object's), or None if not checkable."""
+        if self.kind == "none":
+            return None
+        loop = asyncio.get_running_loop()
+        whole = hashlib.md5()
+        parts: list[str] = []
+        for index, event in enumerate(self.events):
+            await event.wait()
+            start, length = self.download._span(index)
+            if self.kind == "whole":
+                await loop.run_in_executor(None, _hash_range, self.fd, start, length, whole)
+            else:
+                part = hashlib.md5()
+                await loop.run_in_executor(None, _hash_range, self.fd, start, length, part)
+                parts.append(f'"{part.hexdigest()}"')
+        if self.kind == "whole":
+            return f'"{whole.hexdigest()}"'
+        return multipart_etag(parts)
+
+
+def _hash_range(fd: int, offset: int, length: int, digest: "hashlib._Hash") -> None:
+    while length > 0:
+        chunk = os.pread(fd, min(_HASH_CHUNK, length), offset)
+        if not chunk:
+            raise HCPError(f"temporary file ended at {offset} while hashing")
+        digest.update(chunk)
+        offset += len(chunk)
+        length -= len(chunk)
