@@ -16,17 +16,14 @@ itself is asserted by ``tests/reliability/test_sync.py`` on the in-process emula
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import hashlib
 import json
 import os
 import tempfile
-import time
 from pathlib import Path
-from typing import Any
 
-from benchmarks.flow_overhead import PASSWORD, USER, make_files
+from benchmarks.flow_overhead import flow_bench_args, make_files, timed_flow_upload
 from benchmarks.transfer import Emulator
 
 PREFIX = "sync/"
@@ -49,31 +46,6 @@ def change_files(root: Path, count: int) -> list[Path]:
     return changed
 
 
-async def run_flow(api: str, bucket: str, source: Path, db: Path, workers: int) -> tuple[float, dict[str, Any]]:
-    from pydantic import SecretStr
-
-    from rahcp_prefect.blocks import HCPCredentials, HCPTracker, HCPTransferSettings
-    from rahcp_prefect.flows import bulk_upload
-
-    await HCPCredentials(endpoint=api, username=USER, password=SecretStr(PASSWORD)).save("bench", overwrite=True)
-    await HCPTransferSettings(workers=workers).save("bench-settings", overwrite=True)
-    await HCPTracker(sqlite_path=str(db)).save("bench-tracker", overwrite=True)
-    started = time.perf_counter()
-    state = await bulk_upload(
-        source_dir=str(source),
-        bucket=bucket,
-        prefix=PREFIX,
-        credentials_block="bench",
-        settings_block="bench-settings",
-        tracker_block="bench-tracker",
-        return_state=True,
-    )
-    elapsed = time.perf_counter() - started
-    if not state.is_completed():
-        raise RuntimeError(f"flow run failed: {state}")
-    return elapsed, await state.result()
-
-
 def final_matches(emulator: Emulator, bucket: str, source: Path) -> bool:
     """Whether the final prefix holds every file of ``source`` byte for byte, and nothing else."""
     s3 = emulator.s3
@@ -87,14 +59,9 @@ def final_matches(emulator: Emulator, bucket: str, source: Path) -> bool:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--files", type=int, default=10_000)
+    parser = flow_bench_args(__doc__.splitlines()[0])
     parser.add_argument("--changed", type=int, default=10)
-    parser.add_argument("--size", type=int, default=1024)
-    parser.add_argument("--workers", type=int, default=10)
     args = parser.parse_args()
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     from prefect.testing.utilities import prefect_test_harness
 
     with tempfile.TemporaryDirectory(prefix="rahcp-sync-bench-") as tmp, Emulator() as emulator:
@@ -103,9 +70,10 @@ def main() -> None:
         make_files(source, args.files, args.size)
         bucket = emulator.bucket("sync")
         with prefect_test_harness(server_startup_timeout=120):
-            first_s, first = asyncio.run(run_flow(emulator.api, bucket, source, work / "tracker.db", args.workers))
+            db = work / "tracker.db"
+            first_s, _, first = asyncio.run(timed_flow_upload(emulator.api, bucket, source, db, args.workers, PREFIX))
             change_files(source, args.changed)
-            rerun_s, rerun = asyncio.run(run_flow(emulator.api, bucket, source, work / "tracker.db", args.workers))
+            rerun_s, _, rerun = asyncio.run(timed_flow_upload(emulator.api, bucket, source, db, args.workers, PREFIX))
         intact = final_matches(emulator, bucket, source)
     ratio = rerun_s / first_s
     sent = rerun.get("changed", 0) + rerun.get("new", 0) + rerun.get("missing", 0)
