@@ -184,6 +184,9 @@ async def _commit(
     credentials: HCPCredentials, bucket: str, staging_prefix: str, dest_prefix: str, concurrency: int
 ) -> tuple[int, int]:
     """Commit staging; returns the objects moved and the API requests the client repeated."""
+    check_bucket(bucket)
+    check_prefix(staging_prefix, "staging_prefix")
+    check_prefix(dest_prefix, "dest_prefix")
     async with open_client(credentials) as client:
         moved = await client.s3.commit_staging(bucket, staging_prefix, dest_prefix, concurrency)
     get_run_logger().info(
@@ -222,7 +225,9 @@ async def commit_staging_counted(
 
 @task(name="hcp-cleanup-staging", **_TASK_DEFAULTS)
 async def cleanup_staging(credentials: HCPCredentials, bucket: str, staging_prefix: str) -> int:
-    """Delete everything under ``staging_prefix``; idempotent."""
+    """Delete everything under ``staging_prefix`` (open multipart uploads aborted); idempotent."""
+    check_bucket(bucket)
+    check_prefix(staging_prefix, "staging_prefix")
     async with open_client(credentials) as client:
         removed = await client.s3.cleanup_staging(bucket, staging_prefix)
     get_run_logger().info("Removed %d staged object(s) under %s/%s", removed, bucket, staging_prefix)

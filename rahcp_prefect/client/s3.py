@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from .digests import Uploaded
 from .errors import ChecksumMismatchError, HCPError, NotFoundError, PresignedTransferError
 from .gather import gather_all
-from .keys import check_key, encode_bucket, object_path
+from .keys import check_key, encode_bucket, multipart_path, object_path
 from .multipart import MultipartUpload, part_size_for
 from .tracing import span
 
@@ -404,6 +404,8 @@ class S3Ops:
         """Delete every object under ``staging_prefix`` (bulk, 1000 at a time); return the count."""
         if not staging_prefix:
             raise ValueError("staging_prefix must not be empty (it would empty the whole bucket)")
+        # Open multipart uploads first: one completing later would put an object back.
+        await self.abort_multipart_uploads(bucket, staging_prefix)
         removed = 0
         while True:
             page = await self.list_objects(bucket, staging_prefix, max_keys=BATCH)
@@ -415,6 +417,74 @@ class S3Ops:
             removed += len(keys)
         logger.info("Cleaned up %d staged object(s) under %s/%s", removed, bucket, staging_prefix)
         return removed
+
+    # -- multipart uploads left open ---------------------------------------------------------
+
+    async def list_multipart_uploads(
+        self, bucket: str, prefix: str = "", max_uploads: int = BATCH
+    ) -> dict[str, Any]:
+        """The open (neither completed nor aborted) multipart uploads under ``prefix``, one page:
+        ``{"bucket", "uploads": [{"Key", "UploadId", "Initiated", "StorageClass"}], "is_truncated"}``.
+
+        The API takes no marker, so this is always the first ``max_uploads`` (at most 1,000)
+        in key order; ``abort_multipart_uploads`` gets past them by aborting.
+        """
+        params: dict[str, Any] = {"max_uploads": max_uploads}
+        if prefix:
+            params["prefix"] = prefix
+        return await self._client.request_json("GET", f"/buckets/{encode_bucket(bucket)}/uploads", params=params)
+
+    async def abort_multipart_upload(self, bucket: str, key: str, upload_id: str) -> bool:
+        """Abort one multipart upload; False when it was already gone (completed or aborted)."""
+        try:
+            await self._client.request_json("POST", multipart_path(bucket, key, "/abort"), json={"upload_id": upload_id})
+        except NotFoundError:
+            return False
+        return True
+
+    async def abort_multipart_uploads(
+        self,
+        bucket: str,
+        prefix: str,
+        *,
+        keep: Callable[[dict[str, Any]], bool] | None = None,
+        page_size: int = BATCH,
+    ) -> list[dict[str, Any]]:
+        """Abort every open multipart upload under ``prefix`` except those ``keep(upload)``
+        spares (e.g. too young, or of a live job); returns the uploads aborted.
+
+        Pages are listed again after each round of aborts (the API has no marker): a page that
+        holds only spared uploads ends the search, and past 1,000 spared ones the rest stay.
+        """
+        if not prefix:
+            raise ValueError("prefix must not be empty (it would abort every upload of the bucket)")
+        aborted: list[dict[str, Any]] = []
+        while True:
+            page = await self.list_multipart_uploads(bucket, prefix, page_size)
+            targets = [u for u in page.get("uploads", []) if keep is None or not keep(u)]
+            for upload in targets:
+                if await self.abort_multipart_upload(bucket, upload["Key"], upload["UploadId"]):
+                    aborted.append(upload)
+            if not targets or not page.get("is_truncated"):
+                break
+        if aborted:
+            logger.info("Aborted %d open multipart upload(s) under %s/%s", len(aborted), bucket, prefix)
+        return aborted
+
+    async def iter_prefixes(
+        self, bucket: str, prefix: str = "", delimiter: str = "/", page_size: int = BATCH
+    ) -> AsyncIterator[str]:
+        """The common prefixes one level below ``prefix`` (``dir/`` "folders"), every page."""
+        token: str | None = None
+        while True:
+            page = await self.list_objects(
+                bucket, prefix, max_keys=page_size, delimiter=delimiter, continuation_token=token
+            )
+            for common in page.get("common_prefixes", []):
+                yield common
+            token = page.get("next_continuation_token")
+            if not page.get("is_truncated") or not token:
+                return
 
 
 def _source(data: Source) -> tuple[Path | bytes | bytearray | memoryview, int]:

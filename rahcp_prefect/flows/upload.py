@@ -222,9 +222,12 @@ class UploadRun:
         await progress.close()
         return totals
 
-    async def cooperative(self, files: Iterable[tuple[str, int, int]], batch_size: int, owner: str) -> dict[str, Any]:
+    async def cooperative(
+        self, files: Iterable[tuple[str, int, int]], batch_size: int, owner: str, scan_errors: list[tuple[str, str]]
+    ) -> dict[str, Any]:
         """Register what this run finds to send (new files as pending; changed or missing ones
-        set back to pending), drain the job's claims with the other runs, fail on errors."""
+        set back to pending), drain the job's claims with the other runs, fail on errors (this
+        run's scan errors included: files that never reached the manifest)."""
         staging = self.plan.staging_prefix
         async with open_client(self.blocks.credentials) as client:
             seen = added = 0
@@ -246,12 +249,12 @@ class UploadRun:
         )
         totals["api_retries"] += listed_retries
         self.sync_totals(totals)
-        failed = self.tracker.summary().get("error", 0)
+        failed = self.tracker.summary().get("error", 0) + len(scan_errors)
         if failed:
             await publish_job_status(self.job, self.tracker.summary())
             raise BulkTransferFailed(
                 f"{failed} file(s) of job {self.job} failed "
-                f"({first_errors(self.tracker.error_details(), self.plan.staging_prefix)}); "
+                f"({first_errors(scan_errors + self.tracker.error_details(), self.plan.staging_prefix)}); "
                 "staging kept for the next run of the job, "
                 f"{self.plan.bucket}/{self.plan.final_prefix} untouched"
             )
@@ -360,7 +363,7 @@ async def bulk_upload(
         if cooperative is None:
             cooperative = explicit_job and blocks.tracker.is_shared
         if cooperative:
-            totals = await run.cooperative(files, batch_size, owner)
+            totals = await run.cooperative(files, batch_size, owner, scan_errors)
         else:
             totals = await run.single(files, batch_size, owner, scan_errors, started)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import Request
@@ -31,6 +31,9 @@ class EmulatorContext:
     """Fast SigV4 signer for plain object URLs (``signer`` still signs multipart parts)."""
     lister: Any = None
     """What lists objects (``list_objects_v2``): an ``S3Lister``, or ``s3`` when None."""
+    initiated: dict[str, str] = field(default_factory=dict)
+    """When each multipart upload created through the API began (ISO ``...Z``): moto answers
+    one fixed date (2010-11-10) for every upload, S3 the real time."""
 
     @property
     def listing(self) -> Any:

@@ -7,6 +7,7 @@ initiate route, because ``{key:path}`` would swallow them otherwise (as in the r
 from __future__ import annotations
 
 import math
+from datetime import datetime, timezone
 from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query
@@ -165,16 +166,17 @@ def list_uploads(
     if prefix:
         params["Prefix"] = prefix
     resp = s3_call(bucket_resource(bucket), ctx.s3.list_multipart_uploads, **params)
+    found = resp.get("Uploads", [])
     uploads = [
         {
             "Key": u["Key"],
             "UploadId": u["UploadId"],
-            "Initiated": iso_z(u.get("Initiated")),
+            "Initiated": ctx.initiated.get(u["UploadId"]) or iso_z(u.get("Initiated")),
             "StorageClass": u.get("StorageClass", "STANDARD"),
         }
-        for u in resp.get("Uploads", [])
+        for u in found[:max_uploads]  # moto ignores MaxUploads
     ]
-    truncated = bool(resp.get("IsTruncated", False))
+    truncated = bool(resp.get("IsTruncated", False)) or len(found) > max_uploads
     return {"bucket": bucket, "uploads": uploads, "is_truncated": truncated}
 
 
@@ -188,7 +190,9 @@ def initiate_upload(
 def _create_upload(ctx: EmulatorContext, bucket: str, key: str) -> str:
     check_key_length(key)
     resp = s3_call(object_resource(key), ctx.s3.create_multipart_upload, Bucket=bucket, Key=key)
-    return str(resp["UploadId"])
+    upload_id = str(resp["UploadId"])
+    ctx.initiated[upload_id] = iso_z(datetime.now(timezone.utc)) or ""
+    return upload_id
 
 
 def _check_upload_exists(ctx: EmulatorContext, bucket: str, key: str, upload_id: str) -> None:

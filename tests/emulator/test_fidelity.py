@@ -4,6 +4,7 @@ keys over 1,024 bytes refused (400 ``KeyTooLongError``) — hcp-api.md sections 
 from __future__ import annotations
 
 import uuid
+from datetime import datetime, timedelta, timezone
 
 import httpx
 import pytest
@@ -68,3 +69,19 @@ def test_the_data_plane_refuses_a_long_key_with_s3s_xml(api: httpx.Client, hcp_b
     assert hcp_emulator.s3.list_objects_v2(Bucket=hcp_bucket).get("KeyCount") == 0
     ok = put_object(api, hcp_bucket, LONGEST_KEY, b"data")
     assert ok.status_code == 200
+
+
+def test_open_uploads_are_dated_when_initiated_and_listed_max_uploads_at_a_time(
+    api: httpx.Client, hcp_bucket: str
+) -> None:
+    """moto dates every upload 2010-11-10 and ignores MaxUploads; S3 does neither."""
+    before = datetime.now(timezone.utc) - timedelta(seconds=5)
+    for index in range(3):
+        assert api.post(f"/buckets/{hcp_bucket}/multipart/stg/{index}.bin").status_code == 201
+    page = api.get(f"/buckets/{hcp_bucket}/uploads", params={"prefix": "stg/", "max_uploads": 2}).json()
+    assert len(page["uploads"]) == 2 and page["is_truncated"] is True
+    every = api.get(f"/buckets/{hcp_bucket}/uploads", params={"prefix": "stg/"}).json()
+    assert len(every["uploads"]) == 3 and every["is_truncated"] is False
+    for upload in every["uploads"]:
+        initiated = datetime.fromisoformat(upload["Initiated"].replace("Z", "+00:00"))
+        assert before <= initiated <= datetime.now(timezone.utc) + timedelta(seconds=5), upload
