@@ -10,7 +10,10 @@ from __future__ import annotations
 import subprocess
 import sys
 
-BENCHMARKS = ("tracker", "transfer", "flow_overhead", "cooperative", "listing_ahead", "commit_concurrency", "sync_rerun")
+BENCHMARKS = (
+    "tracker", "transfer", "flow_overhead", "cooperative", "listing_ahead", "commit_concurrency", "scan_checks",
+    "sync_rerun",
+)
 
 
 def main(names: list[str]) -> int:

@@ -26,7 +26,7 @@ BatchFn = Callable[[list[tuple[str, int]]], Awaitable[dict[str, Any]]]
 REGISTER_CHUNK = 10_000
 
 
-COUNTERS = ("ok", "skipped", "errors", "done", "bytes", "retries", "api_retries")
+COUNTERS = ("ok", "skipped", "errors", "done", "bytes", "retries", "api_retries", "verified", "unverified")
 
 
 def new_counts() -> dict[str, Any]:

@@ -8,7 +8,7 @@ Nothing here touches the filesystem or the network; ``bulk_upload`` checks ``sou
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -118,6 +118,13 @@ class BulkDownloadConfig:
     """Skip files on disk as the job wrote them (the size and mtime_ns the tracker recorded)
     without marking them again; a file changed on disk since is fetched again. Without it (or
     with no record), a file on disk with the listed size is skipped and recorded done."""
+    verify_checksums: bool = True
+    """Hash each file as it streams and check it against ``manifest`` (SHA-256), else against
+    the ETag's MD5 for single-part objects; multipart objects without a manifest entry count
+    as unverified. A mismatch is fetched once more, then a file error; the damaged bytes never
+    land under the final name."""
+    manifest: Mapping[str, str] | None = None
+    """SHA-256 (hex) by key, e.g. read from the prefix's ``manifest-sha256.txt``."""
 
     def __post_init__(self) -> None:
         _check_common(self)

@@ -1,8 +1,8 @@
 """``bulk_download``: every object under ``bucket/prefix`` (or an explicit work list) to disk.
 
 Pipeline: the listing, paged lazily -> include/exclude -> refuse keys that would land outside
-``dest_dir`` -> skip files on disk as the job wrote them (size and mtime_ns as recorded), or,
-unknown to the tracker, with the listed size (``sync.decide_download``) -> presign in batches ->
+``dest_dir`` -> skip files on disk as the job wrote them (the size and mtime_ns it recorded,
+``sync.decide_download``), or, unknown to the tracker, with the listed size -> presign in batches ->
 ``workers`` coroutines GET each object into ``.rahcp-part.<name>`` next to its final path
 (small objects in one shot, those at or above ``stream_threshold`` as ``multipart_concurrency``
 parallel ranged GETs, resumable after a crash and checked against the ETag: see
@@ -15,12 +15,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Collection, Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
+from rahcp_prefect.client.digests import Hasher, hash_file, plain_md5_of_etag
 from rahcp_prefect.client.errors import ChecksumMismatchError, ObjectChangedError, PresignedTransferError
 from rahcp_prefect.client.multipart import part_size_for
 from rahcp_prefect.client.ranged import RangedDownload, discard
+
+from rahcp_prefect.tracker.protocol import FileDigests
 
 from .config import BulkDownloadConfig
 from .errors import VerificationError
@@ -55,10 +59,25 @@ class _Download:
         self.base = os.path.realpath(cfg.dest_dir)
         self.validate = cfg.validate_file
         self.verify = cfg.verify_download
+        self.checksums = cfg.verify_checksums
+        self.manifest = cfg.manifest
         self._safe_dirs: set[str] = {self.base}
         transfer = cfg.client.transfer_settings
         self.range_chunk = transfer.multipart_chunk
         self.range_concurrency = transfer.multipart_concurrency
+
+    def expected(self, key: str, etag: str | None) -> Expected | None:
+        """What ``key``'s bytes must hash to: its manifest SHA-256, else its ETag's MD5
+        (single-part objects), else None (unverifiable)."""
+        if not self.checksums:
+            return None
+        if self.manifest is not None:
+            sha256 = self.manifest.get(key)
+            if sha256 is not None:
+                return Expected("sha256", sha256.lower())
+        md5 = plain_md5_of_etag(etag)
+        return Expected("md5", md5) if md5 is not None else None
+
 
     # -- the producer side -----------------------------------------------------------------
 
@@ -82,6 +101,12 @@ class _Download:
         prefix = cfg.prefix
         base = self.base
         accepts = self.filter.accepts if self.filter.active else None
+        recorded: Mapping[str, FileDigests] = {}
+        if cfg.skip_done and self.checksums:
+            recorded = cfg.tracker.done_digests()
+            done: Collection[str] = recorded.keys()
+        else:
+            done = cfg.tracker.done_keys() if cfg.skip_done else frozenset()
         records = SortedRecords(cfg.tracker.iter_done(prefix)) if cfg.skip_done else None
         seen = 0
         async for key, size, etag in self._sources():
@@ -100,15 +125,22 @@ class _Download:
                 rec.error(key, size, exc)
                 continue
             local = local_state(dest)
-            if local is not None:
-                record = records.lookup(key) if records is not None else None
-                change = decide_download(local, record, size, adopt=True)
-                if change is Change.unchanged:
-                    rec.skipped(key, size)
-                    continue
-                if change is Change.existing:
+            if local is not None and local[0] == size:
+                expect = self.expected(key, etag)
+                if key in done:
+                    record = records.lookup(key) if records is not None else None
+                    if decide_download(local, record, size) is not Change.unchanged:
+                        logger.info("%s: changed on disk since the job wrote it; fetching it again", key)
+                    elif not _recorded_differs(recorded.get(key), expect):
+                        rec.skipped(key, size, etag=etag)
+                        continue
+                    else:
+                        logger.info("%s: the job recorded other bytes than the object now holds; fetching it again", key)
+                elif expect is None or await _local_matches(dest, expect):
                     rec.skipped(key, size, mark=True, etag=etag, mtime_ns=local[1])
                     continue
+                else:
+                    logger.info("%s: the local file has the listed size but not its %s; fetching it again", key, expect.label)
             yield key, size, etag, dest
 
     # -- the worker side -------------------------------------------------------------------
@@ -127,49 +159,95 @@ class _Download:
         through), never raises (except cancellation)."""
         key, size, etag, dest = item
         temp: str | None = None
+        expect = self.expected(key, etag)
+        ranged = size >= self.cfg.stream_threshold and size > 0
+        # A ranged download checks a single-part ETag's MD5 itself: only SHA-256 is added.
+        hasher = Hasher(md5=expect is not None and expect.name == "md5" and not ranged) if self.checksums else None
         try:
             parent, _, name = dest.rpartition(os.sep)
             self._parent_ready(parent)
             temp = parent + os.sep + temp_name(name)
-            got, mtime = await self._fetch(key, size, etag, temp, url)
+            try:
+                got, etag_checked = await self._fetch_checked(key, size, etag, temp, url, hasher, expect)
+            except ChecksumMismatchError as exc:
+                logger.warning("%s; fetching it once more", exc)
+                self.rec.retried()
+                discard(Path(temp))  # a ranged download must not resume from damaged ranges
+                got, etag_checked = await self._fetch_checked(key, size, etag, temp, None, hasher, expect)
             if self.verify and got != size:
                 raise VerificationError(f"verify_download: {self.bucket}/{key}: got {got} bytes, listed {size}")
             if self.validate is not None:
                 await run_validator(self.validate, temp)
+            # The mtime the file has once written (renames keep it): a rerun fetches the file
+            # again when it no longer has it (edited, touched) or another size.
+            mtime = os.stat(temp).st_mtime_ns
             os.replace(temp, dest)
         except Exception as exc:
             if temp is not None:
                 discard(Path(temp))
             self.rec.error(key, size, exc)
             return exc
-        # The mtime the file got once written: renames keep it, so a rerun knows the file is
-        # as the job wrote it (a validator that touched it is caught as changed: fetched again).
-        self.rec.ok(key, got, etag=etag, verified=self.verify, validated=self.validate is not None, mtime_ns=mtime)
+        self.rec.ok(
+            key,
+            got,
+            etag=etag,
+            verified=self.verify,
+            validated=self.validate is not None,
+            checked=self.checksums and (expect is not None or etag_checked),
+            sha256=hasher.sha256 if hasher is not None else None,
+            md5=hasher.md5 if hasher is not None else None,
+            mtime_ns=mtime,
+        )
         return None
 
+    async def _fetch_checked(
+        self,
+        key: str,
+        size: int,
+        etag: str | None,
+        temp: str,
+        url: str | None,
+        hasher: Hasher | None,
+        expect: Expected | None,
+    ) -> tuple[int, bool]:
+        """``_fetch``, then the bytes must hash to ``expect`` (``ChecksumMismatchError``).
+        Returns the size and whether the transfer itself checked the ETag (ranged)."""
+        got, etag_checked = await self._fetch(key, size, etag, temp, url, hasher)
+        if hasher is not None and expect is not None:
+            actual = hasher.sha256 if expect.name == "sha256" else hasher.md5
+            if actual is None:  # the ranged download checked the ETag's MD5 itself
+                return got, etag_checked
+            if actual != expect.value:
+                raise ChecksumMismatchError(
+                    f"{self.bucket}/{key}: the {expect.label} of the bytes received is {actual}, "
+                    f"{expect.source} is {expect.value}"
+                )
+        return got, etag_checked
+
     async def _fetch(
-        self, key: str, size: int, etag: str | None, temp: str, url: str | None
-    ) -> tuple[int, int]:
-        """GET ``key`` into ``temp``: ``(bytes, mtime_ns once written)``; a 403 (expired URL)
-        is presigned again once (a ranged download then carries on with the ranges it has)."""
+        self, key: str, size: int, etag: str | None, temp: str, url: str | None, hasher: Hasher | None
+    ) -> tuple[int, bool]:
+        """GET ``key`` into ``temp``; a 403 (expired URL) is presigned again once (a ranged
+        download then carries on with the ranges it has)."""
         what = f"{self.bucket}/{key}"
         if url is None:
             url = await self.s3.presign_get(self.bucket, key)
         try:
-            return await self._get(key, url, what, size, etag, temp)
+            return await self._get(key, url, what, size, etag, temp, hasher)
         except PresignedTransferError as exc:
             if exc.status_code != 403:
                 raise
             self.rec.retried()
             url = await self.s3.presign_get(self.bucket, key)
-            return await self._get(key, url, what, size, etag, temp)
+            return await self._get(key, url, what, size, etag, temp, hasher)
 
     async def _get(
-        self, key: str, url: str, what: str, size: int, etag: str | None, temp: str
-    ) -> tuple[int, int]:
+        self, key: str, url: str, what: str, size: int, etag: str | None, temp: str, hasher: Hasher | None
+    ) -> tuple[int, bool]:
         if size < self.cfg.stream_threshold or size == 0:
-            data = await self.data.get_bytes(url, what=what)
-            return len(data), _write_file(temp, data)
+            data = await self.data.get_bytes(url, what=what, hasher=hasher)
+            _write_file(temp, data)
+            return len(data), False
         if etag is None:  # a work list: the ETag names the object a resume may continue
             etag = (await self.s3.head(self.bucket, key)).get("etag")
         ranged = RangedDownload(
@@ -182,27 +260,62 @@ class _Download:
             concurrency=self.range_concurrency,
             what=what,
             chunk_size=self.cfg.chunk_size,
+            hasher=hasher,
         )
         try:
             result = await ranged.run()
-        except (ObjectChangedError, ChecksumMismatchError) as exc:
+        except ObjectChangedError as exc:
             raise VerificationError(str(exc)) from exc
-        st = os.stat(temp)
-        return (st.st_size if self.verify else result.size), st.st_mtime_ns
+        if self.verify:
+            return os.stat(temp).st_size, result.verified
+        return result.size, result.verified
+
+
+@dataclass(frozen=True, slots=True)
+class Expected:
+    """The digest a downloaded file must have, and where it comes from."""
+
+    name: str  # "sha256" or "md5"
+    value: str  # hex
+
+    @property
+    def label(self) -> str:
+        return "SHA-256" if self.name == "sha256" else "MD5"
+
+    @property
+    def source(self) -> str:
+        return "the manifest's" if self.name == "sha256" else "the ETag's"
+
+
+def _recorded_differs(recorded: FileDigests | None, expect: Expected | None) -> bool:
+    """Whether the digest the job recorded for a file contradicts what the object must hash to."""
+    if recorded is None or expect is None:
+        return False
+    mine = recorded.sha256 if expect.name == "sha256" else recorded.md5
+    return mine is not None and mine != expect.value
+
+
+async def _local_matches(path: str, expect: Expected) -> bool:
+    """Whether the local file ``path`` hashes to ``expect`` (read in a worker thread)."""
+    hasher = Hasher(md5=expect.name == "md5", sha256=expect.name == "sha256")
+    loop = asyncio.get_running_loop()
+    try:
+        await loop.run_in_executor(None, hash_file, path, hasher)
+    except OSError:
+        return False
+    return (hasher.sha256 if expect.name == "sha256" else hasher.md5) == expect.value
 
 
 _O_WRITE = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_BINARY", 0)
 
 
-def _write_file(path: str, data: bytes) -> int:
-    """Create or truncate ``path`` with ``data`` (``os.write``: no file object per file);
-    returns its mtime_ns once written (``fstat`` on the open file: no path lookup)."""
+def _write_file(path: str, data: bytes) -> None:
+    """Create or truncate ``path`` with ``data`` (``os.write``: no file object per file)."""
     fd = os.open(path, _O_WRITE, 0o666)
     try:
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view):]
-        return os.fstat(fd).st_mtime_ns
     finally:
         os.close(fd)
 

@@ -75,6 +75,8 @@ class NeverUpload:
                 rel = self._inside(path)
                 if rel:
                     self._rels[rel + "/"] = kind
+        self.files = frozenset(rel for rel in self._rels if not rel.endswith("/"))
+        """The files it leaves out: ``scan_tree`` offers it only these (one set lookup a file)."""
 
     @classmethod
     def for_tracker(

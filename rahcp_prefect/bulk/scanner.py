@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
@@ -72,10 +73,15 @@ def scan_tree(
     is reported and not entered, so the walk always ends. ``select(relative path)``, if given,
     picks files before they are stat'ed or reported (include/exclude globs, which so match the
     shown form of an odd name). ``skip(relative path)`` (directories end in ``/``) leaves out
-    what must never be uploaded (the tracker's own files, download folders).
+    what must never be uploaded (the tracker's own files, download folders); if it has a
+    ``files`` set, only the files in it are offered (one set lookup a file, not a call).
     """
     report = on_error or _ignore
     root = os.fspath(root)
+    # Paths shorter than this many characters fit the key room whatever they hold (4 bytes a
+    # character at most); files are offered to ``skip`` only when it names them.
+    room_chars = sys.maxsize if key_room is None else key_room // 4
+    skip_files = getattr(skip, "files", None) if skip is not None else None
     sep = os.sep
     stat = os.stat
 
@@ -110,15 +116,17 @@ def scan_tree(
         for name in entries:
             problem = bad or (None if name.isascii() and name.isprintable() else name_problem(name))
             child_rel = rel + (name if problem is None else shown(name))
-            if skip is not None and skip(child_rel):
-                continue
             if name[-1] == "/":
+                if skip is not None and skip(child_rel):
+                    continue
                 enter(join(path, name[:-1]), child_rel, problem)
                 break  # descend; this directory's iterator resumes afterwards
+            if skip_files is not None and child_rel in skip_files and skip is not None and skip(child_rel):
+                continue
             if select is not None and not select(child_rel):
                 continue
-            if problem is None and key_room is not None:
-                problem = key_problem(child_rel, key_room)
+            if problem is None and room_chars < len(child_rel):  # may be too long: count bytes
+                problem = key_problem(child_rel, key_room)  # type: ignore[arg-type]
             if problem is not None:
                 report(child_rel, UnstorableNameError(problem))
                 continue

@@ -42,6 +42,13 @@ class TransferStats:
     api_retries: int = 0
     """API requests of the run (presign, listing, multipart calls) the client repeated after a
     retryable failure, when the client counts them."""
+    verified: int = 0
+    """Files transferred whose bytes were checked against a digest: every upload (S3 checked
+    the ``Content-MD5``, the client the ETag), downloads checked against the manifest's SHA-256
+    or a single-part ETag's MD5."""
+    unverified: int = 0
+    """Files transferred with nothing to check their bytes against (a multipart object without
+    a manifest entry, or checksums turned off)."""
 
     @property
     def done(self) -> int:
@@ -114,17 +121,31 @@ class Recorder:
         etag: str | None = None,
         verified: bool = False,
         validated: bool = False,
+        checked: bool | None = None,
+        sha256: str | None = None,
+        md5: str | None = None,
         mtime_ns: int | None = None,
     ) -> None:
-        """A file was transferred: count its bytes and mark it done (with its mtime as sent)."""
+        """A file was transferred: count its bytes and mark it done with its digests and its
+        mtime as sent (upload) or once written (download).
+        ``checked``: its bytes were (True) or could not be (False) checked against a digest;
+        None counts neither."""
         stats = self.stats
         try:
-            self._mark(key, size, _DONE, etag=etag, verified=verified, validated=validated, mtime_ns=mtime_ns)
+            self._mark(
+                key, size, _DONE, etag=etag, verified=verified, validated=validated, sha256=sha256, md5=md5,
+                mtime_ns=mtime_ns,
+            )
         except Exception as exc:  # e.g. a key the tracker cannot store: not done for a rerun
             self.error(key, size, exc, mark=False)
             return
         stats.ok += 1
         stats.bytes += size
+        if checked is not None:
+            if checked:
+                stats.verified += 1
+            else:
+                stats.unverified += 1
         if self._on_progress is not None:
             self._tick()
 
@@ -177,6 +198,8 @@ class Recorder:
             elapsed=monotonic() - self._started,
             retries=s.retries + data_retries,
             api_retries=getattr(self._client, "api_retries", 0) - self._api_retries0,
+            verified=s.verified,
+            unverified=s.unverified,
         )
 
     def _tick(self) -> None:

@@ -211,7 +211,15 @@ class _Upload:
             self.rec.error(key, size, exc)
             return exc
         self.rec.ok(
-            key, size, etag=sent.etag, verified=self.verify, validated=self.validate is not None, mtime_ns=mtime
+            key,
+            size,
+            etag=sent.etag,
+            verified=self.verify,
+            validated=self.validate is not None,
+            checked=True,
+            sha256=sent.sha256,
+            md5=sent.md5,
+            mtime_ns=mtime,
         )
         return None
 

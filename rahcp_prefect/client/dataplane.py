@@ -29,7 +29,7 @@ import aiohttp
 from yarl import URL
 
 from .buffers import DEFAULT_BUFFER_BUDGET, ByteBudget
-from .digests import Uploaded, bare_etag, content_md5, hash_buffer, md5_and_sha256
+from .digests import Hasher, Uploaded, bare_etag, content_md5, hash_buffer, hash_into, md5_and_sha256
 from .errors import HCPError, ObjectChangedError, PresignedTransferError
 from .redaction import redact_text
 from .retry import backoff_delay, parse_retry_after
@@ -229,12 +229,20 @@ class DataPlane:
     # -- downloads -------------------------------------------------------------------------
 
     async def get_to_file(
-        self, url: str, dest: Path, *, what: str, chunk_size: int = DEFAULT_CHUNK
+        self,
+        url: str,
+        dest: Path,
+        *,
+        what: str,
+        chunk_size: int = DEFAULT_CHUNK,
+        hasher: Hasher | None = None,
     ) -> int:
         """Stream the object into ``dest`` (created or truncated); return the bytes written.
 
         The caller picks a temporary name and renames it when this returns. ``dest`` is only
-        created once S3 answered 2xx, and it is removed again if the transfer fails.
+        created once S3 answered 2xx, and it is removed again if the transfer fails. A
+        ``hasher`` is fed every byte as it streams (reset on each retry); writing and hashing run
+        in a worker thread, one batch behind the network, so the loop keeps reading.
         """
         dest = Path(dest)
 
@@ -243,9 +251,20 @@ class DataPlane:
                 await _check(response, what)
                 written = 0
                 with open(dest, "wb") as handle:
-                    async for chunk in response.content.iter_chunked(chunk_size):
-                        handle.write(chunk)
-                        written += len(chunk)
+                    if hasher is None:
+                        async for chunk in response.content.iter_chunked(chunk_size):
+                            handle.write(chunk)
+                            written += len(chunk)
+                    else:
+                        hasher.reset()
+                        sink = _HashingWriter(handle, hasher, chunk_size)
+                        try:
+                            async for chunk in response.content.iter_chunked(chunk_size):
+                                await sink.write(chunk)
+                                written += len(chunk)
+                            await sink.flush()
+                        finally:
+                            await sink.settle()
                 expected = response.content_length
                 if expected is not None and written != expected:
                     raise _Retry(f"short body ({written} of {expected} bytes)")
@@ -295,15 +314,20 @@ class DataPlane:
 
         return await self._retrying("GET", what, attempt, length)
 
-    async def get_bytes(self, url: str, *, what: str) -> bytes:
-        """GET the whole object into memory."""
+    async def get_bytes(self, url: str, *, what: str, hasher: Hasher | None = None) -> bytes:
+        """GET the whole object into memory; a ``hasher`` is fed the body (in a worker thread
+        when it is large)."""
 
         async def attempt() -> tuple[bytes, int]:
             async with self.session.get(URL(url, encoded=True)) as response:
                 await _check(response, what)
                 return await response.read(), response.status
 
-        return await self._retrying("GET", what, attempt)
+        data = await self._retrying("GET", what, attempt)
+        if hasher is not None:
+            hasher.reset()
+            await hash_into(hasher, data)
+        return data
 
     # -- retry loop ------------------------------------------------------------------------
 
@@ -380,6 +404,50 @@ async def read_hashed(
         return data, md5, digest
 
     return await asyncio.get_running_loop().run_in_executor(None, read_and_hash)
+
+
+class _HashingWriter:
+    """Writes streamed chunks to a file and feeds them to a hasher in a worker thread, in
+    batches of about ``batch`` bytes, one batch in flight while the next one arrives."""
+
+    def __init__(self, handle: Any, hasher: Hasher, batch: int) -> None:
+        self._handle = handle
+        self._hasher = hasher
+        self._batch = max(batch, SYNC_READ_LIMIT)
+        self._chunks: list[bytes] = []
+        self._size = 0
+        self._pending: asyncio.Future[None] | None = None
+
+    async def write(self, chunk: bytes) -> None:
+        self._chunks.append(chunk)
+        self._size += len(chunk)
+        if self._size >= self._batch:
+            await self._submit()
+
+    async def flush(self) -> None:
+        """Write and hash what is left, and wait until it is done."""
+        if self._chunks:
+            await self._submit()
+        await self.settle()
+
+    async def settle(self) -> None:
+        """Wait for the batch in flight (also after a failure: the file must not be closed
+        under a thread still writing to it)."""
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            await pending
+
+    async def _submit(self) -> None:
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            await pending
+        chunks, self._chunks, self._size = self._chunks, [], 0
+        self._pending = asyncio.get_running_loop().run_in_executor(None, self._work, chunks)
+
+    def _work(self, chunks: list[bytes]) -> None:
+        for chunk in chunks:
+            self._handle.write(chunk)
+            self._hasher.update(chunk)
 
 
 def read_range(path: Path, offset: int, length: int, what: str) -> bytearray:

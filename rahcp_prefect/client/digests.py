@@ -84,3 +84,50 @@ async def hash_buffer(
     return await asyncio.get_running_loop().run_in_executor(
         None, lambda: md5_and_sha256(data, sha256=sha256)
     )
+
+
+class Hasher:
+    """MD5 and/or SHA-256 of a stream of chunks; ``reset`` starts over (a retried GET)."""
+
+    def __init__(self, *, md5: bool = True, sha256: bool = True) -> None:
+        self._want_md5 = md5
+        self._want_sha256 = sha256
+        self.reset()
+
+    def reset(self) -> None:
+        self._md5 = hashlib.md5() if self._want_md5 else None
+        self._sha256 = hashlib.sha256() if self._want_sha256 else None
+
+    def update(self, data: bytes | bytearray | memoryview) -> None:
+        if self._md5 is not None:
+            self._md5.update(data)
+        if self._sha256 is not None:
+            self._sha256.update(data)
+
+    @property
+    def md5(self) -> str | None:
+        """Hex MD5 of what was fed since the last reset (None when not computed)."""
+        return self._md5.hexdigest() if self._md5 is not None else None
+
+    @property
+    def sha256(self) -> str | None:
+        """Hex SHA-256 of what was fed since the last reset (None when not computed)."""
+        return self._sha256.hexdigest() if self._sha256 is not None else None
+
+
+async def hash_into(hasher: Hasher, data: bytes | bytearray | memoryview) -> None:
+    """``hasher.update(data)``, in a worker thread when ``data`` is large."""
+    if len(data) <= HASH_ON_LOOP_LIMIT:
+        hasher.update(data)
+    else:
+        await asyncio.get_running_loop().run_in_executor(None, hasher.update, data)
+
+
+def hash_file(path: str, hasher: Hasher, *, block: int = 8 << 20) -> Hasher:
+    """Feed the whole file ``path`` to ``hasher`` (blocking: run it in a thread)."""
+    with open(path, "rb", buffering=0) as handle:
+        buffer = bytearray(block)
+        view = memoryview(buffer)
+        while count := handle.readinto(buffer):
+            hasher.update(view[:count])
+    return hasher

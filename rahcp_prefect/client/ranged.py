@@ -27,9 +27,10 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .completion import multipart_etag
+from .digests import Hasher
 from .errors import ChecksumMismatchError, HCPError
 from .gather import gather_all
 
@@ -96,6 +97,7 @@ class RangedDownload:
         concurrency: int,
         what: str,
         chunk_size: int = 1 << 20,
+        hasher: Hasher | None = None,
     ) -> None:
         if size <= 0 or range_size <= 0:
             raise ValueError("a ranged download needs size > 0 and range_size > 0")
@@ -108,6 +110,9 @@ class RangedDownload:
         self.concurrency = max(1, concurrency)
         self.what = what
         self.chunk_size = chunk_size
+        self.hasher = hasher
+        """Also fed every byte of the file, in order, in the same pass as the ETag check
+        (e.g. the SHA-256 a manifest names)."""
         self.count = math.ceil(size / range_size)
         self.header = {"format": _FORMAT, "size": size, "etag": etag, "range_size": range_size}
 
@@ -154,6 +159,8 @@ class RangedDownload:
                 if done:
                     logger.info("Resuming %s: %d of %d ranges on disk", self.what, len(done), self.count)
                 kind, _parts = _etag_kind(self.etag, self.size, self.range_size)
+                if self.hasher is not None:
+                    self.hasher.reset()
                 hasher = _Hasher(fd, self, kind)
                 for index in done:
                     hasher.ready(index)
@@ -216,7 +223,8 @@ class _Hasher:
 
     async def run(self) -> str | None:
         """The ETag these bytes would have (same form as the object's), or None if not checkable."""
-        if self.kind == "none":
+        extra = self.download.hasher
+        if self.kind == "none" and extra is None:
             return None
         loop = asyncio.get_running_loop()
         whole = hashlib.md5()
@@ -224,22 +232,29 @@ class _Hasher:
         for index, event in enumerate(self.events):
             await event.wait()
             start, length = self.download._span(index)
+            sinks: list[Any] = [] if extra is None else [extra]
             if self.kind == "whole":
-                await loop.run_in_executor(None, _hash_range, self.fd, start, length, whole)
-            else:
+                sinks.append(whole)
+            elif self.kind == "parts":
                 part = hashlib.md5()
-                await loop.run_in_executor(None, _hash_range, self.fd, start, length, part)
+                sinks.append(part)
+            await loop.run_in_executor(None, _hash_range, self.fd, start, length, sinks)
+            if self.kind == "parts":
                 parts.append(f'"{part.hexdigest()}"')
+        if self.kind == "none":
+            return None
         if self.kind == "whole":
             return f'"{whole.hexdigest()}"'
         return multipart_etag(parts)
 
 
-def _hash_range(fd: int, offset: int, length: int, digest: "hashlib._Hash") -> None:
+def _hash_range(fd: int, offset: int, length: int, sinks: list[Any]) -> None:
+    """Feed bytes ``[offset, offset + length)`` of ``fd`` to every digest in ``sinks``."""
     while length > 0:
         chunk = os.pread(fd, min(_HASH_CHUNK, length), offset)
         if not chunk:
             raise HCPError(f"temporary file ended at {offset} while hashing")
-        digest.update(chunk)
+        for digest in sinks:
+            digest.update(chunk)
         offset += len(chunk)
         length -= len(chunk)

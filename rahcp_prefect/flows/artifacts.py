@@ -111,6 +111,8 @@ async def publish_summary(
         {"metric": "outcome", "value": outcome},
         {"metric": "files transferred", "value": totals.get("ok", 0)},
         {"metric": "files skipped", "value": totals.get("skipped", 0)},
+        {"metric": "files verified (checksum)", "value": totals.get("verified", 0)},
+        {"metric": "files unverified", "value": totals.get("unverified", 0)},
         {"metric": "errors", "value": totals.get("errors", 0)},
         {"metric": "bytes", "value": totals.get("bytes", 0)},
         {"metric": "MB/s", "value": round(mib / elapsed, 2) if elapsed > 0 else 0.0},

@@ -35,6 +35,7 @@ from rahcp_prefect.flows.common import (
 )
 from rahcp_prefect.bulk.claims import add_counts, new_counts, REGISTER_CHUNK, commit_lock, drain_job, register_manifest
 from rahcp_prefect.flows.upload import BulkTransferFailed
+from rahcp_prefect import events
 from rahcp_prefect.tasks import download_batch, open_client
 from rahcp_prefect.tracker.protocol import JobState, TrackerProtocol
 
@@ -157,7 +158,11 @@ async def bulk_download(
         )
         await publish_job_status(job, tracker.summary())
         logger.info("bulk-download %s: %d file(s) moved into %s, %s", job, moved, dest, totals)
+        events.download_completed(job, bucket, prefix, totals, str(dest))
         return {**totals, "job": job, "dest_dir": str(dest), "outcome": outcome, "elapsed": round(elapsed, 3)}
+    except Exception as exc:
+        events.download_failed(job, bucket, prefix, tracker, exc)
+        raise
     finally:
         tracker.close()
 

@@ -44,6 +44,7 @@ from rahcp_prefect.flows.staging import (
     plan_staging,
     verify_staging,
 )
+from rahcp_prefect import events
 from rahcp_prefect.tasks import cleanup_staging, commit_staging_counted, open_client, upload_batch
 from rahcp_prefect.tracker.protocol import JobState, TrackerProtocol, TransferStatus
 
@@ -209,7 +210,8 @@ class UploadRun:
         except BaseException as exc:
             await progress.close()
             errors = scan_errors + self.tracker.error_details()
-            await _roll_back(self.blocks, self.tracker, plan)
+            if await _roll_back(self.blocks, self.tracker, plan):
+                events.upload_rolled_back(self.job, plan.bucket, plan.final_prefix, totals, exc)
             await publish_summary(
                 f"bulk-upload-summary-{owner}",
                 f"bulk-upload {plan.bucket}/{plan.final_prefix}: rolled back",
@@ -370,6 +372,8 @@ async def bulk_upload(
         commit = await finish_commit(blocks, tracker, plan, owner)
         outcome = "committed" if commit is not None else "commit left to the run holding the lock"
         totals["committed"] = commit["moved"] if commit else 0
+        if commit is not None:
+            events.upload_committed(job, bucket, prefix, totals)
         totals["api_retries"] += checked_retries + (commit["api_retries"] if commit else 0)
         elapsed = time.monotonic() - started
         await publish_summary(
@@ -378,21 +382,26 @@ async def bulk_upload(
         await publish_job_status(job, tracker.summary())
         logger.info("bulk-upload %s: %s, %s", job, outcome, totals)
         return {**totals, "job": job, "outcome": outcome, "elapsed": round(elapsed, 3)}
+    except Exception as exc:
+        events.upload_failed(job, bucket, prefix, tracker, exc)
+        raise
     finally:
         tracker.close()
 
 
-async def _roll_back(blocks: FlowBlocks, tracker: TrackerProtocol, plan: StagingPlan) -> None:
-    """Delete staging (whether or not the transaction hook did) and record the rollback."""
+async def _roll_back(blocks: FlowBlocks, tracker: TrackerProtocol, plan: StagingPlan) -> bool:
+    """Delete staging (whether or not the transaction hook did) and record the rollback;
+    False when staging could not be deleted."""
     logger = get_run_logger()
     info = tracker.job_info()
     try:
         await cleanup_staging(blocks.credentials, plan.bucket, plan.staging_prefix)
     except Exception as exc:  # the job row keeps the staging prefix for cleanup-staging
         logger.error("Rollback could not delete staging %s: %s", plan.staging_prefix, exc)
-        return
+        return False
     mark_rolled_back(tracker, info)
     logger.warning("Rolled back: staging %s/%s deleted", plan.bucket, plan.staging_prefix)
+    return True
 
 
 async def _dry_run(

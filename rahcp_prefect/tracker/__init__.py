@@ -35,6 +35,7 @@ from rahcp_prefect.tracker.factory import create_tracker
 from rahcp_prefect.tracker.models import Job, SchemaVersion, Transfer
 from rahcp_prefect.tracker.postgres import PostgresTracker
 from rahcp_prefect.tracker.protocol import (
+    FileDigests,
     FileEntry,
     JobInfo,
     JobLease,
@@ -52,6 +53,7 @@ TransferTracker = SqliteTracker
 
 __all__ = [
     "SCHEMA_VERSION",
+    "FileDigests",
     "FileEntry",
     "InvalidKeyError",
     "Job",

@@ -23,6 +23,7 @@ from rahcp_prefect.tracker.errors import (
     TrackerConfigError,
 )
 from rahcp_prefect.tracker.protocol import (
+    FileDigests,
     FileEntry,
     JobInfo,
     JobLease,
@@ -35,8 +36,8 @@ from rahcp_prefect.tracker.protocol import (
 TRANSFERS = "rahcp_transfers"
 JOBS = "rahcp_jobs"
 
-#: One buffered mark: (key, size, status, error, etag, verified, validated, mtime_ns).
-MarkRow = tuple[str, int, str, "str | None", "str | None", bool, bool, "int | None"]
+#: One buffered mark: (key, size, status, error, etag, verified, validated, mtime_ns, sha256, md5).
+MarkRow = tuple[str, int, str, "str | None", "str | None", bool, bool, "int | None", "str | None", "str | None"]
 #: Keys per statement when forgetting many keys at once (SQLite allows 32,766 parameters).
 DELETE_BATCH = 500
 
@@ -135,6 +136,13 @@ def job_columns(now: str) -> str:
     )
 
 
+def check_digest(value: object, what: str) -> str:
+    """A digest must be a hex str (or None, handled by the caller); anything else is refused."""
+    if not isinstance(value, str):
+        raise ValueError(f"{what} must be a hex str or None, got {value!r}")
+    return str(value)
+
+
 def check_mtime(mtime_ns: int | None) -> int | None:
     """``mtime_ns`` as an int (or None); anything else is refused with the value named."""
     if mtime_ns is None:
@@ -202,10 +210,13 @@ class BufferedTracker(ABC):
         verified: bool = False,
         validated: bool = False,
         mtime_ns: int | None = None,
+        sha256: str | None = None,
+        md5: str | None = None,
     ) -> None:
         """Record the outcome of ``key`` (buffered); a later mark of the same key wins.
 
         ``mtime_ns``: the file's modification time as sent (None: not known); stored as given.
+        ``sha256``/``md5``: the file's digests (hex) as sent or received (None: not computed).
         """
         if not (type(key) is str and key.isascii() and 0 < len(key) <= MAX_KEY_BYTES and "\x00" not in key):
             check_key(key)
@@ -218,6 +229,8 @@ class BufferedTracker(ABC):
             bool(verified),
             bool(validated),
             mtime_ns if mtime_ns is None or type(mtime_ns) is int else check_mtime(mtime_ns),
+            sha256 if sha256 is None or type(sha256) is str else check_digest(sha256, "sha256"),
+            md5 if md5 is None or type(md5) is str else check_digest(md5, "md5"),
         )
         with self._lock:
             if self._closed:
@@ -339,6 +352,11 @@ class BufferedTracker(ABC):
             if len(rows) < page_size:
                 return
             after = rows[-1][0]
+
+    def done_digests(self) -> dict[str, FileDigests]:
+        """``{key: FileDigests(size, sha256, md5)}`` of every key of this job marked done."""
+        sql = f'SELECT "key", size, sha256, md5 FROM {TRANSFERS} WHERE job = {{p}} AND status = {{p}}'
+        return {key: FileDigests(size, sha, md5) for key, size, sha, md5 in self._select(sql, self.job, "done")}
 
     def error_entries(self) -> list[tuple[str, int]]:
         """``(key, size)`` of every key of this job marked error, for ``retry_errors``."""

@@ -10,6 +10,8 @@ paths (buffered marks, claims, ``done_keys``) as plain SQL for speed. Column mea
 - ``attempts``: how many times ``claim`` handed the key out.
 - ``mtime_ns``: the file's modification time (ns) as sent, None when not known; with ``size``
   it tells a rerun whether a file changed since it was sent.
+- ``sha256``/``md5``: the file's digests (hex) as sent or received, None when not computed;
+  ``md5`` of a multipart upload is S3's composite ``<md5 of the part md5s>-N``.
 - ``rahcp_jobs.lease_*``: the job lease of the run(s) working on the job (``lease_mode``
   ``single``: one exclusive holder; ``cooperative``: shared by every cooperative run, the
   owner is the last one that renewed). Unix seconds like the key leases; expired = free.
@@ -56,6 +58,8 @@ class Transfer(SQLModel, table=True):
     lease_expires: float = Field(default=0.0, sa_type=Float, sa_column_kwargs={"server_default": "0"})
     attempts: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
     mtime_ns: int | None = Field(default=None, sa_type=BigInteger)
+    sha256: str | None = Field(default=None, sa_type=Text)
+    md5: str | None = Field(default=None, sa_type=Text)
     updated_at: datetime | None = Field(default=None, sa_type=Timestamp)
 
 

@@ -55,14 +55,16 @@ REGISTER_BATCH = 10_000
 
 #: Marks and manifests travel as arrays in binary (%b): five times cheaper to send than text.
 UPSERT = f"""
-INSERT INTO {T} AS t (job, "key", size, status, error, etag, verified, validated, mtime_ns, updated_at)
-SELECT %(job)s, u.k, u.s, u.st, u.e, u.et, u.v, u.va, u.m, now()
+INSERT INTO {T} AS t (job, "key", size, status, error, etag, verified, validated, mtime_ns, sha256, md5,
+                      updated_at)
+SELECT %(job)s, u.k, u.s, u.st, u.e, u.et, u.v, u.va, u.m, u.sha, u.md, now()
 FROM unnest(%(k)b::text[], %(s)b::int8[], %(st)b::text[], %(e)b::text[], %(et)b::text[],
-            %(v)b::bool[], %(va)b::bool[], %(m)b::int8[]) AS u(k, s, st, e, et, v, va, m)
+            %(v)b::bool[], %(va)b::bool[], %(m)b::int8[], %(sha)b::text[], %(md)b::text[])
+     AS u(k, s, st, e, et, v, va, m, sha, md)
 ON CONFLICT (job, "key") DO UPDATE SET
   size = excluded.size, status = excluded.status, error = excluded.error, etag = excluded.etag,
   verified = excluded.verified, validated = excluded.validated, mtime_ns = excluded.mtime_ns,
-  updated_at = excluded.updated_at
+  sha256 = excluded.sha256, md5 = excluded.md5, updated_at = excluded.updated_at
 """
 
 REGISTER = f"""
@@ -234,8 +236,11 @@ class PostgresTracker(BufferedTracker):
     def _write(self, rows: list[MarkRow]) -> None:
         with self._write_transaction() as conn:
             for chunk in batched(rows, WRITE_BATCH):
-                k, s, st, e, et, v, va, m = (list(column) for column in zip(*chunk))
-                params = {"job": self.job, "k": k, "s": s, "st": st, "e": e, "et": et, "v": v, "va": va, "m": m}
+                k, s, st, e, et, v, va, m, sha, md = (list(column) for column in zip(*chunk))
+                params = {
+                    "job": self.job, "k": k, "s": s, "st": st, "e": e, "et": et, "v": v, "va": va, "m": m,
+                    "sha": sha, "md": md,
+                }
                 conn.execute(UPSERT, params)
 
     def _close_connections(self) -> None:

@@ -85,6 +85,14 @@ class FileEntry(NamedTuple):
     status: TransferStatus
 
 
+class FileDigests(NamedTuple):
+    """A done key's size and digests (hex) as sent or received; None when not computed."""
+
+    size: int
+    sha256: str | None
+    md5: str | None
+
+
 @runtime_checkable
 class TrackerProtocol(Protocol):
     """What the engine, the tasks and the flows need from any tracker backend."""
@@ -103,10 +111,13 @@ class TrackerProtocol(Protocol):
         verified: bool = False,
         validated: bool = False,
         mtime_ns: int | None = None,
+        sha256: str | None = None,
+        md5: str | None = None,
     ) -> None:
         """Record the outcome of ``key`` (buffered); a later mark of the same key wins.
 
-        ``mtime_ns`` is the file's modification time as sent (None: not known).
+        ``mtime_ns`` is the file's modification time as sent (None: not known); ``sha256`` and
+        ``md5`` its digests (hex) as sent or received (None: not computed).
         """
 
     def done_keys(self) -> set[str]:
@@ -121,6 +132,9 @@ class TrackerProtocol(Protocol):
     def iter_done(self, prefix: str = "", page_size: int = 5000) -> Iterator[tuple[str, int, int | None]]:
         """``(key, size, mtime_ns)`` of the done keys under ``prefix`` in key order (UTF-8 bytes),
         read a page at a time: the incremental sync merges it with the scan and the listing."""
+
+    def done_digests(self) -> dict[str, FileDigests]:
+        """``{key: FileDigests(size, sha256, md5)}`` of every key of this job marked done."""
 
     def error_entries(self) -> list[tuple[str, int]]:
         """``(key, size)`` of every key of this job marked error, for ``retry_errors``."""

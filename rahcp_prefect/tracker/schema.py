@@ -14,7 +14,7 @@ from sqlalchemy.schema import CreateIndex, CreateTable
 from rahcp_prefect.tracker.errors import TrackerSchemaError
 from rahcp_prefect.tracker.models import TABLES
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 #: version -> SQL statements that bring a database from ``version - 1`` to ``version``.
 #: Add an entry (and bump SCHEMA_VERSION) whenever ``models`` changes. The statements are
@@ -28,6 +28,12 @@ MIGRATIONS: dict[int, list[str]] = {
         "ALTER TABLE rahcp_jobs ADD COLUMN lease_expires FLOAT DEFAULT '0' NOT NULL",
         "ALTER TABLE rahcp_jobs ADD COLUMN lease_mode VARCHAR(16)",
         "ALTER TABLE rahcp_transfers ADD COLUMN mtime_ns BIGINT",
+    ],
+    # 3: each file's digests as sent or received (fixity): hex SHA-256 of the whole file, and
+    #    its MD5 (hex; for a multipart upload S3's composite ``<md5 of part md5s>-N``).
+    3: [
+        "ALTER TABLE rahcp_transfers ADD COLUMN sha256 TEXT",
+        "ALTER TABLE rahcp_transfers ADD COLUMN md5 TEXT",
     ],
 }
 

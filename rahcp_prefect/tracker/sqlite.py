@@ -42,12 +42,13 @@ JOB_COLUMNS = job_columns(NOW)
 REGISTER_BATCH = 5000
 
 UPSERT = f"""
-INSERT INTO {T} (job, "key", size, status, error, etag, verified, validated, mtime_ns, updated_at)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+INSERT INTO {T} (job, "key", size, status, error, etag, verified, validated, mtime_ns, sha256, md5, updated_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (job, "key") DO UPDATE SET
   size = excluded.size, status = excluded.status, error = excluded.error,
   etag = excluded.etag, verified = excluded.verified, validated = excluded.validated,
-  mtime_ns = excluded.mtime_ns, updated_at = excluded.updated_at
+  mtime_ns = excluded.mtime_ns, sha256 = excluded.sha256, md5 = excluded.md5,
+  updated_at = excluded.updated_at
 """
 
 CLAIM = f"""

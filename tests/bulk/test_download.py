@@ -64,11 +64,11 @@ async def test_skip_files_on_disk_with_right_size(hcp_emulator, hcp_bucket, hcp_
     objects = put(hcp_emulator, hcp_bucket, {f"f{i}": content(i, 30) for i in range(5)})
     dest = tmp_path / "dest"
     dest.mkdir()
-    (dest / "f0").write_bytes(b"z" * 30)  # right size: kept as it is
+    (dest / "f0").write_bytes(objects["f0"])  # right size and bytes: kept as it is
     (dest / "f1").write_bytes(b"wrong size")  # replaced
     stats = await bulk_download(cfg(hcp_client, hcp_bucket, dest, tracker))
     assert (stats.ok, stats.skipped) == (4, 1)
-    assert (dest / "f0").read_bytes() == b"z" * 30 and (dest / "f1").read_bytes() == objects["f1"]
+    assert (dest / "f0").read_bytes() == objects["f0"] and (dest / "f1").read_bytes() == objects["f1"]
     assert "f0" in tracker.done_keys()
     hcp_emulator.reset_counts()
     stats = await bulk_download(cfg(hcp_client, hcp_bucket, dest, tracker))

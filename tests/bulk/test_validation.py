@@ -6,11 +6,12 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from rahcp_prefect.blocks import HCPTransferSettings
-from rahcp_prefect.bulk import BulkDownloadConfig, BulkUploadConfig
+from rahcp_prefect.bulk import BulkDownloadConfig, BulkUploadConfig, bulk_upload
 from rahcp_prefect.bulk.exclusions import NeverUpload, download_staging
 from rahcp_prefect.bulk.scanner import scan_tree
 from rahcp_prefect.bulk.validation import (
@@ -25,6 +26,7 @@ from rahcp_prefect.bulk.validation import (
     name_problem,
     shown,
 )
+from rahcp_prefect.tracker import SqliteTracker
 
 GOOD_BUCKETS = ["abc", "my-bucket", "a.b.c", "b" * 63, "0-archive-2025", "1.2.3"]
 BAD_BUCKETS = {
@@ -209,3 +211,48 @@ def test_tracker_files_and_download_folders_inside_the_source_are_never_walked(t
     assert any("tracker.db" in w and "the tracker's own file" in w for w in warnings)
     assert any("down/ inside source_dir is a download destination" in w for w in warnings)
     assert any("a download staging folder" in w for w in warnings)
+
+
+async def test_the_engine_counts_odd_entries_and_never_hands_the_tracker_an_unstorable_key(
+    hcp_client: Any, hcp_emulator: Any, hcp_bucket: str, tmp_path: Path
+) -> None:
+    """An explicit work list with an undecodable name, a newline and an over-long path: each a
+    counted error (``on_error`` told), the good file sent; the tracker holds the odd names in
+    their shown form and no key it could not store (the long one is counted, not marked)."""
+    source = tmp_path / "src"
+    source.mkdir()
+    (source / "good.txt").write_bytes(b"good")
+    long_rel = "/".join(["d" * 200] * 6) + ".txt"  # 1,209 bytes
+    errors: dict[str, str] = {}
+    with SqliteTracker(tmp_path / "t.db", job="j") as tracker:
+        stats = await bulk_upload(BulkUploadConfig(
+            client=hcp_client, bucket=hcp_bucket, source_dir=source, tracker=tracker, prefix="p/",
+            entries=[("good.txt", 4), (os.fsdecode(b"\xff.bin"), 1), ("a\nb.txt", 1), (long_rel, 1)],
+            on_error=lambda key, exc: errors.__setitem__(key, str(exc)),
+        ))
+        assert (stats.ok, stats.errors) == (1, 3)
+        assert errors["p/\\xff.bin"] == "its name is not valid UTF-8 (shown escaped)"
+        assert errors["p/a\\nb.txt"] == "its name holds a control character"
+        assert errors[f"p/{long_rel}"].startswith("its key would be 1211 bytes")
+        assert sorted(key for key, _ in tracker.error_entries()) == ["p/\\xff.bin", "p/a\\nb.txt"]
+        assert tracker.done_keys() == {"p/good.txt"}
+    assert [key for key, *_ in _listing(hcp_emulator, hcp_bucket)] == ["p/good.txt"]
+
+
+async def test_the_engine_walk_leaves_its_own_tracker_out(
+    hcp_client: Any, hcp_emulator: Any, hcp_bucket: str, tmp_path: Path
+) -> None:
+    source = tmp_path / "src"
+    source.mkdir()
+    (source / "a.txt").write_bytes(b"a")
+    with SqliteTracker(source / "tracker.db", job="j") as tracker:
+        tracker.mark("warm", 1, "done")
+        tracker.commit()  # the -wal file exists now
+        stats = await bulk_upload(BulkUploadConfig(client=hcp_client, bucket=hcp_bucket, source_dir=source, tracker=tracker))
+        assert stats.ok == 1 and stats.errors == 0
+    assert [key for key, *_ in _listing(hcp_emulator, hcp_bucket)] == ["a.txt"]
+
+
+def _listing(emulator: Any, bucket: str) -> list[tuple[str, int]]:
+    answer = emulator.s3.list_objects_v2(Bucket=bucket)
+    return [(item["Key"], item["Size"]) for item in answer.get("Contents", [])]

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import SecretStr
 
 from rahcp_prefect.blocks import HCPTracker
 from rahcp_prefect.bulk.validation import InvalidInputError
@@ -92,14 +93,22 @@ def _write(root: Path, rel: bytes, data: bytes) -> None:
 
 
 @pytest.mark.skipif(not UNDECODABLE, reason="macOS refuses undecodable file names")
+@pytest.mark.parametrize(("tracker_kind", "cooperative"), [("sqlite", False), ("postgres", False), ("postgres", True)])
 async def test_odd_files_are_counted_errors_and_excluding_them_lets_the_job_commit(
-    saved_blocks: SavedBlocks, hcp_emulator: Any, hcp_bucket: str, tmp_path: Path
+    tracker_kind: str, cooperative: bool, saved_blocks: SavedBlocks, hcp_emulator: Any, hcp_bucket: str,
+    tmp_path: Path, request: pytest.FixtureRequest,
 ) -> None:
     """A name that is not UTF-8, a name with a newline and a path whose key (staging prefix
-    included) passes 1,024 bytes are each a counted error named in the run's exception and
-    summary (shown escaped); every other file is still sent. Excluding the three by patterns
+    included) passes 1,024 bytes are each a counted error named in the run's exception (and
+    summary), shown escaped; every other file is still sent. Excluding the three by patterns
     that match their shown form, the next run commits: the final prefix holds exactly the good
-    files, byte for byte, and the tracker never held a key it could not store."""
+    files, byte for byte, and the tracker never held a key it could not store. On SQLite and
+    PostgreSQL, alone and cooperative (whose manifest never receives the odd files)."""
+    target: Any = saved_blocks.tracker_path
+    if tracker_kind == "postgres":
+        target = request.getfixturevalue("postgres_dsn")
+        await HCPTracker(postgres_dsn=SecretStr(target)).save(saved_blocks.tracker, overwrite=True)
+    job = f"odd-names-{hcp_bucket}" if cooperative else f"bulk-upload:{hcp_bucket}/final/"
     source = tmp_path / "src"
     good = {f"good-{index:02d}.txt": b"good %d" % index for index in range(10)}
     for rel, data in good.items():
@@ -107,31 +116,33 @@ async def test_odd_files_are_counted_errors_and_excluding_them_lets_the_job_comm
     long_rel = b"/".join([b"d" * 200] * 4) + b"/" + b"f" * 180 + b".txt"  # 988 bytes, 1,040 with the staging prefix
     for rel in (b"\xff\xfe.bin", b"new\nline.txt", long_rel):
         _write(source, rel, b"odd")
-    params = {"source_dir": str(source), "bucket": hcp_bucket, "prefix": "final/", **saved_blocks.params()}
+    params = {"source_dir": str(source), "bucket": hcp_bucket, "prefix": "final/", **saved_blocks.params(),
+              **({"job": job, "cooperative": True} if cooperative else {})}
 
     state = await bulk_upload(return_state=True, **params)
     error = await _error_of(state)
     assert isinstance(error, BulkTransferFailed)
     text = str(error)
-    assert "3 file(s) failed to upload" in text
+    assert "3 file(s)" in text and "failed" in text, text
     assert "\\xff\\xfe.bin: UnstorableNameError: its name is not valid UTF-8 (shown escaped)" in text
     assert "new\\nline.txt: UnstorableNameError: its name holds a control character" in text
     assert "UnstorableNameError: its key would be 1040 bytes of UTF-8 with its prefix (52 bytes, staging included)" in text
     assert data_requests(hcp_emulator, "PUT") == len(good), "the odd files never blocked the others"
-    artifacts = await flow_artifacts(state.state_details.flow_run_id)
-    assert summary_metric(artifacts, "errors") == 3
-    assert summary_metric(artifacts, "error: \\xff\\xfe.bin").startswith("UnstorableNameError")
-    job = f"bulk-upload:{hcp_bucket}/final/"
-    with job_tracker(saved_blocks.tracker_path, job) as tracker:
+    if not cooperative:
+        artifacts = await flow_artifacts(state.state_details.flow_run_id)
+        assert summary_metric(artifacts, "errors") == 3
+        assert summary_metric(artifacts, "error: \\xff\\xfe.bin").startswith("UnstorableNameError")
+    with job_tracker(target, job) as tracker:
         stored = [key for key, _ in tracker.error_entries()] + list(tracker.done_keys())
     assert all(len(key.encode("utf-8")) <= 1024 for key in stored), "only storable keys reach the tracker"
+    assert not any("\\x" in key or "\n" in key for key in stored), "odd files never reach the tracker"
     assert bucket_listing(hcp_emulator, hcp_bucket, "final/") == []
 
     result = await bulk_upload(exclude=["\\xff\\xfe.bin", "new\\nline.txt", "d*"], **params)
     assert result["outcome"] == "committed" and result["committed"] == len(good)
     assert result["errors"] == 0
     assert bucket_hashes(hcp_emulator, hcp_bucket) == {f"final/{rel}": sha256(data) for rel, data in good.items()}
-    with job_tracker(saved_blocks.tracker_path, job) as tracker:
+    with job_tracker(target, job) as tracker:
         assert tracker.summary()["error"] == 0 and len(tracker.done_keys()) == len(good)
         info = tracker.job_info()
         assert info is not None and info.state == JobState.committed

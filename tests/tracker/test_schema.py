@@ -118,6 +118,20 @@ def test_a_missing_migration_is_an_error(fresh_target: str, monkeypatch: pytest.
         create_tracker(fresh_target, job="j")
 
 
+def _columns(target: str, backend: str, table: str) -> set[str]:
+    """The column names ``table`` has in the database."""
+    if backend == "sqlite":
+        return {row[1] for row in _query(target, f"PRAGMA table_info({table})")}
+    return {
+        row[0]
+        for row in _query(
+            target,
+            "SELECT column_name FROM information_schema.columns "
+            f"WHERE table_name = '{table}' AND table_schema = current_schema()",
+        )
+    }
+
+
 # -- upgrading a database released at an older version ------------------------------------------
 def test_a_version_1_database_upgrades_in_place(fresh_target: str, backend: str) -> None:
     from rahcp_prefect.tracker import JobState, LeaseMode
@@ -149,19 +163,31 @@ def test_a_version_1_database_upgrades_in_place(fresh_target: str, backend: str)
 
     assert _query(fresh_target, "SELECT version FROM rahcp_schema_version") == [(schema.SCHEMA_VERSION,)]
     for table in (Job.__table__, Transfer.__table__):  # the same columns as a fresh database
-        if backend == "sqlite":
-            columns = {row[1] for row in _query(fresh_target, f"PRAGMA table_info({table.name})")}
-        else:
-            columns = {
-                row[0]
-                for row in _query(
-                    fresh_target,
-                    "SELECT column_name FROM information_schema.columns "
-                    f"WHERE table_name = '{table.name}' AND table_schema = current_schema()",
-                )
-            }
-        assert columns == {column.name for column in table.columns}
+        assert _columns(fresh_target, backend, table.name) == {column.name for column in table.columns}
     # attempts and audit columns kept their values through the upgrade
     assert _query(
         fresh_target, "SELECT attempts FROM rahcp_transfers WHERE \"key\" = '.rahcp-staging/run-0/a.bin'"
     ) == [(1,)]
+
+
+def test_a_version_2_database_upgrades_in_place_with_digest_columns(fresh_target: str, backend: str) -> None:
+    from rahcp_prefect.tracker import FileDigests
+    from rahcp_prefect.tracker.models import Transfer
+    from tests.tracker import schema_v2
+
+    for statement in (schema_v2.SQLITE if backend == "sqlite" else schema_v2.POSTGRES) + schema_v2.ROWS:
+        _query(fresh_target, statement)
+    staged = ".rahcp-staging/v2-job/"
+    with create_tracker(fresh_target, job="v2-job") as tracker:  # type: ignore[attr-defined]
+        entries = tracker.entries()
+        assert entries[staged + "a.bin"] == (5_000_000_000, 1_700_000_000_000_000_001, TransferStatus.done)
+        assert tracker.error_details() == [(staged + "b.bin", "SSL timeout")]
+        assert tracker.job_info().final_prefix == "final/"
+        assert tracker.done_digests() == {staged + "a.bin": FileDigests(5_000_000_000, None, None)}
+        sha, md5 = "ab" * 32, "cd" * 16 + "-3"
+        tracker.mark(staged + "b.bin", 20, TransferStatus.done, sha256=sha, md5=md5)
+        assert tracker.done_digests()[staged + "b.bin"] == FileDigests(20, sha, md5)
+    assert _query(fresh_target, "SELECT version FROM rahcp_schema_version") == [(schema.SCHEMA_VERSION,)]
+    columns = _columns(fresh_target, backend, "rahcp_transfers")
+    assert columns == {column.name for column in Transfer.__table__.columns}
+    assert {"sha256", "md5"} <= columns
