@@ -11,8 +11,8 @@ import subprocess
 import sys
 
 BENCHMARKS = (
-    "tracker", "transfer", "flow_overhead", "cooperative", "listing_ahead", "commit_concurrency", "scan_checks",
-    "sync_rerun",
+    "tracker", "transfer", "large_resume", "flow_overhead", "cooperative", "listing_ahead", "commit_concurrency",
+    "scan_checks", "sync_rerun",
 )
 
 

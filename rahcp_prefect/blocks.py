@@ -12,10 +12,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from prefect.blocks.core import Block
-from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator, model_validator
 
 from rahcp_prefect.bulk.validation import InvalidInputError, check_overrides, describe_errors
 from rahcp_prefect.client.s3 import COPY_CONCURRENCY
+from rahcp_prefect.client.sizes import FormSize, check_minimum_size, size_field
 
 if TYPE_CHECKING:
     from rahcp_prefect.client import HCPClient
@@ -60,7 +61,7 @@ class HCPCredentials(Block):
         description="Verify TLS certificates of the API and of the S3 data endpoints.",
     )
     timeout: float = Field(
-        default=30.0, gt=0, title="Timeout", description="Per-request timeout in seconds."
+        default=30.0, gt=0, title="Timeout (seconds)", description="Per-request timeout in seconds."
     )
     max_retries: int = Field(
         default=4,
@@ -71,7 +72,7 @@ class HCPCredentials(Block):
     retry_base_delay: float = Field(
         default=1.0,
         ge=0,
-        title="Retry base delay",
+        title="Retry base delay (seconds)",
         description="Base of the exponential backoff between retries, in seconds.",
     )
 
@@ -110,7 +111,7 @@ class HCPTransferSettings(Block):
     _documentation_url = _DOCS_URL  # type: ignore[assignment]
 
     workers: int = Field(
-        default=10, ge=1, le=512, title="Workers", description="Concurrent file transfers."
+        default=10, ge=1, le=512, title="Workers", description="Concurrent file transfers (files in flight)."
     )
     queue_depth: int = Field(
         default=8,
@@ -125,29 +126,28 @@ class HCPTransferSettings(Block):
         title="Presign batch size",
         description="Keys presigned per API call.",
     )
-    chunk_size: int = Field(
-        default=_MIB,
-        ge=64 * 1024,
+    chunk_size: FormSize = size_field(
+        _MIB,
+        minimum=64 * 1024,
         title="Chunk size",
-        description="Bytes read or written per streaming step.",
+        description="Size read or written per streaming step",
     )
-    stream_threshold: int = Field(
-        default=100 * _MIB,
-        ge=0,
+    stream_threshold: FormSize = size_field(
+        100 * _MIB,
         title="Stream threshold",
-        description="Downloads at or above this size are streamed to disk in chunks.",
+        description="Downloads of this size or larger are streamed to disk in chunks",
     )
-    multipart_threshold: int = Field(
-        default=100 * _MIB,
-        ge=5 * _MIB,
+    multipart_threshold: FormSize = size_field(
+        100 * _MIB,
+        minimum=5 * _MIB,
         title="Multipart threshold",
-        description="Uploads at or above this size use multipart.",
+        description="Uploads of this size or larger use multipart",
     )
-    multipart_chunk: int = Field(
-        default=64 * _MIB,
-        ge=5 * _MIB,
+    multipart_chunk: FormSize = size_field(
+        64 * _MIB,
+        minimum=5 * _MIB,
         title="Multipart chunk",
-        description="Part size for multipart uploads (raised automatically above 10,000 parts).",
+        description="Part size of multipart uploads (raised automatically above 10,000 parts)",
     )
     multipart_concurrency: int = Field(
         default=6, ge=1, title="Multipart concurrency", description="Parts in flight per file."
@@ -165,8 +165,17 @@ class HCPTransferSettings(Block):
     progress_interval: float = Field(
         default=5.0,
         gt=0,
-        title="Progress interval",
-        description="Minimum seconds between progress updates.",
+        title="Progress interval (seconds)",
+        description="Minimum seconds between updates of the progress artifact.",
+    )
+    log_interval: float = Field(
+        default=60.0,
+        gt=0,
+        title="Log interval (seconds)",
+        description=(
+            "Seconds between progress log lines during a long phase (e.g. the commit) and between "
+            "counts of failed files once the first 20 were logged."
+        ),
     )
     verify_upload: bool = Field(
         default=False,
@@ -178,6 +187,11 @@ class HCPTransferSettings(Block):
         title="Verify download",
         description="Check each downloaded file's size against the listing.",
     )
+
+    @field_validator("chunk_size", "multipart_threshold", "multipart_chunk")
+    @classmethod
+    def _size_at_least_its_minimum(cls, value: int, info: ValidationInfo) -> int:
+        return check_minimum_size(cls, str(info.field_name), value)
 
     def with_overrides(self, overrides: dict[str, Any] | None) -> HCPTransferSettings:
         """A copy with ``overrides`` applied and validated: an unknown name, a value of the wrong

@@ -2,6 +2,8 @@
 
     rahcp-prefect emulator --host 127.0.0.1 --port 8000 [--s3-endpoint URL] [--s3-port N]
                            [--users user:pass,...]
+    rahcp-prefect setup ...
+    rahcp-prefect errors --job JOB [--tracker-block NAME | --tracker FILE_OR_DSN] [--json]
 
 Add a subcommand with ``_add_<name>(subparsers)`` setting ``func`` on its parser.
 """
@@ -14,7 +16,7 @@ import signal
 import sys
 import threading
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 
 def _parse_users(value: str) -> dict[str, str]:
@@ -94,9 +96,47 @@ def build_parser() -> argparse.ArgumentParser:
     add_emulator_arguments(emulator)
     setup = sub.add_parser("setup", help="register blocks, create the work pool, deploy the flows")
     _add_setup_arguments(setup)
+    errors = sub.add_parser("errors", help="list every failed file of a job (key relative to its prefix, reason)")
+    _add_errors_arguments(errors)
     prefect_file = sub.add_parser("prefect-file", help="print the path of the packaged prefect.yaml")
     prefect_file.set_defaults(func=run_prefect_file)
     return parser
+
+
+def _add_errors_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--job", required=True, help="the tracker job, as the run's summary names it")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--tracker-block", default=None, help="name of an HCP Tracker block (needs the Prefect API)")
+    where.add_argument("--tracker", default=None, help="a SQLite tracker file or a postgresql:// DSN")
+    parser.add_argument("--json", action="store_true", help="one JSON object per line instead of key<TAB>reason")
+    parser.set_defaults(func=run_errors)
+
+
+def run_errors(args: argparse.Namespace) -> int:
+    """Print every failure of ``--job``; exit 0 (even when there are none), 2 for an unknown job."""
+    from rahcp_prefect.report.errors import job_failures
+    from rahcp_prefect.tracker import create_tracker
+
+    if args.tracker is not None:
+        target = args.tracker
+    else:
+        from rahcp_prefect.blocks import HCPTracker
+
+        block = cast(HCPTracker, HCPTracker.load(args.tracker_block)) if args.tracker_block else HCPTracker()
+        target = block.target()
+    tracker = create_tracker(target, job=args.job)
+    try:
+        if tracker.job_info() is None and not any(tracker.summary().values()):
+            print(f"no job {args.job!r} in this tracker", file=sys.stderr)
+            return 2
+        count = 0
+        for key, reason in job_failures(tracker):
+            count += 1
+            print(json.dumps({"key": key, "reason": reason}) if args.json else f"{key}\t{reason}")
+    finally:
+        tracker.close()
+    print(f"{count} failed file(s) in job {args.job}", file=sys.stderr)
+    return 0
 
 
 def run_prefect_file(args: argparse.Namespace) -> int:

@@ -22,6 +22,8 @@ from typing import Any
 
 from pydantic import SecretStr
 
+from rahcp_prefect.client.sizes import format_bytes
+
 MIB = 1024 * 1024
 WORK_DIR = Path(".rahcp-demo")
 
@@ -93,6 +95,7 @@ def prefect_api() -> Iterator[str]:
 async def run(args: argparse.Namespace) -> int:
     from rahcp_prefect.blocks import HCPCredentials, HCPTracker, HCPTransferSettings
     from rahcp_prefect.flows import bulk_download, bulk_upload
+    from rahcp_prefect.flows.naming import run_link
 
     work = args.work_dir.resolve()
     if work.exists():
@@ -118,19 +121,30 @@ async def run(args: argparse.Namespace) -> int:
             "settings_block": "hcp-demo-settings",
             "tracker_block": "hcp-demo-tracker",
         }
-        up = await bulk_upload(source_dir=str(source), bucket=bucket, prefix="archive/", **blocks)
-        down = await bulk_download(bucket=bucket, dest_dir=str(dest), prefix="archive/", **blocks)
+        up_state = await bulk_upload(
+            source_dir=str(source), bucket=bucket, prefix="archive/", return_state=True, **blocks
+        )
+        up = await up_state.result()
+        print(f"bulk-upload run:   {run_link(up_state.state_details.flow_run_id)}", flush=True)
+        down_state = await bulk_download(
+            bucket=bucket, dest_dir=str(dest), prefix="archive/", return_state=True, **blocks
+        )
+        down = await down_state.result()
+        print(f"bulk-download run: {run_link(down_state.state_details.flow_run_id)}", flush=True)
+        links = [run_link(s.state_details.flow_run_id) for s in (up_state, down_state)]
 
     bad = check_download(dest, digests)
     print()
-    print(f"bulk-upload:   {up['ok']} files, {up['bytes']} bytes, {up['outcome']} to {bucket}/archive/ in {up['elapsed']} s")
+    print(f"bulk-upload:   {up['ok']} files, {format_bytes(up['bytes'])}, {up['outcome']} to {bucket}/archive/ in {up['elapsed']} s")
     print(f"bulk-download: {down['ok']} files into {dest} in {down['elapsed']} s")
     print(f"Byte-for-byte check of {len(digests)} files: {'OK' if not bad else f'{len(bad)} differ: {bad[:5]}'}")
     print("Where to look:")
     print(f"  source files      {source}")
     print(f"  downloaded files  {dest}")
     print(f"  transfer tracker  {work / 'tracker.db'} (SQLite: jobs and per-file outcomes)")
-    print(f"  flow runs         {api}")
+    print(f"  upload run        {links[0]}")
+    print(f"  download run      {links[1]}")
+    print(f"  Prefect API       {api}")
     return 0 if not bad else 1
 
 

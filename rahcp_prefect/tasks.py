@@ -25,11 +25,16 @@ from rahcp_prefect.bulk import bulk_upload as run_bulk_upload
 from rahcp_prefect.bulk.validation import check_bucket, check_prefix
 from rahcp_prefect.client import HCPClient
 from rahcp_prefect.client.s3 import COPY_CONCURRENCY
+from rahcp_prefect.report.throttle import FailureLog
 
 # Every task has side effects on storage: never answer one from a cache.
 _TASK_DEFAULTS: dict[str, Any] = {"cache_policy": NO_CACHE, "retries": 2, "retry_delay_seconds": 2}
 
 ProgressCallback = Callable[[TransferStats], Any]
+CommitProgressCallback = Callable[[int, int], Any]
+"""``on_progress(objects copied, bytes copied)`` of a staging commit."""
+ErrorCallback = Callable[[str, BaseException], Any]
+"""``on_error(key, exception)`` of a batch: the flow's throttled failure log."""
 
 
 @asynccontextmanager
@@ -183,14 +188,19 @@ async def delete_objects(credentials: HCPCredentials, bucket: str, keys: Sequenc
 
 
 async def _commit(
-    credentials: HCPCredentials, bucket: str, staging_prefix: str, dest_prefix: str, concurrency: int
+    credentials: HCPCredentials,
+    bucket: str,
+    staging_prefix: str,
+    dest_prefix: str,
+    concurrency: int,
+    on_progress: CommitProgressCallback | None = None,
 ) -> tuple[int, int]:
     """Commit staging; returns the objects moved and the API requests the client repeated."""
     check_bucket(bucket)
     check_prefix(staging_prefix, "staging_prefix")
     check_prefix(dest_prefix, "dest_prefix")
     async with open_client(credentials) as client:
-        moved = await client.s3.commit_staging(bucket, staging_prefix, dest_prefix, concurrency)
+        moved = await client.s3.commit_staging(bucket, staging_prefix, dest_prefix, concurrency, on_progress)
     get_run_logger().info(
         "Committed %d object(s) to %s/%s (%d copies in flight)", moved, bucket, dest_prefix, concurrency
     )
@@ -218,10 +228,12 @@ async def commit_staging_counted(
     staging_prefix: str,
     dest_prefix: str,
     concurrency: int = COPY_CONCURRENCY,
+    on_progress: CommitProgressCallback | None = None,
 ) -> dict[str, int]:
     """``commit_staging`` for the bulk flows: ``{"moved": n, "api_retries": n}``, so the run's
-    summary counts the commit's retried requests too."""
-    moved, api_retries = await _commit(credentials, bucket, staging_prefix, dest_prefix, concurrency)
+    summary counts the commit's retried requests too; ``on_progress(objects, bytes)`` after
+    every copy."""
+    moved, api_retries = await _commit(credentials, bucket, staging_prefix, dest_prefix, concurrency, on_progress)
     return {"moved": moved, "api_retries": api_retries}
 
 
@@ -239,10 +251,6 @@ async def cleanup_staging(credentials: HCPCredentials, bucket: str, staging_pref
 # -- batches through the engine ---------------------------------------------------------------
 
 
-def _log_error(key: str, exc: BaseException) -> None:
-    get_run_logger().warning("Transfer of %s failed: %s", key, exc)
-
-
 async def _engine_batch(
     direction: str,
     credentials: HCPCredentials,
@@ -251,19 +259,29 @@ async def _engine_batch(
     settings: HCPTransferSettings | None,
     make_config: Callable[..., Any],
     run: Callable[[Any], Awaitable[TransferStats]],
+    on_error: ErrorCallback | None = None,
 ) -> dict[str, Any]:
     """One engine run for a batch task: the job's tracker and a client for the task, the
-    settings' engine options, then the summary (logged and returned)."""
+    settings' engine options, then the summary (logged and returned).
+
+    Failed files go to ``on_error`` (the flow's throttled ``FailureLog``); without one the task
+    keeps its own, so a batch of a million failures still logs a few dozen lines."""
     settings = settings or HCPTransferSettings()
+    own_log = FailureLog(get_run_logger(), interval=settings.log_interval) if on_error is None else None
     job_tracker = tracker.get_tracker(job)
     try:
         async with open_client(credentials, settings) as client:
             config = make_config(
-                client=client, tracker=job_tracker, on_error=_log_error, **settings.engine_options(direction)
+                client=client,
+                tracker=job_tracker,
+                on_error=on_error or own_log,
+                **settings.engine_options(direction),
             )
             stats = await run(config)
     finally:
         job_tracker.close()
+        if own_log is not None:
+            own_log.close()
     summary = stats_dict(stats, client)
     get_run_logger().info("%s batch: %s", direction.capitalize(), summary)
     return summary
@@ -285,6 +303,7 @@ async def upload_batch(
     exclude: Sequence[str] = (),
     follow_symlinks: bool = False,
     on_progress: ProgressCallback | None = None,
+    on_error: ErrorCallback | None = None,
 ) -> dict[str, Any]:
     """Upload a batch of files (``(relative path, size)``; None = the whole tree) with the engine.
 
@@ -307,7 +326,7 @@ async def upload_batch(
         follow_symlinks=follow_symlinks,
         on_progress=on_progress,
     )
-    return await _engine_batch("upload", credentials, tracker, job, settings, make_config, run_bulk_upload)
+    return await _engine_batch("upload", credentials, tracker, job, settings, make_config, run_bulk_upload, on_error)
 
 
 @task(name="hcp-download-batch", **_TASK_DEFAULTS)
@@ -324,6 +343,7 @@ async def download_batch(
     include: Sequence[str] = (),
     exclude: Sequence[str] = (),
     on_progress: ProgressCallback | None = None,
+    on_error: ErrorCallback | None = None,
 ) -> dict[str, Any]:
     """Download a batch of keys (``(key, size)``; None = the whole prefix) with the engine."""
     check_bucket(bucket)
@@ -339,4 +359,4 @@ async def download_batch(
         exclude=list(exclude),
         on_progress=on_progress,
     )
-    return await _engine_batch("download", credentials, tracker, job, settings, make_config, run_bulk_download)
+    return await _engine_batch("download", credentials, tracker, job, settings, make_config, run_bulk_download, on_error)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rahcp_prefect.client.sizes import parse_size
 from rahcp_prefect.tracker.protocol import TrackerProtocol
 
 from .validation import InvalidInputError, check_bucket, check_count, check_prefix
@@ -31,6 +32,7 @@ ErrorFn = Callable[[str, BaseException], Any]
 
 
 def _check_common(cfg: Any) -> None:
+    cfg.chunk_size = parse_size(cfg.chunk_size, "chunk_size")
     check_bucket(cfg.bucket)
     check_prefix(cfg.prefix)
     for name in ("workers", "queue_depth", "presign_batch_size", "chunk_size"):
@@ -56,6 +58,7 @@ class BulkUploadConfig:
     queue_depth: int = 8
     presign_batch_size: int = 200
     chunk_size: int = MIB
+    """Bytes per streaming step (an int, or text such as ``"1 MiB"``)."""
     skip_existing: bool = True
     """List the prefix (one list call per page, read in step with the scan): a file the tracker
     has no record of is skipped (and recorded done) when the listing holds its key with the
@@ -99,7 +102,8 @@ class BulkDownloadConfig:
     presign_batch_size: int = 200
     chunk_size: int = MIB
     stream_threshold: int = 100 * MIB
-    """Objects below this size are fetched in one shot; larger ones streamed in ``chunk_size``."""
+    """Bytes (or text such as ``"100 MiB"``): objects below this size are fetched in one shot,
+    larger ones streamed in ``chunk_size``."""
     retry_errors: bool = False
     """Only process the keys the tracker holds as errors (wins over ``entries``)."""
     include: list[str] = field(default_factory=list)
@@ -128,6 +132,7 @@ class BulkDownloadConfig:
 
     def __post_init__(self) -> None:
         _check_common(self)
+        self.stream_threshold = parse_size(self.stream_threshold, "stream_threshold")
         if self.stream_threshold < 0:
             raise InvalidInputError(f"stream_threshold must be >= 0, got {self.stream_threshold}")
         self.dest_dir = Path(self.dest_dir)

@@ -19,6 +19,7 @@ from typing import Any
 
 from rahcp_prefect.client.digests import Uploaded
 from rahcp_prefect.client.errors import PresignedTransferError
+from rahcp_prefect.client.resume import PartStore
 
 from .config import BulkUploadConfig
 from .errors import FileChangedError, VerificationError
@@ -80,6 +81,8 @@ class _Upload:
         self.root = os.fspath(cfg.source_dir)
         self.validate = cfg.validate_file
         self.verify = cfg.verify_upload
+        # The tracker records the parts of each multipart upload: a rerun sends only the missing.
+        self.parts = cfg.tracker if isinstance(cfg.tracker, PartStore) else None
 
     # -- the producer side -----------------------------------------------------------------
 
@@ -255,7 +258,7 @@ class _Upload:
     async def _multipart(self, key: str, path: str, size: int, mtime: int) -> Uploaded:
         _check_unchanged(path, size, mtime)
         sent = await self.s3.upload_multipart_digests(
-            self.bucket, key, Path(path), chunk_size=self.cfg.chunk_size
+            self.bucket, key, Path(path), chunk_size=self.cfg.chunk_size, resume=self.parts
         )
         _check_unchanged(path, size, mtime)
         return sent

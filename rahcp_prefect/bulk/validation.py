@@ -16,6 +16,8 @@ import unicodedata
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from pydantic import BeforeValidator
+
 MAX_KEY_BYTES = 1024
 """S3's longest object key, in UTF-8 bytes (the staging prefix counts too)."""
 
@@ -134,11 +136,17 @@ def check_overrides(overrides: Any, fields: Mapping[str, Any], name: str = "sett
         )
     for key, value in overrides.items():
         expected = getattr(fields[key], "annotation", None)
-        if expected in _SCALARS and not _SCALARS[expected](value):
+        if expected in _SCALARS and not _parses_its_input(fields[key]) and not _SCALARS[expected](value):
             raise InvalidInputError(
                 f"{name}: {key} must be {_SCALAR_NAMES[expected]}, got {type(value).__name__} {value!r}"
             )
     return dict(overrides)
+
+
+def _parses_its_input(info: Any) -> bool:
+    """True for a field with a before-validator of its own (e.g. a size that takes "64 MiB"):
+    it accepts more than its bare type and names what is wrong itself."""
+    return any(isinstance(item, BeforeValidator) for item in getattr(info, "metadata", ()))
 
 
 _SCALARS: dict[Any, Any] = {

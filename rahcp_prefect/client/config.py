@@ -13,6 +13,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
+from .sizes import ByteSize, SizeError, parse_size
+
 MIB = 1024 * 1024
 GIB = 1024 * MIB
 MIN_PART_SIZE = 5 * MIB
@@ -34,10 +36,10 @@ class TransferSettings(BaseModel):
 
     verify_ssl: bool = Field(True, title="Verify SSL", description="Verify TLS certificates.")
     timeout: float = Field(30.0, title="Timeout", description="Connect/read timeout in seconds.")
-    multipart_threshold: int = Field(
-        100 * MIB, title="Multipart threshold", description="Files this size or larger go multipart."
+    multipart_threshold: ByteSize = Field(
+        100 * MIB, title="Multipart threshold (bytes)", description="Files this size or larger go multipart."
     )
-    multipart_chunk: int = Field(64 * MIB, title="Multipart chunk", description="Bytes per part.")
+    multipart_chunk: ByteSize = Field(64 * MIB, title="Multipart chunk (bytes)", description="Bytes per part.")
     multipart_concurrency: int = Field(
         6, title="Multipart concurrency", description="Parts of one file in flight at once."
     )
@@ -57,13 +59,16 @@ class ClientConfig(BaseModel):
     retry_base_delay: float = Field(
         1.0, ge=0, le=60, title="Retry base delay", description="Backoff base: base * 2**attempt seconds."
     )
-    multipart_threshold: int = Field(
-        100 * MIB, ge=1, title="Multipart threshold", description="Files this size or larger go multipart."
+    multipart_threshold: ByteSize = Field(
+        100 * MIB,
+        ge=1,
+        title="Multipart threshold (bytes)",
+        description='Files this size or larger go multipart: bytes, or a size such as "100 MiB".',
     )
-    multipart_chunk: int = Field(
+    multipart_chunk: ByteSize = Field(
         64 * MIB,
-        title="Multipart chunk",
-        description="Bytes per multipart part (5 MiB to 5 GiB).",
+        title="Multipart chunk (bytes)",
+        description='Bytes per multipart part (5 MiB to 5 GiB): bytes, or a size such as "64 MiB".',
     )
     multipart_concurrency: int = Field(
         6, ge=1, le=256, title="Multipart concurrency", description="Parallel part uploads."
@@ -183,6 +188,13 @@ def _bool(variable: str, raw: str) -> bool:
     raise ValueError(f"{variable} must be true or false, got {raw.strip()[:40]!r}")
 
 
+def _size(variable: str, raw: str) -> int:
+    try:
+        return parse_size(raw, variable)
+    except SizeError as exc:
+        raise ValueError(str(exc)) from None
+
+
 def _secret(variable: str, raw: str) -> SecretStr:
     return SecretStr(raw)
 
@@ -195,8 +207,8 @@ ENV_VARIABLES = {
     "timeout": ("HCP_TIMEOUT", _float),
     "max_retries": ("HCP_MAX_RETRIES", _int),
     "retry_base_delay": ("HCP_RETRY_BASE_DELAY", _float),
-    "multipart_threshold": ("HCP_MULTIPART_THRESHOLD", _int),
-    "multipart_chunk": ("HCP_MULTIPART_CHUNK", _int),
+    "multipart_threshold": ("HCP_MULTIPART_THRESHOLD", _size),
+    "multipart_chunk": ("HCP_MULTIPART_CHUNK", _size),
     "multipart_concurrency": ("HCP_MULTIPART_CONCURRENCY", _int),
     "complete_timeout_per_gib": ("HCP_COMPLETE_TIMEOUT_PER_GIB", _float),
     "verify_ssl": ("HCP_VERIFY_SSL", _bool),

@@ -365,7 +365,7 @@ class DataPlane:
                     )
                 return result
             if tries >= self.max_retries:
-                logger.error(
+                logger.debug(  # raised: the caller reports it (see _check)
                     "%s %s failed after %d attempts: %s",
                     method,
                     what,
@@ -485,7 +485,9 @@ async def _check(response: aiohttp.ClientResponse, what: str) -> None:
         reason += f" ({code.group(1).decode()})"
     if _is_retryable(status) or (code is not None and code.group(1) in RETRYABLE_CODES):
         raise _Retry(reason, status, parse_retry_after(response.headers.get("Retry-After")))
-    logger.error("%s %s -> %d %s", response.method, what, status, reason)
+    # Not logged above DEBUG: the error is raised and its caller reports it (the bulk engine
+    # once per run for the first failures, then as counts: never one line per file).
+    logger.debug("%s %s -> %d %s", response.method, what, status, reason)
     raise PresignedTransferError(f"{reason} for {what}", status)
 
 

@@ -6,7 +6,9 @@ plane's byte budget) and feeds it to the SHA-256 of the whole file in that same 
 ETag S3 returns. After the complete, the object's ETag must be the MD5 of the part digests with
 ``-N``. Memory is bounded by the budget, whatever the file size. Any failure (or cancellation)
 before the complete aborts the upload; once the complete was sent the upload is never aborted
-(it may be complete: see ``completion``).
+(it may be complete: see ``completion``). With a ``PartStore`` (``resume``), every acknowledged
+part is recorded, and a later upload of the same unchanged file continues the recorded upload,
+sending only the parts the server does not hold as recorded (see ``resume``).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import asyncio
 import hashlib
 import logging
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from time import perf_counter
@@ -26,6 +29,7 @@ from .dataplane import read_range
 from .digests import HASH_ON_LOOP_LIMIT, Uploaded, bare_etag, multipart_md5
 from .errors import ChecksumMismatchError, HCPError, PresignedTransferError
 from .keys import multipart_path
+from .resume import PartStore, RecordedPart, abort_upload, plan_resume
 
 if TYPE_CHECKING:
     from .client import HCPClient
@@ -74,6 +78,7 @@ class MultipartUpload:
         part_size: int,
         concurrency: int,
         chunk_size: int = 1 << 20,
+        resume: PartStore | None = None,
     ) -> None:
         self.client = client
         self.bucket = bucket
@@ -89,13 +94,17 @@ class MultipartUpload:
         """Hex MD5 of each part S3 acknowledged (its ETag), by part number."""
         self.completing = False
         """Set once a complete may have reached the store: from then on, never abort."""
+        self.resume = resume if isinstance(source, Path) else None
+        self.kept: dict[int, RecordedPart] = {}
+        """Parts a resumed upload found on the server as recorded (checked before use)."""
+        self.reused = 0
+        """Parts not sent because the server held them with the local bytes' MD5."""
 
     async def run(self) -> Uploaded:
         """Upload every part and complete; abort on a failure before the complete. Returns the
         object's ETag and digests (``md5`` is the composite ``<md5 of part digests>-N``)."""
         started = perf_counter()
-        initiated = await self.client.request_json("POST", multipart_path(self.bucket, self.key))
-        self.upload_id = initiated["upload_id"]
+        await self._start()
         try:
             urls = await self._presign_parts()
             etags, sha256 = await self._put_parts(urls)
@@ -112,15 +121,45 @@ class MultipartUpload:
             else:
                 await asyncio.shield(self._abort())
             raise
+        if self.resume is not None:
+            self.resume.forget_upload(self.bucket, self.key)
         logger.info(
-            "Multipart upload of %s done: %d bytes in %d parts, %.2f s",
+            "Multipart upload of %s done: %d bytes in %d parts (%d kept from before), %.2f s",
             self.what,
             self.size,
             len(etags),
+            self.reused,
             perf_counter() - started,
         )
         parts = tuple(self.part_md5s[n] for n in sorted(etags))
         return Uploaded(etag=etag, md5=composite, sha256=sha256, part_md5s=parts)
+
+    async def _start(self) -> None:
+        """Continue the recorded upload of this file when it can be, else initiate one."""
+        mtime_ns = os.stat(self.source).st_mtime_ns if self.resume is not None else 0  # type: ignore[arg-type]
+        if self.resume is not None:
+            plan = await plan_resume(
+                self.client, self.resume, self.bucket, self.key,
+                part_size=self.part_size, size=self.size, mtime_ns=mtime_ns,
+            )
+            if plan is not None:
+                self.upload_id, self.kept = plan.upload_id, plan.kept
+                return
+        initiated = await self.client.request_json("POST", multipart_path(self.bucket, self.key))
+        self.upload_id = initiated["upload_id"]
+        if self.resume is not None:
+            self.resume.record_upload(self.bucket, self.key, self.upload_id, self.part_size, self.size, mtime_ns)
+
+    async def _kept_part(self, number: int, data: bytes | bytearray | memoryview) -> RecordedPart | None:
+        """The recorded part ``number`` if the server holds it and ``data`` still hashes to it."""
+        recorded = self.kept.get(number)
+        if recorded is None:
+            return None
+        if len(data) <= HASH_ON_LOOP_LIMIT:
+            md5 = hashlib.md5(data).hexdigest()
+        else:
+            md5 = await asyncio.get_running_loop().run_in_executor(None, lambda: hashlib.md5(data).hexdigest())
+        return recorded if md5 == recorded.md5 and bare_etag(recorded.etag) == md5 else None
 
     async def _presign_parts(self) -> _PartUrls:
         answer = await self.client.request_json(
@@ -171,11 +210,19 @@ class MultipartUpload:
             while (item := await queue.get()) is not None:
                 number, data, taken = item
                 try:
+                    kept = await self._kept_part(number, data)
+                    if kept is not None:
+                        etags[number], self.part_md5s[number] = kept.etag, kept.md5
+                        self.reused += 1
+                        continue
                     sent = await self._put_part(parts, number, data)
                 finally:
                     budget.release(taken)
                 etags[number] = sent.etag
                 self.part_md5s[number] = sent.md5
+                if self.resume is not None:
+                    assert self.upload_id is not None
+                    self.resume.record_part(self.bucket, self.key, self.upload_id, number, sent.etag, sent.md5)
 
         tasks = [asyncio.create_task(read())]
         tasks += [asyncio.create_task(send()) for _ in range(senders)]
@@ -254,12 +301,6 @@ class MultipartUpload:
 
     async def _abort(self) -> None:
         """Best effort: a failed abort is logged, never raised over the original error."""
-        try:
-            await self.client.request(
-                "POST",
-                multipart_path(self.bucket, self.key, "/abort"),
-                json={"upload_id": self.upload_id},
-            )
-            logger.warning("Aborted multipart upload of %s", self.what)
-        except Exception as exc:  # noqa: BLE001 - the original failure matters more
-            logger.warning("Could not abort multipart upload of %s: %s", self.what, exc)
+        await abort_upload(self.client, self.bucket, self.key, self.upload_id)
+        if self.resume is not None:
+            self.resume.forget_upload(self.bucket, self.key)

@@ -19,6 +19,7 @@ from .errors import ChecksumMismatchError, HCPError, NotFoundError, PresignedTra
 from .gather import gather_all
 from .keys import check_key, encode_bucket, multipart_path, object_path
 from .multipart import MultipartUpload, part_size_for
+from .resume import PartStore
 from .tracing import span
 
 if TYPE_CHECKING:
@@ -81,15 +82,20 @@ class S3Ops:
         *,
         concurrency: int | None = None,
         chunk_size: int = 1 << 20,
+        resume: PartStore | None = None,
     ) -> str:
         """Multipart upload with ``concurrency`` parts in flight (default ``multipart_concurrency``).
 
         Part size is ``max(multipart_chunk, 5 MiB, ceil(size / 10000))`` rounded up to a MiB; the
         upload is aborted on any failure. An empty source falls back to a single PUT. Returns
         the ETag; ``upload_multipart_digests`` also returns what the parts hashed to.
+
+        ``resume`` (a ``PartStore``, e.g. the tracker) records each part as it is acknowledged;
+        a later call for the same unchanged file sends only the parts the server does not hold
+        as recorded, then completes (files only; see ``client.resume``).
         """
         sent = await self.upload_multipart_digests(
-            bucket, key, data, concurrency=concurrency, chunk_size=chunk_size
+            bucket, key, data, concurrency=concurrency, chunk_size=chunk_size, resume=resume
         )
         return sent.etag
 
@@ -101,6 +107,7 @@ class S3Ops:
         *,
         concurrency: int | None = None,
         chunk_size: int = 1 << 20,
+        resume: PartStore | None = None,
     ) -> Uploaded:
         """``upload_multipart``, returning the ETag with the digests of the bytes sent (the
         whole file's SHA-256, each part's MD5). An object whose final ETag is not the digest of
@@ -121,6 +128,7 @@ class S3Ops:
                 part_size=part_size_for(size, config.multipart_chunk),
                 concurrency=concurrency or config.multipart_concurrency,
                 chunk_size=chunk_size,
+                resume=resume,
             )
             with span("s3.upload_multipart", attributes):
                 try:
@@ -196,7 +204,7 @@ class S3Ops:
             except PresignedTransferError as exc:
                 if exc.status_code != 403:
                     raise
-                logger.warning("403 for %s: presigning again", what)
+                logger.debug("403 for %s: presigning again", what)  # a second 403 is raised, once
                 return await transfer(await presign())
         except PresignedTransferError as exc:
             if exc.status_code == 404:
@@ -357,13 +365,21 @@ class S3Ops:
     # -- staging ---------------------------------------------------------------------------
 
     async def commit_staging(
-        self, bucket: str, staging_prefix: str, dest_prefix: str, concurrency: int = COPY_CONCURRENCY
+        self,
+        bucket: str,
+        staging_prefix: str,
+        dest_prefix: str,
+        concurrency: int = COPY_CONCURRENCY,
+        on_progress: Callable[[int, int], Any] | None = None,
     ) -> int:
         """Move every object under ``staging_prefix`` to ``dest_prefix``; return how many moved.
 
         Each page of the staging listing is copied (``concurrency`` copies in flight), and only
         then its sources deleted. Re-running after a crash half-way finishes the job: what was
         moved is gone from staging, what was copied but not deleted is copied again (same bytes).
+        ``on_progress(objects copied, bytes copied)`` is called after every copy (a commit of a
+        million objects takes hours: the caller throttles what it shows); a failing callback is
+        logged, never allowed to stop the commit.
         """
         if concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, got {concurrency}")
@@ -373,20 +389,28 @@ class S3Ops:
             raise ValueError(
                 f"dest_prefix {dest_prefix!r} lies inside staging_prefix {staging_prefix!r}"
             )
-        moved = 0
+        moved = copied = copied_bytes = 0
         started = perf_counter()
         limit = asyncio.Semaphore(concurrency)
 
-        async def copy_one(key: str) -> None:
+        async def copy_one(key: str, size: int) -> None:
+            nonlocal copied, copied_bytes
             async with limit:
                 await self.copy(bucket, dest_prefix + key[len(staging_prefix) :], bucket, key)
+            copied, copied_bytes = copied + 1, copied_bytes + size
+            if on_progress is not None:
+                try:
+                    on_progress(copied, copied_bytes)
+                except Exception:
+                    logger.exception("commit on_progress callback failed")
 
         while True:
             page = await self.list_objects(bucket, staging_prefix, max_keys=BATCH)
-            keys = [item["Key"] for item in page.get("objects", [])]
+            items = page.get("objects", [])
+            keys = [item["Key"] for item in items]
             if not keys:
                 break
-            await gather_all(copy_one(key) for key in keys)
+            await gather_all(copy_one(item["Key"], int(item.get("Size", 0) or 0)) for item in items)
             result = await self.delete_bulk(bucket, keys)
             _raise_on_delete_errors(result, bucket)
             moved += len(keys)

@@ -20,6 +20,7 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 
+from rahcp_prefect.flows.naming import cleanup_run_name, tag_run
 from rahcp_prefect.blocks import HCPCredentials
 from rahcp_prefect.bulk.validation import check_bucket
 from rahcp_prefect.flows.artifacts import artifact_key
@@ -38,7 +39,7 @@ def _stale(info: JobInfo, cutoff: datetime) -> bool:
     return updated <= cutoff
 
 
-@flow(name="cleanup-staging", log_prints=False)
+@flow(name="cleanup-staging", flow_run_name=cleanup_run_name, log_prints=False)
 async def cleanup_staging(
     credentials_block: str = "hcp",
     tracker_block: str | None = None,
@@ -99,6 +100,7 @@ async def cleanup_staging(
         stale = {item["job"] for item in cleaned}
         searched = buckets or sorted({info.bucket for info in jobs if info.bucket and _is_upload_staging(info)})
         cleaned += await _remove_leftovers(blocks.credentials, searched, jobs, stale, cutoff, dry_run)
+    await tag_run(*sorted({str(item["bucket"]) for item in cleaned} | set(searched)))
     await _publish(cleaned, searched, dry_run)
     return {"jobs": [item for item in cleaned if "what" not in item],
             "leftovers": [item for item in cleaned if "what" in item], "dry_run": dry_run}

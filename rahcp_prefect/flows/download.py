@@ -22,7 +22,8 @@ from rahcp_prefect.bulk.filters import GlobFilter
 from rahcp_prefect.bulk.validation import check_job_inputs
 from rahcp_prefect.bulk.paths import TEMP_PREFIX, UnsafeKeyError, local_path, relative_key
 from rahcp_prefect.bulk.sync import Change, SortedRecords, SyncCounts, decide_download, local_state
-from rahcp_prefect.flows.artifacts import ProgressReporter, publish_job_status, publish_summary
+from rahcp_prefect.flows.naming import download_run_name, tag_run
+from rahcp_prefect.flows.artifacts import RunView, publish_dry_run, publish_job_status
 from rahcp_prefect.flows.common import (
     DEFAULT_BATCH_SIZE,
     FlowBlocks,
@@ -81,7 +82,7 @@ def _in_place(dest: Path, prefix: str, key: str, size: int, records: SortedRecor
     return change is Change.unchanged
 
 
-@flow(name="bulk-download", log_prints=False)
+@flow(name="bulk-download", flow_run_name=download_run_name, log_prints=False)
 async def bulk_download(
     bucket: str,
     dest_dir: str,
@@ -131,13 +132,17 @@ async def bulk_download(
     tracker = blocks.tracker.get_tracker(job)
     if cooperative is None:
         cooperative = explicit_job and blocks.tracker.is_shared
+    view = RunView.for_flow("download", job, bucket, prefix, blocks, tracker_block, dest_dir=str(dest))
+    await tag_run(bucket)
     try:
         if cooperative and not dry_run:
             tracker.update_job(bucket=bucket, staging_prefix=str(staging), final_prefix=prefix)
-            totals = await _download_cooperatively(blocks, tracker, job, owner, bucket, prefix, staging, accepts, batch_size)
+            totals = await _download_cooperatively(
+                blocks, tracker, job, owner, bucket, prefix, staging, accepts, batch_size, view
+            )
         else:
             totals = await _download_alone(
-                blocks, tracker, job, owner, bucket, prefix, dest, staging, accepts, batch_size, dry_run, started
+                blocks, tracker, job, owner, bucket, prefix, dest, staging, accepts, batch_size, dry_run, view
             )
             if dry_run:
                 return totals
@@ -148,20 +153,23 @@ async def bulk_download(
                 outcome = "moved into place by the run holding the lock"
                 moved = 0
             else:
-                moved = promote_staging(staging, dest) if staging.exists() else 0
+                with view.phase("commit") as moving:
+                    moved = moving.files = promote_staging(staging, dest) if staging.exists() else 0
                 tracker.update_job(state=JobState.committed)
                 outcome = "complete"
         elapsed = time.monotonic() - started
         totals["moved"] = moved
-        await publish_summary(
-            f"bulk-download-summary-{owner}", f"bulk-download {bucket}/{prefix}", totals, elapsed, [], outcome
-        )
+        await view.publish_summary(outcome if held else "left to another run", totals)
         await publish_job_status(job, tracker.summary())
         logger.info("bulk-download %s: %d file(s) moved into %s, %s", job, moved, dest, totals)
         events.download_completed(job, bucket, prefix, totals, str(dest))
-        return {**totals, "job": job, "dest_dir": str(dest), "outcome": outcome, "elapsed": round(elapsed, 3)}
+        return {
+            **totals, "job": job, "dest_dir": str(dest), "outcome": outcome, "elapsed": round(elapsed, 3),
+            "phases": view.phases(),
+        }
     except Exception as exc:
         events.download_failed(job, bucket, prefix, tracker, exc)
+        await view.publish_failure(exc)
         raise
     finally:
         tracker.close()
@@ -179,7 +187,7 @@ async def _download_alone(
     accepts: GlobFilter,
     batch_size: int,
     dry_run: bool,
-    started: float,
+    view: RunView,
 ) -> dict[str, Any]:
     """One run: list, skip what is done and in place, download the rest in batches.
 
@@ -198,43 +206,45 @@ async def _download_alone(
     count = skipped = total_bytes = 0
     sample: list[tuple[str, int]] = []
     records = SortedRecords(tracker.iter_done(prefix))  # both passes read the records in step
-    async for key, size in _listing(blocks, bucket, prefix, accepts, listed):
-        if _in_place(dest, prefix, key, size, records, sync):
-            skipped += 1
-            continue
-        count += 1
-        total_bytes += size
-        if len(sample) < DRY_RUN_SAMPLE:
-            sample.append((key, size))
+    with view.phase("scan") as scan:
+        async for key, size in _listing(blocks, bucket, prefix, accepts, listed):
+            if _in_place(dest, prefix, key, size, records, sync):
+                skipped += 1
+                continue
+            count += 1
+            total_bytes += size
+            if len(sample) < DRY_RUN_SAMPLE:
+                sample.append((key, size))
+        scan.files, scan.bytes = count + skipped, total_bytes
     if dry_run:
-        return {**await _dry_run(job, sample, count, total_bytes, skipped), **sync.as_dict()}
+        return {**await _dry_run(job, bucket, prefix, sample, count, total_bytes, skipped), **sync.as_dict()}
     tracker.update_job(state=JobState.open, bucket=bucket, staging_prefix=str(staging), final_prefix=prefix)
     get_run_logger().info("Downloading %d object(s) of %s/%s via %s", count, bucket, prefix, staging)
-    progress = ProgressReporter(count, f"bulk-download {bucket}/{prefix}")
-    await progress.start(f"bulk-download-progress-{owner}")
+    progress = view.progress
+    await view.start()
     totals = {**new_counts(), "skipped": skipped, **sync.as_dict()}
     try:
-        async for entries in abatched(todo(), batch_size):
-            batch = await download_batch(
-                blocks.credentials, blocks.tracker, job, bucket, staging, prefix,
-                entries=entries, settings=blocks.settings, on_progress=progress.on_batch_progress,
-            )
-            add_counts(totals, batch)
-            progress.batch_finished(int(batch["done"]))
+        with view.phase("transfer", count, total_bytes) as received:
+            async for entries in abatched(todo(), batch_size):
+                batch = await download_batch(
+                    blocks.credentials, blocks.tracker, job, bucket, staging, prefix,
+                    entries=entries, settings=blocks.settings, on_progress=progress.on_batch_progress,
+                    on_error=view.failures,
+                )
+                add_counts(totals, batch)
+                progress.batch_finished(int(batch["done"]), int(batch["bytes"]))
+            received.files, received.bytes = int(totals.get("done", 0)) - skipped, int(totals.get("bytes", 0))
     finally:
-        await progress.close()
         totals["api_retries"] += listed["api_retries"]  # both listings'
 
     if totals.get("errors"):
-        await publish_summary(
-            f"bulk-download-summary-{owner}", f"bulk-download {bucket}/{prefix}: failed",
-            totals, time.monotonic() - started, tracker.error_details(), "failed: destination untouched",
-        )
-        raise BulkTransferFailed(
+        failure = BulkTransferFailed(
             f"{totals['errors']} object(s) failed to download ({first_errors(tracker.error_details())}); "
             f"{dest} untouched, "
             f"completed files kept in {staging} for the next run"
         )
+        await view.publish_summary("failed", totals, tracker.error_details(), reason=str(failure))
+        raise failure
     return totals
 
 
@@ -248,6 +258,7 @@ async def _download_cooperatively(
     staging: Path,
     accepts: GlobFilter,
     batch_size: int,
+    view: RunView,
 ) -> dict[str, Any]:
     """Many runs, one job: register the listing, drain claims into the shared staging folder."""
     seen = added = 0
@@ -264,7 +275,7 @@ async def _download_cooperatively(
     async def run_batch(claimed: list[tuple[str, int]]) -> dict[str, Any]:
         return await download_batch(
             blocks.credentials, blocks.tracker, job, bucket, staging, prefix,
-            entries=claimed, settings=blocks.settings, skip_done=False,
+            entries=claimed, settings=blocks.settings, skip_done=False, on_error=view.failures,
         )
 
     totals = await drain_job(
@@ -274,10 +285,12 @@ async def _download_cooperatively(
     failed = tracker.summary().get("error", 0)
     if failed:
         await publish_job_status(job, tracker.summary())
-        raise BulkTransferFailed(
+        failure = BulkTransferFailed(
             f"{failed} object(s) of job {job} failed ({first_errors(tracker.error_details())}); "
             "destination untouched"
         )
+        await view.publish_summary("failed", totals, tracker.error_details(), failed, reason=str(failure))
+        raise failure
     return totals
 
 
@@ -297,15 +310,9 @@ async def _listing(
 
 
 async def _dry_run(
-    job: str, sample: list[tuple[str, int]], count: int, total_bytes: int, skipped: int
+    job: str, bucket: str, prefix: str, sample: list[tuple[str, int]], count: int, total_bytes: int, skipped: int
 ) -> dict[str, Any]:
     """Report what a real run would download; transfer nothing."""
-    from prefect.artifacts import acreate_table_artifact
-
-    rows = [{"key": key, "bytes": size} for key, size in sample]
-    await acreate_table_artifact(
-        table=rows or [{"key": "(nothing to download)", "bytes": 0}],
-        description=f"bulk-download dry run of {job}: {count} object(s), {total_bytes} bytes (first {DRY_RUN_SAMPLE} shown)",
-    )
+    await publish_dry_run("download", job, bucket, prefix, sample, count, total_bytes, skipped)
     get_run_logger().info("Dry run: %d object(s), %d bytes would be downloaded", count, total_bytes)
     return {"job": job, "dry_run": True, "files": count, "bytes": total_bytes, "skipped": skipped}

@@ -15,6 +15,7 @@ from prefect import flow, get_run_logger
 from prefect.deployments import arun_deployment
 
 from rahcp_prefect.bulk.validation import check_count, check_job_inputs
+from rahcp_prefect.flows.naming import parallel_run_name, tag_run
 from rahcp_prefect.flows.artifacts import publish_job_status
 from rahcp_prefect.flows.common import job_name, load_blocks
 from rahcp_prefect.tracker.protocol import JobState
@@ -24,7 +25,7 @@ class FanOutFailed(RuntimeError):
     """The job did not end committed: some child runs failed and the tracker holds errors."""
 
 
-@flow(name="bulk-upload-parallel", log_prints=False)
+@flow(name="bulk-upload-parallel", flow_run_name=parallel_run_name, log_prints=False)
 async def bulk_upload_parallel(
     source_dir: str,
     bucket: str,
@@ -64,6 +65,7 @@ async def bulk_upload_parallel(
             f"tracker block {tracker_block!r} is SQLite: parallel runs need a PostgreSQL tracker to share a job"
         )
     job = job_name("bulk-upload", bucket, prefix, job)
+    await tag_run(bucket)
     parameters = {
         "source_dir": source_dir,
         "bucket": bucket,

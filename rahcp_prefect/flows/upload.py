@@ -25,7 +25,8 @@ from rahcp_prefect.bulk.sync import Change, SyncCounts, files_to_send
 from rahcp_prefect.bulk.upload import check_source_dir
 from rahcp_prefect.bulk.validation import check_job_inputs
 from rahcp_prefect.bulk.exclusions import SourceGuard
-from rahcp_prefect.flows.artifacts import ProgressReporter, publish_job_status, publish_summary
+from rahcp_prefect.flows.naming import tag_run, upload_run_name
+from rahcp_prefect.flows.artifacts import ProgressReporter, RunView, publish_dry_run, publish_job_status
 from rahcp_prefect.bulk.claims import REGISTER_CHUNK, add_counts, new_counts, commit_lock, drain_job, register_manifest
 from rahcp_prefect.flows.common import (
     DEFAULT_BATCH_SIZE,
@@ -52,6 +53,14 @@ class BulkTransferFailed(RuntimeError):
     """Some files failed; the run was rolled back (upload) or left the destination untouched."""
 
 
+def _count(files: Iterable[tuple[str, int, int]]) -> tuple[int, int]:
+    """How many files and bytes ``files`` holds (the scan phase: totals for progress)."""
+    count = size = 0
+    for _rel, file_size, _mtime in files:
+        count, size = count + 1, size + file_size
+    return count, size
+
+
 def _scan(
     source_dir: Path,
     include: list[str],
@@ -76,7 +85,11 @@ def _scan(
 
 
 async def finish_commit(
-    blocks: FlowBlocks, tracker: TrackerProtocol, plan: StagingPlan, owner: str
+    blocks: FlowBlocks,
+    tracker: TrackerProtocol,
+    plan: StagingPlan,
+    owner: str,
+    on_progress: Callable[[int, int], Any] | None = None,
 ) -> dict[str, int] | None:
     """Commit staging under the job's (renewed) lock: ``{"moved", "api_retries"}``, or None
     when another run holds the lock."""
@@ -93,6 +106,7 @@ async def finish_commit(
             plan.staging_prefix,
             plan.final_prefix,
             concurrency=blocks.settings.commit_concurrency,
+            on_progress=on_progress,
         )
         tracker.update_job(state=JobState.committed)
         return result
@@ -120,7 +134,8 @@ class UploadRun:
         source: Path,
         skip_existing: bool,
         follow_symlinks: bool,
-        count_files: Callable[[], int],
+        count_files: Callable[[], tuple[int, int]],
+        view: RunView,
     ) -> None:
         self.blocks = blocks
         self.tracker = tracker
@@ -130,6 +145,7 @@ class UploadRun:
         self.skip_existing = skip_existing
         self.follow_symlinks = follow_symlinks
         self.count_files = count_files
+        self.view = view
         self.sync = SyncCounts()
 
     def sync_totals(self, totals: dict[str, Any]) -> dict[str, Any]:
@@ -168,6 +184,7 @@ class UploadRun:
             skip_done=False,
             follow_symlinks=self.follow_symlinks,
             on_progress=progress.on_batch_progress if progress else None,
+            on_error=self.view.failures,
         )
 
     async def single(
@@ -180,24 +197,28 @@ class UploadRun:
     ) -> dict[str, Any]:
         """Upload in batches inside a transaction; any failure rolls staging back and raises."""
         plan = self.plan
-        progress = ProgressReporter(self.count_files(), f"bulk-upload {plan.bucket}/{plan.final_prefix}")
-        await progress.start(f"bulk-upload-progress-{owner}")
+        view, progress = self.view, self.view.progress
+        with view.phase("scan") as scan:
+            scan.files, scan.bytes = self.count_files()
         totals = new_counts()
         try:
             async with atransaction() as txn:
                 txn.set("credentials", self.blocks.credentials)
                 txn.set("plan", plan)
-                async with open_client(self.blocks.credentials) as client:
-                    try:
-                        todo = ((rel, size, mtime) async for rel, size, mtime, _ in self._to_send(client, files))
-                        unchanged_before = 0
-                        async for entries in abatched(todo, batch_size):
-                            batch = await self._batch(entries, progress)
-                            add_counts(totals, batch)
-                            progress.batch_finished(int(batch["done"]) + self.sync.unchanged - unchanged_before)
-                            unchanged_before = self.sync.unchanged
-                    finally:
-                        totals["api_retries"] = totals.get("api_retries", 0) + client.api_retries
+                with view.phase("transfer", scan.files, scan.bytes) as sent:
+                    async with open_client(self.blocks.credentials) as client:
+                        try:
+                            todo = ((rel, size, mtime) async for rel, size, mtime, _ in self._to_send(client, files))
+                            unchanged_before = 0
+                            async for entries in abatched(todo, batch_size):
+                                batch = await self._batch(entries, progress)
+                                add_counts(totals, batch)
+                                unchanged = self.sync.unchanged - unchanged_before
+                                unchanged_before = self.sync.unchanged
+                                progress.batch_finished(int(batch["done"]) + unchanged, int(batch["bytes"]))
+                        finally:
+                            totals["api_retries"] = totals.get("api_retries", 0) + client.api_retries
+                    sent.files, sent.bytes = int(totals.get("done", 0)), int(totals.get("bytes", 0))
                 self.sync_totals(totals)
                 totals["errors"] = totals.get("errors", 0) + len(scan_errors)
                 if totals["errors"]:
@@ -208,20 +229,11 @@ class UploadRun:
                     )
                 await self.verify(totals)
         except BaseException as exc:
-            await progress.close()
             errors = scan_errors + self.tracker.error_details()
             if await _roll_back(self.blocks, self.tracker, plan):
                 events.upload_rolled_back(self.job, plan.bucket, plan.final_prefix, totals, exc)
-            await publish_summary(
-                f"bulk-upload-summary-{owner}",
-                f"bulk-upload {plan.bucket}/{plan.final_prefix}: rolled back",
-                totals,
-                time.monotonic() - started,
-                errors,
-                f"rolled back: {type(exc).__name__}",
-            )
+            await view.publish_summary("rolled back", totals, errors, reason=f"{type(exc).__name__}: {exc}")
             raise
-        await progress.close()
         return totals
 
     async def cooperative(
@@ -254,23 +266,32 @@ class UploadRun:
         failed = self.tracker.summary().get("error", 0) + len(scan_errors)
         if failed:
             await publish_job_status(self.job, self.tracker.summary())
-            raise BulkTransferFailed(
+            failure = BulkTransferFailed(
                 f"{failed} file(s) of job {self.job} failed "
                 f"({first_errors(scan_errors + self.tracker.error_details(), self.plan.staging_prefix)}); "
                 "staging kept for the next run of the job, "
                 f"{self.plan.bucket}/{self.plan.final_prefix} untouched"
             )
+            await self.view.publish_summary(
+                "kept", totals, scan_errors + self.tracker.error_details(), failed, reason=str(failure)
+            )
+            raise failure
         await self.verify(totals)
         return totals
+
+    staged = 0
+    """Objects found in staging by the check before the commit (what the commit moves)."""
 
     async def verify(self, totals: dict[str, Any]) -> None:
         """Check staging against the tracker before the commit (raises on any mismatch);
         the listing's retried requests are added to ``totals``."""
-        async with open_client(self.blocks.credentials) as client:
-            try:
-                staged = await verify_staging(client, self.tracker, self.plan)
-            finally:
-                totals["api_retries"] = totals.get("api_retries", 0) + client.api_retries
+        with self.view.phase("verify") as checked:
+            async with open_client(self.blocks.credentials) as client:
+                try:
+                    staged = await verify_staging(client, self.tracker, self.plan)
+                finally:
+                    totals["api_retries"] = totals.get("api_retries", 0) + client.api_retries
+            checked.files = self.staged = staged
         get_run_logger().info("Staging verified: %d object(s) ready to commit", staged)
 
 
@@ -279,7 +300,7 @@ staged_upload_batch = upload_batch.with_options()
 staged_upload_batch.on_rollback(_rollback_staging)
 
 
-@flow(name="bulk-upload", log_prints=False)
+@flow(name="bulk-upload", flow_run_name=upload_run_name, log_prints=False)
 async def bulk_upload(
     source_dir: str,
     bucket: str,
@@ -332,6 +353,8 @@ async def bulk_upload(
     job = job_name("bulk-upload", bucket, prefix, job)
     owner = run_id()
     tracker = blocks.tracker.get_tracker(job)
+    view = RunView.for_flow("upload", job, bucket, prefix, blocks, tracker_block, source=str(source))
+    await tag_run(bucket)
     try:
         async with open_client(blocks.credentials) as client:
             await client.s3.list_objects(bucket, max_keys=1)  # a missing bucket fails here, clearly
@@ -342,6 +365,8 @@ async def bulk_upload(
                 source, include, exclude, follow_symlinks, tracker, job, bucket, prefix, guard, blocks, skip_existing
             )
         plan = plan_staging(tracker, bucket, prefix, owner)
+        view.key_prefixes = (plan.staging_prefix, prefix)
+        await view.start()
         guard = SourceGuard.for_run(source, tracker, prefix, plan.staging_prefix, warn=logger.warning)
 
         info = tracker.job_info()
@@ -360,7 +385,8 @@ async def bulk_upload(
         files = _scan(source, include, exclude, follow_symlinks, scan_errors, guard)
         run = UploadRun(
             blocks, tracker, job, plan, source, skip_existing, follow_symlinks,
-            count_files=lambda: sum(1 for _ in _scan(source, include, exclude, follow_symlinks, [], guard)),
+            count_files=lambda: _count(_scan(source, include, exclude, follow_symlinks, [], guard)),
+            view=view,
         )
         if cooperative is None:
             cooperative = explicit_job and blocks.tracker.is_shared
@@ -369,21 +395,22 @@ async def bulk_upload(
         else:
             totals = await run.single(files, batch_size, owner, scan_errors, started)
 
-        commit = await finish_commit(blocks, tracker, plan, owner)
+        with view.phase("commit", run.staged) as committing:
+            commit = await finish_commit(blocks, tracker, plan, owner, view.commit_progress(run.staged))
+            committing.files = commit["moved"] if commit else 0
         outcome = "committed" if commit is not None else "commit left to the run holding the lock"
         totals["committed"] = commit["moved"] if commit else 0
         if commit is not None:
             events.upload_committed(job, bucket, prefix, totals)
         totals["api_retries"] += checked_retries + (commit["api_retries"] if commit else 0)
         elapsed = time.monotonic() - started
-        await publish_summary(
-            f"bulk-upload-summary-{owner}", f"bulk-upload {bucket}/{prefix}", totals, elapsed, [], outcome
-        )
+        await view.publish_summary("committed" if commit is not None else "left to another run", totals)
         await publish_job_status(job, tracker.summary())
         logger.info("bulk-upload %s: %s, %s", job, outcome, totals)
-        return {**totals, "job": job, "outcome": outcome, "elapsed": round(elapsed, 3)}
+        return {**totals, "job": job, "outcome": outcome, "elapsed": round(elapsed, 3), "phases": view.phases()}
     except Exception as exc:
         events.upload_failed(job, bucket, prefix, tracker, exc)
+        await view.publish_failure(exc)
         raise
     finally:
         tracker.close()
@@ -419,12 +446,10 @@ async def _dry_run(
 ) -> dict[str, Any]:
     """Count what a real run would upload (new, changed or missing, as the sync decides);
     transfer nothing (the listings of staging and the final prefix are read)."""
-    from prefect.artifacts import acreate_table_artifact
-
     info = tracker.job_info()
     errors: list[tuple[str, str]] = []
     files = total_bytes = 0
-    sample: list[dict[str, Any]] = []
+    sample: list[tuple[str, int]] = []
     counts = SyncCounts()
     scanned = _scan(source, include, exclude, follow_symlinks, errors, guard)
     async with open_client(blocks.credentials) as client:
@@ -439,11 +464,8 @@ async def _dry_run(
             files += 1
             total_bytes += size
             if len(sample) < 50:
-                sample.append({"key": prefix + rel, "bytes": size})
-    await acreate_table_artifact(
-        table=sample or [{"key": "(nothing to upload)", "bytes": 0}],
-        description=f"bulk-upload dry run of {job}: {files} file(s), {total_bytes} bytes (first 50 shown)",
-    )
+                sample.append((prefix + rel, size))
+    await publish_dry_run("upload", job, bucket, prefix, sample, files, total_bytes)
     get_run_logger().info("Dry run: %d file(s), %d bytes would be uploaded to %s/%s", files, total_bytes, bucket, prefix)
     return {
         "job": job, "dry_run": True, "files": files, "bytes": total_bytes, "scan_errors": len(errors),

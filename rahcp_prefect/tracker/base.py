@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 from itertools import islice
 from typing import Any, ClassVar
 
+from rahcp_prefect.client.resume import RecordedPart, RecordedUpload
 from rahcp_prefect.tracker.errors import (
     InvalidKeyError,
     TrackerClosedError,
@@ -35,6 +36,8 @@ from rahcp_prefect.tracker.protocol import (
 #: The tables every backend uses (created by ``schema``).
 TRANSFERS = "rahcp_transfers"
 JOBS = "rahcp_jobs"
+UPLOADS = "rahcp_uploads"
+PARTS = "rahcp_parts"
 
 #: One buffered mark: (key, size, status, error, etag, verified, validated, mtime_ns, sha256, md5).
 MarkRow = tuple[str, int, str, "str | None", "str | None", bool, bool, "int | None", "str | None", "str | None"]
@@ -437,7 +440,72 @@ class BufferedTracker(ABC):
             with self._write_transaction() as conn:
                 deleted = conn.execute(f"DELETE FROM {TRANSFERS} WHERE job = {p}", (self.job,)).rowcount
                 conn.execute(f"DELETE FROM {JOBS} WHERE job = {p}", (self.job,))
+                conn.execute(f"DELETE FROM {PARTS} WHERE job = {p}", (self.job,))
+                conn.execute(f"DELETE FROM {UPLOADS} WHERE job = {p}", (self.job,))
             return int(deleted)
+
+    # -- the part store of multipart uploads (the SDK's ``PartStore``), written once ------
+    def recorded_upload(self, bucket: str, key: str) -> RecordedUpload | None:
+        """The unfinished multipart upload recorded for ``bucket/key`` in this job, or None."""
+        rows = self._select(
+            f'SELECT upload_id, part_size, size, mtime_ns FROM {UPLOADS} '
+            'WHERE job = {p} AND "key" = {p} AND bucket = {p}',
+            self.job, key, bucket,
+        )
+        if not rows:
+            return None
+        upload_id, part_size, size, mtime_ns = rows[0]
+        parts = self._select(
+            f'SELECT part_number, etag, md5 FROM {PARTS} WHERE job = {{p}} AND "key" = {{p}} AND upload_id = {{p}}',
+            self.job, key, upload_id,
+        )
+        return RecordedUpload(
+            upload_id=upload_id, part_size=int(part_size), size=int(size), mtime_ns=int(mtime_ns),
+            parts={int(number): RecordedPart(etag, md5) for number, etag, md5 in parts},
+        )
+
+    def record_upload(
+        self, bucket: str, key: str, upload_id: str, part_size: int, size: int, mtime_ns: int
+    ) -> None:
+        """A new multipart upload of ``bucket/key``: replaces any earlier record and its parts."""
+        check_key(key)
+        p = self._PARAM
+        with self._lock:
+            self._check_usable()
+            with self._write_transaction() as conn:
+                self._drop_upload(conn, key)
+                conn.execute(
+                    f'INSERT INTO {UPLOADS} (job, "key", bucket, upload_id, part_size, size, mtime_ns, updated_at) '
+                    f"VALUES ({p}, {p}, {p}, {p}, {p}, {p}, {p}, {p})",
+                    (self.job, key, bucket, upload_id, part_size, size, mtime_ns, self._stamp()),
+                )
+
+    def record_part(self, bucket: str, key: str, upload_id: str, number: int, etag: str, md5: str) -> None:
+        """Part ``number`` of ``upload_id`` was acknowledged with ``etag`` (bytes hashing to ``md5``)."""
+        p = self._PARAM
+        with self._lock:
+            self._check_usable()
+            with self._write_transaction() as conn:
+                conn.execute(
+                    f'INSERT INTO {PARTS} (job, "key", part_number, upload_id, etag, md5) '
+                    f"VALUES ({p}, {p}, {p}, {p}, {p}, {p}) "
+                    'ON CONFLICT (job, "key", part_number) DO UPDATE SET upload_id = excluded.upload_id, '
+                    "etag = excluded.etag, md5 = excluded.md5",
+                    (self.job, key, number, upload_id, etag, md5),
+                )
+
+    def _drop_upload(self, conn: Any, key: str) -> None:
+        p = self._PARAM
+        conn.execute(f'DELETE FROM {PARTS} WHERE job = {p} AND "key" = {p}', (self.job, key))
+        conn.execute(f'DELETE FROM {UPLOADS} WHERE job = {p} AND "key" = {p}', (self.job, key))
+
+    def forget_upload(self, bucket: str, key: str) -> None:
+        """The upload of ``bucket/key`` completed or was aborted: drop its record and parts."""
+        p = self._PARAM
+        with self._lock:
+            self._check_usable()
+            with self._write_transaction() as conn:
+                self._drop_upload(conn, key)
 
     # -- the job lease, written once over ``_write_transaction`` and the backend's clock ---
     def take_job_lease(

@@ -15,6 +15,10 @@ paths (buffered marks, claims, ``done_keys``) as plain SQL for speed. Column mea
 - ``rahcp_jobs.lease_*``: the job lease of the run(s) working on the job (``lease_mode``
   ``single``: one exclusive holder; ``cooperative``: shared by every cooperative run, the
   owner is the last one that renewed). Unix seconds like the key leases; expired = free.
+- ``rahcp_uploads`` / ``rahcp_parts``: the unfinished multipart upload of a key (upload id,
+  part size, the file's size and mtime when it started) and each part S3 acknowledged (ETag,
+  MD5 of the bytes sent), so a rerun after a crash sends only the missing parts (the SDK's
+  ``PartStore``). A row goes when its upload completes or is aborted.
 """
 
 from __future__ import annotations
@@ -92,4 +96,34 @@ class SchemaVersion(SQLModel, table=True):
     applied_at: datetime | None = Field(default=None, sa_type=Timestamp)
 
 
-TABLES = (SchemaVersion.__table__, Job.__table__, Transfer.__table__)
+class Upload(SQLModel, table=True):
+    """The unfinished multipart upload of one key of a job."""
+
+    __tablename__ = "rahcp_uploads"
+
+    job: str = Field(primary_key=True, sa_type=KeyText)
+    key: str = Field(primary_key=True, sa_type=KeyText)
+    bucket: str = Field(sa_type=Text)
+    upload_id: str = Field(sa_type=Text)
+    part_size: int = Field(sa_type=BigInteger)
+    size: int = Field(sa_type=BigInteger)
+    mtime_ns: int = Field(sa_type=BigInteger)
+    updated_at: datetime | None = Field(default=None, sa_type=Timestamp)
+
+
+class Part(SQLModel, table=True):
+    """One acknowledged part of an unfinished multipart upload."""
+
+    __tablename__ = "rahcp_parts"
+
+    job: str = Field(primary_key=True, sa_type=KeyText)
+    key: str = Field(primary_key=True, sa_type=KeyText)
+    part_number: int = Field(primary_key=True)
+    upload_id: str = Field(sa_type=Text)
+    etag: str = Field(sa_type=Text)
+    md5: str = Field(sa_type=String(32))
+
+
+TABLES = (SchemaVersion.__table__, Job.__table__, Transfer.__table__, Upload.__table__, Part.__table__)
+NEW_IN_4 = (Upload.__table__, Part.__table__)
+"""Tables schema version 4 added (created by its migration, compiled for the dialect)."""

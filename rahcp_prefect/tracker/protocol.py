@@ -22,6 +22,8 @@ from datetime import datetime
 from enum import Enum
 from typing import NamedTuple, Protocol, runtime_checkable
 
+from rahcp_prefect.client.resume import PartStore
+
 
 class TransferStatus(str, Enum):
     """Outcome of one key in a job."""
@@ -94,8 +96,9 @@ class FileDigests(NamedTuple):
 
 
 @runtime_checkable
-class TrackerProtocol(Protocol):
-    """What the engine, the tasks and the flows need from any tracker backend."""
+class TrackerProtocol(PartStore, Protocol):
+    """What the engine, the tasks and the flows need from any tracker backend (including the
+    SDK's ``PartStore``: the parts of unfinished multipart uploads, for part-level resume)."""
 
     job: str
 

@@ -8,19 +8,30 @@ old release never writes rows it does not understand. Backends run ``plan`` unde
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
+from sqlalchemy import Table
 from sqlalchemy.engine.interfaces import Dialect
 from sqlalchemy.schema import CreateIndex, CreateTable
 
 from rahcp_prefect.tracker.errors import TrackerSchemaError
-from rahcp_prefect.tracker.models import TABLES
+from rahcp_prefect.tracker.models import NEW_IN_4, TABLES
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
+
+Statement = str | Callable[[Dialect], list[str]]
+"""Plain SQL, or a function of the dialect (new tables, compiled from ``models``)."""
+
+
+def _create(tables: Sequence[Table]) -> Callable[[Dialect], list[str]]:
+    return lambda dialect: create_statements(dialect, tables)
+
 
 #: version -> SQL statements that bring a database from ``version - 1`` to ``version``.
 #: Add an entry (and bump SCHEMA_VERSION) whenever ``models`` changes. The statements are
 #: plain SQL both SQLite and PostgreSQL accept; a new column must be nullable or have a
 #: default, so existing rows stay valid (PostgreSQL adds such a column without a rewrite).
-MIGRATIONS: dict[int, list[str]] = {
+MIGRATIONS: dict[int, list[Statement]] = {
     # 2: the job lease (one exclusive single-mode holder, or shared by cooperative runs)
     #    and each file's modification time as sent (incremental sync).
     2: [
@@ -35,15 +46,17 @@ MIGRATIONS: dict[int, list[str]] = {
         "ALTER TABLE rahcp_transfers ADD COLUMN sha256 TEXT",
         "ALTER TABLE rahcp_transfers ADD COLUMN md5 TEXT",
     ],
+    # 4: unfinished multipart uploads and their acknowledged parts (part-level resume).
+    4: [_create(NEW_IN_4)],
 }
 
 VERSION_TABLE = "rahcp_schema_version"
 
 
-def create_statements(dialect: Dialect) -> list[str]:
-    """``CREATE TABLE/INDEX IF NOT EXISTS`` for every tracker table, compiled for ``dialect``."""
+def create_statements(dialect: Dialect, tables: Sequence[Table] = TABLES) -> list[str]:
+    """``CREATE TABLE/INDEX IF NOT EXISTS`` for ``tables`` (default: all), compiled for ``dialect``."""
     statements: list[str] = []
-    for table in TABLES:
+    for table in tables:
         statements.append(str(CreateTable(table, if_not_exists=True).compile(dialect=dialect)).strip())
         for index in sorted(table.indexes, key=lambda ix: ix.name or ""):
             statements.append(str(CreateIndex(index, if_not_exists=True).compile(dialect=dialect)).strip())
@@ -63,5 +76,6 @@ def plan(current: int | None, dialect: Dialect) -> list[str]:
     for version in range(current + 1, SCHEMA_VERSION + 1):
         if version not in MIGRATIONS:
             raise TrackerSchemaError(f"no migration from tracker schema {version - 1} to {version}")
-        statements.extend(MIGRATIONS[version])
+        for statement in MIGRATIONS[version]:
+            statements.extend([statement] if isinstance(statement, str) else statement(dialect))
     return statements

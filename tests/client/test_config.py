@@ -93,7 +93,7 @@ async def test_from_env_empty_values_keep_defaults_and_overrides_win() -> None:
         ("HCP_TIMEOUT", "abc"),
         ("HCP_MAX_RETRIES", "2.5"),
         ("HCP_RETRY_BASE_DELAY", "fast"),
-        ("HCP_MULTIPART_THRESHOLD", "100MB"),
+        ("HCP_MULTIPART_THRESHOLD", "100 parsecs"),
         ("HCP_MULTIPART_CHUNK", "big"),
         ("HCP_MULTIPART_CONCURRENCY", "x"),
         ("HCP_VERIFY_SSL", "maybe"),

@@ -79,7 +79,7 @@ async def test_upload_commits_everything_and_leaves_staging_empty(
 
     run_id = state.state_details.flow_run_id
     artifacts = await _artifacts(run_id)
-    assert sorted(artifact.type for artifact in artifacts) == ["progress", "table", "table"]
+    assert sorted(artifact.type for artifact in artifacts) == ["markdown", "progress", "table"]
     status = [a for a in artifacts if a.key and a.key.startswith("job-status-")]
     assert status and status[0].data and '"done": 25' in str(status[0].data).replace("'", '"')
     progress = [a for a in artifacts if a.type == "progress"][0]
@@ -125,8 +125,8 @@ async def test_failure_after_half_the_files_rolls_back(
     assert _keys(hcp_emulator, hcp_bucket, STAGING_ROOT) == {}
     assert _keys(hcp_emulator, hcp_bucket, "final/") == {"final/keep.txt": b"already here"}
     assert _job_state(saved_blocks, f"bulk-upload:{hcp_bucket}/final/") == JobState.rolled_back
-    tables = [a for a in await _artifacts(state.state_details.flow_run_id) if a.type == "table"]
-    assert tables and "rolled back" in str(tables[0].data)
+    summaries = [a for a in await _artifacts(state.state_details.flow_run_id) if a.type == "markdown"]
+    assert summaries and "Rolled back: nothing changed" in str(summaries[0].data)
 
 
 async def test_interrupted_commit_is_finished_by_the_next_run(

@@ -101,18 +101,14 @@ async def flow_logs(flow_run_id: UUID) -> list[str]:
 
 
 def summary_metric(artifacts: list[Any], metric: str) -> Any:
-    """The value of ``metric`` in the run's summary table artifact (``bulk-*-summary-*``)."""
+    """The value of count ``metric`` (its words, e.g. ``"transfers retried"``) in the run's
+    markdown summary artifact (key ``summary-<job>``), as an int when it is a number."""
+    import re
+
     for artifact in artifacts:
-        if artifact.type == "table" and artifact.key and "-summary-" in artifact.key:
-            for row in _rows(artifact.data):
-                if row.get("metric") == metric:
-                    return row["value"]
+        if artifact.type == "markdown" and artifact.key and artifact.key.startswith("summary-"):
+            for label, value in re.findall(r"^\| ([^|]+?) \| ([^|]+?) \|$", str(artifact.data), re.M):
+                if label == metric:
+                    digits = value.replace(",", "")
+                    return int(digits) if digits.isdigit() else value
     raise AssertionError(f"no summary artifact with {metric!r} among {[a.key for a in artifacts]}")
-
-
-def _rows(data: Any) -> list[dict[str, Any]]:
-    import json
-
-    if isinstance(data, str):
-        data = json.loads(data)
-    return list(data)

@@ -115,8 +115,8 @@ async def test_upload_then_download_of_1000_files_under_10_percent_faults(
     assert up["retries"] == up_failed
     assert up["api_retries"] == api_failed
     artifacts = await flow_artifacts(state.state_details.flow_run_id)
-    assert summary_metric(artifacts, "retries") == up_failed
-    assert summary_metric(artifacts, "API retries") == api_failed
+    assert summary_metric(artifacts, "transfers retried") == up_failed
+    assert summary_metric(artifacts, "API requests retried") == api_failed
     # Bounded: one request per file (three parts for the multipart one) plus one per retry.
     assert up_data == FILES + 2 + up_failed < 2 * FILES
     assert up_api < 3 * FILES

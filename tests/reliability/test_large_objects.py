@@ -221,3 +221,82 @@ async def test_a_ranged_download_killed_half_way_resumes_with_the_missing_ranges
     assert gets == (RANGES if changed else RANGES - len(kept)), "only the missing ranges fetched"
     assert tree_hashes(dest) == {"big.bin": sha256(body)}
     assert partial_files(tmp_path) == [] and not staging_dir_for(dest.resolve()).exists()
+
+
+# -- part-level resume of multipart uploads ------------------------------------------------------
+
+PART = 5 * MIB  # the test settings' multipart_chunk
+PART_PUT = ("data", "PUT", "/{bucket}/{key}?partNumber")
+
+
+def _write_large(path: Path, parts: int) -> str:
+    """``parts`` x 5 MiB of random-looking bytes, fast: one random MiB, varied per MiB."""
+    block = os.urandom(MIB)
+    digest = hashlib.sha256()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("wb") as handle:
+        for index in range(parts * PART // MIB):
+            chunk = index.to_bytes(8, "little") + os.urandom(8) + block[16:]
+            handle.write(chunk)
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _recorded_parts(tracker_path: Path) -> int:
+    import sqlite3
+
+    try:
+        with sqlite3.connect(tracker_path, timeout=5) as conn:
+            return int(conn.execute("SELECT count(*) FROM rahcp_parts").fetchone()[0])
+    except sqlite3.Error:  # not created yet
+        return 0
+
+
+def _open_uploads_via_api(emulator: Any, bucket: str) -> list[str]:
+    import httpx
+
+    token = emulator.issue_token("tester", "dev-ai")
+    answer = httpx.get(
+        f"{emulator.base_url}/buckets/{bucket}/uploads", headers={"Authorization": f"Bearer {token}"}
+    )
+    answer.raise_for_status()
+    return [upload["Key"] for upload in answer.json()["uploads"]]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("parts", "kill_at", "changed"), [(60, 20, False), (12, 4, True)], ids=["300MiB-unchanged", "60MiB-changed"]
+)
+async def test_an_upload_killed_during_its_parts_resumes_with_the_missing_ones(
+    short_lease: SavedBlocks, hcp_emulator: Any, hcp_bucket: str, tmp_path: Path,
+    parts: int, kill_at: int, changed: bool,
+) -> None:
+    from .test_crashes import _kill_when
+
+    source = tmp_path / "src" / "video.bin"
+    expected = _write_large(source, parts)
+    params = {"source_dir": str(source.parent), "bucket": hcp_bucket, "prefix": "final/", **short_lease.params()}
+    hcp_emulator.faults.add("data", method="PUT", delay=0.2, count=None)
+    _kill_when("upload", params, tmp_path / "run.log", lambda: _recorded_parts(short_lease.tracker_path) >= kill_at)
+    hcp_emulator.faults.clear()
+
+    recorded = _recorded_parts(short_lease.tracker_path)
+    assert kill_at <= recorded < parts, "killed during the parts, with the finished ones recorded"
+    assert len(_open_uploads_via_api(hcp_emulator, hcp_bucket)) == 1, "the dead run's upload is still open"
+    if changed:
+        expected = _write_large(source, parts)  # same size, other bytes, a later mtime
+        os.utime(source, ns=(source.stat().st_atime_ns, source.stat().st_mtime_ns + 1_000_000_000))
+
+    hcp_emulator.reset_counts()
+    result = await bulk_upload(**params)
+
+    assert result["outcome"] == "committed" and result["committed"] == 1 and result["errors"] == 0
+    sent = hcp_emulator.request_counts[PART_PUT]
+    if changed:
+        assert sent == parts, "a changed file is uploaded afresh, never completed from stale parts"
+    else:
+        assert sent == parts - recorded, "only the parts the dead run had not finished are sent"
+    assert bucket_hashes(hcp_emulator, hcp_bucket, "final/") == {"final/video.bin": expected}
+    assert _open_uploads_via_api(hcp_emulator, hcp_bucket) == [], "nothing left open"
+    assert bucket_listing(hcp_emulator, hcp_bucket, STAGING_ROOT) == []
+    assert _recorded_parts(short_lease.tracker_path) == 0, "the record goes with the completed upload"

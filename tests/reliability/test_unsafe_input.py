@@ -49,7 +49,7 @@ BAD_PARAMETERS: list[tuple[dict[str, Any], str]] = [
     ({"settings_overrides": {"workers": 0}}, "settings_overrides: workers = 0: Input should be greater than or equal to 1"),
     ({"settings_overrides": {"wokers": 8}}, "settings_overrides: unknown transfer setting(s) wokers"),
     ({"settings_overrides": {"workers": "8"}}, "settings_overrides: workers must be an integer, got str '8'"),
-    ({"settings_overrides": {"chunk_size": 1}}, "settings_overrides: chunk_size = 1: Input should be greater than or equal to 65536"),
+    ({"settings_overrides": {"chunk_size": 1}}, "settings_overrides: chunk_size = 1: Value error, must be at least 64 KiB (65536 bytes), got 1 B"),
 ]
 
 
@@ -130,8 +130,8 @@ async def test_odd_files_are_counted_errors_and_excluding_them_lets_the_job_comm
     assert data_requests(hcp_emulator, "PUT") == len(good), "the odd files never blocked the others"
     if not cooperative:
         artifacts = await flow_artifacts(state.state_details.flow_run_id)
-        assert summary_metric(artifacts, "errors") == 3
-        assert summary_metric(artifacts, "error: \\xff\\xfe.bin").startswith("UnstorableNameError")
+        assert summary_metric(artifacts, "failed") == 3
+        assert summary_metric(artifacts, "`\\xff\\xfe.bin`").startswith("UnstorableNameError")
     with job_tracker(target, job) as tracker:
         stored = [key for key, _ in tracker.error_entries()] + list(tracker.done_keys())
     assert all(len(key.encode("utf-8")) <= 1024 for key in stored), "only storable keys reach the tracker"
