@@ -1,11 +1,8 @@
-"""The ``rahcp-prefect`` command: argparse with one subcommand per tool.
+"""The ``rahcp-prefect`` command: ``setup`` (blocks, work pool, deployments on a Prefect server),
+``emulator`` (a local HCP for trying things out and for tests), ``errors`` (a job's failed files)
+and ``prefect-file``.
 
-    rahcp-prefect emulator --host 127.0.0.1 --port 8000 [--s3-endpoint URL] [--s3-port N]
-                           [--users user:pass,...]
-    rahcp-prefect setup ...
-    rahcp-prefect errors --job JOB [--tracker-block NAME | --tracker FILE_OR_DSN] [--json]
-
-Add a subcommand with ``_add_<name>(subparsers)`` setting ``func`` on its parser.
+Add a subcommand with ``sub.add_parser(...)`` in ``build_parser`` setting ``func`` on its parser.
 """
 
 from __future__ import annotations
@@ -60,6 +57,12 @@ def add_emulator_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_emulator(args: argparse.Namespace) -> int:
     """Start the emulator, print one JSON line with its URLs, serve until SIGTERM/SIGINT."""
+    from rahcp_prefect.testing import EmulatorExtraMissing, require_emulator_extra
+
+    try:
+        require_emulator_extra()
+    except EmulatorExtraMissing as exc:
+        raise SystemExit(f"rahcp-prefect emulator: {exc}") from None
     from rahcp_prefect.testing.emulator import HCPEmulator
 
     stop = threading.Event()
@@ -89,12 +92,39 @@ def run_emulator(args: argparse.Namespace) -> int:
     return 0
 
 
+USER_GUIDE = """\
+start here (with a Prefect server at PREFECT_API_URL):
+  HCP_PASSWORD=... rahcp-prefect setup --endpoint https://hcp.example/api/v1 --username USER
+  prefect worker start --pool rahcp-process
+  prefect deployment run bulk-upload/default -p source_dir=/data/in -p bucket=BUCKET
+
+try it without an HCP (needs pip install 'rahcp-prefect[emulator]'):
+  rahcp-prefect emulator --port 8000      # API at http://127.0.0.1:8000/api/v1
+
+`rahcp-prefect COMMAND --help` lists a command's options.
+"""
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="rahcp-prefect", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="rahcp-prefect",
+        description="Move files to and from Hitachi Content Platform (HCP) with Prefect.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=USER_GUIDE,
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     emulator = sub.add_parser("emulator", help="run the local HCP emulator (API + moto S3)")
     add_emulator_arguments(emulator)
-    setup = sub.add_parser("setup", help="register blocks, create the work pool, deploy the flows")
+    setup = sub.add_parser(
+        "setup",
+        help="register blocks, create the work pool, deploy the flows",
+        description=(
+            "Check the Prefect API (PREFECT_API_URL), the HCP login, the tracker database and the "
+            "deployment file, then create the process work pool, the blocks hcp, hcp-settings and "
+            "hcp-tracker, and the deployments bulk-upload/default, bulk-download/default, ... "
+            "Nothing is created when a check fails; running it again overwrites the blocks."
+        ),
+    )
     _add_setup_arguments(setup)
     errors = sub.add_parser("errors", help="list every failed file of a job (key relative to its prefix, reason)")
     _add_errors_arguments(errors)

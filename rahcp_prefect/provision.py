@@ -1,7 +1,9 @@
 """One-shot set-up of a Prefect server for rahcp-prefect: blocks, work pool, deployments.
 
 Used by ``rahcp-prefect setup`` (the docker-compose ``setup`` service and the end-to-end
-test) so that a fresh server can run ``prefect deployment run bulk-upload/default``.
+test) so that a fresh server can run ``prefect deployment run bulk-upload/default``. It checks
+the Prefect API, the HCP login, the tracker database, the deployment file and the work pool
+first (``setup_checks``), so a failure creates nothing; a failure after that says what exists.
 """
 
 from __future__ import annotations
@@ -17,8 +19,21 @@ from typing import Any
 from pydantic import SecretStr
 
 from rahcp_prefect.deployments import prefect_file as packaged_prefect_file
+from rahcp_prefect.setup_checks import (
+    DeploymentSpec,
+    SetupError,
+    check_hcp_login,
+    check_prefect_api,
+    check_tracker_dsn,
+    check_work_pool,
+    prefect_api_url,
+    read_deployments,
+)
 
 logger = logging.getLogger(__name__)
+
+DEPLOY_TIMEOUT_SECONDS = 600
+
 
 @dataclass(frozen=True)
 class SetupOptions:
@@ -38,6 +53,10 @@ class SetupOptions:
     deploy: bool = True
     prefect_file: Path | None = None
     """A ``prefect.yaml`` of one's own; default: the one shipped in the package."""
+
+    def deployment_file(self) -> Path:
+        """The ``prefect.yaml`` to deploy, as an absolute path."""
+        return (self.prefect_file or packaged_prefect_file()).resolve()
 
 
 async def ensure_work_pool(name: str) -> None:
@@ -76,42 +95,84 @@ async def save_blocks(options: SetupOptions) -> None:
     await tracker.save(options.tracker_block, overwrite=True)
 
 
-def deploy_all(prefect_file: Path | None = None) -> None:
-    """Run ``prefect deploy --all`` on ``prefect_file`` (default: the packaged ``prefect.yaml``).
+def deploy_all(prefect_file: Path, pool: str, api_url: str) -> None:
+    """Run ``prefect deploy --all`` on ``prefect_file`` against ``api_url``, every deployment on ``pool``.
 
     Runs in the file's folder, so relative entrypoints of one's own file resolve as Prefect
-    expects; the packaged file's entrypoints are modules and resolve from anywhere.
+    expects; the packaged file's entrypoints are modules and resolve from anywhere. Prefect's
+    output is kept back; a failure raises ``SetupError`` with its last line.
     """
-    prefect_file = (prefect_file or packaged_prefect_file()).resolve()
-    if not prefect_file.is_file():
-        raise FileNotFoundError(f"deployment file not found: {prefect_file}")
     prefect = Path(sys.executable).with_name("prefect")
     command = [str(prefect) if prefect.exists() else "prefect", "--no-prompt", "deploy", "--all"]
-    subprocess.run([*command, "--prefect-file", str(prefect_file)], cwd=prefect_file.parent, check=True)
+    command += ["--prefect-file", str(prefect_file), "--pool", pool]
+    try:
+        result = subprocess.run(
+            command, cwd=prefect_file.parent, env={**os.environ, "PREFECT_API_URL": api_url},
+            capture_output=True, text=True, timeout=DEPLOY_TIMEOUT_SECONDS,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise SetupError(f"`prefect deploy` did not run: {exc}") from None
+    if result.returncode != 0:
+        last = _reason(result.stdout + result.stderr)
+        raise SetupError(
+            f"`prefect deploy` failed (exit {result.returncode}): {last} "
+            "(deployments listed before the failing one in the file may exist)"
+        )
 
 
-async def provision(options: SetupOptions) -> None:
-    """Everything a fresh Prefect server needs to run the bulk deployments."""
+_NOISE = ("For further information", "Traceback", "File ", "^", "Error: Invalid value for")
+
+
+def _reason(output: str) -> str:
+    """The line of ``prefect deploy``'s output that says why: the last one naming an error."""
+    lines = [line.strip(" │╭╰─\t") for line in output.splitlines()]
+    lines = [line for line in lines if line and not line.startswith(_NOISE)]
+    errors = [line for line in lines if "rror" in line or "invalid" in line.lower()]
+    return (errors or lines or ["no output"])[-1][:300]
+
+
+async def check(options: SetupOptions) -> list[DeploymentSpec]:
+    """Everything setup needs, before it creates anything; returns the deployments to make."""
+    await check_prefect_api(prefect_api_url())
+    await check_hcp_login(options.endpoint, options.username, options.password, options.tenant, options.verify_ssl)
+    if options.tracker_dsn:
+        check_tracker_dsn(options.tracker_dsn)
+    specs = read_deployments(options.deployment_file()) if options.deploy else []
+    await check_work_pool(options.pool)
+    return specs
+
+
+async def provision(options: SetupOptions, done: list[str] | None = None) -> list[DeploymentSpec]:
+    """Check, then create the pool, the blocks and the deployments; returns the deployments.
+
+    ``done`` collects what was created, in order, so a failure part-way can say what exists.
+    """
+    done = [] if done is None else done
+    specs = await check(options)
     await ensure_work_pool(options.pool)
+    done.append(f"work pool {options.pool}")
     await save_blocks(options)
+    done.append(f"blocks {options.credentials_block}, {options.settings_block}, {options.tracker_block}")
     if options.deploy:
-        deploy_all(options.prefect_file)
+        deploy_all(options.deployment_file(), options.pool, prefect_api_url())
+        done.append("deployments " + ", ".join(str(spec) for spec in specs))
+    return specs
 
 
 def add_setup_arguments(parser: Any) -> None:
     """Options of ``rahcp-prefect setup``; secrets default to the ``HCP_*`` environment."""
-    parser.add_argument("--endpoint", default=os.environ.get("HCP_ENDPOINT"), help="HCP API base URL (HCP_ENDPOINT)")
+    parser.add_argument("--endpoint", default=os.environ.get("HCP_ENDPOINT"), help="HCP API base URL, ending in /api/v1 (HCP_ENDPOINT)")
     parser.add_argument("--username", default=os.environ.get("HCP_USERNAME"), help="HCP user (HCP_USERNAME)")
     parser.add_argument(
         "--password",
         default=os.environ.get("HCP_PASSWORD"),
         help="HCP password (prefer the HCP_PASSWORD variable: arguments show in process lists)",
     )
-    parser.add_argument("--tenant", default=os.environ.get("HCP_TENANT") or None)
+    parser.add_argument("--tenant", default=os.environ.get("HCP_TENANT") or None, help="HCP tenant (HCP_TENANT)")
     parser.add_argument("--no-verify-ssl", action="store_true", help="do not verify TLS certificates")
     parser.add_argument("--tracker-dsn", default=os.environ.get("RAHCP_TRACKER_DSN"), help="shared PostgreSQL tracker (RAHCP_TRACKER_DSN)")
     parser.add_argument("--tracker-sqlite", default=None, help="SQLite tracker file (default ~/.rahcp/tracker.db)")
-    parser.add_argument("--pool", default="rahcp-process", help="process work pool to create")
+    parser.add_argument("--pool", default="rahcp-process", help="process work pool to create and deploy to")
     parser.add_argument("--no-deploy", action="store_true", help="only blocks and work pool")
     parser.add_argument(
         "--prefect-file", type=Path, default=None, help="deploy this prefect.yaml instead of the packaged one"
@@ -120,9 +181,7 @@ def add_setup_arguments(parser: Any) -> None:
 
 
 def run_setup(args: Any) -> int:
-    """``rahcp-prefect setup``: check the options, then provision the Prefect server."""
-    import asyncio
-
+    """``rahcp-prefect setup``: check everything, then provision; any failure is one line."""
     missing = [name for name in ("endpoint", "username", "password") if not getattr(args, name)]
     if missing:
         raise SystemExit(
@@ -141,7 +200,30 @@ def run_setup(args: Any) -> int:
         deploy=not args.no_deploy,
         prefect_file=args.prefect_file,
     )
-    asyncio.run(provision(options))
-    print(f"Blocks {options.credentials_block}, {options.settings_block}, {options.tracker_block}; pool {options.pool}"
-          + ("; deployments created" if options.deploy else ""))
+    return setup(options)
+
+
+def setup(options: SetupOptions) -> int:
+    """Provision with ``options`` and print what exists; a failure exits with one line."""
+    import asyncio
+
+    done: list[str] = []
+    try:
+        specs = asyncio.run(provision(options, done))
+    except SetupError as exc:
+        raise SystemExit(f"rahcp-prefect setup: {exc}" + _created_so_far(done)) from None
+    except Exception as exc:  # a step that failed in a way no check foresaw: still one line
+        raise SystemExit(f"rahcp-prefect setup: {type(exc).__name__}: {exc}" + _created_so_far(done)) from None
+    print(f"Work pool {options.pool}; blocks {options.credentials_block}, {options.settings_block}, "
+          f"{options.tracker_block} on {prefect_api_url()}")
+    for spec in specs:
+        print(f"Deployment {spec}")
+    if specs:
+        print(f"Start a worker: prefect worker start --pool {options.pool}")
     return 0
+
+
+def _created_so_far(done: list[str]) -> str:
+    if not done:
+        return " (nothing was created)"
+    return f" (already created: {'; '.join(done)}; running setup again overwrites them)"

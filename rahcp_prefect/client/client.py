@@ -239,8 +239,9 @@ class HCPClient:
                     if attempt < self.config.max_retries:
                         attempt = await self._wait("POST", "/auth/token", type(exc).__name__, attempt)
                         continue
-                    logger.error("Login failed: %s", type(exc).__name__)
-                    raise AuthenticationError(f"Login failed: {type(exc).__name__}") from exc
+                    message = f"Login failed: {type(exc).__name__}: could not reach {self._login_url()}"
+                    logger.error("%s", message)
+                    raise AuthenticationError(message) from exc
                 current.set_attribute("http.status_code", response.status_code)
             status = response.status_code
             self._log_request("POST", "/auth/token", status, started)
@@ -250,8 +251,11 @@ class HCPClient:
                 continue
             token = _access_token(response) if status == 200 else None
             if token is None:
-                logger.error("Login failed: %d", status)
-                raise AuthenticationError(f"Login failed: {status}", status)
+                message = f"Login failed: {status}"
+                if status == 404:
+                    message += _not_found_hint(self.config.endpoint, self._login_url())
+                logger.error("%s", message)
+                raise AuthenticationError(message, status)
             self._token = token
             self._token_generation += 1
             logger.info(
@@ -261,6 +265,10 @@ class HCPClient:
                 f" (tenant {self.config.tenant})" if self.config.tenant else "",
             )
             return
+
+    def _login_url(self) -> str:
+        """The login URL as tried (for errors: the endpoint carries no secret, redacted anyway)."""
+        return self._redact(f"{self.config.endpoint.rstrip('/')}/auth/token")
 
     async def _relogin(self, generation: int) -> None:
         """Log in again unless another request already did since ``generation``."""
@@ -397,3 +405,10 @@ def _describe(exc: Exception, redact: Callable[[str], str]) -> str:
     """A transport error as ``Name: text`` (redacted, <= 200 chars); httpx often has no text."""
     text = redact(str(exc))
     return f"{type(exc).__name__}: {text}"[:200] if text else type(exc).__name__
+
+
+def _not_found_hint(endpoint: str, tried: str) -> str:
+    """Why a login can 404: most often an endpoint given without its ``/api/v1`` prefix."""
+    if not urlsplit(endpoint).path.rstrip("/").endswith("/api/v1"):
+        return f" at {tried}: the endpoint must be the API base URL, add /api/v1 ({endpoint.rstrip('/')}/api/v1)"
+    return f" at {tried}: no login route there (is this the HCP backend API?)"

@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 
 from prefect.runtime import flow_run
 
+from rahcp_prefect.block_loading import aload_block
 from rahcp_prefect.blocks import HCPCredentials, HCPTracker, HCPTransferSettings
 from rahcp_prefect.tracker.protocol import TrackerProtocol
 
@@ -37,11 +38,11 @@ async def load_blocks(
     settings_overrides: dict[str, Any] | None,
 ) -> FlowBlocks:
     """Load blocks by name; no settings block means defaults, no tracker block a local SQLite."""
-    credentials = await HCPCredentials.aload(credentials_block)
+    credentials = await aload_block(HCPCredentials, credentials_block)
     settings = (
-        await HCPTransferSettings.aload(settings_block) if settings_block else HCPTransferSettings()
+        await aload_block(HCPTransferSettings, settings_block) if settings_block else HCPTransferSettings()
     )
-    tracker = await HCPTracker.aload(tracker_block) if tracker_block else HCPTracker()
+    tracker = await aload_block(HCPTracker, tracker_block) if tracker_block else HCPTracker()
     return FlowBlocks(credentials, settings.with_overrides(settings_overrides), tracker)
 
 

@@ -30,7 +30,7 @@ TEST_TENANT = "dev-ai"
 
 @pytest.fixture(scope="session")
 def hcp_emulator_session() -> Iterator[HCPEmulator]:
-    from rahcp_prefect.testing.emulator import HCPEmulator
+    from rahcp_prefect.testing import HCPEmulator  # names the extra to install when it is missing
 
     with HCPEmulator() as emulator:
         yield emulator

@@ -30,6 +30,7 @@ from prefect.client.orchestration import PrefectClient
 from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
 from prefect.events.filters import EventFilter, EventNameFilter, EventOccurredFilter, EventResourceFilter
 from prefect.settings import PREFECT_API_URL, temporary_settings
+from prefect.utilities.asyncutils import run_coro_as_sync
 
 from rahcp_prefect import events
 from rahcp_prefect.blocks import HCPTracker
@@ -140,7 +141,7 @@ def pipeline(
             await emulator_credentials(creds).asave("hcp-pipeline", client=client)
             await HCPTracker(sqlite_path=str(root / "tracker.db")).asave("tracker-pipeline", client=client)
 
-        asyncio.run(_with_client(api_url, save_blocks))
+        run_coro_as_sync(_with_client(api_url, save_blocks))
         token = uuid.uuid4().hex
         project, markers, elsewhere = root / "project", root / "markers", root / "worker-home"
         for folder in (project / ".git", project / ".venv" / "lib", markers, elsewhere):

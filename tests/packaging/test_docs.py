@@ -46,6 +46,10 @@ def _anchors(site: Path, page: str) -> set[str]:
         ("reference/tasks", {"rahcp_prefect.tasks"}),
         ("reference/flows", {"rahcp_prefect.flows.bulk_upload", "rahcp_prefect.flows.bulk_download"}),
         ("reference/emulator", {"rahcp_prefect.testing.emulator.HCPEmulator"}),
+        ("reference/storage", {"rahcp_prefect.bucket.HCPBucket", "rahcp_prefect.bucket.HCPBucket.aread_path",
+                               "rahcp_prefect.deployments.steps.push_to_hcp",
+                               "rahcp_prefect.deployments.steps.pull_from_hcp",
+                               "rahcp_prefect.events.emit_verify_mismatch"}),
     ],
 )
 def test_each_layer_has_a_page_rendered_from_its_docstrings(site: Path, page: str, names: set[str]) -> None:
