@@ -24,6 +24,8 @@ network stubbed out: its CPU per file beyond the plain file reads/writes any cli
 from __future__ import annotations
 
 import argparse
+import base64
+import hashlib
 import asyncio
 import json
 import os
@@ -133,6 +135,7 @@ async def floor_upload(spec: dict[str, Any]) -> dict[str, Any]:
     from rahcp_prefect.client.config import ClientConfig
 
     config = ClientConfig()
+    checksums = spec.get("checksums", True)
     root = Path(spec["source"])
     rels = sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
     sizes = {rel: os.path.getsize(root / rel) for rel in rels}
@@ -146,8 +149,10 @@ async def floor_upload(spec: dict[str, Any]) -> dict[str, Any]:
         connections = max(spec["workers"], config.multipart_concurrency)
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=connections)) as session:
 
-            async def put(url: str, body: Any, size: int) -> str:
+            async def put(url: str, body: Any, size: int, md5: bytes | None = None) -> str:
                 headers = {"Content-Length": str(size)}
+                if md5 is not None:
+                    headers["Content-MD5"] = base64.b64encode(md5).decode()
                 async with session.put(URL(url, encoded=True), data=body, headers=headers) as response:
                     await response.read()
                     if response.status != 200:
@@ -158,7 +163,14 @@ async def floor_upload(spec: dict[str, Any]) -> dict[str, Any]:
                 path, rel = item
                 size = sizes[rel]
                 if rel in uploads:
-                    await _floor_multipart(put, http, spec["bucket"], rel, path, size, uploads[rel], config)
+                    await _floor_multipart(put, http, spec["bucket"], rel, path, size, uploads[rel], config, checksums)
+                    return
+                if checksums:  # the digests ours computes: MD5 (sent as Content-MD5) and SHA-256
+                    if size <= 256 * 1024:
+                        body, md5 = _read_and_hash(path, 0, size, sha256=True)
+                    else:
+                        body, md5 = await asyncio.to_thread(_read_and_hash, path, 0, size, True)
+                    await put(urls[rel], body, size, md5)
                     return
                 if size <= MIB:
                     with open(path, "rb") as handle:
@@ -186,9 +198,12 @@ def presign_parts(api: str, bucket: str, key: str, size: int, config: Any) -> di
 
 
 async def _floor_multipart(
-    put: Any, http: Any, bucket: str, key: str, path: str, size: int, upload: dict[str, Any], config: Any
+    put: Any, http: Any, bucket: str, key: str, path: str, size: int, upload: dict[str, Any], config: Any,
+    checksums: bool = True,
 ) -> None:
-    """``multipart_concurrency`` part PUTs streamed from disk, then the complete."""
+    """``multipart_concurrency`` part PUTs streamed from disk, then the complete. With
+    ``checksums``: each part read into memory and its MD5 sent (hashed in a thread), and the
+    whole file's SHA-256 in one sequential pass alongside, as ours computes them."""
     part = upload["part_size"]
     etags: dict[int, str] = {}
     numbers = iter(sorted(upload["urls"]))
@@ -197,15 +212,40 @@ async def _floor_multipart(
         for number in numbers:
             offset = (number - 1) * part
             length = min(part, size - offset)
-            etags[number] = await put(upload["urls"][number], _file_chunks(path, offset, length), length)
+            if checksums:
+                body, md5 = await asyncio.to_thread(_read_and_hash, path, offset, length, False)
+                etags[number] = await put(upload["urls"][number], body, length, md5)
+            else:
+                etags[number] = await put(upload["urls"][number], _file_chunks(path, offset, length), length)
 
-    await asyncio.gather(*(worker() for _ in range(config.multipart_concurrency)))
+    jobs = [worker() for _ in range(config.multipart_concurrency)]
+    if checksums:
+        jobs.append(asyncio.to_thread(_sha256_file, path))
+    await asyncio.gather(*jobs)
     parts = [{"PartNumber": n, "ETag": etags[n]} for n in sorted(etags)]
     answer = await asyncio.to_thread(
         http.post, f"/buckets/{bucket}/multipart/{key}/complete",
         json={"upload_id": upload["upload_id"], "parts": parts}, timeout=600,
     )
     answer.raise_for_status()
+
+
+def _read_and_hash(path: str, offset: int, length: int, sha256: bool) -> tuple[bytes, bytes]:
+    """Bytes of a file range and their MD5 (and, ``sha256``, the SHA-256 computed alongside)."""
+    with open(path, "rb") as handle:
+        handle.seek(offset)
+        body = handle.read(length)
+    if sha256:
+        hashlib.sha256(body).hexdigest()
+    return body, hashlib.md5(body).digest()
+
+
+def _sha256_file(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb", buffering=0) as handle:
+        while chunk := handle.read(8 * MIB):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 async def _file_chunks(path: str, offset: int = 0, length: int | None = None) -> Any:
@@ -222,6 +262,7 @@ async def floor_download(spec: dict[str, Any]) -> dict[str, Any]:
     from yarl import URL
 
     keys = spec["keys"]
+    checksums = spec.get("checksums", True)
     urls = presign_all(spec["api"], spec["bucket"], keys, "get_object")
     dest = Path(spec["dest"])
     dest.mkdir(parents=True, exist_ok=True)
@@ -234,13 +275,26 @@ async def floor_download(spec: dict[str, Any]) -> dict[str, Any]:
                 async with session.get(URL(urls[key], encoded=True)) as response:
                     if response.status != 200:
                         raise RuntimeError(f"GET {response.status}")
+                    # the digests ours computes: SHA-256, and MD5 when the ETag is one
+                    digests = [hashlib.sha256()] if checksums else []
+                    if checksums and "-" not in response.headers.get("ETag", "-"):
+                        digests.append(hashlib.md5())
                     with open(dest / key.replace("/", "_"), "wb") as handle:
                         async for chunk in response.content.iter_chunked(MIB):
-                            handle.write(chunk)
+                            if digests and len(chunk) > 256 * 1024:
+                                await asyncio.to_thread(_write_and_hash, handle, digests, chunk)
+                            else:
+                                _write_and_hash(handle, digests, chunk)
                             total += len(chunk)
 
             await _floor_pool(keys, spec["workers"], one)
     return figures(clock, len(keys), total)
+
+
+def _write_and_hash(handle: Any, digests: list[Any], chunk: bytes) -> None:
+    handle.write(chunk)
+    for digest in digests:
+        digest.update(chunk)
 
 
 async def floor_scan(spec: dict[str, Any]) -> dict[str, Any]:
@@ -294,7 +348,10 @@ async def ours(spec: dict[str, Any]) -> dict[str, Any]:
             else:
                 entries = [tuple(e) for e in spec["entries"]] if spec.get("entries") else None
                 stats = await bulk_download(
-                    BulkDownloadConfig(dest_dir=Path(spec["dest"]), entries=entries, **common)
+                    BulkDownloadConfig(
+                        dest_dir=Path(spec["dest"]), entries=entries,
+                        verify_checksums=spec.get("checksums", True), **common,
+                    )
                 )
     tracker.close()
     first = round(probe.first - clock.t0, 3) if probe.first is not None else None
@@ -598,6 +655,10 @@ def main() -> None:
     parser.add_argument("--only", default="", help="comma-separated scenarios to run")
     parser.add_argument("--workers", type=int, default=10)
     parser.add_argument(
+        "--cost", action="store_true",
+        help="also run the floor without digests (and ours downloading without checksums): their cost",
+    )
+    parser.add_argument(
         "--repeat", type=int, default=5, help="runs per client in the small scenarios; the median is kept"
     )
     args = parser.parse_args()
@@ -623,10 +684,56 @@ def main() -> None:
                     print(json.dumps({"scenario": scenario, "ours": run_child(spec)}), flush=True)
                     continue
                 mine, floor = run_scenario(scenario, emu, base, data, work, args.repeat)
-                print(json.dumps(report(scenario, mine, floor)), flush=True)
+                result = report(scenario, mine, floor)
+                if args.cost and scenario != "scan-200k":
+                    result["checksum_cost"] = checksum_cost(scenario, emu, base, data, work, args.repeat, mine, floor)
+                print(json.dumps(result), flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print(json.dumps({"total_seconds": round(time.perf_counter() - started, 1)}), flush=True)
+
+
+def checksum_cost(
+    scenario: str, emu: Emulator, base: dict[str, Any], data: Path, work: Path, repeat: int,
+    mine: dict[str, Any], floor: dict[str, Any],
+) -> dict[str, Any]:
+    """The same scenario with digests off (the floor; ours too for downloads, where they can be
+    turned off): main figure with checksums / without, in this run."""
+    size, direction = scenario.split("-")[1], scenario.split("-")[0]
+    key = "files_per_s" if size == "small" else "mb_per_s"
+    repeat = repeat if size == "small" else 1
+    source = prepare_small(data) if size == "small" else prepare_large(data)
+    plain_floors, plain_mines = [], []
+    if direction == "upload":
+        for _ in range(repeat):
+            bucket = emu.bucket(f"up-{size}-plain")
+            plain_floors.append(run_child({**base, "runner": "floor-upload", "source": str(source),
+                                           "bucket": bucket, "checksums": False}))
+            emu.empty(bucket)
+    else:
+        bucket = emu.bucket(f"down-{size}-plain")
+        keys = []
+        for path in sorted(p for p in source.rglob("*") if p.is_file()):
+            rel = path.relative_to(source).as_posix()
+            emu.s3.upload_file(str(path), bucket, rel)
+            keys.append(rel)
+        for n in range(repeat):
+            dest = work / f"plain-floor-{n}"
+            plain_floors.append(run_child({**base, "runner": "floor-download", "bucket": bucket, "keys": keys,
+                                           "dest": str(dest), "checksums": False}))
+            shutil.rmtree(dest, ignore_errors=True)
+            dest = work / f"plain-ours-{n}"
+            plain_mines.append(run_child({**base, "runner": "ours", "direction": "download", "dest": str(dest),
+                                          "bucket": bucket, "tracker": str(work / f"plain-{size}-{n}.db"),
+                                          "job": "plain", "checksums": False}))
+            shutil.rmtree(dest, ignore_errors=True)
+        emu.empty(bucket)
+    out: dict[str, Any] = {"floor_without": _median(plain_floors, key)[key]}
+    out["floor_with_over_without"] = _ratio(floor[key], out["floor_without"])
+    if plain_mines:
+        out["ours_without"] = _median(plain_mines, key)[key]
+        out["ours_with_over_without"] = _ratio(mine[key], out["ours_without"])
+    return out
 
 
 def _median(results: list[dict[str, Any]], key: str) -> dict[str, Any]:

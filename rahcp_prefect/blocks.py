@@ -177,6 +177,14 @@ class HCPTransferSettings(Block):
             "counts of failed files once the first 20 were logged."
         ),
     )
+    write_manifest: bool = Field(
+        default=True,
+        title="Write manifest",
+        description=(
+            "Each commit writes manifest-sha256.txt (BagIt: the SHA-256 of every file the job "
+            "holds) at the root of the final prefix, last; downloads and bulk-verify check it."
+        ),
+    )
     verify_upload: bool = Field(
         default=False,
         title="Verify upload",

@@ -9,7 +9,7 @@ files in one task run: a task run costs milliseconds, a file should not.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from functools import partial
 from pathlib import Path
@@ -344,8 +344,11 @@ async def download_batch(
     exclude: Sequence[str] = (),
     on_progress: ProgressCallback | None = None,
     on_error: ErrorCallback | None = None,
+    manifest: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Download a batch of keys (``(key, size)``; None = the whole prefix) with the engine."""
+    """Download a batch of keys (``(key, size)``; None = the whole prefix) with the engine;
+    ``manifest`` (key -> SHA-256, e.g. the batch's lines of the prefix's manifest) is what the
+    bytes are checked against."""
     check_bucket(bucket)
     check_prefix(prefix)
     make_config = partial(
@@ -358,5 +361,6 @@ async def download_batch(
         include=list(include),
         exclude=list(exclude),
         on_progress=on_progress,
+        manifest=manifest,
     )
     return await _engine_batch("download", credentials, tracker, job, settings, make_config, run_bulk_download, on_error)

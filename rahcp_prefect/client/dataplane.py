@@ -314,6 +314,30 @@ class DataPlane:
 
         return await self._retrying("GET", what, attempt, length)
 
+    async def get_hashed(self, url: str, *, what: str, hasher: Hasher, chunk_size: int = DEFAULT_CHUNK) -> int:
+        """Stream the object through ``hasher`` and discard the bytes (an audit); returns the
+        size. Hashing runs in a worker thread, one batch behind the network."""
+
+        async def attempt() -> tuple[int, int]:
+            async with self.session.get(URL(url, encoded=True)) as response:
+                await _check(response, what)
+                hasher.reset()
+                sink = _HashingWriter(None, hasher, chunk_size)
+                received = 0
+                try:
+                    async for chunk in response.content.iter_chunked(chunk_size):
+                        await sink.write(chunk)
+                        received += len(chunk)
+                    await sink.flush()
+                finally:
+                    await sink.settle()
+                expected = response.content_length
+                if expected is not None and received != expected:
+                    raise _Retry(f"short body ({received} of {expected} bytes)")
+                return received, response.status
+
+        return await self._retrying("GET", what, attempt)
+
     async def get_bytes(self, url: str, *, what: str, hasher: Hasher | None = None) -> bytes:
         """GET the whole object into memory; a ``hasher`` is fed the body (in a worker thread
         when it is large)."""
@@ -407,8 +431,9 @@ async def read_hashed(
 
 
 class _HashingWriter:
-    """Writes streamed chunks to a file and feeds them to a hasher in a worker thread, in
-    batches of about ``batch`` bytes, one batch in flight while the next one arrives."""
+    """Writes streamed chunks to a file (``handle``; None: nowhere) and feeds them to a hasher
+    in a worker thread, in batches of about ``batch`` bytes, one in flight while the next one
+    arrives."""
 
     def __init__(self, handle: Any, hasher: Hasher, batch: int) -> None:
         self._handle = handle
@@ -446,7 +471,8 @@ class _HashingWriter:
 
     def _work(self, chunks: list[bytes]) -> None:
         for chunk in chunks:
-            self._handle.write(chunk)
+            if self._handle is not None:
+                self._handle.write(chunk)
             self._hasher.update(chunk)
 
 

@@ -36,6 +36,7 @@ from rahcp_prefect.flows.common import (
 from rahcp_prefect.bulk.claims import add_counts, new_counts, REGISTER_CHUNK, commit_lock, drain_job, register_manifest
 from rahcp_prefect.flows.upload import BulkTransferFailed
 from rahcp_prefect import events
+from rahcp_prefect.job.manifest import ExpectedDigests, read_manifest
 from rahcp_prefect.tasks import download_batch, open_client
 from rahcp_prefect.tracker.protocol import JobState, TrackerProtocol
 
@@ -216,13 +217,14 @@ async def _download_alone(
     progress = view.progress
     await view.start()
     totals = {**new_counts(), "skipped": skipped}
+    expected = await _manifest_of(blocks, bucket, prefix)
     try:
         with view.phase("transfer", count, total_bytes) as received:
             async for entries in abatched(todo(), batch_size):
                 batch = await download_batch(
                     blocks.credentials, blocks.tracker, job, bucket, staging, prefix,
                     entries=entries, settings=blocks.settings, on_progress=progress.on_batch_progress,
-                    on_error=view.failures,
+                    on_error=view.failures, manifest=expected.lines_of(entries),
                 )
                 add_counts(totals, batch)
                 progress.batch_finished(int(batch["done"]), int(batch["bytes"]))
@@ -265,10 +267,13 @@ async def _download_cooperatively(
     s, a = register_manifest(tracker, chunk)
     get_run_logger().info("Manifest of %s: %d object(s), %d new", job, seen + s, added + a)
 
+    expected = await _manifest_of(blocks, bucket, prefix)
+
     async def run_batch(claimed: list[tuple[str, int]]) -> dict[str, Any]:
         return await download_batch(
             blocks.credentials, blocks.tracker, job, bucket, staging, prefix,
             entries=claimed, settings=blocks.settings, skip_done=False, on_error=view.failures,
+            manifest=expected.lines_of(claimed),
         )
 
     totals = await drain_job(
@@ -285,6 +290,12 @@ async def _download_cooperatively(
         await view.publish_summary("failed", totals, tracker.error_details(), failed, reason=str(failure))
         raise failure
     return totals
+
+
+async def _manifest_of(blocks: FlowBlocks, bucket: str, prefix: str) -> ExpectedDigests:
+    """The prefix's manifest (read once per run), which every batch checks its files against."""
+    async with open_client(blocks.credentials) as client:
+        return ExpectedDigests(await read_manifest(client, bucket, prefix))
 
 
 async def _listing(

@@ -45,6 +45,7 @@ from rahcp_prefect.flows.staging import (
     verify_staging,
 )
 from rahcp_prefect import events
+from rahcp_prefect.job.manifest import commit_manifest
 from rahcp_prefect.tasks import cleanup_staging, commit_staging_counted, open_client, upload_batch
 from rahcp_prefect.tracker.protocol import JobState, TrackerProtocol
 
@@ -107,6 +108,11 @@ async def finish_commit(
             concurrency=blocks.settings.commit_concurrency,
             on_progress=on_progress,
         )
+        if blocks.settings.write_manifest:  # last: its presence means the commit finished
+            async with open_client(blocks.credentials, blocks.settings) as client:
+                result["manifest"] = await commit_manifest(
+                    client, tracker, plan.bucket, plan.staging_prefix, plan.final_prefix
+                )
         tracker.update_job(state=JobState.committed)
         return result
 

@@ -73,6 +73,7 @@ async def test_upload_commits_everything_and_leaves_staging_empty(
     assert result["ok"] == 25 and result["errors"] == 0 and result["committed"] == 25
 
     final = _keys(hcp_emulator, hcp_bucket, "final/")
+    assert final.pop("final/manifest-sha256.txt")  # written by the commit (tests/integration/test_manifest.py)
     assert final == {f"final/{rel}": content for rel, content in files.items()}
     assert _keys(hcp_emulator, hcp_bucket, STAGING_ROOT) == {}
     assert _job_state(saved_blocks, result["job"]) == JobState.committed
@@ -145,7 +146,9 @@ async def test_interrupted_commit_is_finished_by_the_next_run(
     hcp_emulator.faults.clear()
     result = await bulk_upload(**params)
     assert result["outcome"] == "committed"
-    assert _keys(hcp_emulator, hcp_bucket, "out/") == {f"out/{rel}": c for rel, c in files.items()}
+    out = _keys(hcp_emulator, hcp_bucket, "out/")
+    assert out.pop("out/manifest-sha256.txt")
+    assert out == {f"out/{rel}": c for rel, c in files.items()}
     assert _keys(hcp_emulator, hcp_bucket, STAGING_ROOT) == {}
     assert _job_state(saved_blocks, job) == JobState.committed
 

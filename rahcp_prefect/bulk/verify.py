@@ -1,0 +1,108 @@
+"""``hash_objects``: stream objects through SHA-256 and discard the bytes (an audit).
+
+The same machinery as a download: the listing paged lazily (or an explicit key list),
+presigned GETs in batches, ``workers`` coroutines; each object is hashed as it streams (in a
+worker thread) and nothing is written. A single-part ETag is checked on the way (MD5), so a
+body damaged in flight is fetched again instead of being reported as a mismatch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Iterable
+from dataclasses import dataclass, field
+from time import monotonic
+from typing import Any
+
+from rahcp_prefect.client.digests import Hasher, plain_md5_of_etag
+from rahcp_prefect.client.errors import ChecksumMismatchError, PresignedTransferError
+
+from .pipeline import run_pipeline
+from .presigner import Presigner
+from .scanner import iter_listing
+from .stats import error_text
+
+Item = tuple[str, int, "str | None"]
+"""``(key, size, etag)``."""
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectDigest:
+    """What an object's bytes hashed to."""
+
+    size: int
+    sha256: str
+    etag: str | None
+
+
+@dataclass
+class HashedObjects:
+    """The digests of the objects read, and those that could not be read (key -> error)."""
+
+    digests: dict[str, ObjectDigest] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)
+    bytes: int = 0
+    elapsed: float = 0.0
+    retries: int = 0
+
+
+async def hash_objects(
+    client: Any,
+    bucket: str,
+    *,
+    prefix: str = "",
+    keys: Iterable[tuple[str, int]] | None = None,
+    skip: Callable[[str], bool] | None = None,
+    workers: int = 10,
+    queue_depth: int = 8,
+    presign_batch_size: int = 200,
+    chunk_size: int = 1 << 20,
+) -> HashedObjects:
+    """SHA-256 of every object under ``prefix`` (or of ``keys``: ``(key, size)``), bytes
+    discarded. ``skip(key)`` leaves an object out (e.g. the manifest itself)."""
+    out = HashedObjects()
+    data = client.data
+    started, retries0 = monotonic(), data.retries
+
+    async def items() -> AsyncIterator[Item]:
+        if keys is not None:
+            for key, size in keys:
+                yield key, size, None
+            return
+        async for key, size, etag in iter_listing(client.s3, bucket, prefix):
+            if key.endswith("/") and size == 0:
+                continue  # a folder marker
+            if skip is None or not skip(key):
+                yield key, size, etag
+
+    async def handle(item: Item, url: str | None) -> None:
+        key, _size, etag = item
+        what = f"{bucket}/{key}"
+        md5 = plain_md5_of_etag(etag)
+        hasher = Hasher(md5=md5 is not None)
+        try:
+            for attempt in (1, 2):
+                if url is None or attempt == 2:
+                    url = await client.s3.presign_get(bucket, key)
+                try:
+                    size = await data.get_hashed(url, what=what, hasher=hasher, chunk_size=chunk_size)
+                except PresignedTransferError as exc:
+                    if exc.status_code != 403 or attempt == 2:
+                        raise
+                    continue
+                if md5 is None or hasher.md5 == md5:
+                    break
+                if attempt == 2:  # twice the same other bytes: what storage holds under this ETag
+                    raise ChecksumMismatchError(f"{what}: the bytes read hash to MD5 {hasher.md5}, its ETag says {md5}")
+                out.retries += 1
+        except Exception as exc:
+            out.errors[key] = error_text(exc)
+            return
+        assert hasher.sha256 is not None
+        out.digests[key] = ObjectDigest(size, hasher.sha256, etag)
+        out.bytes += size
+
+    presigner: Presigner[Item] = Presigner(client.s3, bucket, method="get_object", batch_size=presign_batch_size)
+    await run_pipeline(presigner.pairs(items()), handle, workers=workers, queue_depth=queue_depth)
+    out.elapsed = monotonic() - started
+    out.retries += data.retries - retries0
+    return out

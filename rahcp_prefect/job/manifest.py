@@ -1,0 +1,162 @@
+"""The job's manifest in the archive: ``manifest-sha256.txt`` at the root of the final prefix.
+
+BagIt style (RFC 8493, section 2.1.3): one line per file, ``<sha256 hex>  <path>`` with the path
+relative to the prefix, two spaces between, ``%``, CR and LF in paths percent-encoded (``%25``,
+``%0D``, ``%0A``), lines sorted by path, UTF-8, LF line ends. It lists every file the job holds
+there and is written by the commit after the last object is in place, so its presence means the
+commit finished; each later commit of the job writes it again. A later reader (a download,
+``bulk-verify``, any BagIt tool) checks the bytes against it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from rahcp_prefect.client import HCPClient, NotFoundError
+from rahcp_prefect.tracker.protocol import FileDigests, TrackerProtocol
+
+MANIFEST_NAME = "manifest-sha256.txt"
+
+_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
+_LINE = re.compile(r"([0-9a-fA-F]{64})[ \t]+(.+)")
+_ENCODED = re.compile(r"%(25|0[dD]|0[aA])")
+_DECODED = {"25": "%", "0d": "\r", "0a": "\n"}
+
+
+class ManifestError(ValueError):
+    """A manifest that cannot be read: the message names the object and the line."""
+
+
+def encode_path(path: str) -> str:
+    """A path as a manifest line holds it: ``%`` first, then CR and LF, percent-encoded."""
+    return path.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def decode_path(text: str) -> str:
+    """The path of a manifest line (``%25``, ``%0D``, ``%0A`` decoded, in one pass)."""
+    return _ENCODED.sub(lambda match: _DECODED[match.group(1).lower()], text)
+
+
+def manifest_key(final_prefix: str) -> str:
+    """The manifest's key under ``final_prefix``."""
+    return final_prefix + MANIFEST_NAME
+
+
+def render_manifest(digests: Mapping[str, str]) -> bytes:
+    """The manifest of ``{path relative to the prefix: sha256 hex}``, sorted by path."""
+    lines = []
+    for path in sorted(digests):
+        sha256 = digests[path]
+        if not _SHA256.fullmatch(sha256):
+            raise ManifestError(f"not a SHA-256 for {path!r}: {sha256!r}")
+        lines.append(f"{sha256.lower()}  {encode_path(path)}\n")
+    return "".join(lines).encode("utf-8")
+
+
+def parse_manifest(data: bytes, where: str = MANIFEST_NAME) -> dict[str, str]:
+    """``{path: sha256 hex}`` of a manifest; ``ManifestError`` names the first bad line."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ManifestError(f"{where} is not UTF-8 ({exc.reason} at byte {exc.start})") from None
+    out: dict[str, str] = {}
+    for number, line in enumerate(text.split("\n"), 1):
+        line = line.removesuffix("\r")
+        if not line:
+            continue
+        if line[64:66] == "  " and _SHA256.fullmatch(line[:64]):  # our own form: the exact path
+            digest, path = line[:64], line[66:]
+        else:
+            match = _LINE.fullmatch(line)
+            if match is None:
+                raise ManifestError(f"{where} line {number} is not '<sha256>  <path>': {line[:120]!r}")
+            digest, path = match.group(1), match.group(2)
+        path = decode_path(path)
+        if path in out:
+            raise ManifestError(f"{where} line {number} lists {path!r} twice")
+        out[path] = digest.lower()
+    return out
+
+
+@dataclass
+class ManifestPlan:
+    """What a commit writes: the digest of every file, and the files it could not list."""
+
+    digests: dict[str, str] = field(default_factory=dict)  # path relative to the prefix -> sha256
+    without_digest: list[str] = field(default_factory=list)  # final keys with no recorded SHA-256
+
+
+def plan_manifest(done: Mapping[str, FileDigests], staging_prefix: str, final_prefix: str) -> ManifestPlan:
+    """The manifest of every file the job holds (``done``: the tracker's ``done_digests()``,
+    keyed by staged key), relative to the final prefix."""
+    plan = ManifestPlan()
+    for staged_key, record in done.items():
+        if not staged_key.startswith(staging_prefix):
+            continue
+        relative = staged_key[len(staging_prefix):]
+        if relative == MANIFEST_NAME:
+            continue  # a source file of that name is shadowed by the job's own manifest
+        if record.sha256 is None:
+            plan.without_digest.append(final_prefix + relative)
+        else:
+            plan.digests[relative] = record.sha256
+    return plan
+
+
+async def write_manifest(client: HCPClient, bucket: str, final_prefix: str, digests: Mapping[str, str]) -> str:
+    """Write (or replace) the manifest of ``digests`` under ``final_prefix``; returns its key."""
+    key = manifest_key(final_prefix)
+    await client.s3.upload(bucket, key, render_manifest(digests))
+    return key
+
+
+async def read_manifest(client: HCPClient, bucket: str, prefix: str) -> dict[str, str] | None:
+    """``{key: sha256}`` (full keys) from the manifest under ``prefix``, or None when there is
+    none; ``ManifestError`` when it cannot be read."""
+    key = manifest_key(prefix)
+    try:
+        data = await client.s3.download_bytes(bucket, key)
+    except NotFoundError:
+        return None
+    return {prefix + path: digest for path, digest in parse_manifest(data, f"{bucket}/{key}").items()}
+
+
+async def commit_manifest(
+    client: HCPClient, tracker: TrackerProtocol, bucket: str, staging_prefix: str, final_prefix: str
+) -> int:
+    """Write the job's manifest after the commit moved its last object; returns the files it
+    lists. Files the tracker holds without a SHA-256 (sent by an older release, or skipped as
+    already there) are hashed from the final prefix first; one that cannot be read fails the
+    commit (``ManifestError``), since a manifest must list every file the job holds."""
+    plan = plan_manifest(tracker.done_digests(), staging_prefix, final_prefix)
+    if plan.without_digest:
+        from rahcp_prefect.bulk.verify import hash_objects  # the engine, only when needed
+
+        sizes = tracker.done_entries()
+        keys = [(key, sizes.get(staging_prefix + key[len(final_prefix):], 0)) for key in plan.without_digest]
+        hashed = await hash_objects(client, bucket, keys=keys)
+        if hashed.errors:
+            first = sorted(hashed.errors.items())[:5]
+            raise ManifestError(
+                f"manifest of {bucket}/{final_prefix}: {len(hashed.errors)} file(s) without a recorded "
+                f"SHA-256 could not be read to hash them: " + "; ".join(f"{k}: {e}" for k, e in first)
+            )
+        for key, found in hashed.digests.items():
+            plan.digests[key[len(final_prefix):]] = found.sha256
+    await write_manifest(client, bucket, final_prefix, plan.digests)
+    return len(plan.digests)
+
+
+@dataclass
+class ExpectedDigests:
+    """A prefix's manifest as full keys -> SHA-256 (None: the prefix has none)."""
+
+    digests: dict[str, str] | None
+
+    def lines_of(self, entries: Iterable[tuple[str, int]]) -> dict[str, str] | None:
+        """The manifest's lines for a batch of ``(key, size)`` (None without a manifest)."""
+        if self.digests is None:
+            return None
+        return {key: self.digests[key] for key, _size in entries if key in self.digests}

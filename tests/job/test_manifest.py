@@ -1,0 +1,65 @@
+"""The manifest's format: BagIt lines, percent-encoded CR/LF/%, sorted, read back exactly."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+
+from rahcp_prefect.job.manifest import (
+    MANIFEST_NAME,
+    ManifestError,
+    decode_path,
+    encode_path,
+    parse_manifest,
+    plan_manifest,
+    render_manifest,
+)
+from rahcp_prefect.tracker import FileDigests
+
+A = hashlib.sha256(b"a").hexdigest()
+B = hashlib.sha256(b"b").hexdigest()
+
+
+def test_lines_are_bagit_sorted_by_path_and_encoded() -> None:
+    text = render_manifest({"z.txt": A, "dir/100%\r\nname": B, " lead space": A}).decode()
+    assert text == f"{A}   lead space\n{B}  dir/100%25%0D%0Aname\n{A}  z.txt\n"
+    assert parse_manifest(text.encode()) == {"z.txt": A, "dir/100%\r\nname": B, " lead space": A}
+
+
+@pytest.mark.parametrize("path", ["%0A", "a%25b", "%%\n\r%", "ü/€.bin", "plain"])
+def test_encoding_round_trips(path: str) -> None:
+    assert decode_path(encode_path(path)) == path
+    assert "\n" not in encode_path(path) and "\r" not in encode_path(path)
+
+
+def test_other_bagit_writers_are_read_too() -> None:
+    assert parse_manifest(f"{A.upper()} one.txt\r\n{B}\t\ttwo%0a.txt\n\n".encode()) == {"one.txt": A, "two\n.txt": B}
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"not-a-digest  x\n", "line 1 is not"),
+        (f"{A}  x\n{B}  x\n".encode(), "line 2 lists 'x' twice"),
+        (b"\xff\xfe", "is not UTF-8"),
+    ],
+)
+def test_bad_manifests_name_the_line(data: bytes, message: str) -> None:
+    with pytest.raises(ManifestError, match=message):
+        parse_manifest(data, "bkt/p/manifest-sha256.txt")
+
+
+def test_plan_lists_the_jobs_files_relative_to_the_final_prefix() -> None:
+    done = {
+        ".rahcp-staging/j/a.txt": FileDigests(1, A, None),
+        ".rahcp-staging/j/d/b.txt": FileDigests(1, B, None),
+        ".rahcp-staging/j/old.bin": FileDigests(5, None, None),
+        ".rahcp-staging/j/" + MANIFEST_NAME: FileDigests(5, A, None),
+        ".rahcp-staging/other/x": FileDigests(1, A, None),
+    }
+    plan = plan_manifest(done, ".rahcp-staging/j/", "final/")
+    assert plan.digests == {"a.txt": A, "d/b.txt": B}
+    assert plan.without_digest == ["final/old.bin"]
+    with pytest.raises(ManifestError, match="not a SHA-256"):
+        render_manifest({"x": "abc"})
