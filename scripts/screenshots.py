@@ -41,16 +41,22 @@ const shots = JSON.parse(process.argv[2]);
   const browser = await chromium.launch({ executablePath: process.env.CHROMIUM, args: ['--no-sandbox'] });
   const page = await browser.newPage({ viewport: { width: 1440, height: 1000 }, deviceScaleFactor: 1 });
   for (const shot of shots) {
+    // The UI scrolls inside its own pane: a tall viewport shows a whole summary.
+    await page.setViewportSize({ width: 1440, height: shot.height || 1000 });
     await page.goto(shot.url, { waitUntil: 'networkidle', timeout: 60000 });
     if (shot.text) {
-      await page.getByText(shot.text, { exact: false }).first().waitFor({ timeout: 30000 });
+      try {
+        await page.getByText(shot.text, { exact: false }).first().waitFor({ timeout: 45000 });
+      } catch (err) {
+        console.error('warning: ' + shot.path + ': "' + shot.text + '" not seen: ' + err.message.split('\n')[0]);
+      }
     }
     if (shot.click) {
       await page.getByText(shot.click, { exact: true }).first().click();
       await page.waitForLoadState('networkidle');
     }
     await page.waitForTimeout(1500);
-    await page.screenshot({ path: shot.path, fullPage: !!shot.full });
+    await page.screenshot({ path: shot.path });
     console.log('wrote ' + shot.path);
   }
   await browser.close();
@@ -78,7 +84,11 @@ def wait_for(url: str, seconds: float = 180) -> None:
 
 
 def start_server(home: Path, port: int) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    api = f"http://127.0.0.1:{port}/api"  # what the UI in the browser calls (default :4200)
+    env = {
+        **os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_UI_API_URL": api, "PREFECT_SERVER_UI_API_URL": api,
+    }
     env.pop("PREFECT_API_URL", None)
     log = open(home / "server.log", "wb")
     server = subprocess.Popen(
@@ -199,13 +209,13 @@ def main(argv: list[str] | None = None) -> int:
         shots = [
             {"url": f"{ui}/runs", "path": str(out / "runs-list.png"), "text": "upload "},
             {"url": f"{ui}/runs/flow-run/{runs['nightly-2']}", "path": str(out / "run-page.png"), "text": "Completed"},
-            {"url": f"{ui}/artifacts/artifact/{keys['nightly-2']['summary-nightly-scans']}",
-             "path": str(out / "summary-committed.png"), "text": "Committed", "full": True},
+            {"url": f"{ui}/artifacts/artifact/{keys['nightly-1']['summary-nightly-scans']}",
+             "path": str(out / "summary-committed.png"), "text": "Committed", "height": 1500},
             {"url": f"{ui}/artifacts/artifact/{keys['rolled-back']['summary-weekly-scans']}",
-             "path": str(out / "summary-rolled-back.png"), "text": "Rolled back", "full": True},
+             "path": str(out / "summary-rolled-back.png"), "text": "Rolled back", "height": 2300},
             {"url": f"{ui}/artifacts/key/summary-nightly-scans", "path": str(out / "summary-history.png"), "text": "summary-nightly-scans"},
             {"url": f"{ui}/artifacts/artifact/{keys['demo-download']['summary-bulk-download-' + _bucket_key(keys['demo-download'])]}",
-             "path": str(out / "summary-download.png"), "text": "Downloaded", "full": True},
+             "path": str(out / "summary-download.png"), "text": "Downloaded", "height": 1400},
             {"url": f"{ui}/artifacts/artifact/{keys['dry-run']['dry-run-weekly-scans']}", "path": str(out / "dry-run.png"), "text": "Dry run"},
             {"url": f"{ui}/artifacts", "path": str(out / "artifacts-page.png"), "text": "summary-nightly-scans"},
         ]

@@ -231,7 +231,7 @@ def render_summary(facts: RunFacts) -> str:
     """The whole summary as markdown."""
     title = "Upload" if facts.direction == "upload" else "Download"
     lines = [f"## {title} {facts.outcome}: {facts.job}", "", f"**{headline(facts)}**", ""]
-    if facts.reason and not facts.succeeded:
+    if facts.reason and not facts.succeeded and not facts.errors:  # else the failures say why
         lines += [f"Why: {without_staging(facts.reason)}", ""]
     counts = count_rows(facts)
     if counts:
