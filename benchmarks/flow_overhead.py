@@ -56,9 +56,11 @@ async def engine_alone(api: str, bucket: str, source: Path, db: Path, workers: i
     return elapsed
 
 
-async def through_flow(api: str, bucket: str, source: Path, db: Path, workers: int) -> dict[str, Any]:
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+async def timed_flow_upload(
+    api: str, bucket: str, source: Path, db: Path, workers: int, prefix: str
+) -> tuple[float, Any, dict[str, Any]]:
+    """One ``bulk-upload`` flow run with the bench blocks (saved again, same names):
+    ``(seconds, final state, result)``; a failed run raises."""
     from pydantic import SecretStr
 
     from rahcp_prefect.blocks import HCPCredentials, HCPTracker, HCPTransferSettings
@@ -71,7 +73,7 @@ async def through_flow(api: str, bucket: str, source: Path, db: Path, workers: i
     state = await bulk_upload(
         source_dir=str(source),
         bucket=bucket,
-        prefix="flow/",
+        prefix=prefix,
         credentials_block="bench",
         settings_block="bench-settings",
         tracker_block="bench-tracker",
@@ -80,7 +82,25 @@ async def through_flow(api: str, bucket: str, source: Path, db: Path, workers: i
     elapsed = time.perf_counter() - started
     if not state.is_completed():
         raise RuntimeError(f"flow run failed: {state}")
-    result = await state.result()
+    return elapsed, state, await state.result()
+
+
+def flow_bench_args(description: str) -> argparse.ArgumentParser:
+    """The options the flow benchmarks share (files, size, workers), and a quiet Prefect."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--files", type=int, default=10_000)
+    parser.add_argument("--size", type=int, default=1024)
+    parser.add_argument("--workers", type=int, default=10)
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    return parser
+
+
+async def through_flow(api: str, bucket: str, source: Path, db: Path, workers: int) -> dict[str, Any]:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    elapsed, state, result = await timed_flow_upload(api, bucket, source, db, workers, "flow/")
     async with get_client() as client:
         runs = await client.read_task_runs(
             flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[state.state_details.flow_run_id]))
@@ -91,13 +111,7 @@ async def through_flow(api: str, bucket: str, source: Path, db: Path, workers: i
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--files", type=int, default=10_000)
-    parser.add_argument("--size", type=int, default=1024)
-    parser.add_argument("--workers", type=int, default=10)
-    args = parser.parse_args()
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    args = flow_bench_args(__doc__.splitlines()[0]).parse_args()
     from prefect.testing.utilities import prefect_test_harness
 
     with tempfile.TemporaryDirectory(prefix="rahcp-flow-bench-") as tmp, Emulator() as emulator:

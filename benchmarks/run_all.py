@@ -12,7 +12,7 @@ import sys
 
 BENCHMARKS = (
     "tracker", "transfer", "large_resume", "flow_overhead", "cooperative", "listing_ahead", "commit_concurrency",
-    "scan_checks", "bucket_folder",
+    "scan_checks", "bucket_folder", "commit_progress", "sync_rerun",
 )
 
 

@@ -60,7 +60,9 @@ class BulkUploadConfig:
     chunk_size: int = MIB
     """Bytes per streaming step (an int, or text such as ``"1 MiB"``)."""
     skip_existing: bool = True
-    """Skip files whose key already exists remotely with the same size (one list call per page)."""
+    """List the prefix (one list call per page, read in step with the scan): a file the tracker
+    has no record of is skipped (and recorded done) when the listing holds its key with the
+    same size; a recorded unchanged file the listing no longer holds is sent again."""
     retry_errors: bool = False
     """Only process the keys the tracker holds as errors (re-stat'ed; wins over ``entries``)."""
     include: list[str] = field(default_factory=list)
@@ -77,8 +79,9 @@ class BulkUploadConfig:
     entries: Iterable[tuple[str, int]] | None = None
     """Explicit work list of ``(relative path with / separators, size)``: no scan of the tree."""
     skip_done: bool = True
-    """Skip keys the tracker holds as done (reads ``done_keys()`` once). Claim-driven callers,
-    whose keys are pending by construction, may turn it off to spare that read."""
+    """Skip files the tracker holds as done with the same size and mtime_ns; a file changed
+    since it was sent is sent again (records read in key order, a page at a time). Callers
+    that decided the work list already (claims, the flow's sync plan) turn it off."""
 
     def __post_init__(self) -> None:
         _check_common(self)
@@ -116,8 +119,9 @@ class BulkDownloadConfig:
     entries: Iterable[tuple[str, int]] | None = None
     """Explicit work list of ``(key, size)``: no listing of the prefix."""
     skip_done: bool = True
-    """Count keys the tracker holds as done and present on disk with the right size as skipped
-    without marking them again (reads ``done_keys()`` once)."""
+    """Skip files on disk as the job wrote them (the size and mtime_ns the tracker recorded)
+    without marking them again; a file changed on disk since is fetched again. Without it (or
+    with no record), a file on disk with the listed size is skipped and recorded done."""
     verify_checksums: bool = True
     """Hash each file as it streams and check it against ``manifest`` (SHA-256), else against
     the ETag's MD5 for single-part objects; multipart objects without a manifest entry count

@@ -1,7 +1,8 @@
 """``bulk_download``: every object under ``bucket/prefix`` (or an explicit work list) to disk.
 
 Pipeline: the listing, paged lazily -> include/exclude -> refuse keys that would land outside
-``dest_dir`` -> skip files already on disk with the listed size -> presign in batches ->
+``dest_dir`` -> skip files on disk as the job wrote them (the size and mtime_ns it recorded,
+``sync.decide_download``), or, unknown to the tracker, with the listed size -> presign in batches ->
 ``workers`` coroutines GET each object into ``.rahcp-part.<name>`` next to its final path
 (small objects in one shot, those at or above ``stream_threshold`` as ``multipart_concurrency``
 parallel ranged GETs, resumable after a crash and checked against the ETag: see
@@ -33,6 +34,7 @@ from .presigner import Presigner
 from .run import run_job
 from .scanner import iter_listing
 from .stats import Recorder, TransferStats
+from .sync import Change, SortedRecords, decide_download, local_state
 from .validate_file import run_validator
 
 logger = logging.getLogger(__name__)
@@ -105,7 +107,7 @@ class _Download:
             done: Collection[str] = recorded.keys()
         else:
             done = cfg.tracker.done_keys() if cfg.skip_done else frozenset()
-        stat = os.stat
+        records = SortedRecords(cfg.tracker.iter_done(prefix)) if cfg.skip_done else None
         seen = 0
         async for key, size, etag in self._sources():
             seen += 1
@@ -122,19 +124,20 @@ class _Download:
             except UnsafeKeyError as exc:
                 rec.error(key, size, exc)
                 continue
-            try:
-                on_disk = stat(dest).st_size
-            except OSError:
-                on_disk = -1
-            if on_disk == size:
+            local = local_state(dest)
+            if local is not None and local[0] == size:
                 expect = self.expected(key, etag)
                 if key in done:
-                    if not _recorded_differs(recorded.get(key), expect):
+                    record = records.lookup(key) if records is not None else None
+                    if decide_download(local, record, size) is not Change.unchanged:
+                        logger.info("%s: changed on disk since the job wrote it; fetching it again", key)
+                    elif not _recorded_differs(recorded.get(key), expect):
                         rec.skipped(key, size, etag=etag)
                         continue
-                    logger.info("%s: the job recorded other bytes than the object now holds; fetching it again", key)
+                    else:
+                        logger.info("%s: the job recorded other bytes than the object now holds; fetching it again", key)
                 elif expect is None or await _local_matches(dest, expect):
-                    rec.skipped(key, size, mark=True, etag=etag)
+                    rec.skipped(key, size, mark=True, etag=etag, mtime_ns=local[1])
                     continue
                 else:
                     logger.info("%s: the local file has the listed size but not its %s; fetching it again", key, expect.label)
@@ -175,6 +178,9 @@ class _Download:
                 raise VerificationError(f"verify_download: {self.bucket}/{key}: got {got} bytes, listed {size}")
             if self.validate is not None:
                 await run_validator(self.validate, temp)
+            # The mtime the file has once written (renames keep it): a rerun fetches the file
+            # again when it no longer has it (edited, touched) or another size.
+            mtime = os.stat(temp).st_mtime_ns
             os.replace(temp, dest)
         except Exception as exc:
             if temp is not None:
@@ -190,6 +196,7 @@ class _Download:
             checked=self.checksums and (expect is not None or etag_checked),
             sha256=hasher.sha256 if hasher is not None else None,
             md5=hasher.md5 if hasher is not None else None,
+            mtime_ns=mtime,
         )
         return None
 

@@ -8,10 +8,16 @@ class BulkFileError(Exception):
 
 
 class FileChangedError(BulkFileError):
-    """The local file's size changed between the scan and the upload; the next run retries it."""
+    """The local file changed (size or mtime) between the scan and the end of its upload; the
+    next run retries it."""
 
     def __init__(self, path: str, expected: int, actual: int | None) -> None:
-        now = "is gone" if actual is None else f"is now {actual} bytes"
+        if actual is None:
+            now = "is gone"
+        elif actual == expected:
+            now = "same size, rewritten: its modification time moved"
+        else:
+            now = f"is now {actual} bytes"
         super().__init__(
             f"{path} changed since it was scanned ({expected} bytes, {now}); "
             "not uploaded as done, it will be retried on the next run"

@@ -124,14 +124,17 @@ class Recorder:
         checked: bool | None = None,
         sha256: str | None = None,
         md5: str | None = None,
+        mtime_ns: int | None = None,
     ) -> None:
-        """A file was transferred: count its bytes and mark it done with its digests.
+        """A file was transferred: count its bytes and mark it done with its digests and its
+        mtime as sent (upload) or once written (download).
         ``checked``: its bytes were (True) or could not be (False) checked against a digest;
         None counts neither."""
         stats = self.stats
         try:
             self._mark(
-                key, size, _DONE, etag=etag, verified=verified, validated=validated, sha256=sha256, md5=md5
+                key, size, _DONE, etag=etag, verified=verified, validated=validated, sha256=sha256, md5=md5,
+                mtime_ns=mtime_ns,
             )
         except Exception as exc:  # e.g. a key the tracker cannot store: not done for a rerun
             self.error(key, size, exc, mark=False)
@@ -146,11 +149,13 @@ class Recorder:
         if self._on_progress is not None:
             self._tick()
 
-    def skipped(self, key: str, size: int, *, mark: bool = False, etag: str | None = None) -> None:
+    def skipped(
+        self, key: str, size: int, *, mark: bool = False, etag: str | None = None, mtime_ns: int | None = None
+    ) -> None:
         """A file needed no transfer; ``mark`` records it as done (first time it is seen done)."""
         if mark:
             try:
-                self._mark(key, size, _DONE, etag=etag)
+                self._mark(key, size, _DONE, etag=etag, mtime_ns=mtime_ns)
             except Exception as exc:
                 self.error(key, size, exc, mark=False)
                 return

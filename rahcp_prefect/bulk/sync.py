@@ -15,13 +15,19 @@ which can cost a transfer, never a skipped file.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Iterator
+import os
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass, fields
 from enum import Enum
 from typing import Any
 
+from rahcp_prefect.tracker.protocol import TrackerProtocol, TransferStatus
+
 from .existing import RemoteSizes
 from .scanner import iter_listing
+
+AdoptFn = Callable[[str, int, int], None]
+"""``adopt(rel, size, mtime_ns)``: record a file found already staged as done."""
 
 Record = tuple[int, "int | None"]
 """``(size, mtime_ns)`` of a file as the tracker recorded it when it was sent."""
@@ -67,6 +73,38 @@ def decide(
     if listed and stored != size:
         return Change.missing
     return Change.unchanged
+
+
+def decide_download(
+    local: tuple[int, int] | None, record: Record | None, listed_size: int, *, adopt: bool = False
+) -> Change:
+    """The sync decision for one object of a download (pure).
+
+    ``local``: ``(size, mtime_ns)`` of the file on disk, None when absent. ``record``: what
+    the tracker recorded when the job wrote it (size, and the mtime the file had once written).
+    ``listed_size``: the object's size in the listing. A local file edited, truncated or
+    touched since the job wrote it is ``changed`` (fetched again), so is one whose object
+    changed size; a deleted one is ``missing``. ``adopt``: a file the tracker does not know,
+    already on disk with the listed size, is ``existing`` (the engine's resume).
+    """
+    if record is None:
+        if adopt and local is not None and local[0] == listed_size:
+            return Change.existing
+        return Change.new
+    if local is None:
+        return Change.missing
+    if local[0] != record[0] or local[1] != record[1] or record[0] != listed_size:
+        return Change.changed
+    return Change.unchanged
+
+
+def local_state(path: str) -> tuple[int, int] | None:
+    """``(size, mtime_ns)`` of ``path`` (one stat), None when it is absent or unreadable."""
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    return st.st_size, st.st_mtime_ns
 
 
 @dataclass
@@ -133,6 +171,13 @@ class StoredSizes:
         self._staging_prefix = staging_prefix
         self._final_prefix = final_prefix
 
+    async def staged_size(self, rel: str) -> int | None:
+        """The size of ``rel`` in staging, None when staging does not hold it."""
+        if self._staging is None:
+            return None
+        staged = await self._staging.lookup(self._staging_prefix + rel)
+        return staged[0] if staged is not None else None
+
     async def size_of(self, rel: str, recorded: int) -> int | None:
         """The stored size of ``rel``: the recorded one if either place holds it so."""
         if self._staging is not None:
@@ -154,29 +199,77 @@ async def plan_sync(
     stored: StoredSizes | None,
     counts: SyncCounts,
     record_prefix: str = "",
-) -> AsyncIterator[tuple[str, int, int]]:
-    """The ``(rel, size, mtime_ns)`` of ``files`` (in key order) a rerun must send; each
-    decision is counted in ``counts``.
+    send_all: bool = False,
+    adopt: AdoptFn | None = None,
+) -> AsyncIterator[tuple[str, int, int, Change]]:
+    """``(rel, size, mtime_ns, change)`` of the ``files`` (in key order) a rerun must send;
+    every decision is counted in ``counts``.
 
-    ``records``: the job's done records, keyed ``record_prefix + rel`` (None: trust none,
-    every file is new). ``stored``: where the bucket holds the job's files (None: no listing,
-    a recorded unchanged file is trusted to be there).
+    ``records``: the job's done records, keyed ``record_prefix + rel`` (None: none, every file
+    is new). ``stored``: where the bucket holds the job's files (None: no listing, a recorded
+    unchanged file is trusted to be there). ``send_all``: count as usual, but send every file.
+    ``adopt``: called for a file without a record that staging already holds with its size
+    (staged by a run killed before its marks reached the tracker); it is counted unchanged,
+    not sent. Without ``adopt`` such a file is new.
     """
     try:
         for rel, size, mtime_ns in files:
             record = records.lookup(record_prefix + rel) if records is not None else None
-            listed = False
             where: int | None = None
-            if record is not None and stored is not None and record[0] == size and record[1] == mtime_ns:
-                where = await stored.size_of(rel, record[0])
-                listed = True
-            change = decide(size, mtime_ns, record, where, listed=listed)
+            listed = False
+            if stored is not None:
+                if record is None and adopt is not None:
+                    where, listed = await stored.staged_size(rel), True
+                elif record is not None and record == (size, mtime_ns):
+                    where, listed = await stored.size_of(rel, record[0]), True
+            change = decide(size, mtime_ns, record, where, listed=listed, adopt=adopt is not None)
+            if change is Change.existing:
+                assert adopt is not None
+                adopt(rel, size, mtime_ns)
+                change = Change.unchanged
             counts.add(change)
-            if change in SENDS:
-                yield rel, size, mtime_ns
+            if send_all or change in SENDS:
+                yield rel, size, mtime_ns, change
     finally:
         if stored is not None:
             await stored.aclose()
+
+
+async def files_to_send(
+    s3: Any,
+    tracker: TrackerProtocol,
+    files: Iterable[tuple[str, int, int]],
+    *,
+    bucket: str,
+    staging_prefix: str,
+    final_prefix: str,
+    counts: SyncCounts,
+    send_all: bool = False,
+) -> AsyncIterator[tuple[str, int, int, Change]]:
+    """The files of a staged upload job that a run must send (see ``plan_sync``).
+
+    Reads the job's records (keyed by staging key) a page at a time and the staging and
+    final listings in step (the final one only for files recorded unchanged): a rerun where
+    nothing changed costs one listing of the final prefix (plus one request for the empty
+    staging), no request per file. A file a killed run staged before its mark reached the
+    tracker is adopted by size (recorded done, counted unchanged). ``send_all``
+    (``skip_existing=False``): no listing, every file is sent.
+    """
+    records = SortedRecords(tracker.iter_done(staging_prefix))
+    stored = None
+    if not send_all:
+        stored = StoredSizes(
+            listing(s3, bucket, staging_prefix), listing(s3, bucket, final_prefix), staging_prefix, final_prefix
+        )
+
+    def adopt(rel: str, size: int, mtime_ns: int) -> None:
+        tracker.mark(staging_prefix + rel, size, TransferStatus.done, mtime_ns=mtime_ns)
+
+    try:
+        async for item in plan_sync(files, records, stored, counts, staging_prefix, send_all=send_all, adopt=adopt):
+            yield item
+    finally:
+        tracker.commit()
 
 
 def listing(s3: Any, bucket: str, prefix: str) -> RemoteSizes:

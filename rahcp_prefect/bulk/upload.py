@@ -1,7 +1,9 @@
 """``bulk_upload``: a local tree (or an explicit work list) to ``bucket/prefix``.
 
-Pipeline: lazy scan in key order -> include/exclude -> skip what the tracker holds as done and
-(``skip_existing``) what the remote listing already has with the same size -> presign in
+Pipeline: lazy scan in key order -> include/exclude -> the sync decision per file (``sync``):
+skip what the tracker holds as done with the same size and mtime (``skip_done``), send it again
+when ``skip_existing``'s listing no longer holds it, adopt what the listing holds with the same
+size and the tracker does not know (``skip_existing``) -> presign in
 batches -> ``workers`` coroutines PUT the files (small ones read in one go, larger ones
 streamed, files at or above the multipart threshold in parallel parts) -> buffered tracker marks.
 """
@@ -13,6 +15,7 @@ import logging
 import os
 from collections.abc import AsyncIterator, Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 from rahcp_prefect.client.digests import Uploaded
 from rahcp_prefect.client.errors import PresignedTransferError
@@ -28,6 +31,7 @@ from .presigner import Presigner
 from .run import run_job
 from .scanner import iter_listing, scan_tree
 from .stats import Recorder, TransferStats
+from .sync import Change, SortedRecords, decide
 from .validate_file import run_validator
 from .validation import (
     MAX_KEY_BYTES,
@@ -41,8 +45,8 @@ from .validation import (
 
 logger = logging.getLogger(__name__)
 
-UploadItem = tuple[str, str, int]
-"""``(key, local OS path, size at scan time)``."""
+UploadItem = tuple[str, str, int, int]
+"""``(key, local OS path, size at scan time, mtime_ns at scan time)``."""
 
 _YIELD_EVERY = 1024
 """Scanned entries between two yields to the event loop (long runs of skipped files)."""
@@ -95,12 +99,16 @@ class _Upload:
         # report it, do not mark it (the tracker never receives what it cannot store).
         self.rec.error(key, size, exc, mark=not rel.endswith("/") and utf8_length(key) <= MAX_KEY_BYTES)
 
-    def _explicit(self, entries: Iterable[tuple[str, int]], restat: bool) -> list[tuple[str, str, int]]:
-        """Checked ``(rel, path, size)`` of a work list; bad entries are recorded as errors."""
+    def _explicit(self, entries: Iterable[tuple[Any, ...]], restat: bool) -> list[tuple[str, str, int, int]]:
+        """Checked ``(rel, path, size, mtime_ns)`` of a work list of ``(rel, size)`` or
+        ``(rel, size, mtime_ns)``; a file without its mtime is stat'ed. Bad entries are
+        recorded as errors. Sorted, for the lookups in key order."""
         accepts = self.filter.accepts if self.filter.active else None
         room = key_room(self.cfg.prefix)
-        out: list[tuple[str, str, int]] = []
-        for rel, size in entries:
+        out: list[tuple[str, str, int, int]] = []
+        for entry in entries:
+            rel, size = entry[0], entry[1]
+            mtime = entry[2] if len(entry) > 2 else None
             odd = name_problem(rel) or key_problem(rel, room)
             if odd is not None:
                 rel = shown(rel)
@@ -111,13 +119,14 @@ class _Upload:
                 continue
             try:
                 path = self._path_of(rel)
-                if restat:
-                    size = os.stat(path).st_size
+                if restat or mtime is None:
+                    st = os.stat(path)
+                    size, mtime = st.st_size, st.st_mtime_ns
             except (OSError, ValueError) as exc:
                 self.rec.error(self.cfg.prefix + rel, size, exc)
                 continue
-            out.append((rel, path, size))
-        if self.cfg.skip_existing:
+            out.append((rel, path, size, mtime))
+        if self.cfg.skip_existing or self.cfg.skip_done:
             out.sort()
         return out
 
@@ -129,8 +138,8 @@ class _Upload:
             else:
                 logger.warning("error entry %r is not under prefix %r; left alone", key, prefix)
 
-    def _local(self) -> tuple[Iterable[tuple[str, str, int]], str]:
-        """The local files in key order, and the prefix to list for ``skip_existing``."""
+    def _local(self) -> tuple[Iterable[tuple[str, str, int, int]], str]:
+        """The local files in key order, and the prefix to list (and read records under)."""
         cfg = self.cfg
         if cfg.retry_errors or cfg.entries is not None:
             if cfg.retry_errors:
@@ -149,34 +158,39 @@ class _Upload:
             key_room=key_room(cfg.prefix),
             skip=NeverUpload.for_tracker(self.root, cfg.tracker),
         )
-        return ((rel, path, size) for rel, path, size, _mtime in walk), cfg.prefix
+        return walk, cfg.prefix
 
     async def items(self) -> AsyncIterator[UploadItem]:
         """Files that need a transfer, lazily; skipped ones are counted on the way."""
         cfg = self.cfg
         rec = self.rec
         prefix = cfg.prefix
-        done = cfg.tracker.done_keys() if cfg.skip_done else frozenset()
         files, list_prefix = self._local()
+        records = SortedRecords(cfg.tracker.iter_done(list_prefix)) if cfg.skip_done else None
         remote = (
             RemoteSizes(iter_listing(self.s3, self.bucket, list_prefix)) if cfg.skip_existing else None
         )
         seen = 0
         try:
-            for rel, path, size in files:
+            for rel, path, size, mtime in files:
                 seen += 1
                 if not seen % _YIELD_EVERY:
                     await asyncio.sleep(0)
                 key = prefix + rel
-                if key in done:
+                record = records.lookup(key) if records is not None else None
+                found = None
+                if remote is not None and (record is None or record == (size, mtime)):
+                    found = await remote.lookup(key)
+                stored = found[0] if found is not None else None
+                change = decide(size, mtime, record, stored, listed=remote is not None, adopt=True)
+                if change is Change.unchanged:
                     rec.skipped(key, size)
                     continue
-                if remote is not None:
-                    found = await remote.lookup(key)
-                    if found is not None and found[0] == size:
-                        rec.skipped(key, size, mark=True, etag=found[1])
-                        continue
-                yield key, path, size
+                if change is Change.existing:
+                    assert found is not None
+                    rec.skipped(key, size, mark=True, etag=found[1], mtime_ns=mtime)
+                    continue
+                yield key, path, size, mtime
         finally:
             if remote is not None:
                 await remote.aclose()
@@ -186,14 +200,14 @@ class _Upload:
     async def handle(self, item: UploadItem, url: str | None) -> BaseException | None:
         """Upload one file and record the outcome; returns its error (None when it went
         through), never raises (except cancellation)."""
-        key, path, size = item
+        key, path, size, mtime = item
         try:
             if self.validate is not None:
                 await run_validator(self.validate, path)
             if size >= self.threshold:
-                sent = await self._multipart(key, path, size)
+                sent = await self._multipart(key, path, size, mtime)
             else:
-                sent = await self._put(key, path, size, url)
+                sent = await self._put(key, path, size, mtime, url)
             if self.verify:
                 await self._verify(key, size)
         except Exception as exc:
@@ -208,16 +222,19 @@ class _Upload:
             checked=True,
             sha256=sent.sha256,
             md5=sent.md5,
+            mtime_ns=mtime,
         )
         return None
 
-    async def _put(self, key: str, path: str, size: int, url: str | None) -> Uploaded:
+    async def _put(self, key: str, path: str, size: int, mtime: int, url: str | None) -> Uploaded:
         what = f"{self.bucket}/{key}"
         data: bytes | None = None
         if size <= self.small_limit:
+            # One read, no stat: a rewrite after the scan moves the mtime past the recorded
+            # one, so the next run sends the file again.
             data = _read_exactly(path, size)
         else:
-            _check_unchanged(path, size)
+            _check_unchanged(path, size, mtime)
         if url is None:
             url = await self.s3.presign_put(self.bucket, key)
         try:
@@ -230,7 +247,7 @@ class _Upload:
             url = await self.s3.presign_put(self.bucket, key)
             sent = await self._send(url, what, path, size, data)
         if data is None:
-            _check_unchanged(path, size)
+            _check_unchanged(path, size, mtime)
         return sent
 
     async def _send(self, url: str, what: str, path: str, size: int, data: bytes | None) -> Uploaded:
@@ -238,12 +255,12 @@ class _Upload:
             return await self.data.put_bytes(url, data, what=what)
         return await self.data.put_file(url, Path(path), size, what=what, chunk_size=self.cfg.chunk_size)
 
-    async def _multipart(self, key: str, path: str, size: int) -> Uploaded:
-        _check_unchanged(path, size)
+    async def _multipart(self, key: str, path: str, size: int, mtime: int) -> Uploaded:
+        _check_unchanged(path, size, mtime)
         sent = await self.s3.upload_multipart_digests(
             self.bucket, key, Path(path), chunk_size=self.cfg.chunk_size, resume=self.parts
         )
-        _check_unchanged(path, size)
+        _check_unchanged(path, size, mtime)
         return sent
 
     async def _verify(self, key: str, size: int) -> None:
@@ -287,10 +304,15 @@ def _size_now(path: str) -> int | None:
         return None
 
 
-def _check_unchanged(path: str, size: int) -> None:
-    actual = _size_now(path)
-    if actual != size:
-        raise FileChangedError(path, size, actual)
+def _check_unchanged(path: str, size: int, mtime_ns: int) -> None:
+    """Raise ``FileChangedError`` unless the file still has its scanned size and mtime (one
+    stat): a streamed file rewritten in place while it is sent is never recorded done."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        raise FileChangedError(path, size, None) from None
+    if st.st_size != size or st.st_mtime_ns != mtime_ns:
+        raise FileChangedError(path, size, st.st_size)
 
 
 async def bulk_upload(cfg: BulkUploadConfig) -> TransferStats:

@@ -21,6 +21,7 @@ from rahcp_prefect.bulk.exclusions import download_staging
 from rahcp_prefect.bulk.filters import GlobFilter
 from rahcp_prefect.bulk.validation import check_job_inputs
 from rahcp_prefect.bulk.paths import TEMP_PREFIX, UnsafeKeyError, local_path, relative_key
+from rahcp_prefect.bulk.sync import Change, SortedRecords, SyncCounts, decide_download, local_state
 from rahcp_prefect.flows.naming import download_run_name, tag_run
 from rahcp_prefect.flows.artifacts import RunView, publish_dry_run, publish_job_status
 from rahcp_prefect.flows.common import (
@@ -78,14 +79,18 @@ def promote_staging(staging: Path, dest: Path) -> int:
     return moved
 
 
-def _already_in_place(dest: Path, prefix: str, key: str, size: int) -> bool:
+def _in_place(dest: Path, prefix: str, key: str, size: int, records: SortedRecords, counts: SyncCounts | None) -> bool:
+    """Whether ``key`` is in ``dest`` as this job wrote it (``sync.decide_download``); the
+    decision is counted in ``counts`` when given."""
     try:
         rel = relative_key(key, prefix)
-        if rel is None:
-            return False
-        return os.stat(local_path(str(dest), rel)).st_size == size
-    except (OSError, UnsafeKeyError):
-        return False
+        local = local_state(local_path(str(dest), rel)) if rel is not None else None
+    except UnsafeKeyError:
+        local = None
+    change = decide_download(local, records.lookup(key), size)
+    if counts is not None:
+        counts.add(change)
+    return change is Change.unchanged
 
 
 @flow(name="bulk-download", flow_run_name=download_run_name, log_prints=False)
@@ -211,19 +216,21 @@ async def _download_alone(
     The listing is read twice, page by page: once to count (progress, dry run), once to feed
     the batches, so a prefix of millions of keys never sits in memory as a list.
     """
-    done = tracker.done_keys()
     listed = new_counts()  # the listings' retried API requests go into the run's totals
+    sync = SyncCounts()
 
     async def todo() -> AsyncIterator[tuple[str, int]]:
+        records = SortedRecords(tracker.iter_done(prefix))
         async for key, size in _listing(blocks, bucket, prefix, accepts, listed):
-            if not (key in done and _already_in_place(dest, prefix, key, size)):
+            if not _in_place(dest, prefix, key, size, records, None):
                 yield key, size
 
     count = skipped = total_bytes = 0
     sample: list[tuple[str, int]] = []
+    records = SortedRecords(tracker.iter_done(prefix))  # both passes read the records in step
     with view.phase("scan") as scan:
         async for key, size in _listing(blocks, bucket, prefix, accepts, listed):
-            if key in done and _already_in_place(dest, prefix, key, size):
+            if _in_place(dest, prefix, key, size, records, sync):
                 skipped += 1
                 continue
             count += 1
@@ -232,12 +239,12 @@ async def _download_alone(
                 sample.append((key, size))
         scan.files, scan.bytes = count + skipped, total_bytes
     if dry_run:
-        return await _dry_run(job, bucket, prefix, sample, count, total_bytes, skipped)
+        return {**await _dry_run(job, bucket, prefix, sample, count, total_bytes, skipped), **sync.as_dict()}
     tracker.update_job(state=JobState.open, bucket=bucket, staging_prefix=str(staging), final_prefix=prefix)
     get_run_logger().info("Downloading %d object(s) of %s/%s via %s", count, bucket, prefix, staging)
     progress = view.progress
     await view.start()
-    totals = {**new_counts(), "skipped": skipped}
+    totals = {**new_counts(), "skipped": skipped, **sync.as_dict()}
     expected = await _manifest_of(blocks, bucket, prefix)
     try:
         with view.phase("transfer", count, total_bytes) as received:

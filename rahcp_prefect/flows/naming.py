@@ -43,6 +43,12 @@ def parallel_run_name() -> str:
     return f"upload x{p.get('runs', 2)} {p.get('source_dir', '?')} -> {p.get('bucket', '?')}/{p.get('prefix', '')}"
 
 
+def verify_run_name() -> str:
+    """``verify archive/2026/``."""
+    p = _parameters()
+    return f"verify {p.get('bucket', '?')}/{p.get('prefix', '')}"
+
+
 def cleanup_run_name() -> str:
     """``cleanup-staging older than 24 h`` (or of one job)."""
     p = _parameters()

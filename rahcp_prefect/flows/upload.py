@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import time
 import weakref
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from functools import partial
 from pathlib import Path
 from typing import Any, Literal
@@ -28,6 +28,7 @@ from prefect.transactions import atransaction
 
 from rahcp_prefect.bulk.filters import GlobFilter
 from rahcp_prefect.bulk.scanner import scan_tree
+from rahcp_prefect.bulk.sync import Change, SyncCounts, files_to_send
 from rahcp_prefect.bulk.upload import check_source_dir
 from rahcp_prefect.bulk.validation import check_job_inputs
 from rahcp_prefect.bulk.exclusions import SourceGuard
@@ -36,13 +37,14 @@ from rahcp_prefect.flows.artifacts import ProgressReporter, RunView, publish_dry
 from rahcp_prefect.flows.common import (
     DEFAULT_BATCH_SIZE,
     FlowBlocks,
-    batched,
+    abatched,
     first_errors,
     job_name,
     load_blocks,
     run_id,
 )
 from rahcp_prefect.job import (
+    REGISTER_CHUNK,
     BulkTransferFailed,
     CommitResult,
     FailureReport,
@@ -69,15 +71,15 @@ from rahcp_prefect.job import (
 from rahcp_prefect import events
 from rahcp_prefect.job.manifest import commit_manifest
 from rahcp_prefect.tasks import commit_staging_counted, open_client, upload_batch
-from rahcp_prefect.tracker.protocol import JobState, TrackerProtocol
+from rahcp_prefect.tracker.protocol import JobState, TrackerProtocol, TransferStatus
 
 __all__ = ["BulkTransferFailed", "bulk_upload"]
 
 
-def _count(files: Iterable[tuple[str, int]]) -> tuple[int, int]:
+def _count(files: Iterable[tuple[str, int, int]]) -> tuple[int, int]:
     """How many files and bytes ``files`` holds (the scan phase: totals for progress)."""
     count = size = 0
-    for _rel, file_size in files:
+    for _rel, file_size, _mtime in files:
         count, size = count + 1, size + file_size
     return count, size
 
@@ -89,13 +91,13 @@ def _scan(
     follow_symlinks: bool,
     errors: list[tuple[str, str]],
     guard: SourceGuard | None = None,
-) -> Iterator[tuple[str, int]]:
-    """``(relative path, size)`` of the files to upload, lazily; unreadable entries and paths
-    that cannot be keys (``guard``) to ``errors``."""
+) -> Iterator[tuple[str, int, int]]:
+    """``(relative path, size, mtime_ns)`` of the files to upload, lazily, in key order;
+    unreadable entries and paths that cannot be keys (``guard``) to ``errors``."""
     accepts = GlobFilter(include, exclude)
     return (
-        (rel, size)
-        for rel, _path, size, _mtime in scan_tree(
+        (rel, size, mtime)
+        for rel, _path, size, mtime in scan_tree(
             source_dir,
             follow_symlinks=follow_symlinks,
             select=accepts.accepts if accepts.active else None,
@@ -144,15 +146,35 @@ class UploadRun:
         self.on_failure = on_failure
         self.view = view
         self._failure: asyncio.Task[FailureReport] | None = None
+        self.sync = SyncCounts()
+
+    def sync_totals(self, totals: dict[str, Any]) -> dict[str, Any]:
+        """``totals`` with this run's sync counts; unchanged files count as skipped."""
+        totals.update(self.sync.as_dict())
+        totals["skipped"] = totals.get("skipped", 0) + self.sync.unchanged
+        return totals
+
+    async def _to_send(
+        self, client: Any, files: Iterable[tuple[str, int, int]]
+    ) -> AsyncIterator[tuple[str, int, int, Change]]:
+        """The files this run sends: new, changed or missing from the bucket (``bulk/sync.py``)."""
+        plan = self.plan
+        async for item in files_to_send(
+            client.s3, self.tracker, files, bucket=plan.bucket, staging_prefix=plan.staging_prefix,
+            final_prefix=plan.final_prefix, counts=self.sync, send_all=not self.skip_existing,
+        ):
+            yield item
 
     @property
     def title(self) -> str:
         return f"bulk-upload {self.plan.bucket}/{self.plan.final_prefix}"
 
     async def _batch(
-        self, entries: list[tuple[str, int]], progress: ProgressReporter | None, claimed: bool = False
+        self, entries: list[tuple[Any, ...]], progress: ProgressReporter | None, claimed: bool = False
     ) -> dict[str, Any]:
         self.lease.check()  # never write into staging the job no longer holds
+        # A claimed batch is pending by construction; a single run's batch was decided by the
+        # sync plan: neither needs the engine to read the job's records or list staging again.
         task = staged_upload_batch if not claimed else upload_batch
         return await task(
             self.blocks.credentials,
@@ -163,8 +185,8 @@ class UploadRun:
             self.plan.staging_prefix,
             entries=entries,
             settings=self.blocks.settings,
-            skip_existing=self.skip_existing,
-            skip_done=not claimed,
+            skip_existing=self.skip_existing and claimed,
+            skip_done=False,
             follow_symlinks=self.follow_symlinks,
             on_progress=progress.on_batch_progress if progress else None,
             on_error=self.view.failures,
@@ -182,8 +204,8 @@ class UploadRun:
             return await apply_failure_policy(self.on_failure, client, self.tracker, self.plan)
 
     async def single(
-        self, files: Iterable[tuple[str, int]], batch_size: int, owner: str, scan_errors: list[tuple[str, str]],
-        started: float,
+        self, files: Iterable[tuple[str, int, int]], batch_size: int, owner: str,
+        scan_errors: list[tuple[str, str]], started: float,
     ) -> dict[str, Any]:
         """Upload in batches inside a transaction; on any failure apply ``on_failure`` and raise."""
         view, progress = self.view, self.view.progress
@@ -195,11 +217,20 @@ class UploadRun:
             async with atransaction() as txn:
                 txn.set("upload_run", owner)
                 with view.phase("transfer", scan.files, scan.bytes) as sent:
-                    for entries in batched(files, batch_size):
-                        batch = await self._batch(entries, progress)
-                        add_counts(totals, batch)
-                        progress.batch_finished(int(batch["done"]), int(batch["bytes"]))
+                    async with open_client(self.blocks.credentials) as client:
+                        try:
+                            todo = ((rel, size, mtime) async for rel, size, mtime, _ in self._to_send(client, files))
+                            unchanged_before = 0
+                            async for entries in abatched(todo, batch_size):
+                                batch = await self._batch(entries, progress)
+                                add_counts(totals, batch)
+                                unchanged = self.sync.unchanged - unchanged_before
+                                unchanged_before = self.sync.unchanged
+                                progress.batch_finished(int(batch["done"]) + unchanged, int(batch["bytes"]))
+                        finally:
+                            totals["api_retries"] = totals.get("api_retries", 0) + client.api_retries
                     sent.files, sent.bytes = int(totals.get("done", 0)), int(totals.get("bytes", 0))
+                self.sync_totals(totals)
                 totals["errors"] += len(scan_errors)
                 if totals["errors"]:
                     raise BulkTransferFailed(f"{totals['errors']} file(s) failed to upload")
@@ -241,15 +272,25 @@ class UploadRun:
             ) from None
 
     async def cooperative(
-        self, files: Iterable[tuple[str, int]], batch_size: int, owner: str, scan_errors: list[tuple[str, str]]
+        self, files: Iterable[tuple[str, int, int]], batch_size: int, owner: str, scan_errors: list[tuple[str, str]]
     ) -> dict[str, Any]:
-        """Register the manifest, drain the job's claims with the other runs, fail on errors
-        (this run's scan errors included: files that never reached the manifest).
+        """Register what this run finds to send (new files as pending; changed or missing ones
+        set back to pending), drain the job's claims with the other runs, fail on errors (this
+        run's scan errors included: files that never reached the manifest).
 
         Staging is shared, so a cooperative run always keeps it on failure."""
         staging = self.plan.staging_prefix
-        seen, added = register_manifest(self.tracker, ((staging + rel, size) for rel, size in files))
-        get_run_logger().info("Manifest of %s: %d file(s), %d new", self.job, seen, added)
+        async with open_client(self.blocks.credentials) as client:
+            seen = added = 0
+            async for entries in abatched(self._to_send(client, files), REGISTER_CHUNK):
+                for rel, size, mtime, change in entries:
+                    if change is not Change.new:  # known to the job as done: send it again
+                        self.tracker.mark(staging + rel, size, TransferStatus.pending, mtime_ns=mtime)
+                s, a = register_manifest(self.tracker, ((staging + rel, size, mtime) for rel, size, mtime, _ in entries))
+                seen, added = seen + s, added + a
+            self.tracker.commit()
+            listed_retries = client.api_retries
+        get_run_logger().info("Manifest of %s: %d file(s) to send, %d new; %s", self.job, seen, added, self.sync.as_dict())
 
         async def run_batch(claimed: list[tuple[str, int]]) -> dict[str, Any]:
             return await self._batch([(key[len(staging) :], size) for key, size in claimed], None, claimed=True)
@@ -257,6 +298,8 @@ class UploadRun:
         totals = await drain_job(
             self.tracker, owner, run_batch, batch_size=batch_size, lease_seconds=self.blocks.tracker.lease_seconds
         )
+        totals["api_retries"] += listed_retries
+        self.sync_totals(totals)
         failed = self.tracker.summary().get("error", 0) + len(scan_errors)
         if failed:
             await publish_job_status(self.job, self.tracker.summary())
@@ -364,7 +407,10 @@ async def bulk_upload(
         job: Tracker job name; defaults to ``bulk-upload:<bucket>/<prefix>``.
         include: Glob patterns; only matching files are uploaded.
         exclude: Glob patterns; matching files are skipped.
-        skip_existing: Skip files already staged with the same size.
+        skip_existing: Incremental sync (default): send only files that are new, changed
+            (size or mtime differs from what the tracker recorded when they were sent) or
+            missing from the bucket; unchanged files cost no request beyond one listing of the
+            final prefix. False: send every file again (a full refresh through staging).
         follow_symlinks: Follow symbolic links (loops are detected).
         batch_size: Files per upload task run.
         dry_run: Only report what would be uploaded.
@@ -397,7 +443,9 @@ async def bulk_upload(
         checked_retries = client.api_retries
         if dry_run:
             guard = SourceGuard.for_run(source, tracker, prefix, f"{STAGING_ROOT}{owner}/", warn=logger.warning)
-            return await _dry_run(source, include, exclude, follow_symlinks, tracker, job, bucket, prefix, guard)
+            return await _dry_run(
+                source, include, exclude, follow_symlinks, tracker, job, bucket, prefix, guard, blocks, skip_existing
+            )
         if cooperative is None:
             cooperative = explicit_job and blocks.tracker.is_shared
         mode = LeaseMode.cooperative if cooperative else LeaseMode.single
@@ -467,21 +515,39 @@ async def _dry_run(
     bucket: str,
     prefix: str,
     guard: SourceGuard,
+    blocks: FlowBlocks,
+    skip_existing: bool,
 ) -> dict[str, Any]:
-    """Count what a real run would upload (files not yet done for this job); transfer nothing."""
+    """Count what a real run would upload (new, changed or missing, as the sync decides);
+    transfer nothing (the listings of staging and the final prefix are read)."""
     info = tracker.job_info()
-    staging = info.staging_prefix if info and info.staging_prefix else ""
-    done = tracker.done_keys() if staging else set()
     errors: list[tuple[str, str]] = []
     files = total_bytes = 0
     sample: list[tuple[str, int]] = []
-    for rel, size in _scan(source, include, exclude, follow_symlinks, errors, guard):
-        if staging + rel in done:
-            continue
-        files += 1
-        total_bytes += size
-        if len(sample) < 50:
-            sample.append((prefix + rel, size))
+    counts = SyncCounts()
+    scanned = _scan(source, include, exclude, follow_symlinks, errors, guard)
+    async with open_client(blocks.credentials) as client:
+        if info is not None and info.staging_prefix:
+            todo: AsyncIterator[tuple[str, int, int, Change]] = files_to_send(
+                client.s3, tracker, scanned, bucket=bucket, staging_prefix=info.staging_prefix,
+                final_prefix=prefix, counts=counts, send_all=not skip_existing,
+            )
+        else:  # a job never opened: every file is new
+            todo = _all_new(scanned, counts)
+        async for rel, size, _mtime, _change in todo:
+            files += 1
+            total_bytes += size
+            if len(sample) < 50:
+                sample.append((prefix + rel, size))
     await publish_dry_run("upload", job, bucket, prefix, sample, files, total_bytes)
     get_run_logger().info("Dry run: %d file(s), %d bytes would be uploaded to %s/%s", files, total_bytes, bucket, prefix)
-    return {"job": job, "dry_run": True, "files": files, "bytes": total_bytes, "scan_errors": len(errors)}
+    return {
+        "job": job, "dry_run": True, "files": files, "bytes": total_bytes, "scan_errors": len(errors),
+        **counts.as_dict(),
+    }
+
+
+async def _all_new(files: Iterable[tuple[str, int, int]], counts: SyncCounts) -> AsyncIterator[tuple[str, int, int, Change]]:
+    for rel, size, mtime in files:
+        counts.new += 1
+        yield rel, size, mtime, Change.new

@@ -21,6 +21,7 @@ from rahcp_prefect.events import emit_verify_mismatch
 from rahcp_prefect.bulk.verify import hash_objects
 from rahcp_prefect.flows.artifacts import artifact_key
 from rahcp_prefect.flows.common import load_blocks
+from rahcp_prefect.flows.naming import tag_run, verify_run_name
 from rahcp_prefect.job.audit import FIRST_NAMED, AuditReport, compare, expected_from_tracker
 from rahcp_prefect.job.manifest import manifest_key, read_manifest
 from rahcp_prefect.tasks import open_client
@@ -32,7 +33,7 @@ class FixityCheckFailed(RuntimeError):
     """bulk-verify found objects that do not match (named in the message and the artifact)."""
 
 
-@flow(name="bulk-verify", log_prints=False)
+@flow(name="bulk-verify", flow_run_name=verify_run_name, log_prints=False)
 async def bulk_verify(
     bucket: str,
     prefix: str = "",
@@ -64,6 +65,7 @@ async def bulk_verify(
         raise ValueError(f"workers must be >= 1, got {workers}")
     logger = get_run_logger()
     blocks = await load_blocks(credentials_block, settings_block, tracker_block, None)
+    await tag_run(bucket)
     started = monotonic()
     manifest_at = manifest_key(prefix)
     async with open_client(blocks.credentials, blocks.settings) as client:

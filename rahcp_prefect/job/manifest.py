@@ -160,3 +160,27 @@ class ExpectedDigests:
         if self.digests is None:
             return None
         return {key: self.digests[key] for key, _size in entries if key in self.digests}
+
+
+async def check_manifest(
+    client: HCPClient, bucket: str, final_prefix: str, listed: Mapping[str, int], digests: Mapping[str, str]
+) -> list[str]:
+    """The final check's manifest part: the manifest under ``final_prefix`` must exist, list
+    exactly ``digests`` (path -> sha256, what the commit wrote from the tracker) and name only
+    objects the final prefix holds (``listed``: key -> size). Returns the problems (none: ok)."""
+    try:
+        found = await read_manifest(client, bucket, final_prefix)
+    except ManifestError as exc:
+        return [str(exc)]
+    if found is None:
+        return [f"{bucket}/{manifest_key(final_prefix)}: missing"]
+    want = {final_prefix + path: sha for path, sha in digests.items()}
+    problems = [f"{key}: not in the manifest" for key in sorted(want.keys() - found.keys())]
+    problems += [f"{key}: in the manifest, not in the job" for key in sorted(found.keys() - want.keys())]
+    problems += [
+        f"{key}: manifest says {found[key]}, the job recorded {want[key]}"
+        for key in sorted(want.keys() & found.keys())
+        if found[key] != want[key]
+    ]
+    problems += [f"{key}: in the manifest, not in {bucket}/{final_prefix}" for key in sorted(found) if key not in listed]
+    return problems

@@ -31,6 +31,7 @@ SUCCESS = ("committed", "complete")
 COUNT_LABELS: dict[str, str] = {
     "new": "new files",
     "changed": "changed files",
+    "missing": "missing from the bucket (sent again)",
     "unchanged": "unchanged files",
     "skipped": "already done (skipped)",
     "failed": "failed",

@@ -99,11 +99,14 @@ def _wait_healthy(server: subprocess.Popen[Any], port: int, log_path: Path, time
 
 
 @contextmanager
-def running_worker(env: dict[str, str], pool: str, cwd: Path, log_path: Path) -> Iterator[subprocess.Popen[Any]]:
-    """``prefect worker start --pool <pool> --type process`` in ``cwd``, output to ``log_path``."""
+def running_worker(
+    env: dict[str, str], pool: str, cwd: Path, log_path: Path, bin_dir: Path = BIN
+) -> Iterator[subprocess.Popen[Any]]:
+    """``prefect worker start --pool <pool> --type process`` in ``cwd``, output to ``log_path``;
+    ``bin_dir`` is the environment whose ``prefect`` runs it (and so runs the flows)."""
     with log_path.open("wb") as log:
         worker = subprocess.Popen(
-            [str(BIN / "prefect"), "worker", "start", "--pool", pool, "--type", "process"],
+            [str(bin_dir / "prefect"), "worker", "start", "--pool", pool, "--type", "process"],
             env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT,
         )
         try:

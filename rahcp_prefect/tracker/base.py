@@ -44,6 +44,9 @@ MarkRow = tuple[str, int, str, "str | None", "str | None", bool, bool, "int | No
 #: Keys per statement when forgetting many keys at once (SQLite allows 32,766 parameters).
 DELETE_BATCH = 500
 
+#: Rows per page of ``iter_done`` (about 150 bytes each in memory).
+DONE_PAGE = 5000
+
 #: Longest key or job name, in UTF-8 bytes; job + key must fit one PostgreSQL index entry.
 MAX_KEY_BYTES = 1200
 
@@ -329,6 +332,29 @@ class BufferedTracker(ABC):
         return {
             key: FileEntry(size, mtime, statuses[st]) for key, size, mtime, st in self._select(sql, *params)
         }
+
+    def iter_done(self, prefix: str = "", page_size: int = DONE_PAGE) -> Iterator[tuple[str, int, int | None]]:
+        """``(key, size, mtime_ns)`` of the done keys under ``prefix``, in key order, a page at
+        a time (keyset paging on the primary key: one page in memory, no long-lived cursor).
+
+        The order is UTF-8 byte order on both backends (SQLite's BINARY collation, PostgreSQL's
+        ``C``), the scanner's and S3's: the incremental sync merges the three streams in step.
+        """
+        check_positive("page_size", page_size)
+        sql = (
+            f'SELECT "key", size, mtime_ns FROM {TRANSFERS} WHERE job = {{p}} AND status = {{p}} '
+            f'AND "key" > {{p}} ORDER BY "key" LIMIT {int(page_size)}'
+        )
+        after = prefix
+        while True:
+            rows = self._select(sql, self.job, "done", after)
+            for key, size, mtime in rows:
+                if not key.startswith(prefix):
+                    return
+                yield key, size, mtime
+            if len(rows) < page_size:
+                return
+            after = rows[-1][0]
 
     def done_digests(self) -> dict[str, FileDigests]:
         """``{key: FileDigests(size, sha256, md5)}`` of every key of this job marked done."""

@@ -16,7 +16,7 @@ run works and released at its end; a run that dies stops renewing and its lease 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
@@ -131,6 +131,10 @@ class TrackerProtocol(PartStore, Protocol):
 
     def entries(self, status: TransferStatus | None = None) -> dict[str, FileEntry]:
         """``{key: FileEntry(size, mtime_ns, status)}`` of this job's keys (one status or all)."""
+
+    def iter_done(self, prefix: str = "", page_size: int = 5000) -> Iterator[tuple[str, int, int | None]]:
+        """``(key, size, mtime_ns)`` of the done keys under ``prefix`` in key order (UTF-8 bytes),
+        read a page at a time: the incremental sync merges it with the scan and the listing."""
 
     def done_digests(self) -> dict[str, FileDigests]:
         """``{key: FileDigests(size, sha256, md5)}`` of every key of this job marked done."""

@@ -102,18 +102,23 @@ async def test_plan_sends_new_changed_and_missing_and_counts_every_case() -> Non
     )
     counts = SyncCounts()
     sent = [item async for item in plan_sync(files, records, stored, counts, record_prefix="stg/")]
-    assert sent == [("b", 2, T + 1), ("c", 3, T), ("e", 5, T), ("f", 6, T)]
+    assert sent == [
+        ("b", 2, T + 1, Change.changed), ("c", 3, T, Change.missing), ("e", 5, T, Change.changed), ("f", 6, T, Change.new)
+    ]
     assert counts.as_dict() == {"new": 1, "changed": 2, "unchanged": 2, "missing": 1}
 
 
 async def test_plan_without_listing_trusts_records_and_without_records_sends_all() -> None:
     files = [("a", 1, T), ("b", 2, T)]
     counts = SyncCounts()
-    got = [i async for i in plan_sync(files, SortedRecords([("a", 1, T)]), None, counts)]
+    got = [i[:3] async for i in plan_sync(files, SortedRecords([("a", 1, T)]), None, counts)]
     assert got == [("b", 2, T)] and counts.as_dict() == {"new": 1, "changed": 0, "unchanged": 1, "missing": 0}
     counts = SyncCounts()
-    got = [i async for i in plan_sync(files, None, None, counts)]
+    got = [i[:3] async for i in plan_sync(files, None, None, counts)]
     assert got == files and counts.new == 2
+    counts = SyncCounts()  # skip_existing=False: counted as they are, every file sent
+    got = [i async for i in plan_sync(files, SortedRecords([("a", 1, T)]), None, counts, send_all=True)]
+    assert got == [("a", 1, T, Change.unchanged), ("b", 2, T, Change.new)] and counts.unchanged == 1
 
 
 def test_scan_yields_mtime_ns_from_its_one_stat(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -135,3 +140,111 @@ def test_scan_yields_mtime_ns_from_its_one_stat(tmp_path: Path, monkeypatch: pyt
     assert got["a"] == (1, real_stat(tmp_path / "a").st_mtime_ns)
     assert got["sub/c"][0] == 5
     assert len(calls) == 3  # one stat per file, none per directory, nothing more
+
+
+# -- the engine alone: records with mtime, changed files sent again ----------------------------
+
+PUT = ("data", "PUT", "/{bucket}/{key}")
+
+
+async def test_engine_sends_files_changed_in_place_or_grown_and_records_their_mtime(
+    hcp_emulator, hcp_bucket, hcp_client, tracker, tmp_path
+) -> None:
+    from rahcp_prefect.bulk import BulkUploadConfig, bulk_upload
+    from rahcp_prefect.tracker import TransferStatus
+
+    from .conftest import content, make_tree, remote_objects
+
+    src = tmp_path / "src"
+    make_tree(src, {f"f{i}": content(i, 20) for i in range(6)})
+
+    def run(**kw):  # type: ignore[no-untyped-def]
+        return bulk_upload(BulkUploadConfig(client=hcp_client, bucket=hcp_bucket, source_dir=src, tracker=tracker, prefix="p/", **kw))
+
+    first = await run()
+    assert first.ok == 6
+    recorded = tracker.entries(TransferStatus.done)
+    assert recorded["p/f0"].mtime_ns == os.stat(src / "f0").st_mtime_ns  # as sent, from the scan
+    (src / "f1").write_bytes(b"R" * 20)  # rewritten in place, same size...
+    os.utime(src / "f1", ns=(T, T))  # ...with an mtime surely not the recorded one
+    (src / "f2").write_bytes(content(2, 20) + b"grown")
+    hcp_emulator.s3.delete_object(Bucket=hcp_bucket, Key="p/f3")  # gone from the bucket
+    hcp_emulator.reset_counts()
+    again = await run()
+    assert (again.ok, again.skipped, again.errors) == (3, 3, 0)
+    assert hcp_emulator.request_counts[PUT] == 3  # f1, f2, f3: unchanged files cost no PUT
+    remote = remote_objects(hcp_emulator, hcp_bucket, "p/")
+    assert remote["p/f1"] == b"R" * 20 and remote["p/f2"] == content(2, 20) + b"grown"
+    assert remote["p/f3"] == content(3, 20)
+    recorded = tracker.entries(TransferStatus.done)
+    assert (recorded["p/f1"].size, recorded["p/f1"].mtime_ns) == (20, T)
+    assert recorded["p/f2"].size == 25
+    # skip_existing=False trusts the records alone: a deleted object is not seen, nothing is sent
+    hcp_emulator.s3.delete_object(Bucket=hcp_bucket, Key="p/f4")
+    hcp_emulator.reset_counts()
+    trusted = await run(skip_existing=False)
+    assert (trusted.ok, trusted.skipped) == (0, 6) and hcp_emulator.request_counts[PUT] == 0
+
+
+async def test_engine_fails_a_streamed_file_rewritten_while_it_is_sent(
+    hcp_emulator, hcp_bucket, hcp_client, tracker, tmp_path
+) -> None:
+    """Same size, new mtime between the scan and the end of the send: an error, never done."""
+    from rahcp_prefect.bulk import BulkUploadConfig, FileChangedError, bulk_upload
+
+    from .conftest import make_tree
+
+    src = tmp_path / "src"
+    make_tree(src, {"big.bin": b"a" * 3000})
+    errors: list[BaseException] = []
+
+    def rewrite(path) -> None:  # type: ignore[no-untyped-def]  # validate_file runs before the send
+        with open(path, "r+b") as handle:
+            handle.write(b"b")
+        os.utime(path, ns=(T, T))
+
+    stats = await bulk_upload(
+        BulkUploadConfig(
+            client=hcp_client, bucket=hcp_bucket, source_dir=src, tracker=tracker, chunk_size=1000,
+            validate_file=rewrite, on_error=lambda key, exc: errors.append(exc),
+        )
+    )
+    assert stats.errors == 1 and isinstance(errors[0], FileChangedError)
+    assert "rewritten" in str(errors[0])
+    assert tracker.done_keys() == set()
+
+
+@pytest.mark.parametrize(
+    ("local", "record", "listed", "adopt", "expected"),
+    [
+        (None, None, 5, False, Change.new),
+        ((5, T), None, 5, False, Change.new),  # the flow: not written by this job, fetched
+        ((5, T), None, 5, True, Change.existing),  # the engine's resume: adopted by size
+        ((4, T), None, 5, True, Change.new),
+        (None, (5, T), 5, False, Change.missing),  # deleted locally
+        ((5, T), (5, T), 5, False, Change.unchanged),
+        ((5, T + 1), (5, T), 5, False, Change.changed),  # edited in place, or touched
+        ((3, T), (5, T), 5, False, Change.changed),  # truncated
+        ((5, T), (5, T), 6, False, Change.changed),  # the object changed size
+        ((5, T), (5, None), 5, False, Change.changed),  # recorded before mtime_ns was
+    ],
+)
+def test_decide_download(
+    local: tuple[int, int] | None, record: tuple[int, int | None] | None, listed: int, adopt: bool, expected: Change
+) -> None:
+    from rahcp_prefect.bulk.sync import decide_download
+
+    assert decide_download(local, record, listed, adopt=adopt) is expected
+
+
+async def test_plan_adopts_files_staged_before_their_mark_reached_the_tracker() -> None:
+    files = [("a", 1, T), ("b", 2, T), ("c", 3, T)]
+    adopted: list[tuple[str, int, int]] = []
+    stored = StoredSizes(
+        RemoteSizes(_listing([("stg/a", 1), ("stg/b", 7)], [])), RemoteSizes(_listing([], [])), "stg/", "fin/"
+    )
+    counts = SyncCounts()
+    sent = [i[:3] async for i in plan_sync(files, SortedRecords([]), stored, counts, "stg/", adopt=lambda *a: adopted.append(a))]
+    assert adopted == [("a", 1, T)]  # staged with its size: kept, recorded
+    assert sent == [("b", 2, T), ("c", 3, T)]  # another size staged, or not staged: sent
+    assert counts.as_dict() == {"new": 2, "changed": 0, "unchanged": 1, "missing": 0}

@@ -75,6 +75,9 @@ async def test_an_object_replaced_in_storage_fails_the_audit_naming_it(
         bucket=hcp_bucket, prefix="arch/", job="audit-bad", return_state=True, **saved_blocks.params()
     )
     assert state.is_failed()
+    async with get_client() as client:  # the run list says what was audited, by bucket
+        run = await client.read_flow_run(state.state_details.flow_run_id)  # type: ignore[union-attr]
+    assert run.name == f"verify {hcp_bucket}/arch/" and {"rahcp", f"bucket:{hcp_bucket}"} <= set(run.tags)
     with pytest.raises(FixityCheckFailed) as failure:
         await state.result()  # type: ignore[union-attr]
     message = str(failure.value)

@@ -63,3 +63,22 @@ def test_plan_lists_the_jobs_files_relative_to_the_final_prefix() -> None:
     assert plan.without_digest == ["final/old.bin"]
     with pytest.raises(ManifestError, match="not a SHA-256"):
         render_manifest({"x": "abc"})
+
+
+async def test_the_final_check_compares_the_prefix_with_the_manifest(hcp_client, hcp_bucket) -> None:
+    from rahcp_prefect.job.manifest import check_manifest, write_manifest
+
+    digests = {"a.txt": A, "d/b.txt": B}
+    listed = {"f/a.txt": 1, "f/d/b.txt": 1}
+    assert await check_manifest(hcp_client, hcp_bucket, "f/", listed, digests) == [
+        f"{hcp_bucket}/f/{MANIFEST_NAME}: missing"
+    ]
+    await write_manifest(hcp_client, hcp_bucket, "f/", digests)
+    assert await check_manifest(hcp_client, hcp_bucket, "f/", listed, digests) == []
+    problems = await check_manifest(hcp_client, hcp_bucket, "f/", {"f/a.txt": 1}, {"a.txt": B, "new.txt": A})
+    assert problems == [
+        "f/new.txt: not in the manifest",
+        "f/d/b.txt: in the manifest, not in the job",
+        f"f/a.txt: manifest says {A}, the job recorded {B}",
+        f"f/d/b.txt: in the manifest, not in {hcp_bucket}/f/",
+    ]

@@ -473,3 +473,18 @@ def test_delete_keys_forgets_only_those_keys(open_tracker: OpenTracker) -> None:
     doomed = [f"k{i:04d}" for i in range(0, 1200, 2)] + ["buffered", "never-stored"]
     assert tracker.delete_keys(iter(doomed)) == 600
     assert tracker.done_keys() == {f"k{i:04d}" for i in range(1, 1200, 2)}
+
+
+def test_iter_done_pages_through_one_prefix_in_key_order(tracker: TrackerProtocol) -> None:
+    done, error = TransferStatus.done, TransferStatus.error
+    keys = ["p/a", "p/a-b", "p/a/b", "p/a0", "p/z z", "p/ü", "p/😀", "p0/x", "o/x"]
+    for index, key in enumerate(keys):
+        tracker.mark(key, index, done, mtime_ns=1_733_000_000_000_000_000 + index)
+    tracker.mark("p/failed", 1, error, "boom", mtime_ns=5)
+    tracker.mark("p/no-mtime", 2, done)
+    got = list(tracker.iter_done("p/", page_size=2))  # pages of 2: the keyset paging is used
+    expected = sorted([k for k in keys if k.startswith("p/")] + ["p/no-mtime"], key=lambda k: k.encode())
+    assert [key for key, _, _ in got] == expected  # UTF-8 byte order, as S3 and the scanner
+    assert ("p/ü", 5, 1_733_000_000_000_000_005) in got and ("p/no-mtime", 2, None) in got
+    assert [key for key, _, _ in tracker.iter_done()][-1] == "p0/x"
+    assert list(tracker.iter_done("q/")) == []
