@@ -255,21 +255,24 @@ class UploadRun:
                 logger.error("Could not apply on_failure=%s to %s: %s", self.on_failure.value, self.plan.staging_prefix, policy_exc)
         outcome = "rolled back" if self.on_failure == OnFailure.rollback else "kept"
         what = report.describe() if report else "staging left as it was"
-        if report:
-            logger.warning("%s: %s", self.title, what)
-            if report.staging == "deleted":
-                events.upload_rolled_back(self.job, self.plan.bucket, self.plan.final_prefix, totals, exc)
         result = {
             **totals, "failed": totals.get("errors", 0), "committed": 0, "outcome": outcome, "job": self.job,
             "elapsed": round(time.monotonic() - started, 3), **(report.fields() if report else {}),
         }
-        await self.view.publish_summary(outcome, result, errors, reason=f"{type(exc).__name__}: {exc}; {what}")
+        failure: BaseException = exc
         if isinstance(exc, BulkTransferFailed):
-            raise BulkTransferFailed(
+            failure = BulkTransferFailed(
                 f"{totals['errors']} file(s) failed to upload ({first_errors(errors, self.plan.staging_prefix)}); "
                 f"{what}; {self.plan.bucket}/{self.plan.final_prefix} untouched",
                 result,
-            ) from None
+            )
+        if report:
+            logger.warning("%s: %s", self.title, what)
+            if report.staging == "deleted":
+                events.upload_rolled_back(self.job, self.plan.bucket, self.plan.final_prefix, totals, failure)
+        await self.view.publish_summary(outcome, result, errors, reason=f"{type(exc).__name__}: {exc}; {what}")
+        if failure is not exc:
+            raise failure from None
 
     async def cooperative(
         self, files: Iterable[tuple[str, int, int]], batch_size: int, owner: str, scan_errors: list[tuple[str, str]]

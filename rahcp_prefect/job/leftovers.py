@@ -18,10 +18,8 @@ from datetime import datetime, timezone
 from typing import Any
 
 from rahcp_prefect.client import HCPClient
+from rahcp_prefect.job.staging import STAGING_ROOT
 from rahcp_prefect.tracker.protocol import JobInfo, JobState
-
-STAGING_ROOT = ".rahcp-staging/"
-"""Where every upload job's staging lives: ``.rahcp-staging/<run id>/``."""
 
 ORPHANED_STAGING = "orphaned staging"
 OPEN_UPLOAD = "open multipart upload"
