@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from rahcp_prefect.job import STAGING_ROOT
+from rahcp_prefect.job.manifest import MANIFEST_NAME
 from rahcp_prefect.testing.postgres import fresh_database
 from rahcp_prefect.testing.prefect_fixtures import make_tree
 from rahcp_prefect.testing.prefect_server import asyncpg_url, run_deployment, running_server, running_worker
