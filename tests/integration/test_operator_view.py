@@ -4,6 +4,7 @@ history, the summary's words, progress through the commit, logs that scale, run 
 from __future__ import annotations
 
 import asyncio
+import re
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -150,7 +151,10 @@ async def test_5000_failing_files_log_fewer_than_100_lines(
     assert state.is_failed()
     lines = await _logs(state.state_details.flow_run_id)
     failure_lines = [line for line in lines if line.startswith("Failed: ")]
-    assert len(failure_lines) == 20 and failure_lines[0].startswith("Failed: bad/00000.txt: PresignedTransferError")
+    assert len(failure_lines) == 20, "the first 20 failures, one line each"
+    # workers finish in any order: each line names one failed file of the prefix, relative to it
+    assert all(re.match(r"Failed: bad/\d{5}\.txt: PresignedTransferError", line) for line in failure_lines)
+    assert len(set(failure_lines)) == 20
     assert any(line.startswith("5000 file(s) failed in all (20 logged above)") for line in lines)
     assert len(lines) < 100, f"{len(lines)} log lines for 5,000 failed files"
     sdk_lines = [r for r in caplog.records if r.name.startswith("rahcp_prefect.client")]
