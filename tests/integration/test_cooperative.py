@@ -84,9 +84,8 @@ def _check_job_landed_once(emulator: Any, bucket: str, dsn: str, job: str, sizes
     final: dict[str, int] = {}
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix="final/"):
         final.update({item["Key"]: item["Size"] for item in page.get("Contents", [])})
-    manifest = final.pop(f"final/{MANIFEST_NAME}", None)
+    assert final.pop(f"final/{MANIFEST_NAME}", None) is not None, "the commit wrote the manifest last"
     assert final == {f"final/{rel}": size for rel, size in sizes.items()}
-    assert manifest is not None, "the commit wrote the job's manifest last"
     assert s3.list_objects_v2(Bucket=bucket, Prefix=STAGING_ROOT).get("KeyCount", 0) == 0
     tracker = create_tracker(dsn, job=job)
     try:

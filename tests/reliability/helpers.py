@@ -12,6 +12,7 @@ from typing import Any
 from uuid import UUID
 
 from rahcp_prefect.bulk.paths import TEMP_PREFIX
+from rahcp_prefect.job.manifest import MANIFEST_NAME
 from rahcp_prefect.tracker import TrackerProtocol, create_tracker
 
 
@@ -35,6 +36,11 @@ def bucket_listing(emulator: Any, bucket: str, prefix: str = "") -> list[tuple[s
     for page in emulator.s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
         found.extend((item["Key"], item["Size"]) for item in page.get("Contents", []))
     return found
+
+
+def without_manifest(objects: dict[str, Any]) -> dict[str, Any]:
+    """``objects`` (key -> anything) without the job manifests a commit writes last."""
+    return {key: value for key, value in objects.items() if not key.endswith("/" + MANIFEST_NAME)}
 
 
 def bucket_hashes(emulator: Any, bucket: str, prefix: str = "") -> dict[str, str]:

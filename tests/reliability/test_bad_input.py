@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from rahcp_prefect.job.manifest import MANIFEST_NAME
 from pydantic import SecretStr
 
 from rahcp_prefect.blocks import HCPCredentials, HCPTracker
@@ -35,6 +37,7 @@ from .helpers import (
     bucket_hashes,
     bucket_listing,
     data_requests,
+    without_manifest,
     flow_artifacts,
     job_tracker,
     partial_files,
@@ -181,11 +184,12 @@ async def test_odd_names_and_empty_files_round_trip_through_both_flows(
     expected = tree_hashes(source)
     up = await bulk_upload(source_dir=str(source), bucket=hcp_bucket, prefix="odd/", **saved_blocks.params())
     assert up["committed"] == len(ODD_NAMES)
-    assert bucket_hashes(hcp_emulator, hcp_bucket) == {f"odd/{name}": h for name, h in expected.items()}
+    assert without_manifest(bucket_hashes(hcp_emulator, hcp_bucket)) == {f"odd/{name}": h for name, h in expected.items()}
     dest = tmp_path / "dest"
     down = await bulk_download(bucket=hcp_bucket, dest_dir=str(dest), prefix="odd/", **saved_blocks.params())
-    assert down["moved"] == len(ODD_NAMES)
-    assert tree_hashes(dest) == expected
+    assert down["moved"] == len(ODD_NAMES) + 1, "every file, and the job's manifest"
+    downloaded = tree_hashes(dest)
+    assert downloaded.pop(MANIFEST_NAME, None) is not None and downloaded == expected
 
 
 async def test_keys_with_dot_dot_are_refused_and_nothing_lands_outside(
@@ -222,14 +226,14 @@ async def test_symlinks_are_not_followed_unless_asked_and_loops_end(
 
     result = await bulk_upload(prefix="plain/", **params)
     assert result["committed"] == 1
-    assert [key for key, _ in bucket_listing(hcp_emulator, hcp_bucket)] == ["plain/real/f.txt"]
+    assert list(without_manifest(dict(bucket_listing(hcp_emulator, hcp_bucket)))) == ["plain/real/f.txt"]
 
     started = time.monotonic()
     state = await bulk_upload(prefix="followed/", follow_symlinks=True, return_state=True, **params)
     assert time.monotonic() - started < 60, "a loop never hangs the walk"
     error = await _fails(state)
     assert "real/loop/: OSError: symlink loop: real/loop/ is an ancestor" in str(error)
-    assert data_requests(hcp_emulator, "PUT") == 1 + 3, "each followed file sent once, the loop never"
+    assert data_requests(hcp_emulator, "PUT") == 1 + 1 + 3, "each followed file sent once (and the first run's manifest), the loop never"
 
 
 # -- the store, the credentials, the tracker ---------------------------------------------------
@@ -336,7 +340,7 @@ async def test_full_disk_during_download_leaves_no_partial_file(
     hcp_emulator.reset_counts()
     result = await bulk_download(**params)
     assert result["outcome"] == "complete" and result["ok"] == 6 - len(landed)
-    assert data_requests(hcp_emulator, "GET") == 6 - len(landed)
+    assert data_requests(hcp_emulator, "GET") == 6 - len(landed) + 1, "the rest, and the manifest read once"
     assert tree_hashes(dest) == expected and not staging.exists()
     with job_tracker(saved_blocks.tracker_path, result["job"]) as tracker:
         assert tracker.summary() == {"pending": 0, "done": 6, "error": 0}

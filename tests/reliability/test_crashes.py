@@ -30,7 +30,19 @@ from rahcp_prefect.job import STAGING_ROOT
 from rahcp_prefect.testing.prefect_fixtures import SavedBlocks
 from rahcp_prefect.tracker import JobState
 
-from .helpers import bucket_hashes, bucket_listing, data_requests, job_tracker, partial_files, sha256, tree_hashes
+from .helpers import (
+    bucket_hashes,
+    bucket_listing,
+    data_requests,
+    job_tracker,
+    partial_files,
+    sha256,
+    tree_hashes,
+    without_manifest,
+)
+
+MANIFEST_PUT = 1  # a commit ends by writing the job's manifest (one PUT)
+MANIFEST_GET = 1  # a download reads the prefix's manifest once (one GET, found or not)
 
 FILES = 400
 LEASE = 3.0
@@ -92,8 +104,9 @@ def _final_and_staging(emulator: Any, bucket: str) -> tuple[dict[str, int], list
 def _check_committed(emulator: Any, bucket: str, blocks: SavedBlocks, job: str, expected: dict[str, str]) -> None:
     """Everything in the final prefix, byte for byte, once; staging empty; tracker = store."""
     listing = bucket_listing(emulator, bucket)
-    assert len(listing) == len(dict(listing)) == FILES, "no duplicate, no stray object"
-    assert bucket_hashes(emulator, bucket, "final/") == {f"final/{rel}": h for rel, h in expected.items()}
+    assert len(listing) == len(dict(listing)) == FILES + 1, "no duplicate, no stray object (+ the manifest)"
+    listing = list(without_manifest(dict(listing)).items())
+    assert without_manifest(bucket_hashes(emulator, bucket, "final/")) == {f"final/{rel}": h for rel, h in expected.items()}
     with job_tracker(blocks.tracker_path, job) as tracker:
         info = tracker.job_info()
         assert info is not None and info.state == JobState.committed
@@ -123,7 +136,7 @@ async def test_upload_killed_half_way_is_resumed_by_the_rerun(
     result = await bulk_upload(**params)
     assert result["outcome"] == "committed" and result["committed"] == FILES
     assert result["ok"] + result["skipped"] == FILES and result["skipped"] >= len(staged)
-    assert data_requests(hcp_emulator, "PUT") == result["ok"] <= FILES - len(staged), "staged files not sent again"
+    assert data_requests(hcp_emulator, "PUT") - MANIFEST_PUT == result["ok"] <= FILES - len(staged), "staged files not sent again"
     _check_committed(hcp_emulator, hcp_bucket, blocks, job, expected)
 
 
@@ -153,7 +166,7 @@ async def test_commit_killed_half_way_is_finished_by_the_rerun(
     result = await bulk_upload(**params)
     assert result["outcome"] == "committed"
     assert result["ok"] == 0 and result["skipped"] == FILES, "nothing uploaded again"
-    assert data_requests(hcp_emulator, "PUT") == 0
+    assert data_requests(hcp_emulator, "PUT") == MANIFEST_PUT, "only the manifest, written last"
     assert time.monotonic() - started < 30
     _check_committed(hcp_emulator, hcp_bucket, blocks, job, expected)
 
@@ -182,7 +195,7 @@ async def test_download_killed_half_way_is_resumed_by_the_rerun(
     hcp_emulator.reset_counts()
     result = await bulk_download(**params)
     assert result["outcome"] == "complete" and result["moved"] == FILES
-    assert data_requests(hcp_emulator, "GET") == result["ok"] <= FILES - len(landed), "landed files not fetched again"
+    assert data_requests(hcp_emulator, "GET") - MANIFEST_GET == result["ok"] <= FILES - len(landed), "landed files not fetched again"
     assert tree_hashes(dest) == expected
     assert partial_files(tmp_path) == [] and not staging.exists()
 
