@@ -245,7 +245,7 @@ async def _download_alone(
     progress = view.progress
     await view.start()
     totals = {**new_counts(), "skipped": skipped, **sync.as_dict()}
-    expected = await _manifest_of(blocks, bucket, prefix)
+    expected = await _manifest_of(blocks, bucket, prefix, totals)
     try:
         with view.phase("transfer", count, total_bytes) as received:
             async for entries in abatched(todo(), batch_size):
@@ -320,10 +320,17 @@ async def _download_cooperatively(
     return totals
 
 
-async def _manifest_of(blocks: FlowBlocks, bucket: str, prefix: str) -> ExpectedDigests:
-    """The prefix's manifest (read once per run), which every batch checks its files against."""
+async def _manifest_of(
+    blocks: FlowBlocks, bucket: str, prefix: str, counts: dict[str, Any] | None = None
+) -> ExpectedDigests:
+    """The prefix's manifest (read once per run), which every batch checks its files against;
+    the API requests its read repeated are added to ``counts["api_retries"]``."""
     async with open_client(blocks.credentials) as client:
-        return ExpectedDigests(await read_manifest(client, bucket, prefix))
+        try:
+            return ExpectedDigests(await read_manifest(client, bucket, prefix))
+        finally:
+            if counts is not None:
+                counts["api_retries"] = counts.get("api_retries", 0) + client.api_retries
 
 
 async def _listing(
