@@ -295,7 +295,7 @@ async def _download_cooperatively(
     s, a = register_manifest(tracker, chunk)
     get_run_logger().info("Manifest of %s: %d object(s), %d new", job, seen + s, added + a)
 
-    expected = await _manifest_of(blocks, bucket, prefix)
+    expected = await _manifest_of(blocks, bucket, prefix, listed)
 
     async def run_batch(claimed: list[tuple[str, int]]) -> dict[str, Any]:
         return await download_batch(
@@ -321,16 +321,17 @@ async def _download_cooperatively(
 
 
 async def _manifest_of(
-    blocks: FlowBlocks, bucket: str, prefix: str, counts: dict[str, Any] | None = None
+    blocks: FlowBlocks, bucket: str, prefix: str, counts: dict[str, Any]
 ) -> ExpectedDigests:
     """The prefix's manifest (read once per run), which every batch checks its files against;
-    the API requests its read repeated are added to ``counts["api_retries"]``."""
+    the requests its read repeated are added to ``counts`` (``api_retries`` for the presign,
+    ``retries`` for the GET itself)."""
     async with open_client(blocks.credentials) as client:
         try:
             return ExpectedDigests(await read_manifest(client, bucket, prefix))
         finally:
-            if counts is not None:
-                counts["api_retries"] = counts.get("api_retries", 0) + client.api_retries
+            counts["api_retries"] = counts.get("api_retries", 0) + client.api_retries
+            counts["retries"] = counts.get("retries", 0) + client.data.retries
 
 
 async def _listing(
