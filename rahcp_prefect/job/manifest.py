@@ -125,9 +125,9 @@ async def read_manifest(client: HCPClient, bucket: str, prefix: str) -> dict[str
 
 async def commit_manifest(
     client: HCPClient, tracker: TrackerProtocol, bucket: str, staging_prefix: str, final_prefix: str
-) -> int:
-    """Write the job's manifest after the commit moved its last object; returns the files it
-    lists. Files the tracker holds without a SHA-256 (sent by an older release, or skipped as
+) -> dict[str, str]:
+    """Write the job's manifest after the commit moved its last object; returns what it lists
+    (path relative to the prefix -> SHA-256). Files the tracker holds without a SHA-256 (sent by an older release, or skipped as
     already there) are hashed from the final prefix first; one that cannot be read fails the
     commit (``ManifestError``), since a manifest must list every file the job holds."""
     plan = plan_manifest(tracker.done_digests(), staging_prefix, final_prefix)
@@ -146,7 +146,7 @@ async def commit_manifest(
         for key, found in hashed.digests.items():
             plan.digests[key[len(final_prefix):]] = found.sha256
     await write_manifest(client, bucket, final_prefix, plan.digests)
-    return len(plan.digests)
+    return plan.digests
 
 
 @dataclass
