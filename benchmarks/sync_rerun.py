@@ -7,7 +7,8 @@ server (``prefect_test_harness``) with a SQLite tracker. The first run uploads `
 files through the ``bulk-upload`` flow (staging, staging check, commit). Then ``--changed``
 files are changed (half rewritten in place with the same size and a new mtime, half grown)
 and the flow runs again on the same job: it must send only those, through staging, and
-commit them over the old objects. The final prefix is then checked byte for byte.
+commit them over the old objects. The final prefix is then checked byte for byte, and its
+manifest against the source.
 
 Prints one JSON object: both runs' seconds, the ratio rerun / first run (the bar: at most
 0.10), the rerun's sync counts and files sent (the bar: exactly ``--changed``; the PUT count
@@ -25,6 +26,7 @@ from pathlib import Path
 
 from benchmarks.flow_overhead import flow_bench_args, make_files, timed_flow_upload
 from benchmarks.transfer import Emulator
+from rahcp_prefect.job.manifest import MANIFEST_NAME, parse_manifest
 
 PREFIX = "sync/"
 
@@ -47,15 +49,21 @@ def change_files(root: Path, count: int) -> list[Path]:
 
 
 def final_matches(emulator: Emulator, bucket: str, source: Path) -> bool:
-    """Whether the final prefix holds every file of ``source`` byte for byte, and nothing else."""
+    """Whether the final prefix holds every file of ``source`` byte for byte and nothing else but
+    the job's manifest, which must list exactly those files with their SHA-256."""
     s3 = emulator.s3
     remote: dict[str, str] = {}
+    manifest: dict[str, str] | None = None
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=PREFIX):
         for item in page.get("Contents", []):
             body = s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read()
-            remote[item["Key"][len(PREFIX):]] = hashlib.sha256(body).hexdigest()
+            relative = item["Key"][len(PREFIX):]
+            if relative == MANIFEST_NAME:
+                manifest = parse_manifest(body)
+            else:
+                remote[relative] = hashlib.sha256(body).hexdigest()
     local = {p.relative_to(source).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest() for p in source.rglob("*.bin")}
-    return remote == local
+    return remote == local == manifest
 
 
 def main() -> None:

@@ -69,7 +69,6 @@ from rahcp_prefect.job import (
     verify_staging,
 )
 from rahcp_prefect import events
-from rahcp_prefect.job.manifest import commit_manifest
 from rahcp_prefect.tasks import commit_staging_counted, open_client, upload_batch
 from rahcp_prefect.tracker.protocol import JobState, TrackerProtocol, TransferStatus
 
@@ -348,25 +347,15 @@ class UploadRun:
             on_progress=on_progress,
         )
 
-    async def write_manifest(self) -> dict[str, Any]:
-        """The job's manifest in the final prefix, written last (after the final check)."""
-        if not self.blocks.settings.write_manifest:
-            return {}
-        async with open_client(self.blocks.credentials, self.blocks.settings) as client:
-            manifest = await commit_manifest(
-                client, self.tracker, self.plan.bucket, self.plan.staging_prefix, self.plan.final_prefix
-            )
-        return {"manifest": manifest}
-
     async def commit(self, owner: str) -> CommitResult | None:
-        """Commit under the commit lock, then the final check, then the manifest (None: another
-        run commits)."""
+        """Commit under the commit lock: moves, final check, manifest (None: another run commits)."""
         self.lease.check()
         with self.view.phase("commit", self.staged) as committing:
-            async with open_client(self.blocks.credentials) as client:
+            async with open_client(self.blocks.credentials, self.blocks.settings) as client:
                 commit = await commit_job(
                     self.tracker, self.plan, owner, self.blocks.tracker.lease_seconds,
-                    self.move(self.view.commit_progress(self.staged)), client, finish=self.write_manifest,
+                    self.move(self.view.commit_progress(self.staged)), client,
+                    manifest=self.blocks.settings.write_manifest,
                 )
             committing.files = commit.moved if commit else 0
         return commit

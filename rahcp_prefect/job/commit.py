@@ -2,7 +2,8 @@
 
 The job is marked ``committing`` before the first object moves, so a run that dies half-way
 leaves a record: the next run finishes the moves first (``resume_commit``). Only the final
-check (``check.check_final``) turns ``committing`` into ``committed``. The moves themselves are
+check (``check.check_final``, then the manifest written and read back) turns ``committing``
+into ``committed``. The moves themselves are
 given by the caller (a flow passes its Prefect task), so this module stays Prefect-free.
 """
 
@@ -18,6 +19,7 @@ from typing import Any
 
 from rahcp_prefect.client import HCPClient
 from rahcp_prefect.job.check import FinalCheck, check_final, fail_final_check
+from rahcp_prefect.job.manifest import check_manifest, commit_manifest
 from rahcp_prefect.job.renewal import renewed
 from rahcp_prefect.job.staging import StagingPlan
 from rahcp_prefect.tracker.protocol import JobState, TrackerProtocol
@@ -66,7 +68,7 @@ class CommitResult:
     moved: int
     api_retries: int
     check: FinalCheck
-    extra: dict[str, Any] = field(default_factory=dict)  # what ``finish`` returned (e.g. the manifest)
+    extra: dict[str, Any] = field(default_factory=dict)  # ``{"manifest": files listed}`` when written
 
 
 async def resume_commit(tracker: TrackerProtocol, owner: str, lease_seconds: float, move: MoveFn) -> int:
@@ -89,14 +91,16 @@ async def commit_job(
     lease_seconds: float,
     move: MoveFn,
     client: HCPClient,
-    finish: Callable[[], Awaitable[dict[str, Any]]] | None = None,
+    manifest: bool = True,
 ) -> CommitResult | None:
-    """Move staging to the final prefix under the commit lock, then check the final prefix,
-    then ``finish()`` (what must come last, e.g. the manifest) before the job is ``committed``.
+    """Move staging to the final prefix under the commit lock, check the final prefix, write
+    the job's manifest last and check it too (``manifest=False``: none) before the job is
+    ``committed``.
 
     Returns None when another run holds the lock (a cooperative run commits for all). Raises
     ``FinalCheckError`` (the job stays ``committing``) when the final prefix lacks a file of
-    the job; marks the job ``committed`` only after the check passed.
+    the job as recorded or the manifest is not what was written; marks the job ``committed``
+    only after the check passed.
     """
     async with commit_lock(tracker, owner, lease_seconds) as held:
         if not held:
@@ -105,9 +109,13 @@ async def commit_job(
         moved: dict[str, Any] = await move()
         before = client.api_retries
         check = await check_final(client, tracker, plan)
+        extra: dict[str, Any] = {}
+        if check.ok and manifest:
+            written = await commit_manifest(client, tracker, plan.bucket, plan.staging_prefix, plan.final_prefix)
+            check.manifest = await check_manifest(client, plan.bucket, plan.final_prefix, check.listed, written)
+            extra["manifest"] = len(written)
         retries = int(moved.get("api_retries", 0)) + client.api_retries - before
         if not check.ok:
             raise fail_final_check(tracker, plan, check)
-        extra = await finish() if finish is not None else {}
         tracker.update_job(state=JobState.committed)
         return CommitResult(int(moved.get("moved", 0)), retries, check, extra)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from rahcp_prefect.client import HCPClient, NotFoundError
 from rahcp_prefect.tracker.protocol import FileDigests, TrackerProtocol
@@ -125,9 +126,9 @@ async def read_manifest(client: HCPClient, bucket: str, prefix: str) -> dict[str
 
 async def commit_manifest(
     client: HCPClient, tracker: TrackerProtocol, bucket: str, staging_prefix: str, final_prefix: str
-) -> int:
-    """Write the job's manifest after the commit moved its last object; returns the files it
-    lists. Files the tracker holds without a SHA-256 (sent by an older release, or skipped as
+) -> dict[str, str]:
+    """Write the job's manifest after the commit moved its last object; returns what it lists
+    (path relative to the prefix -> SHA-256). Files the tracker holds without a SHA-256 (sent by an older release, or skipped as
     already there) are hashed from the final prefix first; one that cannot be read fails the
     commit (``ManifestError``), since a manifest must list every file the job holds."""
     plan = plan_manifest(tracker.done_digests(), staging_prefix, final_prefix)
@@ -146,7 +147,7 @@ async def commit_manifest(
         for key, found in hashed.digests.items():
             plan.digests[key[len(final_prefix):]] = found.sha256
     await write_manifest(client, bucket, final_prefix, plan.digests)
-    return len(plan.digests)
+    return plan.digests
 
 
 @dataclass
@@ -155,11 +156,11 @@ class ExpectedDigests:
 
     digests: dict[str, str] | None
 
-    def lines_of(self, entries: Iterable[tuple[str, int]]) -> dict[str, str] | None:
-        """The manifest's lines for a batch of ``(key, size)`` (None without a manifest)."""
+    def lines_of(self, entries: Iterable[tuple[Any, ...]]) -> dict[str, str] | None:
+        """The manifest's lines for a batch of ``(key, size[, etag])`` (None without a manifest)."""
         if self.digests is None:
             return None
-        return {key: self.digests[key] for key, _size in entries if key in self.digests}
+        return {entry[0]: self.digests[entry[0]] for entry in entries if entry[0] in self.digests}
 
 
 async def check_manifest(

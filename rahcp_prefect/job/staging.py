@@ -10,6 +10,7 @@ meaning for the runs after a rollback.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from rahcp_prefect.client import HCPClient
 from rahcp_prefect.job.errors import JobMismatchError, StagingVerificationError
@@ -54,12 +55,24 @@ def plan_staging(tracker: TrackerProtocol, bucket: str, final_prefix: str, run_i
     return StagingPlan(bucket, opened.staging_prefix, final_prefix, resumed=resumed)
 
 
-async def listing(client: HCPClient, bucket: str, prefix: str) -> dict[str, int]:
-    """``{key: size}`` of every object under ``prefix``, page by page."""
-    found: dict[str, int] = {}
+class Listed(NamedTuple):
+    """One object as a listing shows it: its size and its ETag (quotes and case as sent)."""
+
+    size: int
+    etag: str
+
+
+async def listed_objects(client: HCPClient, bucket: str, prefix: str) -> dict[str, Listed]:
+    """``{key: Listed(size, etag)}`` of every object under ``prefix``, page by page."""
+    found: dict[str, Listed] = {}
     async for item in client.s3.iter_objects(bucket, prefix=prefix):
-        found[item["Key"]] = int(item["Size"])
+        found[item["Key"]] = Listed(int(item["Size"]), str(item.get("ETag") or ""))
     return found
+
+
+async def listing(client: HCPClient, bucket: str, prefix: str) -> dict[str, int]:
+    """``{key: size}`` of every object under ``prefix``."""
+    return {key: listed.size for key, listed in (await listed_objects(client, bucket, prefix)).items()}
 
 
 def problems_text(problems: list[str]) -> str:

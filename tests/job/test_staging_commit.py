@@ -3,6 +3,8 @@ against the emulator on both tracker backends: what is in the bucket and in the 
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 from collections.abc import Callable
 from typing import Any
 
@@ -16,6 +18,7 @@ from rahcp_prefect.job import (
     commit_job,
     plan_staging,
 )
+from rahcp_prefect.job.manifest import MANIFEST_NAME, parse_manifest
 from rahcp_prefect.tracker import JobState, TransferStatus
 
 OpenTracker = Callable[..., Any]
@@ -28,10 +31,20 @@ def _keys(emulator: Any, bucket: str, prefix: str) -> dict[str, int]:
 
 
 def _stage(emulator: Any, tracker: Any, bucket: str, staging: str, names: list[str]) -> None:
+    """Each name staged with its own name as body, recorded done with its digests as an upload
+    records them."""
     for name in names:
-        emulator.s3.put_object(Bucket=bucket, Key=staging + name, Body=name.encode())
-        tracker.mark(staging + name, len(name), done)
+        body = name.encode()
+        emulator.s3.put_object(Bucket=bucket, Key=staging + name, Body=body)
+        tracker.mark(
+            staging + name, len(body), done,
+            sha256=hashlib.sha256(body).hexdigest(), md5=hashlib.md5(body).hexdigest(),
+        )
     tracker.commit()
+
+
+def _manifest(emulator: Any, bucket: str, prefix: str) -> dict[str, str]:
+    return parse_manifest(emulator.s3.get_object(Bucket=bucket, Key=prefix + MANIFEST_NAME)["Body"].read())
 
 
 @pytest.fixture
@@ -54,7 +67,12 @@ async def test_commit_then_a_final_check_that_sees_every_file(
         tracker, plan, "run-1", 30, lambda: _move(hcp_client, hcp_bucket, plan.staging_prefix, "final/"), hcp_client
     )
     assert result is not None and result.moved == 2 and result.check.checked == 2 and result.check.ok
-    assert _keys(hcp_emulator, hcp_bucket, "final/") == {"final/a.txt": 5, "final/sub/b.txt": 9}
+    final = _keys(hcp_emulator, hcp_bucket, "final/")
+    assert final.pop("final/" + MANIFEST_NAME) > 0 and final == {"final/a.txt": 5, "final/sub/b.txt": 9}
+    assert _manifest(hcp_emulator, hcp_bucket, "final/") == {
+        name: hashlib.sha256(name.encode()).hexdigest() for name in ("a.txt", "sub/b.txt")
+    }
+    assert result.extra == {"manifest": 2}
     assert _keys(hcp_emulator, hcp_bucket, plan.staging_prefix) == {}
     assert tracker.job_info().state == JobState.committed
 
@@ -71,8 +89,9 @@ async def test_the_final_check_fails_naming_what_is_missing_and_the_job_stays_co
         hcp_emulator.s3.put_object(Bucket=hcp_bucket, Key="final/c.txt", Body=b"longer body")  # replaced
         return moved
 
-    with pytest.raises(FinalCheckError, match=r"2 of 3 file\(s\).*final/b.txt: missing.*final/c.txt: 11 bytes, 5 recorded"):
+    with pytest.raises(FinalCheckError, match=r"3 file\(s\).*2 problem\(s\).*final/b.txt: missing.*final/c.txt: 11 bytes, 5 recorded"):
         await commit_job(tracker, plan, "run-1", 30, move_then_lose_one, hcp_client)
+    assert MANIFEST_NAME not in str(_keys(hcp_emulator, hcp_bucket, "final/")), "no manifest for a failed check"
     assert tracker.job_info().state == JobState.committing
     assert tracker.job_info().commit_owner is None, "the commit lock is released"
     entries = tracker.entries()
@@ -82,6 +101,68 @@ async def test_the_final_check_fails_naming_what_is_missing_and_the_job_stays_co
         plan.staging_prefix + "c.txt": TransferStatus.error,
     }, "the next run sends what the check did not see"
     assert tracker.error_details()[0][1] == NOT_IN_FINAL
+
+
+async def test_an_object_of_the_recorded_size_with_other_bytes_fails_the_final_check(
+    opened: tuple[Any, Any], hcp_emulator: Any, hcp_client: Any, hcp_bucket: str
+) -> None:
+    """Replaced after the move with bytes of the same size: the listing's ETag is not the MD5 the
+    upload recorded, so the job is not reported committed and the file is sent again."""
+    tracker, plan = opened
+    _stage(hcp_emulator, tracker, hcp_bucket, plan.staging_prefix, ["a.txt", "b.txt"])
+
+    async def move_then_replace() -> dict[str, int]:
+        moved = await _move(hcp_client, hcp_bucket, plan.staging_prefix, "final/")
+        hcp_emulator.s3.put_object(Bucket=hcp_bucket, Key="final/b.txt", Body=b"B.TXT")  # same size
+        return moved
+
+    with pytest.raises(FinalCheckError, match=r"final/b.txt: ETag [0-9a-f]{32}, MD5 [0-9a-f]{32} recorded"):
+        await commit_job(tracker, plan, "run-1", 30, move_then_replace, hcp_client)
+    assert tracker.job_info().state == JobState.committing
+    assert tracker.entries()[plan.staging_prefix + "b.txt"].status == TransferStatus.error
+    assert tracker.entries()[plan.staging_prefix + "a.txt"].status == done
+
+
+async def test_a_manifest_that_is_not_what_the_commit_wrote_fails_the_final_check(
+    opened: tuple[Any, Any], hcp_emulator: Any, hcp_client: Any, hcp_bucket: str
+) -> None:
+    """Another writer replaces the manifest between the commit's write and its read-back (two
+    jobs aimed at one prefix): the commit reads back what is there and refuses to report
+    committed."""
+    tracker, plan = opened
+    _stage(hcp_emulator, tracker, hcp_bucket, plan.staging_prefix, ["a.txt", "b.txt"])
+    held = hcp_emulator.faults.add("data", method="GET", path=rf"/final/{MANIFEST_NAME}$", delay=1.0)
+    rogue = f"{'0' * 64}  a.txt\n{'1' * 64}  other.txt\n".encode()
+
+    async def replace_while_the_read_back_waits() -> None:
+        while held.hits == 0:
+            await asyncio.sleep(0.02)
+        await asyncio.to_thread(hcp_emulator.s3.put_object, Bucket=hcp_bucket, Key="final/" + MANIFEST_NAME, Body=rogue)
+
+    writer = asyncio.create_task(replace_while_the_read_back_waits())
+    with pytest.raises(FinalCheckError) as caught:
+        await commit_job(
+            tracker, plan, "run-1", 30, lambda: _move(hcp_client, hcp_bucket, plan.staging_prefix, "final/"), hcp_client
+        )
+    await writer
+    message = str(caught.value)
+    assert "manifest: final/b.txt: not in the manifest" in message
+    assert "manifest: final/other.txt: in the manifest, not in the job" in message
+    assert "manifest: final/a.txt: manifest says 000" in message
+    assert tracker.job_info().state == JobState.committing, "the next run writes it again"
+
+
+async def test_commit_without_a_manifest_writes_none(
+    opened: tuple[Any, Any], hcp_emulator: Any, hcp_client: Any, hcp_bucket: str
+) -> None:
+    tracker, plan = opened
+    _stage(hcp_emulator, tracker, hcp_bucket, plan.staging_prefix, ["a.txt"])
+    result = await commit_job(
+        tracker, plan, "run-1", 30, lambda: _move(hcp_client, hcp_bucket, plan.staging_prefix, "final/"), hcp_client,
+        manifest=False,
+    )
+    assert result is not None and result.check.ok and result.extra == {}
+    assert _keys(hcp_emulator, hcp_bucket, "final/") == {"final/a.txt": 5}
 
 
 async def test_check_final_ignores_other_prefixes(
