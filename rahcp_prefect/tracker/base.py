@@ -400,6 +400,15 @@ class BufferedTracker(ABC):
         rows = self._select(f"SELECT {self._JOB_COLUMNS} FROM {JOBS} WHERE job = {{p}}", self.job)
         return job_info_from_row(rows[0]) if rows else None
 
+    def list_jobs(self, state: JobState | None = None) -> list[JobInfo]:
+        """Every job in this database (optionally in one state): cleanup finds crashed staging."""
+        if state is None:
+            rows = self._select(f"SELECT {self._JOB_COLUMNS} FROM {JOBS} ORDER BY job")
+        else:
+            sql = f"SELECT {self._JOB_COLUMNS} FROM {JOBS} WHERE state = {{p}} ORDER BY job"
+            rows = self._select(sql, JobState(state).value)
+        return [job_info_from_row(row) for row in rows]
+
     # -- deletes, written once: a backend gives ``_write_transaction`` ------------------
     @abstractmethod
     def _write_transaction(self) -> AbstractContextManager[Any]:

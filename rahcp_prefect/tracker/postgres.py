@@ -370,13 +370,3 @@ class PostgresTracker(BufferedTracker):
         )
         with self._flushed() as conn:
             conn.execute(sql, (self.job, owner))
-
-    def list_jobs(self, state: JobState | None = None) -> list[JobInfo]:
-        """Every job in this database (optionally in one state): cleanup finds crashed staging."""
-        with self._flushed() as conn:
-            if state is None:
-                rows = conn.execute(f"SELECT {JOB_COLUMNS} FROM {J} ORDER BY job").fetchall()
-            else:
-                sql = f"SELECT {JOB_COLUMNS} FROM {J} WHERE state = %s ORDER BY job"
-                rows = conn.execute(sql, (JobState(state).value,)).fetchall()
-        return [job_info_from_row(row) for row in rows]

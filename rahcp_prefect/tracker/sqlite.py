@@ -325,13 +325,3 @@ class SqliteTracker(BufferedTracker):
         with self._flushed() as conn:
             with self._write_transaction():
                 conn.execute(sql, (_timestamp(), self.job, owner))
-
-    def list_jobs(self, state: JobState | None = None) -> list[JobInfo]:
-        """Every job in this database (optionally in one state): cleanup finds crashed staging."""
-        with self._flushed() as conn:
-            if state is None:
-                rows = conn.execute(f"SELECT {JOB_COLUMNS} FROM {J} ORDER BY job").fetchall()
-            else:
-                sql = f"SELECT {JOB_COLUMNS} FROM {J} WHERE state = ? ORDER BY job"
-                rows = conn.execute(sql, (JobState(state).value,)).fetchall()
-        return [job_info_from_row(row) for row in rows]
