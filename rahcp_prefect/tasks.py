@@ -22,6 +22,7 @@ from rahcp_prefect.blocks import HCPCredentials, HCPTracker, HCPTransferSettings
 from rahcp_prefect.bulk import BulkDownloadConfig, BulkUploadConfig, TransferStats
 from rahcp_prefect.bulk import bulk_download as run_bulk_download
 from rahcp_prefect.bulk import bulk_upload as run_bulk_upload
+from rahcp_prefect.bulk.config import DownloadEntry
 from rahcp_prefect.bulk.validation import check_bucket, check_prefix
 from rahcp_prefect.client import HCPClient
 from rahcp_prefect.client.s3 import COPY_CONCURRENCY
@@ -337,7 +338,7 @@ async def download_batch(
     bucket: str,
     dest_dir: Path,
     prefix: str,
-    entries: Sequence[tuple[str, int]] | None = None,
+    entries: Sequence[DownloadEntry] | None = None,
     settings: HCPTransferSettings | None = None,
     skip_done: bool = True,
     include: Sequence[str] = (),
@@ -346,7 +347,8 @@ async def download_batch(
     on_error: ErrorCallback | None = None,
     manifest: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Download a batch of keys (``(key, size)``; None = the whole prefix) with the engine;
+    """Download a batch of keys (``(key, size)`` or ``(key, size, etag)``; None = the whole
+    prefix) with the engine;
     ``manifest`` (key -> SHA-256, e.g. the batch's lines of the prefix's manifest) is what the
     bytes are checked against."""
     check_bucket(bucket)

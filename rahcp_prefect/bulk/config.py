@@ -29,6 +29,8 @@ ValidateFn = Callable[[Path], None | Awaitable[None] | Any]
 """``fn(path)``: raises when the file is not acceptable. Sync functions run in a thread."""
 ProgressFn = Callable[["TransferStats"], Any]
 ErrorFn = Callable[[str, BaseException], Any]
+DownloadEntry = tuple[str, int] | tuple[str, int, str | None]
+"""One object of a download work list: ``(key, size)``, or ``(key, size, etag)`` as listed."""
 
 
 def _check_common(cfg: Any) -> None:
@@ -116,8 +118,10 @@ class BulkDownloadConfig:
     on_progress: ProgressFn | None = None
     on_error: ErrorFn | None = None
     progress_interval: float = 5.0
-    entries: Iterable[tuple[str, int]] | None = None
-    """Explicit work list of ``(key, size)``: no listing of the prefix."""
+    entries: Iterable[DownloadEntry] | None = None
+    """Explicit work list of ``(key, size)`` or ``(key, size, etag)``: no listing of the prefix.
+    With the listed ETag a single-part object is checked against its MD5 when no manifest line
+    names it, and a large one needs no HEAD before its ranged GETs."""
     skip_done: bool = True
     """Skip files on disk as the job wrote them (the size and mtime_ns the tracker recorded)
     without marking them again; a file changed on disk since is fetched again. Without it (or

@@ -91,8 +91,8 @@ class _Download:
             async for obj in iter_listing(self.s3, self.bucket, cfg.prefix):
                 yield obj
             return
-        for key, size in entries:
-            yield key, size, None
+        for entry in entries:
+            yield entry[0], entry[1], entry[2] if len(entry) > 2 else None
 
     async def items(self) -> AsyncIterator[DownloadItem]:
         """Objects that need a transfer, lazily; skipped and refused ones are counted."""

@@ -21,6 +21,7 @@ from rahcp_prefect.bulk.exclusions import download_staging
 from rahcp_prefect.bulk.filters import GlobFilter
 from rahcp_prefect.bulk.validation import check_job_inputs
 from rahcp_prefect.bulk.paths import TEMP_PREFIX, UnsafeKeyError, local_path, relative_key
+from rahcp_prefect.bulk.scanner import iter_listing
 from rahcp_prefect.bulk.sync import Change, SortedRecords, SyncCounts, decide_download, local_state
 from rahcp_prefect.flows.naming import download_run_name, tag_run
 from rahcp_prefect.flows.artifacts import RunView, publish_dry_run, publish_job_status
@@ -217,17 +218,18 @@ async def _download_alone(
     listed = new_counts()  # the listings' retried API requests go into the run's totals
     sync = SyncCounts()
 
-    async def todo() -> AsyncIterator[tuple[str, int]]:
+    async def todo() -> AsyncIterator[tuple[str, int, str | None]]:
+        # with its ETag, so a single-part object is checked against its MD5 without a manifest
         records = SortedRecords(tracker.iter_done(prefix))
-        async for key, size in _listing(blocks, bucket, prefix, accepts, listed):
+        async for key, size, etag in _listing(blocks, bucket, prefix, accepts, listed):
             if not _in_place(dest, prefix, key, size, records, None):
-                yield key, size
+                yield key, size, etag
 
     count = skipped = total_bytes = 0
     sample: list[tuple[str, int]] = []
     records = SortedRecords(tracker.iter_done(prefix))  # both passes read the records in step
     with view.phase("scan") as scan:
-        async for key, size in _listing(blocks, bucket, prefix, accepts, listed):
+        async for key, size, _etag in _listing(blocks, bucket, prefix, accepts, listed):
             if _in_place(dest, prefix, key, size, records, sync):
                 skipped += 1
                 continue
@@ -285,8 +287,8 @@ async def _download_cooperatively(
     seen = added = 0
     listed = new_counts()
     chunk: list[tuple[str, int]] = []
-    async for entry in _listing(blocks, bucket, prefix, accepts, listed):
-        chunk.append(entry)
+    async for key, size, _etag in _listing(blocks, bucket, prefix, accepts, listed):
+        chunk.append((key, size))
         if len(chunk) >= REGISTER_CHUNK:
             s, a = register_manifest(tracker, chunk)
             seen, added, chunk = seen + s, added + a, []
@@ -334,15 +336,15 @@ async def _manifest_of(
 
 async def _listing(
     blocks: FlowBlocks, bucket: str, prefix: str, accepts: GlobFilter, counts: dict[str, Any]
-) -> AsyncIterator[tuple[str, int]]:
-    """``(key, size)`` of every object under ``prefix`` that the filters accept, page by page;
-    the API requests the listing repeated are added to ``counts["api_retries"]``."""
+) -> AsyncIterator[tuple[str, int, str | None]]:
+    """``(key, size, etag)`` of every object under ``prefix`` that the filters accept, page by
+    page; the API requests the listing repeated are added to ``counts["api_retries"]``."""
     async with open_client(blocks.credentials) as client:
         try:
-            async for item in client.s3.iter_objects(bucket, prefix=prefix):
-                if accepts.active and not accepts.accepts(item["Key"]):
+            async for key, size, etag in iter_listing(client.s3, bucket, prefix):
+                if accepts.active and not accepts.accepts(key):
                     continue
-                yield item["Key"], int(item["Size"])
+                yield key, int(size), etag
         finally:
             counts["api_retries"] += client.api_retries
 

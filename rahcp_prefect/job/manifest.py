@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from rahcp_prefect.client import HCPClient, NotFoundError
 from rahcp_prefect.tracker.protocol import FileDigests, TrackerProtocol
@@ -155,11 +156,11 @@ class ExpectedDigests:
 
     digests: dict[str, str] | None
 
-    def lines_of(self, entries: Iterable[tuple[str, int]]) -> dict[str, str] | None:
-        """The manifest's lines for a batch of ``(key, size)`` (None without a manifest)."""
+    def lines_of(self, entries: Iterable[tuple[Any, ...]]) -> dict[str, str] | None:
+        """The manifest's lines for a batch of ``(key, size[, etag])`` (None without a manifest)."""
         if self.digests is None:
             return None
-        return {key: self.digests[key] for key, _size in entries if key in self.digests}
+        return {entry[0]: self.digests[entry[0]] for entry in entries if entry[0] in self.digests}
 
 
 async def check_manifest(

@@ -113,9 +113,31 @@ async def test_a_download_counts_the_retries_of_its_manifest_read(
     down = await bulk_download(
         bucket=hcp_bucket, dest_dir=str(tmp_path / "dest"), prefix="r/", **saved_blocks.params()
     )
-    # the first GET of the manifest failed; so did the first GET of the file the manifest becomes
-    # in the destination only if the fault had more hits than one
     assert get_fault.hits == 1
     assert down["retries"] == 1 and down["errors"] == 0
     assert down["ok"] == len(files) + 1  # the files and the manifest itself
+    # the files checked against the manifest, the manifest itself against its ETag's MD5
+    assert (down["verified"], down["unverified"]) == (len(files) + 1, 0)
     assert {p.name for p in (tmp_path / "dest").rglob("*") if p.is_file()} >= {MANIFEST_NAME}
+
+
+async def test_a_download_without_a_manifest_checks_each_object_against_its_etag(
+    saved_blocks: SavedBlocks, hcp_emulator: Any, hcp_bucket: str, tmp_path: Path
+) -> None:
+    """Objects another tool wrote (no manifest): the flow passes each listed ETag to its batch,
+    so a single-part object's bytes are checked against its MD5; a GET damaged on the way is
+    caught and fetched again, and nothing is counted unverified."""
+    from rahcp_prefect.flows import bulk_download
+
+    bodies = {f"plain/{name}": name.encode() * 50 for name in ("a.txt", "b.txt", "sub/c.txt")}
+    for key, body in bodies.items():
+        hcp_emulator.s3.put_object(Bucket=hcp_bucket, Key=key, Body=body)
+    damaged = hcp_emulator.faults.add("data", method="GET", path=r"/plain/b\.txt$", damage=True, count=1)
+    down = await bulk_download(
+        bucket=hcp_bucket, dest_dir=str(tmp_path / "dest"), prefix="plain/", **saved_blocks.params()
+    )
+    assert damaged.hits == 1
+    assert (down["ok"], down["errors"], down["verified"], down["unverified"]) == (3, 0, 3, 0)
+    assert down["retries"] == 1, "the damaged answer was fetched once more"
+    for key, body in bodies.items():
+        assert (tmp_path / "dest" / key[len("plain/"):]).read_bytes() == body
