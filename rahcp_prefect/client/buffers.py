@@ -1,9 +1,10 @@
 """A byte budget for request bodies held in memory.
 
-A PUT carries ``Content-MD5``, which must be known before the first byte leaves, so a body is
-read (and hashed) into memory in one pass and then sent from there. The budget bounds how many
-bytes all transfers of one data plane hold at once, whatever the number of workers and parts in
-flight; a body larger than the whole budget waits until it can hold all of it alone.
+A PUT carries ``Content-MD5``, which must be known before the first byte leaves, so a body up to
+``dataplane.STREAM_BODY_LIMIT`` is read (and hashed) into memory in one pass and then sent from
+there (larger ones are hashed from disk, then streamed: they hold no budget). The budget bounds
+how many bytes all transfers of one data plane hold at once, whatever the number of workers; a
+body larger than the whole budget waits until it can hold all of it alone.
 """
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
-DEFAULT_BUFFER_BUDGET = 512 * 1024 * 1024
-"""Bytes of request bodies held in memory at once per data plane (8 parts of 64 MiB)."""
+DEFAULT_BUFFER_BUDGET = 96 * 1024 * 1024
+"""Bytes of request bodies held in memory at once per data plane (12 of the largest, 8 MiB)."""
 
 
 class ByteBudget:

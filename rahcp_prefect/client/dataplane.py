@@ -8,15 +8,20 @@ Presigned URLs are already percent-encoded and signed: they are passed on as
 ``yarl.URL(url, encoded=True)`` so aiohttp neither re-encodes nor normalises them. Errors name
 ``what`` (``bucket/key``), never the URL or its signature.
 
-Every PUT carries ``Content-MD5`` of its body: the body is read once into memory (under the data
-plane's byte budget), hashed in that same pass (MD5, and SHA-256 of a whole file) and sent from
-there, so S3 refuses damaged bytes (400 ``BadDigest``, retried) and each retry resends exactly
-what was hashed. The returned ETag must equal that MD5, or the attempt is retried too.
+Every PUT carries ``Content-MD5`` of its body, so S3 refuses damaged bytes (400 ``BadDigest``,
+retried), and the returned ETag must equal that MD5, or the attempt is retried too. A body up to
+``STREAM_BODY_LIMIT`` is read once into memory (under the data plane's byte budget), hashed in
+that same pass (MD5, and SHA-256 of a whole file) and sent from there. A larger body (a large
+file, a multipart part) is never held: its region of the file is hashed first (in a worker
+thread, one block at a time), then streamed from disk with that ``Content-MD5`` (two reads from
+the page cache). Should the file change in between, S3 refuses the bytes sent (they do not hash
+to the ``Content-MD5``): what was hashed is what was stored, or nothing is.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import os
 import re
@@ -29,7 +34,16 @@ import aiohttp
 from yarl import URL
 
 from .buffers import DEFAULT_BUFFER_BUDGET, ByteBudget
-from .digests import Hasher, Uploaded, bare_etag, content_md5, hash_buffer, hash_into, md5_and_sha256
+from .digests import (
+    Hasher,
+    Uploaded,
+    bare_etag,
+    content_md5,
+    hash_buffer,
+    hash_into,
+    hash_region,
+    md5_and_sha256,
+)
 from .errors import HCPError, ObjectChangedError, PresignedTransferError
 from .redaction import redact_text
 from .retry import backoff_delay, parse_retry_after
@@ -42,6 +56,10 @@ DEFAULT_CHUNK = 1 << 20
 SYNC_READ_LIMIT = 256 * 1024
 """Reads (and their hashing) up to this size happen on the event loop; larger ones in a worker
 thread (``hashlib`` releases the GIL, so the loop keeps moving other transfers)."""
+
+STREAM_BODY_LIMIT = 8 * 1024 * 1024
+"""File bodies up to this size are read into memory and hashed in that read; larger ones are
+hashed from disk first, then streamed from disk (memory: one chunk per transfer in flight)."""
 
 RETRYABLE_STATUSES = frozenset({408, 425, 429})
 """Retried on the data plane, together with every 5xx."""
@@ -146,9 +164,10 @@ class DataPlane:
     ) -> Uploaded:
         """PUT the whole file ``path`` (expected ``size`` bytes) with its ``Content-MD5``.
 
-        The file is read once into memory (in a worker thread above ``SYNC_READ_LIMIT``) and
-        hashed in that read (MD5 and SHA-256); the body is then written in ``chunk_size``
-        pieces with an explicit ``Content-Length`` (S3 rejects chunked transfer encoding).
+        Up to ``STREAM_BODY_LIMIT`` the file is read once into memory (in a worker thread
+        above ``SYNC_READ_LIMIT``) and hashed in that read (MD5 and SHA-256); a larger one is
+        hashed from disk, then streamed from disk. The body is written in ``chunk_size`` pieces
+        with an explicit ``Content-Length`` (S3 rejects chunked transfer encoding).
         """
         path = Path(path)
         if os.stat(path).st_size != size:
@@ -180,7 +199,7 @@ class DataPlane:
         chunk_size: int = DEFAULT_CHUNK,
     ) -> Uploaded:
         """PUT bytes ``[offset, offset + length)`` of ``path`` (one multipart part) with its
-        ``Content-MD5``; read and hashed in one pass, like ``put_file``."""
+        ``Content-MD5``; read and hashed like ``put_file``."""
         path = Path(path)
         if os.stat(path).st_size < offset + length:
             raise _changed_size(path, what)
@@ -191,32 +210,47 @@ class DataPlane:
     async def _put_range(
         self, url: str, path: Path, offset: int, length: int, *, what: str, whole: bool, chunk_size: int
     ) -> Uploaded:
-        """Read ``length`` bytes from ``offset`` into memory (under the budget), hashed in that
-        read (SHA-256 too when they are the ``whole`` file), and PUT them."""
-        async with self.buffers.hold(length):
-            data, md5, sha256 = await read_hashed(path, offset, length, what, sha256=whole)
-            return await self._put(url, data, md5, what, sha256=sha256, chunk_size=chunk_size)
+        """PUT ``length`` bytes of ``path`` from ``offset``, with their MD5 (and SHA-256 when
+        they are the ``whole`` file). Up to ``STREAM_BODY_LIMIT``: read into memory (under the
+        budget) and hashed in that read; above it: hashed from disk, then streamed from disk."""
+        if length <= STREAM_BODY_LIMIT:
+            async with self.buffers.hold(length):
+                data, md5, sha256 = await read_hashed(path, offset, length, what, sha256=whole)
+                return await self._put(url, data, md5, what, sha256=sha256, chunk_size=chunk_size)
+        md5, sha256 = await hash_file_region(path, offset, length, what, sha256=whole)
+        region = FileRegion(path, offset, length, what)
+        return await self._put(url, region, md5, what, sha256=sha256, chunk_size=chunk_size)
 
     async def _put(
         self,
         url: str,
-        data: bytes | bytearray | memoryview,
+        data: bytes | bytearray | memoryview | FileRegion,
         md5: bytes,
         what: str,
         *,
         sha256: str | None,
         chunk_size: int,
     ) -> Uploaded:
-        """PUT ``data`` with retries; the answer's ETag must be ``md5`` (else retried)."""
+        """PUT ``data`` (a buffer, or a region of a file streamed from disk on each attempt)
+        with retries; the answer's ETag must be ``md5`` (else retried)."""
         headers = {"Content-Length": str(len(data)), "Content-MD5": content_md5(md5)}
         expected = md5.hex()
 
         async def attempt() -> tuple[str, int]:
-            body: Any = data if len(data) <= chunk_size else _pieces(data, chunk_size)
-            async with self.session.put(URL(url, encoded=True), data=body, headers=headers) as response:
-                await _check(response, what)
-                etag = response.headers.get("ETag")
-                await response.read()
+            body: Any
+            if isinstance(data, FileRegion):
+                body = data.pieces(chunk_size)
+            else:
+                body = data if len(data) <= chunk_size else _pieces(data, chunk_size)
+            try:
+                async with self.session.put(URL(url, encoded=True), data=body, headers=headers) as response:
+                    await _check(response, what)
+                    etag = response.headers.get("ETag")
+                    await response.read()
+            except TRANSPORT_ERRORS:
+                if isinstance(data, FileRegion) and data.error is not None:
+                    raise data.error from None  # the file, not the network: not retried
+                raise
             if not etag:
                 raise PresignedTransferError(f"No ETag in the response for {what}", response.status)
             if bare_etag(etag) != expected:
@@ -286,9 +320,12 @@ class DataPlane:
         what: str,
         total: int | None = None,
         chunk_size: int = DEFAULT_CHUNK,
+        progress: Callable[[int], None] | None = None,
     ) -> int:
         """GET bytes ``[offset, offset + length)`` of the object and write them at the same
         offsets of the open file ``fd`` (``pwrite``; memory: one chunk). Returns ``length``.
+        ``progress`` is told the bytes written from ``offset`` so far (0 when an attempt starts,
+        then after each chunk).
 
         A retry writes the range again from its start (same bytes, same place). A server that
         ignores ``Range`` (200 for a partial range) or sends another range is an error; so is
@@ -301,12 +338,16 @@ class DataPlane:
                 await _check(response, what)
                 _check_range(response, offset, length, total, what)
                 position = offset
+                if progress is not None:
+                    progress(0)
                 async for chunk in response.content.iter_chunked(chunk_size):
                     view = memoryview(chunk)
                     while view:
                         count = os.pwrite(fd, view, position)
                         position += count
                         view = view[count:]
+                    if progress is not None:
+                        progress(position - offset)
                 written = position - offset
                 if written != length:
                     raise _Retry(f"short body ({written} of {length} bytes)")
@@ -428,6 +469,47 @@ async def read_hashed(
         return data, md5, digest
 
     return await asyncio.get_running_loop().run_in_executor(None, read_and_hash)
+
+
+async def hash_file_region(
+    path: Path, offset: int, length: int, what: str, *, sha256: bool
+) -> tuple[bytes, str | None]:
+    """The raw MD5 and (``sha256``) hex SHA-256 of bytes ``[offset, offset + length)`` of
+    ``path``, read from disk one block at a time in a worker thread (no buffer of the region)."""
+    sinks: list[Any] = [hashlib.md5()] + ([hashlib.sha256()] if sha256 else [])
+    fed = await asyncio.get_running_loop().run_in_executor(None, hash_region, path, offset, length, sinks)
+    if fed != length:
+        raise _changed_size(path, what)
+    return sinks[0].digest(), sinks[1].hexdigest() if sha256 else None
+
+
+class FileRegion:
+    """Bytes ``[offset, offset + length)`` of a file, as a request body read from disk in
+    pieces on each attempt (memory: one piece). A file that is now shorter ends the body with
+    ``HCPError``; one whose bytes changed is refused by S3 (``Content-MD5``)."""
+
+    __slots__ = ("path", "offset", "length", "what", "error")
+
+    def __init__(self, path: Path, offset: int, length: int, what: str) -> None:
+        self.path, self.offset, self.length, self.what = path, offset, length, what
+        self.error: HCPError | None = None
+        """Set when the file ended early (aiohttp reports it as a connection error)."""
+
+    def __len__(self) -> int:
+        return self.length
+
+    async def pieces(self, size: int) -> AsyncIterator[bytes]:
+        self.error = None
+        with open(self.path, "rb", buffering=0) as handle:
+            left = self.length
+            handle.seek(self.offset)
+            while left > 0:
+                piece = handle.read(min(size, left))  # page cache, just hashed: on the loop
+                if not piece:
+                    self.error = _changed_size(self.path, self.what)
+                    raise self.error
+                left -= len(piece)
+                yield piece
 
 
 class _HashingWriter:

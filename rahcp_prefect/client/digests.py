@@ -13,9 +13,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import os
 import re
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 HASH_ON_LOOP_LIMIT = 256 * 1024
 """Buffers up to this size are hashed on the event loop (about 0.6 ms for MD5 + SHA-256);
@@ -123,6 +126,10 @@ async def hash_into(hasher: Hasher, data: bytes | bytearray | memoryview) -> Non
         await asyncio.get_running_loop().run_in_executor(None, hasher.update, data)
 
 
+HASH_BLOCK = 1 << 20
+"""Bytes read (``pread``) and hashed at a time when a file's region is hashed from disk."""
+
+
 def hash_file(path: str, hasher: Hasher, *, block: int = 8 << 20) -> Hasher:
     """Feed the whole file ``path`` to ``hasher`` (blocking: run it in a thread)."""
     with open(path, "rb", buffering=0) as handle:
@@ -131,3 +138,42 @@ def hash_file(path: str, hasher: Hasher, *, block: int = 8 << 20) -> Hasher:
         while count := handle.readinto(buffer):
             hasher.update(view[:count])
     return hasher
+
+
+def feed_region(
+    fd: int,
+    offset: int,
+    length: int,
+    sinks: Iterable[Any],
+    *,
+    block: int = HASH_BLOCK,
+    stop: threading.Event | None = None,
+) -> int:
+    """Feed bytes ``[offset, offset + length)`` of the open file ``fd`` to every digest in
+    ``sinks``, ``block`` bytes at a time through one reused buffer (blocking: run it in a
+    thread; memory is one block). Returns the bytes fed: fewer than ``length`` when the file
+    ends sooner, or when ``stop`` is set (the caller gave up)."""
+    sinks = list(sinks)
+    buffer = bytearray(min(block, max(length, 1)))
+    view = memoryview(buffer)
+    fed = 0
+    while fed < length:
+        if stop is not None and stop.is_set():
+            break
+        want = min(len(buffer), length - fed)
+        count = os.preadv(fd, [view[:want]], offset + fed)
+        if not count:
+            break
+        for sink in sinks:
+            sink.update(view[:count])
+        fed += count
+    return fed
+
+
+def hash_region(path: str | os.PathLike[str], offset: int, length: int, sinks: Iterable[Any]) -> int:
+    """``feed_region`` on the file ``path`` (opened and closed here)."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+    try:
+        return feed_region(fd, offset, length, sinks)
+    finally:
+        os.close(fd)

@@ -1,14 +1,18 @@
 """Multipart upload over presigned part URLs: initiate, presign parts, PUT parts, complete.
 
-One reader goes through the file in order: it reads each part into memory (under the data
-plane's byte budget) and feeds it to the SHA-256 of the whole file in that same read;
 ``concurrency`` senders PUT the parts, each with the ``Content-MD5`` of its bytes, and check the
-ETag S3 returns. After the complete, the object's ETag must be the MD5 of the part digests with
-``-N``. Memory is bounded by the budget, whatever the file size. Any failure (or cancellation)
-before the complete aborts the upload; once the complete was sent the upload is never aborted
-(it may be complete: see ``completion``). With a ``PartStore`` (``resume``), every acknowledged
-part is recorded, and a later upload of the same unchanged file continues the recorded upload,
-sending only the parts the server does not hold as recorded (see ``resume``).
+ETag S3 returns. A part of a file is never held in memory (above the data plane's
+``STREAM_BODY_LIMIT``): its region is hashed from disk in a worker thread, then streamed from
+disk with that MD5, so S3 stores exactly the bytes hashed or refuses them. Alongside, one worker
+thread reads the whole file in order for its SHA-256 (a block at a time). Memory is a few blocks
+per part in flight, whatever the part size. Before the complete the file must still have the
+size and mtime it had at the start (else the upload is aborted: the SHA-256 and the parts would
+not be of one version of the file); after it, the object's ETag must be the MD5 of the part
+digests with ``-N``. Any failure (or cancellation) before the complete aborts the upload; once
+the complete was sent the upload is never aborted (it may be complete: see ``completion``). With
+a ``PartStore`` (``resume``), every acknowledged part is recorded, and a later upload of the same
+unchanged file continues the recorded upload, sending only the parts the server does not hold
+as recorded (see ``resume``); the kept parts are not read again except by the SHA-256.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import hashlib
 import logging
 import math
 import os
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from time import perf_counter
@@ -25,8 +30,7 @@ from typing import TYPE_CHECKING
 
 from .completion import CompletionUnknown, complete_upload
 from .config import MAX_PART_SIZE, MAX_PARTS, MIB, MIN_PART_SIZE
-from .dataplane import read_range
-from .digests import HASH_ON_LOOP_LIMIT, Uploaded, bare_etag, multipart_md5
+from .digests import HASH_ON_LOOP_LIMIT, Uploaded, bare_etag, feed_region, multipart_md5
 from .errors import ChecksumMismatchError, HCPError, PresignedTransferError
 from .keys import multipart_path
 from .resume import PartStore, RecordedPart, abort_upload, plan_resume
@@ -38,6 +42,8 @@ logger = logging.getLogger(__name__)
 
 PART_URL_EXPIRES = 3600
 """Lifetime of presigned part URLs; a 403 on a part presigns all parts again (once)."""
+WHOLE_HASH_BLOCK = 4 << 20
+"""Bytes the whole file's SHA-256 reads at a time."""
 
 
 def part_size_for(size: int, chunk: int) -> int:
@@ -96,9 +102,11 @@ class MultipartUpload:
         """Set once a complete may have reached the store: from then on, never abort."""
         self.resume = resume if isinstance(source, Path) else None
         self.kept: dict[int, RecordedPart] = {}
-        """Parts a resumed upload found on the server as recorded (checked before use)."""
+        """Parts a resumed upload found on the server as recorded (the file unchanged since)."""
         self.reused = 0
-        """Parts not sent because the server held them with the local bytes' MD5."""
+        """Parts not sent because the server held them as recorded for this unchanged file."""
+        self.stamp: tuple[int, int] | None = None
+        """A file's size and mtime (ns) at the start."""
 
     async def run(self) -> Uploaded:
         """Upload every part and complete; abort on a failure before the complete. Returns the
@@ -108,6 +116,7 @@ class MultipartUpload:
         try:
             urls = await self._presign_parts()
             etags, sha256 = await self._put_parts(urls)
+            self._check_unchanged()
             etag = await self._complete(etags)
             composite = multipart_md5(bytes.fromhex(self.part_md5s[n]) for n in sorted(etags))
             if bare_etag(etag) != composite:
@@ -134,9 +143,17 @@ class MultipartUpload:
         parts = tuple(self.part_md5s[n] for n in sorted(etags))
         return Uploaded(etag=etag, md5=composite, sha256=sha256, part_md5s=parts)
 
+    def _check_unchanged(self) -> None:
+        """A file must still have the size and mtime it had at the start: its parts and its
+        SHA-256 were read separately, and must be of one version of the file."""
+        if self.stamp is not None and _stamp(self.source) != self.stamp:  # type: ignore[arg-type]
+            raise HCPError(f"File {str(self.source)!r} changed during upload of {self.what}")
+
     async def _start(self) -> None:
         """Continue the recorded upload of this file when it can be, else initiate one."""
-        mtime_ns = os.stat(self.source).st_mtime_ns if self.resume is not None else 0  # type: ignore[arg-type]
+        if isinstance(self.source, Path):
+            self.stamp = _stamp(self.source)
+        mtime_ns = self.stamp[1] if self.stamp is not None else 0
         if self.resume is not None:
             plan = await plan_resume(
                 self.client, self.resume, self.bucket, self.key,
@@ -149,17 +166,6 @@ class MultipartUpload:
         self.upload_id = initiated["upload_id"]
         if self.resume is not None:
             self.resume.record_upload(self.bucket, self.key, self.upload_id, self.part_size, self.size, mtime_ns)
-
-    async def _kept_part(self, number: int, data: bytes | bytearray | memoryview) -> RecordedPart | None:
-        """The recorded part ``number`` if the server holds it and ``data`` still hashes to it."""
-        recorded = self.kept.get(number)
-        if recorded is None:
-            return None
-        if len(data) <= HASH_ON_LOOP_LIMIT:
-            md5 = hashlib.md5(data).hexdigest()
-        else:
-            md5 = await asyncio.get_running_loop().run_in_executor(None, lambda: hashlib.md5(data).hexdigest())
-        return recorded if md5 == recorded.md5 and bare_etag(recorded.etag) == md5 else None
 
     async def _presign_parts(self) -> _PartUrls:
         answer = await self.client.request_json(
@@ -183,92 +189,72 @@ class MultipartUpload:
         return _PartUrls(part_size=part_size, urls=urls)
 
     async def _put_parts(self, parts: _PartUrls) -> tuple[dict[int, str], str]:
-        """PUT every part: one reader in part order (which also feeds the whole file's
-        SHA-256), ``concurrency`` senders; the first failure cancels the rest. Returns the
-        ETags by part number and the hex SHA-256 of the whole source."""
+        """PUT every part not kept, ``concurrency`` at a time, while one worker thread computes
+        the whole source's SHA-256; the first failure cancels the rest. Returns the ETags by
+        part number and the hex SHA-256 of the whole source."""
         etags: dict[int, str] = {}
-        budget = self.client.data.buffers
-        queue: asyncio.Queue[tuple[int, bytes | bytearray | memoryview, int] | None] = asyncio.Queue(1)
-        senders = min(self.concurrency, len(parts.urls))
-        whole = hashlib.sha256()
-
-        async def read() -> None:
-            for number in sorted(parts.urls):
-                offset = (number - 1) * parts.part_size
-                length = min(parts.part_size, self.size - offset)
-                taken = await budget.acquire(length)
-                try:
-                    data = await self._read_part(number, offset, length, whole)
-                    await queue.put((number, data, taken))
-                except BaseException:
-                    budget.release(taken)
-                    raise
-            for _ in range(senders):
-                await queue.put(None)
+        numbers = iter(sorted(parts.urls))
+        stop = threading.Event()
 
         async def send() -> None:
-            while (item := await queue.get()) is not None:
-                number, data, taken = item
-                try:
-                    kept = await self._kept_part(number, data)
-                    if kept is not None:
-                        etags[number], self.part_md5s[number] = kept.etag, kept.md5
-                        self.reused += 1
-                        continue
-                    sent = await self._put_part(parts, number, data)
-                finally:
-                    budget.release(taken)
+            for number in numbers:
+                kept = self.kept.get(number)
+                if kept is not None:
+                    etags[number], self.part_md5s[number] = kept.etag, kept.md5
+                    self.reused += 1
+                    continue
+                sent = await self._put_part(parts, number)
                 etags[number] = sent.etag
                 self.part_md5s[number] = sent.md5
                 if self.resume is not None:
                     assert self.upload_id is not None
                     self.resume.record_part(self.bucket, self.key, self.upload_id, number, sent.etag, sent.md5)
 
-        tasks = [asyncio.create_task(read())]
-        tasks += [asyncio.create_task(send()) for _ in range(senders)]
+        whole = asyncio.ensure_future(self._whole_sha256(stop))
+        tasks = [whole] + [asyncio.create_task(send()) for _ in range(min(self.concurrency, len(parts.urls)))]
         try:
             done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
             for task in done:
                 if task.exception() is not None:
                     raise task.exception()  # type: ignore[misc]
         finally:
+            stop.set()  # the SHA-256 thread stops at its next block
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            while not queue.empty():  # parts read but never sent: give their bytes back
-                item = queue.get_nowait()
-                if item is not None:
-                    budget.release(item[2])
-        return etags, whole.hexdigest()
+        return etags, whole.result()
 
-    async def _read_part(
-        self, number: int, offset: int, length: int, whole: hashlib._Hash
-    ) -> bytes | bytearray | memoryview:
-        """Part ``number``'s bytes, fed to ``whole`` (the file's SHA-256) in the same read."""
-        if isinstance(self.source, Path):
-            what = f"{self.what} (part {number})"
-            loop = asyncio.get_running_loop()
+    async def _whole_sha256(self, stop: threading.Event) -> str:
+        """Hex SHA-256 of the whole source, in a worker thread (a file: read in order, one
+        block at a time)."""
+        digest = hashlib.sha256()
+        loop = asyncio.get_running_loop()
+        if not isinstance(self.source, Path):
+            view = memoryview(self.source)[: self.size]
+            if self.size <= HASH_ON_LOOP_LIMIT:
+                digest.update(view)
+            else:
+                await loop.run_in_executor(None, digest.update, view)
+            return digest.hexdigest()
+        source = self.source
 
-            def read_and_feed() -> bytearray:
-                data = read_range(self.source, offset, length, what)  # type: ignore[arg-type]
-                whole.update(data)
-                return data
+        def read_and_hash() -> int:
+            fd = os.open(source, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+            try:
+                return feed_region(fd, 0, self.size, [digest], block=WHOLE_HASH_BLOCK, stop=stop)
+            finally:
+                os.close(fd)
 
-            if length <= HASH_ON_LOOP_LIMIT:
-                return read_and_feed()
-            return await loop.run_in_executor(None, read_and_feed)
-        view = memoryview(self.source)[offset : offset + length]
-        if length <= HASH_ON_LOOP_LIMIT:
-            whole.update(view)
-        else:
-            await asyncio.get_running_loop().run_in_executor(None, whole.update, view)
-        return view
+        fed = await loop.run_in_executor(None, read_and_hash)
+        if fed != self.size and not stop.is_set():
+            raise HCPError(f"File {str(source)!r} changed size during upload of {self.what}")
+        return digest.hexdigest()
 
-    async def _put_part(self, parts: _PartUrls, number: int, data: bytes | bytearray | memoryview) -> Uploaded:
+    async def _put_part(self, parts: _PartUrls, number: int) -> Uploaded:
         """One part; on 403 (expired URL) the parts are presigned again once and it is retried."""
         generation = parts.generation
         try:
-            return await self._send_part(parts.urls[number], number, data)
+            return await self._send_part(parts.urls[number], number, parts.part_size)
         except PresignedTransferError as exc:
             if exc.status_code != 403:
                 raise
@@ -279,15 +265,19 @@ class MultipartUpload:
                     logger.warning("403 on a part of %s: presigning the parts again", self.what)
                     fresh = await self._presign_parts()
                     parts.urls, parts.generation = fresh.urls, generation + 1
-            return await self._send_part(parts.urls[number], number, data)
+            return await self._send_part(parts.urls[number], number, parts.part_size)
 
-    async def _send_part(self, url: str, number: int, data: bytes | bytearray | memoryview) -> Uploaded:
+    async def _send_part(self, url: str, number: int, part_size: int) -> Uploaded:
         """PUT one part's bytes with their ``Content-MD5`` (hashed here, in parallel with the
-        reader and the other senders)."""
+        other senders and the SHA-256): a file's part streamed from disk, a buffer's sliced."""
         what = f"{self.what} (part {number})"
-        return await self.client.data.put_bytes(
-            url, data, what=what, whole=False, chunk_size=self.chunk_size
-        )
+        offset = (number - 1) * part_size
+        length = min(part_size, self.size - offset)
+        data = self.client.data
+        if isinstance(self.source, Path):
+            return await data.put_part(url, self.source, offset, length, what=what, chunk_size=self.chunk_size)
+        view = memoryview(self.source)[offset : offset + length]
+        return await data.put_bytes(url, view, what=what, whole=False, chunk_size=self.chunk_size)
 
     async def _complete(self, etags: dict[int, str]) -> str:
         assert self.upload_id is not None
@@ -304,3 +294,8 @@ class MultipartUpload:
         await abort_upload(self.client, self.bucket, self.key, self.upload_id)
         if self.resume is not None:
             self.resume.forget_upload(self.bucket, self.key)
+
+
+def _stamp(path: Path) -> tuple[int, int]:
+    st = os.stat(path)
+    return st.st_size, st.st_mtime_ns

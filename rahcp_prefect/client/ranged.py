@@ -12,8 +12,9 @@ Before the caller renames the file into place, the bytes are checked against the
 of the whole object for a single-part ETag, or the multipart ETag recomputed from each part's
 MD5 when the object's part count is the one this SDK's part size gives (ranges = parts). Only
 the first is a verdict: a multipart ETag that does not match may come from parts cut otherwise
-(another tool), so the result says ``verified=False`` (as for any ETag that cannot be checked). Hashing runs in a worker thread, range by range in order, while later ranges
-are still arriving.
+(another tool), so the result says ``verified=False`` (as for any ETag that cannot be checked).
+Hashing runs in a worker thread, in file order, right behind the bytes as each range writes them
+(not range by range once each is complete), so it overlaps receiving.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .completion import multipart_etag
-from .digests import Hasher
+from .digests import Hasher, feed_region
 from .errors import ChecksumMismatchError, HCPError
 from .gather import gather_all
 
@@ -41,7 +42,10 @@ logger = logging.getLogger(__name__)
 
 RANGES_SUFFIX = ".ranges"
 """The sidecar of ``<temp>``: ``<temp>.ranges``."""
-_HASH_CHUNK = 1 << 20
+HASH_STEP = 16 << 20
+"""Most bytes hashed per read of the temporary file (one worker-thread call)."""
+HASH_STEP_MIN = 4 << 20
+"""The hasher waits until this many new bytes are on disk (or its range is complete)."""
 _FORMAT = 1
 
 
@@ -202,6 +206,7 @@ class RangedDownload:
                 await self.data.get_range_into(
                     self.url, fd, start, length, what=f"{self.what} (range {index + 1}/{self.count})",
                     total=self.size, chunk_size=self.chunk_size,
+                    progress=lambda nbytes, index=index: hasher.progress(index, nbytes),
                 )
                 os.write(record, f"{index}\n".encode())
                 hasher.ready(index)
@@ -210,51 +215,82 @@ class RangedDownload:
 
 
 class _Hasher:
-    """Hashes the file range by range, in order, as ranges become ready (in a worker thread)."""
+    """Hashes the file in order, following the bytes as they land: each range reports how far
+    it has written (contiguously from its start), and the hasher reads behind that frontier
+    (in a worker thread, ``HASH_STEP`` at most per read), so hashing overlaps receiving. A
+    range written again from its start (a retried GET) after the hasher read into it starts
+    the hashing over: the digests are always of the bytes finally on disk."""
 
     def __init__(self, fd: int, download: RangedDownload, kind: str) -> None:
         self.fd = fd
         self.download = download
         self.kind = kind
-        self.events = [asyncio.Event() for _ in range(download.count)]
+        self.written = [0] * download.count
+        """Bytes of each range on disk, from its start, as its current attempt wrote them."""
+        self.claimed = 0
+        """The end of the bytes the hasher has read or is reading."""
+        self.again = False
+        self.changed = asyncio.Event()
 
     def ready(self, index: int) -> None:
-        self.events[index].set()
+        """Range ``index`` is all on disk (fetched now, or recorded by an earlier run)."""
+        self.progress(index, self.download._span(index)[1])
+
+    def progress(self, index: int, nbytes: int) -> None:
+        """Range ``index`` holds ``nbytes`` from its start (0: an attempt starts over)."""
+        if nbytes < self.written[index] and self.claimed > self.download._span(index)[0]:
+            self.again = True
+        self.written[index] = nbytes
+        self.changed.set()
 
     async def run(self) -> str | None:
         """The ETag these bytes would have (same form as the object's), or None if not checkable."""
-        extra = self.download.hasher
-        if self.kind == "none" and extra is None:
+        if self.kind == "none" and self.download.hasher is None:
             return None
+        while True:
+            self.again = False
+            digest = await self._pass()
+            if not self.again:
+                return digest
+            logger.info("%s: a range was fetched again under the hashing; hashing it over", self.download.what)
+
+    async def _pass(self) -> str | None:
+        download = self.download
+        extra = download.hasher
+        if extra is not None:
+            extra.reset()
         loop = asyncio.get_running_loop()
         whole = hashlib.md5()
+        part = hashlib.md5()
         parts: list[str] = []
-        for index, event in enumerate(self.events):
-            await event.wait()
-            start, length = self.download._span(index)
-            sinks: list[Any] = [] if extra is None else [extra]
-            if self.kind == "whole":
-                sinks.append(whole)
-            elif self.kind == "parts":
-                part = hashlib.md5()
-                sinks.append(part)
-            await loop.run_in_executor(None, _hash_range, self.fd, start, length, sinks)
-            if self.kind == "parts":
+        sinks: list[Any] = [] if extra is None else [extra]
+        if self.kind == "whole":
+            sinks.append(whole)
+        position = self.claimed = 0
+        while position < download.size:
+            index = position // download.range_size
+            start, length = download._span(index)
+            end = start + self.written[index]
+            if end - position < HASH_STEP_MIN and end < start + length:  # too little yet
+                self.changed.clear()
+                await self.changed.wait()
+                if self.again:
+                    return None
+                continue
+            count = min(end - position, HASH_STEP)
+            self.claimed = position + count
+            step = sinks + [part] if self.kind == "parts" else sinks
+            fed = await loop.run_in_executor(None, feed_region, self.fd, position, count, step)
+            if self.again:
+                return None
+            if fed != count:
+                raise HCPError(f"temporary file ended at {position + fed} while hashing")
+            position += count
+            if self.kind == "parts" and position == start + length:
                 parts.append(f'"{part.hexdigest()}"')
+                part = hashlib.md5()
         if self.kind == "none":
             return None
         if self.kind == "whole":
             return f'"{whole.hexdigest()}"'
         return multipart_etag(parts)
-
-
-def _hash_range(fd: int, offset: int, length: int, sinks: list[Any]) -> None:
-    """Feed bytes ``[offset, offset + length)`` of ``fd`` to every digest in ``sinks``."""
-    while length > 0:
-        chunk = os.pread(fd, min(_HASH_CHUNK, length), offset)
-        if not chunk:
-            raise HCPError(f"temporary file ended at {offset} while hashing")
-        for digest in sinks:
-            digest.update(chunk)
-        offset += len(chunk)
-        length -= len(chunk)

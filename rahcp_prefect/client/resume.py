@@ -5,9 +5,12 @@ the file's size and modification time, and each part's number, ETag and MD5 in a
 (the tracker implements it; the SDK never imports the tracker). A later call for the same
 bucket/key finds the record and resumes when the file is unchanged (same size and mtime) and
 the upload still exists: it lists the upload's parts through the API, keeps a part only when the
-listed ETag is the recorded one and the same region of the local file still hashes to the
-recorded MD5, sends the others and completes. Anything else (file changed, upload gone, another
-part size) aborts the recorded upload and starts afresh: a stale part is never completed.
+listed ETag (and size) is the recorded one and the recorded MD5, sends the others and completes.
+The recorded MD5 of a region of a file that still has its recorded size and mtime is the proof
+that the local bytes are those the server holds: the kept parts are not read again to hash them
+(only the whole file's SHA-256 reads them, alongside the missing parts). Anything else (file
+changed, upload gone, another part size) aborts the recorded upload and starts afresh: a stale
+part is never completed.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
+from .digests import bare_etag
 from .errors import HCPError, NotFoundError
 from .keys import multipart_path
 
@@ -69,7 +73,7 @@ class PartStore(Protocol):
 @dataclass(frozen=True)
 class ResumePlan:
     """What a resumed upload keeps: its id and the parts S3 still holds as recorded
-    (number -> recorded part); each is still checked against the local file before use."""
+    (number -> recorded part), for a file unchanged since they were recorded."""
 
     upload_id: str
     kept: dict[int, RecordedPart]
@@ -103,6 +107,7 @@ async def plan_resume(
         number: part
         for number, part in record.parts.items()
         if listed.get(number) == (part.etag, _part_length(number, part_size, size))
+        and bare_etag(part.etag) == part.md5
     }
     logger.info(
         "Resuming multipart upload of %s: %d of %d parts on the server as recorded",

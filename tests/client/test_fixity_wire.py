@@ -17,7 +17,9 @@ import httpx
 import pytest
 from botocore.config import Config
 
-from rahcp_prefect.client import ChecksumMismatchError, HCPClient, PresignedTransferError
+from rahcp_prefect.client import ChecksumMismatchError, HCPClient, HCPError, PresignedTransferError
+from rahcp_prefect.client import dataplane
+from rahcp_prefect.client.dataplane import STREAM_BODY_LIMIT
 from rahcp_prefect.client.digests import multipart_md5
 from rahcp_prefect.client.multipart import MultipartUpload
 
@@ -207,3 +209,113 @@ async def test_presigned_put_urls_accept_content_md5(
     assert _sigv4_query_valid("PUT", strict, {"Content-MD5": b64md5(b"other")}, "testing")
     assert not _sigv4_query_valid("PUT", strict, sent_headers, "testing")
     assert not _sigv4_query_valid("PUT", single, sent_headers, "wrong-secret")
+
+
+def _largest_hold(client: HCPClient) -> list[int]:
+    """The most bytes the data plane's budget ever held at once (a one-item list, updated)."""
+    largest = [0]
+    budget = client.data.buffers
+    acquire = budget.acquire
+
+    async def acquire_and_note(nbytes: int) -> int:
+        taken = await acquire(nbytes)
+        largest[0] = max(largest[0], budget.held)
+        return taken
+
+    budget.acquire = acquire_and_note  # type: ignore[method-assign]
+    return largest
+
+
+async def test_a_large_body_is_hashed_from_disk_then_streamed_never_held(recorder: Any, tmp_path: Path) -> None:
+    base, seen, _ = recorder
+    source = tmp_path / "f"
+    payload = os.urandom(STREAM_BODY_LIMIT + 3 * MIB + 7)
+    source.write_bytes(payload)
+    client = HCPClient(retry_base_delay=0.01)
+    largest = _largest_hold(client)
+    try:
+        whole = await client.data.put_file(f"{base}/b/whole", source, len(payload), what="b/whole")
+        part = await client.data.put_part(f"{base}/b/part", source, 5, STREAM_BODY_LIMIT + 1, what="b/part")
+        small = await client.data.put_part(f"{base}/b/small", source, 1, 2 * MIB, what="b/small")
+    finally:
+        await client.aclose()
+    bodies = [payload, payload[5 : 5 + STREAM_BODY_LIMIT + 1], payload[1 : 1 + 2 * MIB]]
+    assert [entry["body"] for entry in seen] == bodies
+    assert [entry["headers"]["Content-MD5"] for entry in seen] == [b64md5(body) for body in bodies]
+    assert whole.sha256 == hashlib.sha256(payload).hexdigest() and whole.md5 == hashlib.md5(payload).hexdigest()
+    assert part.sha256 is None and part.md5 == hashlib.md5(bodies[1]).hexdigest()
+    assert small.md5 == hashlib.md5(bodies[2]).hexdigest()
+    assert largest[0] == 2 * MIB  # only the small body was ever read into memory
+
+
+async def test_a_file_that_shrinks_while_it_streams_is_an_error_not_a_short_put(
+    recorder: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    base, seen, _ = recorder
+    source = tmp_path / "f"
+    source.write_bytes(os.urandom(STREAM_BODY_LIMIT + MIB))
+    real = dataplane.hash_file_region
+
+    async def hash_then_truncate(*args: Any, **kwargs: Any) -> Any:
+        digests = await real(*args, **kwargs)
+        os.truncate(source, STREAM_BODY_LIMIT // 2)
+        return digests
+
+    monkeypatch.setattr(dataplane, "hash_file_region", hash_then_truncate)
+    client = HCPClient(retry_base_delay=0.01, max_retries=1)
+    try:
+        with pytest.raises(HCPError, match="changed size"):
+            await client.data.put_file(f"{base}/b/f", source, STREAM_BODY_LIMIT + MIB, what="b/f")
+    finally:
+        await client.aclose()
+    assert seen == []  # the server never took a body
+
+
+async def test_a_streamed_part_damaged_on_the_way_is_refused_and_retried(
+    make_client: Any, hcp_emulator: Any, hcp_bucket: str, tmp_path: Path, counts: Any
+) -> None:
+    """Parts above STREAM_BODY_LIMIT are hashed from disk and streamed: the same guarantees."""
+    part_size = STREAM_BODY_LIMIT + MIB
+    client = await make_client(multipart_threshold=5 * MIB, multipart_chunk=part_size)
+    largest = _largest_hold(client)
+    source = tmp_path / "big"
+    payload = os.urandom(2 * part_size + 3 * MIB)  # parts of 9, 9 and 3 MiB
+    source.write_bytes(payload)
+    await counts.reset()
+    rule = hcp_emulator.faults.add("data", method="PUT", path="/big$", damage=True, count=1)
+    sent = await client.s3.upload_multipart_digests(hcp_bucket, "big", source, concurrency=2)
+    assert rule.hits == 1 and (await counts())[PART_PUT] == 4
+    assert hcp_emulator.s3.get_object(Bucket=hcp_bucket, Key="big")["Body"].read() == payload
+    parts = [payload[i : i + part_size] for i in range(0, len(payload), part_size)]
+    assert sent.part_md5s == tuple(hashlib.md5(part).hexdigest() for part in parts)
+    assert sent.etag == f'"{multipart_md5(hashlib.md5(part).digest() for part in parts)}"'
+    assert sent.sha256 == hashlib.sha256(payload).hexdigest()
+    assert largest[0] == 3 * MIB  # only the last, small part was held in memory
+
+
+async def test_a_file_changed_during_its_multipart_upload_is_aborted_never_completed(
+    make_client: Any, hcp_emulator: Any, hcp_bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its parts and its SHA-256 are read separately: a file rewritten in between (same size,
+    other bytes) must not become an object with digests of another version."""
+    client = await make_client(multipart_threshold=5 * MIB, multipart_chunk=5 * MIB)
+    source = tmp_path / "big"
+    source.write_bytes(os.urandom(15 * MIB))
+    real = client.data.put_part
+    calls = 0
+
+    async def put_then_rewrite(*args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        sent = await real(*args, **kwargs)
+        calls += 1
+        if calls == 1:
+            source.write_bytes(os.urandom(15 * MIB))
+            stamp = source.stat().st_mtime_ns + 1_000_000_000
+            os.utime(source, ns=(stamp, stamp))
+        return sent
+
+    monkeypatch.setattr(client.data, "put_part", put_then_rewrite)
+    with pytest.raises(HCPError, match="changed during upload"):
+        await client.s3.upload_multipart_digests(hcp_bucket, "big", source, concurrency=1)
+    assert "Contents" not in hcp_emulator.s3.list_objects_v2(Bucket=hcp_bucket)
+    assert not hcp_emulator.s3.list_multipart_uploads(Bucket=hcp_bucket).get("Uploads")

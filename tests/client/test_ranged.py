@@ -3,6 +3,7 @@ file, the ETag check before the caller may use it, and resume from the recorded 
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import os
@@ -10,8 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
 
 from rahcp_prefect.client import HCPClient
+from rahcp_prefect.client.digests import Hasher
 from rahcp_prefect.client.errors import ChecksumMismatchError
 from rahcp_prefect.client.ranged import RangedDownload, sidecar_of
 
@@ -108,3 +111,52 @@ async def test_a_record_of_another_object_is_not_resumed(
     result = await _ranged(hcp_client, url, temp, len(body), etag).run()
     assert (result.fetched, result.resumed) == (2, 0)
     assert temp.read_bytes() == body
+
+
+async def test_a_range_fetched_again_under_the_hashing_is_hashed_over(tmp_path: Path) -> None:
+    """Hashing follows the bytes as they land. A GET cut after it wrote other bytes (which the
+    hasher already read) and retried from the start must not leave the digest of those bytes:
+    the check passes on the bytes finally on disk."""
+    body = os.urandom(3 * RANGE)
+    attempts = 0
+
+    async def serve(request: web.Request) -> web.StreamResponse:
+        nonlocal attempts
+        first, last = (int(v) for v in request.headers["Range"].removeprefix("bytes=").split("-"))
+        headers = {"Content-Range": f"bytes {first}-{last}/{len(body)}", "Content-Length": str(last - first + 1)}
+        response = web.StreamResponse(status=206, headers=headers)
+        await response.prepare(request)
+        if first == 0:
+            attempts += 1
+            if attempts == 1:  # other bytes, a pause for the hasher to read them, then the cut
+                await response.write(b"\0" * (RANGE - MIB))
+                await asyncio.sleep(0.5)
+                assert request.transport is not None
+                request.transport.close()
+                return response
+        await response.write(body[first : last + 1])
+        return response
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", serve)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    client = HCPClient(retry_base_delay=0.01)
+    hasher = Hasher(md5=False, sha256=True)
+    try:
+        etag = f'"{hashlib.md5(body).hexdigest()}"'
+        temp = tmp_path / "k.part"
+        ranged = RangedDownload(
+            client.data, f"http://127.0.0.1:{port}/b/k", temp, len(body), etag,
+            range_size=RANGE, concurrency=1, what="b/k", hasher=hasher,
+        )
+        result = await ranged.run()
+    finally:
+        await client.aclose()
+        await runner.cleanup()
+    assert attempts == 2 and client.data.retries == 1
+    assert result.verified and temp.read_bytes() == body
+    assert hasher.sha256 == hashlib.sha256(body).hexdigest()
