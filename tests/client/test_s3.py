@@ -12,12 +12,9 @@ import httpx
 import pytest
 
 from rahcp_prefect.client import HCPClient, HCPError, NotFoundError, PresignedTransferError
+from rahcp_prefect.testing.counter import DATA_GET, DATA_PUT, PART_PUT, PRESIGN
 
 MIB = 1024 * 1024
-PRESIGN = ("api", "POST", "/presign")
-DATA_PUT = ("data", "PUT", "/{bucket}/{key}")
-DATA_GET = ("data", "GET", "/{bucket}/{key}")
-PART_PUT = ("data", "PUT", "/{bucket}/{key}?partNumber")
 INITIATE = ("api", "POST", "/buckets/{bucket}/multipart/{key:path}")
 
 ODD_KEYS = [
