@@ -94,6 +94,8 @@ def main() -> None:
                 "ratio": round(ratio, 3),
                 "first_run": {k: first.get(k) for k in ("ok", "new", "committed")},
                 "rerun": {k: rerun.get(k) for k in ("ok", "new", "changed", "missing", "unchanged", "committed")},
+                "first_run_phases": first.get("phases"),
+                "rerun_phases": rerun.get("phases"),
                 "final_prefix_byte_identical": intact,
                 "bars": {
                     "rerun<=0.10xfirst": ratio <= 0.10,

@@ -26,7 +26,7 @@ from rahcp_prefect.client.ranged import RangedDownload, discard
 
 from rahcp_prefect.tracker.protocol import FileDigests
 
-from .config import BulkDownloadConfig
+from .config import BulkDownloadConfig, DownloadEntry
 from .errors import VerificationError
 from .filters import GlobFilter
 from .paths import UnsafeKeyError, is_inside, local_path, relative_key, temp_name
@@ -84,7 +84,7 @@ class _Download:
     async def _sources(self) -> AsyncIterator[tuple[str, int, str | None]]:
         cfg = self.cfg
         if cfg.retry_errors:
-            entries: Iterable[tuple[str, int]] | None = cfg.tracker.error_entries()
+            entries: Iterable[DownloadEntry] | None = cfg.tracker.error_entries()
         else:
             entries = cfg.entries
         if entries is None:

@@ -12,6 +12,7 @@ from prefect.runtime import flow_run
 
 from rahcp_prefect.block_loading import aload_block
 from rahcp_prefect.blocks import HCPCredentials, HCPTracker, HCPTransferSettings
+from rahcp_prefect.report.format import relative_key, without_staging
 
 logger = logging.getLogger(__name__)
 
@@ -74,10 +75,10 @@ def batched(items: Iterable[T], size: int) -> Iterator[list[T]]:
 
 def first_errors(errors: list[tuple[str, str]], strip: str = "", limit: int = 3) -> str:
     """``key: message`` of the first ``limit`` errors, for an exception text that names them
-    (``strip``, e.g. the staging prefix, is taken off the keys)."""
+    (``strip``, e.g. the staging prefix, is taken off the keys; no staging path is shown, in the
+    keys or in the messages)."""
     shown = "; ".join(
-        f"{key[len(strip):] if strip and key.startswith(strip) else key}: {message[:200]}"
-        for key, message in errors[:limit]
+        f"{relative_key(key, strip)}: {without_staging(message)[:200]}" for key, message in errors[:limit]
     )
     return shown + (f"; and {len(errors) - limit} more" if len(errors) > limit else "")
 

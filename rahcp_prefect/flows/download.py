@@ -42,6 +42,7 @@ from rahcp_prefect.job import (
     commit_lock,
     drain_job,
     hold_job,
+    lease_mode,
     new_counts,
     parse_on_busy,
     register_manifest,
@@ -140,14 +141,12 @@ async def bulk_download(
     if dest.exists() and not dest.is_dir():
         raise NotADirectoryError(f"dest_dir is not a directory: {dest}")
     blocks = await load_blocks(credentials_block, settings_block, tracker_block, settings_overrides)
-    explicit_job = job is not None
+    mode = lease_mode(cooperative, job is not None, blocks.tracker.is_shared)
     job = job_name("bulk-download", bucket, prefix, job)
     owner = run_id()
     staging = staging_dir_for(dest)
     accepts = GlobFilter(list(include or []), list(exclude or []))
     tracker = blocks.tracker.get_tracker(job)
-    if cooperative is None:
-        cooperative = explicit_job and blocks.tracker.is_shared
     view = RunView.for_flow("download", job, bucket, prefix, blocks, tracker_block, dest_dir=str(dest))
     await tag_run(bucket)
     try:
@@ -155,10 +154,9 @@ async def bulk_download(
             return await _download_alone(
                 blocks, tracker, job, owner, bucket, prefix, dest, staging, accepts, batch_size, True, view
             )
-        mode = LeaseMode.cooperative if cooperative else LeaseMode.single
         lease_seconds = blocks.tracker.lease_seconds
         async with hold_job(tracker, owner, mode, lease_seconds, busy, log=logger) as lease:
-            if cooperative:
+            if mode is LeaseMode.cooperative:
                 tracker.update_job(bucket=bucket, staging_prefix=str(staging), final_prefix=prefix)
                 totals = await _download_cooperatively(
                     blocks, tracker, job, owner, bucket, prefix, staging, accepts, batch_size, view

@@ -60,6 +60,7 @@ from rahcp_prefect.job import (
     commit_job,
     drain_job,
     hold_job,
+    lease_mode,
     new_counts,
     parse_on_busy,
     parse_on_failure,
@@ -423,7 +424,7 @@ async def bulk_upload(
     check_source_dir(source)
     blocks = await load_blocks(credentials_block, settings_block, tracker_block, settings_overrides)
     include, exclude = list(include or []), list(exclude or [])
-    explicit_job = job is not None
+    mode = lease_mode(cooperative, job is not None, blocks.tracker.is_shared)
     job = job_name("bulk-upload", bucket, prefix, job)
     owner = run_id()
     tracker = blocks.tracker.get_tracker(job)
@@ -438,9 +439,6 @@ async def bulk_upload(
             return await _dry_run(
                 source, include, exclude, follow_symlinks, tracker, job, bucket, prefix, guard, blocks, skip_existing
             )
-        if cooperative is None:
-            cooperative = explicit_job and blocks.tracker.is_shared
-        mode = LeaseMode.cooperative if cooperative else LeaseMode.single
         lease_seconds = blocks.tracker.lease_seconds
         async with hold_job(tracker, owner, mode, lease_seconds, busy, log=logger) as lease:
             plan = plan_staging(tracker, bucket, prefix, owner)
@@ -464,7 +462,7 @@ async def bulk_upload(
 
             scan_errors: list[tuple[str, str]] = []
             files = _scan(source, include, exclude, follow_symlinks, scan_errors, guard)
-            if cooperative:
+            if mode is LeaseMode.cooperative:
                 totals = await run.cooperative(files, batch_size, owner, scan_errors)
             else:
                 totals = await run.single(files, batch_size, owner, scan_errors, started)

@@ -31,7 +31,7 @@ from rahcp_prefect.job.errors import (
 )
 from rahcp_prefect.job.failure import FailureReport, apply_failure_policy, keep_staging, mark_rolled_back, roll_back
 from rahcp_prefect.job.lease import JobLease, hold_job, take_job
-from rahcp_prefect.job.policy import OnBusy, OnFailure, parse_on_busy, parse_on_failure
+from rahcp_prefect.job.policy import OnBusy, OnFailure, lease_mode, parse_on_busy, parse_on_failure
 from rahcp_prefect.job.staging import STAGING_ROOT, StagingPlan, listing, plan_staging, verify_staging
 from rahcp_prefect.tracker.protocol import LeaseMode
 
@@ -65,6 +65,7 @@ __all__ = [
     "fail_final_check",
     "hold_job",
     "keep_staging",
+    "lease_mode",
     "listing",
     "mark_rolled_back",
     "new_counts",

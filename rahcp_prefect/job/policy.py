@@ -1,9 +1,12 @@
-"""The job's options a run is given: what to do when the job is busy, and when files fail."""
+"""The job's options a run is given: how it shares the job, what to do when the job is busy,
+and when files fail."""
 
 from __future__ import annotations
 
 from enum import Enum
 from typing import TypeVar
+
+from rahcp_prefect.tracker.protocol import LeaseMode
 
 E = TypeVar("E", bound=Enum)
 
@@ -20,6 +23,15 @@ class OnFailure(str, Enum):
 
     rollback = "rollback"
     keep = "keep"
+
+
+def lease_mode(cooperative: bool | None, named_job: bool, shared_tracker: bool) -> LeaseMode:
+    """The mode a run takes its job in: ``cooperative`` when the caller chose; by default
+    cooperative only for a job the caller named on a shared (PostgreSQL) tracker, where other
+    runs can find and join it."""
+    if cooperative is None:
+        cooperative = named_job and shared_tracker
+    return LeaseMode.cooperative if cooperative else LeaseMode.single
 
 
 def parse_on_busy(value: OnBusy | str) -> OnBusy:

@@ -14,6 +14,15 @@ from collections import Counter
 
 CountKey = tuple[str, str, str]
 
+# The keys tests count most, named once: the requests of the SDK and the engine.
+PRESIGN: CountKey = ("api", "POST", "/presign")
+PRESIGN_BULK: CountKey = ("api", "POST", "/buckets/{bucket}/objects/presign")
+LIST_OBJECTS: CountKey = ("api", "GET", "/buckets/{bucket}/objects")
+HEAD_OBJECT: CountKey = ("api", "HEAD", "/buckets/{bucket}/objects/{key:path}")
+DATA_PUT: CountKey = ("data", "PUT", "/{bucket}/{key}")
+DATA_GET: CountKey = ("data", "GET", "/{bucket}/{key}")
+PART_PUT: CountKey = ("data", "PUT", "/{bucket}/{key}?partNumber")
+
 
 class RequestCounter:
     """A thread-safe Counter of requests."""

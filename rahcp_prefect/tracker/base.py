@@ -400,6 +400,40 @@ class BufferedTracker(ABC):
         rows = self._select(f"SELECT {self._JOB_COLUMNS} FROM {JOBS} WHERE job = {{p}}", self.job)
         return job_info_from_row(rows[0]) if rows else None
 
+    def list_jobs(self, state: JobState | None = None) -> list[JobInfo]:
+        """Every job in this database (optionally in one state): cleanup finds crashed staging."""
+        if state is None:
+            rows = self._select(f"SELECT {self._JOB_COLUMNS} FROM {JOBS} ORDER BY job")
+        else:
+            sql = f"SELECT {self._JOB_COLUMNS} FROM {JOBS} WHERE state = {{p}} ORDER BY job"
+            rows = self._select(sql, JobState(state).value)
+        return [job_info_from_row(row) for row in rows]
+
+    # -- claims and the commit lock: checked here, stored by the backend ----------------
+    def claim(self, owner: str, limit: int, lease_seconds: float) -> list[tuple[str, int]]:
+        """Lease up to ``limit`` pending (or lease-expired, not done) keys to ``owner``."""
+        check_key(owner, "owner")
+        check_positive("limit", limit)
+        check_positive("lease_seconds", lease_seconds)
+        return self._claim(owner, limit, lease_seconds)
+
+    @abstractmethod
+    def _claim(self, owner: str, limit: int, lease_seconds: float) -> list[tuple[str, int]]:
+        """``claim`` with checked arguments, atomic against other claimers."""
+
+    def acquire_commit(self, owner: str, lease_seconds: float) -> bool:
+        """Take the job's commit lock: True for exactly one owner until it releases or expires.
+
+        The holder calling again renews its lease. Creates the job's row if there is none.
+        """
+        check_key(owner, "owner")
+        check_positive("lease_seconds", lease_seconds)
+        return self._acquire_commit(owner, lease_seconds)
+
+    @abstractmethod
+    def _acquire_commit(self, owner: str, lease_seconds: float) -> bool:
+        """``acquire_commit`` with checked arguments, atomic against other callers."""
+
     # -- deletes, written once: a backend gives ``_write_transaction`` ------------------
     @abstractmethod
     def _write_transaction(self) -> AbstractContextManager[Any]:

@@ -26,7 +26,6 @@ from rahcp_prefect.tracker.base import (
     BufferedTracker,
     MarkRow,
     batched,
-    check_key,
     check_positive,
     job_columns,
     job_info_from_row,
@@ -261,11 +260,8 @@ class PostgresTracker(BufferedTracker):
                 added += conn.execute(REGISTER, params).rowcount
         return added
 
-    def claim(self, owner: str, limit: int, lease_seconds: float) -> list[tuple[str, int]]:
-        """Lease up to ``limit`` pending (or lease-expired, not done) keys to ``owner``."""
-        check_key(owner, "owner")
-        check_positive("limit", limit)
-        check_positive("lease_seconds", lease_seconds)
+    def _claim(self, owner: str, limit: int, lease_seconds: float) -> list[tuple[str, int]]:
+        """``CLAIM``: rows locked with ``SKIP LOCKED``, leased on the database's clock."""
         params = {"job": self.job, "owner": owner, "limit": int(limit), "lease": float(lease_seconds)}
         with self._flushed() as conn:
             return [(k, s) for k, s in conn.execute(CLAIM, params)]
@@ -340,14 +336,8 @@ class PostgresTracker(BufferedTracker):
         assert row is not None
         return job_info_from_row(row)
 
-    def acquire_commit(self, owner: str, lease_seconds: float) -> bool:
-        """Take the job's commit lock: True for exactly one owner until it releases or expires.
-
-        The holder calling again renews its lease. Creates the job's row if there is none.
-        The upsert locks the job row, so concurrent callers are serialised by PostgreSQL.
-        """
-        check_key(owner, "owner")
-        check_positive("lease_seconds", lease_seconds)
+    def _acquire_commit(self, owner: str, lease_seconds: float) -> bool:
+        """One upsert: it locks the job row, so concurrent callers are serialised by PostgreSQL."""
         sql = f"""
         INSERT INTO {J} AS j (job, state, commit_owner, commit_expires, created_at, updated_at)
         VALUES (%(job)s, 'open', %(owner)s, {NOW} + %(lease)s, now(), now())
@@ -370,13 +360,3 @@ class PostgresTracker(BufferedTracker):
         )
         with self._flushed() as conn:
             conn.execute(sql, (self.job, owner))
-
-    def list_jobs(self, state: JobState | None = None) -> list[JobInfo]:
-        """Every job in this database (optionally in one state): cleanup finds crashed staging."""
-        with self._flushed() as conn:
-            if state is None:
-                rows = conn.execute(f"SELECT {JOB_COLUMNS} FROM {J} ORDER BY job").fetchall()
-            else:
-                sql = f"SELECT {JOB_COLUMNS} FROM {J} WHERE state = %s ORDER BY job"
-                rows = conn.execute(sql, (JobState(state).value,)).fetchall()
-        return [job_info_from_row(row) for row in rows]

@@ -24,7 +24,6 @@ from rahcp_prefect.tracker.base import (
     BufferedTracker,
     MarkRow,
     batched,
-    check_key,
     check_positive,
     job_columns,
     job_info_from_row,
@@ -206,11 +205,8 @@ class SqliteTracker(BufferedTracker):
                     added += conn.total_changes - before
         return added
 
-    def claim(self, owner: str, limit: int, lease_seconds: float) -> list[tuple[str, int]]:
-        """Lease up to ``limit`` pending (or lease-expired, not done) keys to ``owner``."""
-        check_key(owner, "owner")
-        check_positive("limit", limit)
-        check_positive("lease_seconds", lease_seconds)
+    def _claim(self, owner: str, limit: int, lease_seconds: float) -> list[tuple[str, int]]:
+        """One ``UPDATE ... RETURNING`` under ``BEGIN IMMEDIATE``: atomic across local processes."""
         with self._flushed() as conn:
             with self._write_transaction():
                 now = time.time()
@@ -288,13 +284,8 @@ class SqliteTracker(BufferedTracker):
             row = conn.execute(f"SELECT {JOB_COLUMNS} FROM {J} WHERE job = ?", (self.job,)).fetchone()
         return job_info_from_row(row)
 
-    def acquire_commit(self, owner: str, lease_seconds: float) -> bool:
-        """Take the job's commit lock: True for exactly one owner until it releases or expires.
-
-        The holder calling again renews its lease. Creates the job's row if there is none.
-        """
-        check_key(owner, "owner")
-        check_positive("lease_seconds", lease_seconds)
+    def _acquire_commit(self, owner: str, lease_seconds: float) -> bool:
+        """One upsert under ``BEGIN IMMEDIATE``, so concurrent local callers are serialised."""
         sql = f"""
         INSERT INTO {J} (job, state, commit_owner, commit_expires, created_at, updated_at)
         VALUES (:job, 'open', :owner, :expires, :stamp, :stamp)
@@ -325,13 +316,3 @@ class SqliteTracker(BufferedTracker):
         with self._flushed() as conn:
             with self._write_transaction():
                 conn.execute(sql, (_timestamp(), self.job, owner))
-
-    def list_jobs(self, state: JobState | None = None) -> list[JobInfo]:
-        """Every job in this database (optionally in one state): cleanup finds crashed staging."""
-        with self._flushed() as conn:
-            if state is None:
-                rows = conn.execute(f"SELECT {JOB_COLUMNS} FROM {J} ORDER BY job").fetchall()
-            else:
-                sql = f"SELECT {JOB_COLUMNS} FROM {J} WHERE state = ? ORDER BY job"
-                rows = conn.execute(sql, (JobState(state).value,)).fetchall()
-        return [job_info_from_row(row) for row in rows]

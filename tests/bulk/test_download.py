@@ -15,13 +15,14 @@ from rahcp_prefect.bulk import (
     VerificationError,
     bulk_download,
 )
+from rahcp_prefect.testing.counter import (
+    DATA_GET as GET,
+    LIST_OBJECTS as LIST,
+    PRESIGN as PRESIGN_ONE,
+    PRESIGN_BULK,
+)
 
 from .conftest import content, local_files
-
-PRESIGN_BULK = ("api", "POST", "/buckets/{bucket}/objects/presign")
-PRESIGN_ONE = ("api", "POST", "/presign")
-LIST = ("api", "GET", "/buckets/{bucket}/objects")
-GET = ("data", "GET", "/{bucket}/{key}")
 
 
 def cfg(client: Any, bucket: str, dest: Path, tracker: Any, **kw: Any) -> BulkDownloadConfig:

@@ -10,12 +10,12 @@ from typing import Any
 from rahcp_prefect.bulk import BulkDownloadConfig, BulkUploadConfig, bulk_download, bulk_upload
 from rahcp_prefect.client import HCPClient
 from rahcp_prefect.client.digests import multipart_md5
+from rahcp_prefect.testing.counter import DATA_GET as GET
 from rahcp_prefect.tracker import FileDigests
 
 from .conftest import local_files, make_tree
 
 MIB = 1024 * 1024
-GET = ("data", "GET", "/{bucket}/{key}")
 
 
 async def test_uploads_record_what_they_sent(hcp_credentials: dict[str, Any], hcp_bucket, tracker, tmp_path) -> None:

@@ -14,10 +14,9 @@ from rahcp_prefect.bulk import (
     bulk_upload,
 )
 from rahcp_prefect.client.errors import HCPError
+from rahcp_prefect.testing.counter import PRESIGN as PRESIGN_ONE
 
 from .conftest import content, make_tree, remote_objects
-
-PRESIGN_ONE = ("api", "POST", "/presign")
 
 
 async def test_failed_bulk_presign_falls_back_to_single(hcp_emulator, hcp_bucket, hcp_client, tracker, tmp_path) -> None:

@@ -20,6 +20,7 @@ from rahcp_prefect.bulk.sync import (
     decide,
     plan_sync,
 )
+from rahcp_prefect.testing.counter import DATA_PUT as PUT
 
 T = 1_700_000_000_000_000_000
 
@@ -143,8 +144,6 @@ def test_scan_yields_mtime_ns_from_its_one_stat(tmp_path: Path, monkeypatch: pyt
 
 
 # -- the engine alone: records with mtime, changed files sent again ----------------------------
-
-PUT = ("data", "PUT", "/{bucket}/{key}")
 
 
 async def test_engine_sends_files_changed_in_place_or_grown_and_records_their_mtime(

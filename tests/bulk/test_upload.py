@@ -15,16 +15,17 @@ from rahcp_prefect.bulk import (
     bulk_upload,
 )
 from rahcp_prefect.client import HCPClient
+from rahcp_prefect.testing.counter import (
+    DATA_PUT as PUT,
+    HEAD_OBJECT as HEAD,
+    LIST_OBJECTS as LIST,
+    PART_PUT as PART,
+    PRESIGN as PRESIGN_ONE,
+    PRESIGN_BULK,
+)
 from rahcp_prefect.tracker import TransferStatus
 
 from .conftest import content, make_tree, remote_objects
-
-PRESIGN_BULK = ("api", "POST", "/buckets/{bucket}/objects/presign")
-PRESIGN_ONE = ("api", "POST", "/presign")
-LIST = ("api", "GET", "/buckets/{bucket}/objects")
-HEAD = ("api", "HEAD", "/buckets/{bucket}/objects/{key:path}")
-PUT = ("data", "PUT", "/{bucket}/{key}")
-PART = ("data", "PUT", "/{bucket}/{key}?partNumber")
 
 
 def cfg(client: Any, bucket: str, src: Path, tracker: Any, **kw: Any) -> BulkUploadConfig:

@@ -13,11 +13,11 @@ import pytest
 
 from rahcp_prefect.bulk import BulkDownloadConfig, bulk_download
 from rahcp_prefect.client import HCPClient
+from rahcp_prefect.testing.counter import DATA_GET as GET
 
 from .conftest import local_files
 
 MIB = 1024 * 1024
-GET = ("data", "GET", "/{bucket}/{key}")
 
 
 def cfg(client: Any, bucket: str, dest: Path, tracker: Any, **kw: Any) -> BulkDownloadConfig:

@@ -11,10 +11,9 @@ from typing import Any
 import pytest
 
 from rahcp_prefect.client import HCPClient, HCPError, PresignedTransferError
+from rahcp_prefect.testing.counter import DATA_GET, DATA_PUT
 
 MIB = 1024 * 1024
-DATA_PUT = ("data", "PUT", "/{bucket}/{key}")
-DATA_GET = ("data", "GET", "/{bucket}/{key}")
 
 
 async def test_put_file_small_and_streamed(

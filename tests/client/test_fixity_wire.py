@@ -22,10 +22,9 @@ from rahcp_prefect.client import dataplane
 from rahcp_prefect.client.dataplane import STREAM_BODY_LIMIT
 from rahcp_prefect.client.digests import multipart_md5
 from rahcp_prefect.client.multipart import MultipartUpload
+from rahcp_prefect.testing.counter import DATA_PUT, PART_PUT
 
 MIB = 1024 * 1024
-DATA_PUT = ("data", "PUT", "/{bucket}/{key}")
-PART_PUT = ("data", "PUT", "/{bucket}/{key}?partNumber")
 
 
 def b64md5(data: bytes) -> str:

@@ -8,9 +8,9 @@ from typing import Any
 
 from rahcp_prefect.client import HCPClient
 from rahcp_prefect.client.resume import PartStore, RecordedPart, RecordedUpload
+from rahcp_prefect.testing.counter import PART_PUT
 
 MIB = 1024 * 1024
-PART_PUT = ("data", "PUT", "/{bucket}/{key}?partNumber")
 
 
 class MemoryParts:

@@ -12,12 +12,9 @@ import httpx
 import pytest
 
 from rahcp_prefect.client import HCPClient, HCPError, NotFoundError, PresignedTransferError
+from rahcp_prefect.testing.counter import DATA_GET, DATA_PUT, PART_PUT, PRESIGN
 
 MIB = 1024 * 1024
-PRESIGN = ("api", "POST", "/presign")
-DATA_PUT = ("data", "PUT", "/{bucket}/{key}")
-DATA_GET = ("data", "GET", "/{bucket}/{key}")
-PART_PUT = ("data", "PUT", "/{bucket}/{key}?partNumber")
 INITIATE = ("api", "POST", "/buckets/{bucket}/multipart/{key:path}")
 
 ODD_KEYS = [
@@ -275,12 +272,18 @@ async def test_multipart_parts_run_concurrently(
     assert time.monotonic() - started < 4 * 0.6  # one at a time would take >= 2.4 s
 
 
-async def test_multipart_failure_aborts_the_upload(
-    make_client: Any, hcp_emulator: Any, hcp_bucket: str, tmp_path: Path, counts: Any
-) -> None:
+async def _three_parts(make_client: Any, tmp_path: Path) -> tuple[HCPClient, Path]:
+    """A client with 5 MiB parts and an 11 MiB file: a multipart upload of three parts."""
     client = await make_client(multipart_chunk=5 * MIB)
     source = tmp_path / "big.bin"
     source.write_bytes(os.urandom(11 * MIB))
+    return client, source
+
+
+async def test_multipart_failure_aborts_the_upload(
+    make_client: Any, hcp_emulator: Any, hcp_bucket: str, tmp_path: Path, counts: Any
+) -> None:
+    client, source = await _three_parts(make_client, tmp_path)
     await counts.reset()
     hcp_emulator.faults.add("data", method="PUT", status=400, count=1)
     with pytest.raises(PresignedTransferError) as info:
@@ -294,9 +297,7 @@ async def test_multipart_failure_aborts_the_upload(
 async def test_multipart_part_403_presigns_parts_again(
     make_client: Any, hcp_emulator: Any, hcp_bucket: str, tmp_path: Path, counts: Any
 ) -> None:
-    client = await make_client(multipart_chunk=5 * MIB)
-    source = tmp_path / "big.bin"
-    source.write_bytes(os.urandom(11 * MIB))
+    client, source = await _three_parts(make_client, tmp_path)
     await counts.reset()
     hcp_emulator.faults.add("data", method="PUT", status=403, count=1)
     etag = await client.s3.upload_multipart(hcp_bucket, "k", source, concurrency=1)

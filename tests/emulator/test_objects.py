@@ -9,10 +9,9 @@ import httpx
 import pytest
 
 from rahcp_prefect.testing import HCPEmulator
+from rahcp_prefect.testing.counter import LIST_OBJECTS as LIST_ROUTE
 
 from .conftest import ISO_Z, QUOTED_ETAG, path_key, put_object
-
-LIST_ROUTE = ("api", "GET", "/buckets/{bucket}/objects")
 
 
 def _fill(emulator: HCPEmulator, bucket: str, keys: list[str]) -> None:

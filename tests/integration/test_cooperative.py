@@ -53,6 +53,15 @@ async def shared_blocks(saved_blocks: SavedBlocks, postgres_dsn: str) -> SavedBl
     return saved_blocks
 
 
+def _shared_job(name: str, tmp_path: Path, bucket: str, blocks: SavedBlocks) -> tuple[dict[str, int], dict[str, Any]]:
+    """``FILES`` files under ``tmp_path/src`` (their sizes) and the bulk-upload parameters of a
+    new job ``<name>-<random>`` sending them to ``final/``, which every run of the test shares."""
+    sizes = _make_files(tmp_path / "src")
+    params = {"source_dir": str(tmp_path / "src"), "bucket": bucket, "prefix": "final/",
+              "job": f"{name}-{uuid.uuid4().hex[:8]}", "batch_size": 100, **blocks.params()}
+    return sizes, params
+
+
 def _start_runs(count: int, params: dict[str, Any], logs: Path) -> list[subprocess.Popen[str]]:
     env = {**os.environ, "PREFECT_API_URL": str(PREFECT_API_URL.value()), "PREFECT_LOGGING_LEVEL": "WARNING"}
     runs = []
@@ -110,10 +119,8 @@ def _puts(emulator: Any) -> int:
 async def test_three_runs_share_one_job(
     shared_blocks: SavedBlocks, postgres_dsn: str, hcp_emulator: Any, hcp_bucket: str, tmp_path: Path
 ) -> None:
-    sizes = _make_files(tmp_path / "src")
-    job = f"coop-{uuid.uuid4().hex[:8]}"
-    params = {"source_dir": str(tmp_path / "src"), "bucket": hcp_bucket, "prefix": "final/", "job": job,
-              "batch_size": 100, **shared_blocks.params()}
+    sizes, params = _shared_job("coop", tmp_path, hcp_bucket, shared_blocks)
+    job = params["job"]
     results = _results(_start_runs(3, params, tmp_path))
 
     assert all(result["outcome"] in ("committed", "commit left to the run holding the lock") for result in results)
@@ -129,10 +136,8 @@ async def test_three_runs_share_one_job(
 async def test_a_run_killed_half_way_loses_nothing(
     shared_blocks: SavedBlocks, postgres_dsn: str, hcp_emulator: Any, hcp_bucket: str, tmp_path: Path
 ) -> None:
-    sizes = _make_files(tmp_path / "src")
-    job = f"coop-kill-{uuid.uuid4().hex[:8]}"
-    params = {"source_dir": str(tmp_path / "src"), "bucket": hcp_bucket, "prefix": "final/", "job": job,
-              "batch_size": 100, **shared_blocks.params()}
+    sizes, params = _shared_job("coop-kill", tmp_path, hcp_bucket, shared_blocks)
+    job = params["job"]
     runs = _start_runs(3, params, tmp_path)
     watcher = create_tracker(postgres_dsn, job=job)
     try:

@@ -103,6 +103,10 @@ async def test_failed_run_shows_relative_keys_first_20_and_how_many_more(
     assert text.count("| `refused/") == 20
     assert "... and 10 more. `rahcp-prefect errors --job refusals --tracker-block" in text
     assert ".rahcp-staging" not in text
+    # the run's state message (the exception) names the same keys, also without staging paths
+    message = str(state.message)
+    assert "30 file(s) failed to upload (refused/f-000.txt: PresignedTransferError: 403 Forbidden for refused/f-000.txt;" in message
+    assert ".rahcp-staging" not in message
     assert "transferred" not in text and "| uploaded |" not in text
     assert "| reached staging, deleted by the rollback | 10 |" in text
 

@@ -16,6 +16,7 @@ from rahcp_prefect.job import (
     JobModeError,
     LeaseMode,
     hold_job,
+    lease_mode,
     parse_on_busy,
     parse_on_failure,
     take_job,
@@ -91,3 +92,11 @@ def test_options_are_checked_with_the_choices_named() -> None:
         parse_on_busy("later")
     with pytest.raises(ValueError, match="on_failure must be 'rollback' or 'keep', got 'undo'"):
         parse_on_failure("undo")
+
+
+def test_a_run_is_cooperative_when_asked_or_for_a_named_job_on_a_shared_tracker() -> None:
+    assert lease_mode(None, named_job=True, shared_tracker=True) is LeaseMode.cooperative
+    assert lease_mode(None, named_job=False, shared_tracker=True) is LeaseMode.single
+    assert lease_mode(None, named_job=True, shared_tracker=False) is LeaseMode.single
+    assert lease_mode(True, named_job=False, shared_tracker=False) is LeaseMode.cooperative
+    assert lease_mode(False, named_job=True, shared_tracker=True) is LeaseMode.single

@@ -12,12 +12,12 @@ from pathlib import Path
 from typing import Any
 
 from rahcp_prefect.bulk import BulkDownloadConfig, BulkUploadConfig, bulk_download, bulk_upload
+from rahcp_prefect.testing.counter import DATA_PUT as EXPIRED
 from rahcp_prefect.tracker import SqliteTracker
 
 from .helpers import tree_hashes
 
 FILES = 6
-EXPIRED = ("data", "PUT", "/{bucket}/{key}")
 
 
 def _expire_batch_urls(client: Any) -> list[int]:

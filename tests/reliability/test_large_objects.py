@@ -22,6 +22,7 @@ from rahcp_prefect.client import HCPClient
 from rahcp_prefect.client.completion import CompletionUnknown, multipart_etag
 from rahcp_prefect.flows import bulk_upload
 from rahcp_prefect.job import STAGING_ROOT
+from rahcp_prefect.testing.counter import PART_PUT
 from rahcp_prefect.testing.prefect_fixtures import SavedBlocks
 
 from .helpers import bucket_hashes, bucket_listing, open_multipart_uploads, sha256, without_manifest
@@ -227,7 +228,6 @@ async def test_a_ranged_download_killed_half_way_resumes_with_the_missing_ranges
 # -- part-level resume of multipart uploads ------------------------------------------------------
 
 PART = 5 * MIB  # the test settings' multipart_chunk
-PART_PUT = ("data", "PUT", "/{bucket}/{key}?partNumber")
 
 
 def _write_large(path: Path, parts: int) -> str:

@@ -17,6 +17,7 @@ from rahcp_prefect.blocks import HCPTracker
 from rahcp_prefect.flows import bulk_download, bulk_upload
 from rahcp_prefect.flows.download import staging_dir_for
 from rahcp_prefect.job import STAGING_ROOT
+from rahcp_prefect.testing.counter import HEAD_OBJECT as HEAD, LIST_OBJECTS as LIST
 from rahcp_prefect.testing.prefect_fixtures import SavedBlocks
 from rahcp_prefect.tracker import JobState, TransferStatus
 
@@ -34,8 +35,6 @@ from .helpers import (
 )
 
 FILES = 40
-LIST = ("api", "GET", "/buckets/{bucket}/objects")
-HEAD = ("api", "HEAD", "/buckets/{bucket}/objects/{key:path}")
 #: The one data-plane request of a run for manifest-sha256.txt (upload: the commit writes it;
 #: download: the run reads it).
 MANIFEST = 1

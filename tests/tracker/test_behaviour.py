@@ -13,6 +13,7 @@ from rahcp_prefect.tracker import (
     InvalidKeyError,
     JobState,
     TrackerClosedError,
+    TrackerConfigError,
     TrackerProtocol,
     TransferStatus,
 )
@@ -228,12 +229,6 @@ def test_error_keys_are_retried_after_their_lease(open_tracker: OpenTracker) -> 
     assert other.claim("o", 10, 60) == [("bad", 1)]
 
 
-def test_claim_rejects_bad_arguments(tracker: TrackerProtocol) -> None:
-    for args in (("o", 0, 10), ("o", 10, 0), ("", 10, 10)):
-        with pytest.raises(ValueError):
-            tracker.claim(*args)
-
-
 # -- job state and the commit lock -----------------------------------------------------------
 def test_job_info_before_and_after_update(tracker: TrackerProtocol) -> None:
     assert tracker.job_info() is None
@@ -346,6 +341,22 @@ def test_unstorable_keys_are_refused_clearly(tracker: TrackerProtocol, key: str,
             call()
     tracker.commit()  # nothing bad was buffered
     assert tracker.done_keys() == set()
+
+
+def test_claims_and_the_commit_lock_refuse_bad_arguments(tracker: TrackerProtocol) -> None:
+    tracker.register([("k", 1)])
+    with pytest.raises(InvalidKeyError, match="owner"):
+        tracker.claim("", 10, 60)
+    with pytest.raises(TrackerConfigError, match="limit"):
+        tracker.claim("run-1", 0, 60)
+    with pytest.raises(TrackerConfigError, match="lease_seconds"):
+        tracker.claim("run-1", 10, -1)
+    with pytest.raises(InvalidKeyError, match="owner"):
+        tracker.acquire_commit("own\x00er", 60)
+    with pytest.raises(TrackerConfigError, match="lease_seconds"):
+        tracker.acquire_commit("run-1", 0)
+    assert tracker.claim("run-1", 10, 60) == [("k", 1)], "nothing was leased by the refused calls"
+    assert tracker.acquire_commit("run-1", 60)
 
 
 def test_unstorable_job_names_are_refused(open_tracker: OpenTracker) -> None:

@@ -7,7 +7,7 @@ from rahcp_prefect.client.resume import PartStore, RecordedPart, RecordedUpload
 from rahcp_prefect.tracker import TransferStatus, create_tracker, schema
 
 from .conftest import OpenTracker
-from .test_schema import _query, fresh_target  # noqa: F401  (the fixture)
+from .test_schema import _columns, _create_frozen, _query, fresh_target  # noqa: F401  (the fixture)
 
 KEY = ".rahcp-staging/run-1/scans/big.tif"
 
@@ -43,8 +43,7 @@ def _previous_schema(target: str, backend: str) -> None:
     SCHEMA_VERSION - 1 applied, and rows in it."""
     from tests.tracker import schema_v1
 
-    for statement in (schema_v1.SQLITE if backend == "sqlite" else schema_v1.POSTGRES) + schema_v1.ROWS:
-        _query(target, statement)
+    _create_frozen(target, backend, schema_v1)
     for version in range(2, schema.SCHEMA_VERSION):
         for statement in schema.MIGRATIONS[version]:
             assert isinstance(statement, str), "older migrations are plain SQL"
@@ -73,14 +72,4 @@ def test_a_migrated_database_has_the_part_tables_of_a_fresh_one(fresh_target: st
     _previous_schema(fresh_target, backend)
     create_tracker(fresh_target, job="j").close()
     for table in (Upload.__table__, Part.__table__):
-        if backend == "sqlite":
-            columns = {row[1] for row in _query(fresh_target, f"PRAGMA table_info({table.name})")}
-        else:
-            columns = {
-                row[0] for row in _query(
-                    fresh_target,
-                    "SELECT column_name FROM information_schema.columns "
-                    f"WHERE table_name = '{table.name}' AND table_schema = current_schema()",
-                )
-            }
-        assert columns == {column.name for column in table.columns}
+        assert _columns(fresh_target, backend, table.name) == {column.name for column in table.columns}

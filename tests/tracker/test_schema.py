@@ -11,6 +11,7 @@ import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 from urllib.parse import quote
 
@@ -118,6 +119,13 @@ def test_a_missing_migration_is_an_error(fresh_target: str, monkeypatch: pytest.
         create_tracker(fresh_target, job="j")
 
 
+def _create_frozen(target: str, backend: str, frozen: ModuleType) -> None:
+    """Build a database as an old release left it: ``frozen`` (a ``schema_v<N>`` module)'s
+    tables for ``backend``, then its rows."""
+    for statement in (frozen.SQLITE if backend == "sqlite" else frozen.POSTGRES) + frozen.ROWS:
+        _query(target, statement)
+
+
 def _columns(target: str, backend: str, table: str) -> set[str]:
     """The column names ``table`` has in the database."""
     if backend == "sqlite":
@@ -138,8 +146,7 @@ def test_a_version_1_database_upgrades_in_place(fresh_target: str, backend: str)
     from rahcp_prefect.tracker.models import Job, Transfer
     from tests.tracker import schema_v1
 
-    for statement in (schema_v1.SQLITE if backend == "sqlite" else schema_v1.POSTGRES) + schema_v1.ROWS:
-        _query(fresh_target, statement)
+    _create_frozen(fresh_target, backend, schema_v1)
     staged = ".rahcp-staging/run-0/"
 
     with create_tracker(fresh_target, job="old-job") as tracker:  # type: ignore[attr-defined]
@@ -175,8 +182,7 @@ def test_a_version_2_database_upgrades_in_place_with_digest_columns(fresh_target
     from rahcp_prefect.tracker.models import Transfer
     from tests.tracker import schema_v2
 
-    for statement in (schema_v2.SQLITE if backend == "sqlite" else schema_v2.POSTGRES) + schema_v2.ROWS:
-        _query(fresh_target, statement)
+    _create_frozen(fresh_target, backend, schema_v2)
     staged = ".rahcp-staging/v2-job/"
     with create_tracker(fresh_target, job="v2-job") as tracker:  # type: ignore[attr-defined]
         entries = tracker.entries()
