@@ -256,6 +256,14 @@ class HCPEmulator:
         self.s3.create_bucket(Bucket=name)
         return name
 
+    def stored(self, bucket: str, prefix: str = "") -> dict[str, bytes]:
+        """``{key: body}`` of every object under ``prefix``, read directly from S3 (every page)."""
+        found: dict[str, bytes] = {}
+        for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+            for item in page.get("Contents", []):
+                found[item["Key"]] = self.s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read()
+        return found
+
     @property
     def request_counts(self) -> Counter[CountKey]:
         """Counts of requests by ``(plane, method, route)``; see ``counter`` module."""

@@ -33,16 +33,6 @@ def content(i: int, size: int = 100) -> bytes:
     return (seed * (size // len(seed) + 1))[:size]
 
 
-def remote_objects(emulator, bucket: str, prefix: str = "") -> dict[str, bytes]:
-    """Every object under ``prefix`` read through the emulator's boto3 client."""
-    s3 = emulator.s3
-    out: dict[str, bytes] = {}
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-        for obj in page.get("Contents", []):
-            out[obj["Key"]] = s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read()
-    return out
-
-
 def local_files(root: Path) -> dict[str, bytes]:
     """``{relative/path: content}`` of every file under ``root`` (``/`` separators)."""
     out: dict[str, bytes] = {}

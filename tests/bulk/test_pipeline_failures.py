@@ -16,7 +16,7 @@ from rahcp_prefect.bulk import (
 from rahcp_prefect.client.errors import HCPError
 from rahcp_prefect.testing.counter import PRESIGN as PRESIGN_ONE
 
-from .conftest import content, make_tree, remote_objects
+from .conftest import content, make_tree
 
 
 async def test_failed_bulk_presign_falls_back_to_single(hcp_emulator, hcp_bucket, hcp_client, tracker, tmp_path) -> None:
@@ -26,7 +26,7 @@ async def test_failed_bulk_presign_falls_back_to_single(hcp_emulator, hcp_bucket
     stats = await bulk_upload(BulkUploadConfig(client=hcp_client, bucket=hcp_bucket, source_dir=src, tracker=tracker))
     assert (stats.ok, stats.errors) == (5, 0)
     assert hcp_emulator.request_counts[PRESIGN_ONE] == 5  # each file signed on its own
-    assert remote_objects(hcp_emulator, hcp_bucket) == files
+    assert hcp_emulator.stored(hcp_bucket) == files
 
 
 async def test_failing_listing_fails_the_run(hcp_emulator, hcp_bucket, hcp_client, tracker, tmp_path) -> None:

@@ -22,7 +22,7 @@ from rahcp_prefect.bulk import (
 from rahcp_prefect.testing.fixtures import TEST_PASSWORD, TEST_USERNAME
 from rahcp_prefect.tracker import SqliteTracker
 
-from .conftest import content, local_files, make_tree, remote_objects
+from .conftest import content, local_files, make_tree
 
 CHILD = Path(__file__).with_name("resume_child.py")
 MIB = 1024 * 1024
@@ -95,7 +95,7 @@ async def test_kill_mid_upload_then_resume(hcp_emulator, hcp_bucket, hcp_credent
     run_and_kill("upload", hcp_emulator, hcp_bucket, src, db, after=len(first) + 30)  # killed again
     before = done_keys(db)
     assert len(first) < len(before) < len(files)
-    assert_done_means_identical(before, files, remote_objects(hcp_emulator, hcp_bucket))
+    assert_done_means_identical(before, files, hcp_emulator.stored(hcp_bucket))
     hcp_emulator.faults.clear()
 
     async with HCPClient(
@@ -109,7 +109,7 @@ async def test_kill_mid_upload_then_resume(hcp_emulator, hcp_bucket, hcp_credent
     assert stats.errors == 0 and stats.ok + stats.skipped == len(files)
     assert not set(sent) & before, "a file marked done before the kill was sent again"
     assert len(sent) == stats.ok
-    assert remote_objects(hcp_emulator, hcp_bucket) == files
+    assert hcp_emulator.stored(hcp_bucket) == files
 
 
 async def test_kill_mid_download_then_resume(hcp_emulator, hcp_bucket, hcp_credentials, tmp_path) -> None:
@@ -156,7 +156,7 @@ async def test_kills_at_arbitrary_moments_then_resume(hcp_emulator, hcp_bucket, 
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(30)
         if db.exists():
-            assert_done_means_identical(done_keys(db), files, remote_objects(hcp_emulator, hcp_bucket))
+            assert_done_means_identical(done_keys(db), files, hcp_emulator.stored(hcp_bucket))
     hcp_emulator.faults.clear()
     before = done_keys(db) if db.exists() else set()
     async with HCPClient(**hcp_credentials, retry_base_delay=0.01) as client:
@@ -165,4 +165,4 @@ async def test_kills_at_arbitrary_moments_then_resume(hcp_emulator, hcp_bucket, 
             stats = await bulk_upload(BulkUploadConfig(client=client, bucket=hcp_bucket, source_dir=src, tracker=tracker))
     assert stats.errors == 0 and stats.ok + stats.skipped == len(files)
     assert not set(sent) & before
-    assert remote_objects(hcp_emulator, hcp_bucket) == files
+    assert hcp_emulator.stored(hcp_bucket) == files

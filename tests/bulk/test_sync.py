@@ -152,7 +152,7 @@ async def test_engine_sends_files_changed_in_place_or_grown_and_records_their_mt
     from rahcp_prefect.bulk import BulkUploadConfig, bulk_upload
     from rahcp_prefect.tracker import TransferStatus
 
-    from .conftest import content, make_tree, remote_objects
+    from .conftest import content, make_tree
 
     src = tmp_path / "src"
     make_tree(src, {f"f{i}": content(i, 20) for i in range(6)})
@@ -172,7 +172,7 @@ async def test_engine_sends_files_changed_in_place_or_grown_and_records_their_mt
     again = await run()
     assert (again.ok, again.skipped, again.errors) == (3, 3, 0)
     assert hcp_emulator.request_counts[PUT] == 3  # f1, f2, f3: unchanged files cost no PUT
-    remote = remote_objects(hcp_emulator, hcp_bucket, "p/")
+    remote = hcp_emulator.stored(hcp_bucket, "p/")
     assert remote["p/f1"] == b"R" * 20 and remote["p/f2"] == content(2, 20) + b"grown"
     assert remote["p/f3"] == content(3, 20)
     recorded = tracker.entries(TransferStatus.done)

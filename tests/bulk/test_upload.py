@@ -25,7 +25,7 @@ from rahcp_prefect.testing.counter import (
 )
 from rahcp_prefect.tracker import TransferStatus
 
-from .conftest import content, make_tree, remote_objects
+from .conftest import content, make_tree
 
 
 def cfg(client: Any, bucket: str, src: Path, tracker: Any, **kw: Any) -> BulkUploadConfig:
@@ -43,7 +43,7 @@ async def test_upload_tree_keys_stats_and_tracker(hcp_emulator, hcp_bucket, hcp_
     assert stats.bytes == sum(len(v) for v in files.values())
     assert stats.elapsed > 0 and stats.mb_per_sec > 0 and stats.files_per_sec > 0
     # keys are prefix + relative path with "/" separators
-    assert remote_objects(hcp_emulator, hcp_bucket) == {f"2025/{k}": v for k, v in files.items()}
+    assert hcp_emulator.stored(hcp_bucket) == {f"2025/{k}": v for k, v in files.items()}
     assert tracker.done_keys() == {f"2025/{k}" for k in files}
     assert tracker.summary()["done"] == 32
     # a rerun skips everything: the tracker holds it as done
@@ -88,7 +88,7 @@ async def test_skip_existing_uses_listing(hcp_emulator, hcp_bucket, hcp_client, 
     assert (stats.ok, stats.skipped) == (9, 1)
     assert hcp_emulator.request_counts[HEAD] == 0 and hcp_emulator.request_counts[LIST] == 1
     assert "p/f0" in tracker.done_keys()  # a skip seen on the remote is recorded as done
-    remote = remote_objects(hcp_emulator, hcp_bucket, "p/")
+    remote = hcp_emulator.stored(hcp_bucket, "p/")
     assert remote["p/f0"] == b"y" * 20 and remote["p/f1"] == files["f1"]
     # skip_existing=False sends everything again (fresh tracker job)
     from rahcp_prefect.tracker import SqliteTracker
@@ -96,7 +96,7 @@ async def test_skip_existing_uses_listing(hcp_emulator, hcp_bucket, hcp_client, 
     with SqliteTracker(tmp_path / "t2.db", job="other") as t2:
         stats = await bulk_upload(cfg(hcp_client, hcp_bucket, src, t2, prefix="p/", skip_existing=False))
     assert (stats.ok, stats.skipped) == (10, 0)
-    assert remote_objects(hcp_emulator, hcp_bucket, "p/")["p/f0"] == files["f0"]
+    assert hcp_emulator.stored(hcp_bucket, "p/")["p/f0"] == files["f0"]
 
 
 async def test_include_exclude(hcp_emulator, hcp_bucket, hcp_client, tracker, tmp_path) -> None:
@@ -106,7 +106,7 @@ async def test_include_exclude(hcp_emulator, hcp_bucket, hcp_client, tracker, tm
         cfg(hcp_client, hcp_bucket, src, tracker, include=["*.tif", "raw/*"], exclude=["*_thumb.*"])
     )
     assert stats.ok == 3
-    assert set(remote_objects(hcp_emulator, hcp_bucket)) == {"a.tif", "x/c.tif", "raw/d.bin"}
+    assert set(hcp_emulator.stored(hcp_bucket)) == {"a.tif", "x/c.tif", "raw/d.bin"}
 
 
 async def test_retry_errors_runs_only_error_keys(hcp_emulator, hcp_bucket, hcp_client, tracker, tmp_path) -> None:
@@ -125,7 +125,7 @@ async def test_retry_errors_runs_only_error_keys(hcp_emulator, hcp_bucket, hcp_c
     assert (stats.ok, stats.errors, stats.skipped) == (2, 0, 0)
     assert hcp_emulator.request_counts[PUT] == 2
     assert tracker.error_entries() == []
-    assert remote_objects(hcp_emulator, hcp_bucket) == files
+    assert hcp_emulator.stored(hcp_bucket) == files
 
 
 async def test_validate_file_before_upload(hcp_emulator, hcp_bucket, hcp_client, tracker, tmp_path) -> None:
@@ -142,7 +142,7 @@ async def test_validate_file_before_upload(hcp_emulator, hcp_bucket, hcp_client,
     )
     assert (stats.ok, stats.errors) == (2, 1)
     assert errors == ["bad is corrupt"]
-    assert set(remote_objects(hcp_emulator, hcp_bucket)) == {"good1", "good2"}
+    assert set(hcp_emulator.stored(hcp_bucket)) == {"good1", "good2"}
     assert tracker.unvalidated_keys() == []  # done keys were validated
 
     async def async_validate(path: Path) -> None:
@@ -215,7 +215,7 @@ async def test_chunked_and_multipart(hcp_emulator, hcp_bucket, hcp_credentials, 
     assert calls == ["medium:65536"]  # above chunk_size: streamed in chunk_size pieces
     assert hcp_emulator.request_counts[PART] == 3  # 11 MiB in 5 MiB parts
     assert hcp_emulator.request_counts[PRESIGN_BULK] == 1
-    assert remote_objects(hcp_emulator, hcp_bucket) == files
+    assert hcp_emulator.stored(hcp_bucket) == files
 
 
 async def test_expired_url_presigned_again_once(hcp_emulator, hcp_bucket, hcp_client, tracker, tmp_path) -> None:
@@ -225,7 +225,7 @@ async def test_expired_url_presigned_again_once(hcp_emulator, hcp_bucket, hcp_cl
     stats = await bulk_upload(cfg(hcp_client, hcp_bucket, src, tracker))
     assert (stats.ok, stats.errors, stats.retries) == (6, 0, 1)
     assert hcp_emulator.request_counts[PRESIGN_ONE] == 1
-    assert remote_objects(hcp_emulator, hcp_bucket) == files
+    assert hcp_emulator.stored(hcp_bucket) == files
     # a second 403 on the fresh URL is an error for that file only
     src2 = tmp_path / "src2"
     make_tree(src2, {"a": b"1", "b": b"2"})
@@ -251,11 +251,11 @@ async def test_file_changed_after_scan(hcp_emulator, hcp_bucket, hcp_client, tra
     assert (stats.ok, stats.errors) == (1, 2)
     assert isinstance(errors["grows"], FileChangedError) and "changed since it was scanned" in str(errors["grows"])
     assert isinstance(errors["shrinks"], FileChangedError)
-    assert set(remote_objects(hcp_emulator, hcp_bucket)) == {"stable"}
+    assert set(hcp_emulator.stored(hcp_bucket)) == {"stable"}
     # the next run picks the files up again with their new sizes
     stats = await bulk_upload(cfg(hcp_client, hcp_bucket, src, tracker))
     assert (stats.ok, stats.skipped) == (2, 1)
-    assert remote_objects(hcp_emulator, hcp_bucket)["grows"] == b"1234567"
+    assert hcp_emulator.stored(hcp_bucket)["grows"] == b"1234567"
 
 
 async def test_unreadable_file_fails_alone(hcp_emulator, hcp_bucket, hcp_client, tracker, tmp_path) -> None:
@@ -293,7 +293,7 @@ async def test_entries_work_list(hcp_emulator, hcp_bucket, hcp_client, tracker, 
     entries = [(f"d/f{i}", 15) for i in (7, 4, 1)] + [("../escape", 1)]
     stats = await bulk_upload(cfg(hcp_client, hcp_bucket, src, tracker, prefix="p/", entries=iter(entries)))
     assert (stats.ok, stats.skipped, stats.errors) == (2, 1, 1)  # f4 already remote; ../escape refused
-    assert set(remote_objects(hcp_emulator, hcp_bucket, "p/")) == {"p/d/f1", "p/d/f4", "p/d/f7"}
+    assert set(hcp_emulator.stored(hcp_bucket, "p/")) == {"p/d/f1", "p/d/f4", "p/d/f7"}
     assert hcp_emulator.request_counts[LIST] == 1
 
 
@@ -304,10 +304,10 @@ async def test_symlinks_skipped_unless_followed(hcp_emulator, hcp_bucket, hcp_cl
     (src / "ln").symlink_to(tmp_path / "elsewhere")
     (src / "real" / "loop").symlink_to(src)
     stats = await bulk_upload(cfg(hcp_client, hcp_bucket, src, tracker))
-    assert stats.ok == 1 and set(remote_objects(hcp_emulator, hcp_bucket)) == {"real/f"}
+    assert stats.ok == 1 and set(hcp_emulator.stored(hcp_bucket)) == {"real/f"}
     stats = await bulk_upload(cfg(hcp_client, hcp_bucket, src, tracker, prefix="f/", follow_symlinks=True))
     assert stats.ok == 2  # the loop was reported (one error), never walked forever
-    assert set(remote_objects(hcp_emulator, hcp_bucket, "f/")) == {"f/real/f", "f/ln/g"}
+    assert set(hcp_emulator.stored(hcp_bucket, "f/")) == {"f/real/f", "f/ln/g"}
 
 
 def test_config_validation(tmp_path) -> None:
@@ -328,7 +328,7 @@ async def test_retries_counted_from_the_data_plane(hcp_emulator, hcp_bucket, hcp
     hcp_emulator.faults.add(plane="data", method="PUT", path="/f1$", status=503, count=2)
     stats = await bulk_upload(cfg(hcp_client, hcp_bucket, src, tracker))
     assert (stats.ok, stats.errors, stats.retries) == (4, 0, 2)
-    assert remote_objects(hcp_emulator, hcp_bucket) == files
+    assert hcp_emulator.stored(hcp_bucket) == files
 
 
 async def test_api_and_data_retries_are_counted_apart(hcp_emulator, hcp_bucket, hcp_client, tracker, tmp_path) -> None:
@@ -341,7 +341,7 @@ async def test_api_and_data_retries_are_counted_apart(hcp_emulator, hcp_bucket, 
     stats = await bulk_upload(cfg(hcp_client, hcp_bucket, src, tracker))
     assert (stats.ok, stats.errors) == (5, 0)
     assert (stats.api_retries, stats.retries) == (2, 1)
-    assert remote_objects(hcp_emulator, hcp_bucket) == files
+    assert hcp_emulator.stored(hcp_bucket) == files
     hcp_emulator.faults.add(plane="api", method="POST", path=r"/objects/presign$", status=429, count=1)
     again = await bulk_upload(cfg(hcp_client, hcp_bucket, src, tracker, prefix="b/"))
     assert (again.ok, again.api_retries, again.retries) == (5, 1, 0)

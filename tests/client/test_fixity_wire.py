@@ -105,18 +105,26 @@ async def test_damaged_part_is_refused_and_retried_and_the_object_etag_checked(
 ) -> None:
     client = await make_client(multipart_threshold=5 * MIB, multipart_chunk=5 * MIB)
     source = tmp_path / "big"
-    payload = os.urandom(12 * MIB + 5)  # parts of 5, 5 and 2 MiB
-    source.write_bytes(payload)
+    source.write_bytes(os.urandom(12 * MIB + 5))  # parts of 5, 5 and 2 MiB
+    await _one_part_damaged(client, hcp_emulator, hcp_bucket, source, 5 * MIB, counts)
+    assert client.data.buffers.held == 0  # every part's buffer given back
+
+
+async def _one_part_damaged(
+    client: HCPClient, emulator: Any, bucket: str, source: Path, part_size: int, counts: Any
+) -> None:
+    """Upload ``source`` (three parts of ``part_size``) with one part damaged on the way: it is
+    refused and sent again, and the object and every digest are those of the file."""
+    payload = source.read_bytes()
     await counts.reset()
-    rule = hcp_emulator.faults.add("data", method="PUT", path="/big$", damage=True, count=1)
-    sent = await client.s3.upload_multipart_digests(hcp_bucket, "big", source, concurrency=2)
+    rule = emulator.faults.add("data", method="PUT", path="/big$", damage=True, count=1)
+    sent = await client.s3.upload_multipart_digests(bucket, "big", source, concurrency=2)
     assert rule.hits == 1 and (await counts())[PART_PUT] == 4
-    assert hcp_emulator.s3.get_object(Bucket=hcp_bucket, Key="big")["Body"].read() == payload
-    parts = [payload[i : i + 5 * MIB] for i in range(0, len(payload), 5 * MIB)]
+    assert emulator.s3.get_object(Bucket=bucket, Key="big")["Body"].read() == payload
+    parts = [payload[i : i + part_size] for i in range(0, len(payload), part_size)]
     assert sent.part_md5s == tuple(hashlib.md5(part).hexdigest() for part in parts)
     assert sent.md5 == multipart_md5(hashlib.md5(part).digest() for part in parts)
     assert sent.etag == f'"{sent.md5}"' and sent.sha256 == hashlib.sha256(payload).hexdigest()
-    assert client.data.buffers.held == 0  # every part's buffer given back
 
 
 async def test_a_multipart_etag_that_is_not_the_parts_digest_is_uploaded_again_then_fails(
@@ -278,17 +286,8 @@ async def test_a_streamed_part_damaged_on_the_way_is_refused_and_retried(
     client = await make_client(multipart_threshold=5 * MIB, multipart_chunk=part_size)
     largest = _largest_hold(client)
     source = tmp_path / "big"
-    payload = os.urandom(2 * part_size + 3 * MIB)  # parts of 9, 9 and 3 MiB
-    source.write_bytes(payload)
-    await counts.reset()
-    rule = hcp_emulator.faults.add("data", method="PUT", path="/big$", damage=True, count=1)
-    sent = await client.s3.upload_multipart_digests(hcp_bucket, "big", source, concurrency=2)
-    assert rule.hits == 1 and (await counts())[PART_PUT] == 4
-    assert hcp_emulator.s3.get_object(Bucket=hcp_bucket, Key="big")["Body"].read() == payload
-    parts = [payload[i : i + part_size] for i in range(0, len(payload), part_size)]
-    assert sent.part_md5s == tuple(hashlib.md5(part).hexdigest() for part in parts)
-    assert sent.etag == f'"{multipart_md5(hashlib.md5(part).digest() for part in parts)}"'
-    assert sent.sha256 == hashlib.sha256(payload).hexdigest()
+    source.write_bytes(os.urandom(2 * part_size + 3 * MIB))  # parts of 9, 9 and 3 MiB
+    await _one_part_damaged(client, hcp_emulator, hcp_bucket, source, part_size, counts)
     assert largest[0] == 3 * MIB  # only the last, small part was held in memory
 
 

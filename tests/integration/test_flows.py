@@ -24,15 +24,6 @@ from rahcp_prefect.tracker import JobState, create_tracker
 from .conftest import SavedBlocks, make_tree
 
 
-def _keys(emulator: Any, bucket: str, prefix: str = "") -> dict[str, bytes]:
-    s3 = emulator.s3
-    found: dict[str, bytes] = {}
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-        for item in page.get("Contents", []):
-            found[item["Key"]] = s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read()
-    return found
-
-
 async def _artifacts(flow_run_id: UUID) -> list[Any]:
     async with get_client() as client:
         return await client.read_artifacts(
@@ -72,10 +63,10 @@ async def test_upload_commits_everything_and_leaves_staging_empty(
     result = await state.result()
     assert result["ok"] == 25 and result["errors"] == 0 and result["committed"] == 25
 
-    final = _keys(hcp_emulator, hcp_bucket, "final/")
+    final = hcp_emulator.stored(hcp_bucket, "final/")
     assert final.pop("final/manifest-sha256.txt")  # written by the commit (tests/integration/test_manifest.py)
     assert final == {f"final/{rel}": content for rel, content in files.items()}
-    assert _keys(hcp_emulator, hcp_bucket, STAGING_ROOT) == {}
+    assert hcp_emulator.stored(hcp_bucket, STAGING_ROOT) == {}
     assert _job_state(saved_blocks, result["job"]) == JobState.committed
 
     run_id = state.state_details.flow_run_id
@@ -100,8 +91,8 @@ async def test_rerun_after_commit_uploads_only_new_files(
     second = await bulk_upload(**params)
     assert first["ok"] == 6
     assert second["ok"] == 1 and second["skipped"] == 6 and second["committed"] == 1
-    assert _keys(hcp_emulator, hcp_bucket, "p/late.txt") == {"p/late.txt": b"late arrival"}
-    assert _keys(hcp_emulator, hcp_bucket, STAGING_ROOT) == {}
+    assert hcp_emulator.stored(hcp_bucket, "p/late.txt") == {"p/late.txt": b"late arrival"}
+    assert hcp_emulator.stored(hcp_bucket, STAGING_ROOT) == {}
 
 
 async def test_failure_after_half_the_files_rolls_back(
@@ -123,8 +114,8 @@ async def test_failure_after_half_the_files_rolls_back(
     )
     assert state.is_failed(), state
     assert rule.hits >= 10
-    assert _keys(hcp_emulator, hcp_bucket, STAGING_ROOT) == {}
-    assert _keys(hcp_emulator, hcp_bucket, "final/") == {"final/keep.txt": b"already here"}
+    assert hcp_emulator.stored(hcp_bucket, STAGING_ROOT) == {}
+    assert hcp_emulator.stored(hcp_bucket, "final/") == {"final/keep.txt": b"already here"}
     assert _job_state(saved_blocks, f"bulk-upload:{hcp_bucket}/final/") == JobState.rolled_back
     summaries = [a for a in await _artifacts(state.state_details.flow_run_id) if a.type == "markdown"]
     assert summaries and "Rolled back: nothing changed" in str(summaries[0].data)
@@ -141,15 +132,15 @@ async def test_interrupted_commit_is_finished_by_the_next_run(
     assert state.is_failed(), state
     job = f"bulk-upload:{hcp_bucket}/out/"
     assert _job_state(saved_blocks, job) == JobState.committing
-    assert _keys(hcp_emulator, hcp_bucket, STAGING_ROOT), "staging keeps what was not committed"
+    assert hcp_emulator.stored(hcp_bucket, STAGING_ROOT), "staging keeps what was not committed"
 
     hcp_emulator.faults.clear()
     result = await bulk_upload(**params)
     assert result["outcome"] == "committed"
-    out = _keys(hcp_emulator, hcp_bucket, "out/")
+    out = hcp_emulator.stored(hcp_bucket, "out/")
     assert out.pop("out/manifest-sha256.txt")
     assert out == {f"out/{rel}": c for rel, c in files.items()}
-    assert _keys(hcp_emulator, hcp_bucket, STAGING_ROOT) == {}
+    assert hcp_emulator.stored(hcp_bucket, STAGING_ROOT) == {}
     assert _job_state(saved_blocks, job) == JobState.committed
 
 
@@ -162,7 +153,7 @@ async def test_dry_run_transfers_nothing(
     )
     assert result["dry_run"] is True
     assert result["files"] == 7 and result["bytes"] == sum(len(c) for c in files.values())
-    assert _keys(hcp_emulator, hcp_bucket) == {}
+    assert hcp_emulator.stored(hcp_bucket) == {}
     assert _job_state(saved_blocks, f"bulk-upload:{hcp_bucket}/") is None
 
 
@@ -220,7 +211,7 @@ async def test_cleanup_staging_removes_what_a_crashed_run_left(
         credentials_block=saved_blocks.credentials, tracker_block=saved_blocks.tracker, older_than_hours=0
     )
     assert [entry["removed"] for entry in result["jobs"]] == [3]
-    assert _keys(hcp_emulator, hcp_bucket, STAGING_ROOT) == {}
+    assert hcp_emulator.stored(hcp_bucket, STAGING_ROOT) == {}
     assert _job_state(saved_blocks, job) == JobState.rolled_back
 
 

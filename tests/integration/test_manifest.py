@@ -21,12 +21,8 @@ def _manifest(emulator: Any, bucket: str, prefix: str) -> dict[str, str]:
 
 def _stored(emulator: Any, bucket: str, prefix: str) -> dict[str, bytes]:
     """Every object under ``prefix`` but the manifest, by path relative to the prefix."""
-    out: dict[str, bytes] = {}
-    for page in emulator.s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-        for item in page.get("Contents", []):
-            if item["Key"] != prefix + MANIFEST_NAME:
-                out[item["Key"][len(prefix):]] = emulator.s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read()
-    return out
+    stored = emulator.stored(bucket, prefix)
+    return {key[len(prefix):]: body for key, body in stored.items() if key != prefix + MANIFEST_NAME}
 
 
 def _expected(files: dict[str, bytes]) -> dict[str, str]:
