@@ -12,7 +12,7 @@ import os
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime, timezone
 from itertools import islice
 from typing import Any, ClassVar
@@ -439,6 +439,15 @@ class BufferedTracker(ABC):
     def _write_transaction(self) -> AbstractContextManager[Any]:
         """A connection inside one write transaction (committed on exit, rolled back on error)."""
 
+    @contextmanager
+    def _writing(self) -> Iterator[Any]:
+        """Hold the lock and one write transaction; buffered marks stay buffered (what is
+        written this way never reads them)."""
+        with self._lock:
+            self._check_usable()
+            with self._write_transaction() as conn:
+                yield conn
+
     def delete(self, key: str) -> None:
         """Forget ``key`` in this job."""
         check_key(key)
@@ -504,29 +513,25 @@ class BufferedTracker(ABC):
         """A new multipart upload of ``bucket/key``: replaces any earlier record and its parts."""
         check_key(key)
         p = self._PARAM
-        with self._lock:
-            self._check_usable()
-            with self._write_transaction() as conn:
-                self._drop_upload(conn, key)
-                conn.execute(
-                    f'INSERT INTO {UPLOADS} (job, "key", bucket, upload_id, part_size, size, mtime_ns, updated_at) '
-                    f"VALUES ({p}, {p}, {p}, {p}, {p}, {p}, {p}, {p})",
-                    (self.job, key, bucket, upload_id, part_size, size, mtime_ns, self._stamp()),
-                )
+        with self._writing() as conn:
+            self._drop_upload(conn, key)
+            conn.execute(
+                f'INSERT INTO {UPLOADS} (job, "key", bucket, upload_id, part_size, size, mtime_ns, updated_at) '
+                f"VALUES ({p}, {p}, {p}, {p}, {p}, {p}, {p}, {p})",
+                (self.job, key, bucket, upload_id, part_size, size, mtime_ns, self._stamp()),
+            )
 
     def record_part(self, bucket: str, key: str, upload_id: str, number: int, etag: str, md5: str) -> None:
         """Part ``number`` of ``upload_id`` was acknowledged with ``etag`` (bytes hashing to ``md5``)."""
         p = self._PARAM
-        with self._lock:
-            self._check_usable()
-            with self._write_transaction() as conn:
-                conn.execute(
-                    f'INSERT INTO {PARTS} (job, "key", part_number, upload_id, etag, md5) '
-                    f"VALUES ({p}, {p}, {p}, {p}, {p}, {p}) "
-                    'ON CONFLICT (job, "key", part_number) DO UPDATE SET upload_id = excluded.upload_id, '
-                    "etag = excluded.etag, md5 = excluded.md5",
-                    (self.job, key, number, upload_id, etag, md5),
-                )
+        with self._writing() as conn:
+            conn.execute(
+                f'INSERT INTO {PARTS} (job, "key", part_number, upload_id, etag, md5) '
+                f"VALUES ({p}, {p}, {p}, {p}, {p}, {p}) "
+                'ON CONFLICT (job, "key", part_number) DO UPDATE SET upload_id = excluded.upload_id, '
+                "etag = excluded.etag, md5 = excluded.md5",
+                (self.job, key, number, upload_id, etag, md5),
+            )
 
     def _drop_upload(self, conn: Any, key: str) -> None:
         p = self._PARAM
@@ -535,11 +540,8 @@ class BufferedTracker(ABC):
 
     def forget_upload(self, bucket: str, key: str) -> None:
         """The upload of ``bucket/key`` completed or was aborted: drop its record and parts."""
-        p = self._PARAM
-        with self._lock:
-            self._check_usable()
-            with self._write_transaction() as conn:
-                self._drop_upload(conn, key)
+        with self._writing() as conn:
+            self._drop_upload(conn, key)
 
     # -- the job lease, written once over ``_write_transaction`` and the backend's clock ---
     def take_job_lease(
@@ -577,12 +579,10 @@ class BufferedTracker(ABC):
             f"FROM {j} WHERE job = {p}"
         )
         stamp = self._stamp()
-        with self._lock:
-            self._check_usable()
-            with self._write_transaction() as conn:
-                params = (self.job, owner, float(lease_seconds), wanted, stamp, stamp)
-                held = conn.execute(take, params).fetchone() is not None
-                holder, held_mode, expires, clock = conn.execute(read, (self.job,)).fetchone()
+        with self._writing() as conn:
+            params = (self.job, owner, float(lease_seconds), wanted, stamp, stamp)
+            held = conn.execute(take, params).fetchone() is not None
+            holder, held_mode, expires, clock = conn.execute(read, (self.job,)).fetchone()
         if holder is None:
             return JobLease(held=held, owner=None, mode=None, expires=0.0, seconds_left=0.0)
         return JobLease(
@@ -607,11 +607,9 @@ class BufferedTracker(ABC):
           AND (lease_owner = {p} OR lease_mode = 'cooperative')
         """
         seconds = float(lease_seconds)
-        with self._lock:
-            self._check_usable()
-            with self._write_transaction() as conn:
-                params = (seconds, seconds, owner, self.job, wanted, owner)
-                return conn.execute(sql, params).rowcount == 1
+        with self._writing() as conn:
+            params = (seconds, seconds, owner, self.job, wanted, owner)
+            return conn.execute(sql, params).rowcount == 1
 
     def release_job_lease(self, owner: str) -> bool:
         """Free the job if ``owner`` holds it in single mode; True if it did. A cooperative
@@ -621,10 +619,8 @@ class BufferedTracker(ABC):
             f"UPDATE {JOBS} SET lease_owner = NULL, lease_mode = NULL, lease_expires = 0 "
             f"WHERE job = {p} AND lease_owner = {p} AND lease_mode = 'single'"
         )
-        with self._lock:
-            self._check_usable()
-            with self._write_transaction() as conn:
-                return conn.execute(sql, (self.job, owner)).rowcount == 1
+        with self._writing() as conn:
+            return conn.execute(sql, (self.job, owner)).rowcount == 1
 
     @abstractmethod
     def _write(self, rows: list[MarkRow]) -> None:
