@@ -41,7 +41,7 @@ from .digests import (
     content_md5,
     hash_buffer,
     hash_into,
-    hash_region,
+    hash_file_steps,
     md5_and_sha256,
 )
 from .errors import HCPError, ObjectChangedError, PresignedTransferError
@@ -475,9 +475,9 @@ async def hash_file_region(
     path: Path, offset: int, length: int, what: str, *, sha256: bool
 ) -> tuple[bytes, str | None]:
     """The raw MD5 and (``sha256``) hex SHA-256 of bytes ``[offset, offset + length)`` of
-    ``path``, read from disk one block at a time in a worker thread (no buffer of the region)."""
+    ``path``, read from disk one block at a time in worker threads (no buffer of the region)."""
     sinks: list[Any] = [hashlib.md5()] + ([hashlib.sha256()] if sha256 else [])
-    fed = await asyncio.get_running_loop().run_in_executor(None, hash_region, path, offset, length, sinks)
+    fed = await hash_file_steps(path, offset, length, sinks)
     if fed != length:
         raise _changed_size(path, what)
     return sinks[0].digest(), sinks[1].hexdigest() if sha256 else None

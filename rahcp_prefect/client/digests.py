@@ -15,7 +15,6 @@ import base64
 import hashlib
 import os
 import re
-import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -128,6 +127,8 @@ async def hash_into(hasher: Hasher, data: bytes | bytearray | memoryview) -> Non
 
 HASH_BLOCK = 1 << 20
 """Bytes read (``pread``) and hashed at a time when a file's region is hashed from disk."""
+HASH_STEP = 16 << 20
+"""Most bytes of a file one worker-thread call hashes (see ``hash_file_steps``)."""
 
 
 def hash_file(path: str, hasher: Hasher, *, block: int = 8 << 20) -> Hasher:
@@ -140,26 +141,16 @@ def hash_file(path: str, hasher: Hasher, *, block: int = 8 << 20) -> Hasher:
     return hasher
 
 
-def feed_region(
-    fd: int,
-    offset: int,
-    length: int,
-    sinks: Iterable[Any],
-    *,
-    block: int = HASH_BLOCK,
-    stop: threading.Event | None = None,
-) -> int:
+def feed_region(fd: int, offset: int, length: int, sinks: Iterable[Any], *, block: int = HASH_BLOCK) -> int:
     """Feed bytes ``[offset, offset + length)`` of the open file ``fd`` to every digest in
     ``sinks``, ``block`` bytes at a time through one reused buffer (blocking: run it in a
     thread; memory is one block). Returns the bytes fed: fewer than ``length`` when the file
-    ends sooner, or when ``stop`` is set (the caller gave up)."""
+    ends sooner."""
     sinks = list(sinks)
     buffer = bytearray(min(block, max(length, 1)))
     view = memoryview(buffer)
     fed = 0
     while fed < length:
-        if stop is not None and stop.is_set():
-            break
         want = min(len(buffer), length - fed)
         count = os.preadv(fd, [view[:want]], offset + fed)
         if not count:
@@ -177,3 +168,22 @@ def hash_region(path: str | os.PathLike[str], offset: int, length: int, sinks: I
         return feed_region(fd, offset, length, sinks)
     finally:
         os.close(fd)
+
+
+async def hash_file_steps(
+    path: str | os.PathLike[str], offset: int, length: int, sinks: Iterable[Any], *, step: int = HASH_STEP
+) -> int:
+    """``hash_region`` in worker-thread calls of at most ``step`` bytes, in order: a long hash
+    never holds an executor thread for long (the parts of other transfers get their turn), and
+    a cancelled one stops after the step in flight. Returns the bytes fed (fewer than
+    ``length``: the file ended sooner)."""
+    loop = asyncio.get_running_loop()
+    sinks = list(sinks)
+    fed = 0
+    while fed < length:
+        count = min(step, length - fed)
+        got = await loop.run_in_executor(None, hash_region, path, offset + fed, count, sinks)
+        fed += got
+        if got < count:
+            break
+    return fed

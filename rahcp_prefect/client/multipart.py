@@ -3,8 +3,8 @@
 ``concurrency`` senders PUT the parts, each with the ``Content-MD5`` of its bytes, and check the
 ETag S3 returns. A part of a file is never held in memory (above the data plane's
 ``STREAM_BODY_LIMIT``): its region is hashed from disk in a worker thread, then streamed from
-disk with that MD5, so S3 stores exactly the bytes hashed or refuses them. Alongside, one worker
-thread reads the whole file in order for its SHA-256 (a block at a time). Memory is a few blocks
+disk with that MD5, so S3 stores exactly the bytes hashed or refuses them. Alongside, the whole
+file is read in order for its SHA-256 (a block at a time, in worker-thread steps of 16 MiB). Memory is a few blocks
 per part in flight, whatever the part size. Before the complete the file must still have the
 size and mtime it had at the start (else the upload is aborted: the SHA-256 and the parts would
 not be of one version of the file); after it, the object's ETag must be the MD5 of the part
@@ -22,7 +22,6 @@ import hashlib
 import logging
 import math
 import os
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from time import perf_counter
@@ -30,7 +29,7 @@ from typing import TYPE_CHECKING
 
 from .completion import CompletionUnknown, complete_upload
 from .config import MAX_PART_SIZE, MAX_PARTS, MIB, MIN_PART_SIZE
-from .digests import HASH_ON_LOOP_LIMIT, Uploaded, bare_etag, feed_region, multipart_md5
+from .digests import HASH_ON_LOOP_LIMIT, Uploaded, bare_etag, hash_file_steps, multipart_md5
 from .errors import ChecksumMismatchError, HCPError, PresignedTransferError
 from .keys import multipart_path
 from .resume import PartStore, RecordedPart, abort_upload, plan_resume
@@ -42,8 +41,6 @@ logger = logging.getLogger(__name__)
 
 PART_URL_EXPIRES = 3600
 """Lifetime of presigned part URLs; a 403 on a part presigns all parts again (once)."""
-WHOLE_HASH_BLOCK = 4 << 20
-"""Bytes the whole file's SHA-256 reads at a time."""
 
 
 def part_size_for(size: int, chunk: int) -> int:
@@ -189,12 +186,11 @@ class MultipartUpload:
         return _PartUrls(part_size=part_size, urls=urls)
 
     async def _put_parts(self, parts: _PartUrls) -> tuple[dict[int, str], str]:
-        """PUT every part not kept, ``concurrency`` at a time, while one worker thread computes
-        the whole source's SHA-256; the first failure cancels the rest. Returns the ETags by
+        """PUT every part not kept, ``concurrency`` at a time, while worker threads compute the
+        whole source's SHA-256; the first failure cancels the rest. Returns the ETags by
         part number and the hex SHA-256 of the whole source."""
         etags: dict[int, str] = {}
         numbers = iter(sorted(parts.urls))
-        stop = threading.Event()
 
         async def send() -> None:
             for number in numbers:
@@ -210,7 +206,7 @@ class MultipartUpload:
                     assert self.upload_id is not None
                     self.resume.record_part(self.bucket, self.key, self.upload_id, number, sent.etag, sent.md5)
 
-        whole = asyncio.ensure_future(self._whole_sha256(stop))
+        whole = asyncio.create_task(self._whole_sha256())
         tasks = [whole] + [asyncio.create_task(send()) for _ in range(min(self.concurrency, len(parts.urls)))]
         try:
             done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
@@ -218,36 +214,24 @@ class MultipartUpload:
                 if task.exception() is not None:
                     raise task.exception()  # type: ignore[misc]
         finally:
-            stop.set()  # the SHA-256 thread stops at its next block
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
         return etags, whole.result()
 
-    async def _whole_sha256(self, stop: threading.Event) -> str:
-        """Hex SHA-256 of the whole source, in a worker thread (a file: read in order, one
-        block at a time)."""
+    async def _whole_sha256(self) -> str:
+        """Hex SHA-256 of the whole source, in worker threads (a file: read in order, one block
+        at a time, in steps that leave the executor to the parts in between)."""
         digest = hashlib.sha256()
-        loop = asyncio.get_running_loop()
         if not isinstance(self.source, Path):
             view = memoryview(self.source)[: self.size]
             if self.size <= HASH_ON_LOOP_LIMIT:
                 digest.update(view)
             else:
-                await loop.run_in_executor(None, digest.update, view)
+                await asyncio.get_running_loop().run_in_executor(None, digest.update, view)
             return digest.hexdigest()
-        source = self.source
-
-        def read_and_hash() -> int:
-            fd = os.open(source, os.O_RDONLY | getattr(os, "O_BINARY", 0))
-            try:
-                return feed_region(fd, 0, self.size, [digest], block=WHOLE_HASH_BLOCK, stop=stop)
-            finally:
-                os.close(fd)
-
-        fed = await loop.run_in_executor(None, read_and_hash)
-        if fed != self.size and not stop.is_set():
-            raise HCPError(f"File {str(source)!r} changed size during upload of {self.what}")
+        if await hash_file_steps(self.source, 0, self.size, [digest]) != self.size:
+            raise HCPError(f"File {str(self.source)!r} changed size during upload of {self.what}")
         return digest.hexdigest()
 
     async def _put_part(self, parts: _PartUrls, number: int) -> Uploaded:

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .completion import multipart_etag
-from .digests import Hasher, feed_region
+from .digests import HASH_STEP, Hasher, feed_region
 from .errors import ChecksumMismatchError, HCPError
 from .gather import gather_all
 
@@ -43,8 +43,6 @@ logger = logging.getLogger(__name__)
 
 RANGES_SUFFIX = ".ranges"
 """The sidecar of ``<temp>``: ``<temp>.ranges``."""
-HASH_STEP = 16 << 20
-"""Most bytes hashed per read of the temporary file (one worker-thread call)."""
 HASH_STEP_MIN = 4 << 20
 """The hasher waits until this many new bytes are on disk (or its range is complete)."""
 _FORMAT = 1
