@@ -7,7 +7,10 @@ The emulator (API + moto S3) runs in its own process, started with
 process of its own, so its CPU (user + system, ``getrusage``) and peak RSS (``ru_maxrss``) are
 the client's alone. The floor is a plain aiohttp client that only does presigned PUTs/GETs at
 the same concurrency, with every URL signed before the clock starts (no API, no tracker); it
-reads each file from disk (upload) or writes it to disk (download), as any real client must.
+reads each file from disk (upload) or writes it to disk (download), as any real client must,
+and computes the digests ours computes (with checksums on, the default): MD5 for ``Content-MD5``
+and SHA-256 on upload, SHA-256 (and the MD5 of a single-part ETag) on download, large chunks
+hashed in a thread one chunk behind the network.
 A file at or above the multipart threshold is sent by the floor as ours sends it: the same parts
 (part size, ``multipart_concurrency`` in flight) and the complete, so upload-large judges the
 client, not moto's CompleteMultipartUpload. download-large compares our ranged download with the
@@ -16,8 +19,8 @@ floor's single stream.
 Prints one JSON object per scenario: ``scenario``, ``ours``, ``floor``, ``ratio`` (ours /
 floor of the scenario's main figure: files_per_s, mb_per_s or, for scan-200k, walk rate) and
 ``bars`` (each bar of the issue with its verdict). Small scenarios run ``--repeat`` (5) times per
-client, alternating, and keep the median run. ``emulator_cpu_us_per_file`` is the server's
-CPU during a child (setup included). The ``engine-overhead`` line runs the engine with the
+client, alternating, and keep the median run; large ones ``--large-repeat`` (1) times.
+``emulator_cpu_us_per_file`` is the server's CPU during a child (setup included). The ``engine-overhead`` line runs the engine with the
 network stubbed out: its CPU per file beyond the plain file reads/writes any client does.
 """
 
@@ -145,6 +148,7 @@ async def floor_upload(spec: dict[str, Any]) -> dict[str, Any]:
     items = [(str(root / rel), rel) for rel in rels]
     total = sum(sizes.values())
     http = _login(spec["api"])
+    completing = [0.0]
     with Clock() as clock:
         connections = max(spec["workers"], config.multipart_concurrency)
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=connections)) as session:
@@ -163,7 +167,9 @@ async def floor_upload(spec: dict[str, Any]) -> dict[str, Any]:
                 path, rel = item
                 size = sizes[rel]
                 if rel in uploads:
-                    await _floor_multipart(put, http, spec["bucket"], rel, path, size, uploads[rel], config, checksums)
+                    completing[0] += await _floor_multipart(
+                        put, http, spec["bucket"], rel, path, size, uploads[rel], config, checksums
+                    )
                     return
                 if checksums:  # the digests ours computes: MD5 (sent as Content-MD5) and SHA-256
                     if size <= 256 * 1024:
@@ -180,7 +186,17 @@ async def floor_upload(spec: dict[str, Any]) -> dict[str, Any]:
                 await put(urls[rel], body, size)
 
             await _floor_pool(items, spec["workers"], one)
-    return figures(clock, len(items), total)
+    return figures(clock, len(items), total, **_without_complete(clock, total, completing[0]))
+
+
+def _without_complete(clock: Clock, nbytes: int, completing: float) -> dict[str, Any]:
+    """moto's CompleteMultipartUpload (it reassembles the object) and the rate without it."""
+    if not completing:
+        return {}
+    return {
+        "multipart_complete_s": round(completing, 3),
+        "mb_per_s_without_complete": round(nbytes / MIB / (clock.wall - completing), 1),
+    }
 
 
 def presign_parts(api: str, bucket: str, key: str, size: int, config: Any) -> dict[str, Any]:
@@ -200,10 +216,11 @@ def presign_parts(api: str, bucket: str, key: str, size: int, config: Any) -> di
 async def _floor_multipart(
     put: Any, http: Any, bucket: str, key: str, path: str, size: int, upload: dict[str, Any], config: Any,
     checksums: bool = True,
-) -> None:
+) -> float:
     """``multipart_concurrency`` part PUTs streamed from disk, then the complete. With
-    ``checksums``: each part read into memory and its MD5 sent (hashed in a thread), and the
-    whole file's SHA-256 in one sequential pass alongside, as ours computes them."""
+    ``checksums``: each part's region hashed from disk first (MD5, in a thread) and then streamed
+    from disk with that ``Content-MD5``, and the whole file's SHA-256 in one sequential pass
+    alongside, as ours computes them (the plainest way that holds no part in memory)."""
     part = upload["part_size"]
     etags: dict[int, str] = {}
     numbers = iter(sorted(upload["urls"]))
@@ -213,8 +230,8 @@ async def _floor_multipart(
             offset = (number - 1) * part
             length = min(part, size - offset)
             if checksums:
-                body, md5 = await asyncio.to_thread(_read_and_hash, path, offset, length, False)
-                etags[number] = await put(upload["urls"][number], body, length, md5)
+                md5 = await asyncio.to_thread(_md5_region, path, offset, length)
+                etags[number] = await put(upload["urls"][number], _file_chunks(path, offset, length), length, md5)
             else:
                 etags[number] = await put(upload["urls"][number], _file_chunks(path, offset, length), length)
 
@@ -223,11 +240,13 @@ async def _floor_multipart(
         jobs.append(asyncio.to_thread(_sha256_file, path))
     await asyncio.gather(*jobs)
     parts = [{"PartNumber": n, "ETag": etags[n]} for n in sorted(etags)]
+    started = time.perf_counter()
     answer = await asyncio.to_thread(
         http.post, f"/buckets/{bucket}/multipart/{key}/complete",
         json={"upload_id": upload["upload_id"], "parts": parts}, timeout=600,
     )
     answer.raise_for_status()
+    return time.perf_counter() - started
 
 
 def _read_and_hash(path: str, offset: int, length: int, sha256: bool) -> tuple[bytes, bytes]:
@@ -238,6 +257,16 @@ def _read_and_hash(path: str, offset: int, length: int, sha256: bool) -> tuple[b
     if sha256:
         hashlib.sha256(body).hexdigest()
     return body, hashlib.md5(body).digest()
+
+
+def _md5_region(path: str, offset: int, length: int) -> bytes:
+    digest = hashlib.md5()
+    with open(path, "rb", buffering=0) as handle:
+        handle.seek(offset)
+        while length > 0 and (chunk := handle.read(min(MIB, length))):
+            digest.update(chunk)
+            length -= len(chunk)
+    return digest.digest()
 
 
 def _sha256_file(path: str) -> str:
@@ -280,12 +309,20 @@ async def floor_download(spec: dict[str, Any]) -> dict[str, Any]:
                     if checksums and "-" not in response.headers.get("ETag", "-"):
                         digests.append(hashlib.md5())
                     with open(dest / key.replace("/", "_"), "wb") as handle:
+                        pending: Any = None  # large chunks: written and hashed in a thread, one behind
                         async for chunk in response.content.iter_chunked(MIB):
+                            if pending is not None:
+                                await pending
+                                pending = None
                             if digests and len(chunk) > 256 * 1024:
-                                await asyncio.to_thread(_write_and_hash, handle, digests, chunk)
+                                pending = asyncio.ensure_future(
+                                    asyncio.to_thread(_write_and_hash, handle, digests, chunk)
+                                )
                             else:
                                 _write_and_hash(handle, digests, chunk)
                             total += len(chunk)
+                        if pending is not None:
+                            await pending
 
             await _floor_pool(keys, spec["workers"], one)
     return figures(clock, len(keys), total)
@@ -357,9 +394,7 @@ async def ours(spec: dict[str, Any]) -> dict[str, Any]:
     first = round(probe.first - clock.t0, 3) if probe.first is not None else None
     out = figures(clock, stats.done, stats.bytes, ok=stats.ok, skipped=stats.skipped, errors=stats.errors)
     out["first_transfer_s"] = first
-    if completing[0]:  # moto reassembles the object in CompleteMultipartUpload
-        out["multipart_complete_s"] = round(completing[0], 3)
-        out["mb_per_s_without_complete"] = round(stats.bytes / MIB / (clock.wall - completing[0]), 1)
+    out.update(_without_complete(clock, stats.bytes, completing[0]))
     if spec.get("scan"):
         out["walk_files_per_s"] = out["files_per_s"]
     elif stats.ok:  # rates per transferred file
@@ -645,7 +680,12 @@ def report(scenario: str, mine: dict[str, Any], floor: dict[str, Any]) -> dict[s
             "first_transfer_s": _verdict(mine["first_transfer_s"], "<=", 5),
             "peak_rss_mb": _verdict(mine["peak_rss_mb"], "<=", 300),
         }
-    return {"scenario": scenario, "ours": mine, "floor": floor, "ratio": ratio, "bars": bars}
+    out = {"scenario": scenario, "ours": mine, "floor": floor, "ratio": ratio, "bars": bars}
+    if "mb_per_s_without_complete" in mine and "mb_per_s_without_complete" in floor:
+        out["ratio_without_complete"] = _ratio(mine["mb_per_s_without_complete"], floor["mb_per_s_without_complete"])
+    if scenario.endswith("large"):
+        out["cpu_ratio"] = _ratio(mine["cpu_s_per_gb"], floor["cpu_s_per_gb"])
+    return out
 
 
 def main() -> None:
@@ -660,6 +700,10 @@ def main() -> None:
     )
     parser.add_argument(
         "--repeat", type=int, default=5, help="runs per client in the small scenarios; the median is kept"
+    )
+    parser.add_argument(
+        "--large-repeat", type=int, default=1,
+        help="runs per client in the large scenarios (alternating); the median is kept",
     )
     args = parser.parse_args()
     if args.child:
@@ -683,7 +727,8 @@ def main() -> None:
                     spec = {"runner": "engine-stub", "source": str(prepare_small(data)), "work": str(work)}
                     print(json.dumps({"scenario": scenario, "ours": run_child(spec)}), flush=True)
                     continue
-                mine, floor = run_scenario(scenario, emu, base, data, work, args.repeat)
+                repeat = args.large_repeat if scenario.endswith("large") else args.repeat
+                mine, floor = run_scenario(scenario, emu, base, data, work, repeat)
                 result = report(scenario, mine, floor)
                 if args.cost and scenario != "scan-200k":
                     result["checksum_cost"] = checksum_cost(scenario, emu, base, data, work, args.repeat, mine, floor)
@@ -749,7 +794,6 @@ def run_scenario(
     scenario: str, emu: Emulator, base: dict[str, Any], data: Path, work: Path, repeat: int
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     size, direction = scenario.split("-")[1], scenario.split("-")[0]
-    repeat = repeat if size == "small" else 1  # a large run takes tens of seconds on moto
     if scenario == "scan-200k":
         source = prepare_scan(data)
         floor = run_child({**base, "runner": "floor-scan", "source": str(source)})

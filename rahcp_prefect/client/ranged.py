@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import json
 import logging
@@ -206,7 +207,7 @@ class RangedDownload:
                 await self.data.get_range_into(
                     self.url, fd, start, length, what=f"{self.what} (range {index + 1}/{self.count})",
                     total=self.size, chunk_size=self.chunk_size,
-                    progress=lambda nbytes, index=index: hasher.progress(index, nbytes),
+                    progress=functools.partial(hasher.progress, index),
                 )
                 os.write(record, f"{index}\n".encode())
                 hasher.ready(index)
