@@ -23,6 +23,10 @@ if TYPE_CHECKING:
     from rahcp_prefect.tracker.protocol import TrackerProtocol
 
 _DOCS_URL = "https://pypi.org/project/rahcp-prefect/"
+#: The blocks' logo in the Prefect UI: ``rahcp_prefect/assets/logo.png`` (256 px square, drawn by
+#: ``scripts/make_logo.py``) as the repository serves it.
+LOGO_URL = "https://raw.githubusercontent.com/rahcp/rahcp-prefect/main/rahcp_prefect/assets/logo.png"
+LOGO_FILE = "assets/logo.png"
 _MIB = 1024 * 1024
 
 
@@ -42,6 +46,7 @@ class HCPCredentials(Block):
 
     _block_type_name = "HCP Credentials"
     _documentation_url = _DOCS_URL  # type: ignore[assignment]
+    _logo_url = LOGO_URL  # type: ignore[assignment]
 
     endpoint: str = Field(
         default="http://localhost:8000/api/v1",
@@ -109,6 +114,7 @@ class HCPTransferSettings(Block):
 
     _block_type_name = "HCP Transfer Settings"
     _documentation_url = _DOCS_URL  # type: ignore[assignment]
+    _logo_url = LOGO_URL  # type: ignore[assignment]
 
     workers: int = Field(
         default=10, ge=1, le=512, title="Workers", description="Concurrent file transfers (files in flight)."
@@ -263,6 +269,7 @@ class HCPTracker(Block):
 
     _block_type_name = "HCP Tracker"
     _documentation_url = _DOCS_URL  # type: ignore[assignment]
+    _logo_url = LOGO_URL  # type: ignore[assignment]
 
     sqlite_path: str | None = Field(
         default=None,

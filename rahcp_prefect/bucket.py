@@ -29,7 +29,7 @@ from prefect.filesystems import WritableDeploymentStorage, WritableFileSystem
 from prefect.utilities.asyncutils import run_coro_as_sync
 from pydantic import Field, field_validator
 
-from rahcp_prefect.blocks import _DOCS_URL, HCPCredentials, HCPTransferSettings
+from rahcp_prefect.blocks import _DOCS_URL, LOGO_URL, HCPCredentials, HCPTransferSettings
 from rahcp_prefect.bulk import BulkDownloadConfig, BulkUploadConfig, TransferStats
 from rahcp_prefect.bulk import bulk_download as run_bulk_download
 from rahcp_prefect.bulk import bulk_upload as run_bulk_upload
@@ -80,6 +80,7 @@ class HCPBucket(WritableFileSystem, WritableDeploymentStorage, ObjectStorageBloc
 
     _block_type_name = "HCP Bucket"
     _documentation_url = _DOCS_URL  # type: ignore[assignment]
+    _logo_url = LOGO_URL  # type: ignore[assignment]
 
     bucket_name: str = Field(title="Bucket name", description="Name of the HCP bucket; it must exist.")
     credentials: HCPCredentials = Field(

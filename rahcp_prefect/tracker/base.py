@@ -434,6 +434,19 @@ class BufferedTracker(ABC):
     def _acquire_commit(self, owner: str, lease_seconds: float) -> bool:
         """``acquire_commit`` with checked arguments, atomic against other callers."""
 
+    def _job_fields(
+        self, state: JobState | None, bucket: str | None, staging_prefix: str | None, final_prefix: str | None
+    ) -> dict[str, Any]:
+        """The named parameters of a backend's ``update_job`` upsert: ``job``, ``state`` (its
+        stored value), ``bucket``, ``staging`` and ``final`` (None: keep the stored value)."""
+        return {
+            "job": self.job,
+            "state": JobState(state).value if state is not None else None,
+            "bucket": bucket,
+            "staging": staging_prefix,
+            "final": final_prefix,
+        }
+
     # -- deletes, written once: a backend gives ``_write_transaction`` ------------------
     @abstractmethod
     def _write_transaction(self) -> AbstractContextManager[Any]:

@@ -297,13 +297,7 @@ class PostgresTracker(BufferedTracker):
         final_prefix: str | None = None,
     ) -> JobInfo:
         """Create or update this job's row (fields left None keep their value)."""
-        params = {
-            "job": self.job,
-            "state": JobState(state).value if state is not None else None,
-            "bucket": bucket,
-            "staging": staging_prefix,
-            "final": final_prefix,
-        }
+        params = self._job_fields(state, bucket, staging_prefix, final_prefix)
         sql = f"""
         INSERT INTO {J} AS j (job, state, bucket, staging_prefix, final_prefix, created_at, updated_at)
         VALUES (%(job)s, coalesce(%(state)s::text, 'open'), %(bucket)s::text, %(staging)s::text,

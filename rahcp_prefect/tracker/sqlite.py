@@ -245,14 +245,7 @@ class SqliteTracker(BufferedTracker):
         final_prefix: str | None = None,
     ) -> JobInfo:
         """Create or update this job's row (fields left None keep their value)."""
-        params: dict[str, Any] = {
-            "job": self.job,
-            "state": JobState(state).value if state is not None else None,
-            "bucket": bucket,
-            "staging": staging_prefix,
-            "final": final_prefix,
-            "now": _timestamp(),
-        }
+        params = {**self._job_fields(state, bucket, staging_prefix, final_prefix), "now": _timestamp()}
         sql = f"""
         INSERT INTO {J} (job, state, bucket, staging_prefix, final_prefix, created_at, updated_at)
         VALUES (:job, coalesce(:state, 'open'), :bucket, :staging, :final, :now, :now)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import struct
 from pathlib import Path
 from typing import Any
 
@@ -10,13 +11,21 @@ from prefect.blocks.core import Block
 from prefect.testing.standard_test_suites import BlockStandardTestSuite
 from pydantic import SecretStr, ValidationError
 
-from rahcp_prefect.blocks import HCPBucket, HCPCredentials, HCPTracker, HCPTransferSettings
+import rahcp_prefect
+from rahcp_prefect.blocks import LOGO_FILE, LOGO_URL, HCPBucket, HCPCredentials, HCPTracker, HCPTransferSettings
 from rahcp_prefect.tracker import TrackerConnectionError
 
 
 class _OfflineSuite(BlockStandardTestSuite):
     def test_has_a_valid_image(self, block: type[Block]) -> None:
-        pytest.skip("logo check needs the network to fetch the image; this machine is offline")
+        """Prefect's own check fetches the logo over the network (this machine is offline): the
+        same checks on the packaged file the URL serves, a square PNG of 46 to 999 px."""
+        assert block._logo_url is not None and str(block._logo_url) == LOGO_URL
+        assert LOGO_URL.endswith("/rahcp_prefect/" + LOGO_FILE)
+        data = (Path(rahcp_prefect.__file__).parent / LOGO_FILE).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR"
+        width, height = struct.unpack(">II", data[16:24])
+        assert width == height and 1000 > width > 45
 
 
 class TestHCPCredentialsStandard(_OfflineSuite):

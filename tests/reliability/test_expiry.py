@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from rahcp_prefect.bulk import BulkDownloadConfig, BulkUploadConfig, bulk_download, bulk_upload
-from rahcp_prefect.testing.counter import DATA_PUT as EXPIRED
+from rahcp_prefect.testing.counter import DATA_GET, DATA_PUT, PRESIGN
 from rahcp_prefect.tracker import SqliteTracker
 
 from .helpers import tree_hashes
@@ -48,8 +48,8 @@ async def test_expired_urls_are_presigned_again_upload_and_download(
     counts = hcp_emulator.request_counts
     assert batches == [FILES], "every URL of the batch was expired"
     assert (up.ok, up.errors, up.retries) == (FILES, 0, FILES)
-    assert counts[("api", "POST", "/presign")] == FILES, "each key signed again, once"
-    assert counts[("data", "PUT", "/{bucket}/{key}")] == 2 * FILES
+    assert counts[PRESIGN] == FILES, "each key signed again, once"
+    assert counts[DATA_PUT] == 2 * FILES
 
     hcp_emulator.reset_counts()
     with SqliteTracker(tmp_path / "t.db", job="down") as tracker:
@@ -58,6 +58,6 @@ async def test_expired_urls_are_presigned_again_upload_and_download(
         )
     counts = hcp_emulator.request_counts
     assert (down.ok, down.errors, down.retries) == (FILES, 0, FILES)
-    assert counts[("api", "POST", "/presign")] == FILES
-    assert counts[("data", "GET", "/{bucket}/{key}")] == 2 * FILES
+    assert counts[PRESIGN] == FILES
+    assert counts[DATA_GET] == 2 * FILES
     assert tree_hashes(tmp_path / "dest") == tree_hashes(source)
