@@ -244,7 +244,7 @@ async def test_the_final_check_catches_a_file_gone_after_the_commit_and_the_job_
         assert not run.done(), "the run ended before its commit deleted staging"
         await asyncio.sleep(0.02)
     hcp_emulator.s3.delete_object(Bucket=hcp_bucket, Key=f"final/{BAD}")
-    with pytest.raises(FinalCheckError, match=rf"1 of {FILES} file\(s\).*final/{BAD}: missing.*stays 'committing'"):
+    with pytest.raises(FinalCheckError, match=rf"the {FILES} file\(s\).*1 problem\(s\) \(final/{BAD}: missing\).*stays 'committing'"):
         await run
 
     final = dict(bucket_listing(hcp_emulator, hcp_bucket, "final/"))
