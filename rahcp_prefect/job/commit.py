@@ -97,6 +97,9 @@ async def commit_job(
     the job's manifest last and check it too (``manifest=False``: none) before the job is
     ``committed``.
 
+    ``client`` is opened for the commit: every API request it repeated (its login's included)
+    is counted in the result's ``api_retries``, with the moves'.
+
     Returns None when another run holds the lock (a cooperative run commits for all). Raises
     ``FinalCheckError`` (the job stays ``committing``) when the final prefix lacks a file of
     the job as recorded or the manifest is not what was written; marks the job ``committed``
@@ -107,14 +110,13 @@ async def commit_job(
             return None
         tracker.update_job(state=JobState.committing)
         moved: dict[str, Any] = await move()
-        before = client.api_retries
         check = await check_final(client, tracker, plan)
         extra: dict[str, Any] = {}
         if check.ok and manifest:
             written = await commit_manifest(client, tracker, plan.bucket, plan.staging_prefix, plan.final_prefix)
             check.manifest = await check_manifest(client, plan.bucket, plan.final_prefix, check.listed, written)
             extra["manifest"] = len(written)
-        retries = int(moved.get("api_retries", 0)) + client.api_retries - before
+        retries = int(moved.get("api_retries", 0)) + client.api_retries
         if not check.ok:
             raise fail_final_check(tracker, plan, check)
         tracker.update_job(state=JobState.committed)

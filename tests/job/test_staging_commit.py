@@ -165,6 +165,25 @@ async def test_commit_without_a_manifest_writes_none(
     assert _keys(hcp_emulator, hcp_bucket, "final/") == {"final/a.txt": 5}
 
 
+async def test_the_commit_counts_every_retry_of_its_client_its_login_included(
+    opened: tuple[Any, Any], hcp_emulator: Any, hcp_credentials: dict[str, Any], hcp_client: Any, hcp_bucket: str
+) -> None:
+    """The flow opens a client for the commit: a login retried on the way counts in the run's
+    API retries like the check's and the manifest's requests (the faults test caught one missing)."""
+    from rahcp_prefect.client import HCPClient
+
+    tracker, plan = opened
+    _stage(hcp_emulator, tracker, hcp_bucket, plan.staging_prefix, ["a.txt"])
+    login = hcp_emulator.faults.add("api", method="POST", path=r"/auth/token$", status=503, count=1)
+    async with HCPClient(**hcp_credentials, retry_base_delay=0.01, max_retries=3, timeout=10.0) as client:
+        await client.login()
+        result = await commit_job(
+            tracker, plan, "run-1", 30, lambda: _move(hcp_client, hcp_bucket, plan.staging_prefix, "final/"), client
+        )
+    assert login.hits == 1
+    assert result is not None and result.check.ok and result.api_retries == 1
+
+
 async def test_check_final_ignores_other_prefixes(
     opened: tuple[Any, Any], hcp_emulator: Any, hcp_client: Any, hcp_bucket: str
 ) -> None:
