@@ -18,11 +18,14 @@ import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from pydantic import SecretStr
 
 from rahcp_prefect.client.sizes import format_bytes
+
+if TYPE_CHECKING:
+    from prefect.client.schemas.objects import State
 
 MIB = 1024 * 1024
 WORK_DIR = Path(".rahcp-demo")
@@ -121,14 +124,15 @@ async def run(args: argparse.Namespace) -> int:
             "settings_block": "hcp-demo-settings",
             "tracker_block": "hcp-demo-tracker",
         }
-        up_state = await bulk_upload(
+        # return_state=True: the flow call gives its final State (Prefect's stubs type the result)
+        up_state = cast("State[Any]", await bulk_upload(
             source_dir=str(source), bucket=bucket, prefix="archive/", return_state=True, **blocks
-        )
+        ))
         up = await up_state.result()
         print(f"bulk-upload run:   {run_link(up_state.state_details.flow_run_id)}", flush=True)
-        down_state = await bulk_download(
+        down_state = cast("State[Any]", await bulk_download(
             bucket=bucket, dest_dir=str(dest), prefix="archive/", return_state=True, **blocks
-        )
+        ))
         down = await down_state.result()
         print(f"bulk-download run: {run_link(down_state.state_details.flow_run_id)}", flush=True)
         links = [run_link(s.state_details.flow_run_id) for s in (up_state, down_state)]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from typing import Any
+from uuid import UUID
 
 from prefect.runtime import flow_run
 
@@ -71,10 +72,10 @@ async def tag_run(*buckets: str | None) -> None:
 
     try:
         async with get_client() as client:
-            current = await client.read_flow_run(run_id)
+            current = await client.read_flow_run(UUID(run_id))
             wanted = list(dict.fromkeys([*(current.tags or []), *run_tags(*buckets)]))
             if wanted != list(current.tags or []):
-                await client.update_flow_run(run_id, tags=wanted)
+                await client.update_flow_run(UUID(run_id), tags=wanted)
     except Exception as exc:
         logger.warning("could not tag flow run %s: %s", run_id, exc)
 

@@ -364,7 +364,7 @@ class UploadRun:
 
 # The batch task as the upload phase uses it: its transaction's rollback applies on_failure.
 staged_upload_batch = upload_batch.with_options()
-staged_upload_batch.on_rollback(_apply_on_failure)
+staged_upload_batch.on_rollback(_apply_on_failure)  # type: ignore[arg-type]  # Prefect awaits async hooks
 
 
 @flow(name="bulk-upload", flow_run_name=upload_run_name, log_prints=False)

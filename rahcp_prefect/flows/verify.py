@@ -70,7 +70,8 @@ async def bulk_verify(
     manifest_at = manifest_key(prefix)
     async with open_client(blocks.credentials, blocks.settings) as client:
         expected = await read_manifest(client, bucket, prefix) if against != "tracker" else None
-        source, unrecorded = "manifest", []
+        unrecorded: list[str] = []
+        source = "manifest"
         if expected is None:
             if against == "manifest" or job is None:
                 raise FixityCheckFailed(

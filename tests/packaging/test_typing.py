@@ -18,10 +18,11 @@ def test_mypy_is_clean_on_the_public_api() -> None:
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
 
 
-def test_the_scope_covers_each_prefect_free_layer_and_the_blocks() -> None:
+def test_the_scope_covers_each_layer_the_blocks_tasks_and_flows() -> None:
     scope = tomllib.loads((PROJECT / "pyproject.toml").read_text())["tool"]["mypy"]["files"]
-    for layer in ("rahcp_prefect/client", "rahcp_prefect/tracker", "rahcp_prefect/bulk", "rahcp_prefect/blocks.py",
-                  "rahcp_prefect/tasks.py"):
+    for layer in ("rahcp_prefect/client", "rahcp_prefect/tracker", "rahcp_prefect/bulk", "rahcp_prefect/job",
+                  "rahcp_prefect/blocks.py", "rahcp_prefect/tasks.py", "rahcp_prefect/flows", "rahcp_prefect/report",
+                  "rahcp_prefect/events.py"):
         assert layer in scope
         assert (PROJECT / layer).exists(), layer
 
