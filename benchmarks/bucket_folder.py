@@ -10,8 +10,9 @@ Against the in-process emulator (a real moto S3 server behind the HCP API):
   the first ``--loop-files`` files through ``aupload_from_path`` one at a time (what the block
   does not do), its ratio per file against the engine's time per file.
 * ``bucket-get-directory``: the same for ``aget_directory`` against ``bulk_download``.
-* ``bucket-write-path``: ``--results`` small results through ``awrite_path`` (one login per
-  call, as Prefect's result store calls it) against one logged-in client uploading them.
+* ``bucket-write-path``: ``--results`` small results through ``awrite_path`` (a client per
+  call, as Prefect's result store calls it; the block reuses its last login's token) against
+  one logged-in client uploading them.
 
 Prints one JSON line per scenario with both times and ``ratio`` (ours / reference seconds).
 """

@@ -27,7 +27,7 @@ from prefect._internal.compatibility.async_dispatch import async_dispatch
 from prefect.blocks.abstract import ObjectStorageBlock
 from prefect.filesystems import WritableDeploymentStorage, WritableFileSystem
 from prefect.utilities.asyncutils import run_coro_as_sync
-from pydantic import Field, field_validator
+from pydantic import Field, PrivateAttr, field_validator
 
 from rahcp_prefect.blocks import _DOCS_URL, LOGO_URL, HCPCredentials, HCPTransferSettings
 from rahcp_prefect.bulk import BulkDownloadConfig, BulkUploadConfig, TransferStats
@@ -99,6 +99,8 @@ class HCPBucket(WritableFileSystem, WritableDeploymentStorage, ObjectStorageBloc
         title="Transfer settings",
         description="HCP Transfer Settings for folder transfers and multipart; defaults when empty.",
     )
+    # The bearer token of the last login, reused by the next call; never saved with the block.
+    _token: str | None = PrivateAttr(default=None)
 
     @field_validator("bucket_name")
     @classmethod
@@ -149,8 +151,16 @@ class HCPBucket(WritableFileSystem, WritableDeploymentStorage, ObjectStorageBloc
 
     @asynccontextmanager
     async def _client(self) -> AsyncIterator[HCPClient]:
-        async with self.credentials.get_client(self.settings) as client:
-            yield client
+        """A client for one call; the bearer token of the block's last login is reused (kept in
+        memory only), so a run storing many results logs in once, not once per result."""
+        client = self.credentials.get_client(self.settings)
+        if self._token is not None:
+            client.use_token(self._token)
+        async with client:
+            try:
+                yield client
+            finally:
+                self._token = client.token  # a login after a 401 serves the next call too
 
     def _settings(self) -> HCPTransferSettings:
         return self.settings or HCPTransferSettings()

@@ -122,3 +122,17 @@ def test_rahcp_log_level_sets_the_package_logger() -> None:
             apply_log_level_from_env({"RAHCP_LOG_LEVEL": "loud"})
     finally:
         logger.setLevel(before)
+
+
+def test_clients_share_one_tls_context_per_verify_setting() -> None:
+    """Loading the CA bundle per client cost ~18 ms (a client is opened per task and per
+    HCPBucket call): every client shares one context, and verify_ssl=False never gets the
+    verifying one."""
+    import ssl
+
+    from rahcp_prefect.client.client import _ssl_context
+
+    verifying, lax = _ssl_context(True), _ssl_context(False)
+    assert verifying is _ssl_context(True) and lax is _ssl_context(False)
+    assert verifying.verify_mode == ssl.CERT_REQUIRED and verifying.check_hostname
+    assert lax.verify_mode == ssl.CERT_NONE and not lax.check_hostname

@@ -196,3 +196,28 @@ def test_a_failed_file_of_a_folder_fails_the_call_naming_it(
     with pytest.raises(FolderTransferError, match=r"1 file\(s\) failed \(.*bad\.txt"):
         bucket.upload_from_folder(tmp_path / "src")
     assert hcp_credentials["password"] not in repr(bucket)
+
+
+LOGIN = ("api", "POST", "/auth/token")
+
+
+def test_calls_reuse_the_last_login_and_log_in_again_when_the_token_expires(
+    prefect_api: None, hcp_emulator: Any, hcp_credentials: dict[str, Any], hcp_bucket: str
+) -> None:
+    """Result storage writes one object per result: the block logs in once and reuses the
+    token (in memory, never saved or shown); a 401 (expired token) logs in once more."""
+    block = _bucket(hcp_credentials, hcp_bucket, "tokens")
+    hcp_emulator.reset_counts()
+    for index in range(5):
+        block.write_path(f"r{index}", b"result %d" % index)
+    assert block.read_path("r3") == b"result 3"
+    assert hcp_emulator.request_counts[LOGIN] == 1
+    first = block._token
+    assert first and first not in repr(block) and first not in block.model_dump_json()
+
+    expired = hcp_emulator.faults.add("api", method="POST", path=r"/presign$", status=401, count=1)
+    block.write_path("after-expiry", b"late")
+    assert expired.hits == 1 and hcp_emulator.request_counts[LOGIN] == 2
+    assert block._token, "the new login's token serves the next call"
+    assert block.read_path("after-expiry") == b"late"
+    assert hcp_emulator.request_counts[LOGIN] == 2
