@@ -66,6 +66,24 @@ def check_download(dest: Path, digests: dict[str, str]) -> list[str]:
     return bad
 
 
+def check_manifest(dest: Path, digests: dict[str, str]) -> tuple[bool, str]:
+    """Whether the job's manifest (downloaded with the files) lists exactly the source's digests,
+    and what was found."""
+    from rahcp_prefect.job.manifest import MANIFEST_NAME, ManifestError, parse_manifest
+
+    path = dest / MANIFEST_NAME
+    if not path.is_file():
+        return False, f"{MANIFEST_NAME} missing"
+    try:
+        listed = parse_manifest(path.read_bytes(), MANIFEST_NAME)
+    except ManifestError as exc:
+        return False, str(exc)
+    if listed != digests:
+        wrong = sorted(set(listed) ^ set(digests)) + sorted(k for k in listed.keys() & digests if listed[k] != digests[k])
+        return False, f"{MANIFEST_NAME} differs for {len(wrong)} file(s): {wrong[:5]}"
+    return True, f"{MANIFEST_NAME} lists all {len(digests)} with their SHA-256: OK"
+
+
 @contextlib.contextmanager
 def hcp_endpoint() -> Iterator[tuple[str, str, str, Any]]:
     """``(endpoint, username, password, emulator or None)``: real HCP from env, else embedded."""
@@ -138,10 +156,15 @@ async def run(args: argparse.Namespace) -> int:
         links = [run_link(s.state_details.flow_run_id) for s in (up_state, down_state)]
 
     bad = check_download(dest, digests)
+    manifest_ok, manifest = check_manifest(dest, digests)
     print()
     print(f"bulk-upload:   {up['ok']} files, {format_bytes(up['bytes'])}, {up['outcome']} to {bucket}/archive/ in {up['elapsed']} s")
-    print(f"bulk-download: {down['ok']} files into {dest} in {down['elapsed']} s")
+    print(
+        f"bulk-download: {down['ok']} files (the {len(digests)} and the job's manifest) into {dest} "
+        f"in {down['elapsed']} s, {down.get('verified', 0)} verified by checksum"
+    )
     print(f"Byte-for-byte check of {len(digests)} files: {'OK' if not bad else f'{len(bad)} differ: {bad[:5]}'}")
+    print(f"Manifest check: {manifest}")
     print("Where to look:")
     print(f"  source files      {source}")
     print(f"  downloaded files  {dest}")
@@ -149,7 +172,7 @@ async def run(args: argparse.Namespace) -> int:
     print(f"  upload run        {links[0]}")
     print(f"  download run      {links[1]}")
     print(f"  Prefect API       {api}")
-    return 0 if not bad else 1
+    return 0 if not bad and manifest_ok else 1
 
 
 def main(argv: list[str] | None = None) -> int:
