@@ -739,6 +739,17 @@ def main() -> None:
     print(json.dumps({"total_seconds": round(time.perf_counter() - started, 1)}), flush=True)
 
 
+def load_objects(emu: Emulator, bucket: str, source: Path) -> list[str]:
+    """Store every file under ``source`` in ``bucket`` with boto3 (keys relative, sorted) for
+    the download scenarios; returns the keys."""
+    keys = []
+    for path in sorted(p for p in source.rglob("*") if p.is_file()):
+        rel = path.relative_to(source).as_posix()
+        emu.s3.upload_file(str(path), bucket, rel)
+        keys.append(rel)
+    return keys
+
+
 def checksum_cost(
     scenario: str, emu: Emulator, base: dict[str, Any], data: Path, work: Path, repeat: int,
     mine: dict[str, Any], floor: dict[str, Any],
@@ -758,11 +769,7 @@ def checksum_cost(
             emu.empty(bucket)
     else:
         bucket = emu.bucket(f"down-{size}-plain")
-        keys = []
-        for path in sorted(p for p in source.rglob("*") if p.is_file()):
-            rel = path.relative_to(source).as_posix()
-            emu.s3.upload_file(str(path), bucket, rel)
-            keys.append(rel)
+        keys = load_objects(emu, bucket, source)
         for n in range(repeat):
             dest = work / f"plain-floor-{n}"
             plain_floors.append(run_child({**base, "runner": "floor-download", "bucket": bucket, "keys": keys,
@@ -839,11 +846,7 @@ def run_scenario(
         return _median(mines, key), _median(floors, key)
     # download: load the objects once with boto3, then both clients read them
     bucket = emu.bucket(f"down-{size}")
-    keys = []
-    for path in sorted(p for p in source.rglob("*") if p.is_file()):
-        rel = path.relative_to(source).as_posix()
-        emu.s3.upload_file(str(path), bucket, rel)
-        keys.append(rel)
+    keys = load_objects(emu, bucket, source)
     for n in range(repeat):
         dest = work / f"down-{size}-floor-{n}"
         floors.append(run_child({**base, "runner": "floor-download", "bucket": bucket, "keys": keys, "dest": str(dest)}))

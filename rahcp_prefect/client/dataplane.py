@@ -283,25 +283,8 @@ class DataPlane:
         async def attempt() -> tuple[int, int]:
             async with self.session.get(URL(url, encoded=True)) as response:
                 await _check(response, what)
-                written = 0
                 with open(dest, "wb") as handle:
-                    if hasher is None:
-                        async for chunk in response.content.iter_chunked(chunk_size):
-                            handle.write(chunk)
-                            written += len(chunk)
-                    else:
-                        hasher.reset()
-                        sink = _HashingWriter(handle, hasher, chunk_size)
-                        try:
-                            async for chunk in response.content.iter_chunked(chunk_size):
-                                await sink.write(chunk)
-                                written += len(chunk)
-                            await sink.flush()
-                        finally:
-                            await sink.settle()
-                expected = response.content_length
-                if expected is not None and written != expected:
-                    raise _Retry(f"short body ({written} of {expected} bytes)")
+                    written = await _receive(response, handle, hasher, chunk_size)
                 return written, response.status
 
         try:
@@ -362,20 +345,7 @@ class DataPlane:
         async def attempt() -> tuple[int, int]:
             async with self.session.get(URL(url, encoded=True)) as response:
                 await _check(response, what)
-                hasher.reset()
-                sink = _HashingWriter(None, hasher, chunk_size)
-                received = 0
-                try:
-                    async for chunk in response.content.iter_chunked(chunk_size):
-                        await sink.write(chunk)
-                        received += len(chunk)
-                    await sink.flush()
-                finally:
-                    await sink.settle()
-                expected = response.content_length
-                if expected is not None and received != expected:
-                    raise _Retry(f"short body ({received} of {expected} bytes)")
-                return received, response.status
+                return await _receive(response, None, hasher, chunk_size), response.status
 
         return await self._retrying("GET", what, attempt)
 
@@ -510,6 +480,32 @@ class FileRegion:
                     raise self.error
                 left -= len(piece)
                 yield piece
+
+
+async def _receive(response: Any, handle: Any, hasher: Hasher | None, chunk_size: int) -> int:
+    """Stream a GET answer's body into ``handle`` (None: discard it) and through ``hasher``
+    (None: no hashing; reset first, as on every attempt); returns the bytes received, a short
+    body (fewer than its Content-Length) being a retried failure."""
+    received = 0
+    if hasher is None:
+        async for chunk in response.content.iter_chunked(chunk_size):
+            if handle is not None:
+                handle.write(chunk)
+            received += len(chunk)
+    else:
+        hasher.reset()
+        sink = _HashingWriter(handle, hasher, chunk_size)
+        try:
+            async for chunk in response.content.iter_chunked(chunk_size):
+                await sink.write(chunk)
+                received += len(chunk)
+            await sink.flush()
+        finally:
+            await sink.settle()
+    expected = response.content_length
+    if expected is not None and received != expected:
+        raise _Retry(f"short body ({received} of {expected} bytes)")
+    return received
 
 
 class _HashingWriter:

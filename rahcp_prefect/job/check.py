@@ -11,13 +11,14 @@ Keep it the one place that decides what "committed" means.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from rahcp_prefect.client import HCPClient
-from rahcp_prefect.job.errors import FinalCheckError
 from rahcp_prefect.client.digests import bare_etag
+from rahcp_prefect.job.errors import FinalCheckError
 from rahcp_prefect.job.staging import StagingPlan, listed_objects, problems_text
-from rahcp_prefect.tracker.protocol import TrackerProtocol, TransferStatus
+from rahcp_prefect.tracker.protocol import FileDigests, TrackerProtocol, TransferStatus
 
 #: The error recorded on a file the final check did not find: the next run sends it again.
 NOT_IN_FINAL = "not in the final prefix after the commit (seen by the final check)"
@@ -67,12 +68,15 @@ def etag_contradicts(etag: str, md5: str | None) -> bool:
     return found != md5.lower()
 
 
-async def check_final(client: HCPClient, tracker: TrackerProtocol, plan: StagingPlan) -> FinalCheck:
-    """List the final prefix and compare it with every file the tracker holds as done: each must
-    be there with its recorded size, and its ETag must not contradict the recorded MD5."""
+async def check_final(
+    client: HCPClient, tracker: TrackerProtocol, plan: StagingPlan, done: Mapping[str, FileDigests] | None = None
+) -> FinalCheck:
+    """List the final prefix and compare it with every file the tracker holds as done (``done``:
+    its ``done_digests()`` when the caller has read them): each must be there with its recorded
+    size, and its ETag must not contradict the recorded MD5."""
     final = await listed_objects(client, plan.bucket, plan.final_prefix)
     check = FinalCheck(listed={key: listed.size for key, listed in final.items()})
-    for staged_key, record in tracker.done_digests().items():
+    for staged_key, record in (tracker.done_digests() if done is None else done).items():
         if not staged_key.startswith(plan.staging_prefix):
             continue
         check.checked += 1

@@ -110,10 +110,11 @@ async def commit_job(
             return None
         tracker.update_job(state=JobState.committing)
         moved: dict[str, Any] = await move()
-        check = await check_final(client, tracker, plan)
+        done = tracker.done_digests()  # read once: the check and the manifest both need them
+        check = await check_final(client, tracker, plan, done)
         extra: dict[str, Any] = {}
         if check.ok and manifest:
-            written = await commit_manifest(client, tracker, plan.bucket, plan.staging_prefix, plan.final_prefix)
+            written = await commit_manifest(client, done, plan.bucket, plan.staging_prefix, plan.final_prefix)
             check.manifest = await check_manifest(client, plan.bucket, plan.final_prefix, check.listed, written)
             extra["manifest"] = len(written)
         retries = int(moved.get("api_retries", 0)) + client.api_retries

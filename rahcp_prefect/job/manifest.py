@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rahcp_prefect.client import HCPClient, NotFoundError
-from rahcp_prefect.tracker.protocol import FileDigests, TrackerProtocol
+from rahcp_prefect.tracker.protocol import FileDigests
 
 MANIFEST_NAME = "manifest-sha256.txt"
 
@@ -125,18 +125,18 @@ async def read_manifest(client: HCPClient, bucket: str, prefix: str) -> dict[str
 
 
 async def commit_manifest(
-    client: HCPClient, tracker: TrackerProtocol, bucket: str, staging_prefix: str, final_prefix: str
+    client: HCPClient, done: Mapping[str, FileDigests], bucket: str, staging_prefix: str, final_prefix: str
 ) -> dict[str, str]:
     """Write the job's manifest after the commit moved its last object; returns what it lists
-    (path relative to the prefix -> SHA-256). Files the tracker holds without a SHA-256 (sent by an older release, or skipped as
-    already there) are hashed from the final prefix first; one that cannot be read fails the
-    commit (``ManifestError``), since a manifest must list every file the job holds."""
-    plan = plan_manifest(tracker.done_digests(), staging_prefix, final_prefix)
+    (path relative to the prefix -> SHA-256). ``done``: the tracker's ``done_digests()``, as
+    the final check read them. Files held without a SHA-256 (sent by an older release, or
+    skipped as already there) are hashed from the final prefix first; one that cannot be read
+    fails the commit (``ManifestError``), since a manifest must list every file the job holds."""
+    plan = plan_manifest(done, staging_prefix, final_prefix)
     if plan.without_digest:
         from rahcp_prefect.bulk.verify import hash_objects  # the engine, only when needed
 
-        sizes = tracker.done_entries()
-        keys = [(key, sizes.get(staging_prefix + key[len(final_prefix):], 0)) for key in plan.without_digest]
+        keys = [(key, done[staging_prefix + key[len(final_prefix):]].size) for key in plan.without_digest]
         hashed = await hash_objects(client, bucket, keys=keys)
         if hashed.errors:
             first = sorted(hashed.errors.items())[:5]

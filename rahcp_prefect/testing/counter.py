@@ -15,6 +15,7 @@ from collections import Counter
 CountKey = tuple[str, str, str]
 
 # The keys tests count most, named once: the requests of the SDK and the engine.
+LOGIN: CountKey = ("api", "POST", "/auth/token")
 PRESIGN: CountKey = ("api", "POST", "/presign")
 PRESIGN_BULK: CountKey = ("api", "POST", "/buckets/{bucket}/objects/presign")
 LIST_OBJECTS: CountKey = ("api", "GET", "/buckets/{bucket}/objects")

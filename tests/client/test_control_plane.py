@@ -19,8 +19,8 @@ from rahcp_prefect.client import (
     RetryableError,
     UpstreamError,
 )
+from rahcp_prefect.testing.counter import LOGIN
 
-LOGIN = ("api", "POST", "/auth/token")
 LIST_BUCKETS = ("api", "GET", "/buckets")
 
 

@@ -15,6 +15,7 @@ from prefect.cache_policies import INPUTS
 from prefect.client.orchestration import get_client
 from rahcp_prefect.blocks import HCPBucket, HCPTransferSettings
 from rahcp_prefect.bucket import FolderTransferError, PathEscapesBucketFolder
+from rahcp_prefect.testing.counter import LOGIN
 from rahcp_prefect.testing.prefect_fixtures import emulator_credentials
 
 ODD_TREE = {
@@ -197,8 +198,6 @@ def test_a_failed_file_of_a_folder_fails_the_call_naming_it(
         bucket.upload_from_folder(tmp_path / "src")
     assert hcp_credentials["password"] not in repr(bucket)
 
-
-LOGIN = ("api", "POST", "/auth/token")
 
 
 def test_calls_reuse_the_last_login_and_log_in_again_when_the_token_expires(

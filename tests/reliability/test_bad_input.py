@@ -28,6 +28,7 @@ from rahcp_prefect.client import AuthenticationError, NotFoundError
 from rahcp_prefect.flows import BulkTransferFailed, bulk_download, bulk_upload
 from rahcp_prefect.flows.download import staging_dir_for
 from rahcp_prefect.job import STAGING_ROOT
+from rahcp_prefect.testing.counter import LOGIN
 from rahcp_prefect.testing.emulator import HCPEmulator
 from rahcp_prefect.testing.prefect_fixtures import SavedBlocks
 from rahcp_prefect.tracker import SqliteTracker, TrackerConnectionError
@@ -270,7 +271,7 @@ async def test_wrong_credentials_fail_clearly_without_the_password(
         error = await _fails(state)
         assert isinstance(error, AuthenticationError) and str(error) == "401 Login failed: 401"
         assert wrong not in repr(error) and wrong not in (state.message or "")
-        assert strict.request_counts == {("api", "POST", "/auth/token"): 1}
+        assert strict.request_counts == {LOGIN: 1}
     assert data_requests(hcp_emulator) == 0
 
 
