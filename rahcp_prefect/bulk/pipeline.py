@@ -8,6 +8,7 @@ more than that far ahead of the transfers.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
@@ -61,6 +62,10 @@ async def run_pipeline(
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        aclose = getattr(pairs, "aclose", None)
+        if aclose is not None:  # stop its read-ahead now, not when it is garbage collected
+            with contextlib.suppress(Exception):  # the error being raised wins
+                await aclose()
         raise
     if failure is not None:
         raise failure

@@ -1,14 +1,16 @@
 """Presign work items in batches: one ``presign_bulk`` API call per ``presign_batch_size`` keys.
 
 The next batch is signed while the previous one is being handed to the workers, so the API's
-latency overlaps the transfers. A batch call that fails, or a key the API left out, gives
-``url=None``: the worker then presigns that file alone, so one bad batch costs speed, never
-files.
+latency overlaps the transfers; while the source is slow (a listing page on its way), the keys
+it gave so far are signed as a smaller batch and handed out rather than held back. A batch call
+that fails, or a key the API left out, gives ``url=None``: the worker then presigns that file
+alone, so one bad batch costs speed, never files.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Generic, TypeVar
@@ -18,6 +20,8 @@ logger = logging.getLogger(__name__)
 W = TypeVar("W", bound=tuple)  # a work item; its first field is the key
 
 PRESIGN_EXPIRES = 3600
+
+_END: Any = object()
 
 
 class Presigner(Generic[W]):
@@ -57,21 +61,54 @@ class Presigner(Generic[W]):
         return [(item, get(item[0])) for item in batch]
 
     async def pairs(self, items: AsyncIterator[W]) -> AsyncIterator[tuple[W, str | None]]:
-        """Yield every item of ``items`` with its URL, keeping one batch signing ahead."""
+        """Yield every item of ``items`` with its URL, keeping one batch signing ahead.
+
+        A background task reads ``items`` into a buffer of two batches. A full batch is signed
+        while the previous one is handed out. When the buffer holds less than a batch (the
+        source is waiting, e.g. for a listing page), what is signed is handed out first, and
+        then what the buffer holds is signed at once rather than left waiting for a full
+        batch: the workers never wait for keys that are already known. At most one such
+        partial batch is being signed at a time.
+        """
         size = self._batch_size
-        batch: list[W] = []
+        buffer: asyncio.Queue[Any] = asyncio.Queue(maxsize=2 * size)
+        failure: list[BaseException] = []
+
+        async def read() -> None:
+            try:
+                async for item in items:
+                    await buffer.put(item)
+            except BaseException as exc:  # raised here once what was read before it is handed out
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():  # cancelled below: the consumer is gone
+                    raise
+                failure.append(exc)
+            finally:
+                aclose = getattr(items, "aclose", None)
+                if aclose is not None:
+                    await aclose()
+            await buffer.put(_END)
+
+        reader = asyncio.ensure_future(read())
         ahead: asyncio.Task[list[tuple[W, str | None]]] | None = None
+        ended = False
         try:
-            async for item in items:
-                batch.append(item)
-                if len(batch) >= size:
-                    signing = asyncio.ensure_future(self._sign(batch))
-                    batch = []
-                    if ahead is not None:
-                        for pair in await ahead:
-                            yield pair
-                    ahead = signing
-            if batch:
+            while not ended:
+                if ahead is not None and buffer.qsize() < size:
+                    pairs, ahead = await ahead, None
+                    for pair in pairs:
+                        yield pair
+                    continue
+                first = await buffer.get()
+                if first is _END:
+                    break
+                batch = [first]
+                while len(batch) < size and not buffer.empty():
+                    item = buffer.get_nowait()
+                    if item is _END:
+                        ended = True
+                        break
+                    batch.append(item)
                 signing = asyncio.ensure_future(self._sign(batch))
                 if ahead is not None:
                     for pair in await ahead:
@@ -81,6 +118,12 @@ class Presigner(Generic[W]):
                 pairs, ahead = await ahead, None
                 for pair in pairs:
                     yield pair
+            if failure:
+                raise failure[0]
         finally:
             if ahead is not None and not ahead.done():
                 ahead.cancel()
+            if not reader.done():
+                reader.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await reader
