@@ -1,5 +1,5 @@
 """The emulator's CompleteMultipartUpload (``testing.assembly``): what moto's would store and
-answer, from one copy of the parts."""
+answer, with the parts joined in place of copied."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import hashlib
 import os
 from typing import Any
 
+import httpx
 import pytest
 from botocore.exceptions import ClientError
 
@@ -49,20 +50,53 @@ def test_completed_object_holds_the_parts_in_order_with_the_multipart_etag(
     assert hcp_emulator.s3.list_multipart_uploads(Bucket=hcp_bucket).get("Uploads", []) == []
 
 
-def test_without_copy_file_range_the_parts_are_copied_through_memory(
-    hcp_emulator: HCPEmulator, hcp_bucket: str, monkeypatch: pytest.MonkeyPatch
+def test_ranges_across_part_boundaries_read_the_joined_bytes(
+    hcp_emulator: HCPEmulator, hcp_bucket: str
 ) -> None:
-    calls: list[int] = []
-
-    def unsupported(*args: Any) -> int:
-        calls.append(1)
-        raise OSError(38, "Function not implemented")
-
-    monkeypatch.setattr(assembly.os, "copy_file_range", unsupported)
     parts = _parts()
-    _upload(hcp_emulator.s3, hcp_bucket, "fallback.bin", parts)
-    assert calls, "the file-to-file copy was not tried"
-    assert hcp_emulator.s3.get_object(Bucket=hcp_bucket, Key="fallback.bin")["Body"].read() == b"".join(parts)
+    joined = b"".join(parts)
+    _upload(hcp_emulator.s3, hcp_bucket, "ranged.bin", parts)
+    url = hcp_emulator.s3.generate_presigned_url("get_object", Params={"Bucket": hcp_bucket, "Key": "ranged.bin"})
+    boundary = PART_SIZES[0]
+    for first, last in [(boundary - 5, boundary + 5), (0, len(joined) - 1), (len(joined) - 3, len(joined) + 50)]:
+        got = httpx.get(url, headers={"Range": f"bytes={first}-{last}"})
+        assert got.status_code == 206
+        assert got.content == joined[first : last + 1]
+    suffix = hcp_emulator.s3.get_object(Bucket=hcp_bucket, Key="ranged.bin", Range="bytes=-7")["Body"].read()
+    assert suffix == joined[-7:]
+
+
+def test_a_joined_object_is_copied_overwritten_and_deleted_like_any_other(
+    hcp_emulator: HCPEmulator, hcp_bucket: str
+) -> None:
+    s3 = hcp_emulator.s3
+    parts = _parts()
+    _upload(s3, hcp_bucket, "joined.bin", parts)
+    s3.copy_object(Bucket=hcp_bucket, Key="copy.bin", CopySource={"Bucket": hcp_bucket, "Key": "joined.bin"})
+    assert s3.get_object(Bucket=hcp_bucket, Key="copy.bin")["Body"].read() == b"".join(parts)
+    s3.put_object(Bucket=hcp_bucket, Key="joined.bin", Body=b"small now")
+    assert s3.get_object(Bucket=hcp_bucket, Key="joined.bin")["Body"].read() == b"small now"
+    s3.delete_object(Bucket=hcp_bucket, Key="copy.bin")
+    assert [o["Key"] for o in s3.list_objects_v2(Bucket=hcp_bucket)["Contents"]] == ["joined.bin"]
+
+
+def test_joined_parts_read_as_one_file() -> None:
+    import io
+
+    pieces = [b"abc", b"", b"defgh", b"ij"]
+    joined = assembly.JoinedParts([(io.BytesIO(p), len(p)) for p in pieces])
+    assert joined.size == 10
+    assert joined.read() == b"abcdefghij"
+    joined.seek(2)
+    assert (joined.read(4), joined.tell()) == (b"cdef", 6)
+    joined.seek(-3, io.SEEK_END)
+    assert joined.read(100) == b"hij"
+    assert joined.read() == b""
+    short = assembly.JoinedParts([(io.BytesIO(b"ab"), 3)])
+    with pytest.raises(OSError, match="part 1 of a completed object is short"):
+        short.read()
+    joined.close()
+    assert joined.closed
 
 
 def test_an_upload_that_asked_for_a_checksum_keeps_moto_s_complete(
