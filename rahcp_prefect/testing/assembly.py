@@ -3,11 +3,12 @@
 moto's own complete joins the parts in memory and stores the join: four copies of the object,
 plus a full-object CRC64NVME (a checksum HCP does not offer) over a fifth. For a 1 GiB object
 that took 5 to 13 s on a two-core machine, more than sending the parts, so every large-upload
-figure measured against the emulator was mostly moto's complete. S3 itself completes by
-recording which parts make the object; so does this one: the same checks (``InvalidPart``,
-``EntityTooSmall``, ``MalformedXML``), the same multipart ETag, the same bytes, read from the
-parts' own buffers, which the completed key takes over. An upload created with a checksum
-algorithm keeps moto's complete, which computes the checksum it asked for.
+figure measured against the emulator was mostly moto's complete. This one makes the same checks
+(``InvalidPart``, ``EntityTooSmall``, ``MalformedXML``), answers the same multipart ETag and
+serves the same bytes, but does not copy them: the completed key reads the parts' own buffers,
+which it takes over. A store whose complete takes time in proportion to the object is modelled
+with a delay fault on the complete route. An upload created with a checksum algorithm keeps
+moto's complete, which computes the checksum it asked for.
 """
 
 from __future__ import annotations

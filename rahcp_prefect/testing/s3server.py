@@ -4,7 +4,7 @@ Presigned URLs point here, so object bytes never pass through the emulator's API
 werkzeug's threaded server with moto's request handler, exactly what ``moto.server`` runs, so
 it is as fast as moto itself; the middleware adds one dict lookup and a counter increment per
 request while no data-plane fault is set. CompleteMultipartUpload is the emulator's own
-(``assembly``): moto's copies the object four times. Note that moto keeps its state in
+(``assembly``): it joins the parts where moto's copies the object four times. Note that moto keeps its state in
 process-global backends: two emulators in one process share their S3 buckets.
 """
 
