@@ -7,8 +7,9 @@ process running the engine (``bulk_upload`` with a SQLite tracker, which records
 same run measures the reference: a full upload of the same file into an empty bucket. Then a
 second upload is killed (SIGKILL) once the tracker holds ``--kill-at`` of the parts, and a new
 process resumes it. Printed: the resumed upload's time over the full one (bar: <= 0.5), also
-without moto's CompleteMultipartUpload (which reassembles the whole GiB either way), the parts
-each run sent (emulator counts) and peak RSS.
+without the CompleteMultipartUpload (which with moto's own complete, before the emulator joined
+the parts in place, was most of either run), the parts each run sent (emulator counts) and
+peak RSS.
 """
 
 from __future__ import annotations

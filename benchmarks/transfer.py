@@ -13,7 +13,7 @@ and SHA-256 on upload, SHA-256 (and the MD5 of a single-part ETag) on download, 
 hashed in a thread one chunk behind the network.
 A file at or above the multipart threshold is sent by the floor as ours sends it: the same parts
 (part size, ``multipart_concurrency`` in flight) and the complete, so upload-large judges the
-client, not moto's CompleteMultipartUpload. download-large compares our ranged download with the
+client, not the emulator's CompleteMultipartUpload. download-large compares our ranged download with the
 floor's single stream.
 
 Prints one JSON object per scenario: ``scenario``, ``ours``, ``floor``, ``ratio`` (ours /
@@ -132,7 +132,7 @@ async def _floor_pool(items: list[Any], workers: int, one: Any) -> None:
 async def floor_upload(spec: dict[str, Any]) -> dict[str, Any]:
     """Plain PUTs below the multipart threshold; at or above it the same multipart upload ours
     makes (same part size, same parts in flight, then the complete), parts presigned before the
-    clock starts. moto's CompleteMultipartUpload (seconds per GiB) is then in both figures."""
+    clock starts. The emulator's CompleteMultipartUpload is then in both figures."""
     import aiohttp
     from yarl import URL
 
@@ -191,7 +191,7 @@ async def floor_upload(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def _without_complete(clock: Clock, nbytes: int, completing: float) -> dict[str, Any]:
-    """moto's CompleteMultipartUpload (it reassembles the object) and the rate without it."""
+    """The time spent in CompleteMultipartUpload and the rate without it."""
     if not completing:
         return {}
     return {
@@ -840,7 +840,7 @@ def run_scenario(
                 emu.empty(bucket)
 
             # Which client goes first alternates: the emulator's later uploads are not the same
-            # as its earlier ones (moto's complete of 1 GiB took longer late in a run).
+            # as its earlier ones (moto's own complete of 1 GiB took longer late in a run).
             for run in (floor_run, our_run) if n % 2 == 0 else (our_run, floor_run):
                 run()
         return _median(mines, key), _median(floors, key)

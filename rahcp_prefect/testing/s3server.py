@@ -3,8 +3,9 @@
 Presigned URLs point here, so object bytes never pass through the emulator's API. The server is
 werkzeug's threaded server with moto's request handler, exactly what ``moto.server`` runs, so
 it is as fast as moto itself; the middleware adds one dict lookup and a counter increment per
-request while no data-plane fault is set. Note that moto keeps its state in process-global
-backends: two emulators in one process share their S3 buckets.
+request while no data-plane fault is set. CompleteMultipartUpload is the emulator's own
+(``assembly``): it joins the parts where moto's copies the object four times. Note that moto keeps its state in
+process-global backends: two emulators in one process share their S3 buckets.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from moto.moto_server.werkzeug_app import (
 )
 from werkzeug.serving import BaseWSGIServer, make_server
 
+from rahcp_prefect.testing import assembly
 from rahcp_prefect.testing.counter import RequestCounter, s3_route
 from rahcp_prefect.testing.expiry import expired_body, expired_presign
 from rahcp_prefect.testing.faults import FAULT_DETAIL, FaultInjector
@@ -331,6 +333,7 @@ class S3Server:
         port: int = 0,
         enforce_presign_expiry: bool = True,
     ) -> None:
+        assembly.install()
         self._app = DataPlaneMiddleware(
             DomainDispatcherApplication(create_backend_app),
             faults,
