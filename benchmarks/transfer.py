@@ -6,7 +6,9 @@ The emulator (API + moto S3) runs in its own process, started with
 ``python -m rahcp_prefect.testing --port 0``. Every measured client runs in a fresh child
 process of its own, so its CPU (user + system, ``getrusage``) and peak RSS (``ru_maxrss``) are
 the client's alone. The floor is a plain aiohttp client that only does presigned PUTs/GETs at
-the same concurrency, with every URL signed before the clock starts (no API, no tracker); it
+the same concurrency, with every URL signed before the clock starts (no tracker; on download
+the one API call it makes is the bucket's listing, page by page inside the clock, because ours
+must list what it downloads too and the listing loads the same emulator that serves the GETs); it
 reads each file from disk (upload) or writes it to disk (download), as any real client must,
 and computes the digests ours computes (with checksums on, the default): MD5 for ``Content-MD5``
 and SHA-256 on upload, SHA-256 (and the MD5 of a single-part ETag) on download, large chunks
@@ -288,17 +290,39 @@ async def _file_chunks(path: str, offset: int = 0, length: int | None = None) ->
 
 
 async def floor_download(spec: dict[str, Any]) -> dict[str, Any]:
+    """Plain GETs of every object in the bucket, found as ours finds them: by listing the bucket
+    through the API, page by page, inside the clock (a download of a prefix must list it, and the
+    listing is work for the same emulator that serves the GETs); each page's keys start
+    downloading while the next page is listed. URLs are presigned before the clock."""
     import aiohttp
     from yarl import URL
 
     keys = spec["keys"]
     checksums = spec.get("checksums", True)
     urls = presign_all(spec["api"], spec["bucket"], keys, "get_object")
+    token = _login(spec["api"]).headers["Authorization"]
     dest = Path(spec["dest"])
     dest.mkdir(parents=True, exist_ok=True)
     total = 0
+    listed: list[str] = []
     with Clock() as clock:
-        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=spec["workers"])) as session:
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=spec["workers"])) as session, \
+                aiohttp.ClientSession(headers={"Authorization": token}) as api:
+            queue: asyncio.Queue[str | None] = asyncio.Queue()
+
+            async def lister() -> None:
+                params = {"max_keys": "1000"}
+                while True:
+                    async with api.get(f"{spec['api']}/buckets/{spec['bucket']}/objects", params=params) as answer:
+                        page = await answer.json()
+                    for item in page["objects"]:
+                        listed.append(item["Key"])
+                        queue.put_nowait(item["Key"])
+                    if not page.get("is_truncated"):
+                        break
+                    params = {"max_keys": "1000", "continuation_token": page["next_continuation_token"]}
+                for _ in range(spec["workers"]):
+                    queue.put_nowait(None)
 
             async def one(key: str) -> None:
                 nonlocal total
@@ -325,7 +349,13 @@ async def floor_download(spec: dict[str, Any]) -> dict[str, Any]:
                         if pending is not None:
                             await pending
 
-            await _floor_pool(keys, spec["workers"], one)
+            async def worker() -> None:
+                while (key := await queue.get()) is not None:
+                    await one(key)
+
+            await asyncio.gather(lister(), *(worker() for _ in range(spec["workers"])))
+    if sorted(listed) != sorted(keys):
+        raise RuntimeError(f"the floor listed {len(listed)} objects, {len(keys)} were loaded")
     return figures(clock, len(keys), total)
 
 
