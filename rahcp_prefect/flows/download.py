@@ -8,8 +8,6 @@ kept, so the next run of the job resumes from it instead of downloading again.
 
 from __future__ import annotations
 
-import os
-import shutil
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -20,7 +18,7 @@ from prefect import flow, get_run_logger
 from rahcp_prefect.bulk.exclusions import download_staging
 from rahcp_prefect.bulk.filters import GlobFilter
 from rahcp_prefect.bulk.validation import check_job_inputs
-from rahcp_prefect.bulk.paths import TEMP_PREFIX, UnsafeKeyError, local_path, relative_key
+from rahcp_prefect.bulk.paths import UnsafeKeyError, local_path, relative_key, writable_objects_filter
 from rahcp_prefect.bulk.scanner import iter_listing
 from rahcp_prefect.bulk.sync import Change, SortedRecords, SyncCounts, decide_download, local_state
 from rahcp_prefect.flows.naming import download_run_name, tag_run
@@ -50,8 +48,10 @@ from rahcp_prefect.job import (
 )
 from rahcp_prefect import events
 from rahcp_prefect.job.manifest import ExpectedDigests, read_manifest
+from rahcp_prefect.job.mtimes import ExpectedMtimes, read_mtimes
+from rahcp_prefect.job.promotion import Promotion, promote_staging as promote
 from rahcp_prefect.tasks import download_batch, open_client
-from rahcp_prefect.tracker.protocol import JobState, TrackerProtocol
+from rahcp_prefect.tracker.protocol import JobState, TrackerProtocol, TransferStatus
 
 
 DRY_RUN_SAMPLE = 50
@@ -63,22 +63,9 @@ def staging_dir_for(dest: Path) -> Path:
 
 
 def promote_staging(staging: Path, dest: Path) -> int:
-    """Move every complete file from ``staging`` into ``dest`` (replacing), then drop staging.
-
-    Temporary ``.rahcp-part.*`` files of interrupted downloads are never moved.
-    Returns how many files moved.
-    """
-    moved = 0
-    for root, _dirs, files in os.walk(staging):
-        target_dir = dest / Path(root).relative_to(staging)
-        for name in files:
-            if name.startswith(TEMP_PREFIX):
-                continue
-            target_dir.mkdir(parents=True, exist_ok=True)
-            os.replace(os.path.join(root, name), target_dir / name)
-            moved += 1
-    shutil.rmtree(staging, ignore_errors=True)
-    return moved
+    """Move every complete file from ``staging`` into ``dest``; returns how many moved
+    (``job.promotion.promote_staging`` also names what it could not place)."""
+    return promote(staging, dest).moved
 
 
 def _in_place(dest: Path, prefix: str, key: str, size: int, records: SortedRecords, counts: SyncCounts | None) -> bool:
@@ -155,6 +142,7 @@ async def bulk_download(
                 blocks, tracker, job, owner, bucket, prefix, dest, staging, accepts, batch_size, True, view
             )
         lease_seconds = blocks.tracker.lease_seconds
+        not_written: list[tuple[str, str]] = []
         async with hold_job(tracker, owner, mode, lease_seconds, busy, log=logger) as lease:
             if mode is LeaseMode.cooperative:
                 tracker.update_job(bucket=bucket, staging_prefix=str(staging), final_prefix=prefix)
@@ -174,20 +162,31 @@ async def bulk_download(
                     moved = 0
                 else:
                     with view.phase("commit") as moving:
-                        moved = moving.files = promote_staging(staging, dest) if staging.exists() else 0
+                        promotion = promote(staging, dest) if staging.exists() else Promotion()
+                        moved = moving.files = promotion.moved
                     tracker.update_job(state=JobState.committed)
                     outcome = "complete"
+                    not_written = _not_written(totals, promotion, prefix)
         elapsed = time.monotonic() - started
         totals["moved"] = moved
         totals.setdefault("failed", 0)
-        await view.publish_summary(outcome if held else "left to another run", totals)
+        if held and not_written:
+            outcome = "partial"
+        await view.publish_summary(outcome if held else "left to another run", totals, not_written)
         await publish_job_status(job, tracker.summary())
         logger.info("bulk-download %s: %d file(s) moved into %s, %s", job, moved, dest, totals)
-        events.download_completed(job, bucket, prefix, totals, str(dest))
-        return {
+        result = {
             **totals, "job": job, "dest_dir": str(dest), "outcome": outcome, "elapsed": round(elapsed, 3),
             "phases": view.phases(),
         }
+        if held and not_written:  # every representable file is in place; say which are not
+            raise BulkTransferFailed(
+                f"{len(not_written)} object(s) cannot be written in {dest} (unwritable: "
+                f"{first_errors(not_written)}); the other {moved} file(s) are in place",
+                result,
+            )
+        events.download_completed(job, bucket, prefix, totals, str(dest))
+        return result
     except Exception as exc:
         events.download_failed(job, bucket, prefix, tracker, exc)
         await view.publish_failure(exc)
@@ -217,19 +216,26 @@ async def _download_alone(
     """
     listed = new_counts()  # the listings' retried API requests go into the run's totals
     sync = SyncCounts()
+    unwritable: list[tuple[str, int, str]] = []  # (key, size, why): named, never sent
 
     async def todo() -> AsyncIterator[tuple[str, int, str | None]]:
         # with its ETag, so a single-part object is checked against its MD5 without a manifest
         records = SortedRecords(tracker.iter_done(prefix))
+        why = writable_objects_filter(prefix, str(dest))
         async for key, size, etag in _listing(blocks, bucket, prefix, accepts, listed):
-            if not _in_place(dest, prefix, key, size, records, None):
+            if why(key) is None and not _in_place(dest, prefix, key, size, records, None):
                 yield key, size, etag
 
     count = skipped = total_bytes = 0
     sample: list[tuple[str, int]] = []
     records = SortedRecords(tracker.iter_done(prefix))  # both passes read the records in step
+    why_not = writable_objects_filter(prefix, str(dest))
     with view.phase("scan") as scan:
         async for key, size, _etag in _listing(blocks, bucket, prefix, accepts, listed):
+            reason = why_not(key)
+            if reason is not None:
+                unwritable.append((key, size, reason))
+                continue
             if _in_place(dest, prefix, key, size, records, sync):
                 skipped += 1
                 continue
@@ -239,20 +245,24 @@ async def _download_alone(
                 sample.append((key, size))
         scan.files, scan.bytes = count + skipped, total_bytes
     if dry_run:
-        return {**await _dry_run(job, bucket, prefix, sample, count, total_bytes, skipped), **sync.as_dict()}
+        return {
+            **await _dry_run(job, bucket, prefix, sample, count, total_bytes, skipped), **sync.as_dict(),
+            "unwritable": len(unwritable), "unwritable_keys": {key: why for key, _size, why in unwritable},
+        }
     tracker.update_job(state=JobState.open, bucket=bucket, staging_prefix=str(staging), final_prefix=prefix)
     get_run_logger().info("Downloading %d object(s) of %s/%s via %s", count, bucket, prefix, staging)
     progress = view.progress
     await view.start()
-    totals = {**new_counts(), "skipped": skipped, **sync.as_dict()}
-    expected = await _manifest_of(blocks, bucket, prefix, totals)
+    totals = {**new_counts(), "skipped": skipped, **sync.as_dict(), "unwritable": len(unwritable)}
+    totals["unwritable_keys"] = _mark_unwritable(tracker, unwritable)
+    expected, times = await _manifest_of(blocks, bucket, prefix, totals)
     try:
         with view.phase("transfer", count, total_bytes) as received:
             async for entries in abatched(todo(), batch_size):
                 batch = await download_batch(
                     blocks.credentials, blocks.tracker, job, bucket, staging, prefix,
                     entries=entries, settings=blocks.settings, on_progress=progress.on_batch_progress,
-                    on_error=view.failures, manifest=expected.lines_of(entries),
+                    on_error=view.failures, manifest=expected.lines_of(entries), mtimes=times.lines_of(entries),
                 )
                 add_counts(totals, batch)
                 progress.batch_finished(int(batch["done"]), int(batch["bytes"]))
@@ -295,13 +305,13 @@ async def _download_cooperatively(
     s, a = register_manifest(tracker, chunk)
     get_run_logger().info("Manifest of %s: %d object(s), %d new", job, seen + s, added + a)
 
-    expected = await _manifest_of(blocks, bucket, prefix, listed)
+    expected, times = await _manifest_of(blocks, bucket, prefix, listed)
 
     async def run_batch(claimed: list[tuple[str, int]]) -> dict[str, Any]:
         return await download_batch(
             blocks.credentials, blocks.tracker, job, bucket, staging, prefix,
             entries=claimed, settings=blocks.settings, skip_done=False, on_error=view.failures,
-            manifest=expected.lines_of(claimed),
+            manifest=expected.lines_of(claimed), mtimes=times.lines_of(claimed),
         )
 
     totals = await drain_job(
@@ -322,16 +332,36 @@ async def _download_cooperatively(
 
 async def _manifest_of(
     blocks: FlowBlocks, bucket: str, prefix: str, counts: dict[str, Any]
-) -> ExpectedDigests:
-    """The prefix's manifest (read once per run), which every batch checks its files against;
-    the requests its read repeated are added to ``counts`` (``api_retries`` for the presign,
-    ``retries`` for the GET itself)."""
+) -> tuple[ExpectedDigests, ExpectedMtimes]:
+    """The prefix's manifest and its files' times (read once per run), which every batch
+    checks its files against and gives them; the requests their reads repeated are added to
+    ``counts`` (``api_retries`` for the presigns, ``retries`` for the GETs themselves)."""
     async with open_client(blocks.credentials) as client:
         try:
-            return ExpectedDigests(await read_manifest(client, bucket, prefix))
+            digests = ExpectedDigests(await read_manifest(client, bucket, prefix))
+            return digests, ExpectedMtimes(await read_mtimes(client, bucket, prefix))
         finally:
             counts["api_retries"] = counts.get("api_retries", 0) + client.api_retries
             counts["retries"] = counts.get("retries", 0) + client.data.retries
+
+
+def _mark_unwritable(tracker: TrackerProtocol, unwritable: list[tuple[str, int, str]]) -> dict[str, str]:
+    """Record the keys that cannot be written here as errors of the job (``rahcp errors``
+    lists them with their reason); returns ``{key: why}``, for the result."""
+    for key, size, reason in unwritable:
+        tracker.mark(key, size, TransferStatus.error, f"unwritable: {reason}")
+    if unwritable:
+        tracker.commit()
+    return {key: reason for key, _size, reason in unwritable}
+
+
+def _not_written(totals: dict[str, Any], promotion: Promotion, prefix: str) -> list[tuple[str, str]]:
+    """``(key, why)`` of every object of the run that is not a file in the destination: keys
+    that cannot be local paths, and files the move into place could not put there."""
+    named = list(totals.get("unwritable_keys", {}).items())
+    named += [(prefix + path, reason) for path, reason in promotion.unplaced]
+    totals["unwritable"] = len(named)
+    return named
 
 
 async def _listing(

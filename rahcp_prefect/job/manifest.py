@@ -19,6 +19,8 @@ from rahcp_prefect.client import HCPClient, NotFoundError
 from rahcp_prefect.tracker.protocol import FileDigests
 
 MANIFEST_NAME = "manifest-sha256.txt"
+MTIMES_NAME = "rahcp-mtimes.txt"
+"""The tag file of the files' modification times (``mtimes.py``), beside the manifest."""
 
 _SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 _LINE = re.compile(r"([0-9a-fA-F]{64})[ \t]+(.+)")
@@ -97,8 +99,8 @@ def plan_manifest(done: Mapping[str, FileDigests], staging_prefix: str, final_pr
         if not staged_key.startswith(staging_prefix):
             continue
         relative = staged_key[len(staging_prefix):]
-        if relative == MANIFEST_NAME:
-            continue  # a source file of that name is shadowed by the job's own manifest
+        if relative in (MANIFEST_NAME, MTIMES_NAME):
+            continue  # a source file of that name is shadowed by the job's own tag files
         if record.sha256 is None:
             plan.without_digest.append(final_prefix + relative)
         else:

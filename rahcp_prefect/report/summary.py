@@ -25,7 +25,7 @@ from .format import (
 from .phases import PHASES
 from .throttle import FIRST_FAILURES
 
-SUCCESS = ("committed", "complete")
+SUCCESS = ("committed", "complete", "partial")
 """Outcomes after which the destination holds the run's files."""
 
 COUNT_LABELS: dict[str, str] = {
@@ -36,6 +36,10 @@ COUNT_LABELS: dict[str, str] = {
     "skipped": "already done (skipped)",
     "failed": "failed",
     "errors": "failed",
+    "unwritable": "cannot be written here (unwritable)",
+    "deleted_at_source": "deleted at the source (object kept)",
+    "mirror_deleted": "deleted from the final prefix (mirror_deletions)",
+    "mirror_retained": "retained, not deleted (mirror_deletions)",
     "committed": "committed to the final prefix",
     "moved": "moved into the destination",
     "verified": "verified",
@@ -134,11 +138,13 @@ def headline(facts: RunFacts) -> str:
             text += "; staging kept for the next run of the job"
         return text
     dest = code(facts.dest_dir or "?")
-    if facts.outcome == "complete":
+    if facts.outcome in ("complete", "partial"):
         count = int(result.get("ok", 0) or 0)
+        unwritable = int(result.get("unwritable", 0) or 0)
+        missing_text = f"; {plural(unwritable, 'object')} cannot be written here (unwritable)" if unwritable else ""
         return (
             f"Downloaded {plural(count, 'file')} ({size}) from {target} on {facts.endpoint} "
-            f"into {dest}{unchanged_text}"
+            f"into {dest}{unchanged_text}{missing_text}"
         )
     if facts.outcome == "left to another run":
         return f"Downloaded into the shared staging of job {code(facts.job)}; the run holding the lock moves it into {dest}"

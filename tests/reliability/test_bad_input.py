@@ -205,11 +205,12 @@ async def test_keys_with_dot_dot_are_refused_and_nothing_lands_outside(
     )
     error = await _fails(state)
     assert isinstance(error, BulkTransferFailed)
-    assert "3 object(s) failed to download" in str(error)
-    assert "data/../escape.txt: UnsafeKeyError: refused" in str(error)
-    assert not dest.exists(), "the destination is untouched"
+    # issue 23: refused keys are named (unwritable) and never hold back the others
+    assert "3 object(s) cannot be written" in str(error)
+    assert "data/../escape.txt: refused 'data/../escape.txt'"[5:] in str(error)
+    assert set(error.result["unwritable_keys"]) == {"data/../escape.txt", "data/a/../../up.txt", "data/./here.txt"}
     written = {p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file()}
-    assert {w for w in written if not w.startswith("tracker.db")} == {"box/.dest.rahcp-staging/ok.txt"}
+    assert {w for w in written if not w.startswith("tracker.db")} == {"box/dest/ok.txt"}, "nothing lands outside"
 
 
 async def test_symlinks_are_not_followed_unless_asked_and_loops_end(

@@ -1,0 +1,127 @@
+"""The files' modification times in the archive: ``rahcp-mtimes.txt`` beside the manifest.
+
+The API's presign carries no headers, so a file's modification time cannot ride on its object
+(rclone's ``X-Amz-Meta-Mtime``); it is kept with the job instead, in a BagIt tag file (RFC 8493,
+section 2.2.4: tag files other than the manifests are allowed) at the root of the final prefix.
+One line per file, ``<mtime in ns since the epoch>  <path>``, the path relative to the prefix and
+encoded as in ``manifest-sha256.txt`` (``%``, CR, LF percent-encoded), sorted by path, UTF-8.
+The commit writes it from the tracker's records (each file's mtime as sent) after the manifest
+and reads it back; a download restores each file's time from it (``os.utime``); ``bulk-verify``
+checks that it lists exactly the manifest's files.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from rahcp_prefect.client import HCPClient, NotFoundError
+from rahcp_prefect.job.manifest import MANIFEST_NAME, MTIMES_NAME, ManifestError, decode_path, encode_path
+
+TAG_FILES = frozenset({MANIFEST_NAME, MTIMES_NAME})
+"""The job's own files at the root of a final prefix (never payload of the job)."""
+
+_LINE = re.compile(r"(-?[0-9]{1,20})  (.+)")
+
+
+def mtimes_key(final_prefix: str) -> str:
+    """The tag file's key under ``final_prefix``."""
+    return final_prefix + MTIMES_NAME
+
+
+def render_mtimes(mtimes: Mapping[str, int]) -> bytes:
+    """The tag file of ``{path relative to the prefix: mtime_ns}``, sorted by path."""
+    return "".join(f"{int(mtimes[path])}  {encode_path(path)}\n" for path in sorted(mtimes)).encode("utf-8")
+
+
+def parse_mtimes(data: bytes, where: str = MTIMES_NAME) -> dict[str, int]:
+    """``{path: mtime_ns}`` of a tag file; ``ManifestError`` names the first bad line."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ManifestError(f"{where} is not UTF-8 ({exc.reason} at byte {exc.start})") from None
+    out: dict[str, int] = {}
+    for number, line in enumerate(text.split("\n"), 1):
+        line = line.removesuffix("\r")
+        if not line:
+            continue
+        match = _LINE.fullmatch(line)
+        if match is None:
+            raise ManifestError(f"{where} line {number} is not '<mtime_ns>  <path>': {line[:120]!r}")
+        path = decode_path(match.group(2))
+        if path in out:
+            raise ManifestError(f"{where} line {number} lists {path!r} twice")
+        out[path] = int(match.group(1))
+    return out
+
+
+def plan_mtimes(records: Iterable[tuple[str, int, int | None]], staging_prefix: str) -> dict[str, int]:
+    """``{path relative to the prefix: mtime_ns}`` of the job's done records (the tracker's
+    ``iter_done(staging_prefix)``); files recorded without a time and the job's own tag files
+    are left out (a download then leaves such a file with the time it was written)."""
+    out: dict[str, int] = {}
+    for key, _size, mtime_ns in records:
+        relative = key[len(staging_prefix):]
+        if mtime_ns is not None and key.startswith(staging_prefix) and relative not in TAG_FILES:
+            out[relative] = mtime_ns
+    return out
+
+
+async def write_mtimes(client: HCPClient, bucket: str, final_prefix: str, mtimes: Mapping[str, int]) -> str:
+    """Write (or replace) the tag file under ``final_prefix``; returns its key."""
+    key = mtimes_key(final_prefix)
+    await client.s3.upload(bucket, key, render_mtimes(mtimes))
+    return key
+
+
+async def read_mtimes(client: HCPClient, bucket: str, prefix: str) -> dict[str, int] | None:
+    """``{key: mtime_ns}`` (full keys) from the tag file under ``prefix``; None when there is
+    none (a prefix another tool wrote, or committed by an older release)."""
+    key = mtimes_key(prefix)
+    try:
+        data = await client.s3.download_bytes(bucket, key)
+    except NotFoundError:
+        return None
+    return {prefix + path: mtime for path, mtime in parse_mtimes(data, f"{bucket}/{key}").items()}
+
+
+async def check_mtimes(
+    client: HCPClient, bucket: str, final_prefix: str, written: Mapping[str, int], listed: Iterable[str]
+) -> list[str]:
+    """Read the tag file back: it must list exactly ``written`` (what the commit wrote) and
+    only paths the manifest lists (``listed``: paths relative to the prefix). Problems, none: ok."""
+    try:
+        found = await read_mtimes(client, bucket, final_prefix)
+    except ManifestError as exc:
+        return [str(exc)]
+    if found is None:
+        return [f"{bucket}/{mtimes_key(final_prefix)}: missing"]
+    relative = {key[len(final_prefix):]: mtime for key, mtime in found.items()}
+    problems = [f"{path}: {MTIMES_NAME} differs from what the commit wrote" for path in sorted(set(written) ^ set(relative))]
+    problems += [
+        f"{path}: {MTIMES_NAME} says {relative[path]}, the job recorded {written[path]}"
+        for path in sorted(set(written) & set(relative))
+        if relative[path] != written[path]
+    ]
+    return problems + mtimes_outside_manifest(relative, listed, f"{bucket}/{final_prefix}")
+
+
+def mtimes_outside_manifest(mtimes: Mapping[str, int], manifest_paths: Iterable[str], where: str) -> list[str]:
+    """Paths the tag file lists that the manifest does not (a tag file of another commit)."""
+    listed = set(manifest_paths)
+    return [f"{where}{path}: in {MTIMES_NAME}, not in the manifest" for path in sorted(set(mtimes) - listed)]
+
+
+@dataclass
+class ExpectedMtimes:
+    """A prefix's tag file as full keys -> mtime_ns (None: the prefix has none)."""
+
+    mtimes: dict[str, int] | None
+
+    def lines_of(self, entries: Iterable[tuple[Any, ...]]) -> dict[str, int] | None:
+        """The times of a batch of ``(key, size[, etag])`` (None without a tag file)."""
+        if self.mtimes is None:
+            return None
+        return {entry[0]: self.mtimes[entry[0]] for entry in entries if entry[0] in self.mtimes}

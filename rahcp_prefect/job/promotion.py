@@ -1,0 +1,50 @@
+"""A download's last step: the staging folder's files moved into the destination.
+
+Every complete file moves (``os.replace``: same filesystem, keeps its restored mtime), every
+folder of staging is made in the destination (empty ones too: folder markers), and one file
+that cannot be placed (the destination holds a folder of its name, say) is named with its
+reason and never keeps the others out. Temporary ``.rahcp-part.*`` files are never moved.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rahcp_prefect.bulk.paths import TEMP_PREFIX
+
+
+@dataclass
+class Promotion:
+    """What the move into the destination did: files moved, and those it could not place."""
+
+    moved: int = 0
+    unplaced: list[tuple[str, str]] = field(default_factory=list)  # (path relative to dest, reason)
+
+
+def promote_staging(staging: Path, dest: Path) -> Promotion:
+    """Move every complete file and folder of ``staging`` into ``dest`` (replacing files),
+    then drop staging; a file or folder that cannot be placed is reported, not raised."""
+    done = Promotion()
+    for root, dirs, files in os.walk(staging):
+        relative = Path(root).relative_to(staging)
+        target_dir = dest / relative
+        try:
+            target_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            done.unplaced.append((relative.as_posix(), f"{type(exc).__name__}: {exc.strerror or exc}"))
+            dirs[:] = []  # nothing below a folder that cannot be made can be placed
+            continue
+        for name in files:
+            if name.startswith(TEMP_PREFIX):
+                continue
+            try:
+                os.replace(os.path.join(root, name), target_dir / name)
+            except OSError as exc:
+                done.unplaced.append(((relative / name).as_posix(), f"{type(exc).__name__}: {exc.strerror or exc}"))
+                continue
+            done.moved += 1
+    shutil.rmtree(staging, ignore_errors=True)
+    return done

@@ -1,0 +1,159 @@
+"""Archive fidelity (issue 23), through the flows against the emulator: files' times round-trip,
+deletions at the source are reported (and mirrored only when asked, behind safety nets), a
+prefix another tool wrote downloads every object a filesystem can hold, and job names that
+differ only in non-ASCII letters keep their own artifacts."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rahcp_prefect.flows import BulkTransferFailed, bulk_download, bulk_upload
+from rahcp_prefect.flows.artifacts import summary_key
+from rahcp_prefect.job.manifest import MANIFEST_NAME
+from rahcp_prefect.job.mtimes import MTIMES_NAME, parse_mtimes
+from rahcp_prefect.testing.prefect_fixtures import SavedBlocks
+
+from .helpers import bucket_listing, data_requests, flow_artifacts, job_tracker
+
+pytestmark = pytest.mark.timeout(300)
+
+#: 2001-01-01 .. 2019: provenance an archive keeps (with sub-second parts where the filesystem has them).
+OLD_TIMES = [978_307_200_123_456_789 + n * 57_000_000_000_000_001 for n in range(10)]
+
+
+async def _fails(state: Any) -> BaseException:
+    assert state.is_failed(), state
+    with pytest.raises(BaseException) as info:
+        await state.result()
+    return info.value
+
+
+def _old_tree(root: Path) -> dict[str, int]:
+    """10 files (two in a subfolder) with modification times in 2001-2019; their times as kept."""
+    times: dict[str, int] = {}
+    for n, mtime in enumerate(OLD_TIMES):
+        rel = f"sub/f{n}.txt" if n < 2 else f"f{n}.txt"
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(f"file {n}".encode())
+        os.utime(path, ns=(mtime, mtime))
+        times[rel] = path.stat().st_mtime_ns  # what this filesystem kept
+    return times
+
+
+async def test_modification_times_round_trip_and_a_rerun_downloads_nothing(
+    saved_blocks: SavedBlocks, hcp_emulator: Any, hcp_bucket: str, tmp_path: Path
+) -> None:
+    source, dest = tmp_path / "src", tmp_path / "dest"
+    kept = _old_tree(source)
+    params = saved_blocks.params()
+    up = await bulk_upload(source_dir=str(source), bucket=hcp_bucket, prefix="scans/", **params)
+    assert up["committed"] == 10
+    tag = hcp_emulator.s3.get_object(Bucket=hcp_bucket, Key="scans/" + MTIMES_NAME)["Body"].read()
+    assert parse_mtimes(tag) == kept, "the archive holds every file's time, in ns"
+
+    down = await bulk_download(bucket=hcp_bucket, dest_dir=str(dest), prefix="scans/", **params)
+    assert down["failed"] == 0
+    for rel, mtime in kept.items():
+        got = (dest / rel).stat().st_mtime_ns
+        assert got // 10**9 == mtime // 10**9, f"{rel}: equal to the second"
+        assert got == mtime, f"{rel}: to the ns this filesystem keeps"
+
+    before = data_requests(hcp_emulator, "GET")
+    again = await bulk_download(bucket=hcp_bucket, dest_dir=str(dest), prefix="scans/", **params)
+    assert again["new"] == 0 and again["changed"] == 0 and again["unchanged"] == 12  # 10 + 2 tag files
+    assert data_requests(hcp_emulator, "GET") - before == 2, "a rerun reads the manifest and the times, no file"
+    assert all((dest / rel).stat().st_mtime_ns == mtime for rel, mtime in kept.items())
+
+
+FOREIGN = {
+    "a": b"file named a",
+    "a/b.txt": b"under a folder named a",
+    "x//y.txt": b"empty segment",
+    "dir/": b"",
+    "one.txt": b"1",
+    "two/2.txt": b"2",
+    "three.bin": b"3" * 3000,
+    "four/deep/4.txt": b"4",
+}
+
+
+async def test_a_prefix_another_tool_wrote_lands_every_file_it_can_and_names_the_rest(
+    saved_blocks: SavedBlocks, hcp_emulator: Any, hcp_bucket: str, tmp_path: Path
+) -> None:
+    """Objects written straight into S3 (as another tool would, past the API's rules): a file
+    and a folder of one name, an empty segment, a folder marker, a name longer than the
+    filesystem allows, a key climbing out with ``..``, and four ordinary files."""
+    foreign = {**FOREIGN, "long/" + "n" * 300 + ".txt": b"too long", "up/../../escape.txt": b"never"}
+    for key, body in foreign.items():
+        hcp_emulator.s3.put_object(Bucket=hcp_bucket, Key="other/" + key, Body=body)
+    box = tmp_path / "box"
+    dest = box / "dest"
+    state = await bulk_download(
+        bucket=hcp_bucket, dest_dir=str(dest), prefix="other/", return_state=True, **saved_blocks.params()
+    )
+    error = await _fails(state)
+    assert isinstance(error, BulkTransferFailed)
+    text = str(error)
+    assert "4 object(s) cannot be written" in text and "the other 5 file(s) are in place" in text
+    for named in ("other/a/b.txt", "up/../../escape.txt", "n" * 300):
+        assert named in text, named
+    assert "and 1 more" in text  # x//y.txt: the summary and the result name them all
+    assert "'a' is a file in this prefix" in text and "empty, '.' or '..' path segment" in text
+    result = error.result
+    assert "a path segment of 304 bytes" in result["unwritable_keys"]["other/long/" + "n" * 300 + ".txt"]
+    assert result["unwritable"] == 4 and result["ok"] == 5
+    assert set(result["unwritable_keys"]) == {
+        "other/a/b.txt", "other/x//y.txt", "other/long/" + "n" * 300 + ".txt", "other/up/../../escape.txt"
+    }
+    # every representable object landed: the first of a file and a folder of one name, the
+    # four ordinary files, and the folder marker as an empty folder
+    files = {p.relative_to(dest).as_posix(): p.read_bytes() for p in dest.rglob("*") if p.is_file()}
+    assert files == {k: v for k, v in FOREIGN.items() if k in ("a", "one.txt", "two/2.txt", "three.bin", "four/deep/4.txt")}
+    assert (dest / "dir").is_dir() and list((dest / "dir").iterdir()) == []
+    outside = {p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file()}
+    assert {p for p in outside if not p.startswith("tracker.db")} == {f"box/dest/{name}" for name in files}
+    # the summary names them, and the tracker lists them with their reason (rahcp errors)
+    artifacts = await flow_artifacts(state.state_details.flow_run_id)
+    summary = next(str(a.data) for a in artifacts if a.key and a.key.startswith("summary-"))
+    assert "4 objects cannot be written here (unwritable)" in summary
+    for named in ("`a/b.txt`", "`x//y.txt`", "`up/../../escape.txt`"):
+        assert named in summary, named
+    with job_tracker(saved_blocks.tracker_path, result["job"]) as tracker:
+        errors = dict(tracker.error_details())
+    assert errors["other/x//y.txt"].startswith("unwritable: refused")
+
+    # a rerun fetches nothing again and says the same
+    before = data_requests(hcp_emulator, "GET")
+    again = await _fails(await bulk_download(
+        bucket=hcp_bucket, dest_dir=str(dest), prefix="other/", return_state=True, **saved_blocks.params()
+    ))
+    assert isinstance(again, BulkTransferFailed) and again.result["unwritable"] == 4
+    assert data_requests(hcp_emulator, "GET") - before == 2, "the manifest and the times looked for (none), no file"
+
+
+async def test_job_names_that_differ_only_in_non_ascii_letters_keep_their_own_artifacts(
+    saved_blocks: SavedBlocks, hcp_emulator: Any, hcp_bucket: str, tmp_path: Path
+) -> None:
+    source = tmp_path / "src"
+    source.mkdir()
+    (source / "a.txt").write_bytes(b"a")
+    keys = {}
+    for job in ("scans_ÅÄÖ", "scans_ÄÅÖ", "scans"):
+        state = await bulk_upload(
+            source_dir=str(source), bucket=hcp_bucket, prefix=f"{len(keys)}/", job=job, return_state=True,
+            **saved_blocks.params(),
+        )
+        assert state.is_completed()
+        artifacts = await flow_artifacts(state.state_details.flow_run_id)
+        [summary] = [a.key for a in artifacts if a.key and a.key.startswith("summary-")]
+        assert summary == summary_key(job)
+        keys[job] = summary
+    assert keys["scans_ÅÄÖ"].startswith("summary-scans-aao-") and keys["scans"] == "summary-scans"
+    assert len(set(keys.values())) == 3, keys
+    assert bucket_listing(hcp_emulator, hcp_bucket, "0/")[0][0] == "0/a.txt"
+    assert MANIFEST_NAME
