@@ -33,6 +33,15 @@ from rahcp_prefect.bulk.upload import check_source_dir
 from rahcp_prefect.bulk.validation import check_job_inputs
 from rahcp_prefect.bulk.exclusions import SourceGuard
 from rahcp_prefect.flows.naming import tag_run, upload_run_name
+from rahcp_prefect.job.deletions import (
+    DeletionWatch,
+    MaxDelete,
+    MirrorResult,
+    deletion_fields,
+    mirror_deletions as remove_deleted_at_source,
+    mirror_hold_reason,
+    parse_max_delete,
+)
 from rahcp_prefect.flows.artifacts import ProgressReporter, RunView, publish_dry_run, publish_job_status
 from rahcp_prefect.flows.common import (
     DEFAULT_BATCH_SIZE,
@@ -386,6 +395,8 @@ async def bulk_upload(
     cooperative: bool | None = None,
     on_busy: Literal["wait", "fail"] = "wait",
     on_failure: Literal["rollback", "keep"] = "rollback",
+    mirror_deletions: bool = False,
+    max_delete: int | str | None = None,
 ) -> dict[str, Any]:
     """Upload ``source_dir`` to ``bucket/prefix`` through staging; commit only when complete.
 
@@ -415,8 +426,16 @@ async def bulk_upload(
         on_failure: When files fail: ``"rollback"`` deletes this job's staging (files committed
             by earlier runs stay recorded), ``"keep"`` keeps staging and the done marks so the
             next run sends only what failed. The final prefix is untouched either way.
+        mirror_deletions: Delete from the final prefix the files deleted at the source since
+            the job sent them (default: only report them, ``deleted_at_source``). Nothing is
+            deleted when the source is empty or could not be read in full, after any error,
+            or beyond ``max_delete``; a dry run lists them; retained objects are reported.
+            Single-mode runs only.
+        max_delete: With ``mirror_deletions``: the most deletions a run may make, a count
+            (``10``) or a percentage of the job's files (``"5%"``); more deletes none.
     """
     busy, failure = parse_on_busy(on_busy), parse_on_failure(on_failure)
+    max_delete = parse_max_delete(max_delete)
     logger = get_run_logger()
     started = time.monotonic()
     check_job_inputs(bucket, prefix, batch_size)
@@ -425,6 +444,8 @@ async def bulk_upload(
     blocks = await load_blocks(credentials_block, settings_block, tracker_block, settings_overrides)
     include, exclude = list(include or []), list(exclude or [])
     mode = lease_mode(cooperative, job is not None, blocks.tracker.is_shared)
+    if mirror_deletions and mode is LeaseMode.cooperative:
+        raise ValueError("mirror_deletions is for single-mode runs: a cooperative run sees only its own scan")
     job = job_name("bulk-upload", bucket, prefix, job)
     owner = run_id()
     tracker = blocks.tracker.get_tracker(job)
@@ -437,7 +458,8 @@ async def bulk_upload(
         if dry_run:
             guard = SourceGuard.for_run(source, tracker, prefix, f"{STAGING_ROOT}{owner}/", warn=logger.warning)
             return await _dry_run(
-                source, include, exclude, follow_symlinks, tracker, job, bucket, prefix, guard, blocks, skip_existing
+                source, include, exclude, follow_symlinks, tracker, job, bucket, prefix, guard, blocks, skip_existing,
+                mirror_deletions, max_delete,
             )
         lease_seconds = blocks.tracker.lease_seconds
         async with hold_job(tracker, owner, mode, lease_seconds, busy, log=logger) as lease:
@@ -461,12 +483,16 @@ async def bulk_upload(
             logger.info("Uploading %s to %s/%s via staging %s", source, bucket, prefix, plan.staging_prefix)
 
             scan_errors: list[tuple[str, str]] = []
-            files = _scan(source, include, exclude, follow_symlinks, scan_errors, guard)
+            watch = _deletion_watch(tracker, plan.staging_prefix, include, exclude, scan_errors)
+            files = watch.watch(_scan(source, include, exclude, follow_symlinks, scan_errors, guard))
             if mode is LeaseMode.cooperative:
                 totals = await run.cooperative(files, batch_size, owner, scan_errors)
             else:
                 totals = await run.single(files, batch_size, owner, scan_errors, started)
             totals["failed"] = 0
+            totals.update(deletion_fields(watch))
+            if mirror_deletions:
+                totals.update((await _mirror(blocks, tracker, plan, watch, totals, max_delete)).fields())
             try:
                 commit = await run.commit(owner)
             except FinalCheckError as exc:
@@ -484,7 +510,7 @@ async def bulk_upload(
         if commit is not None:
             totals.update(commit.extra)
         await view.publish_summary("committed" if commit is not None else "left to another run", totals)
-        await publish_job_status(job, tracker.summary())
+        await publish_job_status(job, tracker.summary(), int(totals.get("deleted_at_source", 0)))
         logger.info("bulk-upload %s: %s, %s", job, outcome, totals)
         return {**totals, "job": job, "outcome": outcome, "elapsed": round(elapsed, 3), "phases": view.phases()}
     except Exception as exc:
@@ -507,15 +533,19 @@ async def _dry_run(
     guard: SourceGuard,
     blocks: FlowBlocks,
     skip_existing: bool,
+    mirror: bool = False,
+    max_delete: MaxDelete = None,
 ) -> dict[str, Any]:
-    """Count what a real run would upload (new, changed or missing, as the sync decides);
+    """Count what a real run would upload (new, changed or missing, as the sync decides) and
+    which files are gone at the source (with ``mirror``: which objects a run would delete);
     transfer nothing (the listings of staging and the final prefix are read)."""
     info = tracker.job_info()
     errors: list[tuple[str, str]] = []
     files = total_bytes = 0
     sample: list[tuple[str, int]] = []
     counts = SyncCounts()
-    scanned = _scan(source, include, exclude, follow_symlinks, errors, guard)
+    watch = _deletion_watch(tracker, info.staging_prefix if info else "", include, exclude, errors)
+    scanned = watch.watch(_scan(source, include, exclude, follow_symlinks, errors, guard))
     async with open_client(blocks.credentials) as client:
         if info is not None and info.staging_prefix:
             todo: AsyncIterator[tuple[str, int, int, Change]] = files_to_send(
@@ -531,10 +561,42 @@ async def _dry_run(
                 sample.append((prefix + rel, size))
     await publish_dry_run("upload", job, bucket, prefix, sample, files, total_bytes)
     get_run_logger().info("Dry run: %d file(s), %d bytes would be uploaded to %s/%s", files, total_bytes, bucket, prefix)
+    found: dict[str, Any] = deletion_fields(watch) if info is not None and info.staging_prefix else {}
+    if mirror and found.get("deleted_at_source"):
+        held = mirror_hold_reason(watch, len(errors), max_delete)
+        found["would_delete"] = 0 if held else len(watch.deleted)
+        found["would_delete_keys"] = [] if held else watch.deleted
+        if held:
+            found["mirror_held_back"] = held
     return {
         "job": job, "dry_run": True, "files": files, "bytes": total_bytes, "scan_errors": len(errors),
-        **counts.as_dict(),
+        **counts.as_dict(), **found,
     }
+
+
+def _deletion_watch(
+    tracker: TrackerProtocol, staging_prefix: str, include: list[str], exclude: list[str], errors: list[tuple[str, str]]
+) -> DeletionWatch:
+    """What the job holds that this scan no longer finds (the filters' view of the source)."""
+    accepts = GlobFilter(include, exclude)
+    records = tracker.iter_done(staging_prefix) if staging_prefix else iter(())
+    return DeletionWatch(records, staging_prefix, accepts.accepts if accepts.active else None, errors)
+
+
+async def _mirror(
+    blocks: FlowBlocks, tracker: TrackerProtocol, plan: StagingPlan, watch: DeletionWatch, totals: dict[str, Any],
+    max_delete: MaxDelete,
+) -> MirrorResult:
+    """``mirror_deletions``: remove what the source deleted, unless a safety net holds it back."""
+    held = mirror_hold_reason(watch, int(totals.get("errors", 0)), max_delete)
+    if held is not None or not watch.deleted:
+        if held:
+            get_run_logger().warning("mirror_deletions deleted nothing: %s", held)
+        return MirrorResult(held_back=held if watch.deleted else None)
+    async with open_client(blocks.credentials) as client:
+        return await remove_deleted_at_source(
+            client, tracker, plan.bucket, plan.final_prefix, plan.staging_prefix, watch.deleted
+        )
 
 
 async def _all_new(files: Iterable[tuple[str, int, int]], counts: SyncCounts) -> AsyncIterator[tuple[str, int, int, Change]]:

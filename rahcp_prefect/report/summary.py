@@ -238,6 +238,7 @@ def render_summary(facts: RunFacts) -> str:
     """The whole summary as markdown."""
     title = "Upload" if facts.direction == "upload" else "Download"
     lines = [f"## {title} {facts.outcome}: {facts.job}", "", f"**{headline(facts)}**", ""]
+    lines += notice_lines(facts)
     if facts.reason and not facts.succeeded and not facts.errors:  # else the failures say why
         lines += [f"Why: {without_staging(facts.reason)}", ""]
     counts = count_rows(facts)
@@ -251,6 +252,41 @@ def render_summary(facts: RunFacts) -> str:
     lines += detail_lines(facts)
     lines += failure_section(facts)
     return "\n".join(lines).rstrip() + "\n"
+
+
+NAMED = 20
+"""How many paths a notice names before it says how many more."""
+
+
+def _names(paths: Sequence[str], total: int) -> str:
+    shown = ", ".join(code(path) for path in list(paths)[:NAMED])
+    more = total - min(NAMED, len(paths))
+    return shown + (f" and {format_count(more)} more" if more > 0 else "")
+
+
+def notice_lines(facts: RunFacts) -> list[str]:
+    """What an archive's operator must not miss, right under the headline: files deleted at
+    the source (and what ``mirror_deletions`` did with them)."""
+    result = facts.result
+    deleted = int(result.get("deleted_at_source", 0) or 0)
+    if not deleted:
+        return []
+    paths = list(result.get("deleted_at_source_keys") or [])
+    mirrored = int(result.get("mirror_deleted", 0) or 0)
+    kept = "their objects and manifest lines are kept" if not mirrored else (
+        f"{plural(mirrored, 'object')} deleted from the final prefix (mirror_deletions)"
+    )
+    lines = [f"**{plural(deleted, 'file')} deleted at the source since the job sent them; {kept}:** {_names(paths, deleted)}"]
+    held = result.get("mirror_held_back")
+    if held:
+        lines.append(f"mirror_deletions deleted nothing: {held}.")
+    retained = list(result.get("mirror_retained_keys") or [])
+    if retained:
+        lines.append(f"Retained by the namespace, not deleted: {_names(retained, len(retained))}.")
+    failed = dict(result.get("mirror_failed_keys") or {})
+    if failed:
+        lines.append(f"Could not be deleted: {_names(sorted(failed), len(failed))}.")
+    return [line for text in lines for line in (text, "")]
 
 
 def detail_lines(facts: RunFacts) -> list[str]:

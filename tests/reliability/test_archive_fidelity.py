@@ -157,3 +157,104 @@ async def test_job_names_that_differ_only_in_non_ascii_letters_keep_their_own_ar
     assert len(set(keys.values())) == 3, keys
     assert bucket_listing(hcp_emulator, hcp_bucket, "0/")[0][0] == "0/a.txt"
     assert MANIFEST_NAME
+
+
+def _tree(root: Path, count: int) -> None:
+    for n in range(count):
+        (root / f"f{n:02d}.txt").parent.mkdir(parents=True, exist_ok=True)
+        (root / f"f{n:02d}.txt").write_bytes(f"file {n}".encode())
+
+
+def _final(emulator: Any, bucket: str, prefix: str) -> set[str]:
+    return {key[len(prefix):] for key, _size in bucket_listing(emulator, bucket, prefix)} - {MANIFEST_NAME, MTIMES_NAME}
+
+
+def _manifest_paths(emulator: Any, bucket: str, prefix: str) -> set[str]:
+    from rahcp_prefect.job.manifest import parse_manifest
+
+    return set(parse_manifest(emulator.s3.get_object(Bucket=bucket, Key=prefix + MANIFEST_NAME)["Body"].read()))
+
+
+async def test_deletions_at_the_source_are_counted_named_and_never_acted_on_by_default(
+    saved_blocks: SavedBlocks, hcp_emulator: Any, hcp_bucket: str, tmp_path: Path
+) -> None:
+    source = tmp_path / "src"
+    _tree(source, 30)
+    params = dict(source_dir=str(source), bucket=hcp_bucket, prefix="arch/", job="deletions", **saved_blocks.params())
+    first = await bulk_upload(**params)
+    assert first["deleted_at_source"] == 0
+    gone = ["f03.txt", "f14.txt", "f29.txt"]
+    for name in gone:
+        (source / name).unlink()
+    state = await bulk_upload(**params, return_state=True)
+    result = await state.result()
+    assert result["deleted_at_source"] == 3 and result["deleted_at_source_keys"] == gone
+    assert _final(hcp_emulator, hcp_bucket, "arch/") == {f"f{n:02d}.txt" for n in range(30)}, "objects stay"
+    assert _manifest_paths(hcp_emulator, hcp_bucket, "arch/") >= set(gone), "manifest lines stay"
+    artifacts = await flow_artifacts(state.state_details.flow_run_id)
+    summary = next(str(a.data) for a in artifacts if a.key == summary_key("deletions"))
+    head = summary.split("\n")[:6]
+    assert any("3 files deleted at the source since the job sent them; their objects and manifest lines are kept" in line
+               and "`f03.txt`, `f14.txt`, `f29.txt`" in line for line in head), head
+    [status] = [a for a in artifacts if a.key == "job-status-deletions"]
+    assert status.data and '"deleted_at_source": 3' in str(status.data).replace("'", '"')
+
+
+async def test_mirror_deletions_removes_them_only_behind_its_safety_nets(
+    saved_blocks: SavedBlocks, hcp_emulator: Any, hcp_bucket: str, tmp_path: Path
+) -> None:
+    source = tmp_path / "src"
+    _tree(source, 10)
+    params = dict(source_dir=str(source), bucket=hcp_bucket, prefix="m/", job="mirror", **saved_blocks.params())
+    await bulk_upload(**params)
+    everything = {f"f{n:02d}.txt" for n in range(10)}
+    gone = ["f01.txt", "f02.txt", "f03.txt"]
+    for name in gone:
+        (source / name).unlink()
+
+    dry = await bulk_upload(**params, dry_run=True, mirror_deletions=True)
+    assert dry["deleted_at_source"] == 3 and dry["would_delete_keys"] == gone
+    assert _final(hcp_emulator, hcp_bucket, "m/") == everything, "a dry run deletes nothing"
+
+    for limit in (2, "20%"):  # 3 > 2; 20% of 10 files is 2
+        held = await bulk_upload(**params, mirror_deletions=True, max_delete=limit)
+        assert held["mirror_deleted"] == 0 and "exceed max_delete" in held["mirror_held_back"], limit
+        assert _final(hcp_emulator, hcp_bucket, "m/") == everything
+
+    # an empty source (an unmounted share) deletes nothing
+    aside = tmp_path / "aside"
+    source.rename(aside)
+    source.mkdir()
+    empty = await bulk_upload(**params, mirror_deletions=True)
+    assert empty["deleted_at_source"] == 10 and "the source is empty" in empty["mirror_held_back"]
+    assert _final(hcp_emulator, hcp_bucket, "m/") == everything
+    source.rmdir()
+    aside.rename(source)
+
+    # any error: the run fails before anything is deleted
+    (source / "new.txt").write_bytes(b"new")
+    hcp_emulator.faults.add("data", method="PUT", path="new.txt", status=403, count=None)
+    failed = await bulk_upload(**params, mirror_deletions=True, return_state=True)
+    assert isinstance(await _fails(failed), BulkTransferFailed)
+    hcp_emulator.faults.clear()
+    assert _final(hcp_emulator, hcp_bucket, "m/") == everything
+    (source / "new.txt").unlink()
+
+    # a retained object (403 on delete) is reported, not failed; the others go
+    hcp_emulator.faults.add("api", method="DELETE", path="f02", status=403, count=None)
+    state = await bulk_upload(**params, mirror_deletions=True, max_delete=3, return_state=True)
+    hcp_emulator.faults.clear()
+    assert state.is_completed(), state
+    done = await state.result()
+    assert done["mirror_deleted"] == 2 and done["mirror_retained"] == 1 and done["mirror_retained_keys"] == ["f02.txt"]
+    assert "mirror_held_back" not in done
+    assert _final(hcp_emulator, hcp_bucket, "m/") == everything - {"f01.txt", "f03.txt"}
+    assert _manifest_paths(hcp_emulator, hcp_bucket, "m/") == everything - {"f01.txt", "f03.txt"}
+    artifacts = await flow_artifacts(state.state_details.flow_run_id)
+    summary = next(str(a.data) for a in artifacts if a.key == summary_key("mirror"))
+    assert "Retained by the namespace, not deleted: `f02.txt`" in summary
+    with job_tracker(saved_blocks.tracker_path, "mirror") as tracker:
+        assert "m/f01.txt" not in {key[-len("m/f01.txt"):] for key in tracker.done_keys()}
+
+    again = await bulk_upload(**params)
+    assert again["deleted_at_source"] == 1 and again["deleted_at_source_keys"] == ["f02.txt"], "only the retained one"

@@ -207,7 +207,7 @@ async def test_keys_with_dot_dot_are_refused_and_nothing_lands_outside(
     assert isinstance(error, BulkTransferFailed)
     # issue 23: refused keys are named (unwritable) and never hold back the others
     assert "3 object(s) cannot be written" in str(error)
-    assert "data/../escape.txt: refused 'data/../escape.txt'"[5:] in str(error)
+    assert "data/a/../../up.txt: refused 'a/../../up.txt': empty, '.' or '..' path segment" in str(error)
     assert set(error.result["unwritable_keys"]) == {"data/../escape.txt", "data/a/../../up.txt", "data/./here.txt"}
     written = {p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file()}
     assert {w for w in written if not w.startswith("tracker.db")} == {"box/dest/ok.txt"}, "nothing lands outside"
