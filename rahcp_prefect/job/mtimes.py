@@ -76,6 +76,21 @@ async def write_mtimes(client: HCPClient, bucket: str, final_prefix: str, mtimes
     return key
 
 
+async def add_mtimes(client: HCPClient, bucket: str, prefix: str, mtimes: Mapping[str, int]) -> str | None:
+    """Add ``mtimes`` (path relative to ``prefix`` -> ns) to the tag file under ``prefix``,
+    keeping the times of files it already lists (a folder copy adds to a prefix; it has no job
+    that knows all of it). Nothing is written when ``mtimes`` is empty; returns the key written."""
+    if not mtimes:
+        return None
+    try:
+        found = await read_mtimes(client, bucket, prefix) or {}
+    except ManifestError:
+        found = {}  # an unreadable tag file is replaced by a readable one
+    merged = {key[len(prefix):]: mtime for key, mtime in found.items()}
+    merged.update(mtimes)
+    return await write_mtimes(client, bucket, prefix, merged)
+
+
 async def read_mtimes(client: HCPClient, bucket: str, prefix: str) -> dict[str, int] | None:
     """``{key: mtime_ns}`` (full keys) from the tag file under ``prefix``; None when there is
     none (a prefix another tool wrote, or committed by an older release)."""
@@ -112,6 +127,19 @@ def mtimes_outside_manifest(mtimes: Mapping[str, int], manifest_paths: Iterable[
     """Paths the tag file lists that the manifest does not (a tag file of another commit)."""
     listed = set(manifest_paths)
     return [f"{where}{path}: in {MTIMES_NAME}, not in the manifest" for path in sorted(set(mtimes) - listed)]
+
+
+async def audit_mtimes(client: HCPClient, bucket: str, prefix: str, manifest_keys: Iterable[str]) -> list[str]:
+    """``bulk-verify``'s check of the tag file: readable, and listing only files the manifest
+    lists (``manifest_keys``: full keys). No tag file is no problem (an older commit)."""
+    try:
+        found = await read_mtimes(client, bucket, prefix)
+    except ManifestError as exc:
+        return [str(exc)]
+    if found is None:
+        return []
+    relative = {key[len(prefix):]: mtime for key, mtime in found.items()}
+    return mtimes_outside_manifest(relative, (key[len(prefix):] for key in manifest_keys), f"{bucket}/{prefix}")
 
 
 @dataclass
