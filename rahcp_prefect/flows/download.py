@@ -339,7 +339,9 @@ async def _manifest_of(
     async with open_client(blocks.credentials) as client:
         try:
             digests = ExpectedDigests(await read_manifest(client, bucket, prefix))
-            return digests, ExpectedMtimes(await read_mtimes(client, bucket, prefix))
+            # a commit writes the times with the manifest: without one there are none to read
+            times = await read_mtimes(client, bucket, prefix) if digests.digests is not None else None
+            return digests, ExpectedMtimes(times)
         finally:
             counts["api_retries"] = counts.get("api_retries", 0) + client.api_retries
             counts["retries"] = counts.get("retries", 0) + client.data.retries

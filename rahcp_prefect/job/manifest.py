@@ -11,7 +11,7 @@ commit finished; each later commit of the job writes it again. A later reader (a
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,17 +58,30 @@ def render_manifest(digests: Mapping[str, str]) -> bytes:
     return "".join(lines).encode("utf-8")
 
 
-def parse_manifest(data: bytes, where: str = MANIFEST_NAME) -> dict[str, str]:
-    """``{path: sha256 hex}`` of a manifest; ``ManifestError`` names the first bad line."""
+def tag_lines(data: bytes, where: str) -> Iterator[tuple[int, str]]:
+    """``(line number, line)`` of every non-empty line of a tag file (UTF-8, LF or CRLF line
+    ends); ``ManifestError`` when it is not UTF-8."""
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ManifestError(f"{where} is not UTF-8 ({exc.reason} at byte {exc.start})") from None
-    out: dict[str, str] = {}
     for number, line in enumerate(text.split("\n"), 1):
         line = line.removesuffix("\r")
-        if not line:
-            continue
+        if line:
+            yield number, line
+
+
+def add_once(out: dict[str, Any], path: str, value: Any, where: str, number: int) -> None:
+    """``out[path] = value``; ``ManifestError`` when a tag file lists ``path`` twice."""
+    if path in out:
+        raise ManifestError(f"{where} line {number} lists {path!r} twice")
+    out[path] = value
+
+
+def parse_manifest(data: bytes, where: str = MANIFEST_NAME) -> dict[str, str]:
+    """``{path: sha256 hex}`` of a manifest; ``ManifestError`` names the first bad line."""
+    out: dict[str, str] = {}
+    for number, line in tag_lines(data, where):
         if line[64:66] == "  " and _SHA256.fullmatch(line[:64]):  # our own form: the exact path
             digest, path = line[:64], line[66:]
         else:
@@ -76,10 +89,7 @@ def parse_manifest(data: bytes, where: str = MANIFEST_NAME) -> dict[str, str]:
             if match is None:
                 raise ManifestError(f"{where} line {number} is not '<sha256>  <path>': {line[:120]!r}")
             digest, path = match.group(1), match.group(2)
-        path = decode_path(path)
-        if path in out:
-            raise ManifestError(f"{where} line {number} lists {path!r} twice")
-        out[path] = digest.lower()
+        add_once(out, decode_path(path), digest.lower(), where, number)
     return out
 
 

@@ -18,7 +18,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from rahcp_prefect.client import HCPClient, NotFoundError
-from rahcp_prefect.job.manifest import MANIFEST_NAME, MTIMES_NAME, ManifestError, decode_path, encode_path
+from rahcp_prefect.job.manifest import (
+    MANIFEST_NAME,
+    MTIMES_NAME,
+    ManifestError,
+    add_once,
+    decode_path,
+    encode_path,
+    tag_lines,
+)
 
 TAG_FILES = frozenset({MANIFEST_NAME, MTIMES_NAME})
 """The job's own files at the root of a final prefix (never payload of the job)."""
@@ -38,22 +46,12 @@ def render_mtimes(mtimes: Mapping[str, int]) -> bytes:
 
 def parse_mtimes(data: bytes, where: str = MTIMES_NAME) -> dict[str, int]:
     """``{path: mtime_ns}`` of a tag file; ``ManifestError`` names the first bad line."""
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ManifestError(f"{where} is not UTF-8 ({exc.reason} at byte {exc.start})") from None
     out: dict[str, int] = {}
-    for number, line in enumerate(text.split("\n"), 1):
-        line = line.removesuffix("\r")
-        if not line:
-            continue
+    for number, line in tag_lines(data, where):
         match = _LINE.fullmatch(line)
         if match is None:
             raise ManifestError(f"{where} line {number} is not '<mtime_ns>  <path>': {line[:120]!r}")
-        path = decode_path(match.group(2))
-        if path in out:
-            raise ManifestError(f"{where} line {number} lists {path!r} twice")
-        out[path] = int(match.group(1))
+        add_once(out, decode_path(match.group(2)), int(match.group(1)), where, number)
     return out
 
 
