@@ -253,7 +253,7 @@ async def _download_alone(
     get_run_logger().info("Downloading %d object(s) of %s/%s via %s", count, bucket, prefix, staging)
     progress = view.progress
     await view.start()
-    totals = {**new_counts(), "skipped": skipped, **sync.as_dict(), "unwritable": len(unwritable)}
+    totals: dict[str, Any] = {**new_counts(), "skipped": skipped, **sync.as_dict(), "unwritable": len(unwritable)}
     totals["unwritable_keys"] = _mark_unwritable(tracker, unwritable)
     expected, times = await _manifest_of(blocks, bucket, prefix, totals)
     try:

@@ -544,7 +544,7 @@ async def _dry_run(
     files = total_bytes = 0
     sample: list[tuple[str, int]] = []
     counts = SyncCounts()
-    watch = _deletion_watch(tracker, info.staging_prefix if info else "", include, exclude, errors)
+    watch = _deletion_watch(tracker, (info.staging_prefix or "") if info else "", include, exclude, errors)
     scanned = watch.watch(_scan(source, include, exclude, follow_symlinks, errors, guard))
     async with open_client(blocks.credentials) as client:
         if info is not None and info.staging_prefix:
