@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pydantic import BeforeValidator
+from rahcp_prefect.errors import RahcpError
 
 MAX_KEY_BYTES = 1024
 """S3's longest object key, in UTF-8 bytes (the staging prefix counts too)."""
@@ -28,7 +29,7 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 """Control characters (Unicode category Cc): C0, DEL and C1."""
 
 
-class InvalidInputError(ValueError):
+class InvalidInputError(RahcpError, ValueError):
     """A parameter that no request should be made with; the message names it and its value."""
 
 
@@ -229,5 +230,5 @@ def key_problem(path: str, room: int) -> str | None:
     )
 
 
-class UnstorableNameError(ValueError):
+class UnstorableNameError(RahcpError, ValueError):
     """A file whose path cannot become an S3 key: a counted error of that file alone."""

@@ -14,7 +14,8 @@ from time import monotonic
 from typing import Any
 
 from rahcp_prefect.client.digests import Hasher, plain_md5_of_etag
-from rahcp_prefect.client.errors import ChecksumMismatchError, PresignedTransferError
+from rahcp_prefect.client.errors import ChecksumMismatchError
+from rahcp_prefect.client.represign import presigned_transfer
 
 from .pipeline import run_pipeline
 from .presigner import Presigner
@@ -81,14 +82,11 @@ async def hash_objects(
         hasher = Hasher(md5=md5 is not None)
         try:
             for attempt in (1, 2):
-                if url is None or attempt == 2:
-                    url = await client.s3.presign_get(bucket, key)
-                try:
-                    size = await data.get_hashed(url, what=what, hasher=hasher, chunk_size=chunk_size)
-                except PresignedTransferError as exc:
-                    if exc.status_code != 403 or attempt == 2:
-                        raise
-                    continue
+                size = await presigned_transfer(
+                    lambda: client.s3.presign_get(bucket, key),
+                    lambda fresh: data.get_hashed(fresh, what=what, hasher=hasher, chunk_size=chunk_size),
+                    url if attempt == 1 else None,
+                )
                 if md5 is None or hasher.md5 == md5:
                     break
                 if attempt == 2:  # twice the same other bytes: what storage holds under this ETag

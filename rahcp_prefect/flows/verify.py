@@ -25,11 +25,12 @@ from rahcp_prefect.flows.naming import tag_run, verify_run_name
 from rahcp_prefect.job.audit import FIRST_NAMED, AuditReport, compare, expected_from_tracker
 from rahcp_prefect.job.manifest import manifest_key, read_manifest
 from rahcp_prefect.tasks import open_client
+from rahcp_prefect.errors import RahcpError
 
 Against = Literal["auto", "manifest", "tracker"]
 
 
-class FixityCheckFailed(RuntimeError):
+class FixityCheckFailed(RahcpError, RuntimeError):
     """bulk-verify found objects that do not match (named in the message and the artifact)."""
 
 

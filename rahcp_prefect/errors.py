@@ -1,0 +1,94 @@
+"""The one root of every error rahcp-prefect raises itself: ``RahcpError``.
+
+Each layer keeps its own classes (``HCPError`` in the SDK, ``TrackerError``, ``BulkFileError``,
+``JobError``, ``InvalidInputError``...), and each of them is a ``RahcpError``, so a caller can
+catch everything of ours in one ``except`` and still tell the layers apart. Classes that were a
+``ValueError`` or a ``RuntimeError`` stay one as well.
+
+A ``RahcpError`` may carry the context it happened in (``bucket``, ``key``, ``job``); what is set
+is shown at the end of its message, e.g. ``404 Not Found (bucket 'b', key 'a/b.txt')``. The
+context holds names only: never a URL, a password or a token (see ``client.redaction``).
+No Prefect import here: the SDK, the tracker, the engine and the job all raise these.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Awaitable, Callable
+from typing import Concatenate, ParamSpec, TypeVar
+
+P = ParamSpec("P")
+S = TypeVar("S")
+T = TypeVar("T")
+
+CONTEXT_FIELDS = ("bucket", "key", "job")
+"""The context an error may carry, in the order its message shows it."""
+
+
+class RahcpError(Exception):
+    """Root of every error rahcp-prefect raises; optional ``bucket``/``key``/``job`` context."""
+
+    bucket: str | None = None
+    key: str | None = None
+    job: str | None = None
+
+    def __init__(
+        self, *args: object, bucket: str | None = None, key: str | None = None, job: str | None = None
+    ) -> None:
+        super().__init__(*args)
+        self.add_context(bucket=bucket, key=key, job=job)
+
+    def add_context(self, *, bucket: str | None = None, key: str | None = None, job: str | None = None) -> None:
+        """Fill in the context not set yet (the innermost raiser knows best: never overwritten)."""
+        for name, value in (("bucket", bucket), ("key", key), ("job", job)):
+            if value is not None and getattr(self, name) is None:
+                setattr(self, name, value)
+
+    @property
+    def context(self) -> dict[str, str]:
+        """The context set on this error, ``{"bucket": ..., "key": ..., "job": ...}`` (set ones)."""
+        return {name: value for name in CONTEXT_FIELDS if (value := getattr(self, name)) is not None}
+
+    def with_context(self, text: str) -> str:
+        """``text`` followed by the context, e.g. ``text (bucket 'b', key 'k')``."""
+        context = self.context
+        if not context:
+            return text
+        shown = ", ".join(f"{name} {value!r}" for name, value in context.items())
+        return f"{text} ({shown})" if text else shown
+
+    def __str__(self) -> str:
+        return self.with_context(super().__str__())
+
+
+def on_object(
+    method: Callable[Concatenate[S, str, str, P], Awaitable[T]],
+) -> Callable[Concatenate[S, str, str, P], Awaitable[T]]:
+    """Decorate an async ``method(self, bucket, key, ...)``: a ``RahcpError`` it raises names the
+    bucket and the key (unless a deeper raiser named them already)."""
+
+    @functools.wraps(method)
+    async def wrapper(self: S, bucket: str, key: str, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return await method(self, bucket, key, *args, **kwargs)
+        except RahcpError as exc:
+            exc.add_context(bucket=bucket, key=key)
+            raise
+
+    return wrapper
+
+
+def on_bucket(
+    method: Callable[Concatenate[S, str, P], Awaitable[T]],
+) -> Callable[Concatenate[S, str, P], Awaitable[T]]:
+    """Decorate an async ``method(self, bucket, ...)``: a ``RahcpError`` it raises names the bucket."""
+
+    @functools.wraps(method)
+    async def wrapper(self: S, bucket: str, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return await method(self, bucket, *args, **kwargs)
+        except RahcpError as exc:
+            exc.add_context(bucket=bucket)
+            raise
+
+    return wrapper
