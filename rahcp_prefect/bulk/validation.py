@@ -17,10 +17,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pydantic import BeforeValidator
+
+from rahcp_prefect.defaults import MAX_KEY_BYTES  # S3's longest key; the staging prefix counts too
 from rahcp_prefect.errors import RahcpError
 
-MAX_KEY_BYTES = 1024
-"""S3's longest object key, in UTF-8 bytes (the staging prefix counts too)."""
 
 _BUCKET_CHARS = re.compile(r"[a-z0-9][a-z0-9.-]*[a-z0-9]")
 _BUCKET_PREFIXES = ("xn--", "sthree-", "amzn-s3-demo-")

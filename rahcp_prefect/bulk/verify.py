@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from time import monotonic
 from typing import Any
 
+from rahcp_prefect import defaults
 from rahcp_prefect.client.digests import Hasher, plain_md5_of_etag
 from rahcp_prefect.client.errors import ChecksumMismatchError
 from rahcp_prefect.client.represign import presigned_transfer
@@ -53,10 +54,10 @@ async def hash_objects(
     prefix: str = "",
     keys: Iterable[tuple[str, int]] | None = None,
     skip: Callable[[str], bool] | None = None,
-    workers: int = 10,
-    queue_depth: int = 8,
-    presign_batch_size: int = 200,
-    chunk_size: int = 1 << 20,
+    workers: int = defaults.WORKERS,
+    queue_depth: int = defaults.QUEUE_DEPTH,
+    presign_batch_size: int = defaults.PRESIGN_BATCH_SIZE,
+    chunk_size: int = defaults.CHUNK_SIZE,
 ) -> HashedObjects:
     """SHA-256 of every object under ``prefix`` (or of ``keys``: ``(key, size)``), bytes
     discarded. ``skip(key)`` leaves an object out (e.g. the manifest itself)."""

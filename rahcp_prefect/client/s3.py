@@ -14,6 +14,7 @@ from pathlib import Path
 from time import perf_counter
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from rahcp_prefect import defaults
 from rahcp_prefect.errors import on_bucket, on_object
 
 from .digests import Uploaded
@@ -32,10 +33,10 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-PRESIGN_EXPIRES = 3600
+PRESIGN_EXPIRES = defaults.PRESIGN_EXPIRES
 BATCH = 1000
 """Keys per bulk delete / bulk presign request and objects per listing page."""
-COPY_CONCURRENCY = 8
+COPY_CONCURRENCY = defaults.COMMIT_CONCURRENCY
 """Server-side copies in flight during ``commit_staging``, unless the caller says otherwise."""
 
 Source = bytes | bytearray | memoryview | os.PathLike

@@ -16,6 +16,7 @@ from typing import Any, Literal
 from prefect import flow, get_run_logger
 from prefect.artifacts import acreate_table_artifact
 
+from rahcp_prefect import defaults
 from rahcp_prefect.bulk.validation import check_bucket
 from rahcp_prefect.events import emit_verify_mismatch
 from rahcp_prefect.bulk.verify import hash_objects
@@ -43,7 +44,7 @@ async def bulk_verify(
     tracker_block: str | None = None,
     job: str | None = None,
     against: Against = "auto",
-    workers: int = 10,
+    workers: int = defaults.WORKERS,
 ) -> dict[str, Any]:
     """Hash every object under ``bucket/prefix`` and check it against the manifest.
 
