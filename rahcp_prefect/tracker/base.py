@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import threading
+import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -28,7 +29,7 @@ from rahcp_prefect.tracker.protocol import (
     FileDigests,
     FileEntry,
     JobInfo,
-    JobLease,
+    LeaseAnswer,
     JobState,
     LeaseMode,
     TransferStatus,
@@ -245,11 +246,17 @@ class BufferedTracker(ABC):
             if len(self._buffer) >= self.flush_every:
                 self._flush_locked()
 
-    def commit(self) -> None:
-        """Flush buffered marks to the database."""
+    def flush(self) -> None:
+        """Write the buffered marks to the database."""
         with self._lock:
             self._check_usable()
             self._flush_locked()
+
+    def commit(self) -> None:
+        """Deprecated name of ``flush()`` (kept one release for callers; "commit" is the job's
+        staging move)."""
+        warnings.warn("tracker.commit() is deprecated: call tracker.flush()", DeprecationWarning, stacklevel=2)
+        self.flush()
 
     def close(self) -> None:
         """Flush and release connections; the tracker is unusable afterwards."""
@@ -562,7 +569,7 @@ class BufferedTracker(ABC):
     # -- the job lease, written once over ``_write_transaction`` and the backend's clock ---
     def take_job_lease(
         self, owner: str, lease_seconds: float, mode: LeaseMode = LeaseMode.single
-    ) -> JobLease:
+    ) -> LeaseAnswer:
         """Take the job lease if it is free, expired or ``owner``'s (renewed); a cooperative run
         also shares a live cooperative lease (which then lasts until the latest expiry).
 
@@ -600,8 +607,8 @@ class BufferedTracker(ABC):
             held = conn.execute(take, params).fetchone() is not None
             holder, held_mode, expires, clock = conn.execute(read, (self.job,)).fetchone()
         if holder is None:
-            return JobLease(held=held, owner=None, mode=None, expires=0.0, seconds_left=0.0)
-        return JobLease(
+            return LeaseAnswer(held=held, owner=None, mode=None, expires=0.0, seconds_left=0.0)
+        return LeaseAnswer(
             held=held,
             owner=holder,
             mode=LeaseMode(held_mode),
