@@ -50,15 +50,27 @@ class RahcpError(Exception):
         return {name: value for name in CONTEXT_FIELDS if (value := getattr(self, name)) is not None}
 
     def with_context(self, text: str) -> str:
-        """``text`` followed by the context, e.g. ``text (bucket 'b', key 'k')``."""
-        context = self.context
-        if not context:
+        """``text`` followed by the context it does not name yet, e.g. ``text (bucket 'b', key 'k')``.
+
+        A message that already names the object as ``bucket/key`` (the SDK's do), the bucket or
+        the job is not made longer by repeating it.
+        """
+        shown = {name: value for name, value in self.context.items() if not _named_in(text, name, self)}
+        if not shown:
             return text
-        shown = ", ".join(f"{name} {value!r}" for name, value in context.items())
-        return f"{text} ({shown})" if text else shown
+        listed = ", ".join(f"{name} {value!r}" for name, value in shown.items())
+        return f"{text} ({listed})" if text else listed
 
     def __str__(self) -> str:
         return self.with_context(super().__str__())
+
+
+def _named_in(text: str, name: str, error: RahcpError) -> bool:
+    """Whether ``text`` already names the context field ``name`` of ``error``."""
+    if name in ("bucket", "key") and error.bucket is not None and error.key is not None:
+        return f"{error.bucket}/{error.key}" in text
+    value = getattr(error, name)
+    return value is not None and value in text
 
 
 def on_object(
