@@ -51,7 +51,7 @@ class S3Ops:
     # -- uploads ---------------------------------------------------------------------------
 
     @on_object
-    async def upload(self, bucket: str, key: str, data: Source, *, chunk_size: int = 1 << 20) -> str:
+    async def upload(self, bucket: str, key: str, data: Source, *, chunk_size: int = defaults.CHUNK_SIZE) -> str:
         """Upload bytes or a file; presigned PUT below ``multipart_threshold``, multipart at or
         above it. Returns the ETag (quoted, as S3 sends it)."""
         check_key(key)
@@ -87,7 +87,7 @@ class S3Ops:
         data: Source,
         *,
         concurrency: int | None = None,
-        chunk_size: int = 1 << 20,
+        chunk_size: int = defaults.CHUNK_SIZE,
         resume: PartStore | None = None,
     ) -> str:
         """Multipart upload with ``concurrency`` parts in flight (default ``multipart_concurrency``).
@@ -113,7 +113,7 @@ class S3Ops:
         data: Source,
         *,
         concurrency: int | None = None,
-        chunk_size: int = 1 << 20,
+        chunk_size: int = defaults.CHUNK_SIZE,
         resume: PartStore | None = None,
     ) -> Uploaded:
         """``upload_multipart``, returning the ETag with the digests of the bytes sent (the
@@ -157,7 +157,7 @@ class S3Ops:
     # -- downloads -------------------------------------------------------------------------
 
     @on_object
-    async def download(self, bucket: str, key: str, dest: os.PathLike | str, *, chunk_size: int = 1 << 20) -> int:
+    async def download(self, bucket: str, key: str, dest: os.PathLike | str, *, chunk_size: int = defaults.CHUNK_SIZE) -> int:
         """Stream an object to ``dest``; return its size in bytes.
 
         Bytes land in a temporary file in the same folder, renamed to ``dest`` only when complete;
