@@ -59,17 +59,17 @@ def test_later_mark_wins_in_buffer_and_in_database(open_tracker: OpenTracker) ->
     assert tracker.done_keys() == set()
 
 
-def test_marks_are_buffered_until_commit(open_tracker: OpenTracker) -> None:
+def test_marks_are_buffered_until_flush(open_tracker: OpenTracker) -> None:
     writer = open_tracker(flush_every=1000)
     reader = open_tracker()
     for i in range(10):
         writer.mark(f"k{i}", i, done)
-    assert reader.done_keys() == set(), "marks reached the database before commit"
+    assert reader.done_keys() == set(), "marks reached the database before flush"
     writer.flush()
     assert reader.done_keys() == {f"k{i}" for i in range(10)}
 
 
-def test_flush_every_writes_without_commit(open_tracker: OpenTracker) -> None:
+def test_flush_every_writes_without_flush(open_tracker: OpenTracker) -> None:
     writer = open_tracker(flush_every=5)
     reader = open_tracker()
     for i in range(12):
@@ -77,6 +77,15 @@ def test_flush_every_writes_without_commit(open_tracker: OpenTracker) -> None:
     assert len(reader.done_keys()) == 10  # two flushes of 5; two marks still buffered
     writer.close()
     assert len(reader.done_keys()) == 12  # close flushes
+
+
+def test_commit_is_a_deprecated_name_of_flush(open_tracker: OpenTracker) -> None:
+    writer = open_tracker(flush_every=1000)
+    reader = open_tracker()
+    writer.mark("k", 1, done)
+    with pytest.warns(DeprecationWarning, match=r"tracker\.flush\(\)"):
+        writer.commit()
+    assert reader.done_keys() == {"k"}
 
 
 def test_close_makes_the_tracker_unusable(tracker: TrackerProtocol) -> None:
