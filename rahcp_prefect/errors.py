@@ -14,6 +14,7 @@ No Prefect import here: the SDK, the tracker, the engine and the job all raise t
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Awaitable, Callable
 from typing import Concatenate, ParamSpec, TypeVar
 
@@ -73,34 +74,35 @@ def _named_in(text: str, name: str, error: RahcpError) -> bool:
     return value is not None and value in text
 
 
-def on_object(
-    method: Callable[Concatenate[S, str, str, P], Awaitable[T]],
-) -> Callable[Concatenate[S, str, str, P], Awaitable[T]]:
+def on_object(method: Callable[Concatenate[S, P], Awaitable[T]]) -> Callable[Concatenate[S, P], Awaitable[T]]:
     """Decorate an async ``method(self, bucket, key, ...)``: a ``RahcpError`` it raises names the
     bucket and the key (unless a deeper raiser named them already)."""
-
-    @functools.wraps(method)
-    async def wrapper(self: S, bucket: str, key: str, /, *args: P.args, **kwargs: P.kwargs) -> T:
-        try:
-            return await method(self, bucket, key, *args, **kwargs)
-        except RahcpError as exc:
-            exc.add_context(bucket=bucket, key=key)
-            raise
-
-    return wrapper
+    return _naming(method, 2)
 
 
-def on_bucket(
-    method: Callable[Concatenate[S, str, P], Awaitable[T]],
-) -> Callable[Concatenate[S, str, P], Awaitable[T]]:
+def on_bucket(method: Callable[Concatenate[S, P], Awaitable[T]]) -> Callable[Concatenate[S, P], Awaitable[T]]:
     """Decorate an async ``method(self, bucket, ...)``: a ``RahcpError`` it raises names the bucket."""
+    return _naming(method, 1)
+
+
+def _naming(
+    method: Callable[Concatenate[S, P], Awaitable[T]], count: int
+) -> Callable[Concatenate[S, P], Awaitable[T]]:
+    """Wrap ``method`` so that its first ``count`` arguments after ``self`` (the bucket, then
+    the key), given by position or by name, become the context of a ``RahcpError`` it raises."""
+    names = list(inspect.signature(method).parameters)[1 : 1 + count]
 
     @functools.wraps(method)
-    async def wrapper(self: S, bucket: str, /, *args: P.args, **kwargs: P.kwargs) -> T:
+    async def wrapper(self: S, *args: P.args, **kwargs: P.kwargs) -> T:
         try:
-            return await method(self, bucket, *args, **kwargs)
+            return await method(self, *args, **kwargs)
         except RahcpError as exc:
-            exc.add_context(bucket=bucket)
+            given = [args[i] if i < len(args) else kwargs.get(name) for i, name in enumerate(names)]
+            exc.add_context(**dict(zip(("bucket", "key"), map(_text, given))))
             raise
 
     return wrapper
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) else None

@@ -77,6 +77,7 @@ async def test_a_404_on_a_key_names_the_bucket_and_the_key(
         lambda: hcp_client.s3.head(hcp_bucket, missing),
         lambda: hcp_client.s3.download_bytes(hcp_bucket, missing),
         lambda: hcp_client.s3.copy(hcp_bucket, "copy/dest.txt", hcp_bucket, missing),
+        lambda: hcp_client.s3.head(bucket=hcp_bucket, key=missing),  # named, not positional
     ):
         with pytest.raises(NotFoundError) as info:
             await call()
@@ -89,4 +90,4 @@ async def test_a_404_on_a_key_names_the_bucket_and_the_key(
         assert hcp_bucket in text and error.key in text
         assert hcp_credentials["password"] not in text and hcp_client.token not in text
         assert not SIGNATURE_TEXT.search(text), text
-    assert str(errors[0]) == f"404 Not Found (bucket {hcp_bucket!r}, key {missing!r})"
+    assert str(errors[0]) == str(errors[3]) == f"404 Not Found (bucket {hcp_bucket!r}, key {missing!r})"
