@@ -37,11 +37,12 @@ from rahcp_prefect.client import HCPClient
 from rahcp_prefect.job.mtimes import add_mtimes, plan_mtimes, read_mtimes
 from rahcp_prefect.tracker import create_tracker
 from rahcp_prefect.tracker.protocol import TrackerProtocol
+from rahcp_prefect.errors import RahcpError
 
 _COPY_CHUNK = 1024 * 1024
 
 
-class PathEscapesBucketFolder(ValueError):
+class PathEscapesBucketFolder(RahcpError, ValueError):
     """A path whose ``..`` segments climb above the block's ``bucket_folder``."""
 
 
@@ -487,7 +488,7 @@ class HCPBucket(WritableFileSystem, WritableDeploymentStorage, ObjectStorageBloc
                         await prepare(client)
                     stats: TransferStats = await run(make_config(client, tracker))
                     if finish is not None and not stats.errors:
-                        tracker.commit()
+                        tracker.flush()
                         await finish(client, tracker)
                 if stats.errors:
                     from rahcp_prefect.flows.common import first_errors
@@ -500,7 +501,7 @@ class HCPBucket(WritableFileSystem, WritableDeploymentStorage, ObjectStorageBloc
         return stats
 
 
-class FolderTransferError(RuntimeError):
+class FolderTransferError(RahcpError, RuntimeError):
     """Some files of a folder upload or download failed (the others were transferred)."""
 
 

@@ -12,13 +12,15 @@ import hashlib
 import os
 from collections.abc import Callable
 
+from rahcp_prefect.errors import RahcpError
+
 WINDOWS = os.name == "nt"
 TEMP_PREFIX = ".rahcp-part."
 """Downloads are written as ``.rahcp-part.<name>`` (same suffix) and renamed when complete."""
 _MAX_NAME = 255
 
 
-class UnsafeKeyError(ValueError):
+class UnsafeKeyError(RahcpError, ValueError):
     """A key that would be written outside the destination folder (or is not a file name)."""
 
 

@@ -353,7 +353,7 @@ def _mark_unwritable(tracker: TrackerProtocol, unwritable: list[tuple[str, int, 
     for key, size, reason in unwritable:
         tracker.mark(key, size, TransferStatus.error, f"unwritable: {reason}")
     if unwritable:
-        tracker.commit()
+        tracker.flush()
     return {key: reason for key, _size, reason in unwritable}
 
 

@@ -182,7 +182,7 @@ async def mirror_deletions(
             continue
         tracker.delete(record_prefix + path)
         result.deleted.append(path)
-    tracker.commit()
+    tracker.flush()
     if result.retained:
         logger.info("mirror_deletions: %d object(s) retained by %s/%s", len(result.retained), bucket, final_prefix)
     return result
