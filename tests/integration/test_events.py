@@ -95,7 +95,7 @@ async def test_flows_emit_outcome_events_with_counts_and_no_secret(
     assert failure.payload["rolled_back"] is True and failure.payload["error"] == "BulkTransferFailed"
     download_failure = next(event for event in found if event.event == events.DOWNLOAD_FAILED)
     assert download_failure.payload["counts"]["error"] == 1
-    assert download_failure.payload["counts"]["done"] == len(files)  # the files and the manifest, less one
+    assert download_failure.payload["counts"]["done"] == len(files) + 1  # the files, the manifest and times, less one
 
     completed = next(event for event in found if event.event == events.DOWNLOAD_COMPLETED)
     assert completed.payload["counts"]["ok"] == downloaded["ok"] == len(files) + 2  # and the manifest and times

@@ -32,6 +32,7 @@ from .helpers import (
     sha256,
     summary_metric,
     tree_hashes,
+    without_manifest,
 )
 
 FILES = 40
@@ -61,10 +62,8 @@ def _source(root: Path) -> None:
 
 
 def _final(emulator: Any, bucket: str) -> dict[str, str]:
-    """``{key: sha256}`` of the final prefix, without the manifest the commit writes."""
-    final = bucket_hashes(emulator, bucket, "final/")
-    final.pop("final/manifest-sha256.txt", None)
-    return final
+    """``{key: sha256}`` of the final prefix, without the manifest and times the commit writes."""
+    return without_manifest(bucket_hashes(emulator, bucket, "final/"))
 
 
 def _expected(root: Path) -> dict[str, str]:
