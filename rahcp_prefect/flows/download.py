@@ -340,7 +340,7 @@ async def _manifest_of(
         try:
             digests = ExpectedDigests(await read_manifest(client, bucket, prefix))
             # a commit writes the times with the manifest: without one there are none to read
-            times = await read_mtimes(client, bucket, prefix) if digests.digests is not None else None
+            times = await read_mtimes(client, bucket, prefix) if digests.lines is not None else None
             return digests, ExpectedMtimes(times)
         finally:
             counts["api_retries"] = counts.get("api_retries", 0) + client.api_retries

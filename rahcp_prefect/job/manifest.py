@@ -11,13 +11,15 @@ commit finished; each later commit of the job writes it again. A later reader (a
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from rahcp_prefect.client import HCPClient, NotFoundError
 from rahcp_prefect.tracker.protocol import FileDigests
 from rahcp_prefect.errors import RahcpError
+
+T = TypeVar("T")
 
 MANIFEST_NAME = "manifest-sha256.txt"
 MTIMES_NAME = "rahcp-mtimes.txt"
@@ -126,15 +128,23 @@ async def write_manifest(client: HCPClient, bucket: str, final_prefix: str, dige
     return key
 
 
-async def read_manifest(client: HCPClient, bucket: str, prefix: str) -> dict[str, str] | None:
-    """``{key: sha256}`` (full keys) from the manifest under ``prefix``, or None when there is
-    none; ``ManifestError`` when it cannot be read."""
-    key = manifest_key(prefix)
+async def read_tag_file(
+    client: HCPClient, bucket: str, prefix: str, name: str, parse: Callable[[bytes, str], dict[str, T]]
+) -> dict[str, T] | None:
+    """``{full key: value}`` of the tag file ``name`` under ``prefix`` (``parse`` reads it),
+    or None when there is none; ``ManifestError`` when it cannot be read."""
+    key = prefix + name
     try:
         data = await client.s3.download_bytes(bucket, key)
     except NotFoundError:
         return None
-    return {prefix + path: digest for path, digest in parse_manifest(data, f"{bucket}/{key}").items()}
+    return {prefix + path: value for path, value in parse(data, f"{bucket}/{key}").items()}
+
+
+async def read_manifest(client: HCPClient, bucket: str, prefix: str) -> dict[str, str] | None:
+    """``{key: sha256}`` (full keys) from the manifest under ``prefix``, or None when there is
+    none; ``ManifestError`` when it cannot be read."""
+    return await read_tag_file(client, bucket, prefix, MANIFEST_NAME, parse_manifest)
 
 
 async def commit_manifest(
@@ -164,16 +174,21 @@ async def commit_manifest(
 
 
 @dataclass
-class ExpectedDigests:
-    """A prefix's manifest as full keys -> SHA-256 (None: the prefix has none)."""
+class ExpectedLines(Generic[T]):
+    """A prefix's tag file as full keys -> value (a manifest's SHA-256, ``rahcp-mtimes.txt``'s
+    ns); ``lines`` is None when the prefix has no such file."""
 
-    digests: dict[str, str] | None
+    lines: dict[str, T] | None
 
-    def lines_of(self, entries: Iterable[tuple[Any, ...]]) -> dict[str, str] | None:
-        """The manifest's lines for a batch of ``(key, size[, etag])`` (None without a manifest)."""
-        if self.digests is None:
+    def lines_of(self, entries: Iterable[tuple[Any, ...]]) -> dict[str, T] | None:
+        """The lines for a batch of ``(key, size[, etag])`` (None without the file)."""
+        if self.lines is None:
             return None
-        return {entry[0]: self.digests[entry[0]] for entry in entries if entry[0] in self.digests}
+        return {entry[0]: self.lines[entry[0]] for entry in entries if entry[0] in self.lines}
+
+
+ExpectedDigests = ExpectedLines[str]
+"""A prefix's manifest: full key -> SHA-256."""
 
 
 async def check_manifest(

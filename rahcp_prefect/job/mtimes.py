@@ -14,17 +14,17 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from typing import Any
 
-from rahcp_prefect.client import HCPClient, NotFoundError
+from rahcp_prefect.client import HCPClient
 from rahcp_prefect.job.manifest import (
     MANIFEST_NAME,
     MTIMES_NAME,
+    ExpectedLines,
     ManifestError,
     add_once,
     decode_path,
     encode_path,
+    read_tag_file,
     tag_lines,
 )
 
@@ -92,12 +92,7 @@ async def add_mtimes(client: HCPClient, bucket: str, prefix: str, mtimes: Mappin
 async def read_mtimes(client: HCPClient, bucket: str, prefix: str) -> dict[str, int] | None:
     """``{key: mtime_ns}`` (full keys) from the tag file under ``prefix``; None when there is
     none (a prefix another tool wrote, or committed by an older release)."""
-    key = mtimes_key(prefix)
-    try:
-        data = await client.s3.download_bytes(bucket, key)
-    except NotFoundError:
-        return None
-    return {prefix + path: mtime for path, mtime in parse_mtimes(data, f"{bucket}/{key}").items()}
+    return await read_tag_file(client, bucket, prefix, MTIMES_NAME, parse_mtimes)
 
 
 async def check_mtimes(
@@ -140,14 +135,5 @@ async def audit_mtimes(client: HCPClient, bucket: str, prefix: str, manifest_key
     return mtimes_outside_manifest(relative, (key[len(prefix):] for key in manifest_keys), f"{bucket}/{prefix}")
 
 
-@dataclass
-class ExpectedMtimes:
-    """A prefix's tag file as full keys -> mtime_ns (None: the prefix has none)."""
-
-    mtimes: dict[str, int] | None
-
-    def lines_of(self, entries: Iterable[tuple[Any, ...]]) -> dict[str, int] | None:
-        """The times of a batch of ``(key, size[, etag])`` (None without a tag file)."""
-        if self.mtimes is None:
-            return None
-        return {entry[0]: self.mtimes[entry[0]] for entry in entries if entry[0] in self.mtimes}
+ExpectedMtimes = ExpectedLines[int]
+"""A prefix's times: full key -> mtime_ns."""
