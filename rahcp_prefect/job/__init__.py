@@ -33,9 +33,25 @@ from rahcp_prefect.job.failure import FailureReport, apply_failure_policy, keep_
 from rahcp_prefect.job.lease import JobLease, hold_job, take_job
 from rahcp_prefect.job.policy import OnBusy, OnFailure, lease_mode, parse_on_busy, parse_on_failure
 from rahcp_prefect.job.staging import STAGING_ROOT, StagingPlan, listing, plan_staging, verify_staging
+from rahcp_prefect.job.run import Batch, BatchRunner, Failure, JobRun, RunTotals, RunView, Staging, first_errors
+from rahcp_prefect.job.folder import promote_staging, staging_dir_for
+from rahcp_prefect.job.upload import UploadStaging
+from rahcp_prefect.job.download import DownloadStaging
 from rahcp_prefect.tracker.protocol import LeaseMode
 
 __all__ = [
+    "Batch",
+    "BatchRunner",
+    "DownloadStaging",
+    "Failure",
+    "JobRun",
+    "RunTotals",
+    "RunView",
+    "Staging",
+    "UploadStaging",
+    "first_errors",
+    "promote_staging",
+    "staging_dir_for",
     "COUNTERS",
     "NOT_IN_FINAL",
     "REGISTER_CHUNK",
