@@ -7,11 +7,10 @@ Prefect: the run's logger, its id, its artifacts (summary, job status, dry run) 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from itertools import islice
-from typing import Any, TypeVar
+from typing import Any
 
 from prefect import get_run_logger
 from prefect.runtime import flow_run
@@ -25,8 +24,6 @@ from rahcp_prefect.tasks import open_client
 from rahcp_prefect.tracker.protocol import TrackerProtocol
 
 logger = logging.getLogger(__name__)
-
-T = TypeVar("T")
 
 DEFAULT_BATCH_SIZE = 5000
 
@@ -72,15 +69,6 @@ def run_id() -> str:
     import uuid
 
     return uuid.uuid4().hex
-
-
-def batched(items: Iterable[T], size: int) -> Iterator[list[T]]:
-    """Consecutive lists of ``size`` items, the last one shorter; lazy."""
-    if size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {size}")
-    iterator = iter(items)
-    while batch := list(islice(iterator, size)):
-        yield batch
 
 
 DRY_RUN_SAMPLE = 50

@@ -82,7 +82,7 @@ async def bulk_download(
             on_error=view.failures, manifest=batch.manifest, client=batch.client,
         )
 
-    staging = DownloadStaging(bucket, prefix, dest, list(include or []), list(exclude or []))
+    staging = DownloadStaging(bucket=bucket, prefix=prefix, include=list(include or []), exclude=list(exclude or []), dest=dest)
     async with job_run(
         blocks, view, staging, send, _failed, cooperative=cooperative, named=named, on_busy=on_busy,
         batch_size=batch_size,

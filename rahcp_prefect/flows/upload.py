@@ -103,8 +103,9 @@ async def bulk_upload(
         return moved["moved"]
 
     staging = UploadStaging(
-        source, bucket, prefix, list(include or []), list(exclude or []), follow_symlinks, skip_existing,
-        parse_on_failure(on_failure), move, blocks.settings.write_manifest, warn=get_run_logger().warning,
+        bucket=bucket, prefix=prefix, include=list(include or []), exclude=list(exclude or []), source=source,
+        follow_symlinks=follow_symlinks, skip_existing=skip_existing, policy=parse_on_failure(on_failure),
+        move=move, write_manifest=blocks.settings.write_manifest, warn=get_run_logger().warning,
     )
     async with job_run(
         blocks, view, staging, send, _failed, cooperative=cooperative, named=named, on_busy=on_busy,

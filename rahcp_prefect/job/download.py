@@ -11,7 +11,7 @@ so the next run resumes from it.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,19 +22,15 @@ from rahcp_prefect.bulk.sync import Change, SortedRecords, SyncCounts, decide_do
 from rahcp_prefect.job.commit import commit_lock, wait_for_commit_lock
 from rahcp_prefect.job.folder import promote_staging, staging_dir_for
 from rahcp_prefect.job.manifest import ExpectedDigests, read_manifest
-from rahcp_prefect.job.run import Batch, Failure, JobRun, first_errors
+from rahcp_prefect.job.run import Batch, Failure, JobRun, Selection, first_errors
 from rahcp_prefect.tracker.protocol import JobState
 
 
-@dataclass
-class DownloadStaging:
+@dataclass(kw_only=True)
+class DownloadStaging(Selection):
     """The download side of a run: ``bucket/prefix`` into ``dest`` through its staging folder."""
 
-    bucket: str
-    prefix: str
     dest: Path
-    include: list[str] = field(default_factory=list)
-    exclude: list[str] = field(default_factory=list)
     expected: ExpectedDigests | None = None
     noun, verb = "object", "download"
     failed_outcome = "failed"
@@ -69,7 +65,8 @@ class DownloadStaging:
     async def preview(self, run: JobRun, sample_size: int) -> tuple[int, int, list[tuple[str, int]], SyncCounts]:
         """The objects and bytes a run would download, a sample, the sync counts (``unchanged``:
         the ones in place)."""
-        counts, files, size, sample = SyncCounts(), 0, 0, []
+        counts, files, size = SyncCounts(), 0, 0
+        sample: list[tuple[str, int]] = []
         records = SortedRecords(run.tracker.iter_done(self.prefix))
         async for key, object_size, _etag in self.listing(run):
             if not self.in_place(key, object_size, records, counts):
@@ -90,7 +87,7 @@ class DownloadStaging:
         try:
             self.expected = ExpectedDigests(await read_manifest(run.client, self.bucket, self.prefix))
         finally:
-            run.totals.retries += data.retries - before
+            run.totals.transfer.retries += data.retries - before
         run.log.info("Downloading %s/%s via %s", self.bucket, self.prefix, self.folder)
 
     async def count(self, run: JobRun) -> AsyncIterator[tuple[int, int]]:

@@ -24,6 +24,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, fields
 from typing import Any, Protocol
 
+from rahcp_prefect.bulk.stats import TransferStats
 from rahcp_prefect.bulk.sync import SyncCounts
 from rahcp_prefect.client import HCPClient
 from rahcp_prefect.job.claims import REGISTER_CHUNK, drain_job, register_manifest
@@ -37,38 +38,38 @@ from rahcp_prefect.tracker.protocol import LeaseMode, TrackerProtocol
 
 @dataclass
 class RunTotals:
-    """What a run did, summed batch by batch: every counter is present (zero without work);
-    the optional fields appear in ``as_dict`` once a step sets them."""
+    """What a run did: the engine's counters summed over its batches (``transfer``), what the
+    run decided (``sync``), and what its later steps did; an optional field appears in
+    ``as_dict`` once a step sets it, so a new count is one field here."""
 
-    ok: int = 0
-    skipped: int = 0
-    errors: int = 0
-    done: int = 0
-    bytes: int = 0
-    retries: int = 0
-    api_retries: int = 0
-    verified: int = 0
-    unverified: int = 0
+    transfer: TransferStats = field(default_factory=TransferStats)
+    sync: SyncCounts | None = None  # new/changed/unchanged/missing, when the run decided them
+    unreadable: int = 0  # files the scan could not read: they never reached a batch
     failed: int | None = None
     committed: int | None = None  # uploads: objects moved to the final prefix
     moved: int | None = None  # downloads: files moved into the destination
     manifest: int | None = None  # files the written manifest lists
-    sync: SyncCounts | None = None  # new/changed/unchanged/missing, when the run decided them
 
     def add(self, batch: Mapping[str, Any]) -> None:
         """Sum one batch summary's counters in (``api_retries`` is the run client's, set at the end)."""
         for name in COUNTERS:
-            if name != "api_retries":
-                setattr(self, name, getattr(self, name) + int(batch.get(name, 0)))
+            if name not in ("done", "api_retries"):
+                setattr(self.transfer, name, getattr(self.transfer, name) + int(batch.get(name, 0)))
+
+    @property
+    def errors(self) -> int:
+        return self.transfer.errors + self.unreadable
 
     def as_dict(self) -> dict[str, Any]:
-        """The JSON-friendly totals: a run's result and its summary's figures."""
-        out: dict[str, Any] = {}
-        for item in fields(self):
-            value = getattr(self, item.name)
-            if isinstance(value, SyncCounts):
-                out.update(value.as_dict())
-            elif value is not None:
+        """The JSON-friendly totals: a run's result and its summary's figures (files the run
+        found unchanged count as skipped, the unreadable ones as errors)."""
+        out: dict[str, Any] = {name: getattr(self.transfer, name) for name in COUNTERS}
+        out["errors"] = self.errors
+        if self.sync is not None:
+            out["skipped"] += self.sync.unchanged
+            out.update(self.sync.as_dict())
+        for item in fields(self)[3:]:
+            if (value := getattr(self, item.name)) is not None:
                 out[item.name] = value
         return out
 
@@ -88,6 +89,21 @@ class Batch:
 
 BatchRunner = Callable[[Batch], Awaitable[dict[str, Any]]]
 """Runs one batch through the engine and returns its summary (a flow passes a Prefect task)."""
+
+
+@dataclass(kw_only=True)
+class Selection:
+    """What a job moves: the bucket, the prefix (final keys or keys to read) and the glob
+    patterns that narrow it, the same for both directions."""
+
+    bucket: str
+    prefix: str
+    include: list[str] = field(default_factory=list)
+    exclude: list[str] = field(default_factory=list)
+
+    @property
+    def target(self) -> str:
+        return f"{self.bucket}/{self.prefix}"
 
 
 class RunView(Protocol):
@@ -119,7 +135,10 @@ class Staging(Protocol):
     async def verify(self, run: JobRun) -> None: ...
     async def commit(self, run: JobRun) -> tuple[str, bool]: ...
     failed_outcome: str  # the outcome when the failure policy could not run
-    left_as_it_was: str
+
+    @property
+    def left_as_it_was(self) -> str: ...  # what a failure leaves when the policy could not run
+    async def preview(self, run: JobRun, sample_size: int) -> tuple[int, int, list[tuple[str, int]], SyncCounts]: ...
 
     async def on_failure(self, run: JobRun) -> Failure: ...
     def failure_message(self, run: JobRun, failed: int, what: str) -> str: ...
@@ -176,8 +195,6 @@ class JobRun:
             await self.view.start()
             try:
                 await (self._drain() if self.cooperative else self._transfer())
-                if self.totals.sync is not None:  # unchanged files count as skipped
-                    self.totals.skipped += self.totals.sync.unchanged
                 self._check_errors()
                 await self.staging.verify(self)
             except BaseException as exc:
@@ -188,7 +205,7 @@ class JobRun:
             self.check_lease()
             self.totals.failed = 0
             outcome = await self.staging.commit(self)
-        self.totals.api_retries = self.client.api_retries
+        self.totals.transfer.api_retries = self.client.api_retries
         return outcome
 
     def _unchanged(self) -> int:
@@ -204,7 +221,7 @@ class JobRun:
                 pass
         progress = self.view.progress
         with self.view.phase("transfer", scan.files, scan.bytes) as sent:
-            before = self.totals.done
+            before = self.totals.transfer.done
             unchanged = self._unchanged()
             async for entries in _chunks(self.staging.todo(self), self.batch_size):
                 if self._stopped():
@@ -215,7 +232,7 @@ class JobRun:
                 # unchanged files the batch's plan passed over count as handled too
                 handled, unchanged = int(batch["done"]) + self._unchanged() - unchanged, self._unchanged()
                 progress.batch_finished(handled, int(batch["bytes"]))
-            sent.files, sent.bytes = self.totals.done - before, self.totals.bytes
+            sent.files, sent.bytes = self.totals.transfer.done - before, self.totals.transfer.bytes
 
     async def _drain(self) -> None:
         """A cooperative run: register what this run found to send, then drain the job's claims."""
@@ -238,21 +255,20 @@ class JobRun:
         self.totals.add(drained)
 
     def failed(self) -> int:
-        """Files that failed this run (a cooperative run counts the job's), scan errors included."""
-        failed = self.tracker.summary().get("error", 0) if self.cooperative else self.totals.errors
+        """Files that failed: this run's, or the job's in a cooperative run; scan errors included."""
+        failed = self.tracker.summary().get("error", 0) if self.cooperative else self.totals.transfer.errors
         return failed + len(self.scan_errors)
 
     def _check_errors(self) -> None:
-        if not self.cooperative:
-            self.totals.errors += len(self.scan_errors)
-        if failed := self.failed() if self.cooperative else self.totals.errors:
+        self.totals.unreadable = 0 if self.cooperative else len(self.scan_errors)
+        if failed := self.failed():
             raise BulkTransferFailed(f"{failed} {self.staging.noun}(s) failed to {self.staging.verb}")
 
     async def _fail(self, exc: BaseException) -> None:
         """The failure policy, in one place: the staging's own (roll back or keep; never once the
         lease is lost), then the summary; a transfer failure comes back as ``self.error``, its
         message naming what failed and what was kept."""
-        self.totals.api_retries = self.client.api_retries
+        self.totals.transfer.api_retries = self.client.api_retries
         report: Failure | None = None
         if not isinstance(exc, JobLeaseLostError):
             try:
@@ -261,8 +277,7 @@ class JobRun:
                 self.log.error("Could not apply the failure policy of %s: %s", self.job, policy_exc)
         report = report or Failure(self.staging.failed_outcome, self.staging.left_as_it_was)
         self.failure = report
-        failed = self.failed() if self.cooperative else self.totals.errors
-        self.totals.failed = failed
+        self.totals.failed = failed = self.failed()
         result = {**self.totals.as_dict(), **report.fields, "job": self.job}
         errors = self.errors()
         reason = f"{type(exc).__name__}: {exc}; {report.what}"

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ from rahcp_prefect.job.commit import CommitResult, commit_job, resume_commit
 from rahcp_prefect.job.errors import FinalCheckError
 from rahcp_prefect.job.failure import apply_failure_policy
 from rahcp_prefect.job.policy import OnFailure
-from rahcp_prefect.job.run import Batch, Failure, JobRun, first_errors
+from rahcp_prefect.job.run import Batch, Failure, JobRun, Selection, first_errors
 from rahcp_prefect.job.staging import STAGING_ROOT, StagingPlan, plan_staging, verify_staging
 from rahcp_prefect.tracker.protocol import JobState, TrackerProtocol, TransferStatus
 
@@ -38,15 +38,11 @@ async def move_staging(client: HCPClient, plan: StagingPlan, on_progress: Callab
     return await client.s3.commit_staging(plan.bucket, plan.staging_prefix, plan.final_prefix, on_progress=on_progress)
 
 
-@dataclass
-class UploadStaging:
-    """The upload side of a run: ``source`` to ``bucket/final_prefix`` through the job's staging."""
+@dataclass(kw_only=True)
+class UploadStaging(Selection):
+    """The upload side of a run: ``source`` to ``bucket/prefix`` through the job's staging."""
 
     source: Path
-    bucket: str
-    final_prefix: str
-    include: list[str] = field(default_factory=list)
-    exclude: list[str] = field(default_factory=list)
     follow_symlinks: bool = False
     skip_existing: bool = True
     policy: OnFailure = OnFailure.rollback  # ``on_failure``: roll back or keep staging
@@ -60,15 +56,11 @@ class UploadStaging:
     failed_outcome = "kept"
     left_as_it_was = "staging left as it was"
 
-    @property
-    def target(self) -> str:
-        return f"{self.bucket}/{self.final_prefix}"
-
     def scan(self, tracker: TrackerProtocol, errors: list[tuple[str, str]], staging_prefix: str) -> Iterator[Entry]:
         """``(relative path, size, mtime_ns)`` of the files to upload, lazily, in key order;
         unreadable entries and paths that cannot be keys to ``errors``."""
         if self.guard is None:
-            self.guard = SourceGuard.for_run(self.source, tracker, self.final_prefix, staging_prefix, warn=self.warn)
+            self.guard = SourceGuard.for_run(self.source, tracker, self.prefix, staging_prefix, warn=self.warn)
         accepts = GlobFilter(self.include, self.exclude)
         return (
             (rel, size, mtime)
@@ -89,25 +81,26 @@ class UploadStaging:
             return _all_new(files, counts)
         return _paired(files_to_send(
             run.client.s3, run.tracker, files, bucket=self.bucket, staging_prefix=staging_prefix,
-            final_prefix=self.final_prefix, counts=counts, send_all=not self.skip_existing,
+            final_prefix=self.prefix, counts=counts, send_all=not self.skip_existing,
         ))
 
     async def preview(self, run: JobRun, sample_size: int) -> tuple[int, int, list[tuple[str, int]], SyncCounts]:
         """A dry run: the files and bytes a real run would send, a sample of keys, the sync counts."""
         info = run.tracker.job_info()
-        counts, files, size, sample = SyncCounts(), 0, 0, []
+        counts, files, size = SyncCounts(), 0, 0
+        sample: list[tuple[str, int]] = []
         async for (rel, file_size, _mtime), _change in self._to_send(run, counts, info.staging_prefix if info else None):
             files, size = files + 1, size + file_size
             if len(sample) < sample_size:
-                sample.append((self.final_prefix + rel, file_size))
+                sample.append((self.prefix + rel, file_size))
         return files, size, sample, counts
 
     # -- the steps of a JobRun ------------------------------------------------------------
 
     async def open(self, run: JobRun) -> None:
         """Open the job's staging; finish a commit an earlier run left half-done."""
-        self.plan = plan = plan_staging(run.tracker, self.bucket, self.final_prefix, run.owner)
-        run.view.key_prefixes = (plan.staging_prefix, self.final_prefix)
+        self.plan = plan = plan_staging(run.tracker, self.bucket, self.prefix, run.owner)
+        run.view.key_prefixes = (plan.staging_prefix, self.prefix)
         run.totals.sync = SyncCounts()
         info = run.tracker.job_info()
         if info is not None and info.state == JobState.committing:
@@ -176,7 +169,7 @@ class UploadStaging:
                 )
                 committing.files = commit.moved if commit else 0
         except FinalCheckError as exc:
-            run.totals.committed, run.totals.api_retries = 0, run.client.api_retries
+            run.totals.committed, run.totals.transfer.api_retries = 0, run.client.api_retries
             await run.view.publish_summary(
                 "final check failed", run.totals.as_dict(), run.tracker.error_details(),
                 reason=f"job left committing: {exc}",
