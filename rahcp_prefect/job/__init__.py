@@ -52,7 +52,18 @@ from rahcp_prefect.job.failure import FailureReport, apply_failure_policy, keep_
 from rahcp_prefect.job.lease import JobLease, hold_job, take_job
 from rahcp_prefect.job.policy import OnBusy, OnFailure, lease_mode, parse_on_busy, parse_on_failure
 from rahcp_prefect.job.staging import STAGING_ROOT, StagingPlan, listing, plan_staging, verify_staging
-from rahcp_prefect.job.run import Batch, BatchRunner, Failure, JobRun, RunTotals, RunView, Staging, first_errors
+from rahcp_prefect.job.run import (
+    Batch,
+    BatchRunner,
+    Failure,
+    JobRun,
+    RunStopped,
+    RunTotals,
+    RunView,
+    Selection,
+    Staging,
+    first_errors,
+)
 from rahcp_prefect.job.folder import promote_staging, staging_dir_for
 from rahcp_prefect.job.upload import UploadStaging
 from rahcp_prefect.job.download import DownloadStaging
@@ -64,7 +75,9 @@ __all__ = [
     "DownloadStaging",
     "Failure",
     "JobRun",
+    "RunStopped",
     "RunTotals",
+    "Selection",
     "RunView",
     "Staging",
     "UploadStaging",

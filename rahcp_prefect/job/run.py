@@ -29,7 +29,7 @@ from rahcp_prefect.bulk.sync import SyncCounts
 from rahcp_prefect.client import HCPClient
 from rahcp_prefect.job.claims import REGISTER_CHUNK, drain_job, register_manifest
 from rahcp_prefect.job.counts import COUNTERS
-from rahcp_prefect.job.errors import BulkTransferFailed, JobLeaseLostError
+from rahcp_prefect.job.errors import BulkTransferFailed, JobError, JobLeaseLostError
 from rahcp_prefect.job.lease import JobLease, Log, hold_job
 from rahcp_prefect.job.policy import OnBusy
 from rahcp_prefect.report.format import relative_key, without_staging
@@ -211,8 +211,10 @@ class JobRun:
     def _unchanged(self) -> int:
         return self.totals.sync.unchanged if self.totals.sync is not None else 0
 
-    def _stopped(self) -> bool:
-        return self.stop is not None and self.stop.is_set()
+    def _check_stop(self) -> None:
+        """The one place a stop request ends the transfer: no further batch starts."""
+        if self.stop is not None and self.stop.is_set():
+            raise RunStopped(f"run {self.owner} of job {self.job!r} stopped before its next batch")
 
     async def _transfer(self) -> None:
         """A single run: count (the scan phase), then send what ``todo`` yields in batches."""
@@ -224,8 +226,7 @@ class JobRun:
             before = self.totals.transfer.done
             unchanged = self._unchanged()
             async for entries in _chunks(self.staging.todo(self), self.batch_size):
-                if self._stopped():
-                    break
+                self._check_stop()
                 self.check_lease()
                 batch = await self.send(self.staging.batch(self, entries, claimed=False))
                 self.totals.add(batch)
@@ -244,8 +245,7 @@ class JobRun:
         self.log.info("Manifest of %s: %d %s(s) to send, %d new", self.job, seen, self.staging.noun, added)
 
         async def run_batch(claimed: list[tuple[str, int]]) -> dict[str, Any]:
-            if self._stopped():
-                return {}
+            self._check_stop()
             self.check_lease()
             return await self.send(self.staging.batch(self, list(claimed), claimed=True))
 
@@ -270,7 +270,7 @@ class JobRun:
         message naming what failed and what was kept."""
         self.totals.transfer.api_retries = self.client.api_retries
         report: Failure | None = None
-        if not isinstance(exc, JobLeaseLostError):
+        if not isinstance(exc, (JobLeaseLostError, RunStopped)):  # a stopped run keeps its staging
             try:
                 report = await self.staging.on_failure(self)
             except Exception as policy_exc:  # the job row keeps the staging for cleanup-staging
@@ -288,6 +288,10 @@ class JobRun:
         await self.view.publish_summary(
             report.outcome, result, errors, failed if self.cooperative else None, reason=reason
         )
+
+
+class RunStopped(JobError):
+    """The run was asked to stop (``JobRun.stop``): staging and the done marks are kept."""
 
 
 @dataclass
