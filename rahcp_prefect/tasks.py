@@ -1,7 +1,8 @@
 """Async Prefect tasks over the HCP SDK and the bulk engine.
 
 Each task takes an ``HCPCredentials`` block (and, where it matters, ``HCPTransferSettings``),
-opens its own client, and is safe to retry: uploads overwrite with the same bytes, deletes and
+opens its own client (the batch and commit tasks use the client a flow's ``JobRun`` lends them,
+in the same event loop: one login per run), and is safe to retry: uploads overwrite with the same bytes, deletes and
 cleanups are idempotent, ``commit_staging`` resumes where a failed attempt stopped, and the
 batch tasks skip what the tracker already holds as done. Batch tasks run the engine over many
 files in one task run: a task run costs milliseconds, a file should not.

@@ -80,6 +80,7 @@ async def bulk_upload(
             next run sends only what failed. The final prefix is untouched either way.
     """
     parse_on_busy(on_busy)
+    policy = parse_on_failure(on_failure)
     check_job_inputs(bucket, prefix, batch_size)
     source = Path(source_dir).expanduser()
     check_source_dir(source)
@@ -104,7 +105,7 @@ async def bulk_upload(
 
     staging = UploadStaging(
         bucket=bucket, prefix=prefix, include=list(include or []), exclude=list(exclude or []), source=source,
-        follow_symlinks=follow_symlinks, skip_existing=skip_existing, policy=parse_on_failure(on_failure),
+        follow_symlinks=follow_symlinks, skip_existing=skip_existing, policy=policy,
         move=move, write_manifest=blocks.settings.write_manifest, warn=get_run_logger().warning,
     )
     async with job_run(

@@ -18,7 +18,7 @@ from .conftest import SavedBlocks, make_tree
 async def test_a_bulk_upload_of_three_batches_then_its_download_log_in_once_each(
     saved_blocks: SavedBlocks, hcp_emulator: Any, hcp_bucket: str, tmp_path: Path
 ) -> None:
-    make_tree(tmp_path / "src", 6)
+    files = make_tree(tmp_path / "src", 6)
     hcp_emulator.reset_counts()
     up = await bulk_upload(
         source_dir=str(tmp_path / "src"), bucket=hcp_bucket, prefix="final/", batch_size=2, **saved_blocks.params()
@@ -30,8 +30,6 @@ async def test_a_bulk_upload_of_three_batches_then_its_download_log_in_once_each
     down = await bulk_download(
         bucket=hcp_bucket, dest_dir=str(tmp_path / "dest"), prefix="final/", batch_size=2, **saved_blocks.params()
     )
-    assert down["outcome"] == "complete" and down["moved"] == 6
-    assert hcp_emulator.request_counts[LOGIN] == 1, "one login for the listing, the manifest and 3 batches"
-    assert sorted(p.name for p in (tmp_path / "dest").rglob("*") if p.is_file()) == sorted(
-        p.name for p in (tmp_path / "src").rglob("*") if p.is_file()
-    )
+    assert down["outcome"] == "complete" and down["moved"] == 7  # the 6 files and the job's manifest
+    assert hcp_emulator.request_counts[LOGIN] == 1, "one login for the listings, the manifest and 3 batches"
+    assert {rel: (tmp_path / "dest" / rel).read_bytes() for rel in files} == files
