@@ -78,16 +78,10 @@ class DownloadStaging(Selection):
     # -- the steps of a JobRun ------------------------------------------------------------
 
     async def open(self, run: JobRun) -> None:
-        """Record where the job's files wait; read the prefix's manifest once."""
+        """Record where the job's files wait."""
         state = {} if run.cooperative else {"state": JobState.open}
         run.tracker.update_job(**state, bucket=self.bucket, staging_prefix=str(self.folder), final_prefix=self.prefix)
         run.totals.sync = None if run.cooperative else SyncCounts()
-        data = run.client.data
-        before = data.retries
-        try:
-            self.expected = ExpectedDigests(await read_manifest(run.client, self.bucket, self.prefix))
-        finally:
-            run.totals.transfer.retries += data.retries - before
         run.log.info("Downloading %s/%s via %s", self.bucket, self.prefix, self.folder)
 
     async def count(self, run: JobRun) -> AsyncIterator[tuple[int, int]]:
@@ -108,10 +102,22 @@ class DownloadStaging(Selection):
         registers the whole listing."""
         records = SortedRecords(run.tracker.iter_done(self.prefix))
         async for key, size, etag in self.listing(run):
+            if self.expected is None:  # the listing answered: the bucket is there
+                await self._read_manifest(run)
             if run.cooperative:
                 yield key, size
             elif not self.in_place(key, size, records, None):
                 yield key, size, etag
+
+    async def _read_manifest(self, run: JobRun) -> None:
+        """The prefix's manifest, read once per run, which every batch checks its files against
+        (its repeated GETs count in the run's ``retries``)."""
+        data = run.client.data
+        before = data.retries
+        try:
+            self.expected = ExpectedDigests(await read_manifest(run.client, self.bucket, self.prefix))
+        finally:
+            run.totals.transfer.retries += data.retries - before
 
     def register(self, run: JobRun, entries: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
         return entries
