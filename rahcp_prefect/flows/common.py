@@ -15,6 +15,7 @@ from typing import Any
 from prefect import get_run_logger
 from prefect.runtime import flow_run
 
+from rahcp_prefect import defaults
 from rahcp_prefect.block_loading import aload_block
 from rahcp_prefect.blocks import HCPCredentials, HCPTracker, HCPTransferSettings
 from rahcp_prefect.flows.artifacts import RunView, publish_dry_run, publish_job_status
@@ -25,7 +26,7 @@ from rahcp_prefect.tracker.protocol import TrackerProtocol
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_BATCH_SIZE = 5000
+DEFAULT_BATCH_SIZE = defaults.BATCH_SIZE
 
 
 @dataclass

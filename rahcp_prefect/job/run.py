@@ -24,6 +24,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, fields
 from typing import Any, Protocol
 
+from rahcp_prefect import defaults
 from rahcp_prefect.bulk.stats import TransferStats
 from rahcp_prefect.bulk.sync import SyncCounts
 from rahcp_prefect.client import HCPClient
@@ -159,7 +160,7 @@ class JobRun:
     lease_seconds: float
     log: Log
     on_busy: OnBusy = OnBusy.wait
-    batch_size: int = 5000
+    batch_size: int = defaults.BATCH_SIZE
     scan_errors: list[tuple[str, str]] = field(default_factory=list)
     totals: RunTotals = field(default_factory=RunTotals)
     lease: JobLease | None = None
@@ -241,7 +242,7 @@ class JobRun:
         async for entries in _chunks(self.staging.todo(self), REGISTER_CHUNK):
             s, a = register_manifest(self.tracker, self.staging.register(self, entries))
             seen, added = seen + s, added + a
-        self.tracker.commit()
+        self.tracker.flush()
         self.log.info("Manifest of %s: %d %s(s) to send, %d new", self.job, seen, self.staging.noun, added)
 
         async def run_batch(claimed: list[tuple[str, int]]) -> dict[str, Any]:
