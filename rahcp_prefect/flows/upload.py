@@ -55,11 +55,13 @@ from rahcp_prefect.job import (
     OnFailure,
     STAGING_ROOT,
     StagingPlan,
+    StopCause,
     add_counts,
     apply_failure_policy,
     commit_job,
     drain_job,
     hold_job,
+    kept_on_interruption,
     lease_mode,
     new_counts,
     parse_on_busy,
@@ -147,6 +149,7 @@ class UploadRun:
         self.view = view
         self._failure: asyncio.Task[FailureReport] | None = None
         self.sync = SyncCounts()
+        self.stop = StopCause()  # a cancel or signal keeps staging, whatever on_failure says
 
     def sync_totals(self, totals: dict[str, Any]) -> dict[str, Any]:
         """``totals`` with this run's sync counts; unchanged files count as skipped."""
@@ -199,6 +202,9 @@ class UploadRun:
         return self._failure
 
     async def _failure_policy(self) -> FailureReport:
+        kept = kept_on_interruption(self.on_failure, self.stop.exc)
+        if kept is not None:  # interrupted: no request, the process has seconds left
+            return kept
         self.lease.check()  # never delete staging the job no longer holds
         async with open_client(self.blocks.credentials) as client:
             return await apply_failure_policy(self.on_failure, client, self.tracker, self.plan)
@@ -214,7 +220,7 @@ class UploadRun:
         totals = new_counts()
         try:
             _ACTIVE_RUNS[owner] = self
-            async with atransaction() as txn:
+            async with atransaction() as txn, self.stop.noting():
                 txn.set("upload_run", owner)
                 with view.phase("transfer", scan.files, scan.bytes) as sent:
                     async with open_client(self.blocks.credentials) as client:
@@ -246,6 +252,7 @@ class UploadRun:
     ) -> None:
         """Apply the failure policy, publish the summary, and raise the run's report."""
         logger = get_run_logger()
+        self.stop.exc = self.stop.exc or exc
         errors = scan_errors + self.tracker.error_details()
         report: FailureReport | None = None
         if not isinstance(exc, JobLeaseLostError):
@@ -254,6 +261,8 @@ class UploadRun:
             except Exception as policy_exc:  # the job row keeps the staging prefix for cleanup-staging
                 logger.error("Could not apply on_failure=%s to %s: %s", self.on_failure.value, self.plan.staging_prefix, policy_exc)
         outcome = "rolled back" if self.on_failure == OnFailure.rollback else "kept"
+        if report is not None and report.interrupted:
+            outcome = "interrupted"
         what = report.describe() if report else "staging left as it was"
         result = {
             **totals, "failed": totals.get("errors", 0), "committed": 0, "outcome": outcome, "job": self.job,

@@ -6,6 +6,12 @@ earlier runs of the job committed stay, and are not sent again. ``keep`` leaves 
 every done mark as they are, so the next run sends only what failed (or changed). Either way
 the final prefix is untouched, and the report says what was kept or deleted.
 
+**Interruption is not failure.** A run stopped from outside (Prefect's cancel, SIGTERM from a
+worker or Kubernetes, SIGINT) failed nothing: ``interruption`` tells such a stop from a failure
+(without importing Prefect), and ``kept_on_interruption`` keeps staging and the done marks
+whatever ``on_failure`` says, without a request (the process has seconds left), so the next
+run sends only what is missing. ``on_failure`` applies to failures only.
+
 A rollback goes page by page, forgetting a page's marks before deleting its objects: a crash
 half-way leaves objects that are no longer recorded as done, which the next run sends again
 (or its verification removes), never a done mark without its object.
@@ -13,6 +19,10 @@ half-way leaves objects that are no longer recorded as done, which the next run 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import signal
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from rahcp_prefect.client import HCPClient
@@ -30,12 +40,21 @@ class FailureReport:
     staging: str
     staged: int
     forgotten: int
+    interrupted: str | None = None  # what stopped the run (``interruption``); None: a failure
 
     def fields(self) -> dict[str, object]:
-        """The result fields a run reports: ``on_failure``, ``staging``, ``staged``, ``forgotten``."""
+        """The result fields a run reports: ``on_failure``, ``staging``, ``staged``, ``forgotten``
+        (an interrupted run: ``interrupted`` instead of the counts, which it had no time to take)."""
+        if self.interrupted:
+            return {"on_failure": self.policy.value, "staging": self.staging, "interrupted": self.interrupted}
         return {"on_failure": self.policy.value, "staging": self.staging, "staged": self.staged, "forgotten": self.forgotten}
 
     def describe(self) -> str:
+        if self.interrupted:
+            return (
+                f"interrupted ({self.interrupted}): staging kept with its done marks, whatever on_failure says; "
+                "the next run sends only what is missing"
+            )
         if self.staging == "deleted":
             return (
                 f"staging rolled back ({self.staged} object(s) deleted, {self.forgotten} mark(s) forgotten; "
@@ -45,6 +64,70 @@ class FailureReport:
             f"staging kept ({self.staged} object(s)) with its done marks: the next run sends only what "
             "failed or changed"
         )
+
+
+#: Class names of Prefect's signal exceptions (``prefect.exceptions``), matched by name so the
+#: job stays Prefect-free: ``TerminationSignal`` is SIGTERM raised in the flow's process.
+_SIGNAL_EXCEPTIONS = frozenset({"TerminationSignal", "ExternalSignal"})
+
+
+def interruption(exc: BaseException | None) -> str | None:
+    """What stopped the run from outside, or None when ``exc`` is a failure (or None).
+
+    Interruptions: Prefect's ``TerminationSignal`` (SIGTERM: a worker's cancel, an eviction),
+    ``KeyboardInterrupt`` (SIGINT), ``SystemExit``, and ``asyncio.CancelledError`` (how a
+    cancel or a signal that landed in the event loop reaches the run's code: asyncio cancels
+    every task on the way out). A group counts as interrupted when any of its exceptions is.
+    A failure that merely happened during a cancellation (its ``__context__``) stays a failure:
+    ``asyncio.wait_for``'s ``TimeoutError`` has a ``CancelledError`` there too.
+    """
+    if exc is None:
+        return None
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            found = interruption(inner)
+            if found:
+                return found
+        return None
+    if any(kind.__name__ in _SIGNAL_EXCEPTIONS for kind in type(exc).__mro__):
+        number = getattr(exc, "signal", signal.SIGTERM)
+        try:
+            return signal.Signals(number).name
+        except ValueError:
+            return f"signal {number}"
+    if isinstance(exc, KeyboardInterrupt):
+        return "SIGINT"
+    if isinstance(exc, SystemExit):
+        return "exit"
+    if isinstance(exc, asyncio.CancelledError):
+        return "cancelled"
+    return None
+
+
+class StopCause:
+    """What stopped a run, noted where it happened: Prefect runs a transaction's rollback hooks
+    before the run's own ``except`` sees the exception, and the hook must know whether it was
+    a failure (``async with atransaction(), stop.noting():`` notes it first)."""
+
+    def __init__(self) -> None:
+        self.exc: BaseException | None = None
+
+    @contextlib.asynccontextmanager
+    async def noting(self) -> AsyncIterator[None]:
+        try:
+            yield
+        except BaseException as exc:
+            self.exc = self.exc or exc
+            raise
+
+
+def kept_on_interruption(policy: OnFailure | str, cause: BaseException | None) -> FailureReport | None:
+    """The report of a run ``cause`` interrupted (staging and marks kept, nothing asked of the
+    store), or None when ``cause`` is a failure and ``policy`` applies."""
+    what = interruption(cause)
+    if what is None:
+        return None
+    return FailureReport(parse_on_failure(policy), "kept", 0, 0, interrupted=what)
 
 
 async def roll_back(client: HCPClient, tracker: TrackerProtocol, plan: StagingPlan) -> FailureReport:
@@ -72,7 +155,7 @@ async def keep_staging(client: HCPClient, plan: StagingPlan) -> FailureReport:
 async def apply_failure_policy(
     policy: OnFailure | str, client: HCPClient, tracker: TrackerProtocol, plan: StagingPlan
 ) -> FailureReport:
-    """Roll back or keep, per ``policy``."""
+    """Roll back or keep, per ``policy`` (a failed run; see ``kept_on_interruption`` first)."""
     if parse_on_failure(policy) == OnFailure.rollback:
         return await roll_back(client, tracker, plan)
     return await keep_staging(client, plan)
