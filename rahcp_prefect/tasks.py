@@ -68,6 +68,9 @@ def stats_dict(stats: TransferStats, client: HCPClient | None = None) -> dict[st
         "api_retries": client.api_retries if client is not None else stats.api_retries,
         "verified": stats.verified,
         "unverified": stats.unverified,
+        "changed_during_run": stats.changed_during_run,
+        "vanished": stats.vanished,
+        "deferred": list(stats.deferred),
     }
 
 
