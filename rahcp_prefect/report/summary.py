@@ -67,7 +67,7 @@ class RunFacts:
     endpoint: str
     outcome: str
     """``committed``, ``complete``, ``rolled back``, ``kept`` (staging kept, nothing changed),
-    ``failed`` or ``left to another run``."""
+    ``interrupted`` (cancelled or signalled: staging kept), ``failed`` or ``left to another run``."""
     result: Mapping[str, Any] = field(default_factory=dict)
     source: str | None = None
     dest_dir: str | None = None
@@ -131,6 +131,12 @@ def headline(facts: RunFacts) -> str:
             return (
                 f"Commit interrupted: part of the files may already be in {target} on {facts.endpoint}; "
                 "the next run of the job finishes the commit"
+            )
+        if facts.outcome == "interrupted":
+            why = result.get("interrupted") or "stopped from outside"
+            return (
+                f"Interrupted ({why}): nothing changed in {target} on {facts.endpoint}; staging and the "
+                "done marks kept, the next run sends only what is missing"
             )
         verb = "Rolled back" if facts.outcome == "rolled back" else "Not committed"
         text = f"{verb}: nothing changed in {target} on {facts.endpoint}{failed_text}"
