@@ -10,7 +10,6 @@ runs in-process. A data-plane delay keeps the upload going long enough to interr
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -19,32 +18,31 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from prefect.settings import PREFECT_API_URL
 
-from rahcp_prefect.blocks import HCPTracker
 from rahcp_prefect.flows import bulk_upload
 from rahcp_prefect.job import STAGING_ROOT
 from rahcp_prefect.testing.prefect_fixtures import SavedBlocks
 from rahcp_prefect.tracker import JobState
 
-from .helpers import bucket_hashes, bucket_listing, data_requests, job_tracker, tree_hashes, without_manifest
+from .helpers import (
+    bucket_hashes,
+    bucket_listing,
+    data_requests,
+    job_tracker,
+    signal_flow_when,
+    tree_hashes,
+    with_lease,
+    without_manifest,
+)
 
 FILES = 60
 LEASE = 120.0  # long: a lease seen free right after the run ended was released, not expired
 GRACE = 10.0  # the run must be gone well inside the 30 s a worker or Kubernetes allows
-RUN_SCRIPT = """
-import asyncio, json, sys
-from rahcp_prefect.flows import bulk_upload
-print("RESULT " + json.dumps(asyncio.run(bulk_upload(**json.loads(sys.argv[1])))), flush=True)
-"""
 
 
 @pytest.fixture
 async def blocks(saved_blocks: SavedBlocks) -> SavedBlocks:
-    await HCPTracker(sqlite_path=str(saved_blocks.tracker_path), lease_seconds=LEASE).save(
-        saved_blocks.tracker, overwrite=True
-    )
-    return saved_blocks
+    return await with_lease(saved_blocks, LEASE)
 
 
 def _source(root: Path, files: int = FILES) -> dict[str, str]:
@@ -53,31 +51,6 @@ def _source(root: Path, files: int = FILES) -> dict[str, str]:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(f"file {index}\n".encode() * (1 + index % 40))
     return tree_hashes(root)
-
-
-def _interrupt_when(params: dict[str, Any], log: Path, ready: Any, sig: int) -> tuple[int, float]:
-    """Run ``bulk_upload(**params)`` in a child and send it ``sig`` once ``ready()``; returns its
-    exit code and the seconds it took to exit after the signal."""
-    env = {**os.environ, "PREFECT_API_URL": str(PREFECT_API_URL.value()), "PREFECT_LOGGING_LEVEL": "INFO"}
-    with log.open("w") as err:
-        child = subprocess.Popen(
-            [sys.executable, "-c", RUN_SCRIPT, json.dumps(params)], env=env, stdout=err, stderr=subprocess.STDOUT
-        )
-        try:
-            deadline = time.monotonic() + 120
-            while not ready():
-                assert child.poll() is None, f"the run ended before the signal: {log.read_text()[-3000:]}"
-                assert time.monotonic() < deadline, "the run never reached the point to interrupt it"
-                time.sleep(0.05)
-            child.send_signal(sig)
-            sent = time.monotonic()
-            child.wait(GRACE + 20)
-            took = time.monotonic() - sent
-        finally:
-            if child.poll() is None:
-                child.kill()
-                child.wait()
-    return child.returncode, took
 
 
 async def _flow_run_state(source_dir: str) -> str:
@@ -100,7 +73,9 @@ async def test_a_signal_mid_upload_keeps_staging_and_the_rerun_sends_only_what_i
     expected = _source(tmp_path / "src")
     params = {"source_dir": str(tmp_path / "src"), "bucket": hcp_bucket, "prefix": "final/", **blocks.params()}
     hcp_emulator.faults.add("data", method="PUT", delay=0.3, count=None)
-    code, took = _interrupt_when(params, tmp_path / "run.log", lambda: data_requests(hcp_emulator, "PUT") >= FILES // 3, sig)
+    code, took = signal_flow_when(
+        "upload", params, tmp_path / "run.log", lambda: data_requests(hcp_emulator, "PUT") >= FILES // 3, sig
+    )
     hcp_emulator.faults.clear()
     time.sleep(0.5)  # PUTs the run abandoned finish on the server side
     log = (tmp_path / "run.log").read_text()
