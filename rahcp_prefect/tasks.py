@@ -18,6 +18,7 @@ from typing import Any
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from prefect.runtime import task_run
 
 from rahcp_prefect.blocks import HCPCredentials, HCPTracker, HCPTransferSettings
 from rahcp_prefect.bulk import BulkDownloadConfig, BulkUploadConfig, TransferStats
@@ -27,6 +28,7 @@ from rahcp_prefect.bulk.config import DownloadEntry
 from rahcp_prefect.bulk.validation import check_bucket, check_prefix
 from rahcp_prefect.client import HCPClient
 from rahcp_prefect.client.s3 import COPY_CONCURRENCY
+from rahcp_prefect.job.attempts import batch_checks
 from rahcp_prefect.report.throttle import FailureLog
 
 # Every task has side effects on storage: never answer one from a cache.
@@ -79,6 +81,9 @@ def stats_dict(stats: TransferStats, client: HCPClient | None = None) -> dict[st
         "api_retries": client.api_retries if client is not None else stats.api_retries,
         "verified": stats.verified,
         "unverified": stats.unverified,
+        "changed_during_run": stats.changed_during_run,
+        "vanished": stats.vanished,
+        "deferred": list(stats.deferred),
     }
 
 
@@ -330,20 +335,23 @@ async def upload_batch(
     """Upload a batch of files (``(relative path, size)``; None = the whole tree) with the engine.
 
     Outcomes go to the tracker of ``job``; a retry of the task skips what is done. ``client``:
-    the run's, lent to the batch (no login of its own).
+    the run's, lent to the batch (no login of its own); a retry
+    also adopts what staging holds that the tracker did not record (``job.attempts``).
     ``skip_done=False`` spares reading the job's done keys when the batch was claimed (its
     keys are pending by construction).
     """
     check_bucket(bucket)
     check_prefix(prefix)
+    # A retry may follow an attempt whose files reached staging unrecorded: check before sending.
+    checks = batch_checks(task_run.get_run_count() or 1, skip_existing=skip_existing, skip_done=skip_done)
     make_config = partial(
         BulkUploadConfig,
         bucket=bucket,
         source_dir=Path(source_dir),
         prefix=prefix,
         entries=entries,
-        skip_existing=skip_existing,
-        skip_done=skip_done,
+        skip_existing=checks.skip_existing,
+        skip_done=checks.skip_done,
         include=list(include),
         exclude=list(exclude),
         follow_symlinks=follow_symlinks,

@@ -28,7 +28,8 @@ The rules the steps call, each in one module:
 - ``claims``: how cooperative runs drain one job's manifest.
 - ``commit``: the moves under the commit lock, resumable, then ``check``.
 - ``check``: the final check; ``committed`` only once the final prefix holds every file.
-- ``failure``: the failure policy (``rollback`` or ``keep``) and what it reports.
+- ``failure``: the failure policy (``rollback`` or ``keep``) and what it reports; an
+  interruption (cancel, SIGTERM, SIGINT) is not a failure and always keeps staging.
 - ``manifest``: the job's manifest, written last on commit and read back by downloads.
 
 The engine (``rahcp_prefect.bulk``) only moves bytes: it sends what the run decided to send.
@@ -48,7 +49,15 @@ from rahcp_prefect.job.errors import (
     JobModeError,
     StagingVerificationError,
 )
-from rahcp_prefect.job.failure import FailureReport, apply_failure_policy, keep_staging, mark_rolled_back, roll_back
+from rahcp_prefect.job.failure import (
+    FailureReport,
+    apply_failure_policy,
+    interruption,
+    keep_staging,
+    kept_on_interruption,
+    mark_rolled_back,
+    roll_back,
+)
 from rahcp_prefect.job.lease import JobLease, hold_job, take_job
 from rahcp_prefect.job.policy import OnBusy, OnFailure, lease_mode, parse_on_busy, parse_on_failure
 from rahcp_prefect.job.staging import STAGING_ROOT, StagingPlan, listing, plan_staging, verify_staging
@@ -112,7 +121,9 @@ __all__ = [
     "drain_job",
     "fail_final_check",
     "hold_job",
+    "interruption",
     "keep_staging",
+    "kept_on_interruption",
     "lease_mode",
     "listing",
     "mark_rolled_back",

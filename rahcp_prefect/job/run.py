@@ -25,12 +25,13 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Protocol
 
 from rahcp_prefect import defaults
-from rahcp_prefect.bulk.stats import TransferStats
+from rahcp_prefect.bulk.stats import DEFERRED_NAMED, TransferStats
 from rahcp_prefect.bulk.sync import SyncCounts
 from rahcp_prefect.client import HCPClient
 from rahcp_prefect.job.claims import REGISTER_CHUNK, drain_job, register_manifest
-from rahcp_prefect.job.counts import COUNTERS
-from rahcp_prefect.job.errors import BulkTransferFailed, JobError, JobLeaseLostError
+from rahcp_prefect.job.counts import COUNTERS, DEFERRALS
+from rahcp_prefect.job.errors import BulkTransferFailed, JobLeaseLostError, RunStopped
+from rahcp_prefect.job.failure import interruption, kept_on_interruption
 from rahcp_prefect.job.lease import JobLease, Log, hold_job
 from rahcp_prefect.job.policy import OnBusy
 from rahcp_prefect.report.format import relative_key, without_staging
@@ -53,9 +54,11 @@ class RunTotals:
 
     def add(self, batch: Mapping[str, Any]) -> None:
         """Sum one batch summary's counters in (``api_retries`` is the run client's, set at the end)."""
-        for name in COUNTERS:
+        for name in (*COUNTERS, *DEFERRALS):
             if name not in ("done", "api_retries"):
                 setattr(self.transfer, name, getattr(self.transfer, name) + int(batch.get(name, 0)))
+        named = self.transfer.deferred  # the files left for the next run, the first few by name
+        named.extend(list(batch.get("deferred") or [])[: max(0, DEFERRED_NAMED - len(named))])
 
     @property
     def errors(self) -> int:
@@ -66,6 +69,9 @@ class RunTotals:
         found unchanged count as skipped, the unreadable ones as errors)."""
         out: dict[str, Any] = {name: getattr(self.transfer, name) for name in COUNTERS}
         out["errors"] = self.errors
+        out.update({name: getattr(self.transfer, name) for name in DEFERRALS if getattr(self.transfer, name)})
+        if self.transfer.deferred:
+            out["deferred"] = list(self.transfer.deferred)
         if self.sync is not None:
             out["skipped"] += self.sync.unchanged
             out.update(self.sync.as_dict())
@@ -271,7 +277,11 @@ class JobRun:
         message naming what failed and what was kept."""
         self.totals.transfer.api_retries = self.client.api_retries
         report: Failure | None = None
-        if not isinstance(exc, (JobLeaseLostError, RunStopped)):  # a stopped run keeps its staging
+        if (cause := interruption(exc)) is not None:  # not a failure: keep staging, ask the store nothing
+            what = kept_on_interruption(cause)
+            report = Failure("interrupted", what, {"committed": 0, "outcome": "interrupted", "staging": "kept", "interrupted": cause})
+            self.log.warning("%s: %s", self.job, what)
+        elif not isinstance(exc, JobLeaseLostError):
             try:
                 report = await self.staging.on_failure(self)
             except Exception as policy_exc:  # the job row keeps the staging for cleanup-staging
@@ -289,10 +299,6 @@ class JobRun:
         await self.view.publish_summary(
             report.outcome, result, errors, failed if self.cooperative else None, reason=reason
         )
-
-
-class RunStopped(JobError):
-    """The run was asked to stop (``JobRun.stop``): staging and the done marks are kept."""
 
 
 @dataclass
