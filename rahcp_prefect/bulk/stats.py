@@ -8,7 +8,7 @@ one buffered ``tracker.mark`` and one clock read; progress callbacks are throttl
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from time import monotonic
 
@@ -19,6 +19,8 @@ from .config import ErrorFn, ProgressFn
 logger = logging.getLogger(__name__)
 
 MIB = 1024 * 1024
+#: Deferred files named in a run's stats (all are counted).
+DEFERRED_NAMED = 100
 _DONE = TransferStatus.done
 _ERROR = TransferStatus.error
 
@@ -49,11 +51,18 @@ class TransferStats:
     unverified: int = 0
     """Files transferred with nothing to check their bytes against (a multipart object without
     a manifest entry, or checksums turned off)."""
+    changed_during_run: int = 0
+    """Files deferred because they changed while they were sent: not in this commit, sent by
+    the next run (never a failure)."""
+    vanished: int = 0
+    """Files deferred because they disappeared between the scan and their transfer."""
+    deferred: list[str] = field(default_factory=list)
+    """Keys of the deferred files (the first ``DEFERRED_NAMED``)."""
 
     @property
     def done(self) -> int:
-        """Files handled so far: ``ok + skipped + errors``."""
-        return self.ok + self.skipped + self.errors
+        """Files handled so far: ``ok + skipped + errors`` and the deferred ones."""
+        return self.ok + self.skipped + self.errors + self.changed_during_run + self.vanished
 
     @property
     def mb_per_sec(self) -> float:
@@ -181,6 +190,19 @@ class Recorder:
         if self._on_progress is not None:
             self._tick()
 
+    def deferred(self, key: str, size: int, vanished: bool) -> None:
+        """A file changed or vanished while it was sent: left out of this run (the caller removed
+        what it staged and its record), counted and named; the next run sends it."""
+        stats = self.stats
+        if vanished:
+            stats.vanished += 1
+        else:
+            stats.changed_during_run += 1
+        if len(stats.deferred) < DEFERRED_NAMED:
+            stats.deferred.append(key)
+        if self._on_progress is not None:
+            self._tick()
+
     def retried(self, count: int = 1) -> None:
         self.stats.retries += count
 
@@ -200,6 +222,9 @@ class Recorder:
             api_retries=getattr(self._client, "api_retries", 0) - self._api_retries0,
             verified=s.verified,
             unverified=s.unverified,
+            changed_during_run=s.changed_during_run,
+            vanished=s.vanished,
+            deferred=list(s.deferred),
         )
 
     def _tick(self) -> None:

@@ -20,6 +20,7 @@ import math
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
+from rahcp_prefect.bulk.filters import GlobFilter
 from rahcp_prefect.client import HCPClient
 from rahcp_prefect.job.manifest import MANIFEST_NAME, MTIMES_NAME
 from rahcp_prefect.tracker.protocol import TrackerProtocol
@@ -148,9 +149,13 @@ class MirrorResult:
     retained: list[str] = field(default_factory=list)  # refused by the namespace (403)
     failed: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
     held_back: str | None = None  # why nothing was deleted
+    planned: list[str] | None = None  # a dry run: what a run would delete
 
     def fields(self) -> dict[str, object]:
-        """The run result's fields."""
+        """The run result's fields (a dry run's: ``would_delete``, ``would_delete_keys``)."""
+        if self.planned is not None:
+            planned: dict[str, object] = {"would_delete": len(self.planned), "would_delete_keys": list(self.planned)}
+            return {**planned, "mirror_held_back": self.held_back} if self.held_back else planned
         out: dict[str, object] = {
             "mirror_deleted": len(self.deleted), "mirror_retained": len(self.retained),
             "mirror_failed": len(self.failed),
@@ -186,6 +191,30 @@ async def mirror_deletions(
     if result.retained:
         logger.info("mirror_deletions: %d object(s) retained by %s/%s", len(result.retained), bucket, final_prefix)
     return result
+
+
+def watch_job(
+    tracker: TrackerProtocol, staging_prefix: str, include: list[str], exclude: list[str],
+    unreadable: list[tuple[str, str]],
+) -> DeletionWatch:
+    """A watch of what the job holds under ``staging_prefix`` that this scan (the filters' view
+    of the source; ``unreadable``: its errors) no longer finds."""
+    accepts = GlobFilter(include, exclude)
+    return DeletionWatch(tracker.iter_done(staging_prefix), staging_prefix, accepts.accepts if accepts.active else None, unreadable)
+
+
+async def mirror_or_hold(
+    client: HCPClient, tracker: TrackerProtocol, watch: DeletionWatch, errors: int, max_delete: MaxDelete,
+    bucket: str, final_prefix: str, record_prefix: str, *, dry_run: bool = False,
+) -> MirrorResult | None:
+    """``mirror_deletions``: remove what the source deleted unless a safety net holds it back
+    (``held_back`` says why); a dry run only plans it (None when nothing is deleted at the source)."""
+    held, deleted = mirror_hold_reason(watch, errors, max_delete), watch.deleted
+    if dry_run:
+        return MirrorResult(held_back=held, planned=[] if held else deleted) if deleted else None
+    if held is not None or not deleted:
+        return MirrorResult(held_back=held if deleted else None)
+    return await mirror_deletions(client, tracker, bucket, final_prefix, record_prefix, deleted)
 
 
 def deletion_fields(watch: DeletionWatch, names: int = 100) -> dict[str, object]:

@@ -12,7 +12,7 @@ import pytest
 from rahcp_prefect.job.deletions import DeletionWatch, delete_limit, mirror_hold_reason, parse_max_delete
 from rahcp_prefect.job.manifest import MANIFEST_NAME, ManifestError, plan_manifest
 from rahcp_prefect.job.mtimes import MTIMES_NAME, mtimes_outside_manifest, parse_mtimes, plan_mtimes, render_mtimes
-from rahcp_prefect.job.promotion import promote_staging
+from rahcp_prefect.job.folder import promote_staging
 from rahcp_prefect.tracker.protocol import FileDigests
 
 STAGED = ".rahcp-staging/run/"

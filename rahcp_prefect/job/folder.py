@@ -1,9 +1,8 @@
-"""A download's last step: the staging folder's files moved into the destination.
+"""A download's staging folder: where its files wait beside the destination until all arrived.
 
-Every complete file moves (``os.replace``: same filesystem, keeps its restored mtime), every
-folder of staging is made in the destination (empty ones too: folder markers), and one file
-that cannot be placed (the destination holds a folder of its name, say) is named with its
-reason and never keeps the others out. Temporary ``.rahcp-part.*`` files are never moved.
+The folder is the destination's hidden sibling ``.<name>.rahcp-staging`` (named in
+``bulk/exclusions.py``, which keeps uploads out of it), on the same filesystem, so the
+promotion into the destination is a rename per file.
 """
 
 from __future__ import annotations
@@ -13,7 +12,11 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rahcp_prefect.bulk.exclusions import download_staging
 from rahcp_prefect.bulk.paths import TEMP_PREFIX
+
+staging_dir_for = download_staging
+"""The staging folder of a download destination ``dest``: a hidden sibling."""
 
 
 @dataclass
@@ -25,8 +28,14 @@ class Promotion:
 
 
 def promote_staging(staging: Path, dest: Path) -> Promotion:
-    """Move every complete file and folder of ``staging`` into ``dest`` (replacing files),
-    then drop staging; a file or folder that cannot be placed is reported, not raised."""
+    """Move every complete file and folder of ``staging`` into ``dest`` (replacing files), then
+    drop staging; a file or folder that cannot be placed is reported, not raised.
+
+    ``os.replace`` on one filesystem keeps a file's restored mtime; every folder of staging is
+    made in the destination (empty ones too: folder markers); one file that cannot be placed
+    (the destination holds a folder of its name, say) never keeps the others out. Temporary
+    ``.rahcp-part.*`` files of interrupted downloads are never moved.
+    """
     done = Promotion()
     for root, dirs, files in os.walk(staging):
         relative = Path(root).relative_to(staging)
