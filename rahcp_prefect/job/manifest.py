@@ -141,6 +141,20 @@ async def read_tag_file(
     return {prefix + path: value for path, value in parse(data, f"{bucket}/{key}").items()}
 
 
+async def read_back(
+    client: HCPClient, bucket: str, prefix: str, name: str, parse: Callable[[bytes, str], dict[str, T]]
+) -> tuple[dict[str, T], list[str]]:
+    """A tag file the final check reads back: ``(its lines, [])``, or ``({}, [the problem])``
+    when it is missing or cannot be read."""
+    try:
+        found = await read_tag_file(client, bucket, prefix, name, parse)
+    except ManifestError as exc:
+        return {}, [str(exc)]
+    if found is None:
+        return {}, [f"{bucket}/{prefix}{name}: missing"]
+    return found, []
+
+
 async def read_manifest(client: HCPClient, bucket: str, prefix: str) -> dict[str, str] | None:
     """``{key: sha256}`` (full keys) from the manifest under ``prefix``, or None when there is
     none; ``ManifestError`` when it cannot be read."""
@@ -197,12 +211,9 @@ async def check_manifest(
     """The final check's manifest part: the manifest under ``final_prefix`` must exist, list
     exactly ``digests`` (path -> sha256, what the commit wrote from the tracker) and name only
     objects the final prefix holds (``listed``: key -> size). Returns the problems (none: ok)."""
-    try:
-        found = await read_manifest(client, bucket, final_prefix)
-    except ManifestError as exc:
-        return [str(exc)]
-    if found is None:
-        return [f"{bucket}/{manifest_key(final_prefix)}: missing"]
+    found, unread = await read_back(client, bucket, final_prefix, MANIFEST_NAME, parse_manifest)
+    if unread:
+        return unread
     want = {final_prefix + path: sha for path, sha in digests.items()}
     problems = [f"{key}: not in the manifest" for key in sorted(want.keys() - found.keys())]
     problems += [f"{key}: in the manifest, not in the job" for key in sorted(found.keys() - want.keys())]

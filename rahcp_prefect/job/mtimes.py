@@ -24,6 +24,7 @@ from rahcp_prefect.job.manifest import (
     add_once,
     decode_path,
     encode_path,
+    read_back,
     read_tag_file,
     tag_lines,
 )
@@ -100,12 +101,9 @@ async def check_mtimes(
 ) -> list[str]:
     """Read the tag file back: it must list exactly ``written`` (what the commit wrote) and
     only paths the manifest lists (``listed``: paths relative to the prefix). Problems, none: ok."""
-    try:
-        found = await read_mtimes(client, bucket, final_prefix)
-    except ManifestError as exc:
-        return [str(exc)]
-    if found is None:
-        return [f"{bucket}/{mtimes_key(final_prefix)}: missing"]
+    found, unread = await read_back(client, bucket, final_prefix, MTIMES_NAME, parse_mtimes)
+    if unread:
+        return unread
     relative = {key[len(final_prefix):]: mtime for key, mtime in found.items()}
     problems = [f"{path}: {MTIMES_NAME} differs from what the commit wrote" for path in sorted(set(written) ^ set(relative))]
     problems += [
