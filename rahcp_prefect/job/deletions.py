@@ -79,7 +79,7 @@ class DeletionWatch:
         unreadable: Iterable[tuple[str, str]] = (),
     ) -> None:
         self._records = iter(records)
-        self._prefix = record_prefix
+        self.record_prefix = record_prefix
         self._counts = counts
         self._unreadable = unreadable  # the scan's errors list: (rel, message), read at the end
         self._pending: list[str] = []
@@ -89,7 +89,7 @@ class DeletionWatch:
 
     def _next(self) -> str | None:
         for key, _size, _mtime in self._records:
-            rel = key[len(self._prefix):]
+            rel = key[len(self.record_prefix):]
             if rel in (MANIFEST_NAME, MTIMES_NAME):
                 continue
             self.recorded += 1

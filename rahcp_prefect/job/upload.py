@@ -111,12 +111,10 @@ class UploadStaging(Selection):
             setattr(run.totals, name, value)
         if not self.mirror_deletions:
             return
-        assert self.plan is not None or dry_run
         errors = len(run.scan_errors) if dry_run else run.totals.errors
-        plan = self.plan
         run.totals.mirror = mirror = await mirror_or_hold(
             run.client, run.tracker, self.watch, errors, self.max_delete, self.bucket, self.prefix,
-            plan.staging_prefix if plan else "", dry_run=dry_run,
+            self.watch.record_prefix, dry_run=dry_run,
         )
         if mirror is not None and mirror.held_back and not dry_run:
             run.log.warning("mirror_deletions deleted nothing: %s", mirror.held_back)

@@ -262,3 +262,22 @@ async def test_mirror_deletions_removes_them_only_behind_its_safety_nets(
 
     again = await bulk_upload(**params)
     assert again["deleted_at_source"] == 1 and again["deleted_at_source_keys"] == ["f02.txt"], "only the retained one"
+
+
+async def test_mirror_deletions_is_refused_for_a_cooperative_run(
+    saved_blocks: SavedBlocks, hcp_bucket: str, tmp_path: Path
+) -> None:
+    """A cooperative run sees only its own share of the source: it never mirrors deletions."""
+    source = tmp_path / "src"
+    source.mkdir()
+    (source / "a.txt").write_bytes(b"a")
+    with pytest.raises(ValueError, match="mirror_deletions is for single-mode runs"):
+        await bulk_upload(
+            source_dir=str(source), bucket=hcp_bucket, prefix="c/", cooperative=True, mirror_deletions=True,
+            **saved_blocks.params(),
+        )
+    with pytest.raises(ValueError, match="max_delete must be a count"):
+        await bulk_upload(
+            source_dir=str(source), bucket=hcp_bucket, prefix="c/", mirror_deletions=True, max_delete="lots",
+            **saved_blocks.params(),
+        )
