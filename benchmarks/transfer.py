@@ -452,8 +452,10 @@ class _StubData:
     def __init__(self, body: bytes) -> None:
         self.body = body
 
-    async def put_bytes(self, url: str, data: bytes, *, what: str) -> str:
-        return '"etag"'
+    async def put_bytes(self, url: str, data: bytes, *, what: str) -> Any:
+        from rahcp_prefect.client.digests import Uploaded
+
+        return Uploaded(etag='"etag"', md5="", sha256=None)
 
     async def get_bytes(self, url: str, *, what: str) -> bytes:
         return self.body
