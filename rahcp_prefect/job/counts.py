@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-COUNTERS = ("ok", "skipped", "errors", "done", "bytes", "retries", "api_retries", "verified", "unverified")
+COUNTERS = ("ok", "skipped", "errors", "done", "bytes", "retries", "api_retries", "throttled", "verified", "unverified")
 
 
 def new_counts() -> dict[str, Any]:
