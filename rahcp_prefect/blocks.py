@@ -17,6 +17,7 @@ from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_va
 from rahcp_prefect.bulk.validation import InvalidInputError, check_overrides, describe_errors
 from rahcp_prefect.client.s3 import COPY_CONCURRENCY
 from rahcp_prefect.client.sizes import FormSize, check_minimum_size, size_field
+from rahcp_prefect.defaults import MAX_BANDWIDTH, RETRY_DEADLINE
 
 if TYPE_CHECKING:
     from rahcp_prefect.client import HCPClient
@@ -168,6 +169,22 @@ class HCPTransferSettings(Block):
             "(one copy per object: raise it when HCP answers copies slowly)."
         ),
     )
+    retry_deadline: float = Field(
+        default=RETRY_DEADLINE,
+        ge=0,
+        le=86400,
+        title="Retry deadline (seconds)",
+        description=(
+            "How long a request keeps being retried, with backoff, while HCP throttles it "
+            "(429, 503 SlowDown); meanwhile fewer files are sent at once. Other failures are "
+            "retried a fixed number of times."
+        ),
+    )
+    max_bandwidth: FormSize = size_field(
+        MAX_BANDWIDTH,
+        title="Max bandwidth (per second)",
+        description="Bytes per second a run moves at most, both directions together (0: no cap)",
+    )
     progress_interval: float = Field(
         default=5.0,
         gt=0,
@@ -218,12 +235,14 @@ class HCPTransferSettings(Block):
         except ValidationError as exc:
             raise InvalidInputError(describe_errors(exc.errors(), "settings_overrides")) from None
 
-    def client_options(self) -> dict[str, int]:
+    def client_options(self) -> dict[str, Any]:
         """The ``HCPClient`` keyword arguments these settings decide."""
         return {
             "multipart_threshold": self.multipart_threshold,
             "multipart_chunk": self.multipart_chunk,
             "multipart_concurrency": self.multipart_concurrency,
+            "retry_deadline": self.retry_deadline,
+            "max_bandwidth": self.max_bandwidth,
         }
 
     def engine_options(self, direction: str) -> dict[str, Any]:
