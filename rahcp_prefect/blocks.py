@@ -17,7 +17,7 @@ from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_va
 from rahcp_prefect.bulk.validation import InvalidInputError, check_overrides, describe_errors
 from rahcp_prefect.client.s3 import COPY_CONCURRENCY
 from rahcp_prefect.client.sizes import FormSize, check_minimum_size, size_field
-from rahcp_prefect.defaults import MAX_BANDWIDTH, RETRY_DEADLINE
+from rahcp_prefect.defaults import MAX_BANDWIDTH, RETRY_DEADLINE, TRACKER_WAIT
 
 if TYPE_CHECKING:
     from rahcp_prefect.client import HCPClient
@@ -306,6 +306,16 @@ class HCPTracker(Block):
         title="Lease seconds",
         description="How long a run's claim on a batch of keys lasts unless renewed.",
     )
+    tracker_wait: float = Field(
+        default=TRACKER_WAIT,
+        gt=0,
+        le=86400,
+        title="Tracker wait (seconds)",
+        description=(
+            "How long a run waits for an unreachable PostgreSQL tracker (a restart, a failover) "
+            "before it fails."
+        ),
+    )
 
     @model_validator(mode="after")
     def _one_target(self) -> HCPTracker:
@@ -330,7 +340,8 @@ class HCPTracker(Block):
         """Open the tracker of ``job``; a bad target fails here, before any transfer."""
         from rahcp_prefect.tracker import create_tracker
 
-        return create_tracker(self.target(), job=job)
+        options = {"wait": self.tracker_wait} if self.is_shared else {}
+        return create_tracker(self.target(), job=job, **options)
 
 
 # Registered with the blocks above through the ``prefect.collections`` entry point (this module).
