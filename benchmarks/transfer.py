@@ -407,7 +407,7 @@ async def ours(spec: dict[str, Any]) -> dict[str, Any]:
 
     tracker = SqliteTracker(spec["tracker"], job=spec["job"])
     probe = _FirstDone(tracker)
-    async with HCPClient(endpoint=spec["api"], username=USER, password=PASSWORD) as client:
+    async with HCPClient(endpoint=spec["api"], username=USER, password=PASSWORD, **spec.get("client", {})) as client:
         completing = _time_calls(client, "/complete")
         common = {"client": client, "bucket": spec["bucket"], "tracker": probe, "workers": spec["workers"]}
         with Clock() as clock:
@@ -425,6 +425,7 @@ async def ours(spec: dict[str, Any]) -> dict[str, Any]:
     first = round(probe.first - clock.t0, 3) if probe.first is not None else None
     out = figures(clock, stats.done, stats.bytes, ok=stats.ok, skipped=stats.skipped, errors=stats.errors)
     out["first_transfer_s"] = first
+    out["throttled"] = stats.throttled
     out.update(_without_complete(clock, stats.bytes, completing[0]))
     if spec.get("scan"):
         out["walk_files_per_s"] = out["files_per_s"]

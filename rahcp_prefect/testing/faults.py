@@ -5,7 +5,8 @@ request first sleeps ``delay``, then either has its connection dropped (``drop``
 with ``status`` and ``{"detail": "injected fault"}``, is handled normally but has its connection
 dropped instead of the answer (``drop_answer``: the server did the work, the client never hears
 of it, as when a proxy or the network loses a response), or (none) is handled normally.
-A rule with ``duration`` fires only during that many seconds from when it was added (a storm:
+A rule with ``duration`` fires only during that many seconds from the first request it matches
+(a storm:
 ``status=503, probability=0.6, count=None, duration=20``); a data-plane rule with ``code``
 answers S3's XML error with that code (``SlowDown``) instead of the JSON detail.
 A data-plane rule with ``damage`` forwards the request with one byte of its body flipped: a PUT's
@@ -68,7 +69,6 @@ class FaultRule:
         if self.duration is not None:
             if not self.duration > 0:
                 raise ValueError("duration must be > 0 seconds or None (no end)")
-            self._until = time.monotonic() + self.duration
         if self.code is not None and (self.plane != "data" or self.status is None or not self.code.isalnum()):
             raise ValueError("code is an S3 error code (letters, digits) for a data-plane status fault")
         if self.method is not None:
@@ -196,6 +196,8 @@ class FaultInjector:
             for rule in self._rules:
                 if rule.exhausted or not rule.matches(plane, method, path):
                     continue
+                if rule.duration is not None and rule._until == float("inf"):  # the window opens
+                    rule._until = time.monotonic() + rule.duration
                 if rule.probability < 1.0 and self._random.random() >= rule.probability:
                     continue
                 rule.hits += 1
