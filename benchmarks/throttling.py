@@ -29,7 +29,7 @@ from typing import Any
 
 import httpx
 
-from benchmarks.transfer import Emulator, _median, prepare_small, run_child
+from benchmarks.transfer import Emulator, _median, prepare_small, prepare_tree, run_child
 
 STORM_FILES = 3000
 STORM_SIZE = 10 * 1000
@@ -59,18 +59,6 @@ def _count(emu: Emulator, plane: str, method: str) -> int:
     return sum(c["count"] for c in counts if c["plane"] == plane and c["method"] == method and c["route"] == "/{bucket}/{key}")
 
 
-def _tree(root: Path, count: int, size: int) -> Path:
-    marker = root.with_suffix(".complete")
-    if not marker.exists():
-        shutil.rmtree(root, ignore_errors=True)
-        for i in range(count):
-            path = root / f"d{i // 200:02d}" / f"f{i:05d}.bin"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(os.urandom(size))
-        marker.touch()
-    return root
-
-
 def _upload(emu: Emulator, base: dict[str, Any], source: Path, work: Path, name: str, **extra: Any) -> dict[str, Any]:
     bucket = emu.bucket(name)
     out = run_child({**base, "runner": "ours", "direction": "upload", "source": str(source), "bucket": bucket,
@@ -80,7 +68,7 @@ def _upload(emu: Emulator, base: dict[str, Any], source: Path, work: Path, name:
 
 
 def storm(emu: Emulator, base: dict[str, Any], data: Path, work: Path) -> dict[str, Any]:
-    source = _tree(data / "storm", STORM_FILES, STORM_SIZE)
+    source = prepare_tree(data, "storm", STORM_FILES, STORM_SIZE)
     _clear(emu)
     quiet = _upload(emu, base, source, work, "quiet")
     quiet_puts = _count(emu, "data", "PUT")
@@ -108,7 +96,7 @@ def storm(emu: Emulator, base: dict[str, Any], data: Path, work: Path) -> dict[s
 
 
 def bandwidth(emu: Emulator, base: dict[str, Any], data: Path, work: Path) -> dict[str, Any]:
-    source = _tree(data / "bandwidth", BW_FILES, BW_SIZE)
+    source = prepare_tree(data, "bandwidth", BW_FILES, BW_SIZE)
     total = BW_FILES * BW_SIZE
     capped = {"client": {"max_bandwidth": BW_CAP}}
     up = _upload(emu, base, source, work, "bw", **capped)

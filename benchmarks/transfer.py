@@ -628,14 +628,19 @@ class Emulator:
 
 
 def prepare_small(data: Path) -> Path:
-    root = data / "small"
-    marker = data / "small.complete"
+    return prepare_tree(data, "small", SMALL_FILES, SMALL_SIZE)
+
+
+def prepare_tree(data: Path, name: str, count: int, size: int) -> Path:
+    """``data/name``: ``count`` random files of ``size`` bytes, 200 per folder (made once)."""
+    root = data / name
+    marker = data / f"{name}.complete"
     if not marker.exists():
         shutil.rmtree(root, ignore_errors=True)
-        for i in range(SMALL_FILES):
+        for i in range(count):
             path = root / f"d{i // 200:02d}" / f"f{i:05d}.bin"
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(os.urandom(SMALL_SIZE))
+            path.write_bytes(os.urandom(size))
         marker.touch()
     return root
 
