@@ -62,7 +62,7 @@ class AdaptiveWindow:
         except asyncio.CancelledError:
             if waiter.done() and not waiter.cancelled():  # granted as it was cancelled
                 self._leave()
-            else:
+            elif waiter in self._waiters:  # not yet skipped by _wake
                 self._waiters.remove(waiter)
             raise
 
