@@ -17,13 +17,14 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Generic, TypeVar
 
+from rahcp_prefect import defaults
 from rahcp_prefect.client.retry import backoff_delay
 
 logger = logging.getLogger(__name__)
 
 W = TypeVar("W", bound=tuple)  # a work item; its first field is the key
 
-PRESIGN_EXPIRES = 3600
+PRESIGN_EXPIRES = defaults.PRESIGN_EXPIRES
 
 BULK_PRESIGN_ROUNDS = 3
 """Bulk presign calls for one batch before its files are presigned one by one."""

@@ -33,6 +33,8 @@ from typing import Any, TypeVar
 import aiohttp
 from yarl import URL
 
+from rahcp_prefect import defaults
+
 from .bandwidth import Bandwidth
 from .buffers import DEFAULT_BUFFER_BUDGET, ByteBudget
 from .digests import (
@@ -45,7 +47,6 @@ from .digests import (
     hash_file_steps,
     md5_and_sha256,
 )
-from ..defaults import MAX_BANDWIDTH, RETRY_DEADLINE
 from .errors import HCPError, ObjectChangedError, PresignedTransferError
 from .redaction import redact_text
 from .retry import THROTTLE_CODES, THROTTLE_STATUSES, RetryBudget, parse_retry_after
@@ -54,7 +55,7 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-DEFAULT_CHUNK = 1 << 20
+DEFAULT_CHUNK = defaults.CHUNK_SIZE
 SYNC_READ_LIMIT = 256 * 1024
 """Reads (and their hashing) up to this size happen on the event loop; larger ones in a worker
 thread (``hashlib`` releases the GIL, so the loop keeps moving other transfers)."""
@@ -121,8 +122,8 @@ class DataPlane:
         verify_ssl: bool = True,
         max_connections: int = 100,
         buffer_budget: int = DEFAULT_BUFFER_BUDGET,
-        retry_deadline: float = RETRY_DEADLINE,
-        max_bandwidth: int = MAX_BANDWIDTH,
+        retry_deadline: float = defaults.RETRY_DEADLINE,
+        max_bandwidth: int = defaults.MAX_BANDWIDTH,
     ) -> None:
         self.timeout = timeout
         self.max_retries = max_retries

@@ -20,7 +20,7 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import ConnectionPool
 from sqlalchemy.dialects import postgresql as pg_dialect
 
-from rahcp_prefect.defaults import TRACKER_WAIT
+from rahcp_prefect import defaults
 from rahcp_prefect.tracker import schema
 from rahcp_prefect.tracker.base import (
     JOBS,
@@ -126,7 +126,7 @@ class PostgresTracker(BufferedTracker):
         pool_size: int = 2,
         connect_timeout: float = 10.0,
         application_name: str = "rahcp-prefect-tracker",
-        wait: float = TRACKER_WAIT,
+        wait: float = defaults.TRACKER_WAIT,
     ) -> None:
         super().__init__(job, flush_every)
         check_positive("pool_size", pool_size)

@@ -110,11 +110,11 @@ def test_an_outage_longer_than_the_pools_wait_is_waited_for(
     tracker = PostgresTracker(dsn, job=tracker_job, wait=60, connect_timeout=2)
     try:
         tracker.mark("before", 1, TransferStatus.done)
-        tracker.commit()
+        tracker.flush()
         back = _outage(proxy, 35)
         started = time.monotonic()
         tracker.mark("during", 2, TransferStatus.done)
-        tracker.commit()  # waits for the database
+        tracker.flush()  # waits for the database
         waited = time.monotonic() - started
         back.join()
         assert waited >= 33, f"committed after {waited:.1f} s of a 35 s outage?"
@@ -132,7 +132,7 @@ def test_a_5_s_restart_is_survived(proxied: tuple[str, OutageProxy], tracker_job
     tracker = PostgresTracker(dsn, job=tracker_job, connect_timeout=2)
     try:
         tracker.mark("a", 1, TransferStatus.done)
-        tracker.commit()
+        tracker.flush()
         _outage(proxy, 5).join()
         tracker.mark("b", 2, TransferStatus.done)
         assert tracker.done_keys() == {"a", "b"}
@@ -149,17 +149,17 @@ def test_an_outage_longer_than_wait_fails_naming_the_database(
     tracker = PostgresTracker(dsn, job=tracker_job, wait=4, connect_timeout=2)
     try:
         tracker.mark("a", 1, TransferStatus.done)
-        tracker.commit()
+        tracker.flush()
         proxy.down()
         started = time.monotonic()
         tracker.mark("b", 2, TransferStatus.done)
         with pytest.raises(TrackerError) as info:
-            tracker.commit()
+            tracker.flush()
         elapsed = time.monotonic() - started
         assert 3 <= elapsed <= 30, elapsed
         assert "127.0.0.1" in str(info.value) and "password" not in str(info.value).lower()
         proxy.up()
-        tracker.commit()  # the buffer was kept: written once it is back
+        tracker.flush()  # the buffer was kept: written once it is back
         assert tracker.done_keys() == {"a", "b"}
     finally:
         proxy.up()
