@@ -1,7 +1,8 @@
 """Async Prefect tasks over the HCP SDK and the bulk engine.
 
 Each task takes an ``HCPCredentials`` block (and, where it matters, ``HCPTransferSettings``),
-opens its own client, and is safe to retry: uploads overwrite with the same bytes, deletes and
+opens its own client (the batch and commit tasks use the client a flow's ``JobRun`` lends them,
+in the same event loop: one login per run), and is safe to retry: uploads overwrite with the same bytes, deletes and
 cleanups are idempotent, ``commit_staging`` resumes where a failed attempt stopped, and the
 batch tasks skip what the tracker already holds as done. Batch tasks run the engine over many
 files in one task run: a task run costs milliseconds, a file should not.
@@ -36,6 +37,18 @@ CommitProgressCallback = Callable[[int, int], Any]
 """``on_progress(objects copied, bytes copied)`` of a staging commit."""
 ErrorCallback = Callable[[str, BaseException], Any]
 """``on_error(key, exception)`` of a batch: the flow's throttled failure log."""
+
+
+@asynccontextmanager
+async def _client_for(
+    credentials: HCPCredentials, settings: HCPTransferSettings | None, client: HCPClient | None
+) -> AsyncIterator[HCPClient]:
+    """``client`` when the caller lends one (it stays open), else a client of the task's own."""
+    if client is not None:
+        yield client
+        return
+    async with open_client(credentials, settings) as own:
+        yield own
 
 
 @asynccontextmanager
@@ -196,12 +209,13 @@ async def _commit(
     dest_prefix: str,
     concurrency: int,
     on_progress: CommitProgressCallback | None = None,
+    lent: HCPClient | None = None,
 ) -> tuple[int, int]:
     """Commit staging; returns the objects moved and the API requests the client repeated."""
     check_bucket(bucket)
     check_prefix(staging_prefix, "staging_prefix")
     check_prefix(dest_prefix, "dest_prefix")
-    async with open_client(credentials) as client:
+    async with _client_for(credentials, None, lent) as client:
         moved = await client.s3.commit_staging(bucket, staging_prefix, dest_prefix, concurrency, on_progress)
     get_run_logger().info(
         "Committed %d object(s) to %s/%s (%d copies in flight)", moved, bucket, dest_prefix, concurrency
@@ -231,11 +245,14 @@ async def commit_staging_counted(
     dest_prefix: str,
     concurrency: int = COPY_CONCURRENCY,
     on_progress: CommitProgressCallback | None = None,
+    client: HCPClient | None = None,
 ) -> dict[str, int]:
     """``commit_staging`` for the bulk flows: ``{"moved": n, "api_retries": n}``, so the run's
     summary counts the commit's retried requests too; ``on_progress(objects, bytes)`` after
-    every copy."""
-    moved, api_retries = await _commit(credentials, bucket, staging_prefix, dest_prefix, concurrency, on_progress)
+    every copy; ``client``: the run's, lent to the commit (it then counts the retries)."""
+    moved, api_retries = await _commit(
+        credentials, bucket, staging_prefix, dest_prefix, concurrency, on_progress, client
+    )
     return {"moved": moved, "api_retries": api_retries}
 
 
@@ -262,19 +279,22 @@ async def _engine_batch(
     make_config: Callable[..., Any],
     run: Callable[[Any], Awaitable[TransferStats]],
     on_error: ErrorCallback | None = None,
+    client: HCPClient | None = None,
 ) -> dict[str, Any]:
     """One engine run for a batch task: the job's tracker and a client for the task, the
     settings' engine options, then the summary (logged and returned).
 
     Failed files go to ``on_error`` (the flow's throttled ``FailureLog``); without one the task
-    keeps its own, so a batch of a million failures still logs a few dozen lines."""
+    keeps its own, so a batch of a million failures still logs a few dozen lines. With the
+    run's ``client`` (a ``JobRun``'s, in the same event loop) the batch logs in no more and its
+    ``api_retries`` are the engine's count for the batch alone."""
     settings = settings or HCPTransferSettings()
     own_log = FailureLog(get_run_logger(), interval=settings.log_interval) if on_error is None else None
     job_tracker = tracker.get_tracker(job)
     try:
-        async with open_client(credentials, settings) as client:
+        async with _client_for(credentials, settings, client) as used:
             config = make_config(
-                client=client,
+                client=used,
                 tracker=job_tracker,
                 on_error=on_error or own_log,
                 **settings.engine_options(direction),
@@ -284,7 +304,7 @@ async def _engine_batch(
         job_tracker.close()
         if own_log is not None:
             own_log.close()
-    summary = stats_dict(stats, client)
+    summary = stats_dict(stats, used if client is None else None)
     get_run_logger().info("%s batch: %s", direction.capitalize(), summary)
     return summary
 
@@ -306,10 +326,12 @@ async def upload_batch(
     follow_symlinks: bool = False,
     on_progress: ProgressCallback | None = None,
     on_error: ErrorCallback | None = None,
+    client: HCPClient | None = None,
 ) -> dict[str, Any]:
     """Upload a batch of files (``(relative path, size)``; None = the whole tree) with the engine.
 
-    Outcomes go to the tracker of ``job``; a retry of the task skips what is done.
+    Outcomes go to the tracker of ``job``; a retry of the task skips what is done. ``client``:
+    the run's, lent to the batch (no login of its own).
     ``skip_done=False`` spares reading the job's done keys when the batch was claimed (its
     keys are pending by construction).
     """
@@ -328,7 +350,9 @@ async def upload_batch(
         follow_symlinks=follow_symlinks,
         on_progress=on_progress,
     )
-    return await _engine_batch("upload", credentials, tracker, job, settings, make_config, run_bulk_upload, on_error)
+    return await _engine_batch(
+        "upload", credentials, tracker, job, settings, make_config, run_bulk_upload, on_error, client
+    )
 
 
 @task(name="hcp-download-batch", **_TASK_DEFAULTS)
@@ -347,9 +371,10 @@ async def download_batch(
     on_progress: ProgressCallback | None = None,
     on_error: ErrorCallback | None = None,
     manifest: Mapping[str, str] | None = None,
+    client: HCPClient | None = None,
 ) -> dict[str, Any]:
     """Download a batch of keys (``(key, size)`` or ``(key, size, etag)``; None = the whole
-    prefix) with the engine;
+    prefix) with the engine (``client``: the run's, lent to the batch);
     ``manifest`` (key -> SHA-256, e.g. the batch's lines of the prefix's manifest) is what the
     bytes are checked against."""
     check_bucket(bucket)
@@ -366,4 +391,6 @@ async def download_batch(
         on_progress=on_progress,
         manifest=manifest,
     )
-    return await _engine_batch("download", credentials, tracker, job, settings, make_config, run_bulk_download, on_error)
+    return await _engine_batch(
+        "download", credentials, tracker, job, settings, make_config, run_bulk_download, on_error, client
+    )
