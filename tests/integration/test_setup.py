@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from rahcp_prefect.provision import SetupOptions, setup
+from rahcp_prefect.provision import SetupOptions, ensure_work_pool, setup
 
 BIN = Path(sys.executable).parent
 
@@ -248,3 +248,26 @@ def test_the_deployed_file_names_the_pool_and_the_blocks_setup_made() -> None:
     cleanup = next(d for d in content["deployments"] if d["entrypoint"].endswith(":cleanup_staging"))
     assert "settings_block" not in cleanup["parameters"]  # only the parameters a deployment has
     assert upload["concurrency_limit"] == {"limit": 1, "collision_strategy": "ENQUEUE"}  # the rest unchanged
+
+
+@pytest.mark.timeout(600)
+def test_prefect_deploy_all_of_the_checkouts_file_works_from_the_checkout(prefect_api: None) -> None:
+    """`prefect deploy --all --prefect-file deployments/prefect.yaml`, as the file's header says."""
+    import httpx
+    from prefect.settings import PREFECT_API_URL
+
+    from rahcp_prefect.deployments import checkout_prefect_file
+    from rahcp_prefect.setup_checks import read_deployments
+
+    checkout = checkout_prefect_file().parents[1]
+    asyncio.run(ensure_work_pool("rahcp-process"))
+    api = str(PREFECT_API_URL.value())
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}, "PREFECT_API_URL": api}
+    result = subprocess.run(
+        [str(BIN / "prefect"), "--no-prompt", "deploy", "--all", "--prefect-file", "deployments/prefect.yaml"],
+        cwd=checkout, env=env, capture_output=True, text=True, timeout=540,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    for spec in read_deployments(checkout / "deployments" / "prefect.yaml"):
+        deployment = httpx.get(f"{api}/deployments/name/{spec}", timeout=30).json()
+        assert deployment["work_pool_name"] == "rahcp-process", deployment

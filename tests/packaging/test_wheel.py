@@ -42,9 +42,10 @@ def user_env(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     """A fresh venv with only the wheel (and its dependencies) installed; yields its bin folder."""
     venv = tmp_path_factory.mktemp("user") / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
-    result = subprocess.run(
+    clean = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    result = subprocess.run(  # without PYTHONPATH: a checkout on it would count as rahcp-prefect installed
         [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--no-compile", str(wheel)],
-        capture_output=True, text=True, timeout=900,
+        capture_output=True, text=True, timeout=900, env=clean,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     yield venv / "bin"
