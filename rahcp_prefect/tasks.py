@@ -79,6 +79,7 @@ def stats_dict(stats: TransferStats, client: HCPClient | None = None) -> dict[st
         "files_per_sec": round(stats.files_per_sec, 1),
         "retries": stats.retries,
         "api_retries": client.api_retries if client is not None else stats.api_retries,
+        "throttled": stats.throttled,
         "verified": stats.verified,
         "unverified": stats.unverified,
         "changed_during_run": stats.changed_during_run,

@@ -44,6 +44,9 @@ class TransferStats:
     api_retries: int = 0
     """API requests of the run (presign, listing, multipart calls) the client repeated after a
     retryable failure, when the client counts them."""
+    throttled: int = 0
+    """Requests of the run (either plane) the store answered as overloaded (429, 503,
+    ``SlowDown``): each was retried after a backoff, and the transfers in flight were cut."""
     verified: int = 0
     """Files transferred whose bytes were checked against a digest: every upload (S3 checked
     the ``Content-MD5``, the client the ETag), downloads checked against the manifest's SHA-256
@@ -75,6 +78,11 @@ class TransferStats:
         return self.done / self.elapsed if self.elapsed > 0 else 0.0
 
 
+def throttled_count(client: object) -> int:
+    """Throttled answers ``client`` has seen on both planes so far (0 when it does not count)."""
+    return getattr(getattr(client, "data", None), "throttled", 0) + getattr(client, "api_throttled", 0)
+
+
 def error_text(exc: BaseException) -> str:
     """A one-line message for the tracker: the exception type and its text, capped."""
     text = str(exc)
@@ -101,6 +109,7 @@ class Recorder:
         self._data_plane = getattr(client, "data", None)
         self._data_retries0 = getattr(self._data_plane, "retries", 0)
         self._api_retries0 = getattr(client, "api_retries", 0)
+        self._throttled0 = throttled_count(client)
         self._tracker = tracker
         self._mark = tracker.mark
         self._on_progress = on_progress
@@ -220,6 +229,7 @@ class Recorder:
             elapsed=monotonic() - self._started,
             retries=s.retries + data_retries,
             api_retries=getattr(self._client, "api_retries", 0) - self._api_retries0,
+            throttled=throttled_count(self._client) - self._throttled0,
             verified=s.verified,
             unverified=s.unverified,
             changed_during_run=s.changed_during_run,
@@ -248,6 +258,7 @@ class Recorder:
         self.stats.elapsed = final.elapsed
         self.stats.retries = final.retries
         self.stats.api_retries = final.api_retries
+        self.stats.throttled = final.throttled
         if self._on_progress is not None:
             try:
                 self._on_progress(final)

@@ -6,7 +6,7 @@ from typing import Any
 
 from rahcp_prefect.bulk.stats import DEFERRED_NAMED
 
-COUNTERS = ("ok", "skipped", "errors", "done", "bytes", "retries", "api_retries", "verified", "unverified")
+COUNTERS = ("ok", "skipped", "errors", "done", "bytes", "retries", "api_retries", "throttled", "verified", "unverified")
 DEFERRALS = ("changed_during_run", "vanished")
 """Files left for the next run because they changed or vanished while sent: reported when
 there are any (named in ``deferred``), never a failure."""

@@ -50,6 +50,7 @@ COUNT_LABELS: dict[str, str] = {
     "kept_staging": "staged objects kept",
     "retries": "transfers retried",
     "api_retries": "API requests retried",
+    "throttled": "requests throttled (retried)",
 }
 """Result fields shown as counts, in this order, with the words an operator reads."""
 
