@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import IO, Any, BinaryIO
@@ -34,6 +34,7 @@ from rahcp_prefect.bulk import BulkDownloadConfig, BulkUploadConfig, TransferSta
 from rahcp_prefect.bulk import bulk_download as run_bulk_download
 from rahcp_prefect.bulk import bulk_upload as run_bulk_upload
 from rahcp_prefect.client import HCPClient
+from rahcp_prefect.job.mtimes import add_mtimes, plan_mtimes, read_mtimes
 from rahcp_prefect.tracker import create_tracker
 from rahcp_prefect.tracker.protocol import TrackerProtocol
 from rahcp_prefect.errors import RahcpError
@@ -438,7 +439,13 @@ class HCPBucket(WritableFileSystem, WritableDeploymentStorage, ObjectStorageBloc
                 prefix=prefix, skip_existing=False, entries=entries, **options,
             )
 
-        return await self._engine(f"upload {source} to {self.bucket_name}/{prefix}", config, run_bulk_upload)
+        async def keep_times(client: HCPClient, tracker: TrackerProtocol) -> None:
+            # the files' times, beside them in the bucket: a folder download restores them
+            await add_mtimes(client, self.bucket_name, prefix, plan_mtimes(tracker.iter_done(prefix), prefix))
+
+        return await self._engine(
+            f"upload {source} to {self.bucket_name}/{prefix}", config, run_bulk_upload, finish=keep_times
+        )
 
     async def _download_folder(self, prefix: str, dest: Path) -> TransferStats:
         """One bulk-engine run of ``prefix`` into ``dest``; raises if any object failed."""
@@ -446,26 +453,43 @@ class HCPBucket(WritableFileSystem, WritableDeploymentStorage, ObjectStorageBloc
             raise NotADirectoryError(f"not a directory: {dest}")
         options = self._settings().engine_options("download")
 
+        times: dict[str, int] | None = None
+
         def config(client: HCPClient, tracker: TrackerProtocol) -> BulkDownloadConfig:
             return BulkDownloadConfig(
-                client=client, bucket=self.bucket_name, dest_dir=dest, tracker=tracker, prefix=prefix, **options
+                client=client, bucket=self.bucket_name, dest_dir=dest, tracker=tracker, prefix=prefix,
+                mtimes=times, **options,
             )
 
-        return await self._engine(f"download {self.bucket_name}/{prefix} to {dest}", config, run_bulk_download)
+        async def read_times(client: HCPClient) -> None:
+            nonlocal times
+            times = await read_mtimes(client, self.bucket_name, prefix)
+
+        return await self._engine(
+            f"download {self.bucket_name}/{prefix} to {dest}", config, run_bulk_download, prepare=read_times
+        )
 
     async def _engine(
         self,
         what: str,
         make_config: Callable[[HCPClient, TrackerProtocol], Any],
         run: Callable[[Any], Any],
+        prepare: Callable[[HCPClient], Awaitable[None]] | None = None,
+        finish: Callable[[HCPClient, TrackerProtocol], Awaitable[None]] | None = None,
     ) -> TransferStats:
         """Run the engine with a throw-away SQLite tracker (a folder copy is one shot, not a
-        resumable job); any failed file raises ``FolderTransferError`` naming the first ones."""
+        resumable job); any failed file raises ``FolderTransferError`` naming the first ones.
+        ``prepare`` runs before the engine, ``finish`` after it when every file went through."""
         with tempfile.TemporaryDirectory(prefix="rahcp-bucket-") as scratch:
             tracker = create_tracker(Path(scratch) / "tracker.db", job=what)
             try:
                 async with self._client() as client:
+                    if prepare is not None:
+                        await prepare(client)
                     stats: TransferStats = await run(make_config(client, tracker))
+                    if finish is not None and not stats.errors:
+                        tracker.flush()
+                        await finish(client, tracker)
                 if stats.errors:
                     from rahcp_prefect.job.run import first_errors
 

@@ -160,7 +160,7 @@ async def run(args: argparse.Namespace) -> int:
     print()
     print(f"bulk-upload:   {up['ok']} files, {format_bytes(up['bytes'])}, {up['outcome']} to {bucket}/archive/ in {up['elapsed']} s")
     print(
-        f"bulk-download: {down['ok']} files (the {len(digests)} and the job's manifest) into {dest} "
+        f"bulk-download: {down['ok']} files (the {len(digests)}, the job's manifest and times) into {dest} "
         f"in {down['elapsed']} s, {down.get('verified', 0)} verified by checksum"
     )
     print(f"Byte-for-byte check of {len(digests)} files: {'OK' if not bad else f'{len(bad)} differ: {bad[:5]}'}")

@@ -379,12 +379,14 @@ async def download_batch(
     on_progress: ProgressCallback | None = None,
     on_error: ErrorCallback | None = None,
     manifest: Mapping[str, str] | None = None,
+    mtimes: Mapping[str, int] | None = None,
     client: HCPClient | None = None,
 ) -> dict[str, Any]:
     """Download a batch of keys (``(key, size)`` or ``(key, size, etag)``; None = the whole
     prefix) with the engine (``client``: the run's, lent to the batch);
     ``manifest`` (key -> SHA-256, e.g. the batch's lines of the prefix's manifest) is what the
-    bytes are checked against."""
+    bytes are checked against; ``mtimes`` (key -> ns, the prefix's ``rahcp-mtimes.txt``) the
+    times the files are given."""
     check_bucket(bucket)
     check_prefix(prefix)
     make_config = partial(
@@ -398,6 +400,7 @@ async def download_batch(
         exclude=list(exclude),
         on_progress=on_progress,
         manifest=manifest,
+        mtimes=mtimes,
     )
     return await _engine_batch(
         "download", credentials, tracker, job, settings, make_config, run_bulk_download, on_error, client

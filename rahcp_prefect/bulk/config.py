@@ -132,6 +132,9 @@ class BulkDownloadConfig:
     land under the final name."""
     manifest: Mapping[str, str] | None = None
     """SHA-256 (hex) by key, e.g. read from the prefix's ``manifest-sha256.txt``."""
+    mtimes: Mapping[str, int] | None = None
+    """Modification times (ns) by key to give the files written, e.g. read from the prefix's
+    ``rahcp-mtimes.txt``; a key without one keeps the time it was written."""
 
     def __post_init__(self) -> None:
         _check_common(self)

@@ -30,7 +30,7 @@ from rahcp_prefect.tracker.protocol import FileDigests
 from .config import BulkDownloadConfig, DownloadEntry
 from .errors import VerificationError
 from .filters import GlobFilter
-from .paths import UnsafeKeyError, is_inside, local_path, relative_key, temp_name
+from .paths import UnsafeKeyError, folder_of_marker, is_inside, local_path, relative_key, temp_name
 from .presigner import Presigner
 from .run import run_job
 from .scanner import iter_listing
@@ -62,6 +62,7 @@ class _Download:
         self.verify = cfg.verify_download
         self.checksums = cfg.verify_checksums
         self.manifest = cfg.manifest
+        self.mtimes = cfg.mtimes
         self._safe_dirs: set[str] = {self.base}
         transfer = cfg.client.transfer_settings
         self.range_chunk = transfer.multipart_chunk
@@ -116,13 +117,16 @@ class _Download:
                 await asyncio.sleep(0)
             try:
                 rel = relative_key(key, prefix)
-                if rel is None:  # a folder marker: nothing to write
+                if rel is None:  # a folder marker: an empty folder (unless filters choose files)
+                    folder = folder_of_marker(key, prefix)
+                    if folder is not None and accepts is None:
+                        self._parent_ready(local_path(base, folder))
                     rec.skipped(key, size)
                     continue
                 if accepts is not None and not accepts(rel):
                     continue
                 dest = local_path(base, rel)
-            except UnsafeKeyError as exc:
+            except (UnsafeKeyError, OSError) as exc:  # OSError: a marker's folder is a file here
                 rec.error(key, size, exc)
                 continue
             local = local_state(dest)
@@ -181,6 +185,9 @@ class _Download:
                 await run_validator(self.validate, temp)
             # The mtime the file has once written (renames keep it): a rerun fetches the file
             # again when it no longer has it (edited, touched) or another size.
+            restore = self.mtimes.get(key) if self.mtimes is not None else None
+            if restore is not None:  # the file's time at the source (renames keep it)
+                os.utime(temp, ns=(restore, restore))
             mtime = os.stat(temp).st_mtime_ns
             os.replace(temp, dest)
         except Exception as exc:

@@ -351,9 +351,12 @@ class CommitProgress:
             get_run_logger().info("%s", self.progress.describe())
 
 
-async def publish_job_status(job: str, counts: dict[str, int]) -> None:
-    """A table of the job's done/pending/error counts, keyed by job so it has one history."""
-    rows = [{"job": job, **{state: counts.get(state, 0) for state in ("done", "pending", "error")}}]
+async def publish_job_status(job: str, counts: dict[str, int], deleted_at_source: int | None = None) -> None:
+    """A table of the job's done/pending/error counts (and, for an upload, how many of its
+    files the source no longer has), keyed by job so it has one history."""
+    rows: list[dict[str, Any]] = [{"job": job, **{state: counts.get(state, 0) for state in ("done", "pending", "error")}}]
+    if deleted_at_source is not None:
+        rows[0]["deleted_at_source"] = deleted_at_source
     await acreate_table_artifact(
         table=rows, key=artifact_key(f"job-status-{job}"), description=f"Job status of {job}"
     )

@@ -113,14 +113,20 @@ async def preview(run: JobRun, view: RunView, **extra: Any) -> dict[str, Any]:
     await publish_dry_run(view.direction, run.job, view.bucket, view.prefix, sample, files, size, skipped)
     get_run_logger().info("Dry run: %d %s(s), %d bytes would be %sed", files, run.staging.noun, size, run.staging.verb)
     found = {"skipped": skipped} if skipped is not None else {"scan_errors": len(run.scan_errors)}
-    return {"job": run.job, "dry_run": True, "files": files, "bytes": size, **found, **counts.as_dict(), **extra}
+    return {
+        "job": run.job, "dry_run": True, "files": files, "bytes": size, **found, **counts.as_dict(),
+        **run.totals.found(), **extra,
+    }
 
 
-async def finish(run: JobRun, view: RunView, outcome: str, held: bool, **extra: Any) -> dict[str, Any]:
-    """The summary and the job's status of a run that ended well, and its result."""
+async def finish(
+    run: JobRun, view: RunView, outcome: str, held: bool, errors: list[tuple[str, str]] | None = None, **extra: Any
+) -> dict[str, Any]:
+    """The summary (naming ``errors``: what a run that ended could not do) and the job's
+    status of a run that ended, and its result."""
     totals = run.totals.as_dict()
-    await view.publish_summary(outcome if held else "left to another run", totals)
-    await publish_job_status(run.job, run.tracker.summary())
+    await view.publish_summary(outcome if held else "left to another run", totals, errors or ())
+    await publish_job_status(run.job, run.tracker.summary(), run.totals.deleted_at_source)
     get_run_logger().info("bulk-%s %s: %s, %s", view.direction, run.job, outcome, totals)
     return {**totals, "job": run.job, **extra, "outcome": outcome, "elapsed": round(view.timer.elapsed, 3),
             "phases": view.phases()}

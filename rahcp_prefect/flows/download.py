@@ -79,7 +79,7 @@ async def bulk_download(
             blocks.credentials, blocks.tracker, job, bucket, Path(batch.staging), prefix, entries=batch.entries,
             settings=blocks.settings, skip_done=batch.skip_done,
             on_progress=view.progress.on_batch_progress if batch.progress else None,
-            on_error=view.failures, manifest=batch.manifest, client=batch.client,
+            on_error=view.failures, manifest=batch.manifest, mtimes=batch.mtimes, client=batch.client,
         )
 
     staging = DownloadStaging(bucket=bucket, prefix=prefix, include=list(include or []), exclude=list(exclude or []), dest=dest)
@@ -90,8 +90,11 @@ async def bulk_download(
         if dry_run:
             return await preview(run, view)
         outcome, held = await run.execute()
+        result = await finish(run, view, outcome, held, errors=staging.not_written, dest_dir=str(dest))
+        if (partial := staging.partial_failure(run, result)) is not None:
+            raise partial  # every representable file is in place; the error names the others
         events.download_completed(job, bucket, prefix, run.totals.as_dict(), str(dest))
-        return await finish(run, view, outcome, held, dest_dir=str(dest))
+        return result
 
 
 def _failed(view: RunView, run: JobRun | None, tracker: TrackerProtocol, exc: BaseException) -> None:

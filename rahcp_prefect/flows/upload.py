@@ -22,8 +22,10 @@ from rahcp_prefect.flows.artifacts import RunView
 from rahcp_prefect.flows.common import DEFAULT_BATCH_SIZE, finish, job_name, job_run, load_blocks, preview
 from rahcp_prefect.flows.naming import upload_run_name
 from rahcp_prefect.job import (
-    Batch, BulkTransferFailed, JobRun, StagingPlan, UploadStaging, parse_on_busy, parse_on_failure,
+    Batch, BulkTransferFailed, JobRun, LeaseMode, StagingPlan, UploadStaging, lease_mode, parse_on_busy,
+    parse_on_failure,
 )
+from rahcp_prefect.job.deletions import parse_max_delete
 from rahcp_prefect.tracker.protocol import TrackerProtocol
 from rahcp_prefect.tasks import commit_staging_counted, upload_batch
 
@@ -49,6 +51,8 @@ async def bulk_upload(
     cooperative: bool | None = None,
     on_busy: Literal["wait", "fail"] = "wait",
     on_failure: Literal["rollback", "keep"] = "rollback",
+    mirror_deletions: bool = False,
+    max_delete: int | str | None = None,
 ) -> dict[str, Any]:
     """Upload ``source_dir`` to ``bucket/prefix`` through staging; commit only when complete.
 
@@ -78,6 +82,13 @@ async def bulk_upload(
         on_failure: When files fail: ``"rollback"`` deletes this job's staging (files committed
             by earlier runs stay recorded), ``"keep"`` keeps staging and the done marks so the
             next run sends only what failed. The final prefix is untouched either way.
+        mirror_deletions: Delete from the final prefix the files deleted at the source since
+            the job sent them (default: only report them, ``deleted_at_source``). Nothing is
+            deleted when the source is empty or could not be read in full, after any error,
+            or beyond ``max_delete``; a dry run lists them; retained objects are reported.
+            Single-mode runs only.
+        max_delete: With ``mirror_deletions``: the most deletions a run may make, a count
+            (``10``) or a percentage of the job's files (``"5%"``); more deletes none.
     """
     parse_on_busy(on_busy)
     policy = parse_on_failure(on_failure)
@@ -86,6 +97,8 @@ async def bulk_upload(
     check_source_dir(source)
     blocks = await load_blocks(credentials_block, settings_block, tracker_block, settings_overrides)
     named, job = job is not None, job_name("bulk-upload", bucket, prefix, job)
+    if mirror_deletions and lease_mode(cooperative, named, blocks.tracker.is_shared) is LeaseMode.cooperative:
+        raise ValueError("mirror_deletions is for single-mode runs: a cooperative run sees only its own scan")
     view = RunView.for_flow("upload", job, bucket, prefix, blocks, tracker_block, source=str(source))
 
     async def send(batch: Batch) -> dict[str, Any]:
@@ -107,6 +120,7 @@ async def bulk_upload(
         bucket=bucket, prefix=prefix, include=list(include or []), exclude=list(exclude or []), source=source,
         follow_symlinks=follow_symlinks, skip_existing=skip_existing, policy=policy,
         move=move, write_manifest=blocks.settings.write_manifest, warn=get_run_logger().warning,
+        mirror_deletions=mirror_deletions, max_delete=parse_max_delete(max_delete),
     )
     async with job_run(
         blocks, view, staging, send, _failed, cooperative=cooperative, named=named, on_busy=on_busy,

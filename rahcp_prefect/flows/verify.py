@@ -25,6 +25,7 @@ from rahcp_prefect.flows.common import load_blocks
 from rahcp_prefect.flows.naming import tag_run, verify_run_name
 from rahcp_prefect.job.audit import FIRST_NAMED, AuditReport, compare, expected_from_tracker
 from rahcp_prefect.job.manifest import manifest_key, read_manifest
+from rahcp_prefect.job.mtimes import audit_mtimes, mtimes_key
 from rahcp_prefect.tasks import open_client
 from rahcp_prefect.errors import RahcpError
 
@@ -86,10 +87,11 @@ async def bulk_verify(
             finally:
                 tracker.close()
             source = "tracker"
-        hashed = await hash_objects(
-            client, bucket, prefix=prefix, skip=lambda key: key == manifest_at, workers=workers
-        )
+        tag_keys = {manifest_at, mtimes_key(prefix)}  # the job's own files, not its payload
+        hashed = await hash_objects(client, bucket, prefix=prefix, skip=tag_keys.__contains__, workers=workers)
+        tag_problems = await audit_mtimes(client, bucket, prefix, expected) if source == "manifest" else []
     report = compare(expected, hashed, source)
+    report.tag_files = tag_problems
     report.unrecorded = unrecorded
     elapsed = monotonic() - started
     name = job or f"{bucket}-{prefix}"

@@ -31,10 +31,11 @@ class AuditReport:
     extra: list[str] = field(default_factory=list)
     unreadable: dict[str, str] = field(default_factory=dict)
     unrecorded: list[str] = field(default_factory=list)  # tracker records without a SHA-256
+    tag_files: list[str] = field(default_factory=list)  # problems of the tag files (rahcp-mtimes.txt)
 
     @property
     def ok(self) -> bool:
-        return not (self.mismatches or self.missing or self.extra or self.unreadable or self.unrecorded)
+        return not (self.mismatches or self.missing or self.extra or self.unreadable or self.unrecorded or self.tag_files)
 
     def problems(self) -> list[str]:
         """One line per problem, mismatches first."""
@@ -44,6 +45,7 @@ class AuditReport:
             + [f"{key}: not expected (extra)" for key in self.extra]
             + [f"{key}: unreadable ({error})" for key, error in sorted(self.unreadable.items())]
             + [f"{key}: no SHA-256 recorded" for key in self.unrecorded]
+            + list(self.tag_files)
         )
 
     def summary(self) -> str:

@@ -20,6 +20,7 @@ from typing import Any
 from rahcp_prefect.client import HCPClient
 from rahcp_prefect.job.check import FinalCheck, check_final, fail_final_check
 from rahcp_prefect.job.manifest import check_manifest, commit_manifest
+from rahcp_prefect.job.mtimes import check_mtimes, plan_mtimes, write_mtimes
 from rahcp_prefect.job.renewal import renewed
 from rahcp_prefect.job.staging import StagingPlan
 from rahcp_prefect.tracker.protocol import JobState, TrackerProtocol
@@ -94,7 +95,8 @@ async def commit_job(
     manifest: bool = True,
 ) -> CommitResult | None:
     """Move staging to the final prefix under the commit lock, check the final prefix, write
-    the job's manifest last and check it too (``manifest=False``: none) before the job is
+    the job's manifest and its files' times (``mtimes.py``) last and check them too
+    (``manifest=False``: neither) before the job is
     ``committed``.
 
     ``client`` is opened for the commit: every API request it repeated (its login's included)
@@ -116,6 +118,9 @@ async def commit_job(
         if check.ok and manifest:
             written = await commit_manifest(client, done, plan.bucket, plan.staging_prefix, plan.final_prefix)
             check.manifest = await check_manifest(client, plan.bucket, plan.final_prefix, check.listed, written)
+            times = plan_mtimes(tracker.iter_done(plan.staging_prefix), plan.staging_prefix)
+            await write_mtimes(client, plan.bucket, plan.final_prefix, times)
+            check.manifest += await check_mtimes(client, plan.bucket, plan.final_prefix, times, written)
             extra["manifest"] = len(written)
         retries = int(moved.get("api_retries", 0)) + client.api_retries
         if not check.ok:

@@ -11,19 +11,21 @@ so the next run resumes from it.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from rahcp_prefect.bulk.filters import GlobFilter
-from rahcp_prefect.bulk.paths import UnsafeKeyError, local_path, relative_key
+from rahcp_prefect.bulk.paths import UnsafeKeyError, local_path, relative_key, writable_objects_filter
 from rahcp_prefect.bulk.scanner import iter_listing
 from rahcp_prefect.bulk.sync import Change, SortedRecords, SyncCounts, decide_download, local_state
 from rahcp_prefect.job.commit import commit_lock, wait_for_commit_lock
-from rahcp_prefect.job.folder import promote_staging, staging_dir_for
+from rahcp_prefect.job.errors import BulkTransferFailed
+from rahcp_prefect.job.folder import Promotion, promote_staging, staging_dir_for
 from rahcp_prefect.job.manifest import ExpectedDigests, read_manifest
+from rahcp_prefect.job.mtimes import ExpectedMtimes, read_mtimes
 from rahcp_prefect.job.run import Batch, Failure, JobRun, Selection, first_errors
-from rahcp_prefect.tracker.protocol import JobState
+from rahcp_prefect.tracker.protocol import JobState, TransferStatus
 
 
 @dataclass(kw_only=True)
@@ -32,6 +34,9 @@ class DownloadStaging(Selection):
 
     dest: Path
     expected: ExpectedDigests | None = None
+    times: ExpectedMtimes | None = None  # the prefix's ``rahcp-mtimes.txt``: the files' times to restore
+    unwritable: list[tuple[str, int, str]] = field(default_factory=list)  # (key, size, why): named, never sent
+    not_written: list[tuple[str, str]] = field(default_factory=list)  # (key, why): not a file in dest after the move
     noun, verb = "object", "download"
     failed_outcome = "failed"
 
@@ -49,6 +54,16 @@ class DownloadStaging(Selection):
         async for key, size, etag in iter_listing(run.client.s3, self.bucket, self.prefix):
             if not accepts.active or accepts.accepts(key):
                 yield key, int(size), etag
+
+    async def writable(self, run: JobRun, found: bool = False) -> AsyncIterator[tuple[str, int, str | None]]:
+        """The listing without the keys that cannot be files under ``dest`` (a file and a folder
+        of one name, ``..``, a name too long...); with ``found`` they go to ``unwritable``."""
+        why = writable_objects_filter(self.prefix, str(self.dest))
+        async for key, size, etag in self.listing(run):
+            if (reason := why(key)) is None:
+                yield key, size, etag
+            elif found:
+                self.unwritable.append((key, size, reason))
 
     def in_place(self, key: str, size: int, records: SortedRecords, counts: SyncCounts | None) -> bool:
         """Whether ``key`` is in ``dest`` as this job wrote it; counted in ``counts`` when given."""
@@ -68,12 +83,18 @@ class DownloadStaging(Selection):
         counts, files, size = SyncCounts(), 0, 0
         sample: list[tuple[str, int]] = []
         records = SortedRecords(run.tracker.iter_done(self.prefix))
-        async for key, object_size, _etag in self.listing(run):
+        async for key, object_size, _etag in self.writable(run, found=True):
             if not self.in_place(key, object_size, records, counts):
                 files, size = files + 1, size + object_size
                 if len(sample) < sample_size:
                     sample.append((key, object_size))
+        self._name_unwritable(run)
         return files, size, sample, counts
+
+    def _name_unwritable(self, run: JobRun) -> None:
+        """The keys that cannot be written here, in the totals (``{key: why}``)."""
+        run.totals.unwritable = len(self.unwritable)
+        run.totals.unwritable_keys = {key: why for key, _size, why in self.unwritable}
 
     # -- the steps of a JobRun ------------------------------------------------------------
 
@@ -85,15 +106,22 @@ class DownloadStaging(Selection):
         run.log.info("Downloading %s/%s via %s", self.bucket, self.prefix, self.folder)
 
     async def count(self, run: JobRun) -> AsyncIterator[tuple[int, int]]:
-        """The scan: every listed object, and the bytes of those to download."""
+        """The scan: every listed object that can be written here, and the bytes of those to
+        download; the others are recorded as errors of the job (``rahcp errors`` lists them
+        with their reason), never sent."""
         assert run.totals.sync is not None
         files, size = 0, 0
         listed = 0
         records = SortedRecords(run.tracker.iter_done(self.prefix))
-        async for key, object_size, _etag in self.listing(run):
+        async for key, object_size, _etag in self.writable(run, found=True):
             listed += 1
             if not self.in_place(key, object_size, records, run.totals.sync):
                 files, size = files + 1, size + object_size
+        for key, object_size, reason in self.unwritable:
+            run.tracker.mark(key, object_size, TransferStatus.error, f"unwritable: {reason}")
+        if self.unwritable:
+            run.tracker.flush()
+        self._name_unwritable(run)
         yield listed, size
 
     async def todo(self, run: JobRun) -> AsyncIterator[tuple[Any, ...]]:
@@ -101,7 +129,7 @@ class DownloadStaging(Selection):
         single-part object is checked against its MD5 without a manifest); a cooperative run
         registers the whole listing."""
         records = SortedRecords(run.tracker.iter_done(self.prefix))
-        async for key, size, etag in self.listing(run):
+        async for key, size, etag in self.listing(run) if run.cooperative else self.writable(run):
             if self.expected is None:  # the listing answered: the bucket is there
                 await self._read_manifest(run)
             if run.cooperative:
@@ -110,12 +138,15 @@ class DownloadStaging(Selection):
                 yield key, size, etag
 
     async def _read_manifest(self, run: JobRun) -> None:
-        """The prefix's manifest, read once per run, which every batch checks its files against
-        (its repeated GETs count in the run's ``retries``)."""
+        """The prefix's manifest and its files' times, read once per run, which every batch
+        checks its files against and gives them (their repeated GETs count in the run's ``retries``)."""
         data = run.client.data
         before = data.retries
         try:
             self.expected = ExpectedDigests(await read_manifest(run.client, self.bucket, self.prefix))
+            # a commit writes the times with the manifest: without one there are none to read
+            has_times = self.expected.lines is not None
+            self.times = ExpectedMtimes(await read_mtimes(run.client, self.bucket, self.prefix) if has_times else None)
         finally:
             run.totals.transfer.retries += data.retries - before
 
@@ -123,10 +154,10 @@ class DownloadStaging(Selection):
         return entries
 
     def batch(self, run: JobRun, entries: list[tuple[Any, ...]], claimed: bool) -> Batch:
-        assert self.expected is not None
+        assert self.expected is not None and self.times is not None
         return Batch(
             entries, str(self.folder), run.client, skip_done=not claimed,
-            manifest=self.expected.lines_of(entries), progress=not claimed,
+            manifest=self.expected.lines_of(entries), mtimes=self.times.lines_of(entries), progress=not claimed,
         )
 
     async def verify(self, run: JobRun) -> None:
@@ -143,9 +174,26 @@ class DownloadStaging(Selection):
             if not held:
                 return "moved into place by the run holding the lock", False
             with run.view.phase("commit") as moving:
-                run.totals.moved = moving.files = promote_staging(self.folder, self.dest) if self.folder.exists() else 0
+                promotion = promote_staging(self.folder, self.dest) if self.folder.exists() else Promotion()
+                run.totals.moved = moving.files = promotion.moved
             run.tracker.update_job(state=JobState.committed)
+        self.not_written = [(key, why) for key, _size, why in self.unwritable]
+        self.not_written += [(self.prefix + path, why) for path, why in promotion.unplaced]
+        if self.not_written:
+            run.totals.unwritable, run.totals.unwritable_keys = len(self.not_written), dict(self.not_written)
+            return "partial", True
         return "complete", True
+
+    def partial_failure(self, run: JobRun, result: dict[str, Any]) -> BulkTransferFailed | None:
+        """The error of a run that placed every representable file but not all: it names the
+        objects that are not files in ``dest`` (None: all are)."""
+        if not self.not_written:
+            return None
+        return BulkTransferFailed(
+            f"{len(self.not_written)} object(s) cannot be written in {self.dest} (unwritable: "
+            f"{first_errors(self.not_written)}); the other {run.totals.moved} file(s) are in place",
+            result,
+        )
 
     async def on_failure(self, run: JobRun) -> Failure:
         """A download keeps its staging folder: the next run resumes from it."""

@@ -11,15 +11,19 @@ commit finished; each later commit of the job writes it again. A later reader (a
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from rahcp_prefect.client import HCPClient, NotFoundError
 from rahcp_prefect.tracker.protocol import FileDigests
 from rahcp_prefect.errors import RahcpError
 
+T = TypeVar("T")
+
 MANIFEST_NAME = "manifest-sha256.txt"
+MTIMES_NAME = "rahcp-mtimes.txt"
+"""The tag file of the files' modification times (``mtimes.py``), beside the manifest."""
 
 _SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 _LINE = re.compile(r"([0-9a-fA-F]{64})[ \t]+(.+)")
@@ -57,17 +61,30 @@ def render_manifest(digests: Mapping[str, str]) -> bytes:
     return "".join(lines).encode("utf-8")
 
 
-def parse_manifest(data: bytes, where: str = MANIFEST_NAME) -> dict[str, str]:
-    """``{path: sha256 hex}`` of a manifest; ``ManifestError`` names the first bad line."""
+def tag_lines(data: bytes, where: str) -> Iterator[tuple[int, str]]:
+    """``(line number, line)`` of every non-empty line of a tag file (UTF-8, LF or CRLF line
+    ends); ``ManifestError`` when it is not UTF-8."""
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ManifestError(f"{where} is not UTF-8 ({exc.reason} at byte {exc.start})") from None
-    out: dict[str, str] = {}
     for number, line in enumerate(text.split("\n"), 1):
         line = line.removesuffix("\r")
-        if not line:
-            continue
+        if line:
+            yield number, line
+
+
+def add_once(out: dict[str, Any], path: str, value: Any, where: str, number: int) -> None:
+    """``out[path] = value``; ``ManifestError`` when a tag file lists ``path`` twice."""
+    if path in out:
+        raise ManifestError(f"{where} line {number} lists {path!r} twice")
+    out[path] = value
+
+
+def parse_manifest(data: bytes, where: str = MANIFEST_NAME) -> dict[str, str]:
+    """``{path: sha256 hex}`` of a manifest; ``ManifestError`` names the first bad line."""
+    out: dict[str, str] = {}
+    for number, line in tag_lines(data, where):
         if line[64:66] == "  " and _SHA256.fullmatch(line[:64]):  # our own form: the exact path
             digest, path = line[:64], line[66:]
         else:
@@ -75,10 +92,7 @@ def parse_manifest(data: bytes, where: str = MANIFEST_NAME) -> dict[str, str]:
             if match is None:
                 raise ManifestError(f"{where} line {number} is not '<sha256>  <path>': {line[:120]!r}")
             digest, path = match.group(1), match.group(2)
-        path = decode_path(path)
-        if path in out:
-            raise ManifestError(f"{where} line {number} lists {path!r} twice")
-        out[path] = digest.lower()
+        add_once(out, decode_path(path), digest.lower(), where, number)
     return out
 
 
@@ -98,8 +112,8 @@ def plan_manifest(done: Mapping[str, FileDigests], staging_prefix: str, final_pr
         if not staged_key.startswith(staging_prefix):
             continue
         relative = staged_key[len(staging_prefix):]
-        if relative == MANIFEST_NAME:
-            continue  # a source file of that name is shadowed by the job's own manifest
+        if relative in (MANIFEST_NAME, MTIMES_NAME):
+            continue  # a source file of that name is shadowed by the job's own tag files
         if record.sha256 is None:
             plan.without_digest.append(final_prefix + relative)
         else:
@@ -114,15 +128,37 @@ async def write_manifest(client: HCPClient, bucket: str, final_prefix: str, dige
     return key
 
 
-async def read_manifest(client: HCPClient, bucket: str, prefix: str) -> dict[str, str] | None:
-    """``{key: sha256}`` (full keys) from the manifest under ``prefix``, or None when there is
-    none; ``ManifestError`` when it cannot be read."""
-    key = manifest_key(prefix)
+async def read_tag_file(
+    client: HCPClient, bucket: str, prefix: str, name: str, parse: Callable[[bytes, str], dict[str, T]]
+) -> dict[str, T] | None:
+    """``{full key: value}`` of the tag file ``name`` under ``prefix`` (``parse`` reads it),
+    or None when there is none; ``ManifestError`` when it cannot be read."""
+    key = prefix + name
     try:
         data = await client.s3.download_bytes(bucket, key)
     except NotFoundError:
         return None
-    return {prefix + path: digest for path, digest in parse_manifest(data, f"{bucket}/{key}").items()}
+    return {prefix + path: value for path, value in parse(data, f"{bucket}/{key}").items()}
+
+
+async def read_back(
+    client: HCPClient, bucket: str, prefix: str, name: str, parse: Callable[[bytes, str], dict[str, T]]
+) -> tuple[dict[str, T], list[str]]:
+    """A tag file the final check reads back: ``(its lines, [])``, or ``({}, [the problem])``
+    when it is missing or cannot be read."""
+    try:
+        found = await read_tag_file(client, bucket, prefix, name, parse)
+    except ManifestError as exc:
+        return {}, [str(exc)]
+    if found is None:
+        return {}, [f"{bucket}/{prefix}{name}: missing"]
+    return found, []
+
+
+async def read_manifest(client: HCPClient, bucket: str, prefix: str) -> dict[str, str] | None:
+    """``{key: sha256}`` (full keys) from the manifest under ``prefix``, or None when there is
+    none; ``ManifestError`` when it cannot be read."""
+    return await read_tag_file(client, bucket, prefix, MANIFEST_NAME, parse_manifest)
 
 
 async def commit_manifest(
@@ -152,16 +188,21 @@ async def commit_manifest(
 
 
 @dataclass
-class ExpectedDigests:
-    """A prefix's manifest as full keys -> SHA-256 (None: the prefix has none)."""
+class ExpectedLines(Generic[T]):
+    """A prefix's tag file as full keys -> value (a manifest's SHA-256, ``rahcp-mtimes.txt``'s
+    ns); ``lines`` is None when the prefix has no such file."""
 
-    digests: dict[str, str] | None
+    lines: dict[str, T] | None
 
-    def lines_of(self, entries: Iterable[tuple[Any, ...]]) -> dict[str, str] | None:
-        """The manifest's lines for a batch of ``(key, size[, etag])`` (None without a manifest)."""
-        if self.digests is None:
+    def lines_of(self, entries: Iterable[tuple[Any, ...]]) -> dict[str, T] | None:
+        """The lines for a batch of ``(key, size[, etag])`` (None without the file)."""
+        if self.lines is None:
             return None
-        return {entry[0]: self.digests[entry[0]] for entry in entries if entry[0] in self.digests}
+        return {entry[0]: self.lines[entry[0]] for entry in entries if entry[0] in self.lines}
+
+
+ExpectedDigests = ExpectedLines[str]
+"""A prefix's manifest: full key -> SHA-256."""
 
 
 async def check_manifest(
@@ -170,12 +211,9 @@ async def check_manifest(
     """The final check's manifest part: the manifest under ``final_prefix`` must exist, list
     exactly ``digests`` (path -> sha256, what the commit wrote from the tracker) and name only
     objects the final prefix holds (``listed``: key -> size). Returns the problems (none: ok)."""
-    try:
-        found = await read_manifest(client, bucket, final_prefix)
-    except ManifestError as exc:
-        return [str(exc)]
-    if found is None:
-        return [f"{bucket}/{manifest_key(final_prefix)}: missing"]
+    found, unread = await read_back(client, bucket, final_prefix, MANIFEST_NAME, parse_manifest)
+    if unread:
+        return unread
     want = {final_prefix + path: sha for path, sha in digests.items()}
     problems = [f"{key}: not in the manifest" for key in sorted(want.keys() - found.keys())]
     problems += [f"{key}: in the manifest, not in the job" for key in sorted(found.keys() - want.keys())]

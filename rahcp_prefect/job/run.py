@@ -30,6 +30,7 @@ from rahcp_prefect.bulk.sync import SyncCounts
 from rahcp_prefect.client import HCPClient
 from rahcp_prefect.job.claims import REGISTER_CHUNK, drain_job, register_manifest
 from rahcp_prefect.job.counts import COUNTERS, DEFERRALS
+from rahcp_prefect.job.deletions import MirrorResult
 from rahcp_prefect.job.errors import BulkTransferFailed, JobLeaseLostError, RunStopped
 from rahcp_prefect.job.failure import interruption, kept_on_interruption
 from rahcp_prefect.job.lease import JobLease, Log, hold_job
@@ -51,6 +52,11 @@ class RunTotals:
     committed: int | None = None  # uploads: objects moved to the final prefix
     moved: int | None = None  # downloads: files moved into the destination
     manifest: int | None = None  # files the written manifest lists
+    deleted_at_source: int | None = None  # uploads: files of the job the source no longer has
+    deleted_at_source_keys: list[str] | None = None  # the first of them, relative to the prefix
+    mirror: MirrorResult | None = None  # uploads: what ``mirror_deletions`` did (or would do)
+    unwritable: int | None = None  # downloads: objects that cannot be files in the destination
+    unwritable_keys: dict[str, str] | None = None  # their keys and why
 
     def add(self, batch: Mapping[str, Any]) -> None:
         """Sum one batch summary's counters in (``api_retries`` is the run client's, set at the end)."""
@@ -75,8 +81,18 @@ class RunTotals:
         if self.sync is not None:
             out["skipped"] += self.sync.unchanged
             out.update(self.sync.as_dict())
+        return {**out, **self.found()}
+
+    def found(self) -> dict[str, Any]:
+        """The optional fields a step set (all a dry run reports beside its counts); the
+        mirror's own fields are flat (``mirror_deleted``, ``would_delete``...)."""
+        out: dict[str, Any] = {}
         for item in fields(self)[3:]:
-            if (value := getattr(self, item.name)) is not None:
+            if (value := getattr(self, item.name)) is None:
+                continue
+            if isinstance(value, MirrorResult):
+                out.update(value.fields())
+            else:
                 out[item.name] = value
         return out
 
@@ -91,6 +107,7 @@ class Batch:
     skip_existing: bool = False  # upload: adopt what staging already holds (a claimed batch)
     skip_done: bool = False  # download: keep what staging already holds as done
     manifest: Mapping[str, str] | None = None  # download: SHA-256 the bytes are checked against
+    mtimes: Mapping[str, int] | None = None  # download: the files' times (ns) to restore
     progress: bool = True  # report the batch's progress (a single run's transfer phase)
 
 

@@ -21,6 +21,7 @@ from rahcp_prefect.bulk.scanner import scan_tree
 from rahcp_prefect.bulk.sync import Change, SyncCounts, files_to_send
 from rahcp_prefect.client import HCPClient
 from rahcp_prefect.job.commit import CommitResult, commit_job, resume_commit
+from rahcp_prefect.job.deletions import DeletionWatch, MaxDelete, deletion_fields, mirror_or_hold, watch_job
 from rahcp_prefect.job.errors import FinalCheckError
 from rahcp_prefect.job.failure import apply_failure_policy
 from rahcp_prefect.job.policy import OnFailure
@@ -49,7 +50,10 @@ class UploadStaging(Selection):
     move: MoveRunner = move_staging
     write_manifest: bool = True
     warn: Callable[[str], Any] | None = None
+    mirror_deletions: bool = False  # delete what the source deleted (single runs), behind safety nets
+    max_delete: MaxDelete = None  # with ``mirror_deletions``: a count or a percentage of the job's files
     plan: StagingPlan | None = None
+    watch: DeletionWatch | None = None  # the job's files the run's scan no longer finds
     guard: SourceGuard | None = None
     commit_result: CommitResult | None = None
     noun, verb = "file", "upload"
@@ -79,6 +83,8 @@ class UploadStaging(Selection):
         files = self.scan(run.tracker, run.scan_errors, staging_prefix or f"{STAGING_ROOT}{run.owner}/")
         if staging_prefix is None:
             return _all_new(files, counts)
+        self.watch = watch_job(run.tracker, staging_prefix, self.include, self.exclude, run.scan_errors)
+        files = self.watch.watch(files)
         return _paired(files_to_send(
             run.client.s3, run.tracker, files, bucket=self.bucket, staging_prefix=staging_prefix,
             final_prefix=self.prefix, counts=counts, send_all=not self.skip_existing,
@@ -93,7 +99,25 @@ class UploadStaging(Selection):
             files, size = files + 1, size + file_size
             if len(sample) < sample_size:
                 sample.append((self.prefix + rel, file_size))
+        await self.note_deletions(run, dry_run=True)
         return files, size, sample, counts
+
+    async def note_deletions(self, run: JobRun, dry_run: bool = False) -> None:
+        """The scan's finding of files deleted at the source into the totals (reported, the
+        objects kept) and, with ``mirror_deletions``, their removal (a dry run lists them)."""
+        if self.watch is None:
+            return
+        for name, value in deletion_fields(self.watch).items():
+            setattr(run.totals, name, value)
+        if not self.mirror_deletions:
+            return
+        errors = len(run.scan_errors) if dry_run else run.totals.errors
+        run.totals.mirror = mirror = await mirror_or_hold(
+            run.client, run.tracker, self.watch, errors, self.max_delete, self.bucket, self.prefix,
+            self.watch.record_prefix, dry_run=dry_run,
+        )
+        if mirror is not None and mirror.held_back and not dry_run:
+            run.log.warning("mirror_deletions deleted nothing: %s", mirror.held_back)
 
     # -- the steps of a JobRun ------------------------------------------------------------
 
@@ -160,6 +184,7 @@ class UploadStaging(Selection):
         """Under the commit lock: moves, final check, manifest (another run may hold the lock).
         A failed final check leaves the job ``committing`` and says so in the summary."""
         assert self.plan is not None
+        await self.note_deletions(run)  # before the commit: its manifest leaves mirrored files out
         try:
             with run.view.phase("commit", self.staged) as committing:
                 progress = run.view.commit_progress(self.staged)

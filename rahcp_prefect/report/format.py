@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import unicodedata
 from urllib.parse import urlsplit, urlunsplit
 
 from rahcp_prefect.client.sizes import format_bytes
@@ -88,13 +89,30 @@ def without_staging(text: str) -> str:
     return _STAGING_IN_TEXT.sub("", text)
 
 
+#: Letters NFKD does not take apart into an ASCII letter and a mark.
+_TRANSLITERATE = str.maketrans({
+    "ß": "ss", "æ": "ae", "ø": "o", "œ": "oe", "đ": "d", "ð": "d", "þ": "th", "ł": "l", "ı": "i",
+})
+
+
+def ascii_slug_text(text: str) -> str:
+    """``text`` lowercased and transliterated to ASCII where a letter has a plain form
+    (``ÅÄÖ`` -> ``aao``, ``ß`` -> ``ss``); other characters are kept as they are."""
+    lowered = text.lower().translate(_TRANSLITERATE)
+    decomposed = unicodedata.normalize("NFKD", lowered)
+    return "".join(c for c in decomposed if not unicodedata.combining(c))
+
+
 def artifact_key(text: str) -> str:
     """A Prefect artifact key from ``text`` (a job name): lowercase letters, digits and
-    dashes, no leading, trailing or double dash. A name longer than Prefect shows well is
-    cut and ends with a short hash of the full text, so two long names never share a key."""
-    cleaned = "".join(c if c.isascii() and c.isalnum() else "-" for c in text.lower())
+    dashes, no leading, trailing or double dash. Letters are transliterated (``scans_ÅÄÖ`` ->
+    ``scans-aao-<hash>``); a name with any non-ASCII character ends with a short hash of the
+    full text, so ``scans_ÅÄÖ``, ``scans_ÄÅÖ`` and ``scans_aao`` keep three histories. A name
+    longer than Prefect shows well is cut and ends with that hash too."""
+    cleaned = "".join(c if c.isascii() and c.isalnum() else "-" for c in ascii_slug_text(text))
     key = "-".join(part for part in cleaned.split("-") if part) or "rahcp"
-    if len(key) > ARTIFACT_KEY_LIMIT:
+    lossy = not text.isascii()
+    if lossy or len(key) > ARTIFACT_KEY_LIMIT:
         digest = hashlib.sha1(text.encode("utf-8", "surrogateescape")).hexdigest()[:8]
         key = key[: ARTIFACT_KEY_LIMIT - 9].rstrip("-") + "-" + digest
     return key

@@ -25,7 +25,7 @@ from .format import (
 from .phases import PHASES
 from .throttle import FIRST_FAILURES
 
-SUCCESS = ("committed", "complete")
+SUCCESS = ("committed", "complete", "partial")
 """Outcomes after which the destination holds the run's files."""
 
 COUNT_LABELS: dict[str, str] = {
@@ -38,6 +38,10 @@ COUNT_LABELS: dict[str, str] = {
     "vanished": "vanished while sent (left for the next run)",
     "failed": "failed",
     "errors": "failed",
+    "unwritable": "cannot be written here (unwritable)",
+    "deleted_at_source": "deleted at the source (object kept)",
+    "mirror_deleted": "deleted from the final prefix (mirror_deletions)",
+    "mirror_retained": "retained, not deleted (mirror_deletions)",
     "committed": "committed to the final prefix",
     "moved": "moved into the destination",
     "verified": "verified",
@@ -145,11 +149,13 @@ def headline(facts: RunFacts) -> str:
             text += "; staging kept for the next run of the job"
         return text
     dest = code(facts.dest_dir or "?")
-    if facts.outcome == "complete":
+    if facts.outcome in ("complete", "partial"):
         count = int(result.get("ok", 0) or 0)
+        unwritable = int(result.get("unwritable", 0) or 0)
+        missing_text = f"; {plural(unwritable, 'object')} cannot be written here (unwritable)" if unwritable else ""
         return (
             f"Downloaded {plural(count, 'file')} ({size}) from {target} on {facts.endpoint} "
-            f"into {dest}{unchanged_text}"
+            f"into {dest}{unchanged_text}{missing_text}"
         )
     if facts.outcome == "left to another run":
         return f"Downloaded into the shared staging of job {code(facts.job)}; the run holding the lock moves it into {dest}"
@@ -257,6 +263,7 @@ def render_summary(facts: RunFacts) -> str:
     """The whole summary as markdown."""
     title = "Upload" if facts.direction == "upload" else "Download"
     lines = [f"## {title} {facts.outcome}: {facts.job}", "", f"**{headline(facts)}**", ""]
+    lines += notice_lines(facts)
     if facts.reason and not facts.succeeded and not facts.errors:  # else the failures say why
         lines += [f"Why: {without_staging(facts.reason)}", ""]
     counts = count_rows(facts)
@@ -271,6 +278,41 @@ def render_summary(facts: RunFacts) -> str:
     lines += deferred_section(facts)
     lines += failure_section(facts)
     return "\n".join(lines).rstrip() + "\n"
+
+
+NAMED = 20
+"""How many paths a notice names before it says how many more."""
+
+
+def _names(paths: Sequence[str], total: int) -> str:
+    shown = ", ".join(code(path) for path in list(paths)[:NAMED])
+    more = total - min(NAMED, len(paths))
+    return shown + (f" and {format_count(more)} more" if more > 0 else "")
+
+
+def notice_lines(facts: RunFacts) -> list[str]:
+    """What an archive's operator must not miss, right under the headline: files deleted at
+    the source (and what ``mirror_deletions`` did with them)."""
+    result = facts.result
+    deleted = int(result.get("deleted_at_source", 0) or 0)
+    if not deleted:
+        return []
+    paths = list(result.get("deleted_at_source_keys") or [])
+    mirrored = int(result.get("mirror_deleted", 0) or 0)
+    kept = "their objects and manifest lines are kept" if not mirrored else (
+        f"{plural(mirrored, 'object')} deleted from the final prefix (mirror_deletions)"
+    )
+    lines = [f"**{plural(deleted, 'file')} deleted at the source since the job sent them; {kept}:** {_names(paths, deleted)}"]
+    held = result.get("mirror_held_back")
+    if held:
+        lines.append(f"mirror_deletions deleted nothing: {held}.")
+    retained = list(result.get("mirror_retained_keys") or [])
+    if retained:
+        lines.append(f"Retained by the namespace, not deleted: {_names(retained, len(retained))}.")
+    failed = dict(result.get("mirror_failed_keys") or {})
+    if failed:
+        lines.append(f"Could not be deleted: {_names(sorted(failed), len(failed))}.")
+    return [line for text in lines for line in (text, "")]
 
 
 def detail_lines(facts: RunFacts) -> list[str]:

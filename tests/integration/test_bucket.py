@@ -5,6 +5,7 @@ paths that try to leave the base folder."""
 from __future__ import annotations
 
 import io
+import os
 import uuid
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from prefect.cache_policies import INPUTS
 from prefect.client.orchestration import get_client
 from rahcp_prefect.blocks import HCPBucket, HCPTransferSettings
 from rahcp_prefect.bucket import FolderTransferError, PathEscapesBucketFolder
+from rahcp_prefect.job.mtimes import MTIMES_NAME
 from rahcp_prefect.testing.counter import LOGIN
 from rahcp_prefect.testing.prefect_fixtures import emulator_credentials
 
@@ -47,6 +49,11 @@ def _write_tree(root: Path, files: dict[str, bytes]) -> None:
 
 def _read_tree(root: Path) -> dict[str, bytes]:
     return {path.relative_to(root).as_posix(): path.read_bytes() for path in root.rglob("*") if path.is_file()}
+
+
+def _without_times(tree: dict[str, bytes]) -> dict[str, bytes]:
+    """A downloaded tree without the tag file of its files' times."""
+    return {rel: data for rel, data in tree.items() if rel != MTIMES_NAME}
 
 
 def _keys(emulator: Any, bucket: str, prefix: str = "") -> set[str]:
@@ -98,19 +105,26 @@ def test_put_then_get_directory_round_trips_odd_names_through_the_engine(
 ) -> None:
     source = tmp_path / "project"
     _write_tree(source, {**ODD_TREE, "build.log": b"noise", ".git/HEAD": b"ref: main"})
+    for n, rel in enumerate(ODD_TREE):  # times from 2003 on: provenance a copy keeps
+        os.utime(source / rel, ns=(1_050_000_000_123_456_789 + n * 10**15,) * 2)
     (tmp_path / ".ignore").write_text("*.log\n.git/\n")
     bucket = _bucket(hcp_credentials, hcp_bucket, "code", settings=HCPTransferSettings(presign_batch_size=3))
 
     uploaded = bucket.put_directory(str(source), "v1", ignore_file=str(tmp_path / ".ignore"))
 
     assert uploaded == len(ODD_TREE)
-    assert _keys(hcp_emulator, hcp_bucket) == {f"code/v1/{rel}" for rel in ODD_TREE}
+    # the files and, beside them, their modification times (issue 23)
+    assert _keys(hcp_emulator, hcp_bucket) == {f"code/v1/{rel}" for rel in ODD_TREE} | {f"code/v1/{MTIMES_NAME}"}
     counts = hcp_emulator.request_counts
-    assert counts[("api", "POST", "/presign")] == 0, "files went one by one, not through the engine"
+    # the files went through the engine; one by one only the tag file of their times (read, written)
+    assert counts[("api", "POST", "/presign")] == 2, "files went one by one, not through the engine"
     assert counts[("api", "POST", "/buckets/{bucket}/objects/presign")] >= 2  # batches of 3
 
     bucket.get_directory("v1", str(tmp_path / "pulled"))
-    assert _read_tree(tmp_path / "pulled") == ODD_TREE
+    pulled = _read_tree(tmp_path / "pulled")
+    assert pulled.pop(MTIMES_NAME) and pulled == ODD_TREE
+    for rel in ODD_TREE:  # every file keeps its time
+        assert (tmp_path / "pulled" / rel).stat().st_mtime_ns == (source / rel).stat().st_mtime_ns, rel
 
 
 async def test_async_forms_and_folder_methods(
@@ -126,12 +140,12 @@ async def test_async_forms_and_folder_methods(
     assert await bucket.aupload_from_folder(tmp_path / "src", "tree") == "a/b/tree/"
     assert await bucket.aput_directory(str(tmp_path / "src"), "tree2") == len(ODD_TREE)
     target = await bucket.adownload_folder_to_path("tree", tmp_path / "back")
-    assert _read_tree(target) == ODD_TREE
+    assert _without_times(_read_tree(target)) == ODD_TREE
     await bucket.aget_directory(local_path=str(tmp_path / "everything"))
-    assert _read_tree(tmp_path / "everything" / "tree") == ODD_TREE
+    assert _without_times(_read_tree(tmp_path / "everything" / "tree")) == ODD_TREE
     assert (tmp_path / "everything" / "x" / "result.json").read_bytes() == b'{"ok": 1}'
     listed = await bucket.alist_objects("tree")
-    assert {item["Key"] for item in listed} == {f"a/b/tree/{rel}" for rel in ODD_TREE}
+    assert {item["Key"] for item in listed} == {f"a/b/tree/{rel}" for rel in ODD_TREE} | {f"a/b/tree/{MTIMES_NAME}"}
     assert len(await bucket.alist_objects("", max_items=3)) == 3
 
 

@@ -20,7 +20,7 @@ from pydantic import SecretStr
 
 from rahcp_prefect.blocks import HCPTracker
 from rahcp_prefect.job import STAGING_ROOT
-from rahcp_prefect.job.manifest import MANIFEST_NAME
+from rahcp_prefect.job.manifest import MANIFEST_NAME, MTIMES_NAME
 from rahcp_prefect.tracker import JobState, create_tracker
 
 from .conftest import SavedBlocks
@@ -94,6 +94,7 @@ def _check_job_landed_once(emulator: Any, bucket: str, dsn: str, job: str, sizes
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix="final/"):
         final.update({item["Key"]: item["Size"] for item in page.get("Contents", [])})
     assert final.pop(f"final/{MANIFEST_NAME}", None) is not None, "the commit wrote the manifest last"
+    assert final.pop(f"final/{MTIMES_NAME}", None) is not None, "and the files' times"
     assert final == {f"final/{rel}": size for rel, size in sizes.items()}
     assert s3.list_objects_v2(Bucket=bucket, Prefix=STAGING_ROOT).get("KeyCount", 0) == 0
     tracker = create_tracker(dsn, job=job)

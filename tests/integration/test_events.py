@@ -95,10 +95,10 @@ async def test_flows_emit_outcome_events_with_counts_and_no_secret(
     assert failure.payload["rolled_back"] is True and failure.payload["error"] == "BulkTransferFailed"
     download_failure = next(event for event in found if event.event == events.DOWNLOAD_FAILED)
     assert download_failure.payload["counts"]["error"] == 1
-    assert download_failure.payload["counts"]["done"] == len(files)  # the files and the manifest, less one
+    assert download_failure.payload["counts"]["done"] == len(files) + 1  # the files, the manifest and times, less one
 
     completed = next(event for event in found if event.event == events.DOWNLOAD_COMPLETED)
-    assert completed.payload["counts"]["ok"] == downloaded["ok"] == len(files) + 1  # and the manifest
+    assert completed.payload["counts"]["ok"] == downloaded["ok"] == len(files) + 2  # and the manifest and times
     assert completed.payload["dest_dir"] == str((tmp_path / "dest").resolve())
     mismatch = next(event for event in found if event.event == events.VERIFY_MISMATCH)
     assert mismatch.payload["mismatched"] == 2 and mismatch.payload["keys"][1] == "good/top-0002.txt"

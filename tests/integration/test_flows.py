@@ -65,6 +65,7 @@ async def test_upload_commits_everything_and_leaves_staging_empty(
 
     final = hcp_emulator.stored(hcp_bucket, "final/")
     assert final.pop("final/manifest-sha256.txt")  # written by the commit (tests/integration/test_manifest.py)
+    assert final.pop("final/rahcp-mtimes.txt").count(b"\n") == 25  # the files' times beside it
     assert final == {f"final/{rel}": content for rel, content in files.items()}
     assert hcp_emulator.stored(hcp_bucket, STAGING_ROOT) == {}
     assert _job_state(saved_blocks, result["job"]) == JobState.committed
@@ -139,6 +140,7 @@ async def test_interrupted_commit_is_finished_by_the_next_run(
     assert result["outcome"] == "committed"
     out = hcp_emulator.stored(hcp_bucket, "out/")
     assert out.pop("out/manifest-sha256.txt")
+    assert out.pop("out/rahcp-mtimes.txt").count(b"\n") == len(files)
     assert out == {f"out/{rel}": c for rel, c in files.items()}
     assert hcp_emulator.stored(hcp_bucket, STAGING_ROOT) == {}
     assert _job_state(saved_blocks, job) == JobState.committed

@@ -10,6 +10,7 @@ from typing import Any
 from rahcp_prefect.blocks import HCPTransferSettings
 from rahcp_prefect.flows import bulk_upload
 from rahcp_prefect.job.manifest import MANIFEST_NAME, parse_manifest
+from rahcp_prefect.job.mtimes import TAG_FILES
 
 from .conftest import SavedBlocks, make_tree
 
@@ -22,7 +23,7 @@ def _manifest(emulator: Any, bucket: str, prefix: str) -> dict[str, str]:
 def _stored(emulator: Any, bucket: str, prefix: str) -> dict[str, bytes]:
     """Every object under ``prefix`` but the manifest, by path relative to the prefix."""
     stored = emulator.stored(bucket, prefix)
-    return {key[len(prefix):]: body for key, body in stored.items() if key != prefix + MANIFEST_NAME}
+    return {key[len(prefix):]: body for key, body in stored.items() if key[len(prefix):] not in TAG_FILES}
 
 
 def _expected(files: dict[str, bytes]) -> dict[str, str]:
@@ -111,9 +112,9 @@ async def test_a_download_counts_the_retries_of_its_manifest_read(
     )
     assert get_fault.hits == 1
     assert down["retries"] == 1 and down["errors"] == 0
-    assert down["ok"] == len(files) + 1  # the files and the manifest itself
-    # the files checked against the manifest, the manifest itself against its ETag's MD5
-    assert (down["verified"], down["unverified"]) == (len(files) + 1, 0)
+    assert down["ok"] == len(files) + 2  # the files, the manifest itself and the files' times
+    # the files checked against the manifest, the manifest and the times against their ETag's MD5
+    assert (down["verified"], down["unverified"]) == (len(files) + 2, 0)
     assert {p.name for p in (tmp_path / "dest").rglob("*") if p.is_file()} >= {MANIFEST_NAME}
 
 

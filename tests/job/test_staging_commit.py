@@ -18,7 +18,7 @@ from rahcp_prefect.job import (
     commit_job,
     plan_staging,
 )
-from rahcp_prefect.job.manifest import MANIFEST_NAME, parse_manifest
+from rahcp_prefect.job.manifest import MANIFEST_NAME, MTIMES_NAME, parse_manifest
 from rahcp_prefect.tracker import JobState, TransferStatus
 
 OpenTracker = Callable[..., Any]
@@ -68,7 +68,9 @@ async def test_commit_then_a_final_check_that_sees_every_file(
     )
     assert result is not None and result.moved == 2 and result.check.checked == 2 and result.check.ok
     final = _keys(hcp_emulator, hcp_bucket, "final/")
-    assert final.pop("final/" + MANIFEST_NAME) > 0 and final == {"final/a.txt": 5, "final/sub/b.txt": 9}
+    assert final.pop("final/" + MANIFEST_NAME) > 0
+    assert final.pop("final/" + MTIMES_NAME) == 0, "the files' times (none recorded here: an empty tag file)"
+    assert final == {"final/a.txt": 5, "final/sub/b.txt": 9}
     assert _manifest(hcp_emulator, hcp_bucket, "final/") == {
         name: hashlib.sha256(name.encode()).hexdigest() for name in ("a.txt", "sub/b.txt")
     }

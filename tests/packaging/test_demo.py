@@ -23,7 +23,7 @@ def test_the_demo_uploads_downloads_and_checks_every_byte_and_the_manifest(tmp_p
     out = done.stdout
     assert done.returncode == 0, out[-3000:] + done.stderr[-3000:]
     assert re.search(r"bulk-upload: +21 files, 20\.0 MiB, committed to demo-[0-9a-f]{8}/archive/", out), out
-    assert "bulk-download: 22 files (the 21 and the job's manifest)" in out and "22 verified by checksum" in out
+    assert "bulk-download: 23 files (the 21, the job's manifest and times)" in out and "23 verified by checksum" in out
     assert "Byte-for-byte check of 21 files: OK" in out
     assert "Manifest check: manifest-sha256.txt lists all 21 with their SHA-256: OK" in out
     assert len(re.findall(r"(upload|download) run +http://127\.0\.0\.1:\d+/runs/flow-run/[0-9a-f-]{36}", out)) == 2

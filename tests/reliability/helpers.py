@@ -18,6 +18,7 @@ from uuid import UUID
 
 from rahcp_prefect.bulk.paths import TEMP_PREFIX
 from rahcp_prefect.job.manifest import MANIFEST_NAME
+from rahcp_prefect.job.mtimes import TAG_FILES
 from rahcp_prefect.tracker import TrackerProtocol, create_tracker
 
 
@@ -44,8 +45,8 @@ def bucket_listing(emulator: Any, bucket: str, prefix: str = "") -> list[tuple[s
 
 
 def without_manifest(objects: dict[str, Any]) -> dict[str, Any]:
-    """``objects`` (key -> anything) without the job manifests a commit writes last."""
-    return {key: value for key, value in objects.items() if not key.endswith("/" + MANIFEST_NAME)}
+    """``objects`` (key -> anything) without the job manifests and times a commit writes last."""
+    return {key: value for key, value in objects.items() if key.rpartition("/")[2] not in TAG_FILES}
 
 
 def bucket_hashes(emulator: Any, bucket: str, prefix: str = "") -> dict[str, str]:

@@ -29,16 +29,24 @@ from pydantic import SecretStr
 from rahcp_prefect.blocks import HCPTracker
 from rahcp_prefect.flows import bulk_upload
 from rahcp_prefect.job import NOT_IN_FINAL, STAGING_ROOT, BulkTransferFailed, FinalCheckError
-from rahcp_prefect.job.manifest import MANIFEST_NAME
+from rahcp_prefect.job.manifest import MANIFEST_NAME, MTIMES_NAME
 from rahcp_prefect.testing.prefect_fixtures import SavedBlocks
 from rahcp_prefect.tracker import JobState, TrackerProtocol, TransferStatus, create_tracker
 
-from .helpers import api_requests, bucket_hashes, bucket_listing, data_requests, open_multipart_uploads, sha256
+from .helpers import (
+    api_requests,
+    bucket_hashes,
+    bucket_listing,
+    data_requests,
+    open_multipart_uploads,
+    sha256,
+    without_manifest,
+)
 
 FILES = 240
 LEASE = 8.0
 BAD = "part1/f-0007.bin"  # the file the tests make fail
-MANIFEST_PUT = 1  # a commit ends by writing the job's manifest (one more PUT)
+MANIFEST_PUT = 2  # a commit ends by writing the job's manifest and its files' times (two more PUTs)
 RUN_SCRIPT = """
 import asyncio, json, sys
 from rahcp_prefect.flows import bulk_upload
@@ -142,7 +150,7 @@ def gate(emulator: Any, delay: float = 1.0) -> Any:
 
 def final_files(emulator: Any, bucket: str) -> dict[str, int]:
     """The job's files in the final prefix (the manifest, written last by a commit, left out)."""
-    return {key: size for key, size in bucket_listing(emulator, bucket, "final/") if key != f"final/{MANIFEST_NAME}"}
+    return without_manifest(dict(bucket_listing(emulator, bucket, "final/")))
 
 
 def assert_committed(emulator: Any, bucket: str, job: Job) -> None:
@@ -150,6 +158,7 @@ def assert_committed(emulator: Any, bucket: str, job: Job) -> None:
     committed, lease free."""
     hashes = bucket_hashes(emulator, bucket, "final/")
     assert hashes.pop(f"final/{MANIFEST_NAME}", None) is not None, "the commit wrote the manifest last"
+    assert hashes.pop(f"final/{MTIMES_NAME}", None) is not None, "and the files' times"
     assert hashes == job.expected
     assert bucket_listing(emulator, bucket, STAGING_ROOT) == []
     assert open_multipart_uploads(emulator, bucket) == []
@@ -338,7 +347,8 @@ async def test_a_rollback_forgets_only_what_it_staged_so_the_run_after_the_fix_s
     assert data_requests(hcp_emulator, "PUT") == 2 + MANIFEST_PUT and result["ok"] == 2, "only the two new files"
     assert result["committed"] == 2 and result["outcome"] == "committed"
     hashes = bucket_hashes(hcp_emulator, hcp_bucket, "final/")
-    assert hashes.pop(f"final/{MANIFEST_NAME}", None) is not None and hashes == job.expected
+    assert hashes.pop(f"final/{MANIFEST_NAME}", None) is not None and hashes.pop(f"final/{MTIMES_NAME}", None)
+    assert hashes == job.expected
     assert bucket_listing(hcp_emulator, hcp_bucket, STAGING_ROOT) == []
     with job.tracker() as tracker:
         assert tracker.summary() == {"pending": 0, "done": FILES + 2, "error": 0}

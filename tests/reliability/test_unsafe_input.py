@@ -20,7 +20,7 @@ from rahcp_prefect.blocks import HCPTracker
 from rahcp_prefect.bulk.validation import InvalidInputError
 from rahcp_prefect.flows import BulkTransferFailed, bulk_download, bulk_upload
 from rahcp_prefect.job import STAGING_ROOT
-from rahcp_prefect.job.manifest import MANIFEST_NAME
+from rahcp_prefect.job.manifest import MANIFEST_NAME, MTIMES_NAME
 from rahcp_prefect.testing.prefect_fixtures import SavedBlocks
 from rahcp_prefect.tracker.protocol import JobState
 
@@ -143,7 +143,7 @@ async def test_odd_files_are_counted_errors_and_excluding_them_lets_the_job_comm
     assert result["outcome"] == "committed" and result["committed"] == len(good)
     assert result["errors"] == 0
     stored = bucket_hashes(hcp_emulator, hcp_bucket)
-    assert stored.pop(f"final/{MANIFEST_NAME}"), "the commit writes its manifest last"
+    assert stored.pop(f"final/{MANIFEST_NAME}") and stored.pop(f"final/{MTIMES_NAME}"), "the commit writes its manifest last"
     assert stored == {f"final/{rel}": sha256(data) for rel, data in good.items()}
     with job_tracker(target, job) as tracker:
         assert tracker.summary()["error"] == 0 and len(tracker.done_keys()) == len(good)
@@ -176,7 +176,7 @@ async def test_tracker_files_and_a_download_inside_the_source_are_never_uploaded
     result = await state.result()
     assert result["outcome"] == "committed" and result["committed"] == len(mine)
     stored = bucket_hashes(hcp_emulator, hcp_bucket, "backup/")
-    assert stored.pop(f"backup/{MANIFEST_NAME}"), "the commit writes its manifest last"
+    assert stored.pop(f"backup/{MANIFEST_NAME}") and stored.pop(f"backup/{MTIMES_NAME}"), "the commit writes its manifest last"
     assert stored == {f"backup/{rel}": sha256(data) for rel, data in mine.items()}
     assert bucket_listing(hcp_emulator, hcp_bucket, STAGING_ROOT) == []
     logs = await flow_logs(state.state_details.flow_run_id)

@@ -4,6 +4,7 @@ failure logs that scale."""
 from __future__ import annotations
 
 import logging
+import re
 
 import pytest
 
@@ -26,12 +27,22 @@ STAGING = ".rahcp-staging/0b6f5a9e-1111-2222-3333-444455556666/"
 
 def test_artifact_keys_follow_prefect_rules_and_stay_unique() -> None:
     assert artifact_key("bulk-upload:Archive/Nightly 2026/01/") == "bulk-upload-archive-nightly-2026-01"
-    assert artifact_key("summary-élan__x") == "summary-lan-x"
+    assert re.fullmatch(r"summary-elan-x-[0-9a-f]{8}", artifact_key("summary-élan__x"))
     assert artifact_key("///") == "rahcp"
     long_a, long_b = "job-" + "a" * 200 + "-1", "job-" + "a" * 200 + "-2"
     key_a, key_b = artifact_key(long_a), artifact_key(long_b)
     assert len(key_a) <= 100 and key_a != key_b
     assert all(c.islower() or c.isdigit() or c == "-" for c in key_a + key_b)
+
+
+def test_artifact_keys_transliterate_and_keep_non_ascii_names_apart() -> None:
+    """Issue 23: ``scans_ÅÄÖ`` no longer shares ``summary-scans`` with a job named ``scans``."""
+    keys = {name: artifact_key(f"summary-{name}") for name in ("scans_ÅÄÖ", "scans_ÄÅÖ", "scans_aao", "scans")}
+    assert keys["scans_ÅÄÖ"].startswith("summary-scans-aao-")
+    assert keys["scans_aao"] == "summary-scans-aao" and keys["scans"] == "summary-scans"
+    assert len(set(keys.values())) == 4
+    assert artifact_key("Straße_Øst") .startswith("strasse-ost-")
+    assert artifact_key("スキャン") != artifact_key("データ")  # no plain form: the hash keeps them apart
 
 
 def test_keys_are_shown_relative_and_never_as_a_staging_path() -> None:
