@@ -418,6 +418,7 @@ class S3Ops:
         src_key: str,
         etag: str,
         *,
+        size: int | None = None,
         attempts: int = REPLACE_ATTEMPTS,
         base_delay: float = REPLACE_DELAY,
     ) -> None:
@@ -428,7 +429,7 @@ class S3Ops:
         nothing: calling this again (or a plain copy) finishes. HCP may still refuse the copy
         (409) or be busy for a moment after the delete: the copy is retried with backoff,
         ``attempts`` times in all. ``RetentionError`` when ``dest`` may not be deleted;
-        ``ObjectChangedError`` when ``dest`` does not end up with ``etag``.
+        ``ObjectChangedError`` when ``dest`` does not end up with ``etag`` (and ``size``).
         """
         await self.delete(dest_bucket, dest_key)
         for attempt in range(attempts):
@@ -440,11 +441,23 @@ class S3Ops:
                     raise
                 logger.info("Replace of %s/%s: copy refused (%s), retrying", dest_bucket, dest_key, exc)
                 await asyncio.sleep(backoff_delay(attempt, base_delay))
-        found = (await self.head(dest_bucket, dest_key)).get("etag", "")
-        if bare_etag(found) != bare_etag(etag):
-            raise ObjectChangedError(
-                f"{dest_bucket}/{dest_key}: ETag {bare_etag(found)} after the replace, {bare_etag(etag)} staged"
-            )
+        if not await self.holds(dest_bucket, dest_key, etag, size):
+            raise ObjectChangedError(f"{dest_bucket}/{dest_key}: not the staged object after the replace (ETag {etag})")
+
+    async def holds(self, bucket: str, key: str, etag: str, size: int | None = None) -> bool:
+        """Whether ``bucket/key`` is there with ``etag`` (and ``size`` when given). An ETag of
+        another form (a multipart ``-N`` against a plain MD5: a copy may rewrite it) is judged
+        by the size alone."""
+        try:
+            found = await self.head(bucket, key)
+        except NotFoundError:
+            return False
+        if size is not None and int(found.get("content-length", -1)) != size:
+            return False
+        theirs, ours = bare_etag(found.get("etag", "")), bare_etag(etag)
+        if ("-" in theirs) != ("-" in ours):
+            return size is not None
+        return theirs == ours
 
     # -- staging ---------------------------------------------------------------------------
 

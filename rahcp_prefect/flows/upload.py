@@ -70,6 +70,7 @@ from rahcp_prefect.job import (
     verify_staging,
 )
 from rahcp_prefect import events
+from rahcp_prefect.job.namespace import check_namespaces
 from rahcp_prefect.tasks import commit_staging_counted, open_client, upload_batch
 from rahcp_prefect.tracker.protocol import JobState, TrackerProtocol, TransferStatus
 
@@ -162,6 +163,7 @@ class UploadRun:
         async for item in files_to_send(
             client.s3, self.tracker, files, bucket=plan.bucket, staging_prefix=plan.staging_prefix,
             final_prefix=plan.final_prefix, counts=self.sync, send_all=not self.skip_existing,
+            staging_bucket=plan.staged_in,
         ):
             yield item
 
@@ -180,7 +182,7 @@ class UploadRun:
             self.blocks.credentials,
             self.blocks.tracker,
             self.job,
-            self.plan.bucket,
+            self.plan.staged_in,
             self.source,
             self.plan.staging_prefix,
             entries=entries,
@@ -330,7 +332,9 @@ class UploadRun:
         with self.view.phase("verify") as checked:
             async with open_client(self.blocks.credentials) as client:
                 try:
-                    staged = await verify_staging(client, self.tracker, self.plan)
+                    staged = await verify_staging(
+                        client, self.tracker, self.plan, self.blocks.settings.listing_cache_seconds
+                    )
                 finally:
                     totals["api_retries"] = totals.get("api_retries", 0) + client.api_retries
             checked.files = self.staged = staged
@@ -346,6 +350,7 @@ class UploadRun:
             self.plan.final_prefix,
             concurrency=self.blocks.settings.commit_concurrency,
             on_progress=on_progress,
+            staging_bucket=self.plan.staging_bucket,
         )
 
     async def commit(self, owner: str) -> CommitResult | None:
@@ -357,6 +362,7 @@ class UploadRun:
                     self.tracker, self.plan, owner, self.blocks.tracker.lease_seconds,
                     self.move(self.view.commit_progress(self.staged)), client,
                     manifest=self.blocks.settings.write_manifest,
+                    listing_grace=self.blocks.settings.listing_cache_seconds,
                 )
             committing.files = commit.moved if commit else 0
         return commit
@@ -433,6 +439,8 @@ async def bulk_upload(
     try:
         async with open_client(blocks.credentials) as client:
             await client.s3.list_objects(bucket, max_keys=1)  # a missing bucket fails here, clearly
+            namespaces = await check_namespaces(client, bucket, blocks.settings.staging_bucket)
+        logger.info("%s", namespaces.describe())
         checked_retries = client.api_retries
         if dry_run:
             guard = SourceGuard.for_run(source, tracker, prefix, f"{STAGING_ROOT}{owner}/", warn=logger.warning)
@@ -441,7 +449,7 @@ async def bulk_upload(
             )
         lease_seconds = blocks.tracker.lease_seconds
         async with hold_job(tracker, owner, mode, lease_seconds, busy, log=logger) as lease:
-            plan = plan_staging(tracker, bucket, prefix, owner)
+            plan = plan_staging(tracker, bucket, prefix, owner, blocks.settings.staging_bucket)
             view.key_prefixes = (plan.staging_prefix, prefix)
             await view.start()
             guard = SourceGuard.for_run(source, tracker, prefix, plan.staging_prefix, warn=logger.warning)
@@ -483,6 +491,7 @@ async def bulk_upload(
         elapsed = time.monotonic() - started
         if commit is not None:
             totals.update(commit.extra)
+            totals.update(commit.fields())
         await view.publish_summary("committed" if commit is not None else "left to another run", totals)
         await publish_job_status(job, tracker.summary())
         logger.info("bulk-upload %s: %s, %s", job, outcome, totals)

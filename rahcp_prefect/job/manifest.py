@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from rahcp_prefect.client import HCPClient, NotFoundError
+from rahcp_prefect.client import HCPClient, NotFoundError, PresignedTransferError
 from rahcp_prefect.tracker.protocol import FileDigests
 
 MANIFEST_NAME = "manifest-sha256.txt"
@@ -107,9 +107,20 @@ def plan_manifest(done: Mapping[str, FileDigests], staging_prefix: str, final_pr
 
 
 async def write_manifest(client: HCPClient, bucket: str, final_prefix: str, digests: Mapping[str, str]) -> str:
-    """Write (or replace) the manifest of ``digests`` under ``final_prefix``; returns its key."""
+    """Write (or replace) the manifest of ``digests`` under ``final_prefix``; returns its key.
+
+    A namespace that refuses overwrites (409) gets it by delete + upload: a run killed between
+    the two leaves the job ``committing`` and its next run writes the manifest again.
+    ``RetentionError`` when the manifest there is retained or held."""
     key = manifest_key(final_prefix)
-    await client.s3.upload(bucket, key, render_manifest(digests))
+    body = render_manifest(digests)
+    try:
+        await client.s3.upload(bucket, key, body)
+    except PresignedTransferError as exc:
+        if exc.status_code != 409:
+            raise
+        await client.s3.delete(bucket, key)
+        await client.s3.upload(bucket, key, body)
     return key
 
 
