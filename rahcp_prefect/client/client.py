@@ -345,7 +345,7 @@ class HCPClient:
                 retry_after = parse_retry_after(response.headers.get("Retry-After"))
                 attempt = await self._wait(method, path, f"{status} {message}", attempt, retry_after)
                 continue
-            level = logging.DEBUG if status == 404 else logging.ERROR
+            level = logging.DEBUG if status == 404 else logging.INFO if status == 409 else logging.ERROR
             logger.log(level, "%s %s -> %d %s", method, path, status, message)
             raise error_for_status(status, message)
 

@@ -174,7 +174,7 @@ async def test_a_first_ingest_then_a_rerun_with_changed_files_commits_as_the_nam
         # Every archived object is retained: the changed files are not replaced, counted and named.
         assert final == FIRST
         assert sorted(second.retained) == [FINAL + "a.txt", FINAL + "b.txt"]
-        assert a_entry.status == TransferStatus.error and a_entry.error == RETAINED
+        assert a_entry.status == TransferStatus.error and (plan.staging_prefix + "a.txt", RETAINED) in job.tracker.error_details()
         with pytest.raises(RetentionError, match="retention or on hold"):
             await job.client.s3.delete(job.bucket, FINAL + "sub/c.txt")
         assert second.extra["manifest"].startswith("retained"), "the first commit's manifest stays"
@@ -182,7 +182,7 @@ async def test_a_first_ingest_then_a_rerun_with_changed_files_commits_as_the_nam
     if config == "held":
         assert final == {**FIRST, "b.txt": CHANGED["b.txt"]}
         assert second.retained == [FINAL + "a.txt"] and second.replaced == 1
-        assert a_entry.status == TransferStatus.error and a_entry.error == RETAINED
+        assert a_entry.status == TransferStatus.error and (plan.staging_prefix + "a.txt", RETAINED) in job.tracker.error_details()
         assert entries[plan.staging_prefix + "b.txt"].status == TransferStatus.done
         # Released, the next run replaces it: the file was recorded to be sent again.
         job.hcp.set_hold(job.bucket, FINAL + "a.txt", False)
@@ -331,3 +331,30 @@ async def test_a_run_killed_between_the_delete_and_the_copy_of_a_safe_replace_is
     job.tracker = None
     assert job.final() == {**FIRST, **CHANGED} and job.versions("a.txt") == 1
     assert job.staged(plan) == []
+
+
+# -- a backend that caches listings ----------------------------------------------------------------
+
+
+@pytest.mark.timeout(60)
+async def test_the_staging_check_reads_a_cached_listing_again_until_it_shows_fresh_objects(
+    hcp_emulator: Any, hcp_bucket: str, open_tracker: Any
+) -> None:
+    """The reference backend with Redis serves a listing cached before presigned PUTs (which
+    invalidate nothing): the staging check reads again, with backoff, for up to the setting's
+    seconds before it calls a file missing."""
+    from rahcp_prefect.job.errors import StagingVerificationError
+    from rahcp_prefect.testing import HCPEmulator
+
+    with HCPEmulator(s3_endpoint=hcp_emulator.s3_endpoint, cache_ttl=2.0) as cached:
+        async with HCPClient(endpoint=cached.base_url, username=TEST_USERNAME, password=TEST_PASSWORD) as client:
+            tracker = open_tracker()
+            job = Job(cached, client, tracker, hcp_bucket, None)
+            plan = job.plan("run-1")
+            assert (await client.s3.list_objects(hcp_bucket, plan.staging_prefix))["objects"] == []  # now cached
+            await job.stage("run-1", FIRST)
+            with pytest.raises(StagingVerificationError, match="3 key.*neither staged nor committed"):
+                await verify_staging(client, tracker, plan)  # no grace: the cached, empty listing
+            started = time.monotonic()
+            assert await verify_staging(client, tracker, plan, grace=6.0) == 3
+            assert time.monotonic() - started < 6.0
