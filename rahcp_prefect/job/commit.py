@@ -48,7 +48,8 @@ def place_staged(client: HCPClient, staging_bucket: str) -> PlaceFn:
     safe replace (``S3Ops.replace``: delete the old object, copy, check the ETag; the staged
     copy stays until then). A final object under retention or on hold (403) is left as it is
     (``LEFT``: the caller records the file as retained). A refusal for an object already in
-    place (a commit resumed after a kill) is no refusal.
+    place (a commit resumed after a kill, staging that retention keeps) is no refusal. A changed
+    file costs four requests (the refused copy, delete, copy, HEAD); a new one, one copy.
     """
 
     async def place(dest_bucket: str, dest_key: str, item: dict[str, Any]) -> str:
@@ -57,13 +58,14 @@ def place_staged(client: HCPClient, staging_bucket: str) -> PlaceFn:
             await client.s3.copy(dest_bucket, dest_key, staging_bucket, source)
             return PLACED
         except OverwriteRefusedError:
-            if await client.s3.holds(dest_bucket, dest_key, etag, size):
-                return PLACED
+            pass  # no versions, no overwrite: replace it (the staged copy stays until it is in place)
         except RetentionError:
             return PLACED if await client.s3.holds(dest_bucket, dest_key, etag, size) else LEFT
         try:
             await client.s3.replace(dest_bucket, dest_key, staging_bucket, source, etag, size=size)
         except RetentionError as exc:
+            if await client.s3.holds(dest_bucket, dest_key, etag, size):
+                return PLACED  # retained, but already these bytes: placed by an earlier (killed) commit
             logger.warning("Not replaced: %s", exc)
             return LEFT
         return REPLACED
