@@ -4,7 +4,7 @@ moto's own complete joins the parts in memory and stores the join: four copies o
 plus a full-object CRC64NVME (a checksum HCP does not offer) over a fifth. For a 1 GiB object
 that took 5 to 13 s on a two-core machine, more than sending the parts, so every large-upload
 figure measured against the emulator was mostly moto's complete. This one makes the same checks
-(``InvalidPart``, ``EntityTooSmall``, ``MalformedXML``), answers the same multipart ETag and
+(``InvalidPart``, ``EntityTooSmall`` against ``part_minimum``, ``MalformedXML``), answers the same multipart ETag and
 serves the same bytes, but does not copy them: the completed key reads the parts' own buffers,
 which it takes over. A store whose complete takes time in proportion to the object is modelled
 with a delay fault on the complete route. An upload created with a checksum algorithm keeps
@@ -18,6 +18,7 @@ import codecs
 import io
 import tempfile
 from collections.abc import Iterator
+from contextvars import ContextVar
 from hashlib import md5
 from typing import Any
 
@@ -26,6 +27,10 @@ from moto.s3.models import S3_UPLOAD_PART_MIN_SIZE, FakeKey, FakeMultipart
 
 _moto_complete = FakeMultipart.complete
 _moto_value = FakeKey.value
+
+part_minimum: ContextVar[int] = ContextVar("part_minimum", default=S3_UPLOAD_PART_MIN_SIZE)
+"""The smallest part but the last for the request being served: S3's 5 MiB unless the data plane
+sets HCP's 1 MiB (``namespace_rules``) around the call."""
 
 
 class JoinedParts:
@@ -103,7 +108,7 @@ def _complete(
         part = self.parts.get(number)
         if part is None or part.etag.replace('"', "") != etag.replace('"', ""):
             raise InvalidPart()
-        if parts and parts[-1].contentsize < S3_UPLOAD_PART_MIN_SIZE:
+        if parts and parts[-1].contentsize < part_minimum.get():
             raise EntityTooSmall()
         digests.extend(decode_hex(part.etag.replace('"', ""))[0])  # type: ignore[arg-type]
         parts.append(part)
