@@ -4,7 +4,8 @@ moto's own complete joins the parts in memory and stores the join: four copies o
 plus a full-object CRC64NVME (a checksum HCP does not offer) over a fifth. For a 1 GiB object
 that took 5 to 13 s on a two-core machine, more than sending the parts, so every large-upload
 figure measured against the emulator was mostly moto's complete. This one makes the same checks
-(``InvalidPart``, ``EntityTooSmall`` against ``part_minimum``, ``MalformedXML``), answers the same multipart ETag and
+(``InvalidPart``, ``EntityTooSmall`` against ``part_minimum``, ``MalformedXML``, and
+``InvalidPartOrder``, which moto's omits), answers the same multipart ETag and
 serves the same bytes, but does not copy them: the completed key reads the parts' own buffers,
 which it takes over. A store whose complete takes time in proportion to the object is modelled
 with a delay fault on the complete route. An upload created with a checksum algorithm keeps
@@ -22,7 +23,7 @@ from contextvars import ContextVar
 from hashlib import md5
 from typing import Any
 
-from moto.s3.exceptions import EntityTooSmall, InvalidPart, MalformedXML
+from moto.s3.exceptions import EntityTooSmall, InvalidPart, InvalidPartOrder, MalformedXML
 from moto.s3.models import S3_UPLOAD_PART_MIN_SIZE, FakeKey, FakeMultipart
 
 _moto_complete = FakeMultipart.complete
@@ -104,7 +105,11 @@ def _complete(
     decode_hex = codecs.getdecoder("hex_codec")
     digests = bytearray()
     parts: list[FakeKey] = []
+    previous = 0
     for number, etag in body:
+        if number <= previous:
+            raise InvalidPartOrder()  # S3 and HCP refuse parts out of order; moto's complete does not
+        previous = number
         part = self.parts.get(number)
         if part is None or part.etag.replace('"', "") != etag.replace('"', ""):
             raise InvalidPart()

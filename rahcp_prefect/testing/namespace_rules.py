@@ -42,7 +42,8 @@ DEFAULT_MODE = "s3"
 HCP_MIN_PART = 1024 * 1024
 """HCP's smallest part (all parts but the last), 1 MiB."""
 
-_OFFSET = re.compile(r"\+(\d+)([yMwdhms])")
+_OFFSET = re.compile(r"\+?(\d+)([yMwdhms])")
+_OFFSET_TEXT = re.compile(r"(\+?\d+[yMwdhms])+")
 _UNIT_SECONDS = {"y": 365 * 86400, "M": 30 * 86400, "w": 7 * 86400, "d": 86400, "h": 3600, "m": 60, "s": 1}
 _FOREVER = ("-1", "-2")
 
@@ -51,7 +52,7 @@ def retention_until(expression: str | None, stored_at: float) -> float | None:
     """When retention set by an HCP retention ``expression`` ends for an object stored at
     ``stored_at`` (epoch seconds): None for no retention (``"0"``, empty), ``inf`` for
     ``"-1"`` (deletion prohibited) and ``"-2"`` (initial unspecified), an offset such as
-    ``"+1y2d"`` or ``"+3s"``, or an ISO-8601 date."""
+    ``"+1y+2d"`` (also ``"+1y2d"``) or ``"+3s"``, or an ISO-8601 date."""
     text = (expression or "").strip()
     if text in ("", "0"):
         return None
@@ -59,7 +60,7 @@ def retention_until(expression: str | None, stored_at: float) -> float | None:
         return math.inf
     if text.startswith("+"):
         pieces = _OFFSET.findall(text)
-        if not pieces or "".join(f"+{n}{u}" for n, u in pieces) != text:
+        if not _OFFSET_TEXT.fullmatch(text[1:]):
             raise ValueError(f"retention {expression!r}: expected an offset like '+1y' or '+30s'")
         return stored_at + sum(int(n) * _UNIT_SECONDS[u] for n, u in pieces)
     try:
