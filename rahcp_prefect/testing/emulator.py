@@ -6,6 +6,12 @@
         emu.faults.add("api", path="/presign$", drop=True)          # next presign: no answer
         emu.request_counts[("api", "POST", "/presign")]             # calls so far
 
+By default the emulator is an HCP namespace, not plain S3 (``namespace_rules``): a write onto an
+existing key is a 409 unless the bucket's namespace is versioned or allows overwrites, retained or
+held objects cannot be deleted, complete answers its errors as 200 with an error body, parts may
+be 1 MiB; ``configure_namespace``/``set_hold`` or the MAPI routes set that up; ``mode="s3"`` is
+permissive. ``cache_ttl`` turns on the reference backend's listing cache (``listing_cache``).
+
 Unless ``s3_endpoint`` is given, moto's S3 server runs in-process on a free loopback port and
 presigned URLs point at it, so object bytes never pass through the emulator's API. Route
 templates of the counts are described in ``counter``, fault rules in ``faults``, the HTTP control
