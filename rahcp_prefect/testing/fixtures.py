@@ -1,7 +1,10 @@
 """pytest fixtures around one HCP emulator per test session (registered by tests/conftest.py).
 
 * ``hcp_emulator_session`` — the started ``HCPEmulator`` (session scope).
-* ``hcp_emulator`` — the same emulator; faults cleared and counts reset around each test.
+* ``hcp_emulator`` — the same emulator; faults cleared, counts reset and the mode set back to
+  the default (``"hcp"``: HCP's namespace rules, see ``namespace_rules``) around each test.
+* ``hcp_s3_mode`` — the same emulator in permissive ``"s3"`` mode for one test (plain S3:
+  overwrites succeed, nothing is retained), for tests that need such a store.
 * ``hcp_bucket`` — a fresh, uniquely named bucket (emptied and deleted afterwards).
 * ``hcp_credentials`` — ``endpoint``/``username``/``password``/``tenant`` for ``HCPClient``.
 * ``hcp_client`` — an open ``rahcp_prefect.client.HCPClient`` with fast retries.
@@ -38,11 +41,22 @@ def hcp_emulator_session() -> Iterator[HCPEmulator]:
 
 @pytest.fixture
 def hcp_emulator(hcp_emulator_session: HCPEmulator) -> Iterator[HCPEmulator]:
+    from rahcp_prefect.testing.namespace_rules import DEFAULT_MODE
+
     hcp_emulator_session.faults.clear()
     hcp_emulator_session.reset_counts()
+    hcp_emulator_session.mode = DEFAULT_MODE
     yield hcp_emulator_session
     hcp_emulator_session.faults.clear()
     hcp_emulator_session.reset_counts()
+    hcp_emulator_session.mode = DEFAULT_MODE
+
+
+@pytest.fixture
+def hcp_s3_mode(hcp_emulator: HCPEmulator) -> HCPEmulator:
+    """The emulator as permissive plain S3 for this test (``hcp_emulator`` restores the mode)."""
+    hcp_emulator.mode = "s3"
+    return hcp_emulator
 
 
 @pytest.fixture
