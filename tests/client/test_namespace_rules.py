@@ -3,7 +3,6 @@ settings through MAPI, and the safe replace (on the HCP-faithful emulator)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -19,11 +18,9 @@ from rahcp_prefect.client.namespace import namespace_rules
 
 
 @pytest.fixture
-def hcp(hcp_emulator: Any) -> Iterator[Any]:
-    before = hcp_emulator.mode
-    hcp_emulator.mode = "hcp"
-    yield hcp_emulator
-    hcp_emulator.mode = before
+def hcp(hcp_mode: Any) -> Any:
+    """The emulator enforcing HCP's namespace rules."""
+    return hcp_mode
 
 
 async def test_a_refused_delete_of_a_held_object_names_the_key_and_retention_not_the_login(

@@ -5,8 +5,6 @@ and the summary."""
 from __future__ import annotations
 
 import os
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,22 +21,14 @@ from .conftest import SavedBlocks, make_tree
 
 
 @pytest.fixture
-def hcp(hcp_emulator: Any) -> Iterator[Any]:
-    before = hcp_emulator.mode
-    hcp_emulator.mode = "hcp"
-    yield hcp_emulator
-    hcp_emulator.mode = before
+def hcp(hcp_mode: Any) -> Any:
+    """The emulator enforcing HCP's namespace rules."""
+    return hcp_mode
 
 
 @pytest.fixture
-def staging_bucket(hcp: Any) -> Iterator[str]:
-    name = f"stage-{uuid.uuid4().hex[:12]}"
-    hcp.create_bucket(name)
-    yield name
-    from rahcp_prefect.testing.storage import empty_bucket
-
-    empty_bucket(hcp.s3, name)
-    hcp.s3.delete_bucket(Bucket=name)
+def staging_bucket(hcp_staging_bucket: str) -> str:
+    return hcp_staging_bucket
 
 
 async def _summary(job: str) -> str:

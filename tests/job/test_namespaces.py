@@ -17,7 +17,6 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from functools import partial
@@ -51,24 +50,14 @@ SETTINGS: dict[str, dict[str, Any]] = {
 
 
 @pytest.fixture
-def hcp(hcp_emulator: Any) -> Iterator[Any]:
-    """The session emulator enforcing HCP's namespace rules for this test."""
-    before = hcp_emulator.mode
-    hcp_emulator.mode = "hcp"
-    yield hcp_emulator
-    hcp_emulator.mode = before
+def hcp(hcp_mode: Any) -> Any:
+    """The emulator enforcing HCP's namespace rules."""
+    return hcp_mode
 
 
 @pytest.fixture
-def staging_bucket(hcp: Any) -> Iterator[str]:
-    """A second namespace with HCP's defaults, for staging."""
-    name = f"stage-{uuid.uuid4().hex[:12]}"
-    hcp.create_bucket(name)
-    yield name
-    from rahcp_prefect.testing.storage import empty_bucket
-
-    empty_bucket(hcp.s3, name)
-    hcp.s3.delete_bucket(Bucket=name)
+def staging_bucket(hcp_staging_bucket: str) -> str:
+    return hcp_staging_bucket
 
 
 @dataclass
