@@ -539,16 +539,11 @@ class S3Ops:
                 except Exception:
                     logger.exception("commit on_progress callback failed")
 
-        token: str | None = None
-        while True:
-            page = await self.list_objects(bucket, staging_prefix, max_keys=BATCH, continuation_token=token)
+        async for page in self.pages(bucket, staging_prefix):
             items = page.get("objects", [])
             if items:
                 await gather_all(place_one(item) for item in items)
                 moves.kept.extend(await self._delete_staged(bucket, [item["Key"] for item in items]))
-            token = page.get("next_continuation_token")
-            if not page.get("is_truncated") or not token:
-                break
         logger.info(
             "Committed %d object(s) %s%s -> %s/%s in %.2f s (%d replaced, %d left, %d kept in staging)",
             moves.moved,
@@ -597,9 +592,7 @@ class S3Ops:
         # Open multipart uploads first: one completing later would put an object back.
         await self.abort_multipart_uploads(bucket, staging_prefix)
         removed = 0
-        token: str | None = None
-        while True:
-            page = await self.list_objects(bucket, staging_prefix, max_keys=BATCH, continuation_token=token)
+        async for page in self.pages(bucket, staging_prefix):
             keys = [item["Key"] for item in page.get("objects", [])]
             if keys:
                 if before_delete is not None:
@@ -608,9 +601,6 @@ class S3Ops:
                 removed += len(keys) - len(stayed)
                 if kept is not None:
                     kept.extend(stayed)
-            token = page.get("next_continuation_token")
-            if not page.get("is_truncated") or not token:
-                break
         logger.info("Cleaned up %d staged object(s) under %s/%s", removed, bucket, staging_prefix)
         return removed
 
@@ -671,13 +661,21 @@ class S3Ops:
         self, bucket: str, prefix: str = "", delimiter: str = "/", page_size: int = BATCH
     ) -> AsyncIterator[str]:
         """The common prefixes one level below ``prefix`` (``dir/`` "folders"), every page."""
+        async for page in self.pages(bucket, prefix, page_size, delimiter):
+            for common in page.get("common_prefixes", []):
+                yield common
+
+    async def pages(
+        self, bucket: str, prefix: str = "", page_size: int = BATCH, delimiter: str | None = None
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Every listing page under ``prefix``, one after the other (``list_objects`` answers):
+        the caller may delete what a page lists before it asks for the next."""
         token: str | None = None
         while True:
             page = await self.list_objects(
                 bucket, prefix, max_keys=page_size, delimiter=delimiter, continuation_token=token
             )
-            for common in page.get("common_prefixes", []):
-                yield common
+            yield page
             token = page.get("next_continuation_token")
             if not page.get("is_truncated") or not token:
                 return

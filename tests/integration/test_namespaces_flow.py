@@ -21,12 +21,6 @@ from .conftest import SavedBlocks, make_tree
 
 
 @pytest.fixture
-def hcp(hcp_mode: Any) -> Any:
-    """The emulator enforcing HCP's namespace rules."""
-    return hcp_mode
-
-
-@pytest.fixture
 def staging_bucket(hcp_staging_bucket: str) -> str:
     return hcp_staging_bucket
 
@@ -40,9 +34,9 @@ async def _summary(job: str) -> str:
 
 @pytest.mark.timeout(180)
 async def test_a_retaining_target_is_refused_before_upload_then_staged_elsewhere_and_retained_files_reported(
-    saved_blocks: SavedBlocks, hcp: Any, hcp_bucket: str, staging_bucket: str, tmp_path: Path
+    saved_blocks: SavedBlocks, hcp_mode: Any, hcp_bucket: str, staging_bucket: str, tmp_path: Path
 ) -> None:
-    hcp.configure_namespace(hcp_bucket, retention="-1")
+    hcp_mode.configure_namespace(hcp_bucket, retention="-1")
     files = make_tree(tmp_path / "src", 4)
     params = dict(source_dir=str(tmp_path / "src"), bucket=hcp_bucket, prefix="final/", **saved_blocks.params())
 
@@ -50,15 +44,15 @@ async def test_a_retaining_target_is_refused_before_upload_then_staged_elsewhere
     assert state.is_failed()
     with pytest.raises(StagingNotAllowedError, match="'staging_bucket' setting"):
         await state.result()
-    assert hcp.stored(hcp_bucket, "") == {}, "nothing was uploaded"
+    assert hcp_mode.stored(hcp_bucket, "") == {}, "nothing was uploaded"
 
     overrides = {"settings_overrides": {"staging_bucket": staging_bucket}}
     first = await bulk_upload(**params, **overrides)
     assert first["outcome"] == "committed" and first["committed"] == 4 and first["retained"] == 0
-    final = hcp.stored(hcp_bucket, "final/")
+    final = hcp_mode.stored(hcp_bucket, "final/")
     final.pop("final/manifest-sha256.txt")
     assert final == {f"final/{rel}": body for rel, body in files.items()}
-    assert hcp.stored(staging_bucket, STAGING_ROOT) == {} and hcp.stored(hcp_bucket, STAGING_ROOT) == {}
+    assert hcp_mode.stored(staging_bucket, STAGING_ROOT) == {} and hcp_mode.stored(hcp_bucket, STAGING_ROOT) == {}
 
     changed = sorted(files)[0]
     path = tmp_path / "src" / changed
@@ -67,7 +61,7 @@ async def test_a_retaining_target_is_refused_before_upload_then_staged_elsewhere
     second = await bulk_upload(**params, **overrides)
     assert second["outcome"] == "committed", "a retained file never fails the night"
     assert second["retained"] == 1 and second["retained_files"] == [f"final/{changed}"]
-    assert hcp.stored(hcp_bucket, f"final/{changed}") == {f"final/{changed}": files[changed]}, "not replaced"
-    assert hcp.stored(staging_bucket, STAGING_ROOT) == {}
+    assert hcp_mode.stored(hcp_bucket, f"final/{changed}") == {f"final/{changed}": files[changed]}, "not replaced"
+    assert hcp_mode.stored(staging_bucket, STAGING_ROOT) == {}
     summary = await _summary(second["job"])
     assert "Retained: 1 changed file not replaced" in summary and f"final/{changed}" in summary

@@ -50,12 +50,6 @@ SETTINGS: dict[str, dict[str, Any]] = {
 
 
 @pytest.fixture
-def hcp(hcp_mode: Any) -> Any:
-    """The emulator enforcing HCP's namespace rules."""
-    return hcp_mode
-
-
-@pytest.fixture
 def staging_bucket(hcp_staging_bucket: str) -> str:
     return hcp_staging_bucket
 
@@ -64,7 +58,7 @@ def staging_bucket(hcp_staging_bucket: str) -> str:
 class Job:
     """One upload job driven step by step as a run drives it: stage, verify, commit."""
 
-    hcp: Any
+    hcp_mode: Any
     client: HCPClient
     tracker: Any
     bucket: str
@@ -98,32 +92,32 @@ class Job:
 
     def final(self) -> dict[str, bytes]:
         """The final prefix, manifest aside: relative path -> bytes."""
-        found = _objects(self.hcp, self.bucket, FINAL)
+        found = _objects(self.hcp_mode, self.bucket, FINAL)
         return {key[len(FINAL):]: body for key, body in found.items() if not key.endswith(MANIFEST_NAME)}
 
     def staged(self, plan: Any) -> list[str]:
-        return sorted(_objects(self.hcp, plan.staged_in, plan.staging_prefix))
+        return sorted(_objects(self.hcp_mode, plan.staged_in, plan.staging_prefix))
 
     def versions(self, name: str) -> int:
-        answer = self.hcp.s3.list_object_versions(Bucket=self.bucket, Prefix=FINAL + name)
+        answer = self.hcp_mode.s3.list_object_versions(Bucket=self.bucket, Prefix=FINAL + name)
         return sum(1 for v in answer.get("Versions", []) if v["Key"] == FINAL + name)
 
 
-def _objects(hcp: Any, bucket: str, prefix: str) -> dict[str, bytes]:
+def _objects(hcp_mode: Any, bucket: str, prefix: str) -> dict[str, bytes]:
     found: dict[str, bytes] = {}
-    for page in hcp.s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+    for page in hcp_mode.s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
         for item in page.get("Contents", []):
-            found[item["Key"]] = hcp.s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read()
+            found[item["Key"]] = hcp_mode.s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read()
     return found
 
 
 @pytest.fixture(params=CONFIGS)
-def job(request: pytest.FixtureRequest, hcp: Any, hcp_bucket: str, hcp_client: HCPClient, open_tracker: Any) -> Job:
+def job(request: pytest.FixtureRequest, hcp_mode: Any, hcp_bucket: str, hcp_client: HCPClient, open_tracker: Any) -> Job:
     """A job on a target namespace configured as ``request.param`` says."""
     config = request.param
-    hcp.configure_namespace(hcp_bucket, **SETTINGS[config])
+    hcp_mode.configure_namespace(hcp_bucket, **SETTINGS[config])
     staging = request.getfixturevalue("staging_bucket") if config == "retention" else None
-    made = Job(hcp, hcp_client, open_tracker(), hcp_bucket, staging)
+    made = Job(hcp_mode, hcp_client, open_tracker(), hcp_bucket, staging)
     made.config = config  # type: ignore[attr-defined]
     return made
 
@@ -140,7 +134,7 @@ async def test_a_first_ingest_then_a_rerun_with_changed_files_commits_as_the_nam
     assert job.final() == FIRST
     assert job.tracker.job_info().state == JobState.committed
     if config == "held":
-        job.hcp.set_hold(job.bucket, FINAL + "a.txt")
+        job.hcp_mode.set_hold(job.bucket, FINAL + "a.txt")
 
     second = await job.run("run-2", CHANGED)
     plan = job.plan("run-3")
@@ -174,7 +168,7 @@ async def test_a_first_ingest_then_a_rerun_with_changed_files_commits_as_the_nam
         assert a_entry.status == TransferStatus.error and (plan.staging_prefix + "a.txt", RETAINED) in job.tracker.error_details()
         assert entries[plan.staging_prefix + "b.txt"].status == TransferStatus.done
         # Released, the next run replaces it: the file was recorded to be sent again.
-        job.hcp.set_hold(job.bucket, FINAL + "a.txt", False)
+        job.hcp_mode.set_hold(job.bucket, FINAL + "a.txt", False)
         third = await job.run("run-3", {"a.txt": CHANGED["a.txt"]})
         assert third.retained == [] and job.final() == {**FIRST, **CHANGED}
 
@@ -183,7 +177,7 @@ async def test_a_first_ingest_then_a_rerun_with_changed_files_commits_as_the_nam
 async def test_a_failed_run_rolls_back_its_staging_and_leaves_the_archive_as_it_was(job: Job) -> None:
     await job.run("run-1", FIRST)
     if _config(job) == "held":
-        job.hcp.set_hold(job.bucket, FINAL + "a.txt")
+        job.hcp_mode.set_hold(job.bucket, FINAL + "a.txt")
     plan = await job.stage("run-2", {**CHANGED, "new.txt": b"new"})
     assert len(job.staged(plan)) == 3
     report = await apply_failure_policy("rollback", job.client, job.tracker, plan)
@@ -208,37 +202,37 @@ async def test_cleanup_staging_removes_what_a_lost_tracker_left_and_spares_the_a
     assert [(f.kind, f.where, f.objects) for f in found] == [(ORPHANED_STAGING, orphan, 2)]
     retained: list[str] = []
     assert await remove_leftover(job.client, found[0], retained) == 2 and retained == []
-    assert _objects(job.hcp, staged_in, orphan) == {} and job.final() == FIRST
+    assert _objects(job.hcp_mode, staged_in, orphan) == {} and job.final() == FIRST
 
 
 async def test_a_target_with_a_default_retention_refuses_before_uploading_without_a_staging_bucket(
-    hcp: Any, hcp_bucket: str, hcp_client: HCPClient, open_tracker: Any
+    hcp_mode: Any, hcp_bucket: str, hcp_client: HCPClient, open_tracker: Any
 ) -> None:
-    hcp.configure_namespace(hcp_bucket, retention="+1y")
+    hcp_mode.configure_namespace(hcp_bucket, retention="+1y")
     with pytest.raises(StagingNotAllowedError, match=r"default retention \(\+1y\).*'staging_bucket' setting"):
         await check_namespaces(hcp_client, hcp_bucket, None)
-    assert _objects(hcp, hcp_bucket, "") == {}, "nothing was uploaded"
+    assert _objects(hcp_mode, hcp_bucket, "") == {}, "nothing was uploaded"
 
 
 async def test_a_staging_bucket_that_retains_is_refused_too(
-    hcp: Any, hcp_bucket: str, staging_bucket: str, hcp_client: HCPClient
+    hcp_mode: Any, hcp_bucket: str, staging_bucket: str, hcp_client: HCPClient
 ) -> None:
-    hcp.configure_namespace(staging_bucket, retention="+1d")
+    hcp_mode.configure_namespace(staging_bucket, retention="+1d")
     with pytest.raises(StagingNotAllowedError, match=rf"staging_bucket '{staging_bucket}' has a default retention"):
         await check_namespaces(hcp_client, hcp_bucket, staging_bucket)
 
 
 @pytest.mark.timeout(120)
 async def test_a_committed_job_whose_staging_cannot_be_deleted_is_committed_and_later_runs_pass(
-    hcp: Any, hcp_bucket: str, hcp_credentials: dict[str, Any], open_tracker: Any
+    hcp_mode: Any, hcp_bucket: str, hcp_credentials: dict[str, Any], open_tracker: Any
 ) -> None:
     """The namespace retains everything and MAPI cannot tell (a client without a tenant): the
     commit learns it from the refused staging delete; the job is committed all the same, the
     result says how many staging objects stay, later runs and cleanup-staging do not fail."""
-    hcp.configure_namespace(hcp_bucket, retention="-1")
+    hcp_mode.configure_namespace(hcp_bucket, retention="-1")
     untenanted = {**hcp_credentials, "tenant": None}
     async with HCPClient(**untenanted, retry_base_delay=0.01, max_retries=2) as client:
-        job = Job(hcp, client, open_tracker(), hcp_bucket, None)
+        job = Job(hcp_mode, client, open_tracker(), hcp_bucket, None)
         first = await job.run("run-1", FIRST)
         assert first.moved == 3 and first.staging_kept == 3
         assert job.final() == FIRST and job.tracker.job_info().state == JobState.committed
@@ -257,17 +251,17 @@ async def test_a_committed_job_whose_staging_cannot_be_deleted_is_committed_and_
 # -- kill -9 between the delete and the copy of a safe replace -------------------------------------
 
 
-def _start_child(hcp: Any, bucket: str, db: Path, job: str, run: str) -> subprocess.Popen[str]:
+def _start_child(hcp_mode: Any, bucket: str, db: Path, job: str, run: str) -> subprocess.Popen[str]:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path.cwd()), *sys.path])}
     return subprocess.Popen(
-        [sys.executable, str(CHILD), hcp.base_url, bucket, str(db), job, run, TEST_USERNAME, TEST_PASSWORD, TEST_TENANT],
+        [sys.executable, str(CHILD), hcp_mode.base_url, bucket, str(db), job, run, TEST_USERNAME, TEST_PASSWORD, TEST_TENANT],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
     )
 
 
-def _exists(hcp: Any, bucket: str, key: str) -> bool:
+def _exists(hcp_mode: Any, bucket: str, key: str) -> bool:
     try:
-        hcp.s3.head_object(Bucket=bucket, Key=key)
+        hcp_mode.s3.head_object(Bucket=bucket, Key=key)
     except Exception:
         return False
     return True
@@ -276,23 +270,23 @@ def _exists(hcp: Any, bucket: str, key: str) -> bool:
 @pytest.mark.timeout(180)
 @pytest.mark.parametrize("config", ["no-overwrite", "held"])
 async def test_a_run_killed_between_the_delete_and_the_copy_of_a_safe_replace_is_finished_by_the_next(
-    config: str, hcp: Any, hcp_bucket: str, hcp_client: HCPClient, tmp_path: Path
+    config: str, hcp_mode: Any, hcp_bucket: str, hcp_client: HCPClient, tmp_path: Path
 ) -> None:
-    hcp.configure_namespace(hcp_bucket, **SETTINGS[config])
+    hcp_mode.configure_namespace(hcp_bucket, **SETTINGS[config])
     db, name = tmp_path / "tracker.db", f"kill-{uuid.uuid4().hex[:8]}"
-    job = Job(hcp, hcp_client, SqliteTracker(str(db), job=name), hcp_bucket, None)
+    job = Job(hcp_mode, hcp_client, SqliteTracker(str(db), job=name), hcp_bucket, None)
     await job.run("run-1", FIRST)
     if config == "held":
-        hcp.set_hold(hcp_bucket, FINAL + "sub/c.txt")  # held, unchanged: the rest replaces as usual
+        hcp_mode.set_hold(hcp_bucket, FINAL + "sub/c.txt")  # held, unchanged: the rest replaces as usual
     plan = await job.stage("run-2", CHANGED)
     job.tracker.close()
     # Every copy onto final/a.txt waits 3 s before the API handles it: the refused first copy,
     # then (after the delete) the replacing one. The child is killed once the old object is gone.
-    hcp.faults.add("api", method="POST", path=r"/objects/final/a\.txt/copy$", delay=3.0, count=None)
-    child = _start_child(hcp, hcp_bucket, db, name, "run-2")
+    hcp_mode.faults.add("api", method="POST", path=r"/objects/final/a\.txt/copy$", delay=3.0, count=None)
+    child = _start_child(hcp_mode, hcp_bucket, db, name, "run-2")
     try:
         deadline = time.monotonic() + 60
-        while _exists(hcp, hcp_bucket, FINAL + "a.txt"):
+        while _exists(hcp_mode, hcp_bucket, FINAL + "a.txt"):
             assert child.poll() is None, f"the child ended early: {child.stderr.read() if child.stderr else ''}"
             assert time.monotonic() < deadline, "the replace never deleted the old object"
             time.sleep(0.02)
@@ -300,9 +294,9 @@ async def test_a_run_killed_between_the_delete_and_the_copy_of_a_safe_replace_is
     finally:
         child.wait(30)
     assert child.returncode == -signal.SIGKILL
-    hcp.faults.clear()
-    assert not _exists(hcp, hcp_bucket, FINAL + "a.txt"), "killed between the delete and the copy"
-    assert _exists(hcp, hcp_bucket, plan.staging_prefix + "a.txt"), "the staged copy stays: nothing lost"
+    hcp_mode.faults.clear()
+    assert not _exists(hcp_mode, hcp_bucket, FINAL + "a.txt"), "killed between the delete and the copy"
+    assert _exists(hcp_mode, hcp_bucket, plan.staging_prefix + "a.txt"), "the staged copy stays: nothing lost"
 
     tracker = SqliteTracker(str(db), job=name)
     try:
