@@ -15,6 +15,9 @@ from pathlib import Path
 from time import perf_counter
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from rahcp_prefect import defaults
+from rahcp_prefect.errors import on_bucket, on_object
+
 from .digests import Uploaded, bare_etag
 from .errors import (
     AuthenticationError,
@@ -31,6 +34,7 @@ from .errors import (
 from .gather import gather_all
 from .keys import check_key, encode_bucket, multipart_path, object_path
 from .multipart import MultipartUpload, part_size_for
+from .represign import presigned_transfer
 from .resume import PartStore
 from .retry import backoff_delay
 from .tracing import span
@@ -42,10 +46,10 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-PRESIGN_EXPIRES = 3600
+PRESIGN_EXPIRES = defaults.PRESIGN_EXPIRES
 BATCH = 1000
 """Keys per bulk delete / bulk presign request and objects per listing page."""
-COPY_CONCURRENCY = 8
+COPY_CONCURRENCY = defaults.COMMIT_CONCURRENCY
 """Server-side copies in flight during ``commit_staging``, unless the caller says otherwise."""
 REPLACE_ATTEMPTS = 6
 REPLACE_DELAY = 0.5
@@ -80,7 +84,8 @@ class S3Ops:
 
     # -- uploads ---------------------------------------------------------------------------
 
-    async def upload(self, bucket: str, key: str, data: Source, *, chunk_size: int = 1 << 20) -> str:
+    @on_object
+    async def upload(self, bucket: str, key: str, data: Source, *, chunk_size: int = defaults.CHUNK_SIZE) -> str:
         """Upload bytes or a file; presigned PUT below ``multipart_threshold``, multipart at or
         above it. Returns the ETag (quoted, as S3 sends it)."""
         check_key(key)
@@ -108,6 +113,7 @@ class S3Ops:
         logger.info("Uploaded %s: %d bytes in %.3f s", what, size, perf_counter() - started)
         return sent.etag
 
+    @on_object
     async def upload_multipart(
         self,
         bucket: str,
@@ -115,7 +121,7 @@ class S3Ops:
         data: Source,
         *,
         concurrency: int | None = None,
-        chunk_size: int = 1 << 20,
+        chunk_size: int = defaults.CHUNK_SIZE,
         resume: PartStore | None = None,
     ) -> str:
         """Multipart upload with ``concurrency`` parts in flight (default ``multipart_concurrency``).
@@ -133,6 +139,7 @@ class S3Ops:
         )
         return sent.etag
 
+    @on_object
     async def upload_multipart_digests(
         self,
         bucket: str,
@@ -140,7 +147,7 @@ class S3Ops:
         data: Source,
         *,
         concurrency: int | None = None,
-        chunk_size: int = 1 << 20,
+        chunk_size: int = defaults.CHUNK_SIZE,
         resume: PartStore | None = None,
     ) -> Uploaded:
         """``upload_multipart``, returning the ETag with the digests of the bytes sent (the
@@ -183,7 +190,8 @@ class S3Ops:
 
     # -- downloads -------------------------------------------------------------------------
 
-    async def download(self, bucket: str, key: str, dest: os.PathLike | str, *, chunk_size: int = 1 << 20) -> int:
+    @on_object
+    async def download(self, bucket: str, key: str, dest: os.PathLike | str, *, chunk_size: int = defaults.CHUNK_SIZE) -> int:
         """Stream an object to ``dest``; return its size in bytes.
 
         Bytes land in a temporary file in the same folder, renamed to ``dest`` only when complete;
@@ -209,6 +217,7 @@ class S3Ops:
         logger.info("Downloaded %s: %d bytes in %.3f s", what, size, perf_counter() - started)
         return size
 
+    @on_object
     async def download_bytes(self, bucket: str, key: str) -> bytes:
         """The whole object in memory."""
         check_key(key)
@@ -233,13 +242,7 @@ class S3Ops:
         A 404 from S3 becomes ``NotFoundError``.
         """
         try:
-            try:
-                return await transfer(await presign())
-            except PresignedTransferError as exc:
-                if exc.status_code != 403:
-                    raise
-                logger.debug("403 for %s: presigning again", what)  # a second 403 is raised, once
-                return await transfer(await presign())
+            return await presigned_transfer(presign, transfer)
         except PresignedTransferError as exc:
             if exc.status_code == 404:
                 raise NotFoundError(f"{what}: The specified key does not exist.", 404) from exc
@@ -247,10 +250,12 @@ class S3Ops:
 
     # -- presigned URLs --------------------------------------------------------------------
 
+    @on_object
     async def presign_get(self, bucket: str, key: str, expires: int = PRESIGN_EXPIRES) -> str:
         """A presigned GET URL (a secret: it grants access until it expires)."""
         return await self._presign(bucket, key, "get_object", expires)
 
+    @on_object
     async def presign_put(self, bucket: str, key: str, expires: int = PRESIGN_EXPIRES) -> str:
         """A presigned PUT URL (a secret: it grants access until it expires)."""
         return await self._presign(bucket, key, "put_object", expires)
@@ -264,6 +269,7 @@ class S3Ops:
         )
         return answer["url"]
 
+    @on_bucket
     async def presign_bulk(
         self,
         bucket: str,
@@ -296,15 +302,18 @@ class S3Ops:
         """``{"buckets": [{"Name", "CreationDate"}], "owner": {...}}``."""
         return await self._client.request_json("GET", "/buckets")
 
+    @on_bucket
     async def create_bucket(self, bucket: str) -> dict[str, Any]:
         """Create a bucket (409 ``ConflictError`` when it exists on real S3)."""
         return await self._client.request_json("POST", "/buckets", json={"bucket": bucket})
 
+    @on_bucket
     async def delete_bucket(self, bucket: str, *, force: bool = False) -> dict[str, Any]:
         """Delete a bucket; ``force`` deletes its objects first."""
         params = {"force": "true"} if force else None
         return await self._client.request_json("DELETE", f"/buckets/{encode_bucket(bucket)}", params=params)
 
+    @on_bucket
     async def list_objects(
         self,
         bucket: str,
@@ -360,6 +369,7 @@ class S3Ops:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await pending
 
+    @on_object
     async def head(self, bucket: str, key: str) -> dict[str, str]:
         """Object metadata: the response headers with lower-case names
         (``content-length``, ``content-type``, ``etag``, ``last-modified``)."""
@@ -368,6 +378,7 @@ class S3Ops:
 
     # -- delete and copy -------------------------------------------------------------------
 
+    @on_object
     async def delete(self, bucket: str, key: str) -> dict[str, Any]:
         """Delete one object (a missing key is not an error); ``RetentionError`` on a 403 (an
         object under retention or on hold)."""
@@ -376,6 +387,7 @@ class S3Ops:
         except AuthenticationError as exc:
             raise _refused(exc, bucket, key, "deleted") from None
 
+    @on_bucket
     async def delete_bulk(self, bucket: str, keys: Sequence[str]) -> dict[str, Any]:
         """Delete many keys, 1000 per request: ``{"status", "deleted": int, "errors": [...]}``."""
         for key in keys:
@@ -391,6 +403,7 @@ class S3Ops:
             errors.extend(answer.get("errors") or [])
         return {"status": "deleted", "deleted": deleted, "errors": errors}
 
+    @on_object
     async def copy(self, dest_bucket: str, dest_key: str, src_bucket: str, src_key: str) -> dict[str, Any]:
         """Server-side copy of ``src_bucket/src_key`` to ``dest_bucket/dest_key``."""
         check_key(src_key)
@@ -410,6 +423,7 @@ class S3Ops:
         except AuthenticationError as exc:
             raise _refused(exc, dest_bucket, dest_key, "overwritten") from None
 
+    @on_object
     async def replace(
         self,
         dest_bucket: str,
@@ -444,6 +458,7 @@ class S3Ops:
         if not await self.holds(dest_bucket, dest_key, etag, size):
             raise ObjectChangedError(f"{dest_bucket}/{dest_key}: not the staged object after the replace (ETag {etag})")
 
+    @on_object
     async def holds(self, bucket: str, key: str, etag: str, size: int | None = None) -> bool:
         """Whether ``bucket/key`` is there with ``etag`` (and ``size`` when given). An ETag of
         another form (a multipart ``-N`` against a plain MD5: a copy may rewrite it) is judged
@@ -461,6 +476,7 @@ class S3Ops:
 
     # -- staging ---------------------------------------------------------------------------
 
+    @on_bucket
     async def commit_staging(
         self,
         bucket: str,
@@ -476,6 +492,7 @@ class S3Ops:
         moves = await self.move_staging(bucket, staging_prefix, dest_prefix, concurrency, on_progress)
         return moves.moved
 
+    @on_bucket
     async def move_staging(
         self,
         bucket: str,
@@ -573,6 +590,7 @@ class S3Ops:
         _raise_on_delete_errors({"errors": [e for e in errors if e.get("Code") != "AccessDenied"]}, bucket)
         return kept
 
+    @on_bucket
     async def cleanup_staging(
         self,
         bucket: str,
@@ -606,6 +624,7 @@ class S3Ops:
 
     # -- multipart uploads left open ---------------------------------------------------------
 
+    @on_bucket
     async def list_multipart_uploads(
         self, bucket: str, prefix: str = "", max_uploads: int = BATCH
     ) -> dict[str, Any]:
@@ -620,6 +639,7 @@ class S3Ops:
             params["prefix"] = prefix
         return await self._client.request_json("GET", f"/buckets/{encode_bucket(bucket)}/uploads", params=params)
 
+    @on_object
     async def abort_multipart_upload(self, bucket: str, key: str, upload_id: str) -> bool:
         """Abort one multipart upload; False when it was already gone (completed or aborted)."""
         try:
@@ -628,6 +648,7 @@ class S3Ops:
             return False
         return True
 
+    @on_bucket
     async def abort_multipart_uploads(
         self,
         bucket: str,
