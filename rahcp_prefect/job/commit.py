@@ -96,7 +96,7 @@ def record_retained(tracker: TrackerProtocol, left: list[str]) -> None:
     sizes = tracker.done_entries()
     for key in left:
         tracker.mark(key, sizes.get(key, 0), TransferStatus.error, RETAINED)
-    tracker.commit()
+    tracker.flush()
 
 
 @contextlib.asynccontextmanager

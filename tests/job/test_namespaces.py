@@ -80,7 +80,7 @@ class Job:
                 plan.staging_prefix + name, len(body), TransferStatus.done,
                 sha256=hashlib.sha256(body).hexdigest(), md5=hashlib.md5(body).hexdigest(),
             )
-        self.tracker.commit()
+        self.tracker.flush()
         return plan
 
     async def run(self, run: str, files: dict[str, bytes]) -> CommitResult:
