@@ -172,6 +172,11 @@ class HcpRules:
             return None
         return RETAINED if self._protected(bucket, key) else None
 
+    def upload_exists(self, bucket: str, upload_id: str) -> bool:
+        """Whether ``upload_id`` is an open multipart upload of ``bucket``."""
+        found = _moto_bucket(bucket)
+        return found is not None and upload_id in found.multiparts
+
     # -- what happened -----------------------------------------------------------------------
 
     def stored(self, bucket: str, key: str) -> None:
