@@ -37,7 +37,7 @@ from moto.s3.models import FakeKey, s3_backends
 from rahcp_prefect.testing.mapi_store import NamespaceStore
 
 MODES = ("hcp", "s3")
-DEFAULT_MODE = "s3"
+DEFAULT_MODE = "hcp"
 """The mode of ``HCPEmulator``, the CLI and the pytest fixtures unless told otherwise."""
 HCP_MIN_PART = 1024 * 1024
 """HCP's smallest part (all parts but the last), 1 MiB."""
