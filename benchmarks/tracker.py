@@ -82,7 +82,7 @@ def bench_mark(target: str) -> dict[str, Any]:
         started = time.perf_counter()
         for i in range(MARK_KEYS):
             tracker.mark(_key(i), i, TransferStatus.done, etag='"0123456789abcdef"')
-        tracker.commit()
+        tracker.flush()
         seconds = time.perf_counter() - started
         assert tracker.summary()["done"] == MARK_KEYS
         return {"value": seconds, "marks_per_s": MARK_KEYS / seconds}
@@ -98,7 +98,7 @@ def bench_done_keys(target: str) -> dict[str, Any]:
         setup = time.perf_counter()
         for i in range(DONE_ROWS):
             tracker.mark(_key(i), i, TransferStatus.done)
-        tracker.commit()
+        tracker.flush()
         setup = time.perf_counter() - setup
         runs = []
         for _ in range(3):

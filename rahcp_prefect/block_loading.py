@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TypeVar
 
 from prefect.blocks.core import Block
+from rahcp_prefect.errors import RahcpError
 
 B = TypeVar("B", bound=Block)
 
@@ -19,7 +20,7 @@ _PYTHON_EXAMPLES = {
 }
 
 
-class BlockNotFoundError(ValueError):
+class BlockNotFoundError(RahcpError, ValueError):
     """No block of that type and name on the Prefect server; the message says how to create it."""
 
 

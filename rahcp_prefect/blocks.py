@@ -14,8 +14,9 @@ from typing import TYPE_CHECKING, Any
 from prefect.blocks.core import Block
 from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator, model_validator
 
+from rahcp_prefect import defaults
 from rahcp_prefect.bulk.validation import InvalidInputError, check_overrides, describe_errors
-from rahcp_prefect.client.s3 import COPY_CONCURRENCY
+from rahcp_prefect.client.config import MIN_PART_SIZE
 from rahcp_prefect.client.sizes import FormSize, check_minimum_size, size_field
 
 if TYPE_CHECKING:
@@ -27,7 +28,6 @@ _DOCS_URL = "https://pypi.org/project/rahcp-prefect/"
 #: ``scripts/make_logo.py``) as the repository serves it.
 LOGO_URL = "https://raw.githubusercontent.com/rahcp/rahcp-prefect/main/rahcp_prefect/assets/logo.png"
 LOGO_FILE = "assets/logo.png"
-_MIB = 1024 * 1024
 
 
 class HCPCredentials(Block):
@@ -49,7 +49,7 @@ class HCPCredentials(Block):
     _logo_url = LOGO_URL  # type: ignore[assignment]
 
     endpoint: str = Field(
-        default="http://localhost:8000/api/v1",
+        default=defaults.ENDPOINT,
         title="Endpoint",
         description="Base URL of the HCP backend API, including the /api/v1 prefix.",
     )
@@ -66,16 +66,16 @@ class HCPCredentials(Block):
         description="Verify TLS certificates of the API and of the S3 data endpoints.",
     )
     timeout: float = Field(
-        default=30.0, gt=0, title="Timeout (seconds)", description="Per-request timeout in seconds."
+        default=defaults.TIMEOUT, gt=0, title="Timeout (seconds)", description="Per-request timeout in seconds."
     )
     max_retries: int = Field(
-        default=4,
+        default=defaults.MAX_RETRIES,
         ge=0,
         title="Max retries",
         description="Retries for transient failures (408, 429, 5xx, dropped connections).",
     )
     retry_base_delay: float = Field(
-        default=1.0,
+        default=defaults.RETRY_BASE_DELAY,
         ge=0,
         title="Retry base delay (seconds)",
         description="Base of the exponential backoff between retries, in seconds.",
@@ -117,49 +117,49 @@ class HCPTransferSettings(Block):
     _logo_url = LOGO_URL  # type: ignore[assignment]
 
     workers: int = Field(
-        default=10, ge=1, le=512, title="Workers", description="Concurrent file transfers (files in flight)."
+        default=defaults.WORKERS, ge=1, le=512, title="Workers", description="Concurrent file transfers (files in flight)."
     )
     queue_depth: int = Field(
-        default=8,
+        default=defaults.QUEUE_DEPTH,
         ge=1,
         title="Queue depth",
         description="Queue size multiplier: at most workers x queue_depth files wait in memory.",
     )
     presign_batch_size: int = Field(
-        default=200,
+        default=defaults.PRESIGN_BATCH_SIZE,
         ge=1,
         le=1000,
         title="Presign batch size",
         description="Keys presigned per API call.",
     )
     chunk_size: FormSize = size_field(
-        _MIB,
+        defaults.CHUNK_SIZE,
         minimum=64 * 1024,
         title="Chunk size",
         description="Size read or written per streaming step",
     )
     stream_threshold: FormSize = size_field(
-        100 * _MIB,
+        defaults.STREAM_THRESHOLD,
         title="Stream threshold",
         description="Downloads of this size or larger are streamed to disk in chunks",
     )
     multipart_threshold: FormSize = size_field(
-        100 * _MIB,
-        minimum=5 * _MIB,
+        defaults.MULTIPART_THRESHOLD,
+        minimum=MIN_PART_SIZE,
         title="Multipart threshold",
         description="Uploads of this size or larger use multipart",
     )
     multipart_chunk: FormSize = size_field(
-        64 * _MIB,
-        minimum=5 * _MIB,
+        defaults.MULTIPART_CHUNK,
+        minimum=MIN_PART_SIZE,
         title="Multipart chunk",
         description="Part size of multipart uploads (raised automatically above 10,000 parts)",
     )
     multipart_concurrency: int = Field(
-        default=6, ge=1, title="Multipart concurrency", description="Parts in flight per file."
+        default=defaults.MULTIPART_CONCURRENCY, ge=1, title="Multipart concurrency", description="Parts in flight per file."
     )
     commit_concurrency: int = Field(
-        default=COPY_CONCURRENCY,
+        default=defaults.COMMIT_CONCURRENCY,
         ge=1,
         le=256,
         title="Commit concurrency",
@@ -169,7 +169,7 @@ class HCPTransferSettings(Block):
         ),
     )
     progress_interval: float = Field(
-        default=5.0,
+        default=defaults.PROGRESS_INTERVAL,
         gt=0,
         title="Progress interval (seconds)",
         description="Minimum seconds between updates of the progress artifact.",

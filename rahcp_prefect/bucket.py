@@ -36,11 +36,12 @@ from rahcp_prefect.bulk import bulk_upload as run_bulk_upload
 from rahcp_prefect.client import HCPClient
 from rahcp_prefect.tracker import create_tracker
 from rahcp_prefect.tracker.protocol import TrackerProtocol
+from rahcp_prefect.errors import RahcpError
 
 _COPY_CHUNK = 1024 * 1024
 
 
-class PathEscapesBucketFolder(ValueError):
+class PathEscapesBucketFolder(RahcpError, ValueError):
     """A path whose ``..`` segments climb above the block's ``bucket_folder``."""
 
 
@@ -476,7 +477,7 @@ class HCPBucket(WritableFileSystem, WritableDeploymentStorage, ObjectStorageBloc
         return stats
 
 
-class FolderTransferError(RuntimeError):
+class FolderTransferError(RahcpError, RuntimeError):
     """Some files of a folder upload or download failed (the others were transferred)."""
 
 

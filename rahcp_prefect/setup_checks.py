@@ -11,9 +11,10 @@ import importlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from rahcp_prefect.errors import RahcpError
 
 
-class SetupError(Exception):
+class SetupError(RahcpError):
     """A set-up step that cannot go ahead; the message is one line for the person running it."""
 
 

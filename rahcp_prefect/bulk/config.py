@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rahcp_prefect import defaults
 from rahcp_prefect.client.sizes import parse_size
 from rahcp_prefect.tracker.protocol import TrackerProtocol
 
@@ -22,8 +23,6 @@ if TYPE_CHECKING:
     from rahcp_prefect.client import HCPClient
 
     from .stats import TransferStats
-
-MIB = 1024 * 1024
 
 ValidateFn = Callable[[Path], None | Awaitable[None] | Any]
 """``fn(path)``: raises when the file is not acceptable. Sync functions run in a thread."""
@@ -56,10 +55,10 @@ class BulkUploadConfig:
     source_dir: Path
     tracker: TrackerProtocol
     prefix: str = ""
-    workers: int = 10
-    queue_depth: int = 8
-    presign_batch_size: int = 200
-    chunk_size: int = MIB
+    workers: int = defaults.WORKERS
+    queue_depth: int = defaults.QUEUE_DEPTH
+    presign_batch_size: int = defaults.PRESIGN_BATCH_SIZE
+    chunk_size: int = defaults.CHUNK_SIZE
     """Bytes per streaming step (an int, or text such as ``"1 MiB"``)."""
     skip_existing: bool = True
     """List the prefix (one list call per page, read in step with the scan): a file the tracker
@@ -75,7 +74,7 @@ class BulkUploadConfig:
     """HEAD each object after upload and compare its size."""
     on_progress: ProgressFn | None = None
     on_error: ErrorFn | None = None
-    progress_interval: float = 5.0
+    progress_interval: float = defaults.PROGRESS_INTERVAL
     follow_symlinks: bool = False
     """Follow symlinks to files and directories (loops are detected and skipped)."""
     entries: Iterable[tuple[str, int]] | None = None
@@ -99,11 +98,11 @@ class BulkDownloadConfig:
     dest_dir: Path
     tracker: TrackerProtocol
     prefix: str = ""
-    workers: int = 10
-    queue_depth: int = 8
-    presign_batch_size: int = 200
-    chunk_size: int = MIB
-    stream_threshold: int = 100 * MIB
+    workers: int = defaults.WORKERS
+    queue_depth: int = defaults.QUEUE_DEPTH
+    presign_batch_size: int = defaults.PRESIGN_BATCH_SIZE
+    chunk_size: int = defaults.CHUNK_SIZE
+    stream_threshold: int = defaults.STREAM_THRESHOLD
     """Bytes (or text such as ``"100 MiB"``): objects below this size are fetched in one shot,
     larger ones streamed in ``chunk_size``."""
     retry_errors: bool = False
@@ -117,7 +116,7 @@ class BulkDownloadConfig:
     """Check the size of each file after transfer against the listed size."""
     on_progress: ProgressFn | None = None
     on_error: ErrorFn | None = None
-    progress_interval: float = 5.0
+    progress_interval: float = defaults.PROGRESS_INTERVAL
     entries: Iterable[DownloadEntry] | None = None
     """Explicit work list of ``(key, size)`` or ``(key, size, etag)``: no listing of the prefix.
     With the listed ETag a single-part object is checked against its MD5 when no manifest line

@@ -20,9 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rahcp_prefect.client.digests import Hasher, hash_file, plain_md5_of_etag
-from rahcp_prefect.client.errors import ChecksumMismatchError, ObjectChangedError, PresignedTransferError
+from rahcp_prefect.client.errors import ChecksumMismatchError, ObjectChangedError
 from rahcp_prefect.client.multipart import part_size_for
 from rahcp_prefect.client.ranged import RangedDownload, discard
+from rahcp_prefect.client.represign import presigned_transfer
 
 from rahcp_prefect.tracker.protocol import FileDigests
 
@@ -230,16 +231,12 @@ class _Download:
         """GET ``key`` into ``temp``; a 403 (expired URL) is presigned again once (a ranged
         download then carries on with the ranges it has)."""
         what = f"{self.bucket}/{key}"
-        if url is None:
-            url = await self.s3.presign_get(self.bucket, key)
-        try:
-            return await self._get(key, url, what, size, etag, temp, hasher)
-        except PresignedTransferError as exc:
-            if exc.status_code != 403:
-                raise
-            self.rec.retried()
-            url = await self.s3.presign_get(self.bucket, key)
-            return await self._get(key, url, what, size, etag, temp, hasher)
+        return await presigned_transfer(
+            lambda: self.s3.presign_get(self.bucket, key),
+            lambda fresh: self._get(key, fresh, what, size, etag, temp, hasher),
+            url,
+            on_presign_again=self.rec.retried,
+        )
 
     async def _get(
         self, key: str, url: str, what: str, size: int, etag: str | None, temp: str, hasher: Hasher | None

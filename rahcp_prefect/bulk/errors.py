@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from rahcp_prefect.errors import RahcpError
 
-class BulkFileError(Exception):
+
+class BulkFileError(RahcpError):
     """Base class of the engine's own per-file errors."""
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from rahcp_prefect.errors import RahcpError
 
 WINDOWS = os.name == "nt"
 TEMP_PREFIX = ".rahcp-part."
@@ -17,7 +18,7 @@ TEMP_PREFIX = ".rahcp-part."
 _MAX_NAME = 255
 
 
-class UnsafeKeyError(ValueError):
+class UnsafeKeyError(RahcpError, ValueError):
     """A key that would be written outside the destination folder (or is not a file name)."""
 
 

@@ -15,11 +15,13 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Generic, TypeVar
 
+from rahcp_prefect import defaults
+
 logger = logging.getLogger(__name__)
 
 W = TypeVar("W", bound=tuple)  # a work item; its first field is the key
 
-PRESIGN_EXPIRES = 3600
+PRESIGN_EXPIRES = defaults.PRESIGN_EXPIRES
 
 _END: Any = object()
 

@@ -44,6 +44,6 @@ async def run_job(
 def _flush_quietly(tracker: Any) -> None:
     """Keep what was done on a failed or cancelled run (the error being raised wins)."""
     try:
-        tracker.commit()
+        tracker.flush()
     except Exception:
         logger.exception("tracker commit failed while the run was failing")

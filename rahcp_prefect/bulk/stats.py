@@ -218,7 +218,7 @@ class Recorder:
 
     def finish(self) -> TransferStats:
         """Flush the tracker, fire the final progress callback and return the final counters."""
-        self._tracker.commit()
+        self._tracker.flush()
         final = self.snapshot()
         self.stats.elapsed = final.elapsed
         self.stats.retries = final.retries

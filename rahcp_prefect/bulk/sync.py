@@ -269,7 +269,7 @@ async def files_to_send(
         async for item in plan_sync(files, records, stored, counts, staging_prefix, send_all=send_all, adopt=adopt):
             yield item
     finally:
-        tracker.commit()
+        tracker.flush()
 
 
 def listing(s3: Any, bucket: str, prefix: str) -> RemoteSizes:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from rahcp_prefect.client.digests import Uploaded
-from rahcp_prefect.client.errors import PresignedTransferError
+from rahcp_prefect.client.represign import presigned_transfer
 from rahcp_prefect.client.resume import PartStore
 
 from .config import BulkUploadConfig
@@ -235,17 +235,12 @@ class _Upload:
             data = _read_exactly(path, size)
         else:
             _check_unchanged(path, size, mtime)
-        if url is None:
-            url = await self.s3.presign_put(self.bucket, key)
-        try:
-            sent = await self._send(url, what, path, size, data)
-        except PresignedTransferError as exc:
-            if exc.status_code != 403:
-                raise
-            # An expired (or otherwise refused) URL: sign this key again, once.
-            self.rec.retried()
-            url = await self.s3.presign_put(self.bucket, key)
-            sent = await self._send(url, what, path, size, data)
+        sent = await presigned_transfer(
+            lambda: self.s3.presign_put(self.bucket, key),
+            lambda fresh: self._send(fresh, what, path, size, data),
+            url,
+            on_presign_again=self.rec.retried,
+        )
         if data is None:
             _check_unchanged(path, size, mtime)
         return sent

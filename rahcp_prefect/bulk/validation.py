@@ -18,8 +18,9 @@ from typing import Any
 
 from pydantic import BeforeValidator
 
-MAX_KEY_BYTES = 1024
-"""S3's longest object key, in UTF-8 bytes (the staging prefix counts too)."""
+from rahcp_prefect.defaults import MAX_KEY_BYTES  # S3's longest key; the staging prefix counts too
+from rahcp_prefect.errors import RahcpError
+
 
 _BUCKET_CHARS = re.compile(r"[a-z0-9][a-z0-9.-]*[a-z0-9]")
 _BUCKET_PREFIXES = ("xn--", "sthree-", "amzn-s3-demo-")
@@ -28,7 +29,7 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 """Control characters (Unicode category Cc): C0, DEL and C1."""
 
 
-class InvalidInputError(ValueError):
+class InvalidInputError(RahcpError, ValueError):
     """A parameter that no request should be made with; the message names it and its value."""
 
 
@@ -229,5 +230,5 @@ def key_problem(path: str, room: int) -> str | None:
     )
 
 
-class UnstorableNameError(ValueError):
+class UnstorableNameError(RahcpError, ValueError):
     """A file whose path cannot become an S3 key: a counted error of that file alone."""

@@ -13,8 +13,10 @@ from dataclasses import dataclass, field
 from time import monotonic
 from typing import Any
 
+from rahcp_prefect import defaults
 from rahcp_prefect.client.digests import Hasher, plain_md5_of_etag
-from rahcp_prefect.client.errors import ChecksumMismatchError, PresignedTransferError
+from rahcp_prefect.client.errors import ChecksumMismatchError
+from rahcp_prefect.client.represign import presigned_transfer
 
 from .pipeline import run_pipeline
 from .presigner import Presigner
@@ -52,10 +54,10 @@ async def hash_objects(
     prefix: str = "",
     keys: Iterable[tuple[str, int]] | None = None,
     skip: Callable[[str], bool] | None = None,
-    workers: int = 10,
-    queue_depth: int = 8,
-    presign_batch_size: int = 200,
-    chunk_size: int = 1 << 20,
+    workers: int = defaults.WORKERS,
+    queue_depth: int = defaults.QUEUE_DEPTH,
+    presign_batch_size: int = defaults.PRESIGN_BATCH_SIZE,
+    chunk_size: int = defaults.CHUNK_SIZE,
 ) -> HashedObjects:
     """SHA-256 of every object under ``prefix`` (or of ``keys``: ``(key, size)``), bytes
     discarded. ``skip(key)`` leaves an object out (e.g. the manifest itself)."""
@@ -81,14 +83,11 @@ async def hash_objects(
         hasher = Hasher(md5=md5 is not None)
         try:
             for attempt in (1, 2):
-                if url is None or attempt == 2:
-                    url = await client.s3.presign_get(bucket, key)
-                try:
-                    size = await data.get_hashed(url, what=what, hasher=hasher, chunk_size=chunk_size)
-                except PresignedTransferError as exc:
-                    if exc.status_code != 403 or attempt == 2:
-                        raise
-                    continue
+                size = await presigned_transfer(
+                    lambda: client.s3.presign_get(bucket, key),
+                    lambda fresh: data.get_hashed(fresh, what=what, hasher=hasher, chunk_size=chunk_size),
+                    url if attempt == 1 else None,
+                )
                 if md5 is None or hasher.md5 == md5:
                     break
                 if attempt == 2:  # twice the same other bytes: what storage holds under this ETag

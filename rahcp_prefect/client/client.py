@@ -20,7 +20,9 @@ from urllib.parse import urlsplit
 import httpx
 from pydantic import SecretStr
 
-from .config import DEFAULT_ENDPOINT, MIB, ClientConfig, TransferSettings
+from rahcp_prefect import defaults
+
+from .config import DEFAULT_ENDPOINT, ClientConfig, TransferSettings
 from .dataplane import DataPlane
 from .errors import (
     RETRYABLE_STATUSES,
@@ -70,16 +72,16 @@ class HCPClient:
         username: str = "",
         password: str | SecretStr = "",
         tenant: str | None = None,
-        timeout: float = 30.0,
-        max_retries: int = 4,
-        retry_base_delay: float = 1.0,
-        multipart_threshold: int = 100 * MIB,
-        multipart_chunk: int = 64 * MIB,
-        multipart_concurrency: int = 6,
+        timeout: float = defaults.TIMEOUT,
+        max_retries: int = defaults.MAX_RETRIES,
+        retry_base_delay: float = defaults.RETRY_BASE_DELAY,
+        multipart_threshold: int = defaults.MULTIPART_THRESHOLD,
+        multipart_chunk: int = defaults.MULTIPART_CHUNK,
+        multipart_concurrency: int = defaults.MULTIPART_CONCURRENCY,
         verify_ssl: bool = True,
         *,
-        complete_timeout_per_gib: float = 120.0,
-        max_connections: int = 100,
+        complete_timeout_per_gib: float = defaults.COMPLETE_TIMEOUT_PER_GIB,
+        max_connections: int = defaults.MAX_CONNECTIONS,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.config = ClientConfig.build(

@@ -13,10 +13,11 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
+from rahcp_prefect import defaults
+from rahcp_prefect.defaults import GIB, MIB
+
 from .sizes import ByteSize, SizeError, parse_size
 
-MIB = 1024 * 1024
-GIB = 1024 * MIB
 MIN_PART_SIZE = 5 * MIB
 """S3's smallest part (all parts but the last)."""
 MAX_PART_SIZE = 5 * 1024 * MIB
@@ -24,7 +25,7 @@ MAX_PART_SIZE = 5 * 1024 * MIB
 MAX_PARTS = 10_000
 """S3's largest number of parts in one multipart upload."""
 
-DEFAULT_ENDPOINT = "http://localhost:8000/api/v1"
+DEFAULT_ENDPOINT = defaults.ENDPOINT
 COMPLETE_TIMEOUT_FLOOR = 120.0
 """The least a CompleteMultipartUpload waits, whatever the object's size (seconds)."""
 
@@ -35,13 +36,13 @@ class TransferSettings(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     verify_ssl: bool = Field(True, title="Verify SSL", description="Verify TLS certificates.")
-    timeout: float = Field(30.0, title="Timeout", description="Connect/read timeout in seconds.")
+    timeout: float = Field(defaults.TIMEOUT, title="Timeout", description="Connect/read timeout in seconds.")
     multipart_threshold: ByteSize = Field(
-        100 * MIB, title="Multipart threshold (bytes)", description="Files this size or larger go multipart."
+        defaults.MULTIPART_THRESHOLD, title="Multipart threshold (bytes)", description="Files this size or larger go multipart."
     )
-    multipart_chunk: ByteSize = Field(64 * MIB, title="Multipart chunk (bytes)", description="Bytes per part.")
+    multipart_chunk: ByteSize = Field(defaults.MULTIPART_CHUNK, title="Multipart chunk (bytes)", description="Bytes per part.")
     multipart_concurrency: int = Field(
-        6, title="Multipart concurrency", description="Parts of one file in flight at once."
+        defaults.MULTIPART_CONCURRENCY, title="Multipart concurrency", description="Parts of one file in flight at once."
     )
 
 
@@ -54,27 +55,27 @@ class ClientConfig(BaseModel):
     username: str = Field("", title="Username", description="HCP username.")
     password: SecretStr = Field(SecretStr(""), title="Password", description="HCP password.")
     tenant: str | None = Field(None, title="Tenant", description="Tenant; None for system level.")
-    timeout: float = Field(30.0, gt=0, title="Timeout", description="Request timeout in seconds.")
-    max_retries: int = Field(4, ge=0, le=100, title="Max retries", description="Retries of transient failures.")
+    timeout: float = Field(defaults.TIMEOUT, gt=0, title="Timeout", description="Request timeout in seconds.")
+    max_retries: int = Field(defaults.MAX_RETRIES, ge=0, le=100, title="Max retries", description="Retries of transient failures.")
     retry_base_delay: float = Field(
-        1.0, ge=0, le=60, title="Retry base delay", description="Backoff base: base * 2**attempt seconds."
+        defaults.RETRY_BASE_DELAY, ge=0, le=60, title="Retry base delay", description="Backoff base: base * 2**attempt seconds."
     )
     multipart_threshold: ByteSize = Field(
-        100 * MIB,
+        defaults.MULTIPART_THRESHOLD,
         ge=1,
         title="Multipart threshold (bytes)",
         description='Files this size or larger go multipart: bytes, or a size such as "100 MiB".',
     )
     multipart_chunk: ByteSize = Field(
-        64 * MIB,
+        defaults.MULTIPART_CHUNK,
         title="Multipart chunk (bytes)",
         description='Bytes per multipart part (5 MiB to 5 GiB): bytes, or a size such as "64 MiB".',
     )
     multipart_concurrency: int = Field(
-        6, ge=1, le=256, title="Multipart concurrency", description="Parallel part uploads."
+        defaults.MULTIPART_CONCURRENCY, ge=1, le=256, title="Multipart concurrency", description="Parallel part uploads."
     )
     complete_timeout_per_gib: float = Field(
-        120.0,
+        defaults.COMPLETE_TIMEOUT_PER_GIB,
         ge=0,
         le=3600,
         title="Complete timeout per GiB",
@@ -83,7 +84,7 @@ class ClientConfig(BaseModel):
     )
     verify_ssl: bool = Field(True, title="Verify SSL", description="Verify TLS certificates.")
     max_connections: int = Field(
-        100, ge=1, title="Max connections", description="Size of the data-plane connection pool."
+        defaults.MAX_CONNECTIONS, ge=1, title="Max connections", description="Size of the data-plane connection pool."
     )
 
     @field_validator("endpoint")

@@ -33,6 +33,8 @@ from typing import Any, TypeVar
 import aiohttp
 from yarl import URL
 
+from rahcp_prefect import defaults
+
 from .buffers import DEFAULT_BUFFER_BUDGET, ByteBudget
 from .digests import (
     Hasher,
@@ -52,7 +54,7 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-DEFAULT_CHUNK = 1 << 20
+DEFAULT_CHUNK = defaults.CHUNK_SIZE
 SYNC_READ_LIMIT = 256 * 1024
 """Reads (and their hashing) up to this size happen on the event loop; larger ones in a worker
 thread (``hashlib`` releases the GIL, so the loop keeps moving other transfers)."""

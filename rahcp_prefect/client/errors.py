@@ -6,17 +6,22 @@ through ``rahcp_prefect.client.redaction`` before raising.
 
 from __future__ import annotations
 
+from rahcp_prefect.errors import RahcpError
 
-class HCPError(Exception):
-    """Base class: an HCP API or data-plane failure with its HTTP status (0 when none)."""
 
-    def __init__(self, message: str, status_code: int = 0) -> None:
-        super().__init__(message)
+class HCPError(RahcpError):
+    """Base class: an HCP API or data-plane failure with its HTTP status (0 when none), and the
+    bucket and key it was about where the client knew them (``S3Ops`` fills them in)."""
+
+    def __init__(
+        self, message: str, status_code: int = 0, *, bucket: str | None = None, key: str | None = None
+    ) -> None:
+        super().__init__(message, bucket=bucket, key=key)
         self.message = message
         self.status_code = status_code
 
     def __str__(self) -> str:
-        return f"{self.status_code} {self.message}" if self.status_code else self.message
+        return self.with_context(f"{self.status_code} {self.message}" if self.status_code else self.message)
 
 
 class AuthenticationError(HCPError):

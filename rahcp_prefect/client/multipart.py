@@ -27,6 +27,8 @@ from pathlib import Path
 from time import perf_counter
 from typing import TYPE_CHECKING
 
+from rahcp_prefect import defaults
+
 from .completion import CompletionUnknown, complete_upload
 from .config import MAX_PART_SIZE, MAX_PARTS, MIB, MIN_PART_SIZE
 from .digests import HASH_ON_LOOP_LIMIT, Uploaded, bare_etag, hash_file_steps, multipart_md5
@@ -80,7 +82,7 @@ class MultipartUpload:
         *,
         part_size: int,
         concurrency: int,
-        chunk_size: int = 1 << 20,
+        chunk_size: int = defaults.CHUNK_SIZE,
         resume: PartStore | None = None,
     ) -> None:
         self.client = client

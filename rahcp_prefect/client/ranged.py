@@ -31,6 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rahcp_prefect import defaults
+
 from .completion import multipart_etag
 from .digests import HASH_STEP, Hasher, feed_region
 from .errors import ChecksumMismatchError, HCPError
@@ -99,7 +101,7 @@ class RangedDownload:
         range_size: int,
         concurrency: int,
         what: str,
-        chunk_size: int = 1 << 20,
+        chunk_size: int = defaults.CHUNK_SIZE,
         hasher: Hasher | None = None,
     ) -> None:
         if size <= 0 or range_size <= 0:

@@ -14,11 +14,15 @@ from pathlib import Path
 from time import perf_counter
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from rahcp_prefect import defaults
+from rahcp_prefect.errors import on_bucket, on_object
+
 from .digests import Uploaded
 from .errors import ChecksumMismatchError, HCPError, NotFoundError, PresignedTransferError
 from .gather import gather_all
 from .keys import check_key, encode_bucket, multipart_path, object_path
 from .multipart import MultipartUpload, part_size_for
+from .represign import presigned_transfer
 from .resume import PartStore
 from .tracing import span
 
@@ -29,10 +33,10 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-PRESIGN_EXPIRES = 3600
+PRESIGN_EXPIRES = defaults.PRESIGN_EXPIRES
 BATCH = 1000
 """Keys per bulk delete / bulk presign request and objects per listing page."""
-COPY_CONCURRENCY = 8
+COPY_CONCURRENCY = defaults.COMMIT_CONCURRENCY
 """Server-side copies in flight during ``commit_staging``, unless the caller says otherwise."""
 
 Source = bytes | bytearray | memoryview | os.PathLike
@@ -46,7 +50,8 @@ class S3Ops:
 
     # -- uploads ---------------------------------------------------------------------------
 
-    async def upload(self, bucket: str, key: str, data: Source, *, chunk_size: int = 1 << 20) -> str:
+    @on_object
+    async def upload(self, bucket: str, key: str, data: Source, *, chunk_size: int = defaults.CHUNK_SIZE) -> str:
         """Upload bytes or a file; presigned PUT below ``multipart_threshold``, multipart at or
         above it. Returns the ETag (quoted, as S3 sends it)."""
         check_key(key)
@@ -74,6 +79,7 @@ class S3Ops:
         logger.info("Uploaded %s: %d bytes in %.3f s", what, size, perf_counter() - started)
         return sent.etag
 
+    @on_object
     async def upload_multipart(
         self,
         bucket: str,
@@ -81,7 +87,7 @@ class S3Ops:
         data: Source,
         *,
         concurrency: int | None = None,
-        chunk_size: int = 1 << 20,
+        chunk_size: int = defaults.CHUNK_SIZE,
         resume: PartStore | None = None,
     ) -> str:
         """Multipart upload with ``concurrency`` parts in flight (default ``multipart_concurrency``).
@@ -99,6 +105,7 @@ class S3Ops:
         )
         return sent.etag
 
+    @on_object
     async def upload_multipart_digests(
         self,
         bucket: str,
@@ -106,7 +113,7 @@ class S3Ops:
         data: Source,
         *,
         concurrency: int | None = None,
-        chunk_size: int = 1 << 20,
+        chunk_size: int = defaults.CHUNK_SIZE,
         resume: PartStore | None = None,
     ) -> Uploaded:
         """``upload_multipart``, returning the ETag with the digests of the bytes sent (the
@@ -149,7 +156,8 @@ class S3Ops:
 
     # -- downloads -------------------------------------------------------------------------
 
-    async def download(self, bucket: str, key: str, dest: os.PathLike | str, *, chunk_size: int = 1 << 20) -> int:
+    @on_object
+    async def download(self, bucket: str, key: str, dest: os.PathLike | str, *, chunk_size: int = defaults.CHUNK_SIZE) -> int:
         """Stream an object to ``dest``; return its size in bytes.
 
         Bytes land in a temporary file in the same folder, renamed to ``dest`` only when complete;
@@ -175,6 +183,7 @@ class S3Ops:
         logger.info("Downloaded %s: %d bytes in %.3f s", what, size, perf_counter() - started)
         return size
 
+    @on_object
     async def download_bytes(self, bucket: str, key: str) -> bytes:
         """The whole object in memory."""
         check_key(key)
@@ -199,13 +208,7 @@ class S3Ops:
         A 404 from S3 becomes ``NotFoundError``.
         """
         try:
-            try:
-                return await transfer(await presign())
-            except PresignedTransferError as exc:
-                if exc.status_code != 403:
-                    raise
-                logger.debug("403 for %s: presigning again", what)  # a second 403 is raised, once
-                return await transfer(await presign())
+            return await presigned_transfer(presign, transfer)
         except PresignedTransferError as exc:
             if exc.status_code == 404:
                 raise NotFoundError(f"{what}: The specified key does not exist.", 404) from exc
@@ -213,10 +216,12 @@ class S3Ops:
 
     # -- presigned URLs --------------------------------------------------------------------
 
+    @on_object
     async def presign_get(self, bucket: str, key: str, expires: int = PRESIGN_EXPIRES) -> str:
         """A presigned GET URL (a secret: it grants access until it expires)."""
         return await self._presign(bucket, key, "get_object", expires)
 
+    @on_object
     async def presign_put(self, bucket: str, key: str, expires: int = PRESIGN_EXPIRES) -> str:
         """A presigned PUT URL (a secret: it grants access until it expires)."""
         return await self._presign(bucket, key, "put_object", expires)
@@ -230,6 +235,7 @@ class S3Ops:
         )
         return answer["url"]
 
+    @on_bucket
     async def presign_bulk(
         self,
         bucket: str,
@@ -262,15 +268,18 @@ class S3Ops:
         """``{"buckets": [{"Name", "CreationDate"}], "owner": {...}}``."""
         return await self._client.request_json("GET", "/buckets")
 
+    @on_bucket
     async def create_bucket(self, bucket: str) -> dict[str, Any]:
         """Create a bucket (409 ``ConflictError`` when it exists on real S3)."""
         return await self._client.request_json("POST", "/buckets", json={"bucket": bucket})
 
+    @on_bucket
     async def delete_bucket(self, bucket: str, *, force: bool = False) -> dict[str, Any]:
         """Delete a bucket; ``force`` deletes its objects first."""
         params = {"force": "true"} if force else None
         return await self._client.request_json("DELETE", f"/buckets/{encode_bucket(bucket)}", params=params)
 
+    @on_bucket
     async def list_objects(
         self,
         bucket: str,
@@ -326,6 +335,7 @@ class S3Ops:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await pending
 
+    @on_object
     async def head(self, bucket: str, key: str) -> dict[str, str]:
         """Object metadata: the response headers with lower-case names
         (``content-length``, ``content-type``, ``etag``, ``last-modified``)."""
@@ -334,10 +344,12 @@ class S3Ops:
 
     # -- delete and copy -------------------------------------------------------------------
 
+    @on_object
     async def delete(self, bucket: str, key: str) -> dict[str, Any]:
         """Delete one object (a missing key is not an error)."""
         return await self._client.request_json("DELETE", object_path(bucket, key))
 
+    @on_bucket
     async def delete_bulk(self, bucket: str, keys: Sequence[str]) -> dict[str, Any]:
         """Delete many keys, 1000 per request: ``{"status", "deleted": int, "errors": [...]}``."""
         for key in keys:
@@ -353,6 +365,7 @@ class S3Ops:
             errors.extend(answer.get("errors") or [])
         return {"status": "deleted", "deleted": deleted, "errors": errors}
 
+    @on_object
     async def copy(self, dest_bucket: str, dest_key: str, src_bucket: str, src_key: str) -> dict[str, Any]:
         """Server-side copy of ``src_bucket/src_key`` to ``dest_bucket/dest_key``."""
         check_key(src_key)
@@ -364,6 +377,7 @@ class S3Ops:
 
     # -- staging ---------------------------------------------------------------------------
 
+    @on_bucket
     async def commit_staging(
         self,
         bucket: str,
@@ -424,6 +438,7 @@ class S3Ops:
         )
         return moved
 
+    @on_bucket
     async def cleanup_staging(
         self,
         bucket: str,
@@ -455,6 +470,7 @@ class S3Ops:
 
     # -- multipart uploads left open ---------------------------------------------------------
 
+    @on_bucket
     async def list_multipart_uploads(
         self, bucket: str, prefix: str = "", max_uploads: int = BATCH
     ) -> dict[str, Any]:
@@ -469,6 +485,7 @@ class S3Ops:
             params["prefix"] = prefix
         return await self._client.request_json("GET", f"/buckets/{encode_bucket(bucket)}/uploads", params=params)
 
+    @on_object
     async def abort_multipart_upload(self, bucket: str, key: str, upload_id: str) -> bool:
         """Abort one multipart upload; False when it was already gone (completed or aborted)."""
         try:
@@ -477,6 +494,7 @@ class S3Ops:
             return False
         return True
 
+    @on_bucket
     async def abort_multipart_uploads(
         self,
         bucket: str,

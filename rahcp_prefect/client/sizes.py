@@ -12,6 +12,7 @@ import re
 from typing import Annotated, Any
 
 from pydantic import BeforeValidator, PlainSerializer, WithJsonSchema
+from rahcp_prefect.errors import RahcpError
 
 KIB = 1024
 MIB = KIB * 1024
@@ -47,7 +48,7 @@ SIZE_HELP = 'a byte count or a size with a unit, e.g. 67108864, "64 MiB", "1.5 G
 """How a size may be written, for field descriptions and error messages."""
 
 
-class SizeError(ValueError):
+class SizeError(RahcpError, ValueError):
     """A size that is neither a byte count nor a number with a known unit."""
 
 

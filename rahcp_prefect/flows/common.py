@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 
 from prefect.runtime import flow_run
 
+from rahcp_prefect import defaults
 from rahcp_prefect.block_loading import aload_block
 from rahcp_prefect.blocks import HCPCredentials, HCPTracker, HCPTransferSettings
 from rahcp_prefect.report.format import relative_key, without_staging
@@ -18,7 +19,7 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-DEFAULT_BATCH_SIZE = 5000
+DEFAULT_BATCH_SIZE = defaults.BATCH_SIZE
 
 
 @dataclass

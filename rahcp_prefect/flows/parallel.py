@@ -19,9 +19,10 @@ from rahcp_prefect.flows.naming import parallel_run_name, tag_run
 from rahcp_prefect.flows.artifacts import publish_job_status
 from rahcp_prefect.flows.common import job_name, load_blocks
 from rahcp_prefect.tracker.protocol import JobState
+from rahcp_prefect.errors import RahcpError
 
 
-class FanOutFailed(RuntimeError):
+class FanOutFailed(RahcpError, RuntimeError):
     """The job did not end committed: some child runs failed and the tracker holds errors."""
 
 

@@ -291,7 +291,7 @@ class UploadRun:
                         self.tracker.mark(staging + rel, size, TransferStatus.pending, mtime_ns=mtime)
                 s, a = register_manifest(self.tracker, ((staging + rel, size, mtime) for rel, size, mtime, _ in entries))
                 seen, added = seen + s, added + a
-            self.tracker.commit()
+            self.tracker.flush()
             listed_retries = client.api_retries
         get_run_logger().info("Manifest of %s: %d file(s) to send, %d new; %s", self.job, seen, added, self.sync.as_dict())
 

@@ -16,6 +16,7 @@ from typing import Any, Literal
 from prefect import flow, get_run_logger
 from prefect.artifacts import acreate_table_artifact
 
+from rahcp_prefect import defaults
 from rahcp_prefect.bulk.validation import check_bucket
 from rahcp_prefect.events import emit_verify_mismatch
 from rahcp_prefect.bulk.verify import hash_objects
@@ -25,11 +26,12 @@ from rahcp_prefect.flows.naming import tag_run, verify_run_name
 from rahcp_prefect.job.audit import FIRST_NAMED, AuditReport, compare, expected_from_tracker
 from rahcp_prefect.job.manifest import manifest_key, read_manifest
 from rahcp_prefect.tasks import open_client
+from rahcp_prefect.errors import RahcpError
 
 Against = Literal["auto", "manifest", "tracker"]
 
 
-class FixityCheckFailed(RuntimeError):
+class FixityCheckFailed(RahcpError, RuntimeError):
     """bulk-verify found objects that do not match (named in the message and the artifact)."""
 
 
@@ -42,7 +44,7 @@ async def bulk_verify(
     tracker_block: str | None = None,
     job: str | None = None,
     against: Against = "auto",
-    workers: int = 10,
+    workers: int = defaults.WORKERS,
 ) -> dict[str, Any]:
     """Hash every object under ``bucket/prefix`` and check it against the manifest.
 

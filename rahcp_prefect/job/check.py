@@ -98,7 +98,7 @@ def fail_final_check(tracker: TrackerProtocol, plan: StagingPlan, check: FinalCh
     for key in check.failed_keys():
         staged_key = plan.staging_prefix + key[len(plan.final_prefix) :]
         tracker.mark(staged_key, sizes.get(staged_key, 0), TransferStatus.error, NOT_IN_FINAL)
-    tracker.commit()
+    tracker.flush()
     problems = check.problems()
     return FinalCheckError(
         f"final check failed: {plan.bucket}/{plan.final_prefix} does not hold the {check.checked} file(s) of "

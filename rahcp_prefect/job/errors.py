@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from rahcp_prefect.errors import RahcpError
 
-class JobError(RuntimeError):
+
+class JobError(RahcpError, RuntimeError):
     """A rule of the job stopped this run (nothing was left half-done by it)."""
 
 

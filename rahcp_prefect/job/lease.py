@@ -21,8 +21,7 @@ from typing import Any
 from rahcp_prefect.job.errors import JobBusyError, JobLeaseLostError, JobModeError
 from rahcp_prefect.job.policy import OnBusy, parse_on_busy
 from rahcp_prefect.job.renewal import renewed
-from rahcp_prefect.tracker.protocol import JobLease as LeaseAnswer
-from rahcp_prefect.tracker.protocol import LeaseMode, TrackerProtocol
+from rahcp_prefect.tracker.protocol import LeaseAnswer, LeaseMode, TrackerProtocol
 
 logger = logging.getLogger(__name__)
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from rahcp_prefect.client import HCPClient, NotFoundError
 from rahcp_prefect.tracker.protocol import FileDigests
+from rahcp_prefect.errors import RahcpError
 
 MANIFEST_NAME = "manifest-sha256.txt"
 
@@ -26,7 +27,7 @@ _ENCODED = re.compile(r"%(25|0[dD]|0[aA])")
 _DECODED = {"25": "%", "0d": "\r", "0a": "\n"}
 
 
-class ManifestError(ValueError):
+class ManifestError(RahcpError, ValueError):
     """A manifest that cannot be read: the message names the object and the line."""
 
 

@@ -14,9 +14,10 @@ from botocore.exceptions import (
 )
 from fastapi import HTTPException
 
+from rahcp_prefect.defaults import MAX_KEY_BYTES
+
 T = TypeVar("T")
 
-MAX_KEY_BYTES = 1024
 """S3's longest object key, in UTF-8 bytes."""
 KEY_TOO_LONG = "Your key is too long"
 """S3's message for ``KeyTooLongError`` (400)."""

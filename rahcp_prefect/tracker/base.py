@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import threading
+import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -18,6 +19,7 @@ from itertools import islice
 from typing import Any, ClassVar
 
 from rahcp_prefect.client.resume import RecordedPart, RecordedUpload
+from rahcp_prefect.defaults import MAX_KEY_BYTES
 from rahcp_prefect.tracker.errors import (
     InvalidKeyError,
     TrackerClosedError,
@@ -27,7 +29,7 @@ from rahcp_prefect.tracker.protocol import (
     FileDigests,
     FileEntry,
     JobInfo,
-    JobLease,
+    LeaseAnswer,
     JobState,
     LeaseMode,
     TransferStatus,
@@ -47,8 +49,10 @@ DELETE_BATCH = 500
 #: Rows per page of ``iter_done`` (about 150 bytes each in memory).
 DONE_PAGE = 5000
 
-#: Longest key or job name, in UTF-8 bytes; job + key must fit one PostgreSQL index entry.
-MAX_KEY_BYTES = 1200
+#: Longest key or job name the tracker stores, in UTF-8 bytes: S3's ``MAX_KEY_BYTES`` (1024)
+#: with room to spare, so that a too-long key can still be recorded as a failed file; its own
+#: bound is PostgreSQL's index entry (about 2.7 KB), which job + key must fit in.
+MAX_TRACKED_TEXT_BYTES = 1200
 
 _STATUS_VALUES = {s.value: s.value for s in TransferStatus} | {s: s.value for s in TransferStatus}
 _STATUSES = {s.value: s for s in TransferStatus}
@@ -60,7 +64,7 @@ def check_key(key: str, what: str = "key") -> str:
     Refused: non-strings, the empty string, NUL (PostgreSQL text cannot hold it, so SQLite
     refuses it too, keeping the backends interchangeable), lone surrogates (not UTF-8;
     they come from undecodable file names read with ``surrogateescape``) and more than
-    ``MAX_KEY_BYTES`` of UTF-8 (a PostgreSQL index entry holds about 2.7 KB).
+    ``MAX_TRACKED_TEXT_BYTES`` of UTF-8 (a PostgreSQL index entry holds about 2.7 KB).
     """
     if type(key) is not str:
         if not isinstance(key, str):
@@ -79,10 +83,10 @@ def check_key(key: str, what: str = "key") -> str:
                 f"{what} {key!r} is not valid UTF-8 text ({exc.reason}); "
                 "decode file names before tracking them"
             ) from None
-    if size > MAX_KEY_BYTES:
+    if size > MAX_TRACKED_TEXT_BYTES:
         raise InvalidKeyError(
             f"{what} {key[:40]!r}... is {size} bytes of UTF-8; the tracker stores at most "
-            f"{MAX_KEY_BYTES} (S3 keys are at most 1024)"
+            f"{MAX_TRACKED_TEXT_BYTES} (S3 keys are at most {MAX_KEY_BYTES})"
         )
     return key
 
@@ -221,7 +225,7 @@ class BufferedTracker(ABC):
         ``mtime_ns``: the file's modification time as sent (None: not known); stored as given.
         ``sha256``/``md5``: the file's digests (hex) as sent or received (None: not computed).
         """
-        if not (type(key) is str and key.isascii() and 0 < len(key) <= MAX_KEY_BYTES and "\x00" not in key):
+        if not (type(key) is str and key.isascii() and 0 < len(key) <= MAX_TRACKED_TEXT_BYTES and "\x00" not in key):
             check_key(key)
         row = (
             key,
@@ -242,11 +246,17 @@ class BufferedTracker(ABC):
             if len(self._buffer) >= self.flush_every:
                 self._flush_locked()
 
-    def commit(self) -> None:
-        """Flush buffered marks to the database."""
+    def flush(self) -> None:
+        """Write the buffered marks to the database."""
         with self._lock:
             self._check_usable()
             self._flush_locked()
+
+    def commit(self) -> None:
+        """Deprecated name of ``flush()`` (kept one release for callers; "commit" is the job's
+        staging move)."""
+        warnings.warn("tracker.commit() is deprecated: call tracker.flush()", DeprecationWarning, stacklevel=2)
+        self.flush()
 
     def close(self) -> None:
         """Flush and release connections; the tracker is unusable afterwards."""
@@ -559,7 +569,7 @@ class BufferedTracker(ABC):
     # -- the job lease, written once over ``_write_transaction`` and the backend's clock ---
     def take_job_lease(
         self, owner: str, lease_seconds: float, mode: LeaseMode = LeaseMode.single
-    ) -> JobLease:
+    ) -> LeaseAnswer:
         """Take the job lease if it is free, expired or ``owner``'s (renewed); a cooperative run
         also shares a live cooperative lease (which then lasts until the latest expiry).
 
@@ -597,8 +607,8 @@ class BufferedTracker(ABC):
             held = conn.execute(take, params).fetchone() is not None
             holder, held_mode, expires, clock = conn.execute(read, (self.job,)).fetchone()
         if holder is None:
-            return JobLease(held=held, owner=None, mode=None, expires=0.0, seconds_left=0.0)
-        return JobLease(
+            return LeaseAnswer(held=held, owner=None, mode=None, expires=0.0, seconds_left=0.0)
+        return LeaseAnswer(
             held=held,
             owner=holder,
             mode=LeaseMode(held_mode),

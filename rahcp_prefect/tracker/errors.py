@@ -7,8 +7,10 @@ carries a DSN's password (see ``rahcp_prefect.tracker.dsn``).
 
 from __future__ import annotations
 
+from rahcp_prefect.errors import RahcpError
 
-class TrackerError(Exception):
+
+class TrackerError(RahcpError):
     """Base class of every error the tracker raises itself."""
 
 

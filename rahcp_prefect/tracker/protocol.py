@@ -3,7 +3,7 @@
 A tracker records, per key of one *job*, what happened in a transfer, so that a rerun skips
 what is done and retries what failed. Every row is scoped by ``job``: two jobs may hold the
 same key without touching each other. Calls are synchronous and cheap; ``mark`` is buffered
-and reaches the database on ``commit()`` (or every ``flush_every`` marks).
+and reaches the database on ``flush()`` (or every ``flush_every`` marks).
 
 Claims let several flow runs drain one job: each run ``register``s the job's manifest
 (idempotent), then ``claim``s batches of pending keys under a lease that it ``renew``s while
@@ -69,8 +69,9 @@ class JobInfo:
 
 
 @dataclass(frozen=True)
-class JobLease:
-    """The answer of ``take_job_lease``: whether the caller holds the job, and who does."""
+class LeaseAnswer:
+    """The tracker's answer to ``take_job_lease``: whether the caller holds the job, and who
+    does (the lease a run holds and renews is ``rahcp_prefect.job.JobLease``)."""
 
     held: bool  # True: the caller holds (or shares, cooperative) the lease now
     owner: str | None  # the holder (cooperative: the last run that renewed); None when free
@@ -160,8 +161,9 @@ class TrackerProtocol(PartStore, Protocol):
     def unvalidated_keys(self) -> list[tuple[str, int]]:
         """``(key, size)`` of done keys not yet validated."""
 
-    def commit(self) -> None:
-        """Flush buffered marks to the database."""
+    def flush(self) -> None:
+        """Write the buffered marks to the database (the tracker's only "flush"; a job's
+        commit is the staging move, see ``job.commit``)."""
 
     def close(self) -> None:
         """Flush and release connections; the tracker is unusable afterwards."""
@@ -216,7 +218,7 @@ class TrackerProtocol(PartStore, Protocol):
     # -- the job lease: who works on the job ---------------------------------------------
     def take_job_lease(
         self, owner: str, lease_seconds: float, mode: LeaseMode = LeaseMode.single
-    ) -> JobLease:
+    ) -> LeaseAnswer:
         """Take the job lease for ``lease_seconds`` if it is free, expired, or already ``owner``'s
         (then it is renewed); a cooperative run also shares a live cooperative lease. Atomic:
         of runs taking at once, exactly one single-mode run wins. Creates the job's row if

@@ -247,7 +247,7 @@ async def test_the_engine_walk_leaves_its_own_tracker_out(
     (source / "a.txt").write_bytes(b"a")
     with SqliteTracker(source / "tracker.db", job="j") as tracker:
         tracker.mark("warm", 1, "done")
-        tracker.commit()  # the -wal file exists now
+        tracker.flush()  # the -wal file exists now
         stats = await bulk_upload(BulkUploadConfig(client=hcp_client, bucket=hcp_bucket, source_dir=source, tracker=tracker))
         assert stats.ok == 1 and stats.errors == 0
     assert [key for key, *_ in _listing(hcp_emulator, hcp_bucket)] == ["a.txt"]

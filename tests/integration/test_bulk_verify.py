@@ -97,7 +97,7 @@ async def test_without_a_manifest_the_job_tracker_records_are_the_reference(
     tracker = create_tracker(saved_blocks.tracker_path, job="audit-tracker")
     try:
         tracker.mark("t/x.bin", 7, TransferStatus.done, sha256=_sha(b"x-bytes"))
-        tracker.commit()
+        tracker.flush()
     finally:
         tracker.close()
     result = await bulk_verify(bucket=hcp_bucket, prefix="t/", job="audit-tracker", **saved_blocks.params())

@@ -40,7 +40,7 @@ def _stage(emulator: Any, tracker: Any, bucket: str, staging: str, names: list[s
             staging + name, len(body), done,
             sha256=hashlib.sha256(body).hexdigest(), md5=hashlib.md5(body).hexdigest(),
         )
-    tracker.commit()
+    tracker.flush()
 
 
 def _manifest(emulator: Any, bucket: str, prefix: str) -> dict[str, str]:

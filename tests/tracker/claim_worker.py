@@ -40,13 +40,13 @@ def main(config: dict) -> None:
             half = batch[: len(batch) // 2]
             for key, size in half:
                 tracker.mark(key, size, TransferStatus.done)
-            tracker.commit()
+            tracker.flush()
             log.write(json.dumps({"ev": "done", "keys": [k for k, _ in half]}) + "\n")
             (logdir / "victim-ready").touch()
             time.sleep(3600)  # mid-batch: the test kills us here with SIGKILL
         for key, size in batch:
             tracker.mark(key, size, TransferStatus.done)
-        tracker.commit()
+        tracker.flush()
         log.write(json.dumps({"ev": "done", "keys": [k for k, _ in batch]}) + "\n")
     tracker.close()
 

@@ -59,17 +59,17 @@ def test_later_mark_wins_in_buffer_and_in_database(open_tracker: OpenTracker) ->
     assert tracker.done_keys() == set()
 
 
-def test_marks_are_buffered_until_commit(open_tracker: OpenTracker) -> None:
+def test_marks_are_buffered_until_flush(open_tracker: OpenTracker) -> None:
     writer = open_tracker(flush_every=1000)
     reader = open_tracker()
     for i in range(10):
         writer.mark(f"k{i}", i, done)
-    assert reader.done_keys() == set(), "marks reached the database before commit"
-    writer.commit()
+    assert reader.done_keys() == set(), "marks reached the database before flush"
+    writer.flush()
     assert reader.done_keys() == {f"k{i}" for i in range(10)}
 
 
-def test_flush_every_writes_without_commit(open_tracker: OpenTracker) -> None:
+def test_flush_every_writes_without_flush(open_tracker: OpenTracker) -> None:
     writer = open_tracker(flush_every=5)
     reader = open_tracker()
     for i in range(12):
@@ -77,6 +77,15 @@ def test_flush_every_writes_without_commit(open_tracker: OpenTracker) -> None:
     assert len(reader.done_keys()) == 10  # two flushes of 5; two marks still buffered
     writer.close()
     assert len(reader.done_keys()) == 12  # close flushes
+
+
+def test_commit_is_a_deprecated_name_of_flush(open_tracker: OpenTracker) -> None:
+    writer = open_tracker(flush_every=1000)
+    reader = open_tracker()
+    writer.mark("k", 1, done)
+    with pytest.warns(DeprecationWarning, match=r"tracker\.flush\(\)"):
+        writer.commit()
+    assert reader.done_keys() == {"k"}
 
 
 def test_close_makes_the_tracker_unusable(tracker: TrackerProtocol) -> None:
@@ -96,7 +105,7 @@ def test_context_manager_flushes(open_tracker: OpenTracker) -> None:
 
 def test_delete_forgets_stored_and_buffered_marks(tracker: TrackerProtocol) -> None:
     tracker.mark("stored", 1, done)
-    tracker.commit()
+    tracker.flush()
     tracker.mark("buffered", 1, done)
     tracker.delete("stored")
     tracker.delete("buffered")
@@ -223,7 +232,7 @@ def test_error_keys_are_retried_after_their_lease(open_tracker: OpenTracker) -> 
     worker.claim("w", 10, 0.5)
     worker.mark("bad", 1, error, "boom")
     worker.mark("good", 2, done)
-    worker.commit()
+    worker.flush()
     assert other.claim("o", 10, 60) == []  # still under w's lease: no hot retry loop
     time.sleep(0.7)
     assert other.claim("o", 10, 60) == [("bad", 1)]
@@ -339,7 +348,7 @@ def test_unstorable_keys_are_refused_clearly(tracker: TrackerProtocol, key: str,
     ):
         with pytest.raises(InvalidKeyError, match=reason):
             call()
-    tracker.commit()  # nothing bad was buffered
+    tracker.flush()  # nothing bad was buffered
     assert tracker.done_keys() == set()
 
 
@@ -400,7 +409,7 @@ def test_a_forked_child_cannot_use_or_break_the_parents_tracker(tracker: Tracker
     import os
 
     tracker.mark("before-fork", 1, done)
-    tracker.commit()
+    tracker.flush()
     pid = os.fork()
     if pid == 0:  # child: refused clearly, and closing must not touch the parent's connections
         code = 4
@@ -446,7 +455,7 @@ def test_mtime_ns_is_stored_by_mark_and_register(open_tracker: OpenTracker) -> N
     writer.mark("failed.bin", 20, error, "boom", mtime_ns=big + 1)
     writer.mark("unknown.bin", 30, done)
     writer.register([("listed.bin", 40, big + 2), ("old-style.bin", 50)])
-    writer.commit()
+    writer.flush()
     assert reader.entries() == {
         "sent.bin": (10, big, done),
         "failed.bin": (20, big + 1, error),
@@ -461,7 +470,7 @@ def test_mtime_ns_is_stored_by_mark_and_register(open_tracker: OpenTracker) -> N
 
 def test_a_later_mark_replaces_the_mtime(tracker: TrackerProtocol) -> None:
     tracker.mark("f", 1, done, mtime_ns=100)
-    tracker.commit()
+    tracker.flush()
     tracker.mark("f", 2, done, mtime_ns=200)  # the file changed and was sent again
     assert tracker.entries() == {"f": (2, 200, done)}
     tracker.register([("f", 3, 300)])  # register never touches a known key
@@ -479,7 +488,7 @@ def test_delete_keys_forgets_only_those_keys(open_tracker: OpenTracker) -> None:
     tracker = open_tracker(flush_every=10_000)
     for i in range(1200):
         tracker.mark(f"k{i:04d}", i, done)
-    tracker.commit()
+    tracker.flush()
     tracker.mark("buffered", 1, done)
     doomed = [f"k{i:04d}" for i in range(0, 1200, 2)] + ["buffered", "never-stored"]
     assert tracker.delete_keys(iter(doomed)) == 600

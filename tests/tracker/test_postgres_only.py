@@ -14,7 +14,7 @@ def test_pool_recovers_when_the_server_drops_its_connections(postgres_dsn: str, 
     tracker = PostgresTracker(postgres_dsn, job=tracker_job, application_name=name)
     try:
         tracker.mark("a", 1, TransferStatus.done)
-        tracker.commit()
+        tracker.flush()
         with psycopg.connect(postgres_dsn, autocommit=True) as admin:
             killed = admin.execute(
                 "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity "

@@ -1,0 +1,67 @@
+"""Every tunable default, defined once: the blocks, the client config, the engine and the flows
+read them from here (no Prefect import, nothing but constants).
+
+A value here is what a run uses when nobody said otherwise; change it here and the
+``HCPTransferSettings``/``HCPCredentials`` blocks, ``ClientConfig``/``HCPClient``, the bulk
+configs and the flows' parameters all follow (``tests/test_defaults.py`` checks they agree).
+The limits S3 itself sets (not ours to tune) are at the end.
+"""
+
+from __future__ import annotations
+
+KIB = 1024
+MIB = 1024 * KIB
+GIB = 1024 * MIB
+
+# -- the API client -----------------------------------------------------------------------------
+
+ENDPOINT = "http://localhost:8000/api/v1"
+"""The HCP backend API's base URL, ``/api/v1`` included."""
+TIMEOUT = 30.0
+"""Seconds a request may take (connect and read), each attempt."""
+MAX_RETRIES = 4
+"""Retries of a transient failure (408, 429, 5xx, dropped connections)."""
+RETRY_BASE_DELAY = 1.0
+"""Backoff base: ``base * 2**attempt`` seconds between retries."""
+MAX_CONNECTIONS = 100
+"""Size of the data-plane connection pool."""
+COMPLETE_TIMEOUT_PER_GIB = 120.0
+"""Seconds a CompleteMultipartUpload waits per GiB of the object, on top of the timeout."""
+PRESIGN_EXPIRES = 3600
+"""Seconds a presigned URL is valid."""
+
+# -- multipart uploads --------------------------------------------------------------------------
+
+MULTIPART_THRESHOLD = 100 * MIB
+"""Files this size or larger are uploaded in parts."""
+MULTIPART_CHUNK = 64 * MIB
+"""Bytes per part (raised automatically above 10,000 parts)."""
+MULTIPART_CONCURRENCY = 6
+"""Parts of one file in flight."""
+
+# -- the bulk engine ----------------------------------------------------------------------------
+
+WORKERS = 10
+"""Files in flight."""
+QUEUE_DEPTH = 8
+"""Queue size multiplier: at most ``workers * queue_depth`` files wait in memory."""
+PRESIGN_BATCH_SIZE = 200
+"""Keys presigned per API call."""
+CHUNK_SIZE = MIB
+"""Bytes read or written per streaming step."""
+STREAM_THRESHOLD = 100 * MIB
+"""Downloads this size or larger are streamed to disk in ranges, smaller ones fetched whole."""
+PROGRESS_INTERVAL = 5.0
+"""Least seconds between two progress reports."""
+COMMIT_CONCURRENCY = 8
+"""Server-side copies in flight while staging is moved to the final prefix."""
+
+# -- the flows ----------------------------------------------------------------------------------
+
+BATCH_SIZE = 5000
+"""Files per upload or download task run."""
+
+# -- limits S3 sets -----------------------------------------------------------------------------
+
+MAX_KEY_BYTES = 1024
+"""S3's (and HCP's S3 gateway's) longest object key, in UTF-8 bytes."""
