@@ -37,7 +37,7 @@ from moto.s3.models import FakeKey, s3_backends
 from rahcp_prefect.testing.mapi_store import NamespaceStore
 
 MODES = ("hcp", "s3")
-DEFAULT_MODE = "s3"
+DEFAULT_MODE = "hcp"
 """The mode of ``HCPEmulator``, the CLI and the pytest fixtures unless told otherwise."""
 HCP_MIN_PART = 1024 * 1024
 """HCP's smallest part (all parts but the last), 1 MiB."""
@@ -171,6 +171,11 @@ class HcpRules:
         if found is None or not _exists(found, key):
             return None
         return RETAINED if self._protected(bucket, key) else None
+
+    def upload_exists(self, bucket: str, upload_id: str) -> bool:
+        """Whether ``upload_id`` is an open multipart upload of ``bucket``."""
+        found = _moto_bucket(bucket)
+        return found is not None and upload_id in found.multiparts
 
     # -- what happened -----------------------------------------------------------------------
 

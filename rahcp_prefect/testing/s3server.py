@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
+from urllib.parse import parse_qs
 
 from moto.moto_server.werkzeug_app import (
     DomainDispatcherApplication,
@@ -242,7 +243,10 @@ class DataPlaneMiddleware:
             if refusal is None:
                 return None, lambda: rules.stored(bucket, key)
         elif method == "POST" and "uploadId" in names:
-            refusal = rules.write_refusal(bucket, key) if enforcing else None
+            upload_id = parse_qs(query).get("uploadId", [""])[0]
+            # An unknown upload is moto's NoSuchUpload (404) first, as on S3 and HCP.
+            live = enforcing and rules.upload_exists(bucket, upload_id)
+            refusal = rules.write_refusal(bucket, key) if live else None
             if refusal is None:
                 minimum = HCP_MIN_PART if rules.enforcing else assembly.S3_UPLOAD_PART_MIN_SIZE
                 token = assembly.part_minimum.set(minimum)

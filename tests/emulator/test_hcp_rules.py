@@ -105,6 +105,9 @@ def test_complete_onto_an_existing_key_is_409(hcp: HCPEmulator, api: httpx.Clien
     resp = complete(api, hcp_bucket, "big", upload_id, parts)
     assert resp.status_code == 409
     assert hcp.stored(hcp_bucket)["big"] == b"old"
+    # An upload that is gone (e.g. a retried complete whose answer was lost) is a 404 first.
+    assert api.post(f"/buckets/{hcp_bucket}/multipart/big/abort", json={"upload_id": upload_id}).status_code == 200
+    assert complete(api, hcp_bucket, "big", upload_id, parts).status_code == 404
 
 
 # -- versioning and the overwrite option ------------------------------------------------------
