@@ -4,8 +4,8 @@
 
 A namespace without versioning and with the overwrite option off (HCP's default) refuses a
 copy onto an existing object (409), so the commit replaces each changed file by a safe replace:
-the refused copy, a delete, the copy, a HEAD to check the ETag (four API requests instead of
-one). On the HCP-faithful emulator the commit (``job.commit.move_staged``) of ``--objects``
+the refused copy, a delete, the copy (three API requests instead of one; the final check's
+listing checks the ETags). On the HCP-faithful emulator the commit (``job.commit.move_staged``) of ``--objects``
 changed files whose old versions are in the final prefix runs in a namespace with the overwrite
 option on (ours: the reference, one copy each) and in one with it off (the safe replace), first
 as fast as the emulator answers, then with ``--delay`` seconds held on every API request (a
@@ -66,7 +66,7 @@ async def main(objects: int, delay: float) -> list[dict[str, Any]]:
                 "scenario": "safe-replace-latency" if request_delay else "safe-replace-emulator-bound",
                 "changed_files": objects,
                 "api_delay_s": request_delay,
-                "ours": {"what": "safe replace (409, delete, copy, HEAD)", "seconds": round(ours, 3),
+                "ours": {"what": "safe replace (409, delete, copy)", "seconds": round(ours, 3),
                          "ms_per_file": round(1000 * ours / objects, 2)},
                 "reference": {"what": "copy over (overwrite on)", "seconds": round(reference, 3),
                               "ms_per_file": round(1000 * reference / objects, 2)},

@@ -433,6 +433,7 @@ class S3Ops:
         etag: str,
         *,
         size: int | None = None,
+        check: bool = True,
         attempts: int = REPLACE_ATTEMPTS,
         base_delay: float = REPLACE_DELAY,
     ) -> None:
@@ -442,7 +443,8 @@ class S3Ops:
         The source is untouched, so a process killed between the delete and the copy loses
         nothing: calling this again (or a plain copy) finishes. HCP may still refuse the copy
         (409) or be busy for a moment after the delete: the copy is retried with backoff,
-        ``attempts`` times in all. ``RetentionError`` when ``dest`` may not be deleted;
+        ``attempts`` times in all. ``check=False`` leaves the ETag check (a HEAD) to the caller
+        (the job's final check lists every ETag anyway). ``RetentionError`` when ``dest`` may not be deleted;
         ``ObjectChangedError`` when ``dest`` does not end up with ``etag`` (and ``size``).
         """
         await self.delete(dest_bucket, dest_key)
@@ -455,7 +457,7 @@ class S3Ops:
                     raise
                 logger.info("Replace of %s/%s: copy refused (%s), retrying", dest_bucket, dest_key, exc)
                 await asyncio.sleep(backoff_delay(attempt, base_delay))
-        if not await self.holds(dest_bucket, dest_key, etag, size):
+        if check and not await self.holds(dest_bucket, dest_key, etag, size):
             raise ObjectChangedError(f"{dest_bucket}/{dest_key}: not the staged object after the replace (ETag {etag})")
 
     @on_object

@@ -20,7 +20,7 @@ from typing import Any
 from rahcp_prefect.client import HCPClient, OverwriteRefusedError, PresignedTransferError, RetentionError
 from rahcp_prefect.client.s3 import LEFT, PLACED, REPLACED, PlaceFn
 from rahcp_prefect.job.check import FinalCheck, check_final, fail_final_check
-from rahcp_prefect.job.manifest import check_manifest, commit_manifest
+from rahcp_prefect.job.manifest import check_manifest, commit_manifest, manifest_key
 from rahcp_prefect.job.renewal import renewed
 from rahcp_prefect.job.staging import StagingPlan
 from rahcp_prefect.tracker.protocol import JobState, TrackerProtocol, TransferStatus
@@ -49,7 +49,8 @@ def place_staged(client: HCPClient, staging_bucket: str) -> PlaceFn:
     copy stays until then). A final object under retention or on hold (403) is left as it is
     (``LEFT``: the caller records the file as retained). A refusal for an object already in
     place (a commit resumed after a kill, staging that retention keeps) is no refusal. A changed
-    file costs four requests (the refused copy, delete, copy, HEAD); a new one, one copy.
+    file costs three requests (the refused copy, delete, copy; its ETag is checked by the final
+    check's listing); a new one, one copy.
     """
 
     async def place(dest_bucket: str, dest_key: str, item: dict[str, Any]) -> str:
@@ -62,7 +63,8 @@ def place_staged(client: HCPClient, staging_bucket: str) -> PlaceFn:
         except RetentionError:
             return PLACED if await client.s3.holds(dest_bucket, dest_key, etag, size) else LEFT
         try:
-            await client.s3.replace(dest_bucket, dest_key, staging_bucket, source, etag, size=size)
+            # The ETag is checked by the final check's listing of every object, not a HEAD each.
+            await client.s3.replace(dest_bucket, dest_key, staging_bucket, source, etag, size=size, check=False)
         except RetentionError as exc:
             if await client.s3.holds(dest_bucket, dest_key, etag, size):
                 return PLACED  # retained, but already these bytes: placed by an earlier (killed) commit
@@ -203,7 +205,10 @@ async def commit_job(
         extra: dict[str, Any] = {}
         if check.ok and manifest:
             try:
-                written = await commit_manifest(client, done, plan.bucket, plan.staging_prefix, plan.final_prefix)
+                written = await commit_manifest(
+                    client, done, plan.bucket, plan.staging_prefix, plan.final_prefix,
+                    exists=manifest_key(plan.final_prefix) in check.listed,
+                )
             except (RetentionError, PresignedTransferError) as exc:
                 if isinstance(exc, PresignedTransferError) and exc.status_code != 403:
                     raise

@@ -107,14 +107,20 @@ def plan_manifest(done: Mapping[str, FileDigests], staging_prefix: str, final_pr
     return plan
 
 
-async def write_manifest(client: HCPClient, bucket: str, final_prefix: str, digests: Mapping[str, str]) -> str:
+async def write_manifest(
+    client: HCPClient, bucket: str, final_prefix: str, digests: Mapping[str, str], exists: bool = False
+) -> str:
     """Write (or replace) the manifest of ``digests`` under ``final_prefix``; returns its key.
 
-    A namespace that refuses overwrites (409) gets it by delete + upload: a run killed between
-    the two leaves the job ``committing`` and its next run writes the manifest again.
-    ``RetentionError`` when the manifest there is retained or held."""
+    ``exists`` (the final listing showed one): the old manifest is deleted first, since a
+    namespace without versioning or overwrite refuses a PUT onto it (409; one refused anyway
+    is answered the same way). A run killed between the two leaves the job ``committing`` and
+    its next run writes the manifest again. ``RetentionError`` when the manifest there is
+    retained or held."""
     key = manifest_key(final_prefix)
     body = render_manifest(digests)
+    if exists:
+        await client.s3.delete(bucket, key)
     try:
         await client.s3.upload(bucket, key, body)
     except PresignedTransferError as exc:
@@ -137,7 +143,12 @@ async def read_manifest(client: HCPClient, bucket: str, prefix: str) -> dict[str
 
 
 async def commit_manifest(
-    client: HCPClient, done: Mapping[str, FileDigests], bucket: str, staging_prefix: str, final_prefix: str
+    client: HCPClient,
+    done: Mapping[str, FileDigests],
+    bucket: str,
+    staging_prefix: str,
+    final_prefix: str,
+    exists: bool = False,
 ) -> dict[str, str]:
     """Write the job's manifest after the commit moved its last object; returns what it lists
     (path relative to the prefix -> SHA-256). ``done``: the tracker's ``done_digests()``, as
@@ -158,7 +169,7 @@ async def commit_manifest(
             )
         for key, found in hashed.digests.items():
             plan.digests[key[len(final_prefix):]] = found.sha256
-    await write_manifest(client, bucket, final_prefix, plan.digests)
+    await write_manifest(client, bucket, final_prefix, plan.digests, exists)
     return plan.digests
 
 
