@@ -407,7 +407,7 @@ async def ours(spec: dict[str, Any]) -> dict[str, Any]:
 
     tracker = SqliteTracker(spec["tracker"], job=spec["job"])
     probe = _FirstDone(tracker)
-    async with HCPClient(endpoint=spec["api"], username=USER, password=PASSWORD) as client:
+    async with HCPClient(endpoint=spec["api"], username=USER, password=PASSWORD, **spec.get("client", {})) as client:
         completing = _time_calls(client, "/complete")
         common = {"client": client, "bucket": spec["bucket"], "tracker": probe, "workers": spec["workers"]}
         with Clock() as clock:
@@ -425,6 +425,7 @@ async def ours(spec: dict[str, Any]) -> dict[str, Any]:
     first = round(probe.first - clock.t0, 3) if probe.first is not None else None
     out = figures(clock, stats.done, stats.bytes, ok=stats.ok, skipped=stats.skipped, errors=stats.errors)
     out["first_transfer_s"] = first
+    out["throttled"] = stats.throttled
     out.update(_without_complete(clock, stats.bytes, completing[0]))
     if spec.get("scan"):
         out["walk_files_per_s"] = out["files_per_s"]
@@ -452,10 +453,15 @@ class _StubData:
     def __init__(self, body: bytes) -> None:
         self.body = body
 
-    async def put_bytes(self, url: str, data: bytes, *, what: str) -> str:
-        return '"etag"'
+    async def put_bytes(self, url: str, data: bytes, *, what: str) -> Any:
+        from rahcp_prefect.client.digests import Uploaded
 
-    async def get_bytes(self, url: str, *, what: str) -> bytes:
+        return Uploaded(etag='"etag"', md5="", sha256=None)
+
+    async def get_bytes(self, url: str, *, what: str, hasher: Any = None) -> bytes:
+        if hasher is not None:  # as the real data plane does: the body through the hasher
+            hasher.reset()
+            hasher.update(self.body)
         return self.body
 
 
@@ -481,7 +487,8 @@ async def engine_stub(spec: dict[str, Any]) -> dict[str, Any]:
     source = Path(spec["source"])
     work = Path(spec["work"])
     files = sorted(p for p in source.rglob("*") if p.is_file())
-    objects = [{"Key": p.relative_to(source).as_posix(), "Size": SMALL_SIZE, "ETag": '"e"'} for p in files]
+    etag = '"' + hashlib.md5(b"x" * SMALL_SIZE).hexdigest() + '"'  # the stub's body: checked as ours checks it
+    objects = [{"Key": p.relative_to(source).as_posix(), "Size": SMALL_SIZE, "ETag": etag} for p in files]
     client = _StubClient(objects, b"x" * SMALL_SIZE)
     empty = _StubClient([], b"")  # uploads into an empty bucket
     out: dict[str, Any] = {}
@@ -625,14 +632,19 @@ class Emulator:
 
 
 def prepare_small(data: Path) -> Path:
-    root = data / "small"
-    marker = data / "small.complete"
+    return prepare_tree(data, "small", SMALL_FILES, SMALL_SIZE)
+
+
+def prepare_tree(data: Path, name: str, count: int, size: int) -> Path:
+    """``data/name``: ``count`` random files of ``size`` bytes, 200 per folder (made once)."""
+    root = data / name
+    marker = data / f"{name}.complete"
     if not marker.exists():
         shutil.rmtree(root, ignore_errors=True)
-        for i in range(SMALL_FILES):
+        for i in range(count):
             path = root / f"d{i // 200:02d}" / f"f{i:05d}.bin"
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(os.urandom(SMALL_SIZE))
+            path.write_bytes(os.urandom(size))
         marker.touch()
     return root
 

@@ -168,6 +168,22 @@ class HCPTransferSettings(Block):
             "(one copy per object: raise it when HCP answers copies slowly)."
         ),
     )
+    retry_deadline: float = Field(
+        default=defaults.RETRY_DEADLINE,
+        ge=0,
+        le=86400,
+        title="Retry deadline (seconds)",
+        description=(
+            "How long a request keeps being retried, with backoff, while HCP throttles it "
+            "(429, 503 SlowDown); meanwhile fewer files are sent at once. Other failures are "
+            "retried a fixed number of times."
+        ),
+    )
+    max_bandwidth: FormSize = size_field(
+        defaults.MAX_BANDWIDTH,
+        title="Max bandwidth (per second)",
+        description="Bytes per second a run moves at most, both directions together (0: no cap)",
+    )
     progress_interval: float = Field(
         default=defaults.PROGRESS_INTERVAL,
         gt=0,
@@ -238,12 +254,14 @@ class HCPTransferSettings(Block):
         except ValidationError as exc:
             raise InvalidInputError(describe_errors(exc.errors(), "settings_overrides")) from None
 
-    def client_options(self) -> dict[str, int]:
+    def client_options(self) -> dict[str, Any]:
         """The ``HCPClient`` keyword arguments these settings decide."""
         return {
             "multipart_threshold": self.multipart_threshold,
             "multipart_chunk": self.multipart_chunk,
             "multipart_concurrency": self.multipart_concurrency,
+            "retry_deadline": self.retry_deadline,
+            "max_bandwidth": self.max_bandwidth,
         }
 
     def engine_options(self, direction: str) -> dict[str, Any]:
@@ -307,6 +325,16 @@ class HCPTracker(Block):
         title="Lease seconds",
         description="How long a run's claim on a batch of keys lasts unless renewed.",
     )
+    tracker_wait: float = Field(
+        default=defaults.TRACKER_WAIT,
+        gt=0,
+        le=86400,
+        title="Tracker wait (seconds)",
+        description=(
+            "How long a run waits for an unreachable PostgreSQL tracker (a restart, a failover) "
+            "before it fails."
+        ),
+    )
 
     @model_validator(mode="after")
     def _one_target(self) -> HCPTracker:
@@ -331,7 +359,8 @@ class HCPTracker(Block):
         """Open the tracker of ``job``; a bad target fails here, before any transfer."""
         from rahcp_prefect.tracker import create_tracker
 
-        return create_tracker(self.target(), job=job)
+        options = {"wait": self.tracker_wait} if self.is_shared else {}
+        return create_tracker(self.target(), job=job, **options)
 
 
 # Registered with the blocks above through the ``prefect.collections`` entry point (this module).

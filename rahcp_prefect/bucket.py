@@ -467,7 +467,7 @@ class HCPBucket(WritableFileSystem, WritableDeploymentStorage, ObjectStorageBloc
                 async with self._client() as client:
                     stats: TransferStats = await run(make_config(client, tracker))
                 if stats.errors:
-                    from rahcp_prefect.flows.common import first_errors
+                    from rahcp_prefect.job.run import first_errors
 
                     raise FolderTransferError(
                         f"{what}: {stats.errors} file(s) failed ({first_errors(tracker.error_details())})"

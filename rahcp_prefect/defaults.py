@@ -29,6 +29,11 @@ COMPLETE_TIMEOUT_PER_GIB = 120.0
 """Seconds a CompleteMultipartUpload waits per GiB of the object, on top of the timeout."""
 PRESIGN_EXPIRES = 3600
 """Seconds a presigned URL is valid."""
+RETRY_DEADLINE = 300.0
+"""Seconds a request keeps being retried while the store throttles it (429, 503, SlowDown);
+other failures get ``MAX_RETRIES`` retries."""
+MAX_BANDWIDTH = 0
+"""Bytes per second all data-plane transfers of a client may move together; 0: no cap."""
 
 # -- multipart uploads --------------------------------------------------------------------------
 
@@ -55,6 +60,11 @@ PROGRESS_INTERVAL = 5.0
 """Least seconds between two progress reports."""
 COMMIT_CONCURRENCY = 8
 """Server-side copies in flight while staging is moved to the final prefix."""
+
+# -- the tracker --------------------------------------------------------------------------------
+
+TRACKER_WAIT = 300.0
+"""Seconds a PostgreSQL tracker waits for an unreachable database before it fails."""
 
 # -- the flows ----------------------------------------------------------------------------------
 

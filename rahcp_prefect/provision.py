@@ -37,7 +37,7 @@ DEPLOY_TIMEOUT_SECONDS = 600
 
 @dataclass(frozen=True)
 class SetupOptions:
-    """What ``provision`` creates; block names match ``rahcp_prefect/deployments/prefect.yaml``."""
+    """What ``provision`` creates; the deployments are made on ``pool``, naming these blocks."""
 
     endpoint: str
     username: str
@@ -52,7 +52,7 @@ class SetupOptions:
     tracker_block: str = "hcp-tracker"
     deploy: bool = True
     prefect_file: Path | None = None
-    """A ``prefect.yaml`` of one's own; default: the one shipped in the package."""
+    """A ``prefect.yaml`` of one's own; default: ``deployments/prefect.yaml`` (shipped in the wheel)."""
 
     def deployment_file(self) -> Path:
         """The ``prefect.yaml`` to deploy, as an absolute path."""
@@ -95,23 +95,55 @@ async def save_blocks(options: SetupOptions) -> None:
     await tracker.save(options.tracker_block, overwrite=True)
 
 
-def deploy_all(prefect_file: Path, pool: str, api_url: str) -> None:
+BLOCK_PARAMETERS = ("credentials_block", "settings_block", "tracker_block")
+
+
+def deployments_for(prefect_file: Path, pool: str, blocks: dict[str, str]) -> dict[str, Any]:
+    """The content of ``prefect_file`` with every deployment on ``pool`` and its block parameters
+    naming ``blocks`` (``credentials_block`` -> name...), where the deployment has them.
+
+    Prefect 3.9's ``prefect deploy --all`` ignores ``--pool`` ("These options will be ignored"),
+    so the pool has to be in the file itself.
+    """
+    import yaml
+
+    content: dict[str, Any] = yaml.safe_load(prefect_file.read_text())
+    for deployment in content.get("deployments") or []:
+        work_pool = deployment.get("work_pool") or {}
+        deployment["work_pool"] = {**work_pool, "name": pool}
+        parameters = deployment.get("parameters") or {}
+        for parameter, name in blocks.items():
+            if parameter in parameters:
+                parameters[parameter] = name
+    return content
+
+
+def deploy_all(prefect_file: Path, pool: str, api_url: str, blocks: dict[str, str] | None = None) -> None:
     """Run ``prefect deploy --all`` on ``prefect_file`` against ``api_url``, every deployment on ``pool``.
 
-    Runs in the file's folder, so relative entrypoints of one's own file resolve as Prefect
-    expects; the packaged file's entrypoints are modules and resolve from anywhere. Prefect's
-    output is kept back; a failure raises ``SetupError`` with its last line.
+    What is deployed is ``deployments_for(prefect_file, pool, blocks)``, written to a temporary
+    file; Prefect runs in ``prefect_file``'s folder, so relative entrypoints of one's own file
+    resolve as Prefect expects (the packaged file's entrypoints are modules and resolve from
+    anywhere). Prefect's output is kept back; a failure raises ``SetupError`` with its last line.
     """
+    import tempfile
+
+    import yaml
+
     prefect = Path(sys.executable).with_name("prefect")
-    command = [str(prefect) if prefect.exists() else "prefect", "--no-prompt", "deploy", "--all"]
-    command += ["--prefect-file", str(prefect_file), "--pool", pool]
-    try:
-        result = subprocess.run(
-            command, cwd=prefect_file.parent, env={**os.environ, "PREFECT_API_URL": api_url},
-            capture_output=True, text=True, timeout=DEPLOY_TIMEOUT_SECONDS,
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise SetupError(f"`prefect deploy` did not run: {exc}") from None
+    content = deployments_for(prefect_file, pool, blocks or {})
+    with tempfile.TemporaryDirectory(prefix="rahcp-deploy-") as folder:
+        deployed = Path(folder) / prefect_file.name
+        deployed.write_text(yaml.safe_dump(content, sort_keys=False))
+        command = [str(prefect) if prefect.exists() else "prefect", "--no-prompt", "deploy", "--all"]
+        command += ["--prefect-file", str(deployed)]
+        try:
+            result = subprocess.run(
+                command, cwd=prefect_file.parent, env={**os.environ, "PREFECT_API_URL": api_url},
+                capture_output=True, text=True, timeout=DEPLOY_TIMEOUT_SECONDS,
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise SetupError(f"`prefect deploy` did not run: {exc}") from None
     if result.returncode != 0:
         last = _reason(result.stdout + result.stderr)
         raise SetupError(
@@ -154,7 +186,9 @@ async def provision(options: SetupOptions, done: list[str] | None = None) -> lis
     await save_blocks(options)
     done.append(f"blocks {options.credentials_block}, {options.settings_block}, {options.tracker_block}")
     if options.deploy:
-        deploy_all(options.deployment_file(), options.pool, prefect_api_url())
+        blocks = {"credentials_block": options.credentials_block, "settings_block": options.settings_block,
+                  "tracker_block": options.tracker_block}
+        deploy_all(options.deployment_file(), options.pool, prefect_api_url(), blocks)
         done.append("deployments " + ", ".join(str(spec) for spec in specs))
     return specs
 
@@ -172,10 +206,10 @@ def add_setup_arguments(parser: Any) -> None:
     parser.add_argument("--no-verify-ssl", action="store_true", help="do not verify TLS certificates")
     parser.add_argument("--tracker-dsn", default=os.environ.get("RAHCP_TRACKER_DSN"), help="shared PostgreSQL tracker (RAHCP_TRACKER_DSN)")
     parser.add_argument("--tracker-sqlite", default=None, help="SQLite tracker file (default ~/.rahcp/tracker.db)")
-    parser.add_argument("--pool", default="rahcp-process", help="process work pool to create and deploy to")
+    parser.add_argument("--pool", default="rahcp-process", help="process work pool to create and deploy every deployment to")
     parser.add_argument("--no-deploy", action="store_true", help="only blocks and work pool")
     parser.add_argument(
-        "--prefect-file", type=Path, default=None, help="deploy this prefect.yaml instead of the packaged one"
+        "--prefect-file", type=Path, default=None, help="deploy this prefect.yaml instead of rahcp-prefect's own"
     )
     parser.set_defaults(func=run_setup)
 

@@ -58,7 +58,7 @@ async def check_hcp_login(endpoint: str, username: str, password: str, tenant: s
 
     client = HCPClient(
         endpoint=endpoint, username=username, password=password, tenant=tenant, verify_ssl=verify_ssl,
-        max_retries=1, retry_base_delay=0.5, timeout=15.0,
+        max_retries=1, retry_base_delay=0.5, retry_deadline=0, timeout=15.0,
     )
     try:
         async with client:

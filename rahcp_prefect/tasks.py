@@ -1,7 +1,8 @@
 """Async Prefect tasks over the HCP SDK and the bulk engine.
 
 Each task takes an ``HCPCredentials`` block (and, where it matters, ``HCPTransferSettings``),
-opens its own client, and is safe to retry: uploads overwrite with the same bytes, deletes and
+opens its own client (the batch and commit tasks use the client a flow's ``JobRun`` lends them,
+in the same event loop: one login per run), and is safe to retry: uploads overwrite with the same bytes, deletes and
 cleanups are idempotent, ``commit_staging`` resumes where a failed attempt stopped, and the
 batch tasks skip what the tracker already holds as done. Batch tasks run the engine over many
 files in one task run: a task run costs milliseconds, a file should not.
@@ -17,6 +18,7 @@ from typing import Any
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from prefect.runtime import task_run
 
 from rahcp_prefect.blocks import HCPCredentials, HCPTracker, HCPTransferSettings
 from rahcp_prefect.bulk import BulkDownloadConfig, BulkUploadConfig, TransferStats
@@ -26,6 +28,7 @@ from rahcp_prefect.bulk.config import DownloadEntry
 from rahcp_prefect.bulk.validation import check_bucket, check_prefix
 from rahcp_prefect.client import HCPClient
 from rahcp_prefect.client.s3 import COPY_CONCURRENCY
+from rahcp_prefect.job.attempts import batch_checks
 from rahcp_prefect.job.commit import move_staged
 from rahcp_prefect.job.staging import StagingPlan
 from rahcp_prefect.report.throttle import FailureLog
@@ -38,6 +41,18 @@ CommitProgressCallback = Callable[[int, int], Any]
 """``on_progress(objects copied, bytes copied)`` of a staging commit."""
 ErrorCallback = Callable[[str, BaseException], Any]
 """``on_error(key, exception)`` of a batch: the flow's throttled failure log."""
+
+
+@asynccontextmanager
+async def _client_for(
+    credentials: HCPCredentials, settings: HCPTransferSettings | None, client: HCPClient | None
+) -> AsyncIterator[HCPClient]:
+    """``client`` when the caller lends one (it stays open), else a client of the task's own."""
+    if client is not None:
+        yield client
+        return
+    async with open_client(credentials, settings) as own:
+        yield own
 
 
 @asynccontextmanager
@@ -66,8 +81,12 @@ def stats_dict(stats: TransferStats, client: HCPClient | None = None) -> dict[st
         "files_per_sec": round(stats.files_per_sec, 1),
         "retries": stats.retries,
         "api_retries": client.api_retries if client is not None else stats.api_retries,
+        "throttled": stats.throttled,
         "verified": stats.verified,
         "unverified": stats.unverified,
+        "changed_during_run": stats.changed_during_run,
+        "vanished": stats.vanished,
+        "deferred": list(stats.deferred),
     }
 
 
@@ -197,12 +216,13 @@ async def _commit(
     dest_prefix: str,
     concurrency: int,
     on_progress: CommitProgressCallback | None = None,
+    lent: HCPClient | None = None,
 ) -> tuple[int, int]:
     """Commit staging; returns the objects moved and the API requests the client repeated."""
     check_bucket(bucket)
     check_prefix(staging_prefix, "staging_prefix")
     check_prefix(dest_prefix, "dest_prefix")
-    async with open_client(credentials) as client:
+    async with _client_for(credentials, None, lent) as client:
         moved = await client.s3.commit_staging(bucket, staging_prefix, dest_prefix, concurrency, on_progress)
     get_run_logger().info(
         "Committed %d object(s) to %s/%s (%d copies in flight)", moved, bucket, dest_prefix, concurrency
@@ -233,22 +253,25 @@ async def commit_staging_counted(
     concurrency: int = COPY_CONCURRENCY,
     on_progress: CommitProgressCallback | None = None,
     staging_bucket: str | None = None,
+    client: HCPClient | None = None,
 ) -> dict[str, Any]:
     """The commit's moves for the bulk flows (``job.commit.move_staged``: copy over, or a safe
     replace where the namespace refuses overwrites, retained objects left): ``{"moved",
     "replaced", "left", "kept", "api_retries"}``, so the run's summary counts the commit's
-    retried requests too; ``on_progress(objects, bytes)`` after every object."""
+    retried requests too; ``on_progress(objects, bytes)`` after every object; ``client``: the
+    run's, lent to the commit (it then counts the retries); ``staging_bucket``: staging in
+    another namespace."""
     check_bucket(bucket)
     check_prefix(staging_prefix, "staging_prefix")
     check_prefix(dest_prefix, "dest_prefix")
     plan = StagingPlan(bucket, staging_prefix, dest_prefix, resumed=True, staging_bucket=staging_bucket)
-    async with open_client(credentials) as client:
-        moves = await move_staged(client, plan, concurrency, on_progress)
+    async with _client_for(credentials, None, client) as used:
+        moves = await move_staged(used, plan, concurrency, on_progress)
     get_run_logger().info(
         "Committed %d object(s) to %s/%s (%d replaced, %d retained, %d staging kept)",
         moves["moved"], bucket, dest_prefix, moves["replaced"], len(moves["left"]), moves["kept"],
     )
-    return {**moves, "api_retries": client.api_retries}
+    return {**moves, "api_retries": used.api_retries}
 
 
 @task(name="hcp-cleanup-staging", **_TASK_DEFAULTS)
@@ -274,19 +297,22 @@ async def _engine_batch(
     make_config: Callable[..., Any],
     run: Callable[[Any], Awaitable[TransferStats]],
     on_error: ErrorCallback | None = None,
+    client: HCPClient | None = None,
 ) -> dict[str, Any]:
     """One engine run for a batch task: the job's tracker and a client for the task, the
     settings' engine options, then the summary (logged and returned).
 
     Failed files go to ``on_error`` (the flow's throttled ``FailureLog``); without one the task
-    keeps its own, so a batch of a million failures still logs a few dozen lines."""
+    keeps its own, so a batch of a million failures still logs a few dozen lines. With the
+    run's ``client`` (a ``JobRun``'s, in the same event loop) the batch logs in no more and its
+    ``api_retries`` are the engine's count for the batch alone."""
     settings = settings or HCPTransferSettings()
     own_log = FailureLog(get_run_logger(), interval=settings.log_interval) if on_error is None else None
     job_tracker = tracker.get_tracker(job)
     try:
-        async with open_client(credentials, settings) as client:
+        async with _client_for(credentials, settings, client) as used:
             config = make_config(
-                client=client,
+                client=used,
                 tracker=job_tracker,
                 on_error=on_error or own_log,
                 **settings.engine_options(direction),
@@ -296,7 +322,7 @@ async def _engine_batch(
         job_tracker.close()
         if own_log is not None:
             own_log.close()
-    summary = stats_dict(stats, client)
+    summary = stats_dict(stats, used if client is None else None)
     get_run_logger().info("%s batch: %s", direction.capitalize(), summary)
     return summary
 
@@ -318,29 +344,36 @@ async def upload_batch(
     follow_symlinks: bool = False,
     on_progress: ProgressCallback | None = None,
     on_error: ErrorCallback | None = None,
+    client: HCPClient | None = None,
 ) -> dict[str, Any]:
     """Upload a batch of files (``(relative path, size)``; None = the whole tree) with the engine.
 
-    Outcomes go to the tracker of ``job``; a retry of the task skips what is done.
+    Outcomes go to the tracker of ``job``; a retry of the task skips what is done. ``client``:
+    the run's, lent to the batch (no login of its own); a retry
+    also adopts what staging holds that the tracker did not record (``job.attempts``).
     ``skip_done=False`` spares reading the job's done keys when the batch was claimed (its
     keys are pending by construction).
     """
     check_bucket(bucket)
     check_prefix(prefix)
+    # A retry may follow an attempt whose files reached staging unrecorded: check before sending.
+    checks = batch_checks(task_run.get_run_count() or 1, skip_existing=skip_existing, skip_done=skip_done)
     make_config = partial(
         BulkUploadConfig,
         bucket=bucket,
         source_dir=Path(source_dir),
         prefix=prefix,
         entries=entries,
-        skip_existing=skip_existing,
-        skip_done=skip_done,
+        skip_existing=checks.skip_existing,
+        skip_done=checks.skip_done,
         include=list(include),
         exclude=list(exclude),
         follow_symlinks=follow_symlinks,
         on_progress=on_progress,
     )
-    return await _engine_batch("upload", credentials, tracker, job, settings, make_config, run_bulk_upload, on_error)
+    return await _engine_batch(
+        "upload", credentials, tracker, job, settings, make_config, run_bulk_upload, on_error, client
+    )
 
 
 @task(name="hcp-download-batch", **_TASK_DEFAULTS)
@@ -359,9 +392,10 @@ async def download_batch(
     on_progress: ProgressCallback | None = None,
     on_error: ErrorCallback | None = None,
     manifest: Mapping[str, str] | None = None,
+    client: HCPClient | None = None,
 ) -> dict[str, Any]:
     """Download a batch of keys (``(key, size)`` or ``(key, size, etag)``; None = the whole
-    prefix) with the engine;
+    prefix) with the engine (``client``: the run's, lent to the batch);
     ``manifest`` (key -> SHA-256, e.g. the batch's lines of the prefix's manifest) is what the
     bytes are checked against."""
     check_bucket(bucket)
@@ -378,4 +412,6 @@ async def download_batch(
         on_progress=on_progress,
         manifest=manifest,
     )
-    return await _engine_batch("download", credentials, tracker, job, settings, make_config, run_bulk_download, on_error)
+    return await _engine_batch(
+        "download", credentials, tracker, job, settings, make_config, run_bulk_download, on_error, client
+    )

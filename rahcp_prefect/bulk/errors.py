@@ -10,10 +10,11 @@ class BulkFileError(RahcpError):
 
 
 class FileChangedError(BulkFileError):
-    """The local file changed (size or mtime) between the scan and the end of its upload; the
-    next run retries it."""
+    """The local file changed (size or mtime) or vanished between the scan and the end of its
+    upload. Not a failure: the engine defers the file (``Recorder.deferred``), the run commits
+    the rest, and the next run sends it."""
 
-    def __init__(self, path: str, expected: int, actual: int | None) -> None:
+    def __init__(self, path: str, expected: int, actual: int | None, *, stored: bool = False) -> None:
         if actual is None:
             now = "is gone"
         elif actual == expected:
@@ -27,6 +28,12 @@ class FileChangedError(BulkFileError):
         self.path = path
         self.expected = expected
         self.actual = actual
+        self.stored = stored  # seen after its bytes were stored: the stored copy is not the file scanned
+
+    @property
+    def vanished(self) -> bool:
+        """The file is gone (deleted or renamed), not just changed."""
+        return self.actual is None
 
 
 class VerificationError(BulkFileError):

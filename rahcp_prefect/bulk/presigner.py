@@ -3,8 +3,10 @@
 The next batch is signed while the previous one is being handed to the workers, so the API's
 latency overlaps the transfers; while the source is slow (a listing page on its way), the keys
 it gave so far are signed as a smaller batch and handed out rather than held back. A batch call
-that fails, or a key the API left out, gives ``url=None``: the worker then presigns that file
-alone, so one bad batch costs speed, never files.
+that fails (after the client's own retries) is made again after a backoff, up to
+``BULK_PRESIGN_ROUNDS`` times: one request per batch, not one per file, goes into an API that
+is struggling. A batch that still fails, or a key the API left out, gives ``url=None``: the
+worker then presigns that file alone, so one bad batch costs speed, never files.
 """
 
 from __future__ import annotations
@@ -16,12 +18,18 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any, Generic, TypeVar
 
 from rahcp_prefect import defaults
+from rahcp_prefect.client.retry import backoff_delay
 
 logger = logging.getLogger(__name__)
 
 W = TypeVar("W", bound=tuple)  # a work item; its first field is the key
 
 PRESIGN_EXPIRES = defaults.PRESIGN_EXPIRES
+
+BULK_PRESIGN_ROUNDS = 3
+"""Bulk presign calls for one batch before its files are presigned one by one."""
+BULK_PRESIGN_BACKOFF = 1.0
+"""Backoff base (seconds) between two bulk presign calls of one batch."""
 
 _END: Any = object()
 
@@ -51,16 +59,29 @@ class Presigner(Generic[W]):
         keys = [item[0] for item in batch if wants is None or wants(item)]
         urls: dict[str, str] = {}
         if keys:
-            try:
-                urls = await self._s3.presign_bulk(
-                    self._bucket, keys, method=self._method, expires=self._expires
-                )
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # each file falls back to a single presign
-                logger.warning("bulk presign of %d keys failed (%s); presigning one by one", len(keys), exc)
+            urls = await self._sign_bulk(keys)
         get = urls.get
         return [(item, get(item[0])) for item in batch]
+
+    async def _sign_bulk(self, keys: list[str]) -> dict[str, str]:
+        """URLs of ``keys`` from one bulk call, made again after a backoff when it fails; {}
+        once ``BULK_PRESIGN_ROUNDS`` calls failed (each file then falls back to its own)."""
+        for round_ in range(BULK_PRESIGN_ROUNDS):
+            try:
+                return await self._s3.presign_bulk(self._bucket, keys, method=self._method, expires=self._expires)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if round_ + 1 == BULK_PRESIGN_ROUNDS:
+                    logger.warning(
+                        "bulk presign of %d keys failed %d times (%s); presigning one by one",
+                        len(keys), BULK_PRESIGN_ROUNDS, exc,
+                    )
+                    break
+                delay = backoff_delay(round_, BULK_PRESIGN_BACKOFF)
+                logger.warning("bulk presign of %d keys failed (%s); again in %.1f s", len(keys), exc, delay)
+                await asyncio.sleep(delay)
+        return {}
 
     async def pairs(self, items: AsyncIterator[W]) -> AsyncIterator[tuple[W, str | None]]:
         """Yield every item of ``items`` with its URL, keeping one batch signing ahead.

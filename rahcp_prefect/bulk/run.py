@@ -7,9 +7,10 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any, TypeVar
 
+from .concurrency import AdaptiveWindow
 from .pipeline import run_pipeline
 from .presigner import Presigner
-from .stats import Recorder, TransferStats
+from .stats import Recorder, TransferStats, throttled_count
 from .tracing import FileHandler, run_spans
 
 logger = logging.getLogger(__name__)
@@ -27,9 +28,12 @@ async def run_job(
     size_at: int,
 ) -> TransferStats:
     """Run ``items`` through ``presigner`` and ``cfg.workers`` workers under the span ``name``
-    (file spans ``<name>.file``, the size at ``item[size_at]``); returns the final stats."""
+    (file spans ``<name>.file``, the size at ``item[size_at]``); returns the final stats.
+    The files in flight follow the store: cut while it throttles, back up to ``cfg.workers``."""
+    client = cfg.client
+    window = AdaptiveWindow(cfg.workers, lambda: throttled_count(client))
     with run_spans(name, cfg.bucket, cfg.prefix) as spans:
-        traced = spans.files(handle, f"{name}.file", size_at=size_at)
+        traced = window.gate(spans.files(handle, f"{name}.file", size_at=size_at))
         try:
             await run_pipeline(presigner.pairs(items), traced, workers=cfg.workers, queue_depth=cfg.queue_depth)
         except BaseException:
@@ -38,6 +42,11 @@ async def run_job(
             raise
         stats = rec.finish()
         spans.finish(stats)
+    if window.cuts:
+        logger.info(
+            "%s: the store throttled %d requests; files in flight were cut %d times (lowest %.1f of %d)",
+            name, stats.throttled, window.cuts, window.lowest, cfg.workers,
+        )
     return stats
 
 

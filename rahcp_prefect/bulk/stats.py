@@ -8,7 +8,7 @@ one buffered ``tracker.mark`` and one clock read; progress callbacks are throttl
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from time import monotonic
 
@@ -19,6 +19,8 @@ from .config import ErrorFn, ProgressFn
 logger = logging.getLogger(__name__)
 
 MIB = 1024 * 1024
+#: Deferred files named in a run's stats (all are counted).
+DEFERRED_NAMED = 100
 _DONE = TransferStatus.done
 _ERROR = TransferStatus.error
 
@@ -42,6 +44,9 @@ class TransferStats:
     api_retries: int = 0
     """API requests of the run (presign, listing, multipart calls) the client repeated after a
     retryable failure, when the client counts them."""
+    throttled: int = 0
+    """Requests of the run (either plane) the store answered as overloaded (429, 503,
+    ``SlowDown``): each was retried after a backoff, and the transfers in flight were cut."""
     verified: int = 0
     """Files transferred whose bytes were checked against a digest: every upload (S3 checked
     the ``Content-MD5``, the client the ETag), downloads checked against the manifest's SHA-256
@@ -49,11 +54,18 @@ class TransferStats:
     unverified: int = 0
     """Files transferred with nothing to check their bytes against (a multipart object without
     a manifest entry, or checksums turned off)."""
+    changed_during_run: int = 0
+    """Files deferred because they changed while they were sent: not in this commit, sent by
+    the next run (never a failure)."""
+    vanished: int = 0
+    """Files deferred because they disappeared between the scan and their transfer."""
+    deferred: list[str] = field(default_factory=list)
+    """Keys of the deferred files (the first ``DEFERRED_NAMED``)."""
 
     @property
     def done(self) -> int:
-        """Files handled so far: ``ok + skipped + errors``."""
-        return self.ok + self.skipped + self.errors
+        """Files handled so far: ``ok + skipped + errors`` and the deferred ones."""
+        return self.ok + self.skipped + self.errors + self.changed_during_run + self.vanished
 
     @property
     def mb_per_sec(self) -> float:
@@ -64,6 +76,11 @@ class TransferStats:
     def files_per_sec(self) -> float:
         """Files handled (``done``) per second of elapsed time."""
         return self.done / self.elapsed if self.elapsed > 0 else 0.0
+
+
+def throttled_count(client: object) -> int:
+    """Throttled answers ``client`` has seen on both planes so far (0 when it does not count)."""
+    return getattr(getattr(client, "data", None), "throttled", 0) + getattr(client, "api_throttled", 0)
 
 
 def error_text(exc: BaseException) -> str:
@@ -92,6 +109,7 @@ class Recorder:
         self._data_plane = getattr(client, "data", None)
         self._data_retries0 = getattr(self._data_plane, "retries", 0)
         self._api_retries0 = getattr(client, "api_retries", 0)
+        self._throttled0 = throttled_count(client)
         self._tracker = tracker
         self._mark = tracker.mark
         self._on_progress = on_progress
@@ -181,6 +199,19 @@ class Recorder:
         if self._on_progress is not None:
             self._tick()
 
+    def deferred(self, key: str, size: int, vanished: bool) -> None:
+        """A file changed or vanished while it was sent: left out of this run (the caller removed
+        what it staged and its record), counted and named; the next run sends it."""
+        stats = self.stats
+        if vanished:
+            stats.vanished += 1
+        else:
+            stats.changed_during_run += 1
+        if len(stats.deferred) < DEFERRED_NAMED:
+            stats.deferred.append(key)
+        if self._on_progress is not None:
+            self._tick()
+
     def retried(self, count: int = 1) -> None:
         self.stats.retries += count
 
@@ -198,8 +229,12 @@ class Recorder:
             elapsed=monotonic() - self._started,
             retries=s.retries + data_retries,
             api_retries=getattr(self._client, "api_retries", 0) - self._api_retries0,
+            throttled=throttled_count(self._client) - self._throttled0,
             verified=s.verified,
             unverified=s.unverified,
+            changed_during_run=s.changed_during_run,
+            vanished=s.vanished,
+            deferred=list(s.deferred),
         )
 
     def _tick(self) -> None:
@@ -223,6 +258,7 @@ class Recorder:
         self.stats.elapsed = final.elapsed
         self.stats.retries = final.retries
         self.stats.api_retries = final.api_retries
+        self.stats.throttled = final.throttled
         if self._on_progress is not None:
             try:
                 self._on_progress(final)

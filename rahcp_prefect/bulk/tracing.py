@@ -57,6 +57,7 @@ class RunSpans:
         job.set_attribute("s3.bytes", stats.bytes)
         job.set_attribute("rahcp.retries", stats.retries)
         job.set_attribute("rahcp.api_retries", stats.api_retries)
+        job.set_attribute("rahcp.throttled", stats.throttled)
         status = "failed" if failed else "errors" if stats.errors else "ok"
         job.set_attribute("rahcp.status", status)
         if status == "errors":

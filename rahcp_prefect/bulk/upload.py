@@ -210,7 +210,12 @@ class _Upload:
                 sent = await self._put(key, path, size, mtime, url)
             if self.verify:
                 await self._verify(key, size)
+        except FileChangedError as exc:
+            return await self._defer(key, size, exc)
         except Exception as exc:
+            changed = _changed(path, size, mtime)
+            if changed is not None:  # e.g. S3 refused bytes that changed while they streamed
+                return await self._defer(key, size, changed)
             self.rec.error(key, size, exc)
             return exc
         self.rec.ok(
@@ -224,6 +229,21 @@ class _Upload:
             md5=sent.md5,
             mtime_ns=mtime,
         )
+        return None
+
+    async def _defer(self, key: str, size: int, exc: FileChangedError) -> BaseException | None:
+        """Leave a file that changed or vanished while it was sent out of this run: never a
+        failure. A copy stored before the change was seen is deleted and the key's record
+        forgotten, so staging and the tracker agree without it (an earlier copy and its record,
+        when nothing was stored, stay as they were); the next run sends the file."""
+        if exc.stored:
+            try:
+                await self.s3.delete(self.bucket, key)
+                self.cfg.tracker.delete(key)
+            except Exception as cleanup:
+                self.rec.error(key, size, cleanup)
+                return cleanup
+        self.rec.deferred(key, size, exc.vanished)
         return None
 
     async def _put(self, key: str, path: str, size: int, mtime: int, url: str | None) -> Uploaded:
@@ -242,7 +262,7 @@ class _Upload:
             on_presign_again=self.rec.retried,
         )
         if data is None:
-            _check_unchanged(path, size, mtime)
+            _check_unchanged(path, size, mtime, stored=True)
         return sent
 
     async def _send(self, url: str, what: str, path: str, size: int, data: bytes | None) -> Uploaded:
@@ -255,7 +275,7 @@ class _Upload:
         sent = await self.s3.upload_multipart_digests(
             self.bucket, key, Path(path), chunk_size=self.cfg.chunk_size, resume=self.parts
         )
-        _check_unchanged(path, size, mtime)
+        _check_unchanged(path, size, mtime, stored=True)
         return sent
 
     async def _verify(self, key: str, size: int) -> None:
@@ -299,15 +319,24 @@ def _size_now(path: str) -> int | None:
         return None
 
 
-def _check_unchanged(path: str, size: int, mtime_ns: int) -> None:
-    """Raise ``FileChangedError`` unless the file still has its scanned size and mtime (one
-    stat): a streamed file rewritten in place while it is sent is never recorded done."""
+def _changed(path: str, size: int, mtime_ns: int, stored: bool = False) -> FileChangedError | None:
+    """A ``FileChangedError`` when the file no longer has its scanned size and mtime (one stat)."""
     try:
         st = os.stat(path)
     except OSError:
-        raise FileChangedError(path, size, None) from None
+        return FileChangedError(path, size, None, stored=stored)
     if st.st_size != size or st.st_mtime_ns != mtime_ns:
-        raise FileChangedError(path, size, st.st_size)
+        return FileChangedError(path, size, st.st_size, stored=stored)
+    return None
+
+
+def _check_unchanged(path: str, size: int, mtime_ns: int, stored: bool = False) -> None:
+    """Raise ``FileChangedError`` unless the file still has its scanned size and mtime (one
+    stat): a streamed file rewritten in place while it is sent is never recorded done.
+    ``stored``: checked after its bytes were stored."""
+    changed = _changed(path, size, mtime_ns, stored)
+    if changed is not None:
+        raise changed
 
 
 async def bulk_upload(cfg: BulkUploadConfig) -> TransferStats:

@@ -33,7 +33,7 @@ from .errors import (
 )
 from .logsetup import apply_log_level_from_env
 from .redaction import redact_body, redact_text
-from .retry import backoff_delay, parse_retry_after
+from .retry import THROTTLE_STATUSES, RetryBudget, parse_retry_after
 from .tracing import span
 
 if TYPE_CHECKING:
@@ -82,6 +82,8 @@ class HCPClient:
         *,
         complete_timeout_per_gib: float = defaults.COMPLETE_TIMEOUT_PER_GIB,
         max_connections: int = defaults.MAX_CONNECTIONS,
+        retry_deadline: float = defaults.RETRY_DEADLINE,
+        max_bandwidth: int | str = defaults.MAX_BANDWIDTH,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.config = ClientConfig.build(
@@ -98,6 +100,8 @@ class HCPClient:
             complete_timeout_per_gib=complete_timeout_per_gib,
             verify_ssl=verify_ssl,
             max_connections=max_connections,
+            retry_deadline=retry_deadline,
+            max_bandwidth=max_bandwidth,
         )
         apply_log_level_from_env()
         self._http = httpx.AsyncClient(
@@ -121,6 +125,9 @@ class HCPClient:
         self.api_retries = 0
         """API requests (login included) repeated after a retryable failure, over this client's
         life; the data plane counts its own in ``data.retries``."""
+        self.api_throttled = 0
+        """API answers that said the store is overloaded (429, 503), over this client's life;
+        the data plane counts its own in ``data.throttled``."""
 
     @classmethod
     def from_env(
@@ -196,6 +203,8 @@ class HCPClient:
                 retry_base_delay=self.config.retry_base_delay,
                 verify_ssl=self.config.verify_ssl,
                 max_connections=self.config.max_connections,
+                retry_deadline=self.config.retry_deadline,
+                max_bandwidth=self.config.max_bandwidth,
             )
         return self._data
 
@@ -242,15 +251,14 @@ class HCPClient:
         }
         if self.config.tenant:
             form["tenant"] = self.config.tenant
-        attempt = 0
+        budget = self._budget()
         while True:
             started = perf_counter()
             with span("HCP POST", {"http.method": "POST", "url.path": "/auth/token"}) as current:
                 try:
                     response = await self._http.post("/auth/token", data=form)
                 except RETRYABLE_TRANSPORT_ERRORS as exc:
-                    if attempt < self.config.max_retries:
-                        attempt = await self._wait("POST", "/auth/token", type(exc).__name__, attempt)
+                    if await self._wait("POST", "/auth/token", type(exc).__name__, budget):
                         continue
                     message = f"Login failed: {type(exc).__name__}: could not reach {self._login_url()}"
                     logger.error("%s", message)
@@ -258,9 +266,9 @@ class HCPClient:
                 current.set_attribute("http.status_code", response.status_code)
             status = response.status_code
             self._log_request("POST", "/auth/token", status, started)
-            if status in RETRYABLE_STATUSES and attempt < self.config.max_retries:
-                retry_after = parse_retry_after(response.headers.get("Retry-After"))
-                attempt = await self._wait("POST", "/auth/token", str(status), attempt, retry_after)
+            if status in RETRYABLE_STATUSES and await self._wait(
+                "POST", "/auth/token", str(status), budget, response
+            ):
                 continue
             token = _access_token(response) if status == 200 else None
             if token is None:
@@ -311,7 +319,7 @@ class HCPClient:
             async with self._login_lock:
                 if self._token is None:
                     await self.login()
-        attempt = 0
+        budget = self._budget()
         relogged = False
         while True:
             generation = self._token_generation
@@ -328,10 +336,9 @@ class HCPClient:
                     )
                 except RETRYABLE_TRANSPORT_ERRORS as exc:
                     reason = _describe(exc, self._redact)
-                    if attempt < self.config.max_retries:
-                        attempt = await self._wait(method, path, reason, attempt)
+                    if await self._wait(method, path, reason, budget):
                         continue
-                    logger.error("%s %s failed after %d attempts: %s", method, path, attempt + 1, reason)
+                    logger.error("%s %s failed after %d attempts: %s", method, path, budget.tries + 1, reason)
                     raise RetryableError(f"{method} {path}: {reason}") from None
                 current.set_attribute("http.status_code", response.status_code)
             status = response.status_code
@@ -343,9 +350,9 @@ class HCPClient:
                 relogged = True
                 await self._relogin(generation)
                 continue
-            if status in RETRYABLE_STATUSES and attempt < self.config.max_retries:
-                retry_after = parse_retry_after(response.headers.get("Retry-After"))
-                attempt = await self._wait(method, path, f"{status} {message}", attempt, retry_after)
+            if status in RETRYABLE_STATUSES and await self._wait(
+                method, path, f"{status} {message}", budget, response
+            ):
                 continue
             level = logging.DEBUG if status == 404 else logging.INFO if status == 409 else logging.ERROR
             logger.log(level, "%s %s -> %d %s", method, path, status, message)
@@ -380,23 +387,33 @@ class HCPClient:
         text = redact_body(response.text, secrets) if response.content else ""
         return text or response.reason_phrase or f"HTTP {response.status_code}"
 
+    def _budget(self) -> RetryBudget:
+        config = self.config
+        return RetryBudget(config.max_retries, config.retry_base_delay, config.retry_deadline)
+
     async def _wait(
-        self, method: str, path: str, reason: str, attempt: int, retry_after: float | None = None
-    ) -> int:
-        """Log a retry, sleep the backoff, and return the next attempt number."""
-        delay = backoff_delay(attempt, self.config.retry_base_delay, retry_after)
+        self, method: str, path: str, reason: str, budget: RetryBudget, response: httpx.Response | None = None
+    ) -> bool:
+        """Sleep the backoff before the next attempt and return True, or False when ``budget``
+        is spent. Throttling (429, 503) is retried for up to ``retry_deadline`` seconds."""
+        throttled = response is not None and response.status_code in THROTTLE_STATUSES
+        retry_after = parse_retry_after(response.headers.get("Retry-After")) if response is not None else None
+        if throttled:
+            self.api_throttled += 1
+        delay = budget.next_delay(throttled, retry_after)
+        if delay is None:
+            return False
         logger.warning(
-            "%s %s: %s; retry %d/%d in %.2f s",
+            "%s %s: %s; retry %s in %.2f s",
             method,
             path,
             reason,
-            attempt + 1,
-            self.config.max_retries,
+            f"{budget.tries} (throttled)" if throttled else f"{budget.tries}/{self.config.max_retries}",
             delay,
         )
         self.api_retries += 1
         await asyncio.sleep(delay)
-        return attempt + 1
+        return True
 
     @staticmethod
     def _log_request(method: str, path: str, status: int, started: float) -> None:

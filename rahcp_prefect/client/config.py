@@ -86,6 +86,19 @@ class ClientConfig(BaseModel):
     max_connections: int = Field(
         defaults.MAX_CONNECTIONS, ge=1, title="Max connections", description="Size of the data-plane connection pool."
     )
+    retry_deadline: float = Field(
+        defaults.RETRY_DEADLINE,
+        ge=0,
+        le=86400,
+        title="Retry deadline",
+        description="Seconds a request keeps being retried (with backoff) while the store throttles "
+        "it (429, 503, SlowDown); other failures get max_retries retries.",
+    )
+    max_bandwidth: ByteSize = Field(
+        defaults.MAX_BANDWIDTH,
+        title="Max bandwidth (bytes/s)",
+        description='Bytes per second all transfers move together, both directions, e.g. "100MB"; 0: no cap.',
+    )
 
     @field_validator("endpoint")
     @classmethod
@@ -214,5 +227,7 @@ ENV_VARIABLES = {
     "complete_timeout_per_gib": ("HCP_COMPLETE_TIMEOUT_PER_GIB", _float),
     "verify_ssl": ("HCP_VERIFY_SSL", _bool),
     "max_connections": ("HCP_MAX_CONNECTIONS", _int),
+    "retry_deadline": ("HCP_RETRY_DEADLINE", _float),
+    "max_bandwidth": ("HCP_MAX_BANDWIDTH", _size),
 }
 """Field name -> (environment variable, parser that names the variable on bad input)."""

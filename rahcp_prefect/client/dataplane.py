@@ -35,6 +35,7 @@ from yarl import URL
 
 from rahcp_prefect import defaults
 
+from .bandwidth import Bandwidth
 from .buffers import DEFAULT_BUFFER_BUDGET, ByteBudget
 from .digests import (
     Hasher,
@@ -48,7 +49,7 @@ from .digests import (
 )
 from .errors import HCPError, ObjectChangedError, PresignedTransferError
 from .redaction import redact_text
-from .retry import backoff_delay, parse_retry_after
+from .retry import THROTTLE_CODES, THROTTLE_STATUSES, RetryBudget, parse_retry_after
 
 logger = logging.getLogger(__name__)
 
@@ -88,11 +89,15 @@ def _is_retryable(status: int) -> bool:
 class _Retry(Exception):
     """Internal: this attempt failed in a way worth another try."""
 
-    def __init__(self, reason: str, status: int = 0, retry_after: float | None = None) -> None:
+    def __init__(
+        self, reason: str, status: int = 0, retry_after: float | None = None, throttled: bool = False
+    ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.status = status
         self.retry_after = retry_after
+        self.throttled = throttled
+        """The store said it is overloaded (429, 503, ``SlowDown``): retried until the deadline."""
 
 
 def _changed_size(path: Path, what: str) -> HCPError:
@@ -102,9 +107,10 @@ def _changed_size(path: Path, what: str) -> HCPError:
 class DataPlane:
     """Presigned transfers over one pooled keep-alive ``aiohttp`` session (created lazily).
 
-    Retries 408/425/429/5xx and transport errors up to ``max_retries`` times with backoff; any
-    other failure (403 included: the caller may presign again) raises ``PresignedTransferError``
-    at once.
+    Retries 408/425/5xx and transport errors up to ``max_retries`` times with backoff, and
+    throttling (429, 503, ``SlowDown``) for up to ``retry_deadline`` seconds; any other failure
+    (403 included: the caller may presign again) raises ``PresignedTransferError`` at once.
+    ``max_bandwidth`` (bytes/s, 0: none) caps all its transfers together, both directions.
     """
 
     def __init__(
@@ -116,10 +122,15 @@ class DataPlane:
         verify_ssl: bool = True,
         max_connections: int = 100,
         buffer_budget: int = DEFAULT_BUFFER_BUDGET,
+        retry_deadline: float = defaults.RETRY_DEADLINE,
+        max_bandwidth: int = defaults.MAX_BANDWIDTH,
     ) -> None:
         self.timeout = timeout
         self.max_retries = max_retries
         self.retry_base_delay = retry_base_delay
+        self.retry_deadline = retry_deadline
+        self.bandwidth = Bandwidth(max_bandwidth) if max_bandwidth else None
+        """The shared cap on bytes per second (None: none)."""
         self.verify_ssl = verify_ssl
         self.max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
@@ -128,6 +139,10 @@ class DataPlane:
         self.retries = 0
         """Attempts repeated after a retryable failure, over this data plane's life (the bulk
         engine reports the increase during a run as ``TransferStats.retries``)."""
+        self.throttled = 0
+        """Answers that said the store is overloaded (429, 503, ``SlowDown``), over this data
+        plane's life (the engine reports the increase as ``TransferStats.throttled`` and cuts
+        the transfers in flight when it grows)."""
 
     @property
     def session(self) -> aiohttp.ClientSession:
@@ -238,7 +253,11 @@ class DataPlane:
         headers = {"Content-Length": str(len(data)), "Content-MD5": content_md5(md5)}
         expected = md5.hex()
 
+        bandwidth = self.bandwidth
+
         async def attempt() -> tuple[str, int]:
+            if bandwidth is not None:
+                await bandwidth.take(len(data))
             body: Any
             if isinstance(data, FileRegion):
                 body = data.pieces(chunk_size)
@@ -376,21 +395,25 @@ class DataPlane:
         size: int | None = None,
     ) -> T:
         """Run ``attempt`` (which returns its result and the HTTP status) with retries."""
-        tries = 0
+        budget = RetryBudget(self.max_retries, self.retry_base_delay, self.retry_deadline)
         while True:
             started = perf_counter()
+            throttled = False
             try:
                 result, status = await attempt()
             except _Retry as failure:
                 reason, status, retry_after = failure.reason, failure.status, failure.retry_after
+                throttled = failure.throttled
             except FATAL_TRANSPORT_ERRORS as exc:
                 logger.error("%s %s failed: %s", method, what, _describe(exc))
                 raise PresignedTransferError(f"{_describe(exc)} for {what}") from None
             except TRANSPORT_ERRORS as exc:
                 reason, status, retry_after = _describe(exc), 0, None
-                if tries == 0 and _dropped(exc):
+                if budget.tries == 0 and _dropped(exc):
                     retry_after = 0.0
             else:
+                if method == "GET" and self.bandwidth is not None:
+                    await self.bandwidth.take(_byte_count(result, size))
                 if logger.isEnabledFor(logging.DEBUG):
                     logger.debug(
                         "%s %s -> %d (%.1f ms, %d bytes)",
@@ -401,25 +424,25 @@ class DataPlane:
                         _byte_count(result, size),
                     )
                 return result
-            if tries >= self.max_retries:
+            if throttled:
+                self.throttled += 1
+            delay = budget.next_delay(throttled, retry_after)
+            if delay is None:
                 logger.debug(  # raised: the caller reports it (see _check)
                     "%s %s failed after %d attempts: %s",
                     method,
                     what,
-                    tries + 1,
+                    budget.tries + 1,
                     f"{status} {reason}" if status else reason,
                 )
                 raise PresignedTransferError(f"{reason} for {what}", status)
-            delay = backoff_delay(tries, self.retry_base_delay, retry_after)
-            tries += 1
             self.retries += 1
             logger.warning(
-                "%s %s: %s; retry %d/%d in %.2f s",
+                "%s %s: %s; retry %s in %.2f s",
                 method,
                 what,
                 f"{status} {reason}" if status else reason,
-                tries,
-                self.max_retries,
+                f"{budget.tries} (throttled)" if throttled else f"{budget.tries}/{self.max_retries}",
                 delay,
             )
             await asyncio.sleep(delay)
@@ -589,8 +612,10 @@ async def _check(response: aiohttp.ClientResponse, what: str) -> None:
     reason = f"{response.reason or 'HTTP error'}"
     if code:
         reason += f" ({code.group(1).decode()})"
-    if _is_retryable(status) or (code is not None and code.group(1) in RETRYABLE_CODES):
-        raise _Retry(reason, status, parse_retry_after(response.headers.get("Retry-After")))
+    name = code.group(1) if code is not None else None
+    throttled = status in THROTTLE_STATUSES or name in THROTTLE_CODES
+    if throttled or _is_retryable(status) or name in RETRYABLE_CODES:
+        raise _Retry(reason, status, parse_retry_after(response.headers.get("Retry-After")), throttled)
     # Not logged above DEBUG: the error is raised and its caller reports it (the bulk engine
     # once per run for the first failures, then as counts: never one line per file).
     logger.debug("%s %s -> %d %s", response.method, what, status, reason)

@@ -1,23 +1,30 @@
-"""What every bulk flow does first: load the blocks, name the job, split work into batches."""
+"""What every bulk flow does: load the blocks, name the job, run it as a ``JobRun`` and report.
+
+The job's steps live in ``rahcp_prefect.job`` (no Prefect there); this module wires them to
+Prefect: the run's logger, its id, its artifacts (summary, job status, dry run) and events.
+"""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from itertools import islice
-from typing import Any, TypeVar
+from typing import Any
 
+from prefect import get_run_logger
 from prefect.runtime import flow_run
 
 from rahcp_prefect import defaults
 from rahcp_prefect.block_loading import aload_block
 from rahcp_prefect.blocks import HCPCredentials, HCPTracker, HCPTransferSettings
-from rahcp_prefect.report.format import relative_key, without_staging
+from rahcp_prefect.flows.artifacts import RunView, publish_dry_run, publish_job_status
+from rahcp_prefect.flows.naming import tag_run
+from rahcp_prefect.job import BatchRunner, BulkTransferFailed, JobRun, LeaseMode, Staging, lease_mode, parse_on_busy
+from rahcp_prefect.tasks import open_client
+from rahcp_prefect.tracker.protocol import TrackerProtocol
 
 logger = logging.getLogger(__name__)
-
-T = TypeVar("T")
 
 DEFAULT_BATCH_SIZE = defaults.BATCH_SIZE
 
@@ -65,34 +72,55 @@ def run_id() -> str:
     return uuid.uuid4().hex
 
 
-def batched(items: Iterable[T], size: int) -> Iterator[list[T]]:
-    """Consecutive lists of ``size`` items, the last one shorter; lazy."""
-    if size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {size}")
-    iterator = iter(items)
-    while batch := list(islice(iterator, size)):
-        yield batch
+DRY_RUN_SAMPLE = 50
+FailedEvent = Callable[[RunView, "JobRun | None", TrackerProtocol, BaseException], Any]
+"""Emits a failed run's events: ``(its view, the run, its tracker, the error)``; ``run`` is None
+when the client could not log in."""
 
 
-def first_errors(errors: list[tuple[str, str]], strip: str = "", limit: int = 3) -> str:
-    """``key: message`` of the first ``limit`` errors, for an exception text that names them
-    (``strip``, e.g. the staging prefix, is taken off the keys; no staging path is shown, in the
-    keys or in the messages)."""
-    shown = "; ".join(
-        f"{relative_key(key, strip)}: {without_staging(message)[:200]}" for key, message in errors[:limit]
-    )
-    return shown + (f"; and {len(errors) - limit} more" if len(errors) > limit else "")
+@asynccontextmanager
+async def job_run(
+    blocks: FlowBlocks, view: RunView, staging: Staging, send: BatchRunner, on_failed: FailedEvent, *,
+    cooperative: bool | None, named: bool, on_busy: str, batch_size: int,
+) -> AsyncIterator[JobRun]:
+    """The flow run's ``JobRun``: its tracker, its one client (one login for the run) and its
+    lease options; a failure emits ``on_failed`` and the summary before it is raised."""
+    mode = lease_mode(cooperative, named, blocks.tracker.is_shared)
+    tracker = blocks.tracker.get_tracker(view.job)
+    await tag_run(view.bucket)
+    run: JobRun | None = None
+    try:
+        async with open_client(blocks.credentials, blocks.settings) as client:
+            run = JobRun(
+                tracker, client, staging, send, view, run_id(), mode, blocks.tracker.lease_seconds,
+                get_run_logger(), parse_on_busy(on_busy), batch_size,
+            )
+            yield run
+    except Exception as exc:
+        on_failed(view, run, tracker, exc)
+        if mode is LeaseMode.cooperative and isinstance(exc, BulkTransferFailed):
+            await publish_job_status(view.job, tracker.summary())
+        await view.publish_failure(exc)
+        raise
+    finally:
+        tracker.close()
 
 
-async def abatched(items: AsyncIterator[T], size: int) -> AsyncIterator[list[T]]:
-    """Consecutive lists of ``size`` items of an async iterator, the last one shorter; lazy."""
-    if size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {size}")
-    batch: list[T] = []
-    async for item in items:
-        batch.append(item)
-        if len(batch) >= size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
+async def preview(run: JobRun, view: RunView, **extra: Any) -> dict[str, Any]:
+    """A dry run: what a real run would transfer, as an artifact and the result; nothing moves."""
+    files, size, sample, counts = await run.staging.preview(run, DRY_RUN_SAMPLE)
+    skipped = counts.unchanged if run.staging.verb == "download" else None
+    await publish_dry_run(view.direction, run.job, view.bucket, view.prefix, sample, files, size, skipped)
+    get_run_logger().info("Dry run: %d %s(s), %d bytes would be %sed", files, run.staging.noun, size, run.staging.verb)
+    found = {"skipped": skipped} if skipped is not None else {"scan_errors": len(run.scan_errors)}
+    return {"job": run.job, "dry_run": True, "files": files, "bytes": size, **found, **counts.as_dict(), **extra}
+
+
+async def finish(run: JobRun, view: RunView, outcome: str, held: bool, **extra: Any) -> dict[str, Any]:
+    """The summary and the job's status of a run that ended well, and its result."""
+    totals = run.totals.as_dict()
+    await view.publish_summary(outcome if held else "left to another run", totals)
+    await publish_job_status(run.job, run.tracker.summary())
+    get_run_logger().info("bulk-%s %s: %s, %s", view.direction, run.job, outcome, totals)
+    return {**totals, "job": run.job, **extra, "outcome": outcome, "elapsed": round(view.timer.elapsed, 3),
+            "phases": view.phases()}

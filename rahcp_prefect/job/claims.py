@@ -18,7 +18,7 @@ from typing import Any
 
 from rahcp_prefect.job.counts import add_counts, new_counts
 from rahcp_prefect.job.renewal import renewed
-from rahcp_prefect.tracker.protocol import TrackerProtocol
+from rahcp_prefect.tracker.protocol import TrackerProtocol, TransferStatus
 
 BatchFn = Callable[[list[tuple[str, int]]], Awaitable[dict[str, Any]]]
 REGISTER_CHUNK = 10_000
@@ -47,7 +47,8 @@ async def drain_job(
     """Claim and transfer batches until no key of the job is pending; returns summed stats.
 
     While other runs still hold pending keys this run waits and claims again, so it takes
-    over the keys of a run that died once their lease expires.
+    over the keys of a run that died once their lease expires. Keys this run attempted that
+    stay pending (files deferred because they changed while sent) are left for the next run.
     """
     attempted: set[str] = set()
     totals = new_counts()
@@ -62,4 +63,6 @@ async def drain_job(
             continue
         if tracker.summary().get("pending", 0) == 0:
             return totals
+        if not tracker.entries(TransferStatus.pending).keys() - attempted:
+            return totals  # what stays pending, this run deferred (changed while sent): the next run's
         await asyncio.sleep(poll_seconds)

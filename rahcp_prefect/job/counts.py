@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-COUNTERS = ("ok", "skipped", "errors", "done", "bytes", "retries", "api_retries", "verified", "unverified")
+from rahcp_prefect.bulk.stats import DEFERRED_NAMED
+
+COUNTERS = ("ok", "skipped", "errors", "done", "bytes", "retries", "api_retries", "throttled", "verified", "unverified")
+DEFERRALS = ("changed_during_run", "vanished")
+"""Files left for the next run because they changed or vanished while sent: reported when
+there are any (named in ``deferred``), never a failure."""
 
 
 def new_counts() -> dict[str, Any]:
@@ -16,4 +21,10 @@ def add_counts(total: dict[str, Any], batch: dict[str, Any]) -> dict[str, Any]:
     """Sum the counters of one batch summary into ``total`` (in place) and return it."""
     for name in COUNTERS:
         total[name] = total.get(name, 0) + int(batch.get(name, 0))
+    for name in DEFERRALS:
+        if batch.get(name):
+            total[name] = total.get(name, 0) + int(batch[name])
+    if batch.get("deferred"):
+        named: list[str] = total.setdefault("deferred", [])
+        named.extend(batch["deferred"][: max(0, DEFERRED_NAMED - len(named))])
     return total

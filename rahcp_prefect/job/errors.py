@@ -43,3 +43,7 @@ class BulkTransferFailed(JobError):
     def __init__(self, message: str, result: dict[str, object] | None = None) -> None:
         super().__init__(message)
         self.result = dict(result or {})
+
+
+class RunStopped(JobError):
+    """The run was asked to stop (``JobRun.stop``): an interruption, staging and the done marks kept."""

@@ -6,6 +6,12 @@ earlier runs of the job committed stay, and are not sent again. ``keep`` leaves 
 every done mark as they are, so the next run sends only what failed (or changed). Either way
 the final prefix is untouched, and the report says what was kept or deleted.
 
+**Interruption is not failure.** A run stopped from outside (Prefect's cancel, SIGTERM from a
+worker or Kubernetes, SIGINT) failed nothing: ``interruption`` tells such a stop from a failure
+(without importing Prefect), and ``kept_on_interruption`` keeps staging and the done marks
+whatever ``on_failure`` says, without a request (the process has seconds left), so the next
+run sends only what is missing. ``on_failure`` applies to failures only.
+
 A rollback goes page by page, forgetting a page's marks before deleting its objects: a crash
 half-way leaves objects that are no longer recorded as done, which the next run sends again
 (or its verification removes), never a done mark without its object.
@@ -13,9 +19,12 @@ half-way leaves objects that are no longer recorded as done, which the next run 
 
 from __future__ import annotations
 
+import asyncio
+import signal
 from dataclasses import dataclass
 
 from rahcp_prefect.client import HCPClient
+from rahcp_prefect.job.errors import RunStopped
 from rahcp_prefect.job.policy import OnFailure, parse_on_failure
 from rahcp_prefect.job.staging import StagingPlan
 from rahcp_prefect.tracker.protocol import JobInfo, JobState, TrackerProtocol
@@ -47,6 +56,55 @@ class FailureReport:
         )
 
 
+#: Class names of Prefect's signal exceptions (``prefect.exceptions``), matched by name so the
+#: job stays Prefect-free: ``TerminationSignal`` is SIGTERM raised in the flow's process.
+_SIGNAL_EXCEPTIONS = frozenset({"TerminationSignal", "ExternalSignal"})
+
+
+def interruption(exc: BaseException | None) -> str | None:
+    """What stopped the run from outside, or None when ``exc`` is a failure (or None).
+
+    Interruptions: Prefect's ``TerminationSignal`` (SIGTERM: a worker's cancel, an eviction),
+    ``KeyboardInterrupt`` (SIGINT), ``SystemExit``, and ``asyncio.CancelledError`` (how a
+    cancel or a signal that landed in the event loop reaches the run's code: asyncio cancels
+    every task on the way out). A group counts as interrupted when any of its exceptions is.
+    A failure that merely happened during a cancellation (its ``__context__``) stays a failure:
+    ``asyncio.wait_for``'s ``TimeoutError`` has a ``CancelledError`` there too.
+    """
+    if exc is None:
+        return None
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            found = interruption(inner)
+            if found:
+                return found
+        return None
+    if any(kind.__name__ in _SIGNAL_EXCEPTIONS for kind in type(exc).__mro__):
+        number = getattr(exc, "signal", signal.SIGTERM)
+        try:
+            return signal.Signals(number).name
+        except ValueError:
+            return f"signal {number}"
+    if isinstance(exc, KeyboardInterrupt):
+        return "SIGINT"
+    if isinstance(exc, SystemExit):
+        return "exit"
+    if isinstance(exc, asyncio.CancelledError):
+        return "cancelled"
+    if isinstance(exc, RunStopped):
+        return "stopped"
+    return None
+
+
+def kept_on_interruption(cause: str) -> str:
+    """What an interrupted run left, in a sentence: nothing was asked of the store (the
+    process has seconds left), so staging and the done marks stay whatever on_failure says."""
+    return (
+        f"interrupted ({cause}): staging kept with its done marks, whatever on_failure says; "
+        "the next run sends only what is missing"
+    )
+
+
 async def roll_back(client: HCPClient, tracker: TrackerProtocol, plan: StagingPlan) -> FailureReport:
     """Delete the job's staging, forgetting the marks of what it held, and record the rollback."""
     info = tracker.job_info()
@@ -72,7 +130,7 @@ async def keep_staging(client: HCPClient, plan: StagingPlan) -> FailureReport:
 async def apply_failure_policy(
     policy: OnFailure | str, client: HCPClient, tracker: TrackerProtocol, plan: StagingPlan
 ) -> FailureReport:
-    """Roll back or keep, per ``policy``."""
+    """Roll back or keep, per ``policy`` (a failed run: an interruption never comes here)."""
     if parse_on_failure(policy) == OnFailure.rollback:
         return await roll_back(client, tracker, plan)
     return await keep_staging(client, plan)

@@ -34,6 +34,8 @@ COUNT_LABELS: dict[str, str] = {
     "missing": "missing from the bucket (sent again)",
     "unchanged": "unchanged files",
     "skipped": "already done (skipped)",
+    "changed_during_run": "changed while sent (left for the next run)",
+    "vanished": "vanished while sent (left for the next run)",
     "failed": "failed",
     "errors": "failed",
     "committed": "committed to the final prefix",
@@ -44,6 +46,7 @@ COUNT_LABELS: dict[str, str] = {
     "kept_staging": "staged objects kept",
     "retries": "transfers retried",
     "api_retries": "API requests retried",
+    "throttled": "requests throttled (retried)",
 }
 """Result fields shown as counts, in this order, with the words an operator reads."""
 
@@ -65,7 +68,7 @@ class RunFacts:
     endpoint: str
     outcome: str
     """``committed``, ``complete``, ``rolled back``, ``kept`` (staging kept, nothing changed),
-    ``failed`` or ``left to another run``."""
+    ``interrupted`` (cancelled or signalled: staging kept), ``failed`` or ``left to another run``."""
     result: Mapping[str, Any] = field(default_factory=dict)
     source: str | None = None
     dest_dir: str | None = None
@@ -113,9 +116,11 @@ def headline(facts: RunFacts) -> str:
     if facts.direction == "upload":
         if facts.outcome == "committed":
             committed = int(result.get("committed", result.get("ok", 0)) or 0)
+            deferred = sum(int(result.get(name, 0) or 0) for name in ("changed_during_run", "vanished"))
+            deferred_text = f"; {plural(deferred, 'file')} changed while sent, left for the next run" if deferred else ""
             return (
                 f"Committed {plural(committed, 'file')} ({size}) to {target} "
-                f"on {facts.endpoint}{unchanged_text}"
+                f"on {facts.endpoint}{unchanged_text}{deferred_text}"
             )
         if facts.outcome == "left to another run":
             sent = int(result.get("ok", 0) or 0)
@@ -127,6 +132,12 @@ def headline(facts: RunFacts) -> str:
             return (
                 f"Commit interrupted: part of the files may already be in {target} on {facts.endpoint}; "
                 "the next run of the job finishes the commit"
+            )
+        if facts.outcome == "interrupted":
+            why = result.get("interrupted") or "stopped from outside"
+            return (
+                f"Interrupted ({why}): nothing changed in {target} on {facts.endpoint}; staging and the "
+                "done marks kept, the next run sends only what is missing"
             )
         verb = "Rolled back" if facts.outcome == "rolled back" else "Not committed"
         text = f"{verb}: nothing changed in {target} on {facts.endpoint}{failed_text}"
@@ -228,6 +239,20 @@ def failure_section(facts: RunFacts, limit: int = FIRST_FAILURES) -> list[str]:
 
 
 
+def deferred_section(facts: RunFacts) -> list[str]:
+    """The files left for the next run because they changed or vanished while sent (named as
+    the result names them), never failures."""
+    names = [str(key) for key in facts.result.get("deferred") or []]
+    if not names:
+        return []
+    total = sum(int(facts.result.get(name, 0) or 0) for name in ("changed_during_run", "vanished"))
+    lines = [f"### Left for the next run ({format_count(max(total, len(names)))})", ""]
+    lines += [f"- {code(relative_key(key, *facts.key_prefixes))}" for key in names]
+    if total > len(names):
+        lines.append(f"- ... and {format_count(total - len(names))} more")
+    return lines + ["", "They changed or vanished while they were sent; the next run of the job sends them.", ""]
+
+
 def render_summary(facts: RunFacts) -> str:
     """The whole summary as markdown."""
     title = "Upload" if facts.direction == "upload" else "Download"
@@ -244,6 +269,7 @@ def render_summary(facts: RunFacts) -> str:
         lines += [f"| whole run | {format_duration(facts.elapsed)} | | | |", ""]
     lines += retained_lines(facts)
     lines += detail_lines(facts)
+    lines += deferred_section(facts)
     lines += failure_section(facts)
     return "\n".join(lines).rstrip() + "\n"
 

@@ -5,6 +5,10 @@ request first sleeps ``delay``, then either has its connection dropped (``drop``
 with ``status`` and ``{"detail": "injected fault"}``, is handled normally but has its connection
 dropped instead of the answer (``drop_answer``: the server did the work, the client never hears
 of it, as when a proxy or the network loses a response), or (none) is handled normally.
+A rule with ``duration`` fires only during that many seconds from the first request it matches
+(a storm:
+``status=503, probability=0.6, count=None, duration=20``); a data-plane rule with ``code``
+answers S3's XML error with that code (``SlowDown``) instead of the JSON detail.
 A data-plane rule with ``damage`` forwards the request with one byte of its body flipped: a PUT's
 request body (after the client computed its digest), a GET's response body.
 The injector is thread-safe: the API event loop, moto's request threads and the test thread all
@@ -17,6 +21,7 @@ import itertools
 import random
 import re
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -39,9 +44,12 @@ class FaultRule:
     drop_answer: bool = False
     count: int | None = 1
     probability: float = 1.0
+    duration: float | None = None
+    code: str | None = None
     hits: int = 0
     id: int = 0
     _regex: re.Pattern[str] = field(init=False, repr=False)
+    _until: float = field(init=False, repr=False, default=float("inf"))
 
     def __post_init__(self) -> None:
         if self.plane not in PLANES:
@@ -58,6 +66,11 @@ class FaultRule:
             raise ValueError("count must be >= 1 or None (every matching request)")
         if not 0.0 <= self.probability <= 1.0:
             raise ValueError("probability must be within [0, 1]")
+        if self.duration is not None:
+            if not self.duration > 0:
+                raise ValueError("duration must be > 0 seconds or None (no end)")
+        if self.code is not None and (self.plane != "data" or self.status is None or not self.code.isalnum()):
+            raise ValueError("code is an S3 error code (letters, digits) for a data-plane status fault")
         if self.method is not None:
             self.method = self.method.upper()
         try:
@@ -67,8 +80,8 @@ class FaultRule:
 
     @property
     def exhausted(self) -> bool:
-        """True once the rule has hit ``count`` requests."""
-        return self.count is not None and self.hits >= self.count
+        """True once the rule has hit ``count`` requests or its ``duration`` is over."""
+        return (self.count is not None and self.hits >= self.count) or time.monotonic() >= self._until
 
     def matches(self, plane: str, method: str, path: str) -> bool:
         """Whether the rule applies to this request (ignoring count and probability)."""
@@ -92,6 +105,8 @@ class FaultRule:
             "drop_answer": self.drop_answer,
             "count": self.count,
             "probability": self.probability,
+            "duration": self.duration,
+            "code": self.code,
             "hits": self.hits,
         }
 
@@ -121,6 +136,8 @@ class FaultInjector:
         drop_answer: bool = False,
         count: int | None = 1,
         probability: float = 1.0,
+        duration: float | None = None,
+        code: str | None = None,
     ) -> FaultRule:
         """Add a rule; see the module docstring. Returns the rule (watch ``rule.hits``)."""
         if plane == "data" and not self._data_plane_available:
@@ -139,6 +156,8 @@ class FaultInjector:
             drop_answer=drop_answer,
             count=count,
             probability=probability,
+            duration=duration,
+            code=code,
         )
         with self._lock:
             rule.id = next(self._ids)
@@ -177,6 +196,8 @@ class FaultInjector:
             for rule in self._rules:
                 if rule.exhausted or not rule.matches(plane, method, path):
                     continue
+                if rule.duration is not None and rule._until == float("inf"):  # the window opens
+                    rule._until = time.monotonic() + rule.duration
                 if rule.probability < 1.0 and self._random.random() >= rule.probability:
                     continue
                 rule.hits += 1

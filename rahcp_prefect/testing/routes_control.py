@@ -28,6 +28,8 @@ class FaultSpec(BaseModel):
     drop_answer: bool = False
     count: int | None = Field(default=1, ge=1)
     probability: float = Field(default=1.0, ge=0, le=1)
+    duration: float | None = Field(default=None, gt=0)
+    code: str | None = None
 
 
 @router.post("/faults", status_code=201)

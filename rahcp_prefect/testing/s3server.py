@@ -188,6 +188,9 @@ class DataPlaneMiddleware:
                 time.sleep(rule.delay)
             if rule.drop:
                 _drop(environ)
+            if rule.status is not None and rule.code is not None:
+                body = s3_error_body(rule.code, FAULT_DETAIL)
+                return _answer(environ, start_response, rule.status, "application/xml", body)
             if rule.status is not None:
                 body = json.dumps({"detail": FAULT_DETAIL}).encode()
                 return _answer(environ, start_response, rule.status, "application/json", body)
@@ -380,6 +383,14 @@ def _damaged_answer(app: WSGIApp, environ: dict[str, Any], start_response: Start
     if status and status[0].startswith("2"):
         return list(damaged_stream(chunks))
     return chunks
+
+
+def s3_error_body(code: str, message: str) -> bytes:
+    """S3's XML error body with ``code`` (e.g. ``SlowDown``)."""
+    return (
+        f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{code}</Code>'
+        f"<Message>{message}</Message></Error>"
+    ).encode()
 
 
 def _answer(

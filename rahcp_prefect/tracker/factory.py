@@ -58,7 +58,7 @@ def create_tracker(target: str | Path, job: str, **options: Any) -> TrackerProto
     """Open the tracker of ``job`` at ``target`` (a SQLite path or a PostgreSQL DSN).
 
     ``options`` go to the backend (``flush_every``; SQLite: ``busy_timeout``; PostgreSQL:
-    ``pool_size``, ``connect_timeout``, ``application_name``). PostgreSQL connects here, so a
+    ``pool_size``, ``connect_timeout``, ``application_name``, ``wait``). PostgreSQL connects here, so a
     wrong DSN raises ``TrackerConnectionError`` before any transfer starts.
     """
     backend = backend_of(target)

@@ -10,6 +10,7 @@ Open one tracker per process (connections do not survive ``fork``).
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -19,6 +20,7 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import ConnectionPool
 from sqlalchemy.dialects import postgresql as pg_dialect
 
+from rahcp_prefect import defaults
 from rahcp_prefect.tracker import schema
 from rahcp_prefect.tracker.base import (
     JOBS,
@@ -51,6 +53,8 @@ JOB_COLUMNS = job_columns(NOW)
 SCHEMA_LOCK = 0x7261686370_01
 WRITE_BATCH = 10_000
 REGISTER_BATCH = 10_000
+#: Longest pause between two attempts at writing marks while the database is unreachable.
+WRITE_RETRY_MAX_DELAY = 5.0
 
 #: Marks and manifests travel as arrays in binary (%b): five times cheaper to send than text.
 UPSERT = f"""
@@ -122,10 +126,15 @@ class PostgresTracker(BufferedTracker):
         pool_size: int = 2,
         connect_timeout: float = 10.0,
         application_name: str = "rahcp-prefect-tracker",
+        wait: float = defaults.TRACKER_WAIT,
     ) -> None:
         super().__init__(job, flush_every)
         check_positive("pool_size", pool_size)
         check_positive("connect_timeout", connect_timeout)
+        check_positive("wait", wait)
+        self.wait = float(wait)
+        """Seconds an operation waits for an unreachable database (a restart, a failover)
+        before it fails; marks are written again meanwhile (the upsert is idempotent)."""
         self._dsn = normalize_dsn(dsn)
         self.dsn = mask_dsn(dsn)
         kwargs = self._connect_kwargs(connect_timeout, application_name)
@@ -138,6 +147,8 @@ class PostgresTracker(BufferedTracker):
             open=False,
             name="rahcp-tracker",
             check=ConnectionPool.check_connection,
+            timeout=self.wait,
+            reconnect_timeout=max(self.wait, 300.0),
         )
         try:
             self._pool.open(wait=True, timeout=connect_timeout)
@@ -233,6 +244,21 @@ class PostgresTracker(BufferedTracker):
             yield conn
 
     def _write(self, rows: list[MarkRow]) -> None:
+        """Upsert ``rows`` in one transaction; a connection lost on the way (the database
+        restarting) rolls it back, and it is made again until ``wait`` seconds have passed."""
+        deadline = time.monotonic() + self.wait
+        delay = 0.5
+        while True:
+            try:
+                return self._upsert(rows)
+            except TrackerError as exc:
+                if time.monotonic() + delay > deadline:
+                    raise
+                logger.warning("writing %d marks failed (%s); again in %.1f s", len(rows), exc, delay)
+                time.sleep(delay)
+                delay = min(delay * 2, WRITE_RETRY_MAX_DELAY)
+
+    def _upsert(self, rows: list[MarkRow]) -> None:
         with self._write_transaction() as conn:
             for chunk in batched(rows, WRITE_BATCH):
                 k, s, st, e, et, v, va, m, sha, md = (list(column) for column in zip(*chunk))

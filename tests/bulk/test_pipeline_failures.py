@@ -64,3 +64,78 @@ async def test_cancelled_run_keeps_what_it_did(hcp_emulator, hcp_bucket, hcp_cli
 
     with SqliteTracker(tmp_path / "tracker.db", job="test") as reader:
         assert len(reader.done_keys()) >= seen[-1] >= 10
+
+
+# -- a run always ends (issue 21, item 5) ---------------------------------------------------
+
+
+@pytest.mark.timeout(30)
+async def test_worker_exception_fails_the_pipeline_promptly() -> None:
+    """A handler that raises ends every worker; the producer, blocked on a full queue, is woken
+    and the run fails with that error instead of waiting forever."""
+    from rahcp_prefect.bulk.pipeline import run_pipeline
+
+    produced: list[int] = []
+    closed = asyncio.Event()
+
+    async def pairs():
+        try:
+            for i in range(10_000):
+                produced.append(i)
+                yield (i,), None
+        finally:
+            closed.set()
+
+    async def handle(item: tuple[int], url: str | None) -> None:
+        await asyncio.sleep(0)
+        raise AttributeError(f"'str' object has no attribute 'etag' (item {item[0]})")
+
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    with pytest.raises(AttributeError, match="etag"):
+        await run_pipeline(pairs(), handle, workers=3, queue_depth=2)
+    assert loop.time() - started < 5
+    assert closed.is_set()  # the source was closed, not left reading ahead
+    assert len(produced) < 100  # stopped at once, not after the whole source
+    assert asyncio.current_task().cancelling() == 0  # the cancellation used to wake it is gone
+
+
+@pytest.mark.timeout(30)
+async def test_worker_exception_after_source_end_fails_the_pipeline() -> None:
+    """A worker that raises while the producer already waits for the workers to finish."""
+    from rahcp_prefect.bulk.pipeline import run_pipeline
+
+    async def pairs():
+        for i in range(3):
+            yield (i,), None
+
+    async def handle(item: tuple[int], url: str | None) -> None:
+        await asyncio.sleep(0.05 * item[0])
+        if item[0] == 2:
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        await run_pipeline(pairs(), handle, workers=3, queue_depth=1)
+
+
+@pytest.mark.timeout(60)
+async def test_data_plane_returning_none_fails_the_upload_within_seconds(
+    hcp_emulator, hcp_bucket, hcp_client, tracker, tmp_path, monkeypatch
+) -> None:
+    """A defect outside the per-file ``try`` (here: a data plane answering None, which the
+    real parts cannot produce) fails the run with its error, promptly, and keeps the marks."""
+    src = tmp_path / "src"
+    make_tree(src, {f"f{i:03d}": content(i, 20) for i in range(300)})
+
+    async def broken_put_bytes(url, data, *, what, **kw):
+        return None
+
+    monkeypatch.setattr(hcp_client.data, "put_bytes", broken_put_bytes)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    with pytest.raises(AttributeError, match="etag"):
+        await bulk_upload(
+            BulkUploadConfig(client=hcp_client, bucket=hcp_bucket, source_dir=src, tracker=tracker, workers=4,
+                             queue_depth=2, presign_batch_size=20)
+        )
+    assert loop.time() - started < 10

@@ -185,11 +185,12 @@ async def test_engine_sends_files_changed_in_place_or_grown_and_records_their_mt
     assert (trusted.ok, trusted.skipped) == (0, 6) and hcp_emulator.request_counts[PUT] == 0
 
 
-async def test_engine_fails_a_streamed_file_rewritten_while_it_is_sent(
+async def test_engine_defers_a_streamed_file_rewritten_while_it_is_sent(
     hcp_emulator, hcp_bucket, hcp_client, tracker, tmp_path
 ) -> None:
-    """Same size, new mtime between the scan and the end of the send: an error, never done."""
-    from rahcp_prefect.bulk import BulkUploadConfig, FileChangedError, bulk_upload
+    """Same size, new mtime between the scan and the end of the send: deferred (counted and
+    named, never done, its stored copy removed), not an error."""
+    from rahcp_prefect.bulk import BulkUploadConfig, bulk_upload
 
     from .conftest import make_tree
 
@@ -208,9 +209,10 @@ async def test_engine_fails_a_streamed_file_rewritten_while_it_is_sent(
             validate_file=rewrite, on_error=lambda key, exc: errors.append(exc),
         )
     )
-    assert stats.errors == 1 and isinstance(errors[0], FileChangedError)
-    assert "rewritten" in str(errors[0])
-    assert tracker.done_keys() == set()
+    assert stats.errors == 0 and errors == []
+    assert (stats.changed_during_run, stats.vanished, stats.deferred) == (1, 0, ["big.bin"])
+    assert tracker.done_keys() == set() and tracker.entries() == {}
+    assert hcp_emulator.stored(hcp_bucket) == {}, "the copy stored before the change was seen is removed"
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,6 @@ import pytest
 
 from rahcp_prefect.bulk import (
     BulkUploadConfig,
-    FileChangedError,
     TransferStats,
     bulk_upload,
 )
@@ -234,24 +233,26 @@ async def test_expired_url_presigned_again_once(hcp_emulator, hcp_bucket, hcp_cl
     assert (stats.ok, stats.errors) == (1, 1)
 
 
-async def test_file_changed_after_scan(hcp_emulator, hcp_bucket, hcp_client, tracker, tmp_path) -> None:
+async def test_file_changed_after_scan_is_deferred(hcp_emulator, hcp_bucket, hcp_client, tracker, tmp_path) -> None:
     src = tmp_path / "src"
-    make_tree(src, {"grows": b"12345", "shrinks": os.urandom(2_000_000), "stable": b"ok"})
+    make_tree(src, {"grows": b"12345", "shrinks": os.urandom(2_000_000), "stable": b"ok", "gone": b"bye"})
 
     def mutate(path: Path) -> None:  # runs after the scan, just before the upload
         if path.name == "grows":
             path.write_bytes(b"1234567")
         elif path.name == "shrinks":
             path.write_bytes(b"tiny")
+        elif path.name == "gone":
+            path.unlink()
 
     errors: dict[str, BaseException] = {}
     stats = await bulk_upload(
         cfg(hcp_client, hcp_bucket, src, tracker, validate_file=mutate, on_error=errors.__setitem__)
     )
-    assert (stats.ok, stats.errors) == (1, 2)
-    assert isinstance(errors["grows"], FileChangedError) and "changed since it was scanned" in str(errors["grows"])
-    assert isinstance(errors["shrinks"], FileChangedError)
+    assert (stats.ok, stats.errors, stats.changed_during_run, stats.vanished) == (1, 0, 2, 1), errors
+    assert sorted(stats.deferred) == ["gone", "grows", "shrinks"] and stats.done == 4
     assert set(hcp_emulator.stored(hcp_bucket)) == {"stable"}
+    assert set(tracker.entries()) == {"stable"}, "a deferred file is not recorded"
     # the next run picks the files up again with their new sizes
     stats = await bulk_upload(cfg(hcp_client, hcp_bucket, src, tracker))
     assert (stats.ok, stats.skipped) == (2, 1)

@@ -94,7 +94,7 @@ async def test_retryable_status_is_retried_then_succeeds(counts: Any,
 
 
 async def test_backoff_then_retryable_error_after_max_retries(counts: Any, make_client: Any, hcp_emulator: Any) -> None:
-    client = await make_client(max_retries=2, retry_base_delay=0.2)
+    client = await make_client(max_retries=2, retry_base_delay=0.2, retry_deadline=0)  # no time budget
     await counts.reset()
     hcp_emulator.faults.add("api", path=r"/buckets$", status=503, count=None)
     started = time.monotonic()
@@ -256,3 +256,26 @@ async def test_error_messages_are_redacted_and_cut() -> None:
     assert info.value.status_code == 400 and len(info.value.message) == 200
     for secret in ("pass-word-123", "eyJhbGciOi", "feedface"):
         assert secret not in text
+
+
+@pytest.mark.timeout(60)
+async def test_throttling_is_retried_for_the_deadline_not_max_retries(
+    counts: Any, make_client: Any, hcp_emulator: Any
+) -> None:
+    """503 (throttling) is retried past ``max_retries`` for up to ``retry_deadline`` seconds;
+    a throttle that ends within it costs no error, one that does not ends at the deadline."""
+    client = await make_client(max_retries=1, retry_base_delay=0.05, retry_deadline=1.5)
+    await counts.reset()
+    hcp_emulator.faults.add("api", path=r"/buckets$", status=503, count=5)
+    await client.s3.list_buckets()
+    assert (await counts())[LIST_BUCKETS] == 6  # 5 throttled + 1, with max_retries=1
+    assert client.api_throttled == 5
+
+    await counts.reset()
+    hcp_emulator.faults.add("api", path=r"/buckets$", status=429, count=None)
+    started = time.monotonic()
+    with pytest.raises(RetryableError):
+        await client.s3.list_buckets()
+    elapsed = time.monotonic() - started
+    assert 1.0 <= elapsed <= 4.0, elapsed
+    assert (await counts())[LIST_BUCKETS] > 3

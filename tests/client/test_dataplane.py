@@ -89,6 +89,7 @@ async def test_retries_exhausted_raise_presigned_transfer_error(
 ) -> None:
     url = await hcp_client.s3.presign_get(hcp_bucket, "k")
     await counts.reset()
+    hcp_client.data.retry_deadline = 0  # throttling gets max_retries too, no time budget
     hcp_emulator.faults.add("data", method="GET", status=503, count=None)
     dest = tmp_path / "never"
     with pytest.raises(PresignedTransferError) as info:

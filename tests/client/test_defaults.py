@@ -29,6 +29,10 @@ MULTIPART = {
     "multipart_chunk": defaults.MULTIPART_CHUNK,
     "multipart_concurrency": defaults.MULTIPART_CONCURRENCY,
 }
+THROTTLING = {
+    "retry_deadline": defaults.RETRY_DEADLINE,
+    "max_bandwidth": defaults.MAX_BANDWIDTH,
+}
 CONNECTION = {
     "endpoint": defaults.ENDPOINT,
     "timeout": defaults.TIMEOUT,
@@ -57,13 +61,13 @@ def test_the_documented_defaults() -> None:
 
 def test_transfer_settings_block_defaults_are_the_defaults() -> None:
     block = _field_defaults(HCPTransferSettings)
-    expected = ENGINE | MULTIPART | {
+    expected = ENGINE | MULTIPART | THROTTLING | {
         "stream_threshold": defaults.STREAM_THRESHOLD,
         "commit_concurrency": defaults.COMMIT_CONCURRENCY,
     }
     assert {name: block[name] for name in expected} == expected
     assert HCPTransferSettings().engine_options("download") | HCPTransferSettings().client_options() == (
-        ENGINE | MULTIPART | {"stream_threshold": defaults.STREAM_THRESHOLD, "verify_download": False}
+        ENGINE | MULTIPART | THROTTLING | {"stream_threshold": defaults.STREAM_THRESHOLD, "verify_download": False}
     )
 
 
@@ -71,7 +75,7 @@ def test_credentials_block_and_client_config_agree() -> None:
     block = _field_defaults(HCPCredentials)
     assert {name: block[name] for name in CONNECTION} == CONNECTION
     config = _field_defaults(ClientConfig)
-    expected = CONNECTION | MULTIPART | {
+    expected = CONNECTION | MULTIPART | THROTTLING | {
         "complete_timeout_per_gib": defaults.COMPLETE_TIMEOUT_PER_GIB,
         "max_connections": defaults.MAX_CONNECTIONS,
     }

@@ -42,7 +42,7 @@ async def test_full_round_trip_leaks_no_secret(
     password = hcp_credentials["password"]
     errors: list[BaseException] = []
 
-    client = await make_client(multipart_threshold=5 * MIB, multipart_chunk=5 * MIB)
+    client = await make_client(multipart_threshold=5 * MIB, multipart_chunk=5 * MIB, retry_deadline=0.5)
     tokens = {client.token}
     small = tmp_path / "small.txt"
     small.write_bytes(b"hello")

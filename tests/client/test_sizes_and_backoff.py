@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 from email.utils import format_datetime
 from datetime import datetime, timedelta, timezone
 
@@ -70,3 +71,21 @@ def test_keys_are_percent_encoded_in_paths() -> None:
     assert encode_key("dir/a b?c#d%e+f ü.txt") == "dir/a%20b%3Fc%23d%25e%2Bf%20%C3%BC.txt"
     assert encode_key("..a/b..") == "..a/b.."
     assert object_path("bkt", "x/y z", "/copy") == "/buckets/bkt/objects/x/y%20z/copy"
+
+
+def test_retry_budget_limits_throttling_in_time_and_other_failures_in_count(monkeypatch: Any) -> None:
+    from rahcp_prefect.client import retry
+
+    now = [100.0]
+    monkeypatch.setattr(retry, "monotonic", lambda: now[0])
+    budget = retry.RetryBudget(max_retries=2, base=1.0, deadline=30.0)
+    delays = []
+    while (delay := budget.next_delay(throttled=True)) is not None:
+        assert delay <= retry.THROTTLE_MAX_DELAY
+        delays.append(delay)
+        now[0] += delay
+    assert len(delays) > 2 and now[0] - 100.0 <= 30.0  # more than max_retries, within the deadline
+    other = retry.RetryBudget(max_retries=2, base=1.0, deadline=30.0)
+    assert [other.next_delay(throttled=False) is not None for _ in range(3)] == [True, True, False]
+    none = retry.RetryBudget(max_retries=2, base=1.0, deadline=0.0)  # no time budget: max_retries
+    assert [none.next_delay(throttled=True) is not None for _ in range(3)] == [True, True, False]

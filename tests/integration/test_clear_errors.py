@@ -72,3 +72,5 @@ def test_prefect_file_prints_the_packaged_deployments(tmp_path: Path) -> None:
     path = Path(result.stdout.strip())
     assert result.returncode == 0 and path.is_file() and path.name == "prefect.yaml"
     assert "entrypoint: rahcp_prefect.flows.upload:bulk_upload" in path.read_text()
+    # from a checkout (editable install): the checkout's one deployment file, not a copy
+    assert path == Path(__file__).resolve().parents[2] / "deployments" / "prefect.yaml"

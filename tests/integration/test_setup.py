@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from rahcp_prefect.provision import SetupOptions, setup
+from rahcp_prefect.provision import SetupOptions, ensure_work_pool, setup
 
 BIN = Path(sys.executable).parent
 
@@ -190,3 +190,84 @@ def test_prefect_server_not_running_names_the_url(tmp_path: Path) -> None:
     assert result.stderr.strip().startswith(f"rahcp-prefect setup: cannot reach the Prefect API at {url} (")
     assert result.stderr.strip().endswith("(nothing was created)")
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_setup_with_a_pool_of_its_own_deploys_there_and_its_worker_runs_them(
+    postgres_dsn: str, hcp_emulator: Any, hcp_credentials: dict[str, Any], hcp_bucket: str, tmp_path: Path
+) -> None:
+    """`rahcp-prefect setup --pool NAME` against a real `prefect server`: every deployment of the
+    file names NAME (Prefect 3.9's `deploy --all` ignores `--pool`), and a worker of NAME runs one."""
+    import httpx
+
+    from rahcp_prefect.deployments import prefect_file
+    from rahcp_prefect.setup_checks import read_deployments
+    from rahcp_prefect.testing.postgres import fresh_database
+    from rahcp_prefect.testing.prefect_fixtures import make_tree
+    from rahcp_prefect.testing.prefect_server import asyncpg_url, run_deployment, running_server, running_worker
+
+    pool = f"archive-{uuid.uuid4().hex[:6]}"
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    files = make_tree(tmp_path / "source", 5)
+    with fresh_database(postgres_dsn) as database, running_server(asyncpg_url(database), tmp_path / "server") as env:
+        env = {**env, "HCP_PASSWORD": hcp_credentials["password"]}
+        setup_run = subprocess.run(
+            [str(BIN / "rahcp-prefect"), "setup", "--pool", pool, "--endpoint", hcp_credentials["endpoint"],
+             "--username", hcp_credentials["username"], "--tenant", hcp_credentials["tenant"],
+             "--tracker-sqlite", str(tmp_path / "tracker.db")],
+            env=env, cwd=outside, capture_output=True, text=True, timeout=300,
+        )
+        assert setup_run.returncode == 0, setup_run.stdout[-3000:] + setup_run.stderr[-3000:]
+        assert f"Start a worker: prefect worker start --pool {pool}" in setup_run.stdout
+        api = env["PREFECT_API_URL"]
+        expected = [str(spec) for spec in read_deployments(prefect_file())]
+        pools = {name: httpx.get(f"{api}/deployments/name/{name}", timeout=30).json()["work_pool_name"]
+                 for name in expected}
+        assert pools == {name: pool for name in expected}
+        assert httpx.post(f"{api}/work_pools/filter", json={}, timeout=30).json()[0]["name"] == pool
+        with running_worker(env, pool, outside, tmp_path / "worker.log"):
+            run = run_deployment(env, outside, "bulk-upload/default", f"source_dir={tmp_path / 'source'}",
+                                 f"bucket={hcp_bucket}", "prefix=pool/")
+    worker_log = (tmp_path / "worker.log").read_text(errors="replace")
+    assert run.returncode == 0 and "Completed" in run.stdout + run.stderr, run.stdout[-3000:] + worker_log[-5000:]
+    listed = hcp_emulator.s3.list_objects_v2(Bucket=hcp_bucket, Prefix="pool/").get("Contents", [])
+    assert {f"pool/{rel}" for rel in files} <= {item["Key"] for item in listed}
+
+
+def test_the_deployed_file_names_the_pool_and_the_blocks_setup_made() -> None:
+    from rahcp_prefect.deployments import prefect_file
+    from rahcp_prefect.provision import deployments_for
+
+    blocks = {"credentials_block": "c", "settings_block": "s", "tracker_block": "t"}
+    content = deployments_for(prefect_file(), "elsewhere", blocks)
+    assert {d["work_pool"]["name"] for d in content["deployments"]} == {"elsewhere"}
+    upload = next(d for d in content["deployments"] if d["entrypoint"].endswith(":bulk_upload"))
+    assert {k: upload["parameters"][k] for k in blocks} == blocks
+    cleanup = next(d for d in content["deployments"] if d["entrypoint"].endswith(":cleanup_staging"))
+    assert "settings_block" not in cleanup["parameters"]  # only the parameters a deployment has
+    assert upload["concurrency_limit"] == {"limit": 1, "collision_strategy": "ENQUEUE"}  # the rest unchanged
+
+
+@pytest.mark.timeout(600)
+def test_prefect_deploy_all_of_the_checkouts_file_works_from_the_checkout(prefect_api: None) -> None:
+    """`prefect deploy --all --prefect-file deployments/prefect.yaml`, as the file's header says."""
+    import httpx
+    from prefect.settings import PREFECT_API_URL
+
+    from rahcp_prefect.deployments import checkout_prefect_file
+    from rahcp_prefect.setup_checks import read_deployments
+
+    checkout = checkout_prefect_file().parents[1]
+    asyncio.run(ensure_work_pool("rahcp-process"))
+    api = str(PREFECT_API_URL.value())
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}, "PREFECT_API_URL": api}
+    result = subprocess.run(
+        [str(BIN / "prefect"), "--no-prompt", "deploy", "--all", "--prefect-file", "deployments/prefect.yaml"],
+        cwd=checkout, env=env, capture_output=True, text=True, timeout=540,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    for spec in read_deployments(checkout / "deployments" / "prefect.yaml"):
+        deployment = httpx.get(f"{api}/deployments/name/{spec}", timeout=30).json()
+        assert deployment["work_pool_name"] == "rahcp-process", deployment

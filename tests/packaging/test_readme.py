@@ -2,7 +2,9 @@
 API, so none can go stale. Blocks run in order in one namespace (later ones use the blocks and the
 bucket earlier ones created), in a scratch folder. A block whose first line names a file
 (``# conftest.py``, ``# test_archive.py``) is written to that file instead, and pytest runs
-those files in a folder of their own, as a user's test suite would.
+those files in a folder of their own, as a user's test suite would. A block whose first line
+names a file of ``flows/`` (``# flows/nightly_archive.py``) is that file, shown in the README:
+it must equal the file, and runs as ``python flows/<file>`` would (as ``__main__``).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import pytest
 PROJECT = Path(__file__).resolve().parents[2]
 FENCE = re.compile(r"^```python\n(.*?)^```$", re.DOTALL | re.MULTILINE)
 FILE_BLOCK = re.compile(r"^# ((?:conftest|test_\w+)\.py)\n")
+FLOWS_FILE_BLOCK = re.compile(r"^# (flows/\w+\.py)\n")
 
 
 def python_blocks() -> list[str]:
@@ -30,6 +33,13 @@ def test_the_readme_has_python_blocks_for_each_step() -> None:
     for needed in ("HCPCredentials(", ".save(\"hcp\"", "create_bucket(", "async def nightly_archive",
                    "def nightly_archive_sync", "pytest_plugins", "bulk_download("):
         assert needed in code, needed
+
+
+def test_the_readme_shows_the_flows_files_as_they_are() -> None:
+    shown = {m.group(1): block for block in python_blocks() if (m := FLOWS_FILE_BLOCK.match(block))}
+    assert set(shown) == {"flows/nightly_archive.py", "flows/nightly_archive_sync.py"}
+    for path, block in shown.items():
+        assert block == (PROJECT / path).read_text(), f"README's {path} differs from the file"
 
 
 def test_every_python_block_of_the_readme_runs(
@@ -51,8 +61,11 @@ def test_every_python_block_of_the_readme_runs(
         if named:
             (suite / named.group(1)).write_text(block)
             continue
+        flows_file = FLOWS_FILE_BLOCK.match(block)
+        namespace["__name__"] = "__main__" if flows_file else "__readme__"
         try:
-            exec(compile(block, f"README.md python block {number}", "exec"), namespace)  # noqa: S102
+            exec(compile(block, flows_file.group(1) if flows_file else f"README.md python block {number}", "exec"),
+                 namespace)  # noqa: S102
         except Exception as exc:
             pytest.fail(f"README python block {number} failed: {type(exc).__name__}: {exc}\n{block}")
         run += 1

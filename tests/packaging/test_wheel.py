@@ -42,9 +42,10 @@ def user_env(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     """A fresh venv with only the wheel (and its dependencies) installed; yields its bin folder."""
     venv = tmp_path_factory.mktemp("user") / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
-    result = subprocess.run(
+    clean = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    result = subprocess.run(  # without PYTHONPATH: a checkout on it would count as rahcp-prefect installed
         [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--no-compile", str(wheel)],
-        capture_output=True, text=True, timeout=900,
+        capture_output=True, text=True, timeout=900, env=clean,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     yield venv / "bin"
@@ -65,6 +66,46 @@ def test_the_wheel_carries_what_deploying_needs(wheel: Path) -> None:
     assert "License-Expression: Apache-2.0" in metadata
     assert "Project-URL: Repository," in metadata
     assert not any(n.startswith(("flows/", "deployments/", "tests/")) for n in names)
+
+
+def _packaged_deployment_file(wheel: Path) -> bytes:
+    with zipfile.ZipFile(wheel) as archive:
+        return archive.read("rahcp_prefect/deployments/prefect.yaml")
+
+
+def test_the_wheel_holds_exactly_the_checkouts_deployment_file(wheel: Path) -> None:
+    assert _packaged_deployment_file(wheel) == (PROJECT / "deployments" / "prefect.yaml").read_bytes()
+    assert not (PROJECT / "rahcp_prefect" / "deployments" / "prefect.yaml").exists()  # no second copy
+
+
+def test_a_wheel_built_from_the_sdist_holds_the_same_deployment_file(tmp_path: Path) -> None:
+    """``pip install`` from the sdist builds a wheel from it: the sdist must carry the file too."""
+    builder = tmp_path / "builder"
+    subprocess.run([sys.executable, "-m", "venv", str(builder)], check=True, timeout=300)
+    python = str(builder / "bin" / "python")
+    installed = subprocess.run([python, "-m", "pip", "install", "-q", "setuptools>=77", "wheel"],
+                               capture_output=True, text=True, timeout=600)
+    assert installed.returncode == 0, installed.stderr[-3000:]
+    sdist_dir, wheel_dir = tmp_path / "sdist", tmp_path / "wheel"
+    built = subprocess.run(
+        [python, "-c", f"from setuptools import build_meta; build_meta.build_sdist({str(sdist_dir)!r})"],
+        cwd=PROJECT, capture_output=True, text=True, timeout=300,
+    )
+    assert built.returncode == 0, built.stderr[-3000:]
+    (sdist,) = sdist_dir.glob("rahcp_prefect-*.tar.gz")
+    wheel = subprocess.run([python, "-m", "pip", "wheel", "-q", "--no-deps", str(sdist), "-w", str(wheel_dir)],
+                           capture_output=True, text=True, timeout=540)
+    assert wheel.returncode == 0, wheel.stderr[-3000:]
+    (from_sdist,) = wheel_dir.glob("rahcp_prefect-*.whl")
+    assert _packaged_deployment_file(from_sdist) == (PROJECT / "deployments" / "prefect.yaml").read_bytes()
+
+
+def test_prefect_file_prints_the_installed_wheels_file(user_env: Path, tmp_path: Path) -> None:
+    result = _user_run(user_env, "rahcp-prefect", "prefect-file", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    printed = Path(result.stdout.strip())
+    assert printed.is_relative_to(user_env.parent) and printed.parts[-3:] == ("rahcp_prefect", "deployments", "prefect.yaml")
+    assert printed.read_bytes() == (PROJECT / "deployments" / "prefect.yaml").read_bytes()
 
 
 def test_the_installed_package_is_the_wheel_not_the_checkout(user_env: Path, tmp_path: Path) -> None:

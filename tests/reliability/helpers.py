@@ -4,8 +4,13 @@ and what a flow run left in Prefect (logs, artifacts)."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
+from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -118,3 +123,48 @@ def summary_metric(artifacts: list[Any], metric: str) -> Any:
                     digits = value.replace(",", "")
                     return int(digits) if digits.isdigit() else value
     raise AssertionError(f"no summary artifact with {metric!r} among {[a.key for a in artifacts]}")
+
+
+FLOW_SCRIPT = """
+import asyncio, json, sys
+from rahcp_prefect.flows import bulk_download, bulk_upload
+flow = {"upload": bulk_upload, "download": bulk_download}[sys.argv[1]]
+print("RESULT " + json.dumps(asyncio.run(flow(**json.loads(sys.argv[2])))), flush=True)
+"""
+
+
+def signal_flow_when(
+    kind: str, params: dict[str, Any], log: Path, ready: Callable[[], bool], sig: int, wait: float = 30.0
+) -> tuple[int, float]:
+    """Run the ``kind`` flow (``upload``/``download``) in a child process on this session's
+    Prefect API, output to ``log``, and send it ``sig`` as soon as ``ready()``; returns its exit
+    code and the seconds it took to exit after the signal (killed after ``wait``)."""
+    from prefect.settings import PREFECT_API_URL
+
+    env = {**os.environ, "PREFECT_API_URL": str(PREFECT_API_URL.value()), "PREFECT_LOGGING_LEVEL": "INFO"}
+    with log.open("w") as out:
+        child = subprocess.Popen(
+            [sys.executable, "-c", FLOW_SCRIPT, kind, json.dumps(params)], env=env, stdout=out, stderr=subprocess.STDOUT
+        )
+        try:
+            deadline = time.monotonic() + 120
+            while not ready():
+                assert child.poll() is None, f"the run ended before the signal: {log.read_text()[-3000:]}"
+                assert time.monotonic() < deadline, "the run never reached the point to signal it"
+                time.sleep(0.05)
+            child.send_signal(sig)
+            sent = time.monotonic()
+            child.wait(wait)
+            return child.returncode, time.monotonic() - sent
+        finally:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
+
+
+async def with_lease(blocks: Any, seconds: float) -> Any:
+    """``blocks`` (``SavedBlocks``) with its SQLite tracker block saved again with ``lease_seconds``."""
+    from rahcp_prefect.blocks import HCPTracker
+
+    await HCPTracker(sqlite_path=str(blocks.tracker_path), lease_seconds=seconds).save(blocks.tracker, overwrite=True)
+    return blocks

@@ -9,20 +9,15 @@ half-way; the tracker's short lease lets the rerun take over the commit lock the
 
 from __future__ import annotations
 
-import json
 import os
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from prefect.settings import PREFECT_API_URL
 
-from rahcp_prefect.blocks import HCPTracker
 from rahcp_prefect.bulk.paths import TEMP_PREFIX
 from rahcp_prefect.flows import bulk_download, bulk_upload
 from rahcp_prefect.flows.download import staging_dir_for
@@ -37,7 +32,9 @@ from .helpers import (
     job_tracker,
     partial_files,
     sha256,
+    signal_flow_when,
     tree_hashes,
+    with_lease,
     without_manifest,
 )
 
@@ -46,21 +43,12 @@ MANIFEST_GET = 1  # a download reads the prefix's manifest once (one GET, found 
 
 FILES = 400
 LEASE = 3.0
-RUN_SCRIPT = """
-import asyncio, json, sys
-from rahcp_prefect.flows import bulk_download, bulk_upload
-flow = {"upload": bulk_upload, "download": bulk_download}[sys.argv[1]]
-print("RESULT " + json.dumps(asyncio.run(flow(**json.loads(sys.argv[2])))), flush=True)
-"""
 
 
 @pytest.fixture
 async def blocks(saved_blocks: SavedBlocks) -> SavedBlocks:
     """The saved blocks with a short lease: a dead run's commit lock expires in 3 s."""
-    await HCPTracker(sqlite_path=str(saved_blocks.tracker_path), lease_seconds=LEASE).save(
-        saved_blocks.tracker, overwrite=True
-    )
-    return saved_blocks
+    return await with_lease(saved_blocks, LEASE)
 
 
 def _source(root: Path) -> dict[str, str]:
@@ -73,22 +61,8 @@ def _source(root: Path) -> dict[str, str]:
 
 def _kill_when(kind: str, params: dict[str, Any], log: Path, ready: Callable[[], bool]) -> None:
     """Run the ``kind`` flow in a child process and SIGKILL it as soon as ``ready()``."""
-    env = {**os.environ, "PREFECT_API_URL": str(PREFECT_API_URL.value()), "PREFECT_LOGGING_LEVEL": "WARNING"}
-    with log.open("w") as err:
-        child = subprocess.Popen(
-            [sys.executable, "-c", RUN_SCRIPT, kind, json.dumps(params)],
-            env=env, stdout=subprocess.PIPE, stderr=err, text=True,
-        )
-        try:
-            deadline = time.monotonic() + 120
-            while not ready():
-                assert child.poll() is None, f"the run ended before the kill: {log.read_text()[-3000:]}"
-                assert time.monotonic() < deadline, "the run never reached the point to kill it"
-                time.sleep(0.05)
-            child.send_signal(signal.SIGKILL)
-        finally:
-            child.wait(30)
-    assert child.returncode == -signal.SIGKILL
+    code, _took = signal_flow_when(kind, params, log, ready, signal.SIGKILL)
+    assert code == -signal.SIGKILL
     time.sleep(0.5)  # requests the dead run had in flight finish on the server side
 
 

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import yaml
 
-import rahcp_prefect
+from rahcp_prefect.deployments import prefect_file
 
-PREFECT_YAML = Path(rahcp_prefect.__file__).parent / "deployments" / "prefect.yaml"
+PREFECT_YAML = prefect_file()
 
 
 def test_every_deployment_has_a_description_and_the_rahcp_tag() -> None:

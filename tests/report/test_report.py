@@ -145,3 +145,26 @@ def test_failure_log_scales(caplog: pytest.LogCaptureFixture) -> None:
     assert lines[0] == "Failed: f0: OSError: denied" and "f19: OSError" in lines[19]
     assert 20 < len(lines) < 40
     assert lines[-1] == "100000 file(s) failed in all (20 logged above); all of them: cmd"
+
+
+def test_deferred_files_are_counted_and_named_and_the_headline_says_they_wait() -> None:
+    text = render_summary(
+        _facts(
+            result={
+                "ok": 33, "committed": 33, "bytes": 10, "changed_during_run": 5, "vanished": 2,
+                "deferred": [STAGING + f"f{i}.txt" for i in range(7)],
+            },
+            key_prefixes=(STAGING, "nightly/2026/01/"),
+        )
+    )
+    assert "Committed 33 files" in text and "7 files changed while sent, left for the next run" in text
+    assert "| changed while sent (left for the next run) | 5 |" in text
+    assert "| vanished while sent (left for the next run) | 2 |" in text
+    assert "### Left for the next run (7)" in text and "- `f0.txt`" in text and ".rahcp-staging" not in text
+    assert "Failures" not in text
+
+
+def test_an_interrupted_upload_says_staging_was_kept() -> None:
+    text = render_summary(_facts(outcome="interrupted", result={"ok": 20, "bytes": 5, "interrupted": "SIGTERM"}))
+    assert "Interrupted (SIGTERM): nothing changed in `archive/nightly/2026/01/`" in text
+    assert "| reached staging, kept for the next run | 20 |" in text and "rolled back" not in text.lower()

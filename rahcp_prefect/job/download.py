@@ -1,0 +1,161 @@
+"""A download's staging: a local folder beside the destination, moved into place when complete.
+
+``DownloadStaging`` is the download side of a ``JobRun``: it lists the prefix page by page,
+decides once per key whether it is in the destination as this job wrote it
+(``sync.decide_download``), reads the prefix's manifest once (every batch checks its bytes
+against it), and, when every object arrived, moves the staging folder's files into the
+destination under the commit lock. On failure the destination is untouched and staging is kept,
+so the next run resumes from it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rahcp_prefect.bulk.filters import GlobFilter
+from rahcp_prefect.bulk.paths import UnsafeKeyError, local_path, relative_key
+from rahcp_prefect.bulk.scanner import iter_listing
+from rahcp_prefect.bulk.sync import Change, SortedRecords, SyncCounts, decide_download, local_state
+from rahcp_prefect.job.commit import commit_lock, wait_for_commit_lock
+from rahcp_prefect.job.folder import promote_staging, staging_dir_for
+from rahcp_prefect.job.manifest import ExpectedDigests, read_manifest
+from rahcp_prefect.job.run import Batch, Failure, JobRun, Selection, first_errors
+from rahcp_prefect.tracker.protocol import JobState
+
+
+@dataclass(kw_only=True)
+class DownloadStaging(Selection):
+    """The download side of a run: ``bucket/prefix`` into ``dest`` through its staging folder."""
+
+    dest: Path
+    expected: ExpectedDigests | None = None
+    noun, verb = "object", "download"
+    failed_outcome = "failed"
+
+    @property
+    def folder(self) -> Path:
+        return staging_dir_for(self.dest)
+
+    @property
+    def left_as_it_was(self) -> str:
+        return f"{self.dest} untouched, completed files kept in {self.folder} for the next run"
+
+    async def listing(self, run: JobRun) -> AsyncIterator[tuple[str, int, str | None]]:
+        """``(key, size, etag)`` of every object under the prefix that the filters accept, page by page."""
+        accepts = GlobFilter(self.include, self.exclude)
+        async for key, size, etag in iter_listing(run.client.s3, self.bucket, self.prefix):
+            if not accepts.active or accepts.accepts(key):
+                yield key, int(size), etag
+
+    def in_place(self, key: str, size: int, records: SortedRecords, counts: SyncCounts | None) -> bool:
+        """Whether ``key`` is in ``dest`` as this job wrote it; counted in ``counts`` when given."""
+        try:
+            rel = relative_key(key, self.prefix)
+            local = local_state(local_path(str(self.dest), rel)) if rel is not None else None
+        except UnsafeKeyError:
+            local = None
+        change = decide_download(local, records.lookup(key), size)
+        if counts is not None:
+            counts.add(change)
+        return change is Change.unchanged
+
+    async def preview(self, run: JobRun, sample_size: int) -> tuple[int, int, list[tuple[str, int]], SyncCounts]:
+        """The objects and bytes a run would download, a sample, the sync counts (``unchanged``:
+        the ones in place)."""
+        counts, files, size = SyncCounts(), 0, 0
+        sample: list[tuple[str, int]] = []
+        records = SortedRecords(run.tracker.iter_done(self.prefix))
+        async for key, object_size, _etag in self.listing(run):
+            if not self.in_place(key, object_size, records, counts):
+                files, size = files + 1, size + object_size
+                if len(sample) < sample_size:
+                    sample.append((key, object_size))
+        return files, size, sample, counts
+
+    # -- the steps of a JobRun ------------------------------------------------------------
+
+    async def open(self, run: JobRun) -> None:
+        """Record where the job's files wait."""
+        state = {} if run.cooperative else {"state": JobState.open}
+        run.tracker.update_job(**state, bucket=self.bucket, staging_prefix=str(self.folder), final_prefix=self.prefix)
+        run.totals.sync = None if run.cooperative else SyncCounts()
+        run.log.info("Downloading %s/%s via %s", self.bucket, self.prefix, self.folder)
+
+    async def count(self, run: JobRun) -> AsyncIterator[tuple[int, int]]:
+        """The scan: every listed object, and the bytes of those to download."""
+        assert run.totals.sync is not None
+        files, size = 0, 0
+        listed = 0
+        records = SortedRecords(run.tracker.iter_done(self.prefix))
+        async for key, object_size, _etag in self.listing(run):
+            listed += 1
+            if not self.in_place(key, object_size, records, run.totals.sync):
+                files, size = files + 1, size + object_size
+        yield listed, size
+
+    async def todo(self, run: JobRun) -> AsyncIterator[tuple[Any, ...]]:
+        """What this run downloads: a single run all that is not in place (with its ETag, so a
+        single-part object is checked against its MD5 without a manifest); a cooperative run
+        registers the whole listing."""
+        records = SortedRecords(run.tracker.iter_done(self.prefix))
+        async for key, size, etag in self.listing(run):
+            if self.expected is None:  # the listing answered: the bucket is there
+                await self._read_manifest(run)
+            if run.cooperative:
+                yield key, size
+            elif not self.in_place(key, size, records, None):
+                yield key, size, etag
+
+    async def _read_manifest(self, run: JobRun) -> None:
+        """The prefix's manifest, read once per run, which every batch checks its files against
+        (its repeated GETs count in the run's ``retries``)."""
+        data = run.client.data
+        before = data.retries
+        try:
+            self.expected = ExpectedDigests(await read_manifest(run.client, self.bucket, self.prefix))
+        finally:
+            run.totals.transfer.retries += data.retries - before
+
+    def register(self, run: JobRun, entries: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+        return entries
+
+    def batch(self, run: JobRun, entries: list[tuple[Any, ...]], claimed: bool) -> Batch:
+        assert self.expected is not None
+        return Batch(
+            entries, str(self.folder), run.client, skip_done=not claimed,
+            manifest=self.expected.lines_of(entries), progress=not claimed,
+        )
+
+    async def verify(self, run: JobRun) -> None:
+        """Every file was checked as it arrived (sizes, digests): nothing more before the move."""
+
+    async def commit(self, run: JobRun) -> tuple[str, bool]:
+        """Move the staging folder's files into the destination under the commit lock (a run
+        alone waits for it; a cooperative run leaves it to the run that holds it)."""
+        if not run.cooperative:
+            await wait_for_commit_lock(run.tracker, run.owner, run.lease_seconds)
+        run.check_lease()  # never move files of a staging folder the job no longer holds
+        async with commit_lock(run.tracker, run.owner, run.lease_seconds) as held:
+            run.totals.moved = 0
+            if not held:
+                return "moved into place by the run holding the lock", False
+            with run.view.phase("commit") as moving:
+                run.totals.moved = moving.files = promote_staging(self.folder, self.dest) if self.folder.exists() else 0
+            run.tracker.update_job(state=JobState.committed)
+        return "complete", True
+
+    async def on_failure(self, run: JobRun) -> Failure:
+        """A download keeps its staging folder: the next run resumes from it."""
+        return Failure("failed", "destination untouched" if run.cooperative else self.left_as_it_was)
+
+    def failure_message(self, run: JobRun, failed: int, what: str) -> str:
+        errors = first_errors(run.errors())
+        if run.cooperative:
+            return f"{failed} object(s) of job {run.job} failed ({errors}); {what}"
+        return f"{failed} object(s) failed to download ({errors}); {what}"
+
+    def reason_is_message(self, run: JobRun) -> bool:
+        return True

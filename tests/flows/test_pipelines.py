@@ -1,0 +1,109 @@
+"""Each pipeline of ``flows/`` runs against the emulator and a real Prefect API; the bucket, the
+restored folder and the audit's findings are checked, not only the run's state."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.events.filters import EventFilter, EventNameFilter, EventOccurredFilter, EventResourceFilter
+from prefect.server.utilities.user_templates import render_user_template_sync
+
+from rahcp_prefect.events import UPLOAD_COMMITTED
+from rahcp_prefect.flows import bulk_upload
+from rahcp_prefect.job.manifest import MANIFEST_NAME
+from rahcp_prefect.testing.prefect_fixtures import make_tree
+
+from .conftest import load_flows_file
+
+pytestmark = pytest.mark.timeout(300)
+
+
+def _keys(hcp_emulator: Any, bucket: str, prefix: str) -> set[str]:
+    listed = hcp_emulator.s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])
+    return {item["Key"] for item in listed}
+
+
+async def test_nightly_archive_uploads_adds_an_object_and_restores(
+    default_blocks: Path, hcp_emulator: Any, hcp_bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # the flow restores into ./restore, as the README runs it
+    files = make_tree(tmp_path / "scans", 7)
+    flows = load_flows_file("nightly_archive")
+    result = await flows.nightly_archive("scans", hcp_bucket, "2026/")
+    assert result["ok"] == len(files)
+    expected = {f"2026/{rel}" for rel in files} | {"2026/MANIFEST.txt", f"2026/{MANIFEST_NAME}"}
+    assert _keys(hcp_emulator, hcp_bucket, "2026/") == expected
+    for rel, content in files.items():
+        assert (tmp_path / "restore" / rel).read_bytes() == content
+    assert (tmp_path / "restore" / "MANIFEST.txt").read_bytes() == b"uploaded by nightly_archive\n"
+
+
+def test_nightly_archive_sync_counts_what_it_uploaded(
+    default_blocks: Path, hcp_emulator: Any, hcp_bucket: str, tmp_path: Path
+) -> None:
+    files = make_tree(tmp_path / "scans", 5)
+    flows = load_flows_file("nightly_archive_sync")
+    count = flows.nightly_archive_sync(str(tmp_path / "scans"), hcp_bucket, "sync/")
+    assert _keys(hcp_emulator, hcp_bucket, "sync/") == {f"sync/{rel}" for rel in files} | {f"sync/{MANIFEST_NAME}"}
+    assert count == len(files) + 1  # the files and the job's manifest
+
+
+async def test_archive_with_audit_checks_every_byte_and_fails_on_an_object_not_archived(
+    default_blocks: Path, hcp_emulator: Any, hcp_bucket: str, tmp_path: Path
+) -> None:
+    files = make_tree(tmp_path / "scans", 9)
+    flows = load_flows_file("archive_with_audit")
+    result = await flows.archive_with_audit(str(tmp_path / "scans"), hcp_bucket, "audited/")
+    assert result["uploaded"]["ok"] == len(files)
+    assert result["audit"]["ok"] and result["audit"]["matches"] == result["audit"]["expected"] == len(files)
+    assert result["audit"]["against"] == "manifest"
+
+    # an object the archive never sent: the rerun uploads nothing new, the audit names it
+    hcp_emulator.s3.put_object(Bucket=hcp_bucket, Key="audited/stray.txt", Body=b"not archived")
+    state = await flows.archive_with_audit(str(tmp_path / "scans"), hcp_bucket, "audited/", return_state=True)
+    assert state.is_failed()
+    assert "1 extra" in str(state.message), state.message
+
+
+async def _committed_event(job: str, timeout: float = 90.0) -> Any:
+    """The ``rahcp.upload.committed`` event of ``job``, read back from the Prefect API."""
+    event_filter = EventFilter(
+        occurred=EventOccurredFilter(since=datetime.now(timezone.utc) - timedelta(hours=1)),
+        event=EventNameFilter(name=[UPLOAD_COMMITTED]),
+        resource=EventResourceFilter(id=[f"rahcp.job.{job}"]),
+    )
+    deadline = time.monotonic() + timeout
+    while True:
+        async with get_client() as client:
+            page = await client.read_events(filter=event_filter, limit=5)
+        if page.events or time.monotonic() > deadline:
+            assert page.events, f"no {UPLOAD_COMMITTED} event for job {job}"
+            return page.events[0]
+        await asyncio.sleep(0.5)
+
+
+async def test_verify_on_commit_audits_the_prefix_its_trigger_names(
+    default_blocks: Path, hcp_emulator: Any, hcp_bucket: str, tmp_path: Path
+) -> None:
+    files = make_tree(tmp_path / "scans", 6)
+    job = f"follow-{uuid.uuid4().hex[:8]}"
+    await bulk_upload(source_dir=str(tmp_path / "scans"), bucket=hcp_bucket, prefix="scans/", job=job,
+                      credentials_block="hcp", settings_block="hcp-settings", tracker_block="hcp-tracker")
+    event = await _committed_event(job)
+    flows = load_flows_file("verify_on_commit")
+    trigger = flows.on_commit("scans/")
+    assert event.event in trigger.expect and trigger.match.includes([event.resource])
+    assert not flows.on_commit("other/").match.includes([event.resource])
+    # the run the trigger starts gets these parameters, rendered from the event by Prefect's templating
+    parameters = {name: render_user_template_sync(template, {"event": event})
+                  for name, template in trigger.parameters.items()}
+    assert parameters == {"bucket": hcp_bucket, "prefix": "scans/"}
+    audit = await flows.verify_on_commit(**parameters)
+    assert audit["ok"] and audit["matches"] == audit["expected"] == len(files)
