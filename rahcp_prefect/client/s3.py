@@ -460,6 +460,27 @@ class S3Ops:
         if check and not await self.holds(dest_bucket, dest_key, etag, size):
             raise ObjectChangedError(f"{dest_bucket}/{dest_key}: not the staged object after the replace (ETag {etag})")
 
+    async def place(
+        self, dest_bucket: str, dest_key: str, src_bucket: str, item: dict[str, Any], *, check: bool = True
+    ) -> str:
+        """Put one staged object (``item``: its listing record) on ``dest_key``, whatever the
+        namespace allows: a copy (a versioned namespace stores a new version, one with the
+        overwrite option replaces); where the copy is refused (409: no versions, no overwrite,
+        HCP's default) the safe replace (``replace``; ``check``: its ETag HEAD). A refused
+        copy onto these very bytes (a commit resumed after a kill) is replaced the same way: the
+        staged copy stays until then. Returns ``PLACED`` or ``REPLACED``; ``RetentionError``
+        when the final object is retained or on hold. A changed file costs three requests (the
+        refused copy, the delete, the copy), a new one a single copy."""
+        source = item["Key"]
+        try:
+            await self.copy(dest_bucket, dest_key, src_bucket, source)
+            return PLACED
+        except OverwriteRefusedError:
+            pass  # replaced below, the staged copy kept until it is in place
+        etag, size = str(item.get("ETag") or ""), int(item.get("Size", 0) or 0)
+        await self.replace(dest_bucket, dest_key, src_bucket, source, etag, size=size, check=check)
+        return REPLACED
+
     @on_object
     async def holds(self, bucket: str, key: str, etag: str, size: int | None = None) -> bool:
         """Whether ``bucket/key`` is there with ``etag`` (and ``size`` when given). An ETag of
@@ -513,7 +534,8 @@ class S3Ops:
         the sources of that page deleted. ``place(dest_bucket, dest_key, item)`` puts one staged
         object (``item``: its listing record) in place and returns ``PLACED``, ``REPLACED`` or
         ``LEFT`` (its final object may not be replaced: the staged copy is deleted all the same,
-        the caller records why); default: a plain copy. Re-running after a crash half-way
+        the caller records why); default: ``place`` (a copy, or the safe replace where the
+        namespace refuses overwrites; a retained final object raises ``RetentionError``). Re-running after a crash half-way
         finishes the job: what was moved is gone from staging, what was placed but not deleted
         is placed again (same bytes). A staged object that may not be deleted (403: a default
         retention) stays and is listed in ``kept``; the moves go on.
@@ -532,8 +554,7 @@ class S3Ops:
             )
 
         async def copy_over(dest_bucket: str, dest_key: str, item: dict[str, Any]) -> str:
-            await self.copy(dest_bucket, dest_key, bucket, item["Key"])
-            return PLACED
+            return await self.place(dest_bucket, dest_key, bucket, item, check=True)
 
         placer = place or copy_over
         moves = StagingMoves()

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-from rahcp_prefect.client import HCPClient, OverwriteRefusedError, PresignedTransferError, RetentionError
-from rahcp_prefect.client.s3 import LEFT, PLACED, REPLACED, PlaceFn
+from rahcp_prefect.client import HCPClient, PresignedTransferError, RetentionError
+from rahcp_prefect.client.s3 import LEFT, PLACED, PlaceFn
 from rahcp_prefect.job.check import FinalCheck, check_final, fail_final_check
 from rahcp_prefect.job.manifest import check_manifest, commit_manifest, manifest_key
 from rahcp_prefect.job.renewal import renewed
@@ -43,34 +43,23 @@ RETAINED = "retained: its object in the final prefix is under retention or on ho
 def place_staged(client: HCPClient, staging_bucket: str) -> PlaceFn:
     """The commit strategy for one staged object, whatever the namespace allows.
 
-    A copy onto the final key first: a versioned namespace or one with the overwrite option
-    stores it (a new version, or the object replaced). A namespace that refuses (409) gets the
-    safe replace (``S3Ops.replace``: delete the old object, copy, check the ETag; the staged
-    copy stays until then). A final object under retention or on hold (403) is left as it is
-    (``LEFT``: the caller records the file as retained). A refusal for an object already in
-    place (a commit resumed after a kill, staging that retention keeps) is no refusal. A changed
-    file costs three requests (the refused copy, delete, copy; its ETag is checked by the final
-    check's listing); a new one, one copy.
+    ``S3Ops.place``: a copy onto the final key (a versioned namespace or one with the
+    overwrite option stores it), the safe replace where the namespace refuses (409; the staged
+    copy stays until the new bytes are in place; their ETag is checked by the final check's
+    listing, not a HEAD each). A final object under retention or on hold (403) is left as it is
+    (``LEFT``: the caller records the file as retained), unless it already holds these bytes (an
+    earlier, killed commit placed them: ``PLACED``).
     """
 
     async def place(dest_bucket: str, dest_key: str, item: dict[str, Any]) -> str:
-        source, etag, size = item["Key"], str(item.get("ETag") or ""), int(item.get("Size", 0) or 0)
         try:
-            await client.s3.copy(dest_bucket, dest_key, staging_bucket, source)
-            return PLACED
-        except OverwriteRefusedError:
-            pass  # no versions, no overwrite: replace it (the staged copy stays until it is in place)
-        except RetentionError:
-            return PLACED if await client.s3.holds(dest_bucket, dest_key, etag, size) else LEFT
-        try:
-            # The ETag is checked by the final check's listing of every object, not a HEAD each.
-            await client.s3.replace(dest_bucket, dest_key, staging_bucket, source, etag, size=size, check=False)
+            return await client.s3.place(dest_bucket, dest_key, staging_bucket, item, check=False)
         except RetentionError as exc:
+            etag, size = str(item.get("ETag") or ""), int(item.get("Size", 0) or 0)
             if await client.s3.holds(dest_bucket, dest_key, etag, size):
-                return PLACED  # retained, but already these bytes: placed by an earlier (killed) commit
+                return PLACED  # retained, but already these bytes
             logger.warning("Not replaced: %s", exc)
             return LEFT
-        return REPLACED
 
     return place
 
