@@ -207,6 +207,26 @@ class HCPTransferSettings(Block):
             "holds) at the root of the final prefix, last; downloads and bulk-verify check it."
         ),
     )
+    staging_bucket: str | None = Field(
+        default=None,
+        title="Staging bucket",
+        description=(
+            "Stage uploads in this bucket (another HCP namespace, without default retention) and "
+            "commit across namespaces. Needed when the target namespace has a default retention: "
+            "staging there would be retained too, and such a run refuses before uploading."
+        ),
+    )
+    listing_cache_seconds: float = Field(
+        default=0.0,
+        ge=0,
+        le=3600,
+        title="Listing cache (seconds)",
+        description=(
+            "How long the API may serve a cached listing (the reference backend with Redis: 120): "
+            "the staging and final checks read a listing that lacks just-written objects again, "
+            "with backoff, for up to this long before they call a file missing."
+        ),
+    )
     verify_upload: bool = Field(
         default=False,
         title="Verify upload",

@@ -52,6 +52,20 @@ def add_emulator_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="let the built-in S3 accept expired presigned URLs (moto's own behaviour)",
     )
+    parser.add_argument(
+        "--mode",
+        choices=("hcp", "s3"),
+        default=None,
+        help="hcp: enforce HCP's namespace rules (409 onto existing keys, retention and holds, "
+        "1 MiB parts); s3: permissive plain S3 (default: the emulator's default, hcp)",
+    )
+    parser.add_argument(
+        "--cache-ttl",
+        type=float,
+        default=None,
+        help="cache listings this many seconds (HEADs 2.5 times as long), as the reference "
+        "backend does with Redis (120); presigned PUTs do not invalidate it (default: off)",
+    )
     parser.set_defaults(func=run_emulator)
 
 
@@ -82,6 +96,8 @@ def run_emulator(args: argparse.Namespace) -> int:
         enforce_presign_expiry=not args.no_presign_expiry,
         s3_port=args.s3_port,
         s3_public_endpoint=args.s3_public_endpoint,
+        cache_ttl=args.cache_ttl,
+        **({"mode": args.mode} if args.mode else {}),
     )
     with emulator:
         line = {"api": emulator.base_url, "root": emulator.root_url, "s3": emulator.s3_endpoint}

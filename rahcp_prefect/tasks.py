@@ -29,6 +29,8 @@ from rahcp_prefect.bulk.validation import check_bucket, check_prefix
 from rahcp_prefect.client import HCPClient
 from rahcp_prefect.client.s3 import COPY_CONCURRENCY
 from rahcp_prefect.job.attempts import batch_checks
+from rahcp_prefect.job.commit import move_staged
+from rahcp_prefect.job.staging import StagingPlan
 from rahcp_prefect.report.throttle import FailureLog
 
 # Every task has side effects on storage: never answer one from a cache.
@@ -250,15 +252,26 @@ async def commit_staging_counted(
     dest_prefix: str,
     concurrency: int = COPY_CONCURRENCY,
     on_progress: CommitProgressCallback | None = None,
+    staging_bucket: str | None = None,
     client: HCPClient | None = None,
-) -> dict[str, int]:
-    """``commit_staging`` for the bulk flows: ``{"moved": n, "api_retries": n}``, so the run's
-    summary counts the commit's retried requests too; ``on_progress(objects, bytes)`` after
-    every copy; ``client``: the run's, lent to the commit (it then counts the retries)."""
-    moved, api_retries = await _commit(
-        credentials, bucket, staging_prefix, dest_prefix, concurrency, on_progress, client
+) -> dict[str, Any]:
+    """The commit's moves for the bulk flows (``job.commit.move_staged``: copy over, or a safe
+    replace where the namespace refuses overwrites, retained objects left): ``{"moved",
+    "replaced", "left", "kept", "api_retries"}``, so the run's summary counts the commit's
+    retried requests too; ``on_progress(objects, bytes)`` after every object; ``client``: the
+    run's, lent to the commit (it then counts the retries); ``staging_bucket``: staging in
+    another namespace."""
+    check_bucket(bucket)
+    check_prefix(staging_prefix, "staging_prefix")
+    check_prefix(dest_prefix, "dest_prefix")
+    plan = StagingPlan(bucket, staging_prefix, dest_prefix, resumed=True, staging_bucket=staging_bucket)
+    async with _client_for(credentials, None, client) as used:
+        moves = await move_staged(used, plan, concurrency, on_progress)
+    get_run_logger().info(
+        "Committed %d object(s) to %s/%s (%d replaced, %d retained, %d staging kept)",
+        moves["moved"], bucket, dest_prefix, moves["replaced"], len(moves["left"]), moves["kept"],
     )
-    return {"moved": moved, "api_retries": api_retries}
+    return {**moves, "api_retries": used.api_retries}
 
 
 @task(name="hcp-cleanup-staging", **_TASK_DEFAULTS)

@@ -245,8 +245,10 @@ async def files_to_send(
     final_prefix: str,
     counts: SyncCounts,
     send_all: bool = False,
+    staging_bucket: str | None = None,
 ) -> AsyncIterator[tuple[str, int, int, Change]]:
-    """The files of a staged upload job that a run must send (see ``plan_sync``).
+    """The files of a staged upload job that a run must send (see ``plan_sync``); staging is
+    listed in ``staging_bucket`` when it lives in another namespace.
 
     Reads the job's records (keyed by staging key) a page at a time and the staging and
     final listings in step (the final one only for files recorded unchanged): a rerun where
@@ -259,7 +261,8 @@ async def files_to_send(
     stored = None
     if not send_all:
         stored = StoredSizes(
-            listing(s3, bucket, staging_prefix), listing(s3, bucket, final_prefix), staging_prefix, final_prefix
+            listing(s3, staging_bucket or bucket, staging_prefix), listing(s3, bucket, final_prefix),
+            staging_prefix, final_prefix,
         )
 
     def adopt(rel: str, size: int, mtime_ns: int) -> None:

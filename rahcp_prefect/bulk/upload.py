@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from rahcp_prefect.client.digests import Uploaded
+from rahcp_prefect.client.errors import ConflictError, PresignedTransferError
 from rahcp_prefect.client.represign import presigned_transfer
 from rahcp_prefect.client.resume import PartStore
 
@@ -204,10 +205,7 @@ class _Upload:
         try:
             if self.validate is not None:
                 await run_validator(self.validate, path)
-            if size >= self.threshold:
-                sent = await self._multipart(key, path, size, mtime)
-            else:
-                sent = await self._put(key, path, size, mtime, url)
+            sent = await self._store(key, path, size, mtime, url)
             if self.verify:
                 await self._verify(key, size)
         except FileChangedError as exc:
@@ -245,6 +243,24 @@ class _Upload:
                 return cleanup
         self.rec.deferred(key, size, exc.vanished)
         return None
+
+    async def _store(self, key: str, path: str, size: int, mtime: int, url: str | None) -> Uploaded:
+        """Send one file. A namespace without versions or the overwrite option refuses a write
+        onto an existing key (409: HCP's default): that object is deleted and the file sent
+        again. The local file is the source, so a kill in between loses nothing (the next run
+        sends it); an object under retention or on hold is not deleted (``RetentionError``)."""
+        try:
+            return await self._send_file(key, path, size, mtime, url)
+        except (ConflictError, PresignedTransferError) as exc:
+            if exc.status_code != 409:
+                raise
+        await self.s3.delete(self.bucket, key)
+        return await self._send_file(key, path, size, mtime, url)
+
+    async def _send_file(self, key: str, path: str, size: int, mtime: int, url: str | None) -> Uploaded:
+        if size >= self.threshold:
+            return await self._multipart(key, path, size, mtime)
+        return await self._put(key, path, size, mtime, url)
 
     async def _put(self, key: str, path: str, size: int, mtime: int, url: str | None) -> Uploaded:
         what = f"{self.bucket}/{key}"

@@ -354,7 +354,7 @@ class HCPClient:
                 method, path, f"{status} {message}", budget, response
             ):
                 continue
-            level = logging.DEBUG if status == 404 else logging.ERROR
+            level = logging.DEBUG if status == 404 else logging.INFO if status == 409 else logging.ERROR
             logger.log(level, "%s %s -> %d %s", method, path, status, message)
             raise error_for_status(status, message)
 

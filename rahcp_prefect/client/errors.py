@@ -36,6 +36,16 @@ class ConflictError(HCPError):
     """409: the resource already exists or is not empty."""
 
 
+class RetentionError(HCPError):
+    """403 on a delete or an overwrite: the object is under retention or on hold (or the user
+    may not delete it). Not a login problem: the credentials worked."""
+
+
+class OverwriteRefusedError(ConflictError):
+    """409 on a copy or PUT onto an existing object: the namespace keeps no versions and its
+    overwrite option is off (HCP's default), so an object is replaced only by delete + copy."""
+
+
 class RetryableError(HCPError):
     """408/429/500/503/504 or a transport error that persisted after every retry."""
 

@@ -10,6 +10,7 @@ import logging
 import os
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from time import perf_counter
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -17,13 +18,25 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from rahcp_prefect import defaults
 from rahcp_prefect.errors import on_bucket, on_object
 
-from .digests import Uploaded
-from .errors import ChecksumMismatchError, HCPError, NotFoundError, PresignedTransferError
+from .digests import Uploaded, bare_etag
+from .errors import (
+    AuthenticationError,
+    ChecksumMismatchError,
+    ConflictError,
+    HCPError,
+    NotFoundError,
+    ObjectChangedError,
+    OverwriteRefusedError,
+    PresignedTransferError,
+    RetentionError,
+    RetryableError,
+)
 from .gather import gather_all
 from .keys import check_key, encode_bucket, multipart_path, object_path
 from .multipart import MultipartUpload, part_size_for
 from .represign import presigned_transfer
 from .resume import PartStore
+from .retry import backoff_delay
 from .tracing import span
 
 if TYPE_CHECKING:
@@ -38,8 +51,29 @@ BATCH = 1000
 """Keys per bulk delete / bulk presign request and objects per listing page."""
 COPY_CONCURRENCY = defaults.COMMIT_CONCURRENCY
 """Server-side copies in flight during ``commit_staging``, unless the caller says otherwise."""
+REPLACE_ATTEMPTS = 6
+REPLACE_DELAY = 0.5
+"""A safe replace's copy after the delete: attempts in all, and the first backoff (seconds)."""
 
 Source = bytes | bytearray | memoryview | os.PathLike
+
+PLACED, REPLACED, LEFT = "placed", "replaced", "left"
+"""What ``move_staging``'s ``place`` did with one staged object: copied to its final key,
+put there by a safe replace, or left out (its final object may not be replaced)."""
+PlaceFn = Callable[[str, str, dict[str, Any]], Awaitable[str]]
+"""``place(dest_bucket, dest_key, staged listing record)`` -> PLACED, REPLACED or LEFT."""
+
+
+@dataclass
+class StagingMoves:
+    """What ``move_staging`` did: objects placed (``replaced`` of them by a safe replace),
+    staged keys ``left`` out (their final object may not be replaced), staged keys ``kept``
+    (placed or left, but staging may not be deleted: retention)."""
+
+    moved: int = 0
+    replaced: int = 0
+    left: list[str] = field(default_factory=list)
+    kept: list[str] = field(default_factory=list)
 
 
 class S3Ops:
@@ -346,8 +380,12 @@ class S3Ops:
 
     @on_object
     async def delete(self, bucket: str, key: str) -> dict[str, Any]:
-        """Delete one object (a missing key is not an error)."""
-        return await self._client.request_json("DELETE", object_path(bucket, key))
+        """Delete one object (a missing key is not an error); ``RetentionError`` on a 403 (an
+        object under retention or on hold)."""
+        try:
+            return await self._client.request_json("DELETE", object_path(bucket, key))
+        except AuthenticationError as exc:
+            raise _refused(exc, bucket, key, "deleted") from None
 
     @on_bucket
     async def delete_bulk(self, bucket: str, keys: Sequence[str]) -> dict[str, Any]:
@@ -369,11 +407,95 @@ class S3Ops:
     async def copy(self, dest_bucket: str, dest_key: str, src_bucket: str, src_key: str) -> dict[str, Any]:
         """Server-side copy of ``src_bucket/src_key`` to ``dest_bucket/dest_key``."""
         check_key(src_key)
-        return await self._client.request_json(
-            "POST",
-            object_path(dest_bucket, dest_key, "/copy"),
-            json={"source_bucket": src_bucket, "source_key": src_key},
-        )
+        try:
+            return await self._client.request_json(
+                "POST",
+                object_path(dest_bucket, dest_key, "/copy"),
+                json={"source_bucket": src_bucket, "source_key": src_key},
+            )
+        except ConflictError as exc:
+            raise OverwriteRefusedError(
+                f"{dest_bucket}/{dest_key} exists and the namespace refused to overwrite it: it keeps no "
+                "versions and its overwrite option is off (turn versioning or the overwrite option on, or "
+                f"replace it by delete + copy); {exc.message}",
+                exc.status_code,
+            ) from None
+        except AuthenticationError as exc:
+            raise _refused(exc, dest_bucket, dest_key, "overwritten") from None
+
+    @on_object
+    async def replace(
+        self,
+        dest_bucket: str,
+        dest_key: str,
+        src_bucket: str,
+        src_key: str,
+        etag: str,
+        *,
+        size: int | None = None,
+        check: bool = True,
+        attempts: int = REPLACE_ATTEMPTS,
+        base_delay: float = REPLACE_DELAY,
+    ) -> None:
+        """The safe replace, for a namespace that refuses overwrites: delete ``dest``, copy
+        ``src`` onto it, then check that ``dest`` has ``etag`` (the source's).
+
+        The source is untouched, so a process killed between the delete and the copy loses
+        nothing: calling this again (or a plain copy) finishes. HCP may still refuse the copy
+        (409) or be busy for a moment after the delete: the copy is retried with backoff,
+        ``attempts`` times in all. ``check=False`` leaves the ETag check (a HEAD) to the caller
+        (the job's final check lists every ETag anyway). ``RetentionError`` when ``dest`` may not be deleted;
+        ``ObjectChangedError`` when ``dest`` does not end up with ``etag`` (and ``size``).
+        """
+        await self.delete(dest_bucket, dest_key)
+        for attempt in range(attempts):
+            try:
+                await self.copy(dest_bucket, dest_key, src_bucket, src_key)
+                break
+            except (OverwriteRefusedError, RetryableError) as exc:
+                if attempt + 1 >= attempts:
+                    raise
+                logger.info("Replace of %s/%s: copy refused (%s), retrying", dest_bucket, dest_key, exc)
+                await asyncio.sleep(backoff_delay(attempt, base_delay))
+        if check and not await self.holds(dest_bucket, dest_key, etag, size):
+            raise ObjectChangedError(f"{dest_bucket}/{dest_key}: not the staged object after the replace (ETag {etag})")
+
+    async def place(
+        self, dest_bucket: str, dest_key: str, src_bucket: str, item: dict[str, Any], *, check: bool = True
+    ) -> str:
+        """Put one staged object (``item``: its listing record) on ``dest_key``, whatever the
+        namespace allows: a copy (a versioned namespace stores a new version, one with the
+        overwrite option replaces); where the copy is refused (409: no versions, no overwrite,
+        HCP's default) the safe replace (``replace``; ``check``: its ETag HEAD). A refused
+        copy onto these very bytes (a commit resumed after a kill) is replaced the same way: the
+        staged copy stays until then. Returns ``PLACED`` or ``REPLACED``; ``RetentionError``
+        when the final object is retained or on hold. A changed file costs three requests (the
+        refused copy, the delete, the copy), a new one a single copy."""
+        source = item["Key"]
+        try:
+            await self.copy(dest_bucket, dest_key, src_bucket, source)
+            return PLACED
+        except OverwriteRefusedError:
+            pass  # replaced below, the staged copy kept until it is in place
+        etag, size = str(item.get("ETag") or ""), int(item.get("Size", 0) or 0)
+        await self.replace(dest_bucket, dest_key, src_bucket, source, etag, size=size, check=check)
+        return REPLACED
+
+    @on_object
+    async def holds(self, bucket: str, key: str, etag: str, size: int | None = None) -> bool:
+        """Whether ``bucket/key`` is there with ``etag`` (and ``size`` when given). An ETag of
+        another form (a multipart ``-N`` against a plain MD5: a copy may rewrite it) is judged
+        by the size alone."""
+        try:
+            found = await self.head(bucket, key)
+        except NotFoundError:
+            return False
+        if size is not None and int(found.get("content-length", -1)) != size:
+            return False
+        theirs, ours = bare_etag(found.get("etag", "")), bare_etag(etag)
+        if ("-" in theirs) != ("-" in ours):
+            return size is not None
+        return theirs == ours
 
     # -- staging ---------------------------------------------------------------------------
 
@@ -388,55 +510,108 @@ class S3Ops:
     ) -> int:
         """Move every object under ``staging_prefix`` to ``dest_prefix``; return how many moved.
 
-        Each page of the staging listing is copied (``concurrency`` copies in flight), and only
-        then its sources deleted. Re-running after a crash half-way finishes the job: what was
-        moved is gone from staging, what was copied but not deleted is copied again (same bytes).
-        ``on_progress(objects copied, bytes copied)`` is called after every copy (a commit of a
-        million objects takes hours: the caller throttles what it shows); a failing callback is
-        logged, never allowed to stop the commit.
+        ``move_staging`` with plain copies; see there.
+        """
+        moves = await self.move_staging(bucket, staging_prefix, dest_prefix, concurrency, on_progress)
+        return moves.moved
+
+    @on_bucket
+    async def move_staging(
+        self,
+        bucket: str,
+        staging_prefix: str,
+        dest_prefix: str,
+        concurrency: int = COPY_CONCURRENCY,
+        on_progress: Callable[[int, int], Any] | None = None,
+        *,
+        dest_bucket: str | None = None,
+        place: PlaceFn | None = None,
+    ) -> StagingMoves:
+        """Move every object under ``bucket/staging_prefix`` to ``dest_bucket/dest_prefix``
+        (default: the same bucket) and say what happened to each.
+
+        Each page of the staging listing is placed (``concurrency`` in flight), and only then
+        the sources of that page deleted. ``place(dest_bucket, dest_key, item)`` puts one staged
+        object (``item``: its listing record) in place and returns ``PLACED``, ``REPLACED`` or
+        ``LEFT`` (its final object may not be replaced: the staged copy is deleted all the same,
+        the caller records why); default: ``place`` (a copy, or the safe replace where the
+        namespace refuses overwrites; a retained final object raises ``RetentionError``). Re-running after a crash half-way
+        finishes the job: what was moved is gone from staging, what was placed but not deleted
+        is placed again (same bytes). A staged object that may not be deleted (403: a default
+        retention) stays and is listed in ``kept``; the moves go on.
+        ``on_progress(objects placed, bytes placed)`` is called after every object (a commit of
+        a million objects takes hours: the caller throttles what it shows); a failing callback
+        is logged, never allowed to stop the commit.
         """
         if concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, got {concurrency}")
         if not staging_prefix:
             raise ValueError("staging_prefix must not be empty (it would move the whole bucket)")
-        if dest_prefix.startswith(staging_prefix):
+        target = dest_bucket or bucket
+        if target == bucket and dest_prefix.startswith(staging_prefix):
             raise ValueError(
                 f"dest_prefix {dest_prefix!r} lies inside staging_prefix {staging_prefix!r}"
             )
-        moved = copied = copied_bytes = 0
+
+        async def copy_over(dest_bucket: str, dest_key: str, item: dict[str, Any]) -> str:
+            return await self.place(dest_bucket, dest_key, bucket, item, check=True)
+
+        placer = place or copy_over
+        moves = StagingMoves()
+        copied_bytes = 0
         started = perf_counter()
         limit = asyncio.Semaphore(concurrency)
 
-        async def copy_one(key: str, size: int) -> None:
-            nonlocal copied, copied_bytes
+        async def place_one(item: dict[str, Any]) -> None:
+            nonlocal copied_bytes
+            key = item["Key"]
             async with limit:
-                await self.copy(bucket, dest_prefix + key[len(staging_prefix) :], bucket, key)
-            copied, copied_bytes = copied + 1, copied_bytes + size
+                outcome = await placer(target, dest_prefix + key[len(staging_prefix) :], item)
+            if outcome == LEFT:
+                moves.left.append(key)
+            else:
+                moves.moved += 1
+                moves.replaced += outcome == REPLACED
+            copied_bytes += int(item.get("Size", 0) or 0)
             if on_progress is not None:
                 try:
-                    on_progress(copied, copied_bytes)
+                    on_progress(moves.moved + len(moves.left), copied_bytes)
                 except Exception:
                     logger.exception("commit on_progress callback failed")
 
-        while True:
-            page = await self.list_objects(bucket, staging_prefix, max_keys=BATCH)
+        async for page in self.pages(bucket, staging_prefix):
             items = page.get("objects", [])
-            keys = [item["Key"] for item in items]
-            if not keys:
-                break
-            await gather_all(copy_one(item["Key"], int(item.get("Size", 0) or 0)) for item in items)
-            result = await self.delete_bulk(bucket, keys)
-            _raise_on_delete_errors(result, bucket)
-            moved += len(keys)
+            if items:
+                await gather_all(place_one(item) for item in items)
+                moves.kept.extend(await self._delete_staged(bucket, [item["Key"] for item in items]))
         logger.info(
-            "Committed %d object(s) %s%s -> %s in %.2f s",
-            moved,
+            "Committed %d object(s) %s%s -> %s/%s in %.2f s (%d replaced, %d left, %d kept in staging)",
+            moves.moved,
             bucket + "/",
             staging_prefix,
+            target,
             dest_prefix,
             perf_counter() - started,
+            moves.replaced,
+            len(moves.left),
+            len(moves.kept),
         )
-        return moved
+        return moves
+
+    async def _delete_staged(self, bucket: str, keys: list[str]) -> list[str]:
+        """Delete staged objects; returns those kept by retention (403 AccessDenied), raises
+        on any other failure."""
+        try:
+            result = await self.delete_bulk(bucket, keys)
+        except AuthenticationError as exc:
+            if exc.status_code != 403:
+                raise
+            logger.warning("Staging of %s may not be deleted (retention or hold): %d object(s) stay", bucket, len(keys))
+            return list(keys)
+        errors = result.get("errors") or []
+        kept = [str(e.get("Key")) for e in errors if e.get("Code") == "AccessDenied"]
+        _raise_on_delete_errors({"errors": [e for e in errors if e.get("Code") != "AccessDenied"]}, bucket)
+        return kept
 
     @on_bucket
     async def cleanup_staging(
@@ -444,27 +619,29 @@ class S3Ops:
         bucket: str,
         staging_prefix: str,
         before_delete: Callable[[list[str]], object] | None = None,
+        kept: list[str] | None = None,
     ) -> int:
         """Delete every object under ``staging_prefix`` (bulk, 1000 at a time); return the count.
 
         ``before_delete(keys)`` is called with each page's keys before they are deleted (a
-        rollback forgets their tracker marks there).
+        rollback forgets their tracker marks there). Objects that may not be deleted (403: a
+        default retention) stay, are appended to ``kept`` when given and not counted; any other
+        delete failure raises.
         """
         if not staging_prefix:
             raise ValueError("staging_prefix must not be empty (it would empty the whole bucket)")
         # Open multipart uploads first: one completing later would put an object back.
         await self.abort_multipart_uploads(bucket, staging_prefix)
         removed = 0
-        while True:
-            page = await self.list_objects(bucket, staging_prefix, max_keys=BATCH)
+        async for page in self.pages(bucket, staging_prefix):
             keys = [item["Key"] for item in page.get("objects", [])]
-            if not keys:
-                break
-            if before_delete is not None:
-                before_delete(keys)
-            result = await self.delete_bulk(bucket, keys)
-            _raise_on_delete_errors(result, bucket)
-            removed += len(keys)
+            if keys:
+                if before_delete is not None:
+                    before_delete(keys)
+                stayed = await self._delete_staged(bucket, keys)
+                removed += len(keys) - len(stayed)
+                if kept is not None:
+                    kept.extend(stayed)
         logger.info("Cleaned up %d staged object(s) under %s/%s", removed, bucket, staging_prefix)
         return removed
 
@@ -528,13 +705,21 @@ class S3Ops:
         self, bucket: str, prefix: str = "", delimiter: str = "/", page_size: int = BATCH
     ) -> AsyncIterator[str]:
         """The common prefixes one level below ``prefix`` (``dir/`` "folders"), every page."""
+        async for page in self.pages(bucket, prefix, page_size, delimiter):
+            for common in page.get("common_prefixes", []):
+                yield common
+
+    async def pages(
+        self, bucket: str, prefix: str = "", page_size: int = BATCH, delimiter: str | None = None
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Every listing page under ``prefix``, one after the other (``list_objects`` answers):
+        the caller may delete what a page lists before it asks for the next."""
         token: str | None = None
         while True:
             page = await self.list_objects(
                 bucket, prefix, max_keys=page_size, delimiter=delimiter, continuation_token=token
             )
-            for common in page.get("common_prefixes", []):
-                yield common
+            yield page
             token = page.get("next_continuation_token")
             if not page.get("is_truncated") or not token:
                 return
@@ -550,6 +735,17 @@ def _source(data: Source) -> tuple[Path | bytes | bytearray | memoryview, int]:
         path = Path(data)
         return path, path.stat().st_size
     raise TypeError(f"upload data must be bytes or a pathlib.Path, got {type(data).__name__}")
+
+
+def _refused(exc: AuthenticationError, bucket: str, key: str, what: str) -> HCPError:
+    """A 403 on a delete or an overwrite: the object's retention or hold, not the login."""
+    if exc.status_code != 403:
+        return exc
+    return RetentionError(
+        f"{bucket}/{key} cannot be {what}: it is under retention or on hold (or the user may not "
+        f"delete objects there); {exc.message}",
+        403,
+    )
 
 
 def _raise_on_delete_errors(result: dict[str, Any], bucket: str) -> None:

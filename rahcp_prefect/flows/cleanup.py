@@ -143,10 +143,11 @@ async def _remove_leftovers(
                 client, bucket, live_prefixes(jobs, bucket), live_prefixes(jobs, bucket, stale), cutoff
             )
             for leftover in found:
-                removed = 0 if dry_run else await remove_leftover(client, leftover)
+                retained: list[str] = []
+                removed = 0 if dry_run else await remove_leftover(client, leftover, retained)
                 items.append({
                     "job": f"({leftover.kind})", "bucket": bucket, "staging": leftover.where,
-                    "removed": removed, "what": leftover.kind, "objects": leftover.objects,
+                    "removed": removed, "retained": len(retained), "what": leftover.kind, "objects": leftover.objects,
                     "last_modified": leftover.last_modified.isoformat() if leftover.last_modified else None,
                 })
                 logger.info(
@@ -170,7 +171,8 @@ async def _publish(cleaned: list[dict[str, Any]], buckets: list[str], dry_run: b
     for bucket, items in by_bucket.items():
         rows = [
             {"what": item.get("what", "staging of an idle job"), "job": item["job"], "where": item["staging"],
-             "objects": item.get("objects", item["removed"]), "action": action}
+             "objects": item.get("objects", item["removed"]),
+             "action": f"{action}; {item['retained']} retained (retention: may not be deleted)" if item.get("retained") else action}
             for item in items
         ] or [{"what": "(nothing to remove)", "job": "", "where": "", "objects": 0, "action": ""}]
         await acreate_table_artifact(

@@ -103,30 +103,31 @@ async def bulk_upload(
 
     async def send(batch: Batch) -> dict[str, Any]:
         return await upload_batch(
-            blocks.credentials, blocks.tracker, job, bucket, source, batch.staging, entries=batch.entries,
+            blocks.credentials, blocks.tracker, job, batch.bucket, source, batch.staging, entries=batch.entries,
             settings=blocks.settings, skip_existing=batch.skip_existing, skip_done=False,
             follow_symlinks=follow_symlinks, on_progress=view.progress.on_batch_progress if batch.progress else None,
             on_error=view.failures, client=batch.client,
         )
 
-    async def move(client: HCPClient, plan: StagingPlan, on_progress: Any) -> int:
-        moved = await commit_staging_counted(
+    async def move(client: HCPClient, plan: StagingPlan, on_progress: Any) -> dict[str, Any]:
+        return await commit_staging_counted(
             blocks.credentials, plan.bucket, plan.staging_prefix, plan.final_prefix,
-            concurrency=blocks.settings.commit_concurrency, on_progress=on_progress, client=client,
+            concurrency=blocks.settings.commit_concurrency, on_progress=on_progress,
+            staging_bucket=plan.staging_bucket, client=client,
         )
-        return moved["moved"]
 
     staging = UploadStaging(
         bucket=bucket, prefix=prefix, include=list(include or []), exclude=list(exclude or []), source=source,
         follow_symlinks=follow_symlinks, skip_existing=skip_existing, policy=policy,
         move=move, write_manifest=blocks.settings.write_manifest, warn=get_run_logger().warning,
         mirror_deletions=mirror_deletions, max_delete=parse_max_delete(max_delete),
+        staging_bucket=blocks.settings.staging_bucket, listing_grace=blocks.settings.listing_cache_seconds,
     )
     async with job_run(
         blocks, view, staging, send, _failed, cooperative=cooperative, named=named, on_busy=on_busy,
         batch_size=batch_size,
     ) as run:
-        await run.client.s3.list_objects(bucket, max_keys=1)  # a missing bucket fails here, clearly
+        await staging.check_target(run)  # a missing bucket, or staging it would retain, fails here
         if dry_run:
             return await preview(run, view)
         outcome, held = await run.execute()

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from rahcp_prefect.client import HCPClient
 from rahcp_prefect.client.digests import bare_etag
 from rahcp_prefect.job.errors import FinalCheckError
-from rahcp_prefect.job.staging import StagingPlan, listed_objects, problems_text
+from rahcp_prefect.job.staging import Listed, StagingPlan, listed_objects, problems_text, settled
 from rahcp_prefect.tracker.protocol import FileDigests, TrackerProtocol, TransferStatus
 
 #: The error recorded on a file the final check did not find: the next run sends it again.
@@ -69,14 +69,27 @@ def etag_contradicts(etag: str, md5: str | None) -> bool:
 
 
 async def check_final(
-    client: HCPClient, tracker: TrackerProtocol, plan: StagingPlan, done: Mapping[str, FileDigests] | None = None
+    client: HCPClient,
+    tracker: TrackerProtocol,
+    plan: StagingPlan,
+    done: Mapping[str, FileDigests] | None = None,
+    grace: float = 0.0,
 ) -> FinalCheck:
     """List the final prefix and compare it with every file the tracker holds as done (``done``:
     its ``done_digests()`` when the caller has read them): each must be there with its recorded
-    size, and its ETag must not contradict the recorded MD5."""
-    final = await listed_objects(client, plan.bucket, plan.final_prefix)
+    size, and its ETag must not contradict the recorded MD5. A listing that lacks files is read
+    again for up to ``grace`` seconds (a listing cache, ``staging.settled``)."""
+    records = tracker.done_digests() if done is None else done
+
+    async def read() -> FinalCheck:
+        return _compare(await listed_objects(client, plan.bucket, plan.final_prefix), records, plan)
+
+    return await settled(read, lambda check: bool(check.missing or check.wrong_size or check.wrong_md5), grace)
+
+
+def _compare(final: Mapping[str, Listed], records: Mapping[str, FileDigests], plan: StagingPlan) -> FinalCheck:
     check = FinalCheck(listed={key: listed.size for key, listed in final.items()})
-    for staged_key, record in (tracker.done_digests() if done is None else done).items():
+    for staged_key, record in records.items():
         if not staged_key.startswith(plan.staging_prefix):
             continue
         check.checked += 1

@@ -17,18 +17,78 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-from rahcp_prefect.client import HCPClient
+from rahcp_prefect.client import HCPClient, PresignedTransferError, RetentionError
+from rahcp_prefect.client.s3 import LEFT, PLACED, PlaceFn
 from rahcp_prefect.job.check import FinalCheck, check_final, fail_final_check
-from rahcp_prefect.job.manifest import check_manifest, commit_manifest
-from rahcp_prefect.job.mtimes import check_mtimes, plan_mtimes, write_mtimes
+from rahcp_prefect.job.manifest import check_manifest, commit_manifest, manifest_key
+from rahcp_prefect.job.mtimes import check_mtimes, mtimes_key, plan_mtimes, write_mtimes
 from rahcp_prefect.job.renewal import renewed
 from rahcp_prefect.job.staging import StagingPlan
-from rahcp_prefect.tracker.protocol import JobState, TrackerProtocol
+from rahcp_prefect.tracker.protocol import JobState, TrackerProtocol, TransferStatus
 
 logger = logging.getLogger(__name__)
 
-#: Moves staging to the final prefix: ``{"moved": n, "api_retries": n}``.
-MoveFn = Callable[[], Awaitable[dict[str, int]]]
+SHOWN_RETAINED = 20
+"""Retained files named in a run's result; the rest are counted."""
+
+#: Moves staging to the final prefix: ``{"moved": n, "api_retries": n}`` and what
+#: ``move_staged`` adds (``replaced``, ``left``: staged keys not placed, ``kept``: staging
+#: that may not be deleted).
+MoveFn = Callable[[], Awaitable[dict[str, Any]]]
+
+#: The error recorded on a file whose archived object may not be replaced: the next run sends
+#: it again and tries once more (a hold is released, a retention ends).
+RETAINED = "retained: its object in the final prefix is under retention or on hold and was not replaced"
+
+
+def place_staged(client: HCPClient, staging_bucket: str) -> PlaceFn:
+    """The commit strategy for one staged object, whatever the namespace allows.
+
+    ``S3Ops.place``: a copy onto the final key (a versioned namespace or one with the
+    overwrite option stores it), the safe replace where the namespace refuses (409; the staged
+    copy stays until the new bytes are in place; their ETag is checked by the final check's
+    listing, not a HEAD each). A final object under retention or on hold (403) is left as it is
+    (``LEFT``: the caller records the file as retained), unless it already holds these bytes (an
+    earlier, killed commit placed them: ``PLACED``).
+    """
+
+    async def place(dest_bucket: str, dest_key: str, item: dict[str, Any]) -> str:
+        try:
+            return await client.s3.place(dest_bucket, dest_key, staging_bucket, item, check=False)
+        except RetentionError as exc:
+            etag, size = str(item.get("ETag") or ""), int(item.get("Size", 0) or 0)
+            if await client.s3.holds(dest_bucket, dest_key, etag, size):
+                return PLACED  # retained, but already these bytes
+            logger.warning("Not replaced: %s", exc)
+            return LEFT
+
+    return place
+
+
+async def move_staged(
+    client: HCPClient,
+    plan: StagingPlan,
+    concurrency: int,
+    on_progress: Callable[[int, int], Any] | None = None,
+) -> dict[str, Any]:
+    """The commit's moves: every staged object placed under the final prefix by
+    ``place_staged``; ``{"moved", "replaced", "left": [staged keys], "kept": n}``."""
+    moves = await client.s3.move_staging(
+        plan.staged_in, plan.staging_prefix, plan.final_prefix, concurrency, on_progress,
+        dest_bucket=plan.bucket, place=place_staged(client, plan.staged_in),
+    )
+    return {"moved": moves.moved, "replaced": moves.replaced, "left": moves.left, "kept": len(moves.kept)}
+
+
+def record_retained(tracker: TrackerProtocol, left: list[str]) -> None:
+    """Record files whose archived object was not replaced as failed with ``RETAINED``: the
+    final check and the manifest then leave them out, and the next run sends them again."""
+    if not left:
+        return
+    sizes = tracker.done_entries()
+    for key in left:
+        tracker.mark(key, sizes.get(key, 0), TransferStatus.error, RETAINED)
+    tracker.flush()
 
 
 @contextlib.asynccontextmanager
@@ -64,12 +124,26 @@ async def wait_for_commit_lock(tracker: TrackerProtocol, owner: str, lease_secon
 
 @dataclass
 class CommitResult:
-    """What one commit did: objects moved, API requests repeated, and the final check."""
+    """What one commit did: objects moved, API requests repeated, and the final check; files
+    ``retained`` (final keys not replaced: retention or hold), objects ``replaced`` by a safe
+    replace, and staging objects ``staging_kept`` (retention: they may not be deleted)."""
 
     moved: int
     api_retries: int
     check: FinalCheck
     extra: dict[str, Any] = field(default_factory=dict)  # ``{"manifest": files listed}`` when written
+    retained: list[str] = field(default_factory=list)
+    replaced: int = 0
+    staging_kept: int = 0
+
+    def fields(self) -> dict[str, Any]:
+        """The result fields a run reports about what its namespace refused."""
+        out: dict[str, Any] = {"replaced": self.replaced, "retained": len(self.retained), "staging_kept": self.staging_kept}
+        if self.retained:
+            out["retained_files"] = self.retained[:SHOWN_RETAINED]
+        if self.staging_kept:
+            out["staging_kept_why"] = "retention: the staging namespace may not delete them; the job is committed"
+        return out
 
 
 async def resume_commit(tracker: TrackerProtocol, owner: str, lease_seconds: float, move: MoveFn) -> int:
@@ -82,6 +156,7 @@ async def resume_commit(tracker: TrackerProtocol, owner: str, lease_seconds: flo
         if info is None or info.state != JobState.committing:
             return 0  # the earlier run finished meanwhile
         result = await move()
+        record_retained(tracker, list(result.get("left", [])))
     return int(result.get("api_retries", 0))
 
 
@@ -93,13 +168,15 @@ async def commit_job(
     move: MoveFn,
     client: HCPClient,
     manifest: bool = True,
+    listing_grace: float = 0.0,
 ) -> CommitResult | None:
     """Move staging to the final prefix under the commit lock, check the final prefix, write
     the job's manifest and its files' times (``mtimes.py``) last and check them too
     (``manifest=False``: neither) before the job is
     ``committed``.
 
-    ``client`` is opened for the commit: every API request it repeated (its login's included)
+    ``listing_grace``: seconds the final check reads a listing again that lacks files (a
+    backend's listing cache). ``client`` is opened for the commit: every API request it repeated (its login's included)
     is counted in the result's ``api_retries``, with the moves'.
 
     Returns None when another run holds the lock (a cooperative run commits for all). Raises
@@ -112,18 +189,36 @@ async def commit_job(
             return None
         tracker.update_job(state=JobState.committing)
         moved: dict[str, Any] = await move()
+        left = list(moved.get("left", []))
+        record_retained(tracker, left)
         done = tracker.done_digests()  # read once: the check and the manifest both need them
-        check = await check_final(client, tracker, plan, done)
+        check = await check_final(client, tracker, plan, done, listing_grace)
         extra: dict[str, Any] = {}
         if check.ok and manifest:
-            written = await commit_manifest(client, done, plan.bucket, plan.staging_prefix, plan.final_prefix)
-            check.manifest = await check_manifest(client, plan.bucket, plan.final_prefix, check.listed, written)
-            times = plan_mtimes(tracker.iter_done(plan.staging_prefix), plan.staging_prefix)
-            await write_mtimes(client, plan.bucket, plan.final_prefix, times)
-            check.manifest += await check_mtimes(client, plan.bucket, plan.final_prefix, times, written)
-            extra["manifest"] = len(written)
+            try:
+                written = await commit_manifest(
+                    client, done, plan.bucket, plan.staging_prefix, plan.final_prefix,
+                    exists=manifest_key(plan.final_prefix) in check.listed,
+                )
+                times = plan_mtimes(tracker.iter_done(plan.staging_prefix), plan.staging_prefix)
+                await write_mtimes(
+                    client, plan.bucket, plan.final_prefix, times, exists=mtimes_key(plan.final_prefix) in check.listed
+                )
+            except (RetentionError, PresignedTransferError) as exc:
+                if isinstance(exc, PresignedTransferError) and exc.status_code != 403:
+                    raise
+                logger.warning("Manifest not rewritten (retention or hold): %s", exc)
+                extra["manifest"] = "retained: the manifest of an earlier commit stays"
+            else:
+                check.manifest = await check_manifest(client, plan.bucket, plan.final_prefix, check.listed, written)
+                check.manifest += await check_mtimes(client, plan.bucket, plan.final_prefix, times, written)
+                extra["manifest"] = len(written)
         retries = int(moved.get("api_retries", 0)) + client.api_retries
         if not check.ok:
             raise fail_final_check(tracker, plan, check)
         tracker.update_job(state=JobState.committed)
-        return CommitResult(int(moved.get("moved", 0)), retries, check, extra)
+        return CommitResult(
+            int(moved.get("moved", 0)), retries, check, extra,
+            retained=[plan.final_key(key) for key in left], replaced=int(moved.get("replaced", 0)),
+            staging_kept=int(moved.get("kept", 0)),
+        )

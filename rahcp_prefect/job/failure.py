@@ -114,7 +114,7 @@ async def roll_back(client: HCPClient, tracker: TrackerProtocol, plan: StagingPl
         nonlocal forgotten
         forgotten += tracker.delete_keys(keys)
 
-    deleted = await client.s3.cleanup_staging(plan.bucket, plan.staging_prefix, before_delete=forget)
+    deleted = await client.s3.cleanup_staging(plan.staged_in, plan.staging_prefix, before_delete=forget)
     mark_rolled_back(tracker, info)
     return FailureReport(OnFailure.rollback, "deleted", deleted, forgotten)
 
@@ -122,7 +122,7 @@ async def roll_back(client: HCPClient, tracker: TrackerProtocol, plan: StagingPl
 async def keep_staging(client: HCPClient, plan: StagingPlan) -> FailureReport:
     """Leave staging and the marks as they are; count what stays in staging."""
     staged = 0
-    async for _item in client.s3.iter_objects(plan.bucket, prefix=plan.staging_prefix):
+    async for _item in client.s3.iter_objects(plan.staged_in, prefix=plan.staging_prefix):
         staged += 1
     return FailureReport(OnFailure.keep, "kept", staged, 0)
 

@@ -58,13 +58,14 @@ def staging_prefix_of(key: str) -> str | None:
 
 def live_prefixes(jobs: Iterable[JobInfo], bucket: str, spared: Iterable[str] = ()) -> set[str]:
     """Staging prefixes in ``bucket`` a job still owns: open or committing jobs, less the
-    ``spared`` job names (the stale ones the caller rolls back itself)."""
+    ``spared`` job names (the stale ones the caller rolls back itself). A job's staging may
+    live in another bucket than its target (``staging_bucket``), and a staging prefix names
+    the run that opened the job, so every live job's prefix counts, whatever its bucket."""
     skip = set(spared)
     return {
         info.staging_prefix
         for info in jobs
-        if info.bucket == bucket
-        and info.staging_prefix
+        if info.staging_prefix
         and info.state in (JobState.open, JobState.committing)
         and info.job not in skip
     }
@@ -137,11 +138,13 @@ async def abort_stale_uploads(client: HCPClient, bucket: str, live: set[str], cu
     return len(aborted)
 
 
-async def remove_leftover(client: HCPClient, leftover: Leftover) -> int:
+async def remove_leftover(client: HCPClient, leftover: Leftover, retained: list[str] | None = None) -> int:
     """Remove one leftover; returns the objects deleted (an upload counts as none). Removing
-    a staging prefix aborts its open uploads too; an upload already gone is not an error."""
+    a staging prefix aborts its open uploads too; an upload already gone is not an error.
+    Staged objects the namespace may not delete (retention) stay and go to ``retained``: they
+    are reported, never a failure (the job that staged them may well be committed)."""
     if leftover.kind == ORPHANED_STAGING:
-        return await client.s3.cleanup_staging(leftover.bucket, leftover.where)
+        return await client.s3.cleanup_staging(leftover.bucket, leftover.where, kept=retained)
     assert leftover.upload_id is not None
     await client.s3.abort_multipart_upload(leftover.bucket, leftover.where, leftover.upload_id)
     return 0

@@ -27,6 +27,7 @@ from rahcp_prefect.job.manifest import (
     read_back,
     read_tag_file,
     tag_lines,
+    write_tag_file,
 )
 
 TAG_FILES = frozenset({MANIFEST_NAME, MTIMES_NAME})
@@ -68,11 +69,11 @@ def plan_mtimes(records: Iterable[tuple[str, int, int | None]], staging_prefix: 
     return out
 
 
-async def write_mtimes(client: HCPClient, bucket: str, final_prefix: str, mtimes: Mapping[str, int]) -> str:
-    """Write (or replace) the tag file under ``final_prefix``; returns its key."""
-    key = mtimes_key(final_prefix)
-    await client.s3.upload(bucket, key, render_mtimes(mtimes))
-    return key
+async def write_mtimes(
+    client: HCPClient, bucket: str, final_prefix: str, mtimes: Mapping[str, int], exists: bool = False
+) -> str:
+    """Write (or replace: ``write_tag_file``) the tag file under ``final_prefix``; returns its key."""
+    return await write_tag_file(client, bucket, mtimes_key(final_prefix), render_mtimes(mtimes), exists)
 
 
 async def add_mtimes(client: HCPClient, bucket: str, prefix: str, mtimes: Mapping[str, int]) -> str | None:
@@ -82,12 +83,13 @@ async def add_mtimes(client: HCPClient, bucket: str, prefix: str, mtimes: Mappin
     if not mtimes:
         return None
     try:
-        found = await read_mtimes(client, bucket, prefix) or {}
+        found = await read_mtimes(client, bucket, prefix)
+        exists = found is not None
     except ManifestError:
-        found = {}  # an unreadable tag file is replaced by a readable one
-    merged = {key[len(prefix):]: mtime for key, mtime in found.items()}
+        found, exists = None, True  # an unreadable tag file is replaced by a readable one
+    merged = {key[len(prefix):]: mtime for key, mtime in (found or {}).items()}
     merged.update(mtimes)
-    return await write_mtimes(client, bucket, prefix, merged)
+    return await write_mtimes(client, bucket, prefix, merged, exists)
 
 
 async def read_mtimes(client: HCPClient, bucket: str, prefix: str) -> dict[str, int] | None:

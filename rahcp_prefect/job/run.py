@@ -51,7 +51,12 @@ class RunTotals:
     failed: int | None = None
     committed: int | None = None  # uploads: objects moved to the final prefix
     moved: int | None = None  # downloads: files moved into the destination
-    manifest: int | None = None  # files the written manifest lists
+    manifest: int | str | None = None  # files the written manifest lists (or why an earlier one stays)
+    replaced: int | None = None  # uploads: final objects replaced by a safe replace (no versioning, no overwrite)
+    retained: int | None = None  # uploads: changed files not replaced (their archived object is retained or held)
+    retained_files: list[str] | None = None  # the first of them, by final key
+    staging_kept: int | None = None  # uploads: staged objects the namespace may not delete (retention)
+    staging_kept_why: str | None = None
     deleted_at_source: int | None = None  # uploads: files of the job the source no longer has
     deleted_at_source_keys: list[str] | None = None  # the first of them, relative to the prefix
     mirror: MirrorResult | None = None  # uploads: what ``mirror_deletions`` did (or would do)
@@ -109,6 +114,7 @@ class Batch:
     manifest: Mapping[str, str] | None = None  # download: SHA-256 the bytes are checked against
     mtimes: Mapping[str, int] | None = None  # download: the files' times (ns) to restore
     progress: bool = True  # report the batch's progress (a single run's transfer phase)
+    bucket: str = ""  # upload: the bucket that holds staging (``staging_bucket``, else the target)
 
 
 BatchRunner = Callable[[Batch], Awaitable[dict[str, Any]]]

@@ -9,12 +9,19 @@ meaning for the runs after a rollback.
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 from rahcp_prefect.client import HCPClient
 from rahcp_prefect.job.errors import JobMismatchError, StagingVerificationError
 from rahcp_prefect.tracker.protocol import JobState, TrackerProtocol
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 STAGING_ROOT = ".rahcp-staging/"
 #: Problems named in one error message; the rest are counted.
@@ -29,14 +36,23 @@ class StagingPlan:
     staging_prefix: str
     final_prefix: str
     resumed: bool  # True when an earlier run's staging is being reused
+    staging_bucket: str | None = None  # staging in another namespace (``staging_bucket`` setting)
+
+    @property
+    def staged_in(self) -> str:
+        """The bucket that holds staging: ``staging_bucket``, else the target bucket."""
+        return self.staging_bucket or self.bucket
 
     def final_key(self, staged_key: str) -> str:
         """The final key of a staging (tracker) key."""
         return self.final_prefix + staged_key[len(self.staging_prefix) :]
 
 
-def plan_staging(tracker: TrackerProtocol, bucket: str, final_prefix: str, run_id: str) -> StagingPlan:
-    """The job's staging: its recorded prefix (rolled back or not), else a new one for this run.
+def plan_staging(
+    tracker: TrackerProtocol, bucket: str, final_prefix: str, run_id: str, staging_bucket: str | None = None
+) -> StagingPlan:
+    """The job's staging: its recorded prefix (rolled back or not), else a new one for this run;
+    in ``staging_bucket`` when given (another namespace: ``job.namespace``).
 
     Atomic through ``open_job``: runs that start together all get the first one's staging.
     """
@@ -52,7 +68,7 @@ def plan_staging(tracker: TrackerProtocol, bucket: str, final_prefix: str, run_i
     opened = tracker.open_job(bucket=bucket, staging_prefix=proposed, final_prefix=final_prefix)
     assert opened.staging_prefix is not None
     resumed = not opened.staging_prefix.endswith(f"/{run_id}/")
-    return StagingPlan(bucket, opened.staging_prefix, final_prefix, resumed=resumed)
+    return StagingPlan(bucket, opened.staging_prefix, final_prefix, resumed=resumed, staging_bucket=staging_bucket or None)
 
 
 class Listed(NamedTuple):
@@ -81,14 +97,45 @@ def problems_text(problems: list[str]) -> str:
     return shown + (f" (and {len(problems) - SHOWN} more)" if len(problems) > SHOWN else "")
 
 
-async def verify_staging(client: HCPClient, tracker: TrackerProtocol, plan: StagingPlan) -> int:
+async def settled(
+    read: Callable[[], Awaitable[T]], lacking: Callable[[T], bool], grace: float, first_delay: float = 0.5
+) -> T:
+    """``read()`` again with backoff while ``lacking(result)``, for up to ``grace`` seconds.
+
+    A backend that caches listings (``hcp-api.md`` section 8: up to 120 s with Redis) can
+    answer one that lacks objects written a moment ago by presigned PUTs; the checks read
+    again before they call a file missing. ``grace`` 0: one read.
+    """
+    deadline = time.monotonic() + grace
+    delay = first_delay
+    while True:
+        result = await read()
+        left = deadline - time.monotonic()
+        if not lacking(result) or left <= 0:
+            return result
+        logger.info("Listing lacks recorded objects: reading it again in %.1f s (listing cache)", min(delay, left))
+        await asyncio.sleep(min(delay, left))
+        delay = min(delay * 2, 30.0)
+
+
+async def verify_staging(client: HCPClient, tracker: TrackerProtocol, plan: StagingPlan, grace: float = 0.0) -> int:
     """Check staging against the tracker before the commit; returns how many objects wait in it.
 
     Every object in staging must be a key the tracker holds as done, with the same size, and
-    every done key must be either in staging or, committed earlier, in the final prefix.
+    every done key must be either in staging or, committed earlier, in the final prefix. A
+    listing that lacks done keys is read again for up to ``grace`` seconds (a listing cache).
     """
     done = tracker.done_entries()
-    staged = await listing(client, plan.bucket, plan.staging_prefix)
+
+    async def read() -> tuple[dict[str, int], list[str]]:
+        staged = await listing(client, plan.staged_in, plan.staging_prefix)
+        missing = [key for key in done if key.startswith(plan.staging_prefix) and key not in staged]
+        if missing:
+            final = await listing(client, plan.bucket, plan.final_prefix)
+            missing = [key for key in missing if final.get(plan.final_key(key)) != done[key]]
+        return staged, missing
+
+    staged, missing = await settled(read, lambda found: bool(found[1]), grace)
     problems: list[str] = []
     for key, size in staged.items():
         expected = done.get(key)
@@ -96,12 +143,7 @@ async def verify_staging(client: HCPClient, tracker: TrackerProtocol, plan: Stag
             problems.append(f"{key}: in staging but not recorded as done")
         elif expected != size:
             problems.append(f"{key}: {size} bytes in staging, {expected} recorded")
-    missing = [key for key in done if key.startswith(plan.staging_prefix) and key not in staged]
-    if missing:
-        final = await listing(client, plan.bucket, plan.final_prefix)
-        for key in missing:
-            if final.get(plan.final_key(key)) != done[key]:
-                problems.append(f"{key}: recorded as done but neither staged nor committed")
+    problems += [f"{key}: recorded as done but neither staged nor committed" for key in missing]
     if problems:
         raise StagingVerificationError(f"staging check failed for {len(problems)} key(s): {problems_text(problems)}")
     return len(staged)

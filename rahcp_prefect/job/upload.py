@@ -20,23 +20,29 @@ from rahcp_prefect.bulk.filters import GlobFilter
 from rahcp_prefect.bulk.scanner import scan_tree
 from rahcp_prefect.bulk.sync import Change, SyncCounts, files_to_send
 from rahcp_prefect.client import HCPClient
-from rahcp_prefect.job.commit import CommitResult, commit_job, resume_commit
+from rahcp_prefect.client.s3 import COPY_CONCURRENCY
+from rahcp_prefect.job.commit import CommitResult, commit_job, move_staged, resume_commit
 from rahcp_prefect.job.deletions import DeletionWatch, MaxDelete, deletion_fields, mirror_or_hold, watch_job
 from rahcp_prefect.job.errors import FinalCheckError
 from rahcp_prefect.job.failure import apply_failure_policy
+from rahcp_prefect.job.namespace import check_namespaces
 from rahcp_prefect.job.policy import OnFailure
 from rahcp_prefect.job.run import Batch, Failure, JobRun, Selection, first_errors
 from rahcp_prefect.job.staging import STAGING_ROOT, StagingPlan, plan_staging, verify_staging
 from rahcp_prefect.tracker.protocol import JobState, TrackerProtocol, TransferStatus
 
 Entry = tuple[str, int, int]  # (relative path, size, mtime_ns)
-MoveRunner = Callable[[HCPClient, StagingPlan, "Callable[[int, int], Any] | None"], Awaitable[int]]
-"""Moves staging to the final prefix with the run's client (a flow passes its Prefect task)."""
+MoveRunner = Callable[[HCPClient, StagingPlan, "Callable[[int, int], Any] | None"], Awaitable[dict[str, Any]]]
+"""Moves staging to the final prefix with the run's client and says what happened
+(``job.commit.move_staged``'s dict; a flow passes its Prefect task)."""
 
 
-async def move_staging(client: HCPClient, plan: StagingPlan, on_progress: Callable[[int, int], Any] | None) -> int:
-    """The commit's moves without Prefect: staging to the final prefix, resumable."""
-    return await client.s3.commit_staging(plan.bucket, plan.staging_prefix, plan.final_prefix, on_progress=on_progress)
+async def move_staging(
+    client: HCPClient, plan: StagingPlan, on_progress: Callable[[int, int], Any] | None
+) -> dict[str, Any]:
+    """The commit's moves without Prefect: ``move_staged`` (copy over, or a safe replace where
+    the namespace refuses overwrites), resumable."""
+    return await move_staged(client, plan, COPY_CONCURRENCY, on_progress)
 
 
 @dataclass(kw_only=True)
@@ -52,6 +58,8 @@ class UploadStaging(Selection):
     warn: Callable[[str], Any] | None = None
     mirror_deletions: bool = False  # delete what the source deleted (single runs), behind safety nets
     max_delete: MaxDelete = None  # with ``mirror_deletions``: a count or a percentage of the job's files
+    staging_bucket: str | None = None  # stage in another namespace (a target that retains: ``job.namespace``)
+    listing_grace: float = 0.0  # ``listing_cache_seconds``: the checks read a lacking listing again this long
     plan: StagingPlan | None = None
     watch: DeletionWatch | None = None  # the job's files the run's scan no longer finds
     guard: SourceGuard | None = None
@@ -88,6 +96,7 @@ class UploadStaging(Selection):
         return _paired(files_to_send(
             run.client.s3, run.tracker, files, bucket=self.bucket, staging_prefix=staging_prefix,
             final_prefix=self.prefix, counts=counts, send_all=not self.skip_existing,
+            staging_bucket=self.staging_bucket,
         ))
 
     async def preview(self, run: JobRun, sample_size: int) -> tuple[int, int, list[tuple[str, int]], SyncCounts]:
@@ -119,11 +128,18 @@ class UploadStaging(Selection):
         if mirror is not None and mirror.held_back and not dry_run:
             run.log.warning("mirror_deletions deleted nothing: %s", mirror.held_back)
 
+    async def check_target(self, run: JobRun) -> None:
+        """Before any byte moves: the bucket exists, and staging would not be retained there
+        (``check_namespaces``: a target with a default retention needs ``staging_bucket``)."""
+        await run.client.s3.list_objects(self.bucket, max_keys=1)  # a missing bucket fails here, clearly
+        namespaces = await check_namespaces(run.client, self.bucket, self.staging_bucket)
+        run.log.info("%s", namespaces.describe())
+
     # -- the steps of a JobRun ------------------------------------------------------------
 
     async def open(self, run: JobRun) -> None:
         """Open the job's staging; finish a commit an earlier run left half-done."""
-        self.plan = plan = plan_staging(run.tracker, self.bucket, self.prefix, run.owner)
+        self.plan = plan = plan_staging(run.tracker, self.bucket, self.prefix, run.owner, self.staging_bucket)
         run.view.key_prefixes = (plan.staging_prefix, self.prefix)
         run.totals.sync = SyncCounts()
         info = run.tracker.job_info()
@@ -163,22 +179,25 @@ class UploadStaging(Selection):
         staging = self.plan.staging_prefix
         if claimed:
             entries = [(key[len(staging) :], size) for key, size in entries]
-        return Batch(entries, staging, run.client, skip_existing=self.skip_existing and claimed, progress=not claimed)
+        return Batch(
+            entries, staging, run.client, skip_existing=self.skip_existing and claimed, progress=not claimed,
+            bucket=self.plan.staged_in,
+        )
 
     async def verify(self, run: JobRun) -> None:
         """Staging against the tracker before the commit (raises on any mismatch)."""
         assert self.plan is not None
         run.check_lease()
         with run.view.phase("verify") as checked:
-            checked.files = self.staged = await verify_staging(run.client, run.tracker, self.plan)
+            checked.files = self.staged = await verify_staging(run.client, run.tracker, self.plan, self.listing_grace)
         run.log.info("Staging verified: %d object(s) ready to commit", self.staged)
 
     staged = 0
     """Objects found in staging by the check before the commit (what the commit moves)."""
 
-    async def _move(self, run: JobRun, on_progress: Callable[[int, int], Any] | None) -> dict[str, int]:
-        assert self.plan is not None
-        return {"moved": await self.move(run.client, self.plan, on_progress), "api_retries": 0}
+    async def _move(self, run: JobRun, on_progress: Callable[[int, int], Any] | None) -> dict[str, Any]:
+        assert self.plan is not None  # the run's client counts the retries: none counted twice
+        return {**await self.move(run.client, self.plan, on_progress), "api_retries": 0}
 
     async def commit(self, run: JobRun) -> tuple[str, bool]:
         """Under the commit lock: moves, final check, manifest (another run may hold the lock).
@@ -190,7 +209,7 @@ class UploadStaging(Selection):
                 progress = run.view.commit_progress(self.staged)
                 commit = self.commit_result = await commit_job(
                     run.tracker, self.plan, run.owner, run.lease_seconds, lambda: self._move(run, progress),
-                    run.client, manifest=self.write_manifest,
+                    run.client, manifest=self.write_manifest, listing_grace=self.listing_grace,
                 )
                 committing.files = commit.moved if commit else 0
         except FinalCheckError as exc:
@@ -204,6 +223,8 @@ class UploadStaging(Selection):
         if commit is None:
             return "commit left to the run holding the lock", False
         run.totals.manifest = commit.extra.get("manifest")
+        for name, value in commit.fields().items():  # what the namespace refused: replaced, retained...
+            setattr(run.totals, name, value)
         return "committed", True
 
     async def on_failure(self, run: JobRun) -> Failure:

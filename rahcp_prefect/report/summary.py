@@ -274,6 +274,7 @@ def render_summary(facts: RunFacts) -> str:
         lines += ["| phase | duration | files | size | rate |", "|---|---|---|---|---|"]
         lines += ["| " + " | ".join(cell(part) for part in row) + " |" for row in phases]
         lines += [f"| whole run | {format_duration(facts.elapsed)} | | | |", ""]
+    lines += retained_lines(facts)
     lines += detail_lines(facts)
     lines += deferred_section(facts)
     lines += failure_section(facts)
@@ -313,6 +314,22 @@ def notice_lines(facts: RunFacts) -> list[str]:
     if failed:
         lines.append(f"Could not be deleted: {_names(sorted(failed), len(failed))}.")
     return [line for text in lines for line in (text, "")]
+
+
+def retained_lines(facts: RunFacts) -> list[str]:
+    """The files the namespace would not let the commit replace, and staging it keeps."""
+    lines: list[str] = []
+    retained = facts.result.get("retained_files") or []
+    if retained:
+        count = int(facts.result.get("retained", len(retained)) or 0)
+        lines.append(
+            f"Retained: {plural(count, 'changed file')} not replaced (the archived object is under retention "
+            "or on hold; the next run tries again): " + ", ".join(code(key) for key in retained)
+            + (" ..." if count > len(retained) else "")
+        )
+    if facts.result.get("staging_kept"):
+        lines.append(f"Staging kept: {plural(int(facts.result['staging_kept']), 'object')} ({facts.result.get('staging_kept_why', 'retention')})")
+    return lines + [""] if lines else []
 
 
 def detail_lines(facts: RunFacts) -> list[str]:

@@ -4,7 +4,8 @@ moto's own complete joins the parts in memory and stores the join: four copies o
 plus a full-object CRC64NVME (a checksum HCP does not offer) over a fifth. For a 1 GiB object
 that took 5 to 13 s on a two-core machine, more than sending the parts, so every large-upload
 figure measured against the emulator was mostly moto's complete. This one makes the same checks
-(``InvalidPart``, ``EntityTooSmall``, ``MalformedXML``), answers the same multipart ETag and
+(``InvalidPart``, ``EntityTooSmall`` against ``part_minimum``, ``MalformedXML``, and
+``InvalidPartOrder``, which moto's omits), answers the same multipart ETag and
 serves the same bytes, but does not copy them: the completed key reads the parts' own buffers,
 which it takes over. A store whose complete takes time in proportion to the object is modelled
 with a delay fault on the complete route. An upload created with a checksum algorithm keeps
@@ -18,14 +19,19 @@ import codecs
 import io
 import tempfile
 from collections.abc import Iterator
+from contextvars import ContextVar
 from hashlib import md5
 from typing import Any
 
-from moto.s3.exceptions import EntityTooSmall, InvalidPart, MalformedXML
+from moto.s3.exceptions import EntityTooSmall, InvalidPart, InvalidPartOrder, MalformedXML
 from moto.s3.models import S3_UPLOAD_PART_MIN_SIZE, FakeKey, FakeMultipart
 
 _moto_complete = FakeMultipart.complete
 _moto_value = FakeKey.value
+
+part_minimum: ContextVar[int] = ContextVar("part_minimum", default=S3_UPLOAD_PART_MIN_SIZE)
+"""The smallest part but the last for the request being served: S3's 5 MiB unless the data plane
+sets HCP's 1 MiB (``namespace_rules``) around the call."""
 
 
 class JoinedParts:
@@ -99,11 +105,15 @@ def _complete(
     decode_hex = codecs.getdecoder("hex_codec")
     digests = bytearray()
     parts: list[FakeKey] = []
+    previous = 0
     for number, etag in body:
+        if number <= previous:
+            raise InvalidPartOrder()  # S3 and HCP refuse parts out of order; moto's complete does not
+        previous = number
         part = self.parts.get(number)
         if part is None or part.etag.replace('"', "") != etag.replace('"', ""):
             raise InvalidPart()
-        if parts and parts[-1].contentsize < S3_UPLOAD_PART_MIN_SIZE:
+        if parts and parts[-1].contentsize < part_minimum.get():
             raise EntityTooSmall()
         digests.extend(decode_hex(part.etag.replace('"', ""))[0])  # type: ignore[arg-type]
         parts.append(part)

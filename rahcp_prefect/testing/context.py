@@ -10,7 +10,9 @@ from fastapi import Request
 from rahcp_prefect.testing.auth import AuthConfig
 from rahcp_prefect.testing.counter import RequestCounter
 from rahcp_prefect.testing.faults import FaultInjector
+from rahcp_prefect.testing.listing_cache import ListingCache
 from rahcp_prefect.testing.mapi_store import NamespaceStore
+from rahcp_prefect.testing.namespace_rules import HcpRules
 from rahcp_prefect.testing.sigv4 import QueryPresigner
 
 
@@ -27,6 +29,10 @@ class EmulatorContext:
     faults: FaultInjector
     counter: RequestCounter
     mapi_enabled: bool
+    rules: HcpRules | None = None
+    """HCP's namespace rules (the S3 server enforces them; bulk delete and holds ask here)."""
+    cache: ListingCache = field(default_factory=ListingCache)
+    """The reference backend's optional listing/HEAD cache (off by default)."""
     presigner: QueryPresigner | None = None
     """Fast SigV4 signer for plain object URLs (``signer`` still signs multipart parts)."""
     lister: Any = None

@@ -6,6 +6,12 @@
         emu.faults.add("api", path="/presign$", drop=True)          # next presign: no answer
         emu.request_counts[("api", "POST", "/presign")]             # calls so far
 
+By default the emulator is an HCP namespace, not plain S3 (``namespace_rules``): a write onto an
+existing key is a 409 unless the bucket's namespace is versioned or allows overwrites, retained or
+held objects cannot be deleted, complete answers its errors as 200 with an error body, parts may
+be 1 MiB; ``configure_namespace``/``set_hold`` or the MAPI routes set that up; ``mode="s3"`` is
+permissive. ``cache_ttl`` turns on the reference backend's listing cache (``listing_cache``).
+
 Unless ``s3_endpoint`` is given, moto's S3 server runs in-process on a free loopback port and
 presigned URLs point at it, so object bytes never pass through the emulator's API. Route
 templates of the counts are described in ``counter``, fault rules in ``faults``, the HTTP control
@@ -32,9 +38,11 @@ from rahcp_prefect.testing.context import EmulatorContext
 from rahcp_prefect.testing.sigv4 import QueryPresigner
 from rahcp_prefect.testing.counter import CountKey, RequestCounter
 from rahcp_prefect.testing.faults import FaultInjector
-from rahcp_prefect.testing.mapi_store import NamespaceStore
+from rahcp_prefect.testing.listing_cache import ListingCache
+from rahcp_prefect.testing.mapi_store import DEFAULT_COMPLIANCE, NamespaceStore
+from rahcp_prefect.testing.namespace_rules import DEFAULT_MODE, HcpRules, retention_until
 from rahcp_prefect.testing.s3list import S3Lister
-from rahcp_prefect.testing.s3server import INTERNAL_USER_AGENT, S3Server
+from rahcp_prefect.testing.s3server import API_USER_AGENT, INTERNAL_USER_AGENT, S3Server
 
 WILDCARD_HOSTS = ("0.0.0.0", "::", "")
 
@@ -65,8 +73,18 @@ class HCPEmulator:
         s3_secret_key: str | None = None,
         s3_region: str = "us-east-1",
         enforce_presign_expiry: bool = True,
+        mode: str = DEFAULT_MODE,
+        cache_ttl: float | None = None,
     ) -> None:
         """Configure (nothing starts until ``start()``).
+
+        ``mode``: ``"hcp"`` enforces HCP's namespace rules on the built-in S3 server (see
+        ``namespace_rules``: 409 onto existing keys without versioning or overwrite, 403 for
+        retained or held objects, complete's 200-with-error, 1 MiB parts); ``"s3"`` is plain,
+        permissive S3 (moto as it is). Settings per bucket come through the MAPI routes or
+        ``configure_namespace``. ``cache_ttl``: seconds the API caches listings (HEADs 2.5 times
+        as long), as the reference backend does with Redis (120 s / 300 s; see
+        ``listing_cache``); None (the default) caches nothing.
 
         ``users`` maps username to password; ``None`` accepts any non-empty credentials.
         ``s3_port`` fixes the built-in S3 server's port. ``s3_public_endpoint`` is the S3 URL
@@ -91,11 +109,15 @@ class HCPEmulator:
             token_ttl_seconds=token_ttl_seconds,
             users=dict(users) if users is not None else None,
         )
+        self._namespaces = NamespaceStore()
+        self._rules = HcpRules(self._namespaces, mode)
+        self._cache = ListingCache(cache_ttl)
         self._faults = FaultInjector(data_plane_available=s3_endpoint is None)
         self._counter = RequestCounter()
         self._s3_server: S3Server | None = None
         self._api_server: ApiServer | None = None
         self._s3_client: Any = None
+        self._api_client: Any = None
         self._s3_endpoint: str | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -112,25 +134,29 @@ class HCPEmulator:
                     host=self._host,
                     port=self._s3_port,
                     enforce_presign_expiry=self._enforce_presign_expiry,
+                    rules=self._rules,
                 )
                 self._s3_server.start()
                 self._s3_endpoint = f"http://{_client_host(self._host)}:{self._s3_server.port}"
             else:
                 self._s3_endpoint = self._external_s3.rstrip("/")
             self._s3_client = self._make_client(self._s3_endpoint)
-            signer = self._s3_client
+            api_client = self._api_client = self._make_client(self._s3_endpoint, API_USER_AGENT)
+            signer = api_client
             signing_endpoint = self._s3_endpoint
             if self._s3_public and self._s3_public.rstrip("/") != self._s3_endpoint:
                 signing_endpoint = self._s3_public.rstrip("/")
                 signer = self._make_client(signing_endpoint)
             ctx = EmulatorContext(
-                s3=self._s3_client,
+                s3=api_client,
                 signer=signer,
                 presigner=QueryPresigner(
                     signing_endpoint, self._s3_access_key, self._s3_secret_key, self._s3_region
                 ),
                 auth=self._auth,
-                namespaces=NamespaceStore(),
+                namespaces=self._namespaces,
+                rules=self._rules,
+                cache=self._cache,
                 faults=self._faults,
                 counter=self._counter,
                 mapi_enabled=self._mapi_enabled,
@@ -171,13 +197,13 @@ class HCPEmulator:
     ) -> None:
         self.stop()
 
-    def _make_client(self, endpoint: str) -> Any:
+    def _make_client(self, endpoint: str, marker: str = "") -> Any:
         config = Config(
             signature_version="s3v4",
             s3={"addressing_style": "path"},
             retries={"total_max_attempts": 1},
             max_pool_connections=64,
-            user_agent_extra=INTERNAL_USER_AGENT,
+            user_agent_extra=f"{INTERNAL_USER_AGENT} {marker}".strip(),
             connect_timeout=10,
             read_timeout=60,
         )
@@ -236,9 +262,17 @@ class HCPEmulator:
 
     @property
     def s3(self) -> Any:
-        """A boto3 S3 client on the S3 server, for assertions (its calls count as "backend")."""
+        """A boto3 S3 client on the S3 server, for assertions and seeding (its calls count as
+        "backend"): the operator's hand, never refused by HCP's rules (retention, 409s)."""
         self._require_started()
         return self._s3_client
+
+    @property
+    def api_s3(self) -> Any:
+        """The boto3 client the API's routes call S3 with (HCP's rules apply to it; ``s3`` is
+        the operator's hand that they never refuse). Tests patch it to make a route fail."""
+        self._require_started()
+        return self._api_client
 
     @property
     def secret_key(self) -> str:
@@ -263,6 +297,49 @@ class HCPEmulator:
             for item in page.get("Contents", []):
                 found[item["Key"]] = self.s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read()
         return found
+
+    @property
+    def mode(self) -> str:
+        """``"hcp"`` (HCP's namespace rules enforced) or ``"s3"`` (permissive); settable."""
+        return self._rules.mode
+
+    @mode.setter
+    def mode(self, value: str) -> None:
+        self._rules.mode = value
+
+    def configure_namespace(
+        self,
+        bucket: str,
+        *,
+        versioning: bool | None = None,
+        overwrite: bool | None = None,
+        retention: str | None = None,
+        tenant: str = "emulator",
+    ) -> None:
+        """Set a bucket's namespace settings as the MAPI routes do (test shortcut): versioning
+        on/off, the overwrite option, the default retention (``"+30s"``, ``"-1"``, ``"0"``)."""
+        retention_until(retention, 0.0)  # a value HCP would refuse raises here
+        self._namespaces.ensure(tenant, bucket)
+        owner = self._namespaces.tenant_of(bucket)
+        assert owner is not None
+        changes: dict[str, Any] = {}
+        if versioning is not None:
+            changes["versioningSettings"] = {"enabled": versioning}
+        if overwrite is not None:
+            changes["overwriteEnabled"] = overwrite
+        if retention is not None:
+            compliance = dict(self._namespaces.get(owner, bucket) or {}).get("complianceSettings")
+            changes["complianceSettings"] = {**(compliance or DEFAULT_COMPLIANCE), "retentionDefault": retention}
+        self._namespaces.update(owner, bucket, changes)
+
+    def set_hold(self, bucket: str, key: str, held: bool = True) -> None:
+        """Put an object on hold (or release it), as the ``.../hold`` route does."""
+        self._rules.set_hold(bucket, key, held)
+
+    @property
+    def cache(self) -> ListingCache:
+        """The API's listing/HEAD cache (off unless ``cache_ttl`` was given)."""
+        return self._cache
 
     @property
     def request_counts(self) -> Counter[CountKey]:

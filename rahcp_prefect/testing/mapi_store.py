@@ -34,6 +34,15 @@ NAMESPACE_FIELDS: tuple[str, ...] = (
     "id",
 )
 READ_ONLY_FIELDS: frozenset[str] = frozenset({"id", "creationTime", "fullyQualifiedName"})
+SUB_RESOURCES: frozenset[str] = frozenset({"versioningSettings", "complianceSettings"})
+"""Settings served by their own routes (``.../versioningSettings``, ``.../complianceSettings``)."""
+DEFAULT_COMPLIANCE: dict[str, Any] = {
+    "retentionDefault": "0",
+    "shreddingDefault": False,
+    "customMetadataChanges": "ALL",
+    "dispositionEnabled": False,
+}
+"""HCP's compliance settings of a new namespace: no default retention."""
 
 
 class NamespaceStore:
@@ -51,6 +60,25 @@ class NamespaceStore:
         with self._lock:
             stored = self._tenants.get(tenant, {}).get(name)
             return dict(stored) if stored is not None else None
+
+    def find(self, name: str) -> dict[str, Any] | None:
+        """The namespace ``name`` in whichever tenant holds it (a bucket is one namespace)."""
+        with self._lock:
+            for namespaces in self._tenants.values():
+                if name in namespaces:
+                    return dict(namespaces[name])
+            return None
+
+    def tenant_of(self, name: str) -> str | None:
+        """The tenant holding namespace ``name``, if any."""
+        with self._lock:
+            return next((t for t, spaces in self._tenants.items() if name in spaces), None)
+
+    def ensure(self, tenant: str, name: str) -> None:
+        """Register ``name`` with HCP's defaults unless some tenant has it (an existing bucket
+        is a namespace on HCP, so MAPI knows it)."""
+        if self.find(name) is None:
+            self.create(tenant, {"name": name})
 
     def create(self, tenant: str, data: dict[str, Any]) -> bool:
         """Store a new namespace; False when the name exists already."""
@@ -94,8 +122,9 @@ def export_config(name: str, stored: dict[str, Any] | None) -> dict[str, Any]:
         return {"name": name}
     config: dict[str, Any] = {"name": name}
     for key, value in stored.items():
-        if key in READ_ONLY_FIELDS or key == "versioningSettings" or value is None:
+        if key in READ_ONLY_FIELDS or key in SUB_RESOURCES or value is None:
             continue
         config[key] = value
     config["versioning"] = stored.get("versioningSettings") or {"enabled": False}
+    config["compliance"] = stored.get("complianceSettings") or DEFAULT_COMPLIANCE
     return config

@@ -62,6 +62,7 @@ def create_bucket(body: CreateBucket, ctx: EmulatorContext = Depends(get_ctx)) -
             "and you already own it.",
         )
     s3_call(resource, ctx.s3.create_bucket, Bucket=name)
+    ctx.cache.deleted(name, every_key=True)
     return {"status": "created", "bucket": name}
 
 
@@ -86,6 +87,7 @@ def delete_bucket(
         require_bucket(ctx.s3, bucket)
         s3_call(resource, empty_bucket, s3=ctx.s3, bucket=bucket)
     s3_call(resource, ctx.s3.delete_bucket, Bucket=bucket)
+    ctx.cache.deleted(bucket, every_key=True)
     return {"status": "deleted", "bucket": bucket}
 
 

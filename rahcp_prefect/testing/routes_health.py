@@ -19,8 +19,8 @@ async def liveness() -> dict[str, str]:
 
 
 @router.get("/health")
-async def health() -> dict[str, str]:
-    return {"status": "ok", "cache": "disabled"}
+async def health(ctx: EmulatorContext = Depends(get_ctx)) -> dict[str, str]:
+    return {"status": "ok", "cache": "connected" if ctx.cache.enabled else "disabled"}
 
 
 @router.get("/readiness")

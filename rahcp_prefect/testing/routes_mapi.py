@@ -2,6 +2,12 @@
 
 ``/namespaces/export`` is declared before ``/namespaces/{ns}`` so the name ``export`` is not
 taken for a namespace. The router is mounted only when ``mapi_enabled``.
+
+HCP's namespace rules read these settings (``namespace_rules``): ``versioningSettings``
+(``{"enabled": bool, ...}``), ``complianceSettings`` (``retentionDefault``) and the namespace
+field ``overwriteEnabled`` (the emulator's name for HCP's S3 overwrite option). A bucket is a
+namespace: the routes of a namespace that is not stored but whose bucket exists answer for one
+with HCP's defaults (and store it in this tenant).
 """
 
 from __future__ import annotations
@@ -14,7 +20,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from rahcp_prefect.testing.auth import require_principal
 from rahcp_prefect.testing.context import EmulatorContext, get_ctx
-from rahcp_prefect.testing.mapi_store import export_config, namespace_view
+from rahcp_prefect.testing.mapi_store import DEFAULT_COMPLIANCE, export_config, namespace_view
+from rahcp_prefect.testing.namespace_rules import retention_until
+from rahcp_prefect.testing.storage import s3_call
 
 router = APIRouter(prefix="/mapi/tenants/{tenant}", dependencies=[Depends(require_principal)])
 
@@ -41,6 +49,9 @@ class NamespaceUpdate(BaseModel):
     serviceRemoteSystemRequests: bool | None = None
     retentionType: Literal["HCP", "S3"] | None = None
     tags: dict[str, Any] | None = None
+    overwriteEnabled: bool | None = None
+    """HCP's S3 overwrite option (off by default: a PUT onto an existing object is a 409). The
+    reference documents no MAPI field for it: this name is the emulator's."""
 
 
 class NamespaceCreate(NamespaceUpdate):
@@ -55,6 +66,49 @@ class NamespaceCreate(NamespaceUpdate):
 
 def _not_found(ns: str) -> HTTPException:
     return HTTPException(status_code=404, detail=f"namespace '{ns}' not found")
+
+
+def _owner(tenant: str, ns: str, ctx: EmulatorContext) -> str:
+    """The tenant whose namespace ``ns`` the routes act on: ``tenant`` when it has one, else
+    the tenant holding the bucket's namespace (a bucket is one namespace, whoever set it up);
+    an existing bucket nobody registered becomes ``tenant``'s with HCP's defaults; 404 else."""
+    if ctx.namespaces.get(tenant, ns) is not None:
+        return tenant
+    owner = ctx.namespaces.tenant_of(ns)
+    if owner is None and _bucket_exists(ctx, ns):
+        ctx.namespaces.ensure(tenant, ns)
+        owner = tenant
+    if owner is None:
+        raise _not_found(ns)
+    return owner
+
+
+def _namespace(tenant: str, ns: str, ctx: EmulatorContext) -> dict[str, Any]:
+    """The namespace the routes of ``tenant``/``ns`` act on (see ``_owner``)."""
+    stored = ctx.namespaces.get(_owner(tenant, ns, ctx), ns)
+    if stored is None:  # deleted meanwhile
+        raise _not_found(ns)
+    return stored
+
+
+def _bucket_exists(ctx: EmulatorContext, bucket: str) -> bool:
+    try:
+        s3_call(f"bucket '{bucket}'", ctx.s3.head_bucket, Bucket=bucket)
+    except HTTPException:
+        return False
+    return True
+
+
+class ComplianceSettings(BaseModel):
+    """HCP's namespace compliance settings; ``retentionDefault`` is an HCP retention value:
+    ``"0"`` (none), ``"-1"`` (forever), ``"-2"`` (unspecified: kept), ``"+1y"``, ``"+30s"``..."""
+
+    model_config = ConfigDict(extra="allow")
+
+    retentionDefault: str | None = None
+    shreddingDefault: bool | None = None
+    customMetadataChanges: str | None = None
+    dispositionEnabled: bool | None = None
 
 
 def _export(tenant: str, names: list[str], ctx: EmulatorContext) -> dict[str, Any]:
@@ -105,44 +159,61 @@ async def export_namespace(
 
 
 @router.get("/namespaces/{ns}/versioningSettings")
-async def get_versioning(tenant: str, ns: str, ctx: EmulatorContext = Depends(get_ctx)) -> Any:
-    stored = ctx.namespaces.get(tenant, ns)
-    if stored is None:
-        raise _not_found(ns)
-    return stored.get("versioningSettings") or {"enabled": False}
+def get_versioning(tenant: str, ns: str, ctx: EmulatorContext = Depends(get_ctx)) -> Any:
+    return _namespace(tenant, ns, ctx).get("versioningSettings") or {"enabled": False}
 
 
 @router.post("/namespaces/{ns}/versioningSettings")
-async def set_versioning(
+def set_versioning(
     tenant: str, ns: str, body: dict[str, Any], ctx: EmulatorContext = Depends(get_ctx)
 ) -> dict[str, str]:
-    if not ctx.namespaces.update(tenant, ns, {"versioningSettings": body}):
-        raise _not_found(ns)
+    ctx.namespaces.update(_owner(tenant, ns, ctx), ns, {"versioningSettings": body})
+    return {"status": "updated"}
+
+
+@router.get("/namespaces/{ns}/complianceSettings")
+def get_compliance(tenant: str, ns: str, ctx: EmulatorContext = Depends(get_ctx)) -> Any:
+    return _namespace(tenant, ns, ctx).get("complianceSettings") or DEFAULT_COMPLIANCE
+
+
+@router.post("/namespaces/{ns}/complianceSettings")
+def set_compliance(
+    tenant: str, ns: str, body: ComplianceSettings, ctx: EmulatorContext = Depends(get_ctx)
+) -> dict[str, str]:
+    """Merge compliance settings; a default retention HCP would not parse is a 400."""
+    stored = _namespace(tenant, ns, ctx)
+    changes = body.model_dump(exclude_unset=True)
+    try:
+        retention_until(changes.get("retentionDefault"), 0.0)
+    except ValueError as exc:
+        raise HTTPException(status_code=400, detail=str(exc)) from None
+    merged = {**(stored.get("complianceSettings") or DEFAULT_COMPLIANCE), **changes}
+    ctx.namespaces.update(_owner(tenant, ns, ctx), ns, {"complianceSettings": merged})
     return {"status": "updated"}
 
 
 @router.delete("/namespaces/{ns}/versioningSettings")
-async def delete_versioning(
+def delete_versioning(
     tenant: str, ns: str, ctx: EmulatorContext = Depends(get_ctx)
 ) -> dict[str, str]:
-    if not ctx.namespaces.update(tenant, ns, {"versioningSettings": None}):
-        raise _not_found(ns)
+    ctx.namespaces.update(_owner(tenant, ns, ctx), ns, {"versioningSettings": None})
     return {"status": "deleted"}
 
 
 @router.get("/namespaces/{ns}")
-async def get_namespace(
+def get_namespace(
     tenant: str, ns: str, verbose: bool = False, ctx: EmulatorContext = Depends(get_ctx)
 ) -> dict[str, Any]:
-    stored = ctx.namespaces.get(tenant, ns)
-    if stored is None:
-        raise _not_found(ns)
-    return namespace_view(stored)
+    return namespace_view(_namespace(tenant, ns, ctx))
 
 
 @router.head("/namespaces/{ns}")
-async def head_namespace(tenant: str, ns: str, ctx: EmulatorContext = Depends(get_ctx)) -> Response:
-    return Response(status_code=200 if ctx.namespaces.get(tenant, ns) is not None else 404)
+def head_namespace(tenant: str, ns: str, ctx: EmulatorContext = Depends(get_ctx)) -> Response:
+    try:
+        _namespace(tenant, ns, ctx)
+    except HTTPException:
+        return Response(status_code=404)
+    return Response(status_code=200)
 
 
 @router.post("/namespaces/{ns}")
@@ -153,8 +224,7 @@ async def update_namespace(
     resetMQECheckpoint: str | None = None,  # noqa: N803 (query name on the wire)
     ctx: EmulatorContext = Depends(get_ctx),
 ) -> dict[str, str]:
-    if not ctx.namespaces.update(tenant, ns, body.model_dump(exclude_unset=True)):
-        raise _not_found(ns)
+    ctx.namespaces.update(_owner(tenant, ns, ctx), ns, body.model_dump(exclude_unset=True))
     return {"status": "updated"}
 
 

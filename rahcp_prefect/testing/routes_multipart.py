@@ -104,6 +104,7 @@ def complete_upload(
         UploadId=body.upload_id,
         MultipartUpload={"Parts": [p.model_dump() for p in body.parts]},
     )
+    ctx.cache.written(bucket, key)
     return {"bucket": bucket, "key": key, "etag": resp.get("ETag")}
 
 

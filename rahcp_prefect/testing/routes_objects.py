@@ -5,6 +5,7 @@ Keys come from ``{key:path}`` routes, already percent-decoded by Starlette.
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Response
@@ -52,14 +53,20 @@ def list_objects(
         params["ContinuationToken"] = continuation_token
     if delimiter:
         params["Delimiter"] = delimiter
+    query = tuple(sorted(params.items()))
+    cached = ctx.cache.listing(bucket, query)
+    if cached is not None:
+        return cached
     resp = s3_call(bucket_resource(bucket), ctx.listing.list_objects_v2, **params)
-    return {
+    answer = {
         "objects": [_object_record(o) for o in resp.get("Contents", [])],
         "common_prefixes": [p["Prefix"] for p in resp.get("CommonPrefixes", [])],
         "is_truncated": bool(resp.get("IsTruncated", False)),
         "next_continuation_token": resp.get("NextContinuationToken"),
         "key_count": int(resp.get("KeyCount", 0)),
     }
+    ctx.cache.keep_listing(bucket, query, answer)
+    return answer
 
 
 def _object_record(obj: dict[str, Any]) -> dict[str, Any]:
@@ -108,17 +115,33 @@ def bulk_delete(
             token = page.get("NextContinuationToken")
             if not page.get("IsTruncated") or not token:
                 break
+    ctx.cache.deleted(bucket, *body.keys, every_key=body.prefix is not None)
     return {"status": "deleted", "deleted": deleted, "errors": errors}
 
 
 def _delete_keys(ctx: EmulatorContext, bucket: str, keys: list[str]) -> list[dict[str, Any]]:
+    """Delete ``keys``; a key HCP's rules protect (retention, hold) is an ``AccessDenied``
+    error entry, as S3's DeleteObjects reports a key it refused."""
+    refused: list[dict[str, Any]] = []
+    allowed = keys
+    if ctx.rules is not None and ctx.rules.enforcing:
+        allowed = []
+        for key in keys:
+            refusal = ctx.rules.delete_refusal(bucket, key)
+            if refusal is None:
+                allowed.append(key)
+            else:
+                refused.append({"Key": key, "Code": refusal.code, "Message": refusal.message})
+    if not allowed:
+        require_bucket(ctx.s3, bucket)
+        return refused
     resp = s3_call(
         bucket_resource(bucket),
         ctx.s3.delete_objects,
         Bucket=bucket,
-        Delete={"Objects": [{"Key": k} for k in keys], "Quiet": True},
+        Delete={"Objects": [{"Key": k} for k in allowed], "Quiet": True},
     )
-    return [
+    return refused + [
         {"Key": e.get("Key"), "Code": e.get("Code"), "Message": e.get("Message")}
         for e in resp.get("Errors", [])
     ]
@@ -137,22 +160,70 @@ def copy_object(
         Key=key,
         CopySource={"Bucket": body.source_bucket, "Key": body.source_key},
     )
+    ctx.cache.written(bucket, key)
     return {"status": "copied", "bucket": bucket, "key": key}
+
+
+class Hold(BaseModel):
+    hold: bool
+
+
+@router.post("/buckets/{bucket}/objects/{key:path}/hold")
+def set_hold(
+    bucket: str, key: str, body: Hold, ctx: EmulatorContext = Depends(get_ctx)
+) -> dict[str, Any]:
+    """Put an object on hold or release it (an emulator extension: HCP sets holds through its
+    REST API, ``PUT ...?hold=true``, which the reference backend does not serve)."""
+    _protection(ctx, bucket, key)
+    assert ctx.rules is not None
+    ctx.rules.set_hold(bucket, key, body.hold)
+    return {"status": "held" if body.hold else "released", "bucket": bucket, "key": key}
+
+
+@router.get("/buckets/{bucket}/objects/{key:path}/hold")
+def get_hold(bucket: str, key: str, ctx: EmulatorContext = Depends(get_ctx)) -> dict[str, Any]:
+    """``{"bucket","key","hold","retained_until"}``: ``retained_until`` is ISO-8601 UTC, the
+    string ``"forever"`` (retention ``-1``) or null (no retention). An emulator extension."""
+    state = _protection(ctx, bucket, key)
+    until = state["retained_until"]
+    if until is None:
+        shown = None
+    elif until == float("inf"):
+        shown = "forever"
+    else:
+        shown = iso_z(datetime.fromtimestamp(until, timezone.utc))
+    return {"bucket": bucket, "key": key, "hold": state["hold"], "retained_until": shown}
+
+
+def _protection(ctx: EmulatorContext, bucket: str, key: str) -> dict[str, Any]:
+    """An existing object's hold and retention; 404 as HEAD would be for a missing one."""
+    require_bucket(ctx.s3, bucket)
+    if ctx.rules is None:
+        raise HTTPException(status_code=501, detail="holds need the emulator's built-in S3 server")
+    try:
+        return ctx.rules.protection(bucket, key)
+    except KeyError:
+        raise HTTPException(
+            status_code=404, detail=f"{object_resource(key)}: The specified key does not exist."
+        ) from None
 
 
 @router.head("/buckets/{bucket}/objects/{key:path}")
 def head_object(bucket: str, key: str, ctx: EmulatorContext = Depends(get_ctx)) -> Response:
     """Object metadata as headers; errors are the bare status with an empty body."""
-    try:
-        resp = s3_call(object_resource(key), ctx.s3.head_object, Bucket=bucket, Key=key)
-    except HTTPException as exc:
-        return Response(status_code=exc.status_code)
-    headers = {
-        "content-length": str(resp.get("ContentLength", 0)),
-        "content-type": resp.get("ContentType") or "application/octet-stream",
-        "etag": resp.get("ETag", ""),
-        "last-modified": str(resp.get("LastModified")),
-    }
+    headers = ctx.cache.head(bucket, key)
+    if headers is None:
+        try:
+            resp = s3_call(object_resource(key), ctx.s3.head_object, Bucket=bucket, Key=key)
+        except HTTPException as exc:
+            return Response(status_code=exc.status_code)
+        headers = {
+            "content-length": str(resp.get("ContentLength", 0)),
+            "content-type": resp.get("ContentType") or "application/octet-stream",
+            "etag": resp.get("ETag", ""),
+            "last-modified": str(resp.get("LastModified")),
+        }
+        ctx.cache.keep_head(bucket, key, headers)
     return Response(status_code=200, headers=headers)
 
 
@@ -168,4 +239,5 @@ def delete_object(
     if version_id:
         params["VersionId"] = version_id
     s3_call(object_resource(key), ctx.s3.delete_object, **params)
+    ctx.cache.deleted(bucket, key)
     return {"status": "deleted", "bucket": bucket, "key": key}

@@ -4,7 +4,9 @@ Presigned URLs point here, so object bytes never pass through the emulator's API
 werkzeug's threaded server with moto's request handler, exactly what ``moto.server`` runs, so
 it is as fast as moto itself; the middleware adds one dict lookup and a counter increment per
 request while no data-plane fault is set. CompleteMultipartUpload is the emulator's own
-(``assembly``): it joins the parts where moto's copies the object four times. Note that moto keeps its state in
+(``assembly``): it joins the parts where moto's copies the object four times. HCP's namespace
+rules (409 onto existing keys, retention and holds, complete's 200-with-error, 1 MiB parts) are
+applied here (``namespace_rules``), so presigned PUTs meet them as much as the API's routes. Note that moto keeps its state in
 process-global backends: two emulators in one process share their S3 buckets.
 """
 
@@ -18,6 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
+from urllib.parse import parse_qs
 
 from moto.moto_server.werkzeug_app import (
     DomainDispatcherApplication,
@@ -31,12 +34,18 @@ from rahcp_prefect.testing.counter import RequestCounter, s3_route
 from rahcp_prefect.testing.expiry import expired_body, expired_presign
 from rahcp_prefect.testing.faults import FAULT_DETAIL, FaultInjector
 from rahcp_prefect.testing.integrity import damaged_stream, digest_error, flip_byte
+from rahcp_prefect.testing.namespace_rules import HCP_MIN_PART, HcpRules, Refusal
 from rahcp_prefect.testing.ranges import serve_range
 from rahcp_prefect.testing.storage import KEY_TOO_LONG, MAX_KEY_BYTES
 
 # The emulator tags its own boto3 calls with this user-agent marker: they are counted as
 # plane "backend" and never get data-plane faults (those are meant for clients).
 INTERNAL_USER_AGENT = "rahcp-emulator-internal"
+# The API routes' boto3 calls carry this marker too: they are "backend" calls, but HCP's
+# namespace rules apply to them (only the test-helper client is the operator's hand).
+API_USER_AGENT = "rahcp-emulator-api"
+# CompleteMultipartUpload errors HCP answers as 200 OK with the error in the body.
+COMPLETE_ERRORS_AS_200 = (b"<Code>EntityTooSmall</Code>", b"<Code>InvalidPart</Code>", b"<Code>InvalidPartOrder</Code>")
 
 HTTP_REASONS = {s.value: s.phrase for s in HTTPStatus}
 StartResponse = Callable[..., Any]
@@ -147,11 +156,13 @@ class DataPlaneMiddleware:
         counter: RequestCounter,
         *,
         enforce_presign_expiry: bool = True,
+        rules: HcpRules | None = None,
     ) -> None:
         self.app = app
         self.faults = faults
         self.counter = counter
         self.enforce_presign_expiry = enforce_presign_expiry
+        self.rules = rules
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         method: str = environ["REQUEST_METHOD"]
@@ -162,6 +173,13 @@ class DataPlaneMiddleware:
         plane = "backend" if internal else "data"
         query = environ.get("QUERY_STRING", "")
         self.counter.add(plane, method, s3_route(path, query))
+        if self.rules is not None:
+            operator = internal and API_USER_AGENT not in environ.get("HTTP_USER_AGENT", "")
+            answer, done = self._ruled(environ, start_response, method, path, query, operator)
+            if answer is not None:
+                return answer
+            if done is not None:
+                start_response = _on_success(start_response, done)
         if internal:
             return _with_whole_body_read(self.app, environ, start_response)
         rule = self.faults.match("data", method, path)
@@ -197,6 +215,97 @@ class DataPlaneMiddleware:
         if damage and method == "GET":
             return _damaged_answer(self.app, environ, start_response)
         return _with_whole_body_read(self.app, environ, start_response)
+
+
+    def _ruled(
+        self,
+        environ: dict[str, Any],
+        start_response: StartResponse,
+        method: str,
+        path: str,
+        query: str,
+        operator: bool,
+    ) -> tuple[Iterable[bytes] | None, Callable[[], None] | None]:
+        """HCP's namespace rules (``namespace_rules``) for one request: an answer (a refusal,
+        or a complete served here), else what to record once the request succeeds."""
+        rules = self.rules
+        assert rules is not None
+        bucket, _, key = path.lstrip("/").partition("/")
+        if not bucket:
+            return None, None
+        names = {part.split("=", 1)[0] for part in query.split("&") if part}
+        sub = {n for n in names if not n.lower().startswith("x-amz-")}
+        enforcing = rules.enforcing and not operator
+        if not key:
+            if method == "DELETE" and not sub:
+                return None, lambda: rules.bucket_deleted(bucket)
+            return None, None
+        refusal: Refusal | None = None
+        if method == "PUT" and not sub:
+            refusal = rules.write_refusal(bucket, key) if enforcing else None
+            if refusal is None:
+                return None, lambda: rules.stored(bucket, key)
+        elif method == "POST" and "uploadId" in names:
+            upload_id = parse_qs(query).get("uploadId", [""])[0]
+            # An unknown upload is moto's NoSuchUpload (404) first, as on S3 and HCP.
+            live = enforcing and rules.upload_exists(bucket, upload_id)
+            refusal = rules.write_refusal(bucket, key) if live else None
+            if refusal is None:
+                minimum = HCP_MIN_PART if rules.enforcing else assembly.S3_UPLOAD_PART_MIN_SIZE
+                token = assembly.part_minimum.set(minimum)
+                try:
+                    answer = _completed(
+                        self.app, environ, start_response, lambda: rules.stored(bucket, key), rules.enforcing
+                    )
+                finally:
+                    assembly.part_minimum.reset(token)
+                return answer, None
+        elif method == "DELETE" and sub <= {"versionId"} and enforcing:
+            refusal = rules.delete_refusal(bucket, key)
+        if refusal is not None:
+            return _answer(environ, start_response, refusal.status, "application/xml", refusal.xml()), None
+        return None, None
+
+
+def _on_success(start_response: StartResponse, done: Callable[[], None]) -> StartResponse:
+    """``start_response`` that calls ``done`` when the answer is 2xx (moto has changed its
+    state by the time it answers)."""
+
+    def recording_start(line: str, headers: list[tuple[str, str]], *args: Any) -> Any:
+        if line.startswith("2"):
+            done()
+        return start_response(line, headers, *args)
+
+    return recording_start
+
+
+def _completed(
+    app: WSGIApp,
+    environ: dict[str, Any],
+    start_response: StartResponse,
+    done: Callable[[], None],
+    hcp: bool,
+) -> Iterable[bytes]:
+    """CompleteMultipartUpload: record the stored object; in HCP mode answer EntityTooSmall,
+    InvalidPart and InvalidPartOrder as 200 OK with the error body, as HCP does."""
+    held: list[Any] = []
+
+    def holding_start(line: str, headers: list[tuple[str, str]], *args: Any) -> Any:
+        held.append((line, headers))
+        return lambda data: None
+
+    result = _with_whole_body_read(app, environ, holding_start)
+    body = b"".join(result)  # a small XML answer: the parts are joined in place (assembly)
+    close = getattr(result, "close", None)
+    if close is not None:
+        close()
+    line, headers = held[0]
+    if line.startswith("2"):
+        done()
+    elif hcp and line.startswith("400") and any(code in body for code in COMPLETE_ERRORS_AS_200):
+        line = "200 OK"
+    start_response(line, headers)
+    return [body]
 
 
 def _key_bytes(raw_path: bytes) -> int:
@@ -343,6 +452,7 @@ class S3Server:
         host: str = "127.0.0.1",
         port: int = 0,
         enforce_presign_expiry: bool = True,
+        rules: HcpRules | None = None,
     ) -> None:
         assembly.install()
         self._app = DataPlaneMiddleware(
@@ -350,6 +460,7 @@ class S3Server:
             faults,
             counter,
             enforce_presign_expiry=enforce_presign_expiry,
+            rules=rules,
         )
         self._host = host
         self._port = port

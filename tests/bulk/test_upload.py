@@ -346,3 +346,29 @@ async def test_api_and_data_retries_are_counted_apart(hcp_emulator, hcp_bucket, 
     hcp_emulator.faults.add(plane="api", method="POST", path=r"/objects/presign$", status=429, count=1)
     again = await bulk_upload(cfg(hcp_client, hcp_bucket, src, tracker, prefix="b/"))
     assert (again.ok, again.api_retries, again.retries) == (5, 1, 0)
+
+
+async def test_a_file_onto_an_existing_key_of_a_namespace_without_overwrite_replaces_it(
+    hcp_emulator, hcp_bucket, hcp_client, tracker, tmp_path
+) -> None:
+    """HCP's default namespace refuses a write onto an existing key (409): the engine deletes
+    that object and sends the file again; an object on hold is not deleted, and its file fails
+    naming retention or hold (never a login problem)."""
+    src = tmp_path / "src"
+    files = make_tree(src, {"a": content(1, 40), "b": content(2, 40), "held": content(3, 40)})
+    s3 = hcp_emulator.s3
+    for key in ("p/a", "p/held"):
+        s3.put_object(Bucket=hcp_bucket, Key=key, Body=b"old")
+    hcp_emulator.set_hold(hcp_bucket, "p/held")
+    hcp_emulator.reset_counts()
+    failed: list[tuple[str, BaseException]] = []
+    stats = await bulk_upload(
+        cfg(hcp_client, hcp_bucket, src, tracker, prefix="p/", skip_existing=False,
+            on_error=lambda key, exc: failed.append((key, exc)))
+    )
+    assert (stats.ok, stats.errors) == (2, 1)
+    remote = hcp_emulator.stored(hcp_bucket, "p/")
+    assert remote["p/a"] == files["a"] and remote["p/b"] == files["b"] and remote["p/held"] == b"old"
+    assert hcp_emulator.request_counts[PUT] == 4  # b; a refused, then sent after the delete; held refused
+    [(key, exc)] = failed
+    assert key == "p/held" and "retention or" in str(exc) and "AuthenticationError" not in type(exc).__name__

@@ -62,6 +62,9 @@ async def test_get_to_file_and_get_bytes(
 async def test_retryable_statuses_and_drops_are_retried(
     hcp_client: HCPClient, hcp_emulator: Any, hcp_bucket: str, tmp_path: Path, counts: Any
 ) -> None:
+    # The test PUTs one key again and again (it is about retries): an HCP namespace with the
+    # overwrite option on allows that (without it the second PUT is a 409).
+    hcp_emulator.configure_namespace(hcp_bucket, overwrite=True)
     source = tmp_path / "f"
     source.write_bytes(b"x" * 5000)
     url = await hcp_client.s3.presign_put(hcp_bucket, "k")
@@ -122,7 +125,11 @@ async def test_missing_object_is_404_and_creates_no_file(
     assert not dest.exists()
 
 
-async def test_data_plane_session_is_pooled_and_closed(hcp_credentials: dict, hcp_bucket: str) -> None:
+async def test_data_plane_session_is_pooled_and_closed(
+    hcp_credentials: dict, hcp_emulator: Any, hcp_bucket: str
+) -> None:
+    # Two PUTs of one key (the test is about the session): the overwrite option allows that.
+    hcp_emulator.configure_namespace(hcp_bucket, overwrite=True)
     client = HCPClient(**hcp_credentials, verify_ssl=False, max_connections=7)
     async with client:
         url = await client.s3.presign_put(hcp_bucket, "k")

@@ -59,6 +59,8 @@ def test_console_script_prints_urls_serves_and_stops() -> None:
         url = httpx.post(f"{urls['api']}/presign", json={"bucket": "cli-bucket", "key": "k", "method": "put_object"}, headers=headers).json()["url"]
         assert url.startswith(urls["s3"] + "/cli-bucket/k?")
         assert httpx.put(url, content=b"hi").status_code == 200
+        assert httpx.put(url, content=b"again").status_code == 409  # an HCP namespace by default
+        assert httpx.get(f"{urls['root']}/health").json()["cache"] == "disabled"
         # Faults can be driven from this (other) process over HTTP.
         httpx.post(f"{urls['root']}/_emulator/faults", json={"plane": "api", "path": "/liveness", "status": 503})
         assert httpx.get(f"{urls['root']}/liveness").status_code == 503
@@ -72,10 +74,20 @@ def test_python_dash_m_with_fixed_s3_port() -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         s3_port = s.getsockname()[1]
-    cmd = [sys.executable, "-m", "rahcp_prefect.testing", "--port", "0", "--s3-port", str(s3_port), "--no-mapi"]
+    cmd = [
+        sys.executable, "-m", "rahcp_prefect.testing", "--port", "0", "--s3-port", str(s3_port), "--no-mapi",
+        "--mode", "s3", "--cache-ttl", "30",
+    ]
     with _running(cmd) as (proc, urls):
         assert urls["s3"] == f"http://127.0.0.1:{s3_port}"
         assert httpx.get(f"{urls['api']}/capabilities").json()["mapi_enabled"] is False
+        assert httpx.get(f"{urls['root']}/health").json()["cache"] == "connected"
+        token = httpx.post(f"{urls['api']}/auth/token", data={"username": "u", "password": "p"}).json()["access_token"]
+        headers = {"Authorization": f"Bearer {token}"}
+        httpx.post(f"{urls['api']}/buckets", json={"bucket": "cli-s3-mode"}, headers=headers)
+        body = {"bucket": "cli-s3-mode", "key": "k", "method": "put_object"}
+        url = httpx.post(f"{urls['api']}/presign", json=body, headers=headers).json()["url"]
+        assert [httpx.put(url, content=b"x").status_code for _ in range(2)] == [200, 200]  # plain S3
         assert _stop(proc) == 0
 
 

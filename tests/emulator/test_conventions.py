@@ -28,7 +28,7 @@ def test_uncaught_error_is_500_with_request_id(
         def broken(**kwargs: Any) -> None:
             raise RuntimeError("boom")
 
-        monkeypatch.setattr(emu.s3, "list_buckets", broken)
+        monkeypatch.setattr(emu.api_s3, "list_buckets", broken)  # the client the routes use
         headers = {"Authorization": f"Bearer {login(emu.base_url)}", "X-Request-ID": "req-500"}
         resp = httpx.get(f"{emu.base_url}/buckets", headers=headers)
         assert resp.status_code == 500
