@@ -29,7 +29,7 @@ from rahcp_prefect.client import HCPClient, RetentionError
 from rahcp_prefect.job import apply_failure_policy, commit_job, plan_staging, resume_commit, verify_staging
 from rahcp_prefect.job.commit import RETAINED, CommitResult, move_staged
 from rahcp_prefect.job.leftovers import ORPHANED_STAGING, find_leftovers, remove_leftover
-from rahcp_prefect.job.manifest import MANIFEST_NAME
+from rahcp_prefect.job.manifest import MANIFEST_NAME, MTIMES_NAME
 from rahcp_prefect.job.namespace import StagingNotAllowedError, check_namespaces
 from rahcp_prefect.testing.fixtures import TEST_PASSWORD, TEST_TENANT, TEST_USERNAME
 from rahcp_prefect.tracker import JobState, SqliteTracker, TransferStatus
@@ -91,9 +91,9 @@ class Job:
         return result
 
     def final(self) -> dict[str, bytes]:
-        """The final prefix, manifest aside: relative path -> bytes."""
+        """The final prefix, the job's tag files (manifest, times) aside: relative path -> bytes."""
         found = _objects(self.hcp_mode, self.bucket, FINAL)
-        return {key[len(FINAL):]: body for key, body in found.items() if not key.endswith(MANIFEST_NAME)}
+        return {key[len(FINAL):]: body for key, body in found.items() if key.rpartition("/")[2] not in (MANIFEST_NAME, MTIMES_NAME)}
 
     def staged(self, plan: Any) -> list[str]:
         return sorted(_objects(self.hcp_mode, plan.staged_in, plan.staging_prefix))
