@@ -17,7 +17,7 @@ from prefect.server.utilities.user_templates import render_user_template_sync
 
 from rahcp_prefect.events import UPLOAD_COMMITTED
 from rahcp_prefect.flows import bulk_upload
-from rahcp_prefect.job.manifest import MANIFEST_NAME
+from rahcp_prefect.job.manifest import MANIFEST_NAME, MTIMES_NAME
 from rahcp_prefect.testing.prefect_fixtures import make_tree
 
 from .conftest import load_flows_file
@@ -38,7 +38,7 @@ async def test_nightly_archive_uploads_adds_an_object_and_restores(
     flows = load_flows_file("nightly_archive")
     result = await flows.nightly_archive("scans", hcp_bucket, "2026/")
     assert result["ok"] == len(files)
-    expected = {f"2026/{rel}" for rel in files} | {"2026/MANIFEST.txt", f"2026/{MANIFEST_NAME}"}
+    expected = {f"2026/{rel}" for rel in files} | {"2026/MANIFEST.txt", f"2026/{MANIFEST_NAME}", f"2026/{MTIMES_NAME}"}
     assert _keys(hcp_emulator, hcp_bucket, "2026/") == expected
     for rel, content in files.items():
         assert (tmp_path / "restore" / rel).read_bytes() == content
@@ -51,8 +51,10 @@ def test_nightly_archive_sync_counts_what_it_uploaded(
     files = make_tree(tmp_path / "scans", 5)
     flows = load_flows_file("nightly_archive_sync")
     count = flows.nightly_archive_sync(str(tmp_path / "scans"), hcp_bucket, "sync/")
-    assert _keys(hcp_emulator, hcp_bucket, "sync/") == {f"sync/{rel}" for rel in files} | {f"sync/{MANIFEST_NAME}"}
-    assert count == len(files) + 1  # the files and the job's manifest
+    assert _keys(hcp_emulator, hcp_bucket, "sync/") == {f"sync/{rel}" for rel in files} | {
+        f"sync/{MANIFEST_NAME}", f"sync/{MTIMES_NAME}"
+    }
+    assert count == len(files) + 2  # the files and the job's tag files (manifest, times)
 
 
 async def test_archive_with_audit_checks_every_byte_and_fails_on_an_object_not_archived(

@@ -128,7 +128,7 @@ async def test_three_runs_share_one_job(
     assert sum(result.get("committed", 0) for result in results) == FILES, "exactly one commit moved every file"
     assert sum(result["ok"] for result in results) == FILES, "no file was sent twice"
     assert sum(1 for result in results if result["ok"] > 0) >= 2, "the work was shared"
-    assert _puts(hcp_emulator) == FILES + 1, "every file sent once, plus the manifest the commit writes"
+    assert _puts(hcp_emulator) == FILES + 2, "every file sent once, plus the tag files the commit writes (manifest, times)"
     assert _copies(hcp_emulator) == FILES
     _check_job_landed_once(hcp_emulator, hcp_bucket, postgres_dsn, job, sizes)
 

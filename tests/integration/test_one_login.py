@@ -30,6 +30,6 @@ async def test_a_bulk_upload_of_three_batches_then_its_download_log_in_once_each
     down = await bulk_download(
         bucket=hcp_bucket, dest_dir=str(tmp_path / "dest"), prefix="final/", batch_size=2, **saved_blocks.params()
     )
-    assert down["outcome"] == "complete" and down["moved"] == 7  # the 6 files and the job's manifest
+    assert down["outcome"] == "complete" and down["moved"] == 8  # the 6 files and the job's tag files (manifest, times)
     assert hcp_emulator.request_counts[LOGIN] == 1, "one login for the listings, the manifest and 3 batches"
     assert {rel: (tmp_path / "dest" / rel).read_bytes() for rel in files} == files
