@@ -32,6 +32,7 @@ from prefect.events.filters import EventFilter, EventNameFilter, EventOccurredFi
 from prefect.settings import PREFECT_API_URL, temporary_settings
 from prefect.utilities.asyncutils import run_coro_as_sync
 
+from rahcp_prefect.job.manifest import MTIMES_NAME
 from rahcp_prefect import events
 from rahcp_prefect.blocks import HCPTracker
 from rahcp_prefect.testing.fixtures import TEST_PASSWORD, _delete_bucket
@@ -168,8 +169,8 @@ def pipeline(
 def test_a_deployment_pulled_from_hcp_runs_on_a_real_worker(pipeline: Pipeline, hcp_emulator: Any) -> None:
     listed = hcp_emulator.s3.list_objects_v2(Bucket=pipeline.bucket, Prefix=f"{CODE_FOLDER}/").get("Contents", [])
     assert {item["Key"].removeprefix(f"{CODE_FOLDER}/") for item in listed} == {
-        "pipeline_flow.py", "prefect.yaml", "notes #1 (100%).md"
-    }, "push_to_hcp leaves out .git/ and .venv (Prefect's default .prefectignore)"
+        "pipeline_flow.py", "prefect.yaml", "notes #1 (100%).md", MTIMES_NAME
+    }, "push_to_hcp leaves out .git/ and .venv (Prefect's default .prefectignore); the folder's times beside"
 
     run = run_deployment(pipeline.env, pipeline.markers, DEPLOYMENT)
 
