@@ -110,9 +110,10 @@ async def test_spans_nest_from_flow_run_down_to_api_requests(
     [batch] = _children(spans, flow, "hcp-download-batch")
     [job] = _children(spans, batch, "bulk.download")
     assert job.attributes["rahcp.status"] == "errors" and job.attributes["rahcp.files.errors"] == 1
-    # the prefix holds the FILES files and the commit's manifest-sha256.txt: all but f3.txt arrive
-    assert job.attributes["rahcp.files"] == FILES + 1
-    assert job.attributes["rahcp.files.ok"] == FILES and job.attributes["rahcp.retries"] == 2
+    # the prefix holds the FILES files and the commit's two tag files (manifest-sha256.txt,
+    # rahcp-mtimes.txt): all but f3.txt arrive
+    assert job.attributes["rahcp.files"] == FILES + 2
+    assert job.attributes["rahcp.files.ok"] == FILES + 1 and job.attributes["rahcp.retries"] == 2
     assert job.attributes["rahcp.api_retries"] == 0
     assert job.status.status_code == StatusCode.ERROR
     failed = [s for s in _children(spans, job, "bulk.download.file") if s.attributes["rahcp.status"] == "error"]
