@@ -5,6 +5,9 @@ logging every claim and every committed ``done`` to ``<logdir>/<owner>.jsonl``. 
 claims first (SQLite's lock is not fair: on a busy machine the other three could drain the
 job before the victim's first claim gets through), writes ``victim-claimed`` so the others
 start, commits half of its batch, writes ``victim-ready`` and sleeps until it is killed.
+Every batch takes ``work`` seconds to "send" before its keys are marked done, as a real batch
+does: a process that claims again at once would otherwise hold SQLite's unfair write lock
+back to back and could drain the job before a waiting process's first claim got through.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ def main(config: dict) -> None:
             log.write(json.dumps({"ev": "done", "keys": [k for k, _ in half]}) + "\n")
             (logdir / "victim-ready").touch()
             time.sleep(3600)  # mid-batch: the test kills us here with SIGKILL
+        time.sleep(config.get("work", 0.0))  # sending the batch, outside any transaction
         for key, size in batch:
             tracker.mark(key, size, TransferStatus.done)
         tracker.flush()

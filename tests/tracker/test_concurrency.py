@@ -21,6 +21,7 @@ WORKER = Path(__file__).with_name("claim_worker.py")
 TOTAL = 10_000
 BATCH = 100
 LEASE = 3.0
+WORK = 0.05  # seconds a batch takes to "send": 100 batches over 3 runs add about 2 s
 
 
 def _wait_for(path: Path, timeout: float, procs: list[subprocess.Popen]) -> None:
@@ -52,7 +53,7 @@ def test_four_processes_drain_one_job_despite_a_kill(target: str, tracker_job: s
     for owner in owners:
         config = {
             "target": target, "job": tracker_job, "owner": owner, "logdir": str(logdir),
-            "total": TOTAL, "batch": BATCH, "lease": LEASE, "timeout": 60, "victim": owner == "victim",
+            "total": TOTAL, "batch": BATCH, "lease": LEASE, "work": WORK, "timeout": 60, "victim": owner == "victim",
         }
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
         procs.append(subprocess.Popen([sys.executable, str(WORKER), json.dumps(config)], env=env))
