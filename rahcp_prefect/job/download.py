@@ -127,15 +127,18 @@ class DownloadStaging(Selection):
     async def todo(self, run: JobRun) -> AsyncIterator[tuple[Any, ...]]:
         """What this run downloads: a single run all that is not in place (with its ETag, so a
         single-part object is checked against its MD5 without a manifest); a cooperative run
-        registers the whole listing."""
+        registers every key of the listing that can be written here (the run that commits names
+        the others, as ``count`` does for a single run)."""
         records = SortedRecords(run.tracker.iter_done(self.prefix))
-        async for key, size, etag in self.listing(run) if run.cooperative else self.writable(run):
+        async for key, size, etag in self.writable(run, found=run.cooperative):
             if self.expected is None:  # the listing answered: the bucket is there
                 await self._read_manifest(run)
             if run.cooperative:
                 yield key, size
             elif not self.in_place(key, size, records, None):
                 yield key, size, etag
+        if run.cooperative:
+            self._name_unwritable(run)
 
     async def _read_manifest(self, run: JobRun) -> None:
         """The prefix's manifest and its files' times, read once per run, which every batch

@@ -10,7 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import SecretStr
 
+from rahcp_prefect.blocks import HCPTracker
 from rahcp_prefect.flows import BulkTransferFailed, bulk_download, bulk_upload
 from rahcp_prefect.flows.artifacts import summary_key
 from rahcp_prefect.job.manifest import MANIFEST_NAME
@@ -134,6 +136,31 @@ async def test_a_prefix_another_tool_wrote_lands_every_file_it_can_and_names_the
     ))
     assert isinstance(again, BulkTransferFailed) and again.result["unwritable"] == 4
     assert data_requests(hcp_emulator, "GET") - before == 1, "the manifest looked for (none), no file"
+
+
+async def test_a_cooperative_download_of_that_prefix_lands_the_same_files_and_names_the_rest(
+    saved_blocks: SavedBlocks, hcp_emulator: Any, hcp_bucket: str, tmp_path: Path, postgres_dsn: str
+) -> None:
+    """Cooperative runs register only the keys a filesystem can hold: the unwritable ones are
+    never claimed (so they fail no batch and hold back no file), and the run that moves the
+    files into place names them."""
+    for key, body in FOREIGN.items():
+        hcp_emulator.s3.put_object(Bucket=hcp_bucket, Key="other/" + key, Body=body)
+    await HCPTracker(postgres_dsn=SecretStr(postgres_dsn)).save(saved_blocks.tracker, overwrite=True)
+    dest = tmp_path / "dest"
+    job = f"foreign-{hcp_bucket}"
+    params = {"bucket": hcp_bucket, "dest_dir": str(dest), "prefix": "other/", "job": job, "cooperative": True,
+              **saved_blocks.params()}
+    error = await _fails(await bulk_download(return_state=True, **params))
+    assert isinstance(error, BulkTransferFailed)
+    assert "2 object(s) cannot be written" in str(error) and "the other 5 file(s) are in place" in str(error)
+    assert set(error.result["unwritable_keys"]) == {"other/a/b.txt", "other/x//y.txt"}
+    files = {p.relative_to(dest).as_posix(): p.read_bytes() for p in dest.rglob("*") if p.is_file()}
+    assert files == {k: v for k, v in FOREIGN.items() if k in ("a", "one.txt", "two/2.txt", "three.bin", "four/deep/4.txt")}
+    assert (dest / "dir").is_dir()
+    with job_tracker(postgres_dsn, job) as tracker:
+        assert tracker.summary()["error"] == 0, "no unwritable key was claimed, so none failed a batch"
+        assert "other/a/b.txt" not in set(tracker.done_keys())
 
 
 async def test_job_names_that_differ_only_in_non_ascii_letters_keep_their_own_artifacts(
