@@ -21,6 +21,7 @@ from rahcp_prefect.client.digests import Uploaded
 from rahcp_prefect.client.errors import ConflictError, PresignedTransferError
 from rahcp_prefect.client.represign import presigned_transfer
 from rahcp_prefect.client.resume import PartStore
+from rahcp_prefect.client.s3 import write_after_delete
 
 from .config import BulkUploadConfig
 from .errors import FileChangedError, VerificationError
@@ -247,15 +248,16 @@ class _Upload:
     async def _store(self, key: str, path: str, size: int, mtime: int, url: str | None) -> Uploaded:
         """Send one file. A namespace without versions or the overwrite option refuses a write
         onto an existing key (409: HCP's default): that object is deleted and the file sent
-        again. The local file is the source, so a kill in between loses nothing (the next run
-        sends it); an object under retention or on hold is not deleted (``RetentionError``)."""
+        again, with backoff while HCP still refuses the name for a moment after the delete.
+        The local file is the source, so a kill in between loses nothing (the next run sends
+        it); an object under retention or on hold is not deleted (``RetentionError``)."""
         try:
             return await self._send_file(key, path, size, mtime, url)
         except (ConflictError, PresignedTransferError) as exc:
             if exc.status_code != 409:
                 raise
         await self.s3.delete(self.bucket, key)
-        return await self._send_file(key, path, size, mtime, url)
+        return await write_after_delete(lambda: self._send_file(key, path, size, mtime, url), f"{self.bucket}/{key}")
 
     async def _send_file(self, key: str, path: str, size: int, mtime: int, url: str | None) -> Uploaded:
         if size >= self.threshold:

@@ -53,7 +53,8 @@ COPY_CONCURRENCY = defaults.COMMIT_CONCURRENCY
 """Server-side copies in flight during ``commit_staging``, unless the caller says otherwise."""
 REPLACE_ATTEMPTS = 6
 REPLACE_DELAY = 0.5
-"""A safe replace's copy after the delete: attempts in all, and the first backoff (seconds)."""
+"""A write just after a delete (a safe replace's copy, the engine's resend): attempts in all,
+and the first backoff (seconds)."""
 
 Source = bytes | bytearray | memoryview | os.PathLike
 
@@ -63,6 +64,28 @@ put there by a safe replace, or left out (its final object may not be replaced).
 PlaceFn = Callable[[str, str, dict[str, Any]], Awaitable[str]]
 """``place(dest_bucket, dest_key, staged listing record)`` -> PLACED, REPLACED or LEFT."""
 
+
+
+def refused_for_a_moment(exc: BaseException) -> bool:
+    """What HCP may answer a write for a moment after the object was deleted: 409 (the name
+    not yet free) or busy (retryable statuses that outlasted the client's own retries)."""
+    return isinstance(exc, RetryableError) or (isinstance(exc, HCPError) and exc.status_code == 409)
+
+
+async def write_after_delete(
+    write: Callable[[], Awaitable[T]], what: str, *, attempts: int = REPLACE_ATTEMPTS, base_delay: float = REPLACE_DELAY
+) -> T:
+    """``write`` onto a name just deleted, retried with backoff while HCP refuses it for a
+    moment (``refused_for_a_moment``), ``attempts`` times in all; other errors pass at once."""
+    for attempt in range(attempts):
+        try:
+            return await write()
+        except HCPError as exc:
+            if not refused_for_a_moment(exc) or attempt + 1 >= attempts:
+                raise
+            logger.info("Write of %s after its delete refused (%s), retrying", what, exc)
+            await asyncio.sleep(backoff_delay(attempt, base_delay))
+    raise AssertionError("unreachable: attempts must be at least 1")
 
 @dataclass
 class StagingMoves:
@@ -448,15 +471,10 @@ class S3Ops:
         ``ObjectChangedError`` when ``dest`` does not end up with ``etag`` (and ``size``).
         """
         await self.delete(dest_bucket, dest_key)
-        for attempt in range(attempts):
-            try:
-                await self.copy(dest_bucket, dest_key, src_bucket, src_key)
-                break
-            except (OverwriteRefusedError, RetryableError) as exc:
-                if attempt + 1 >= attempts:
-                    raise
-                logger.info("Replace of %s/%s: copy refused (%s), retrying", dest_bucket, dest_key, exc)
-                await asyncio.sleep(backoff_delay(attempt, base_delay))
+        await write_after_delete(
+            lambda: self.copy(dest_bucket, dest_key, src_bucket, src_key), f"{dest_bucket}/{dest_key}",
+            attempts=attempts, base_delay=base_delay,
+        )
         if check and not await self.holds(dest_bucket, dest_key, etag, size):
             raise ObjectChangedError(f"{dest_bucket}/{dest_key}: not the staged object after the replace (ETag {etag})")
 

@@ -372,3 +372,21 @@ async def test_a_file_onto_an_existing_key_of_a_namespace_without_overwrite_repl
     assert hcp_emulator.request_counts[PUT] == 4  # b; a refused, then sent after the delete; held refused
     [(key, exc)] = failed
     assert key == "p/held" and "retention or" in str(exc) and "AuthenticationError" not in type(exc).__name__
+
+
+async def test_a_resend_refused_a_moment_after_the_delete_is_retried_with_backoff(
+    hcp_emulator, hcp_bucket, hcp_client, tracker, tmp_path
+) -> None:
+    """HCP may still refuse the name for a moment after the delete (409): the resend backs off
+    and tries again instead of failing the file."""
+    src = tmp_path / "src"
+    files = make_tree(src, {"a": content(1, 40)})
+    hcp_emulator.s3.put_object(Bucket=hcp_bucket, Key="p/a", Body=b"old")
+    hcp_emulator.reset_counts()
+    busy = hcp_emulator.faults.add(plane="data", method="PUT", path="/p/a$", status=409, count=3)
+    stats = await bulk_upload(cfg(hcp_client, hcp_bucket, src, tracker, prefix="p/", skip_existing=False))
+    assert (stats.ok, stats.errors) == (1, 0)
+    assert busy.hits == 3, "three refusals after the delete, each retried"
+    assert hcp_emulator.stored(hcp_bucket, "p/") == {"p/a": files["a"]}
+    assert hcp_emulator.request_counts[PUT] == 5  # the existing object's refusal, 3 after the delete, the PUT that lands
+
