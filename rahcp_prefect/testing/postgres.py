@@ -5,7 +5,8 @@ order: ``RAHCP_TEST_POSTGRES_DSN``; a local server answering
 ``postgresql://postgres@127.0.0.1:5432/test`` (``RAHCP_TEST_POSTGRES_LOCAL_DSN`` names another one
 to try, empty to try none); a testcontainers PostgreSQL when a Docker engine answers; otherwise a
 skip naming the reason. Under ``CI=true`` the skip becomes a failure, so CI can never pass without
-having tested against PostgreSQL.
+having tested against PostgreSQL. ``proxied`` is that database behind an ``OutageProxy``, which
+can take it away for a while as a restart or a failover would.
 """
 
 from __future__ import annotations
@@ -13,9 +14,14 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import socket
+import threading
+import time
 import uuid
 from collections.abc import Iterator
+from contextlib import suppress
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
@@ -79,8 +85,6 @@ def _container() -> Any:
 def with_database(dsn: str, name: str) -> str:
     """``dsn`` pointing at database ``name``, in the same form (URL or ``key=value``)."""
     if dsn.startswith(("postgresql://", "postgres://")):
-        from urllib.parse import urlsplit, urlunsplit
-
         parts = urlsplit(dsn)
         return urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, ""))
     from psycopg.conninfo import conninfo_to_dict, make_conninfo
@@ -146,3 +150,82 @@ def tracker_job(request: pytest.FixtureRequest) -> str:
     """A job name unique to this test and this run (safe on a database shared with others)."""
     name = re.sub(r"[^A-Za-z0-9_.-]+", "-", request.node.name)[:60]
     return f"test:{name}:{uuid.uuid4().hex[:12]}"
+
+
+class OutageProxy:
+    """A TCP proxy in front of the database: 127.0.0.1:<port> forwards to it; ``down()`` resets
+    every connection (open ones and new ones) until ``up()``, which is what a restart or a
+    failover looks like to a client."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self._target = (host, port)
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self._down = threading.Event()
+        self._open: set[socket.socket] = set()
+        self._lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def down(self) -> None:
+        self._down.set()
+        with self._lock:
+            for sock in list(self._open):
+                with suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+                sock.close()
+            self._open.clear()
+
+    def up(self) -> None:
+        self._down.clear()
+
+    def outage(self, seconds: float) -> threading.Thread:
+        """Down now, up again after ``seconds`` (join the thread returned to wait for it)."""
+        self.down()
+        thread = threading.Thread(target=lambda: (time.sleep(seconds), self.up()), daemon=True)
+        thread.start()
+        return thread
+
+    def close(self) -> None:
+        self.down()
+        self._listener.close()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            if self._down.is_set():
+                client.close()
+                continue
+            try:
+                server = socket.create_connection(self._target, timeout=5)
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                self._open.update((client, server))
+            for a, b in ((client, server), (server, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    def _pipe(self, src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (src, dst):
+                with suppress(OSError):
+                    sock.close()
+
+
+@pytest.fixture
+def proxied(postgres_dsn: str) -> Iterator[tuple[str, OutageProxy]]:
+    """The test database's DSN through an ``OutageProxy``, and the proxy."""
+    parts = urlsplit(postgres_dsn)
+    proxy = OutageProxy(parts.hostname or "127.0.0.1", parts.port or 5432)
+    netloc = parts.netloc.rsplit("@", 1)
+    auth = netloc[0] + "@" if len(netloc) == 2 else ""
+    yield urlunsplit(parts._replace(netloc=f"{auth}127.0.0.1:{proxy.port}")), proxy
+    proxy.close()
