@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -390,3 +392,41 @@ async def test_a_resend_refused_a_moment_after_the_delete_is_retried_with_backof
     assert hcp_emulator.stored(hcp_bucket, "p/") == {"p/a": files["a"]}
     assert hcp_emulator.request_counts[PUT] == 5  # the existing object's refusal, 3 after the delete, the PUT that lands
 
+
+
+async def test_a_large_file_rewritten_during_its_multipart_upload_is_deferred_and_aborted(
+    hcp_emulator, hcp_bucket, hcp_credentials, tracker, tmp_path
+) -> None:
+    """A file rewritten in place while its parts are sent (same size, its mtime moved) is
+    deferred like a small one, never an error: the upload is aborted, nothing is stored, no
+    multipart upload is left open, and the next run sends it."""
+    mib = 1024 * 1024
+    src = tmp_path / "src"
+    files = make_tree(src, {"big": os.urandom(11 * mib), "small": b"s" * 100})
+    hcp_emulator.faults.add(plane="data", method="PUT", path="/big$", delay=0.3, count=None)  # parts in flight a while
+    rewritten = threading.Event()
+
+    def rewrite_during_the_first_part() -> None:
+        deadline = time.monotonic() + 10
+        while hcp_emulator.request_counts[PART] < 1 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        with open(src / "big", "r+b") as handle:  # same size, new bytes: only the mtime says so
+            handle.write(b"rewritten")
+        rewritten.set()
+
+    async with HCPClient(**hcp_credentials, multipart_threshold=6 * mib, multipart_chunk=5 * mib) as client:
+        changer = threading.Thread(target=rewrite_during_the_first_part, daemon=True)
+        changer.start()
+        errors: dict[str, BaseException] = {}
+        stats = await bulk_upload(cfg(client, hcp_bucket, src, tracker, on_error=errors.__setitem__))
+        changer.join(10)
+        assert rewritten.is_set()
+        assert (stats.ok, stats.errors, stats.changed_during_run) == (1, 0, 1), errors
+        assert stats.deferred == ["big"]
+        assert set(hcp_emulator.stored(hcp_bucket)) == {"small"}
+        assert hcp_emulator.s3.list_multipart_uploads(Bucket=hcp_bucket).get("Uploads", []) == []
+        assert set(tracker.entries()) == {"small"}
+
+        again = await bulk_upload(cfg(client, hcp_bucket, src, tracker))
+    assert (again.ok, again.skipped, again.errors) == (1, 1, 0)
+    assert hcp_emulator.stored(hcp_bucket)["big"] == (src / "big").read_bytes() != files["big"]
