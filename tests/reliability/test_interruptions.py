@@ -107,6 +107,47 @@ async def test_a_signal_mid_upload_keeps_staging_and_the_rerun_sends_only_what_i
     assert bucket_listing(hcp_emulator, hcp_bucket, STAGING_ROOT) == []
 
 
+@pytest.mark.timeout(180)
+async def test_a_sigterm_mid_commit_ends_promptly_and_the_rerun_finishes_the_commit_sending_nothing(
+    blocks: SavedBlocks, hcp_emulator: Any, hcp_bucket: str, tmp_path: Path
+) -> None:
+    """The worst moment for a cancel: a third of the files already copied into the final prefix.
+    The run ends within the grace period without rolling anything back; the next run finishes
+    the commit it finds recorded, uploading nothing again."""
+    expected = _source(tmp_path / "src")
+    params = {"source_dir": str(tmp_path / "src"), "bucket": hcp_bucket, "prefix": "final/", **blocks.params()}
+    hcp_emulator.faults.add("api", method="POST", path=r"/copy$", delay=0.2, count=None)
+    code, took = signal_flow_when(
+        "upload", params, tmp_path / "run.log",
+        lambda: len(bucket_listing(hcp_emulator, hcp_bucket, "final/")) >= FILES // 3, signal.SIGTERM,
+    )
+    hcp_emulator.faults.clear()
+    time.sleep(0.5)  # copies the run abandoned finish on the server side
+    log = (tmp_path / "run.log").read_text()
+    assert code != 0 and took < GRACE, f"exit {code} after {took:.1f} s: {log[-3000:]}"
+    assert "RESULT" not in log and "rolled back" not in log, log[-3000:]
+
+    job = f"bulk-upload:{hcp_bucket}/final/"
+    final = dict(bucket_listing(hcp_emulator, hcp_bucket, "final/"))
+    assert FILES // 3 <= len(final) < FILES, "stopped half-way through the commit"
+    assert len(bucket_listing(hcp_emulator, hcp_bucket, STAGING_ROOT)) == FILES, "staging kept whole until the end"
+    with job_tracker(blocks.tracker_path, job) as tracker:
+        info = tracker.job_info()
+        assert info is not None and info.state == JobState.committing, "the half-done commit is recorded"
+        assert info.lease_owner is None, "the lease was released, not left to expire"
+        assert info.commit_owner is None, "and the commit lock"
+        assert len(tracker.done_keys()) == FILES
+
+    hcp_emulator.reset_counts()
+    result = await bulk_upload(**params)
+    assert result["outcome"] == "committed" and result["ok"] == 0 and result["skipped"] == FILES
+    assert data_requests(hcp_emulator, "PUT") == 2, "nothing uploaded again: only the manifest and the times"
+    assert without_manifest(bucket_hashes(hcp_emulator, hcp_bucket, "final/")) == {
+        f"final/{rel}": digest for rel, digest in expected.items()
+    }
+    assert bucket_listing(hcp_emulator, hcp_bucket, STAGING_ROOT) == []
+
+
 DEPLOYMENT = """
 name: interruptions
 prefect-version: 3.9.1
