@@ -1,7 +1,8 @@
 """Interruption is not failure: a SIGTERM (what a worker sends on cancel, Kubernetes on
 eviction) or SIGINT to a flow run's process mid-upload keeps staging and the done marks,
 releases the job lease, and ends the run promptly as Crashed/Cancelled, never rolled back;
-the next run sends only what is missing.
+the next run sends only what is missing. The same at the worst moments: mid-commit (the rerun
+finishes the commit) and mid-download (the destination untouched, the rerun fetches the rest).
 
 Each interrupted run is a child process (``python -c``) on the session's Prefect API; the rerun
 runs in-process. A data-plane delay keeps the upload going long enough to interrupt it.
@@ -19,8 +20,9 @@ from typing import Any
 
 import pytest
 
-from rahcp_prefect.flows import bulk_upload
-from rahcp_prefect.job import STAGING_ROOT
+from rahcp_prefect.bulk.paths import TEMP_PREFIX
+from rahcp_prefect.flows import bulk_download, bulk_upload
+from rahcp_prefect.job import STAGING_ROOT, staging_dir_for
 from rahcp_prefect.testing.prefect_fixtures import SavedBlocks
 from rahcp_prefect.tracker import JobState
 
@@ -29,6 +31,7 @@ from .helpers import (
     bucket_listing,
     data_requests,
     job_tracker,
+    sha256,
     signal_flow_when,
     tree_hashes,
     with_lease,
@@ -146,6 +149,43 @@ async def test_a_sigterm_mid_commit_ends_promptly_and_the_rerun_finishes_the_com
         f"final/{rel}": digest for rel, digest in expected.items()
     }
     assert bucket_listing(hcp_emulator, hcp_bucket, STAGING_ROOT) == []
+
+
+@pytest.mark.timeout(180)
+async def test_a_sigterm_mid_download_leaves_the_destination_untouched_and_the_rerun_fetches_only_the_rest(
+    blocks: SavedBlocks, hcp_emulator: Any, hcp_bucket: str, tmp_path: Path
+) -> None:
+    expected: dict[str, str] = {}
+    for index in range(FILES):
+        body = f"object {index}\n".encode() * (1 + index % 30)
+        hcp_emulator.s3.put_object(Bucket=hcp_bucket, Key=f"data/d{index % 3}/f{index:03d}.txt", Body=body)
+        expected[f"d{index % 3}/f{index:03d}.txt"] = sha256(body)
+    dest = tmp_path / "dest"
+    staging = staging_dir_for(dest.resolve())
+    params = {"bucket": hcp_bucket, "dest_dir": str(dest), "prefix": "data/", **blocks.params()}
+    hcp_emulator.faults.add("data", method="GET", delay=0.3, count=None)
+    code, took = signal_flow_when(
+        "download", params, tmp_path / "run.log", lambda: data_requests(hcp_emulator, "GET") >= FILES // 3, signal.SIGTERM
+    )
+    hcp_emulator.faults.clear()
+    log = (tmp_path / "run.log").read_text()
+    assert code != 0 and took < GRACE, f"exit {code} after {took:.1f} s: {log[-3000:]}"
+    assert "RESULT" not in log
+
+    assert not dest.exists() or list(dest.iterdir()) == [], "the destination is untouched"
+    landed = {rel: h for rel, h in tree_hashes(staging).items() if not Path(rel).name.startswith(TEMP_PREFIX)}
+    assert landed and len(landed) < FILES, "the staging folder keeps what arrived"
+    assert all(expected[rel] == h for rel, h in landed.items()), "a file under its final name is complete"
+    with job_tracker(blocks.tracker_path, f"bulk-download:{hcp_bucket}/data/") as tracker:
+        info = tracker.job_info()
+        assert info is not None and info.lease_owner is None, "the lease was released, not left to expire"
+
+    hcp_emulator.reset_counts()
+    result = await bulk_download(**params)
+    assert result["outcome"] == "complete" and result["moved"] == FILES
+    fetched = data_requests(hcp_emulator, "GET") - 1  # the prefix's manifest, looked for once
+    assert fetched == result["ok"] <= FILES - len(landed), "what landed is not fetched again"
+    assert tree_hashes(dest) == expected and not staging.exists()
 
 
 DEPLOYMENT = """
