@@ -44,6 +44,14 @@ def bucket_listing(emulator: Any, bucket: str, prefix: str = "") -> list[tuple[s
     return found
 
 
+def put_objects(emulator: Any, bucket: str, prefix: str, bodies: dict[str, bytes]) -> dict[str, str]:
+    """Write ``bodies`` (relative path -> bytes) under ``prefix`` straight into S3, as another
+    tool would; returns ``{relative/path: sha256}``, what a download must land."""
+    for rel, body in bodies.items():
+        emulator.s3.put_object(Bucket=bucket, Key=prefix + rel, Body=body)
+    return {rel: sha256(body) for rel, body in bodies.items()}
+
+
 def without_manifest(objects: dict[str, Any]) -> dict[str, Any]:
     """``objects`` (key -> anything) without the job manifests and times a commit writes last."""
     return {key: value for key, value in objects.items() if key.rpartition("/")[2] not in TAG_FILES}

@@ -42,6 +42,7 @@ from .helpers import (
     flow_artifacts,
     job_tracker,
     partial_files,
+    put_objects,
     sha256,
     tree_hashes,
 )
@@ -315,11 +316,7 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
 async def test_full_disk_during_download_leaves_no_partial_file(
     saved_blocks: SavedBlocks, hcp_emulator: Any, hcp_bucket: str, small_disk: Path
 ) -> None:
-    expected: dict[str, str] = {}
-    for index in range(6):
-        body = os.urandom(200_000 + index)
-        hcp_emulator.s3.put_object(Bucket=hcp_bucket, Key=f"data/f{index}.bin", Body=body)
-        expected[f"f{index}.bin"] = sha256(body)
+    expected = put_objects(hcp_emulator, hcp_bucket, "data/", {f"f{index}.bin": os.urandom(200_000 + index) for index in range(6)})
     free = os.statvfs(small_disk).f_bavail * os.statvfs(small_disk).f_frsize
     ballast = small_disk / "ballast"
     ballast.write_bytes(b"\0" * (free - 500_000))  # room for two of the six files

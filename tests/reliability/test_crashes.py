@@ -31,7 +31,7 @@ from .helpers import (
     data_requests,
     job_tracker,
     partial_files,
-    sha256,
+    put_objects,
     signal_flow_when,
     tree_hashes,
     with_lease,
@@ -149,11 +149,8 @@ async def test_commit_killed_half_way_is_finished_by_the_rerun(
 async def test_download_killed_half_way_is_resumed_by_the_rerun(
     blocks: SavedBlocks, hcp_emulator: Any, hcp_bucket: str, tmp_path: Path
 ) -> None:
-    expected: dict[str, str] = {}
-    for index in range(FILES):
-        body = os.urandom(200 + index)
-        hcp_emulator.s3.put_object(Bucket=hcp_bucket, Key=f"data/d{index % 5}/f{index:04d}.bin", Body=body)
-        expected[f"d{index % 5}/f{index:04d}.bin"] = sha256(body)
+    bodies = {f"d{index % 5}/f{index:04d}.bin": os.urandom(200 + index) for index in range(FILES)}
+    expected = put_objects(hcp_emulator, hcp_bucket, "data/", bodies)
     dest = tmp_path / "dest"
     staging = staging_dir_for(dest.resolve())
     params = {"bucket": hcp_bucket, "dest_dir": str(dest), "prefix": "data/", **blocks.params()}

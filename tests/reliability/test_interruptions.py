@@ -31,7 +31,7 @@ from .helpers import (
     bucket_listing,
     data_requests,
     job_tracker,
-    sha256,
+    put_objects,
     signal_flow_when,
     tree_hashes,
     with_lease,
@@ -66,6 +66,14 @@ async def _flow_run_state(source_dir: str) -> str:
     assert len(mine) == 1, [run.name for run in runs]
     assert mine[0].state is not None
     return mine[0].state.type.value
+
+
+def _check_committed(emulator: Any, bucket: str, expected: dict[str, str]) -> None:
+    """The final prefix holds the source byte for byte (beside the job's tag files); staging is empty."""
+    assert without_manifest(bucket_hashes(emulator, bucket, "final/")) == {
+        f"final/{rel}": digest for rel, digest in expected.items()
+    }
+    assert bucket_listing(emulator, bucket, STAGING_ROOT) == []
 
 
 @pytest.mark.timeout(180)
@@ -104,10 +112,7 @@ async def test_a_signal_mid_upload_keeps_staging_and_the_rerun_sends_only_what_i
     assert result["outcome"] == "committed" and result["committed"] == FILES
     sent = data_requests(hcp_emulator, "PUT") - 2  # the manifest and the times (rahcp-mtimes.txt), written last
     assert sent == result["ok"] <= FILES - len(done), "only what was missing was sent"
-    assert without_manifest(bucket_hashes(hcp_emulator, hcp_bucket, "final/")) == {
-        f"final/{rel}": digest for rel, digest in expected.items()
-    }
-    assert bucket_listing(hcp_emulator, hcp_bucket, STAGING_ROOT) == []
+    _check_committed(hcp_emulator, hcp_bucket, expected)
 
 
 @pytest.mark.timeout(180)
@@ -145,21 +150,15 @@ async def test_a_sigterm_mid_commit_ends_promptly_and_the_rerun_finishes_the_com
     result = await bulk_upload(**params)
     assert result["outcome"] == "committed" and result["ok"] == 0 and result["skipped"] == FILES
     assert data_requests(hcp_emulator, "PUT") == 2, "nothing uploaded again: only the manifest and the times"
-    assert without_manifest(bucket_hashes(hcp_emulator, hcp_bucket, "final/")) == {
-        f"final/{rel}": digest for rel, digest in expected.items()
-    }
-    assert bucket_listing(hcp_emulator, hcp_bucket, STAGING_ROOT) == []
+    _check_committed(hcp_emulator, hcp_bucket, expected)
 
 
 @pytest.mark.timeout(180)
 async def test_a_sigterm_mid_download_leaves_the_destination_untouched_and_the_rerun_fetches_only_the_rest(
     blocks: SavedBlocks, hcp_emulator: Any, hcp_bucket: str, tmp_path: Path
 ) -> None:
-    expected: dict[str, str] = {}
-    for index in range(FILES):
-        body = f"object {index}\n".encode() * (1 + index % 30)
-        hcp_emulator.s3.put_object(Bucket=hcp_bucket, Key=f"data/d{index % 3}/f{index:03d}.txt", Body=body)
-        expected[f"d{index % 3}/f{index:03d}.txt"] = sha256(body)
+    bodies = {f"d{index % 3}/f{index:03d}.txt": f"object {index}\n".encode() * (1 + index % 30) for index in range(FILES)}
+    expected = put_objects(hcp_emulator, hcp_bucket, "data/", bodies)
     dest = tmp_path / "dest"
     staging = staging_dir_for(dest.resolve())
     params = {"bucket": hcp_bucket, "dest_dir": str(dest), "prefix": "data/", **blocks.params()}

@@ -13,7 +13,7 @@ from rahcp_prefect.flows import bulk_download
 from rahcp_prefect.flows.download import staging_dir_for
 from rahcp_prefect.testing.prefect_fixtures import SavedBlocks
 
-from .helpers import data_requests, sha256, tree_hashes
+from .helpers import data_requests, put_objects, tree_hashes
 
 FILES = 40
 
@@ -22,11 +22,8 @@ FILES = 40
 async def test_two_downloads_of_one_job_at_once_fetch_every_object_once(
     saved_blocks: SavedBlocks, hcp_emulator: Any, hcp_bucket: str, tmp_path: Path
 ) -> None:
-    expected = {}
-    for index in range(FILES):
-        body = f"object {index}\n".encode() * (1 + index % 30)
-        hcp_emulator.s3.put_object(Bucket=hcp_bucket, Key=f"data/f{index:03d}.txt", Body=body)
-        expected[f"f{index:03d}.txt"] = sha256(body)
+    bodies = {f"f{index:03d}.txt": f"object {index}\n".encode() * (1 + index % 30) for index in range(FILES)}
+    expected = put_objects(hcp_emulator, hcp_bucket, "data/", bodies)
     dest = tmp_path / "dest"
     params = {"bucket": hcp_bucket, "dest_dir": str(dest), "prefix": "data/", **saved_blocks.params()}
     hcp_emulator.faults.add("data", method="GET", delay=0.1, count=None)  # the first is still fetching

@@ -29,6 +29,7 @@ from .helpers import (
     job_tracker,
     open_multipart_uploads,
     partial_files,
+    put_objects,
     sha256,
     summary_metric,
     tree_hashes,
@@ -174,11 +175,8 @@ async def test_download_fetches_again_a_local_file_changed_after_the_job_wrote_i
     tracked: tuple[SavedBlocks, str], hcp_emulator: Any, hcp_bucket: str, tmp_path: Path
 ) -> None:
     blocks, target = tracked
-    expected: dict[str, str] = {}
-    for index in range(FILES):
-        body = f"object {index}\n".encode() * (1 + index % 5)
-        hcp_emulator.s3.put_object(Bucket=hcp_bucket, Key=f"data/d{index % 2}/o{index:03d}.bin", Body=body)
-        expected[f"d{index % 2}/o{index:03d}.bin"] = sha256(body)
+    bodies = {f"d{index % 2}/o{index:03d}.bin": f"object {index}\n".encode() * (1 + index % 5) for index in range(FILES)}
+    expected = put_objects(hcp_emulator, hcp_bucket, "data/", bodies)
     dest = tmp_path / "dest"
     params = {"bucket": hcp_bucket, "dest_dir": str(dest), "prefix": "data/", **blocks.params()}
     first = await bulk_download(**params)
