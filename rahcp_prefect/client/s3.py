@@ -65,7 +65,6 @@ PlaceFn = Callable[[str, str, dict[str, Any]], Awaitable[str]]
 """``place(dest_bucket, dest_key, staged listing record)`` -> PLACED, REPLACED or LEFT."""
 
 
-
 def refused_for_a_moment(exc: BaseException) -> bool:
     """What HCP may answer a write for a moment after the object was deleted: 409 (the name
     not yet free) or busy (retryable statuses that outlasted the client's own retries)."""
@@ -86,6 +85,7 @@ async def write_after_delete(
             logger.info("Write of %s after its delete refused (%s), retrying", what, exc)
             await asyncio.sleep(backoff_delay(attempt, base_delay))
     raise AssertionError("unreachable: attempts must be at least 1")
+
 
 @dataclass
 class StagingMoves:
