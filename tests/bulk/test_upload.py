@@ -393,7 +393,6 @@ async def test_a_resend_refused_a_moment_after_the_delete_is_retried_with_backof
     assert hcp_emulator.request_counts[PUT] == 5  # the existing object's refusal, 3 after the delete, the PUT that lands
 
 
-
 async def test_a_large_file_rewritten_during_its_multipart_upload_is_deferred_and_aborted(
     hcp_emulator, hcp_bucket, hcp_credentials, tracker, tmp_path
 ) -> None:

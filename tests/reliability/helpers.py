@@ -36,6 +36,12 @@ def tree_hashes(root: Path) -> dict[str, str]:
     return out
 
 
+def landed_hashes(staging: Path) -> dict[str, str]:
+    """``{relative/path: sha256}`` of the files a download completed in its staging folder
+    (under their final names: the partial ``TEMP_PREFIX`` files left out)."""
+    return {rel: digest for rel, digest in tree_hashes(staging).items() if not Path(rel).name.startswith(TEMP_PREFIX)}
+
+
 def bucket_listing(emulator: Any, bucket: str, prefix: str = "") -> list[tuple[str, int]]:
     """``(key, size)`` of every object under ``prefix``, in listing order (duplicates kept)."""
     found: list[tuple[str, int]] = []

@@ -19,7 +19,7 @@ from rahcp_prefect.job.manifest import MANIFEST_NAME
 from rahcp_prefect.job.mtimes import MTIMES_NAME, parse_mtimes
 from rahcp_prefect.testing.prefect_fixtures import SavedBlocks
 
-from .helpers import bucket_listing, data_requests, flow_artifacts, job_tracker
+from .helpers import bucket_listing, data_requests, flow_artifacts, job_tracker, put_objects
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -82,6 +82,8 @@ FOREIGN = {
     "three.bin": b"3" * 3000,
     "four/deep/4.txt": b"4",
 }
+#: What of ``FOREIGN`` lands as files: the first of a file and a folder of one name, and the four ordinary files.
+LANDS = {k: v for k, v in FOREIGN.items() if k in ("a", "one.txt", "two/2.txt", "three.bin", "four/deep/4.txt")}
 
 
 async def test_a_prefix_another_tool_wrote_lands_every_file_it_can_and_names_the_rest(
@@ -91,8 +93,7 @@ async def test_a_prefix_another_tool_wrote_lands_every_file_it_can_and_names_the
     and a folder of one name, an empty segment, a folder marker, a name longer than the
     filesystem allows, a key climbing out with ``..``, and four ordinary files."""
     foreign = {**FOREIGN, "long/" + "n" * 300 + ".txt": b"too long", "up/../../escape.txt": b"never"}
-    for key, body in foreign.items():
-        hcp_emulator.s3.put_object(Bucket=hcp_bucket, Key="other/" + key, Body=body)
+    put_objects(hcp_emulator, hcp_bucket, "other/", foreign)
     box = tmp_path / "box"
     dest = box / "dest"
     state = await bulk_download(
@@ -115,7 +116,7 @@ async def test_a_prefix_another_tool_wrote_lands_every_file_it_can_and_names_the
     # every representable object landed: the first of a file and a folder of one name, the
     # four ordinary files, and the folder marker as an empty folder
     files = {p.relative_to(dest).as_posix(): p.read_bytes() for p in dest.rglob("*") if p.is_file()}
-    assert files == {k: v for k, v in FOREIGN.items() if k in ("a", "one.txt", "two/2.txt", "three.bin", "four/deep/4.txt")}
+    assert files == LANDS
     assert (dest / "dir").is_dir() and list((dest / "dir").iterdir()) == []
     outside = {p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file()}
     assert {p for p in outside if not p.startswith("tracker.db")} == {f"box/dest/{name}" for name in files}
@@ -144,8 +145,7 @@ async def test_a_cooperative_download_of_that_prefix_lands_the_same_files_and_na
     """Cooperative runs register only the keys a filesystem can hold: the unwritable ones are
     never claimed (so they fail no batch and hold back no file), and the run that moves the
     files into place names them."""
-    for key, body in FOREIGN.items():
-        hcp_emulator.s3.put_object(Bucket=hcp_bucket, Key="other/" + key, Body=body)
+    put_objects(hcp_emulator, hcp_bucket, "other/", FOREIGN)
     await HCPTracker(postgres_dsn=SecretStr(postgres_dsn)).save(saved_blocks.tracker, overwrite=True)
     dest = tmp_path / "dest"
     job = f"foreign-{hcp_bucket}"
@@ -156,7 +156,7 @@ async def test_a_cooperative_download_of_that_prefix_lands_the_same_files_and_na
     assert "2 object(s) cannot be written" in str(error) and "the other 5 file(s) are in place" in str(error)
     assert set(error.result["unwritable_keys"]) == {"other/a/b.txt", "other/x//y.txt"}
     files = {p.relative_to(dest).as_posix(): p.read_bytes() for p in dest.rglob("*") if p.is_file()}
-    assert files == {k: v for k, v in FOREIGN.items() if k in ("a", "one.txt", "two/2.txt", "three.bin", "four/deep/4.txt")}
+    assert files == LANDS
     assert (dest / "dir").is_dir()
     with job_tracker(postgres_dsn, job) as tracker:
         assert tracker.summary()["error"] == 0, "no unwritable key was claimed, so none failed a batch"

@@ -30,6 +30,7 @@ from .helpers import (
     bucket_listing,
     data_requests,
     job_tracker,
+    landed_hashes,
     partial_files,
     put_objects,
     signal_flow_when,
@@ -159,7 +160,7 @@ async def test_download_killed_half_way_is_resumed_by_the_rerun(
     hcp_emulator.faults.clear()
 
     assert not dest.exists() or list(dest.iterdir()) == [], "the destination is untouched"
-    landed = {rel: h for rel, h in tree_hashes(staging).items() if not Path(rel).name.startswith(TEMP_PREFIX)}
+    landed = landed_hashes(staging)
     assert FILES // 3 <= len(landed) < FILES
     assert all(expected[rel] == h for rel, h in landed.items()), "a file under its final name is complete"
 

@@ -20,7 +20,6 @@ from typing import Any
 
 import pytest
 
-from rahcp_prefect.bulk.paths import TEMP_PREFIX
 from rahcp_prefect.flows import bulk_download, bulk_upload
 from rahcp_prefect.job import STAGING_ROOT, staging_dir_for
 from rahcp_prefect.testing.prefect_fixtures import SavedBlocks
@@ -31,6 +30,7 @@ from .helpers import (
     bucket_listing,
     data_requests,
     job_tracker,
+    landed_hashes,
     put_objects,
     signal_flow_when,
     tree_hashes,
@@ -172,7 +172,7 @@ async def test_a_sigterm_mid_download_leaves_the_destination_untouched_and_the_r
     assert "RESULT" not in log
 
     assert not dest.exists() or list(dest.iterdir()) == [], "the destination is untouched"
-    landed = {rel: h for rel, h in tree_hashes(staging).items() if not Path(rel).name.startswith(TEMP_PREFIX)}
+    landed = landed_hashes(staging)
     assert landed and len(landed) < FILES, "the staging folder keeps what arrived"
     assert all(expected[rel] == h for rel, h in landed.items()), "a file under its final name is complete"
     with job_tracker(blocks.tracker_path, f"bulk-download:{hcp_bucket}/data/") as tracker:

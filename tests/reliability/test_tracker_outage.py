@@ -26,10 +26,10 @@ FILES = 300
 OUTAGE = 35.0
 
 
-def _outage_after(emulator: Any, proxy: OutageProxy, puts: int, seconds: float) -> tuple[threading.Thread, dict[str, float]]:
+def _outage_after(emulator: Any, proxy: OutageProxy, puts: int, seconds: float) -> tuple[threading.Thread, dict[str, int]]:
     """A thread that takes the database away for ``seconds`` once ``puts`` files were sent;
-    ``when`` records the PUT count and the time at which it did."""
-    when: dict[str, float] = {}
+    ``when`` records the PUT count at which it did."""
+    when: dict[str, int] = {}
 
     def watch() -> None:
         deadline = time.monotonic() + 120
@@ -37,7 +37,7 @@ def _outage_after(emulator: Any, proxy: OutageProxy, puts: int, seconds: float) 
             if time.monotonic() > deadline:
                 return
             time.sleep(0.01)
-        when["puts"], when["at"] = data_requests(emulator, "PUT"), time.monotonic()
+        when["puts"] = data_requests(emulator, "PUT")
         proxy.outage(seconds).join()
 
     thread = threading.Thread(target=watch, daemon=True)
