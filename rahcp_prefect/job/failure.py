@@ -24,6 +24,7 @@ import signal
 from dataclasses import dataclass
 
 from rahcp_prefect.client import HCPClient
+from rahcp_prefect.interrupts import Interrupted, received, signal_name
 from rahcp_prefect.job.errors import RunStopped
 from rahcp_prefect.job.policy import OnFailure, parse_on_failure
 from rahcp_prefect.job.staging import StagingPlan
@@ -65,9 +66,10 @@ def interruption(exc: BaseException | None) -> str | None:
     """What stopped the run from outside, or None when ``exc`` is a failure (or None).
 
     Interruptions: Prefect's ``TerminationSignal`` (SIGTERM: a worker's cancel, an eviction),
+    ``Interrupted`` (a stop signal seen at a synchronous safe point, ``rahcp_prefect.interrupts``),
     ``KeyboardInterrupt`` (SIGINT), ``SystemExit``, and ``asyncio.CancelledError`` (how a
-    cancel or a signal that landed in the event loop reaches the run's code: asyncio cancels
-    every task on the way out). A group counts as interrupted when any of its exceptions is.
+    cancel or a stop signal heard through the event loop reaches the run's code; named after
+    that signal). A group counts as interrupted when any of its exceptions is.
     A failure that merely happened during a cancellation (its ``__context__``) stays a failure:
     ``asyncio.wait_for``'s ``TimeoutError`` has a ``CancelledError`` there too.
     """
@@ -79,18 +81,14 @@ def interruption(exc: BaseException | None) -> str | None:
             if found:
                 return found
         return None
-    if any(kind.__name__ in _SIGNAL_EXCEPTIONS for kind in type(exc).__mro__):
-        number = getattr(exc, "signal", signal.SIGTERM)
-        try:
-            return signal.Signals(number).name
-        except ValueError:
-            return f"signal {number}"
+    if isinstance(exc, Interrupted) or any(kind.__name__ in _SIGNAL_EXCEPTIONS for kind in type(exc).__mro__):
+        return signal_name(getattr(exc, "signal", signal.SIGTERM))
     if isinstance(exc, KeyboardInterrupt):
         return "SIGINT"
     if isinstance(exc, SystemExit):
         return "exit"
-    if isinstance(exc, asyncio.CancelledError):
-        return "cancelled"
+    if isinstance(exc, asyncio.CancelledError):  # named after the signal that cancelled the run
+        return signal_name(signum) if (signum := received()) is not None else "cancelled"
     if isinstance(exc, RunStopped):
         return "stopped"
     return None

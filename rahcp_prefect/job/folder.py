@@ -12,6 +12,7 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rahcp_prefect import interrupts
 from rahcp_prefect.bulk.exclusions import download_staging
 from rahcp_prefect.bulk.paths import TEMP_PREFIX
 
@@ -34,7 +35,9 @@ def promote_staging(staging: Path, dest: Path) -> Promotion:
     ``os.replace`` on one filesystem keeps a file's restored mtime; every folder of staging is
     made in the destination (empty ones too: folder markers); one file that cannot be placed
     (the destination holds a folder of its name, say) never keeps the others out. Temporary
-    ``.rahcp-part.*`` files of interrupted downloads are never moved.
+    ``.rahcp-part.*`` files of interrupted downloads are never moved. A stop signal
+    (``rahcp_prefect.interrupts``) ends the move between two files with ``Interrupted``: what
+    was not moved stays in staging, and the next run of the job moves it.
     """
     done = Promotion()
     for root, dirs, files in os.walk(staging):
@@ -49,6 +52,7 @@ def promote_staging(staging: Path, dest: Path) -> Promotion:
         for name in files:
             if name.startswith(TEMP_PREFIX):
                 continue
+            interrupts.check()  # a stop signal ends the move here: the rest waits in staging
             try:
                 os.replace(os.path.join(root, name), target_dir / name)
             except OSError as exc:

@@ -24,7 +24,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, fields
 from typing import Any, Protocol
 
-from rahcp_prefect import defaults
+from rahcp_prefect import defaults, interrupts
 from rahcp_prefect.bulk.stats import DEFERRED_NAMED, TransferStats
 from rahcp_prefect.bulk.sync import SyncCounts
 from rahcp_prefect.client import HCPClient
@@ -242,7 +242,9 @@ class JobRun:
         return self.totals.sync.unchanged if self.totals.sync is not None else 0
 
     def _check_stop(self) -> None:
-        """The one place a stop request ends the transfer: no further batch starts."""
+        """The one place a stop request ends the transfer: no further batch starts (a stop
+        signal the event loop has not delivered yet ends it too)."""
+        interrupts.check()
         if self.stop is not None and self.stop.is_set():
             raise RunStopped(f"run {self.owner} of job {self.job!r} stopped before its next batch")
 

@@ -11,6 +11,12 @@ A rule with ``duration`` fires only during that many seconds from the first requ
 answers S3's XML error with that code (``SlowDown``) instead of the JSON detail.
 A data-plane rule with ``damage`` forwards the request with one byte of its body flipped: a PUT's
 request body (after the client computed its digest), a GET's response body.
+A rule with ``hold`` stops each request it fires on until the test calls ``rule.release()``:
+the run is then known to wait at that request (``rule.wait_held()`` returns once one is held),
+so a test can signal or cancel it at a known point instead of racing a request count. Released
+requests are dropped (``release(forward=True)``: handled normally); ``clear`` and ``remove``
+release with a drop, so nothing a stopped run left pending lands later. ``after`` lets that many
+matching requests through before a rule fires (``hold=True, after=20``: the 21st waits).
 The injector is thread-safe: the API event loop, moto's request threads and the test thread all
 touch it.
 """
@@ -46,10 +52,17 @@ class FaultRule:
     probability: float = 1.0
     duration: float | None = None
     code: str | None = None
+    hold: bool = False
+    after: int = 0
     hits: int = 0
+    held: int = 0  # requests the rule has held so far
     id: int = 0
     _regex: re.Pattern[str] = field(init=False, repr=False)
     _until: float = field(init=False, repr=False, default=float("inf"))
+    _passed: int = field(init=False, repr=False, default=0)
+    _reached: threading.Event = field(init=False, repr=False, default_factory=threading.Event)
+    _released: threading.Event = field(init=False, repr=False, default_factory=threading.Event)
+    _forward: bool = field(init=False, repr=False, default=False)
 
     def __post_init__(self) -> None:
         if self.plane not in PLANES:
@@ -71,6 +84,10 @@ class FaultRule:
                 raise ValueError("duration must be > 0 seconds or None (no end)")
         if self.code is not None and (self.plane != "data" or self.status is None or not self.code.isalnum()):
             raise ValueError("code is an S3 error code (letters, digits) for a data-plane status fault")
+        if self.hold and (self.drop or self.damage or self.drop_answer or self.status is not None):
+            raise ValueError("hold stops a request until it is released: no drop, damage or status")
+        if self.after < 0:
+            raise ValueError("after must be >= 0")
         if self.method is not None:
             self.method = self.method.upper()
         try:
@@ -91,6 +108,33 @@ class FaultRule:
             and self._regex.search(path) is not None
         )
 
+    def wait_held(self, timeout: float) -> bool:
+        """Block until the rule holds a request (True), or ``timeout`` seconds passed (False)."""
+        return self._reached.wait(timeout)
+
+    def release(self, forward: bool = False) -> None:
+        """Let every held request (and any later one) go: dropped, or handled with ``forward``."""
+        self._forward = forward
+        self._released.set()
+
+    def hold_request(self) -> bool:
+        """Called by the server for a request the rule fired on: wait until released; True
+        when the request is to be handled, False when it is to be dropped."""
+        self.held += 1
+        self._reached.set()
+        self._released.wait()
+        return self._forward
+
+    async def hold_request_async(self) -> bool:
+        """``hold_request`` for the API plane's event loop (polled: the loop keeps serving)."""
+        import asyncio
+
+        self.held += 1
+        self._reached.set()
+        while not self._released.is_set():
+            await asyncio.sleep(0.01)
+        return self._forward
+
     def to_dict(self) -> dict[str, Any]:
         """JSON form for the ``/_emulator/faults`` control route."""
         return {
@@ -107,7 +151,10 @@ class FaultRule:
             "probability": self.probability,
             "duration": self.duration,
             "code": self.code,
+            "hold": self.hold,
+            "after": self.after,
             "hits": self.hits,
+            "held": self.held,
         }
 
 
@@ -138,6 +185,8 @@ class FaultInjector:
         probability: float = 1.0,
         duration: float | None = None,
         code: str | None = None,
+        hold: bool = False,
+        after: int = 0,
     ) -> FaultRule:
         """Add a rule; see the module docstring. Returns the rule (watch ``rule.hits``)."""
         if plane == "data" and not self._data_plane_available:
@@ -158,6 +207,8 @@ class FaultInjector:
             probability=probability,
             duration=duration,
             code=code,
+            hold=hold,
+            after=after,
         )
         with self._lock:
             rule.id = next(self._ids)
@@ -170,6 +221,8 @@ class FaultInjector:
         rule_id = rule if isinstance(rule, int) else rule.id
         with self._lock:
             before = len(self._rules)
+            for gone in [r for r in self._rules if r.id == rule_id]:
+                gone.release()
             self._rules = [r for r in self._rules if r.id != rule_id]
             self._refresh()
             return len(self._rules) != before
@@ -178,6 +231,8 @@ class FaultInjector:
         """Remove every rule; returns how many there were."""
         with self._lock:
             n = len(self._rules)
+            for rule in self._rules:
+                rule.release()
             self._rules = []
             self._refresh()
             return n
@@ -195,6 +250,9 @@ class FaultInjector:
         with self._lock:
             for rule in self._rules:
                 if rule.exhausted or not rule.matches(plane, method, path):
+                    continue
+                if rule._passed < rule.after:
+                    rule._passed += 1
                     continue
                 if rule.duration is not None and rule._until == float("inf"):  # the window opens
                     rule._until = time.monotonic() + rule.duration

@@ -71,7 +71,7 @@ class CountAndFaultMiddleware:
         if rule is not None:
             if rule.delay:
                 await asyncio.sleep(rule.delay)
-            if rule.drop:
+            if rule.drop or (rule.hold and not await rule.hold_request_async()):
                 self._count(method, self._resolve(scope))
                 await _drop(scope)
                 return

@@ -1,8 +1,9 @@
 """Test control over HTTP, for an emulator running in another process (no auth).
 
 ``POST /_emulator/faults`` adds a rule (same fields as ``FaultInjector.add``),
-``GET`` lists the rules with their hits, ``DELETE`` clears them (``DELETE /_emulator/faults/{id}``
-removes one); ``GET /_emulator/stats`` returns the request counts, ``DELETE`` resets them.
+``GET`` lists the rules with their hits (and ``held``: requests a ``hold`` rule holds),
+``DELETE`` clears them (``DELETE /_emulator/faults/{id}`` removes one; ``POST
+/_emulator/faults/{id}/release`` lets held requests go); ``GET /_emulator/stats`` returns the request counts, ``DELETE`` resets them.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ class FaultSpec(BaseModel):
     probability: float = Field(default=1.0, ge=0, le=1)
     duration: float | None = Field(default=None, gt=0)
     code: str | None = None
+    hold: bool = False
+    after: int = Field(default=0, ge=0)
 
 
 @router.post("/faults", status_code=201)
@@ -56,6 +59,16 @@ async def remove_fault(rule_id: int, ctx: EmulatorContext = Depends(get_ctx)) ->
     if not ctx.faults.remove(rule_id):
         raise HTTPException(status_code=404, detail=f"fault {rule_id} not found")
     return {"removed": rule_id}
+
+
+@router.post("/faults/{rule_id}/release")
+async def release_fault(rule_id: int, forward: bool = False, ctx: EmulatorContext = Depends(get_ctx)) -> dict[str, Any]:
+    """Let the requests a ``hold`` rule holds go: dropped, or handled with ``?forward=true``."""
+    for rule in ctx.faults.rules:
+        if rule.id == rule_id:
+            rule.release(forward)
+            return rule.to_dict()
+    raise HTTPException(status_code=404, detail=f"fault {rule_id} not found")
 
 
 @router.get("/stats")

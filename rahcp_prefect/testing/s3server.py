@@ -186,7 +186,7 @@ class DataPlaneMiddleware:
         if rule is not None:
             if rule.delay:
                 time.sleep(rule.delay)
-            if rule.drop:
+            if rule.drop or (rule.hold and not rule.hold_request()):
                 _drop(environ)
             if rule.status is not None and rule.code is not None:
                 body = s3_error_body(rule.code, FAULT_DETAIL)

@@ -17,10 +17,10 @@ from typing import Any
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolTimeout
 from sqlalchemy.dialects import postgresql as pg_dialect
 
-from rahcp_prefect import defaults
+from rahcp_prefect import defaults, interrupts
 from rahcp_prefect.tracker import schema
 from rahcp_prefect.tracker.base import (
     JOBS,
@@ -55,6 +55,7 @@ WRITE_BATCH = 10_000
 REGISTER_BATCH = 10_000
 #: Longest pause between two attempts at writing marks while the database is unreachable.
 WRITE_RETRY_MAX_DELAY = 5.0
+POOL_SLICE = 0.5  # seconds a pooled connection is waited for before a stop signal is looked at again
 
 #: Marks and manifests travel as arrays in binary (%b): five times cheaper to send than text.
 UPSERT = f"""
@@ -221,12 +222,30 @@ class PostgresTracker(BufferedTracker):
 
     @contextmanager
     def _connection(self) -> Iterator[psycopg.Connection[Any]]:
-        """A pooled connection; connection failures surface as ``TrackerError`` with no secret."""
+        """A pooled connection; connection failures surface as ``TrackerError`` with no secret.
+
+        The pool is asked in slices of ``POOL_SLICE`` seconds up to ``wait``, so a stop signal
+        ends a wait for an unreachable database (``rahcp_prefect.interrupts``) within one slice."""
         try:
-            with self._pool.connection() as conn:
-                yield conn
+            conn = self._getconn()
+            try:
+                with conn:  # as the pool's own ``connection()``: commit, or roll back on error
+                    yield conn
+            finally:
+                self._pool.putconn(conn)
         except psycopg.OperationalError as exc:
             raise TrackerError(f"tracker database {self.dsn} failed: {self._redact(exc)}") from None
+
+    def _getconn(self) -> psycopg.Connection[Any]:
+        deadline = time.monotonic() + self.wait
+        while True:
+            interrupts.check()
+            left = deadline - time.monotonic()
+            try:
+                return self._pool.getconn(timeout=max(0.01, min(POOL_SLICE, left)))
+            except PoolTimeout:
+                if left <= POOL_SLICE:
+                    raise
 
     @contextmanager
     def _flushed(self) -> Iterator[psycopg.Connection[Any]]:
@@ -255,7 +274,7 @@ class PostgresTracker(BufferedTracker):
                 if time.monotonic() + delay > deadline:
                     raise
                 logger.warning("writing %d marks failed (%s); again in %.1f s", len(rows), exc, delay)
-                time.sleep(delay)
+                interrupts.sleep(delay)  # a stop signal ends the wait (the marks stay buffered)
                 delay = min(delay * 2, WRITE_RETRY_MAX_DELAY)
 
     def _upsert(self, rows: list[MarkRow]) -> None:

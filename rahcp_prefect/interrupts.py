@@ -1,0 +1,163 @@
+"""SIGTERM and SIGINT heard through the event loop: a stop signal never raises where it lands.
+
+Python runs a signal handler in whatever frame the main thread happens to execute. Prefect's
+SIGTERM handler raises ``TerminationSignal`` there; raised inside a garbage collector's weakref
+callback (or an event loop callback), the exception is printed ("Exception ignored in ...") and
+dropped, and the run goes on to complete and exit 0. While a run is watched (``watch_signals``)
+a stop signal instead:
+
+- is recorded (``received()``): the synchronous waits (the tracker's retries, the download's
+  promotion) look at it at their safe points (``check()``, ``sleep()``) and raise ``Interrupted``
+  there;
+- wakes the event loop (``call_soon_threadsafe``, as asyncio's own SIGINT handler does), which
+  cancels every watched task: the run's code sees ``CancelledError`` at its current ``await``,
+  the job keeps staging and its done marks, and its ``finally`` blocks release the commit lock
+  and the lease;
+- is handed on when the watched block ends, in that known frame: SIGTERM to the handler that was
+  installed before (Prefect's raises ``TerminationSignal`` there, so its engine records the run
+  Crashed, or Cancelled on a worker's cancel, and ends the process with the signal), SIGINT as
+  ``KeyboardInterrupt``.
+
+A second signal while the first is being handled goes to the previous handler at once (Ctrl-C
+twice forces the old behaviour). Only the main thread can install signal handlers: elsewhere
+(a flow called from a worker thread) nothing is installed and the previous handlers stay.
+No Prefect import here: the tracker and the job check ``received()`` too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from types import FrameType
+from typing import Any
+
+SIGNALS: tuple[signal.Signals, ...] = (signal.SIGTERM, signal.SIGINT)
+"""The signals that stop a run: a worker's cancel or an eviction (SIGTERM), Ctrl-C (SIGINT)."""
+
+Handler = Callable[[int, FrameType | None], Any] | int | None
+
+
+class Interrupted(BaseException):
+    """A stop signal arrived: raised at a synchronous safe point (a tracker wait, a promotion).
+
+    A ``BaseException`` like ``KeyboardInterrupt``: no ``except Exception`` on the way turns an
+    interruption into a failure (a failed file, a rollback)."""
+
+    def __init__(self, signum: int) -> None:
+        self.signal = signum
+        super().__init__(f"{signal_name(signum)} received: the run stops at its next safe point")
+
+
+def signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
+
+
+class _Watch:
+    """The process's one set of watched tasks and the handlers they replaced (signals are per process)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.tasks: dict[asyncio.Task[Any], asyncio.AbstractEventLoop] = {}
+        self.previous: dict[int, Handler] = {}
+        self.received: int | None = None
+        self.cancelled: dict[asyncio.Task[Any], int] = {}
+
+    def handler(self, signum: int, frame: FrameType | None) -> None:
+        """The installed handler: record, wake the loops; never raise (a second signal excepted)."""
+        if self.received is not None:  # a second signal: the previous handler, at once
+            self.restore()
+            signal.raise_signal(signum)
+            return
+        self.received = signum
+        for task, loop in list(self.tasks.items()):
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                loop.call_soon_threadsafe(self.cancel, task, signum)
+
+    def cancel(self, task: asyncio.Task[Any], signum: int) -> None:
+        """In the task's loop: cancel it (once) so its current ``await`` raises ``CancelledError``."""
+        if task in self.tasks and task not in self.cancelled and not task.done():
+            self.cancelled[task] = 1
+            task.cancel(f"{signal_name(signum)} received")
+
+    def install(self) -> None:
+        for signum in SIGNALS:
+            current = signal.getsignal(signum)
+            if current is signal.SIG_IGN:
+                continue  # an ignored signal stays ignored
+            self.previous[signum] = current
+            signal.signal(signum, self.handler)
+
+    def restore(self) -> None:
+        for signum, previous in self.previous.items():
+            if signal.getsignal(signum) == self.handler:
+                signal.signal(signum, previous if previous is not None else signal.SIG_DFL)
+        self.previous.clear()
+
+    def hand_on(self, signum: int, frame: FrameType | None = None) -> None:
+        """Give the signal to what would have heard it: the previous SIGTERM handler (Prefect's
+        raises ``TerminationSignal``), ``KeyboardInterrupt`` for SIGINT; ``Interrupted`` when the
+        previous handler returned or was the default."""
+        if signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        previous = self.previous.get(signum, signal.getsignal(signum))
+        if callable(previous) and previous is not self.handler:
+            previous(signum, frame)
+        raise Interrupted(signum)
+
+
+_watch = _Watch()
+
+
+def received() -> int | None:
+    """The stop signal this process received while a run was watched (None: none)."""
+    return _watch.received
+
+
+def check() -> None:
+    """A safe point: raise ``Interrupted`` when a stop signal arrived."""
+    if (signum := _watch.received) is not None:
+        raise Interrupted(signum)
+
+
+def sleep(seconds: float, step: float = 0.1) -> None:
+    """``time.sleep`` for a synchronous wait that a stop signal ends within ``step`` seconds."""
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        check()
+        time.sleep(min(step, left))
+    check()
+
+
+@contextlib.contextmanager
+def watch_signals() -> Iterator[None]:
+    """Watch the current task for SIGTERM and SIGINT (see the module docstring); when the block
+    ends after a signal, the signal is handed on (``TerminationSignal``, ``KeyboardInterrupt``)."""
+    task = asyncio.current_task()
+    if task is None or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    with _watch.lock:
+        if not _watch.tasks:
+            _watch.received = None
+            _watch.install()
+        _watch.tasks[task] = asyncio.get_running_loop()
+    try:
+        yield
+    finally:
+        with _watch.lock:
+            del _watch.tasks[task]
+            for _ in range(_watch.cancelled.pop(task, 0)):
+                task.uncancel()  # our cancellation ends here: the signal is handed on instead
+            signum = _watch.received
+            if not _watch.tasks:
+                _watch.restore()
+                _watch.received = None
+        if signum is not None:
+            _watch.hand_on(signum)
