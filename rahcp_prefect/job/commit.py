@@ -105,8 +105,9 @@ async def commit_lock(tracker: TrackerProtocol, owner: str, lease_seconds: float
         tracker.release_commit(owner)
 
 
-async def wait_for_commit_lock(tracker: TrackerProtocol, owner: str, lease_seconds: float) -> None:
-    """Take the job's commit lock for ``owner``, waiting while another run holds it.
+async def wait_for_commit_lock(tracker: TrackerProtocol, owner: str, lease_seconds: float, log: Any = logger) -> None:
+    """Take the job's commit lock for ``owner``, waiting while another run holds it (said
+    once in ``log``: a flow passes its run logger).
 
     A live holder renews its lease until it is done; a run killed while holding it stops
     renewing, so its lease runs out within ``lease_seconds`` and the lock comes free.
@@ -117,7 +118,7 @@ async def wait_for_commit_lock(tracker: TrackerProtocol, owner: str, lease_secon
         if not waited:
             info = tracker.job_info()
             holder = info.commit_owner if info else None
-            logger.info("Job %s: waiting for the commit lock held by run %s", tracker.job, holder)
+            log.info("Job %s: waiting for the commit lock held by run %s", tracker.job, holder)
             waited = True
         await asyncio.sleep(poll)
 

@@ -170,7 +170,7 @@ class DownloadStaging(Selection):
         """Move the staging folder's files into the destination under the commit lock (a run
         alone waits for it; a cooperative run leaves it to the run that holds it)."""
         if not run.cooperative:
-            await wait_for_commit_lock(run.tracker, run.owner, run.lease_seconds)
+            await wait_for_commit_lock(run.tracker, run.owner, run.lease_seconds, run.log)
         run.check_lease()  # never move files of a staging folder the job no longer holds
         async with commit_lock(run.tracker, run.owner, run.lease_seconds) as held:
             run.totals.moved = 0

@@ -149,17 +149,20 @@ print("RESULT " + json.dumps(asyncio.run(flow(**json.loads(sys.argv[2])))), flus
 
 
 def signal_flow_when(
-    kind: str, params: dict[str, Any], log: Path, ready: Callable[[], bool], sig: int, wait: float = 30.0
+    kind: str, params: dict[str, Any], log: Path, ready: Callable[[], bool], sig: int, wait: float = 30.0,
+    *, script: str = FLOW_SCRIPT, args: tuple[str, ...] = (), send: Callable[[], None] | None = None,
 ) -> tuple[int, float]:
     """Run the ``kind`` flow (``upload``/``download``) in a child process on this session's
-    Prefect API, output to ``log``, and send it ``sig`` as soon as ``ready()``; returns its exit
-    code and the seconds it took to exit after the signal (killed after ``wait``)."""
+    Prefect API, output to ``log``, and send it ``sig`` as soon as ``ready()`` (or call ``send``
+    instead); returns its exit code and the seconds it took to exit after the signal (killed
+    after ``wait``). ``script`` runs the flow (``FLOW_SCRIPT``), with ``args`` after the two of it."""
     from prefect.settings import PREFECT_API_URL
 
     env = {**os.environ, "PREFECT_API_URL": str(PREFECT_API_URL.value()), "PREFECT_LOGGING_LEVEL": "INFO"}
     with log.open("w") as out:
         child = subprocess.Popen(
-            [sys.executable, "-c", FLOW_SCRIPT, kind, json.dumps(params)], env=env, stdout=out, stderr=subprocess.STDOUT
+            [sys.executable, "-c", script, kind, json.dumps(params), *args], env=env, stdout=out,
+            stderr=subprocess.STDOUT,
         )
         try:
             deadline = time.monotonic() + 120
@@ -167,7 +170,10 @@ def signal_flow_when(
                 assert child.poll() is None, f"the run ended before the signal: {log.read_text()[-3000:]}"
                 assert time.monotonic() < deadline, "the run never reached the point to signal it"
                 time.sleep(0.05)
-            child.send_signal(sig)
+            if send is None:
+                child.send_signal(sig)
+            else:
+                send()
             sent = time.monotonic()
             child.wait(wait)
             return child.returncode, time.monotonic() - sent
