@@ -19,7 +19,9 @@ a stop signal instead:
   ``KeyboardInterrupt``.
 
 A second signal while the first is being handled goes to the previous handler at once (Ctrl-C
-twice forces the old behaviour). Only the main thread can install signal handlers: elsewhere
+twice forces the old behaviour). A ``Bridge`` lets the previous SIGTERM handler's owner treat
+ours as its own while it is installed (``flows.signals``: Prefect acknowledges a worker's cancel
+only while its bridge is the installed handler). Only the main thread can install signal handlers: elsewhere
 (a flow called from a worker thread) nothing is installed and the previous handlers stay.
 No Prefect import here: the tracker and the job check ``received()`` too.
 """
@@ -32,13 +34,30 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from types import FrameType
-from typing import Any
+from typing import Any, Protocol
 
 SIGNALS: tuple[signal.Signals, ...] = (signal.SIGTERM, signal.SIGINT)
 """The signals that stop a run: a worker's cancel or an eviction (SIGTERM), Ctrl-C (SIGINT)."""
 
 Handler = Callable[[int, FrameType | None], Any] | int | None
+
+
+class Bridge(Protocol):
+    """The owner of the handler ours replaces, told while ours stands in for it."""
+
+    def lock(self) -> AbstractContextManager[Any]:
+        """Held while handlers are swapped (the owner checks them under it)."""
+        ...
+
+    def adopt(self, handler: Callable[[int, FrameType | None], None], previous: Handler) -> None:
+        """``handler`` now stands in for ``previous`` (installed for SIGTERM)."""
+        ...
+
+    def drop(self) -> None:
+        """The previous handler is back."""
+        ...
 
 
 class Interrupted(BaseException):
@@ -68,6 +87,7 @@ class _Watch:
         self.previous: dict[int, Handler] = {}
         self.received: int | None = None
         self.cancelled: dict[asyncio.Task[Any], int] = {}
+        self.bridge: Bridge | None = None
 
     def handler(self, signum: int, frame: FrameType | None) -> None:
         """The installed handler: record, wake the loops; never raise (a second signal excepted)."""
@@ -87,18 +107,24 @@ class _Watch:
             task.cancel(f"{signal_name(signum)} received")
 
     def install(self) -> None:
-        for signum in SIGNALS:
-            current = signal.getsignal(signum)
-            if current is signal.SIG_IGN:
-                continue  # an ignored signal stays ignored
-            self.previous[signum] = current
-            signal.signal(signum, self.handler)
+        with self.bridge.lock() if self.bridge is not None else contextlib.nullcontext():
+            for signum in SIGNALS:
+                current = signal.getsignal(signum)
+                if current is signal.SIG_IGN:
+                    continue  # an ignored signal stays ignored
+                self.previous[signum] = current
+                signal.signal(signum, self.handler)
+                if signum == signal.SIGTERM and self.bridge is not None:
+                    self.bridge.adopt(self.handler, current)
 
     def restore(self) -> None:
-        for signum, previous in self.previous.items():
-            if signal.getsignal(signum) == self.handler:
-                signal.signal(signum, previous if previous is not None else signal.SIG_DFL)
-        self.previous.clear()
+        with self.bridge.lock() if self.bridge is not None else contextlib.nullcontext():
+            if self.bridge is not None:
+                self.bridge.drop()
+            for signum, previous in self.previous.items():
+                if signal.getsignal(signum) == self.handler:
+                    signal.signal(signum, previous if previous is not None else signal.SIG_DFL)
+            self.previous.clear()
 
     def hand_on(self, signum: int, frame: FrameType | None = None) -> None:
         """Give the signal to what would have heard it: the previous SIGTERM handler (Prefect's
@@ -133,6 +159,11 @@ def sleep(seconds: float, step: float = 0.1) -> None:
         check()
         time.sleep(min(step, left))
     check()
+
+
+def set_bridge(bridge: Bridge | None) -> None:
+    """The ``Bridge`` told when our SIGTERM handler stands in for the previous one (one per process)."""
+    _watch.bridge = bridge
 
 
 @contextlib.contextmanager

@@ -20,7 +20,7 @@ from rahcp_prefect.block_loading import aload_block
 from rahcp_prefect.blocks import HCPCredentials, HCPTracker, HCPTransferSettings
 from rahcp_prefect.flows.artifacts import RunView, publish_dry_run, publish_job_status
 from rahcp_prefect.flows.naming import tag_run
-from rahcp_prefect.interrupts import watch_signals
+from rahcp_prefect.flows.signals import watch_flow_signals
 from rahcp_prefect.job import BatchRunner, BulkTransferFailed, JobRun, LeaseMode, Staging, lease_mode, parse_on_busy
 from rahcp_prefect.tasks import open_client
 from rahcp_prefect.tracker.protocol import TrackerProtocol
@@ -87,11 +87,11 @@ async def job_run(
     """The flow run's ``JobRun``: its tracker, its one client (one login for the run) and its
     lease options; a failure emits ``on_failed`` and the summary before it is raised.
 
-    SIGTERM and SIGINT are heard through the event loop while it runs (``watch_signals``): the
+    SIGTERM and SIGINT are heard through the event loop while it runs (``watch_flow_signals``): the
     run's task is cancelled, the job ends as an interruption (staging and done marks kept, the
     commit lock and the lease released), and the signal is handed on to Prefect's handler here."""
     mode = lease_mode(cooperative, named, blocks.tracker.is_shared)
-    with watch_signals():
+    with watch_flow_signals():
         tracker = blocks.tracker.get_tracker(view.job)
         await tag_run(view.bucket)
         run: JobRun | None = None
