@@ -88,6 +88,7 @@ class _Watch:
         self.received: int | None = None
         self.cancelled: dict[asyncio.Task[Any], int] = {}
         self.bridge: Bridge | None = None
+        self.installed = self.handler  # one bound method: the object ``signal.getsignal`` returns
 
     def handler(self, signum: int, frame: FrameType | None) -> None:
         """The installed handler: record, wake the loops; never raise (a second signal excepted)."""
@@ -113,16 +114,16 @@ class _Watch:
                 if current is signal.SIG_IGN:
                     continue  # an ignored signal stays ignored
                 self.previous[signum] = current
-                signal.signal(signum, self.handler)
+                signal.signal(signum, self.installed)
                 if signum == signal.SIGTERM and self.bridge is not None:
-                    self.bridge.adopt(self.handler, current)
+                    self.bridge.adopt(self.installed, current)
 
     def restore(self) -> None:
         with self.bridge.lock() if self.bridge is not None else contextlib.nullcontext():
             if self.bridge is not None:
                 self.bridge.drop()
             for signum, previous in self.previous.items():
-                if signal.getsignal(signum) == self.handler:
+                if signal.getsignal(signum) is self.installed:
                     signal.signal(signum, previous if previous is not None else signal.SIG_DFL)
             self.previous.clear()
 
@@ -133,7 +134,7 @@ class _Watch:
         if signum == signal.SIGINT:
             raise KeyboardInterrupt
         previous = self.previous.get(signum, signal.getsignal(signum))
-        if callable(previous) and previous is not self.handler:
+        if callable(previous) and previous is not self.installed:
             previous(signum, frame)
         raise Interrupted(signum)
 
