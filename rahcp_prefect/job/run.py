@@ -234,7 +234,12 @@ class JobRun:
                 raise
             self.check_lease()
             self.totals.failed = 0
-            outcome = await self.staging.commit(self)
+            try:
+                outcome = await self.staging.commit(self)
+            except BaseException as exc:  # interrupted mid-commit: said so; the next run finishes it
+                if interruption(exc) is not None:
+                    await self._fail(exc)
+                raise
         self.totals.transfer.api_retries = self.client.api_retries
         return outcome
 
