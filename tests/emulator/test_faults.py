@@ -3,7 +3,9 @@ through the /_emulator control routes."""
 
 from __future__ import annotations
 
+import threading
 import time
+from typing import Any
 
 import httpx
 import pytest
@@ -217,3 +219,49 @@ def test_data_faults_unavailable_with_external_s3(hcp_emulator: HCPEmulator) -> 
         assert resp.status_code == 400
         assert "external S3 endpoint" in resp.json()["detail"]
         assert external.faults.add("api", status=500).plane == "api"
+
+
+def _in_thread(call: Any) -> tuple[threading.Thread, list[Any]]:
+    """Run ``call()`` in a thread; its answer (or exception) lands in the list."""
+    out: list[Any] = []
+
+    def run() -> None:
+        try:
+            out.append(call())
+        except Exception as exc:
+            out.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread, out
+
+
+@pytest.mark.timeout(60)
+def test_a_hold_lets_after_requests_through_and_holds_the_next_until_released(
+    api: httpx.Client, hcp_emulator: HCPEmulator, hcp_bucket: str
+) -> None:
+    """``hold=True, after=2``: two PUTs pass, the third waits (the test knows the run is there),
+    then is dropped on release (nothing stored) or, with ``forward``, handled."""
+    urls = [_presigned(api, hcp_bucket, f"h/{index}.bin") for index in range(4)]
+    rule = hcp_emulator.faults.add("data", method="PUT", path=r"/h/", hold=True, after=2, count=None)
+    assert [httpx.put(url, content=b"x").status_code for url in urls[:2]] == [200, 200]
+    held, answer = _in_thread(lambda: httpx.put(urls[2], content=b"held", timeout=30))
+    assert rule.wait_held(10) and rule.held == 1 and not answer
+    time.sleep(0.3)
+    assert not answer, "still held"
+    rule.release()
+    held.join(10)
+    assert isinstance(answer[0], httpx.TransportError), "released with a drop"
+    keys = [o["Key"] for o in hcp_emulator.s3.list_objects_v2(Bucket=hcp_bucket, Prefix="h/").get("Contents", [])]
+    assert keys == ["h/0.bin", "h/1.bin"], "the dropped PUT stored nothing"
+
+    api_rule = hcp_emulator.faults.add("api", path=CAPS, hold=True)
+    waiting, caps = _in_thread(lambda: _caps(hcp_emulator))
+    assert api_rule.wait_held(10)
+    root = hcp_emulator.root_url
+    assert httpx.get(f"{root}/_emulator/faults").json()["faults"][-1]["held"] == 1
+    assert httpx.post(f"{root}/_emulator/faults/{api_rule.id}/release", params={"forward": True}).status_code == 200
+    waiting.join(10)
+    assert caps[0].status_code == 200, "released with forward: handled"
+    with pytest.raises(ValueError, match="hold"):
+        hcp_emulator.faults.add("api", hold=True, status=500)
