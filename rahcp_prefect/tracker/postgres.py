@@ -237,15 +237,17 @@ class PostgresTracker(BufferedTracker):
             raise TrackerError(f"tracker database {self.dsn} failed: {self._redact(exc)}") from None
 
     def _getconn(self) -> psycopg.Connection[Any]:
+        """A connection from the pool, waited for up to ``wait``; a stop signal is looked at
+        only between two slices of a wait, so a run that is stopping still releases its lease."""
         deadline = time.monotonic() + self.wait
         while True:
-            interrupts.check()
             left = deadline - time.monotonic()
             try:
                 return self._pool.getconn(timeout=max(0.01, min(POOL_SLICE, left)))
             except PoolTimeout:
                 if left <= POOL_SLICE:
                     raise
+            interrupts.check()
 
     @contextmanager
     def _flushed(self) -> Iterator[psycopg.Connection[Any]]:
