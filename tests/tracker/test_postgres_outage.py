@@ -85,3 +85,46 @@ def test_an_outage_longer_than_wait_fails_naming_the_database(
         proxy.up()
         tracker.delete_job()
         tracker.close()
+
+
+@pytest.mark.timeout(120)
+async def test_a_stop_signal_ends_a_wait_for_the_database_and_the_lease_is_still_released(
+    proxied: tuple[str, OutageProxy], tracker_job: str
+) -> None:
+    """A SIGTERM while a run waits for an unreachable tracker (here ``wait=60``): the wait ends
+    within a slice of it (``interrupts``, 0.5 s) instead of the 60 s, as ``Interrupted``, the
+    buffered marks stay for the next write; once the database is back, the stopping run can
+    still release its lease (the stop is looked at only while waiting)."""
+    import os
+    import signal
+    import threading
+
+    from rahcp_prefect import interrupts
+    from rahcp_prefect.tracker import LeaseMode
+
+    dsn, proxy = proxied
+    tracker = PostgresTracker(dsn, job=tracker_job, wait=60, connect_timeout=2)
+    heard: list[int] = []
+    before = signal.signal(signal.SIGTERM, lambda signum, _frame: heard.append(signum))
+    try:
+        assert tracker.take_job_lease("run-1", 120, LeaseMode.single).held
+        tracker.mark("during", 2, TransferStatus.done)
+        proxy.down()
+        timer = threading.Timer(2.0, os.kill, (os.getpid(), signal.SIGTERM))
+        with pytest.raises(interrupts.Interrupted):  # handed on when the block ends
+            with interrupts.watch_signals():
+                timer.start()
+                started = time.monotonic()
+                with pytest.raises(interrupts.Interrupted):
+                    tracker.flush()  # waits for the database until the signal
+                stopped = time.monotonic() - started
+        assert 1.5 < stopped < 10, f"the wait ended {stopped:.1f} s after it began (signal at 2 s)"
+        assert heard == [signal.SIGTERM], "the signal was handed on to the previous handler"
+        proxy.up()
+        tracker.release_job_lease("run-1")
+        info = tracker.job_info()
+        assert info is not None and info.lease_owner is None
+    finally:
+        signal.signal(signal.SIGTERM, before)
+        proxy.up()
+        tracker.close()
