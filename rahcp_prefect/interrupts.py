@@ -86,7 +86,7 @@ class _Watch:
         self.tasks: dict[asyncio.Task[Any], asyncio.AbstractEventLoop] = {}
         self.previous: dict[int, Handler] = {}
         self.received: int | None = None
-        self.cancelled: dict[asyncio.Task[Any], int] = {}
+        self.cancelled: set[asyncio.Task[Any]] = set()  # the tasks this watch cancelled
         self.bridge: Bridge | None = None
         self.installed = self.handler  # one bound method: the object ``signal.getsignal`` returns
 
@@ -104,7 +104,7 @@ class _Watch:
     def cancel(self, task: asyncio.Task[Any], signum: int) -> None:
         """In the task's loop: cancel it (once) so its current ``await`` raises ``CancelledError``."""
         if task in self.tasks and task not in self.cancelled and not task.done():
-            self.cancelled[task] = 1
+            self.cancelled.add(task)
             task.cancel(f"{signal_name(signum)} received")
 
     def install(self) -> None:
@@ -185,7 +185,8 @@ def watch_signals() -> Iterator[None]:
     finally:
         with _watch.lock:
             del _watch.tasks[task]
-            for _ in range(_watch.cancelled.pop(task, 0)):
+            if task in _watch.cancelled:
+                _watch.cancelled.discard(task)
                 task.uncancel()  # our cancellation ends here: the signal is handed on instead
             signum = _watch.received
             if not _watch.tasks:
