@@ -54,6 +54,7 @@ HELD_AT = FILES // 3  # the hold lets this many requests through: the next one w
 LEASE = 120.0  # long: a lease seen free right after the run ended was released, not expired
 GRACE = 10.0  # the run must be gone well inside the 30 s a worker or Kubernetes allows
 FILE_PATH = r"/d\d/f\d{3}\.txt"  # the source files' requests (not a manifest's)
+TIMEOUT = pytest.mark.timeout(420)  # the first test of a session also waits for its fixtures (a loaded machine)
 SIGNALS = pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["sigterm", "sigint"])
 
 
@@ -127,7 +128,7 @@ def _check_committed(emulator: Any, bucket: str, expected: dict[str, str]) -> No
     assert bucket_listing(emulator, bucket, STAGING_ROOT) == []
 
 
-@pytest.mark.timeout(180)
+@TIMEOUT
 @SIGNALS
 async def test_a_signal_mid_upload_keeps_staging_and_the_rerun_sends_only_what_is_missing(
     blocks: SavedBlocks, hcp_emulator: Any, hcp_bucket: str, tmp_path: Path, sig: int
@@ -162,7 +163,7 @@ async def test_a_signal_mid_upload_keeps_staging_and_the_rerun_sends_only_what_i
     _check_committed(hcp_emulator, hcp_bucket, expected)
 
 
-@pytest.mark.timeout(180)
+@TIMEOUT
 @SIGNALS
 async def test_a_signal_mid_commit_ends_promptly_and_the_rerun_finishes_the_commit_sending_nothing(
     blocks: SavedBlocks, hcp_emulator: Any, hcp_bucket: str, tmp_path: Path, sig: int
@@ -198,7 +199,7 @@ async def test_a_signal_mid_commit_ends_promptly_and_the_rerun_finishes_the_comm
     _check_committed(hcp_emulator, hcp_bucket, expected)
 
 
-@pytest.mark.timeout(180)
+@TIMEOUT
 @SIGNALS
 async def test_a_signal_mid_download_leaves_the_destination_untouched_and_the_rerun_fetches_only_the_rest(
     blocks: SavedBlocks, hcp_emulator: Any, hcp_bucket: str, tmp_path: Path, sig: int
@@ -231,7 +232,7 @@ async def test_a_signal_mid_download_leaves_the_destination_untouched_and_the_re
     assert tree_hashes(dest) == expected and not staging.exists()
 
 
-@pytest.mark.timeout(180)
+@TIMEOUT
 @SIGNALS
 async def test_a_signal_while_a_download_waits_to_move_its_files_keeps_them_and_the_rerun_moves_them(
     blocks: SavedBlocks, hcp_emulator: Any, hcp_bucket: str, tmp_path: Path, sig: int
@@ -273,7 +274,7 @@ async def test_a_signal_while_a_download_waits_to_move_its_files_keeps_them_and_
     assert tree_hashes(dest) == expected and not staging.exists()
 
 
-@pytest.mark.timeout(180)
+@TIMEOUT
 @SIGNALS
 async def test_a_signal_while_a_run_waits_for_the_job_lease_ends_it_untouched(
     blocks: SavedBlocks, hcp_emulator: Any, hcp_bucket: str, tmp_path: Path, sig: int
@@ -339,7 +340,7 @@ print(""", 1,
 ).replace("asyncio.run(flow(**json.loads(sys.argv[2])))", "asyncio.run(main())")
 
 
-@pytest.mark.timeout(180)
+@TIMEOUT
 async def test_a_sigterm_delivered_in_a_gc_weakref_callback_still_ends_the_run_within_the_grace_period(
     blocks: SavedBlocks, hcp_emulator: Any, hcp_bucket: str, tmp_path: Path
 ) -> None:
