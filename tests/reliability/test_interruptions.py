@@ -413,7 +413,7 @@ def _flow_run_processes(flow_run: str) -> list[int]:
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(420)
+@pytest.mark.timeout(900)  # a real server, a worker and two runs: minutes on a loaded machine
 def test_a_cancel_through_the_prefect_api_with_a_process_worker_keeps_staging(
     postgres_dsn: str, hcp_emulator: Any, hcp_credentials: dict[str, Any], hcp_bucket: str, tmp_path: Path
 ) -> None:
