@@ -13,9 +13,11 @@ a stop signal instead:
   cancels every watched task: the run's code sees ``CancelledError`` at its current ``await``,
   the job keeps staging and its done marks, and its ``finally`` blocks release the commit lock
   and the lease;
-- is handed on when the watched block ends, in that known frame: SIGTERM to the handler that was
-  installed before (Prefect's raises ``TerminationSignal`` there, so its engine records the run
-  Crashed, or Cancelled on a worker's cancel, and ends the process with the signal), SIGINT as
+- is handed on when the watched block ends, in that known frame, to the SIGTERM handler that
+  was installed before: Prefect's raises ``TerminationSignal`` there, so its engine records the
+  run Crashed (or Cancelled on a worker's cancel) and ends the process by the signal at once.
+  SIGINT goes the same way (a ``KeyboardInterrupt`` would make the interpreter wait for threads
+  still blocked on a request: 12 s measured under load); without such a handler SIGINT is
   ``KeyboardInterrupt``.
 
 A second signal while the first is being handled goes to the previous handler at once (Ctrl-C
@@ -128,14 +130,15 @@ class _Watch:
             self.previous.clear()
 
     def hand_on(self, signum: int, frame: FrameType | None = None) -> None:
-        """Give the signal to what would have heard it: the previous SIGTERM handler (Prefect's
-        raises ``TerminationSignal``), ``KeyboardInterrupt`` for SIGINT; ``Interrupted`` when the
-        previous handler returned or was the default."""
-        if signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        previous = self.previous.get(signum, signal.getsignal(signum))
+        """Give the signal to the previous SIGTERM handler when it is a function (Prefect's:
+        its ``TerminationSignal`` lets the flow engine record the run, then end the process by
+        that signal at once, SIGINT too, with no wait for threads stuck on a request); else
+        SIGINT is ``KeyboardInterrupt``, SIGTERM ``Interrupted``."""
+        previous = self.previous.get(signal.SIGTERM, signal.getsignal(signal.SIGTERM))
         if callable(previous) and previous is not self.installed:
             previous(signum, frame)
+        if signum == signal.SIGINT:
+            raise KeyboardInterrupt
         raise Interrupted(signum)
 
 

@@ -109,6 +109,18 @@ async def test_a_sigint_ends_the_block_as_keyboard_interrupt() -> None:
     assert signal.getsignal(signal.SIGINT) == before
 
 
+@pytest.mark.timeout(30)
+async def test_a_sigint_goes_to_the_previous_sigterm_handler_when_there_is_one(previous_sigterm: list[int]) -> None:
+    """As Prefect's flow engine runs a flow: its handler records the run and ends the process by
+    the signal at once, SIGINT too (no wait for threads blocked on a request at exit)."""
+    with pytest.raises(_Handed):
+        with interrupts.watch_signals():
+            with pytest.raises(asyncio.CancelledError):
+                signal.raise_signal(signal.SIGINT)
+                await asyncio.sleep(30)
+    assert previous_sigterm == [signal.SIGINT]
+
+
 def _collect_with_a_signal_in_the_weakref_callback() -> None:
     """Collect a cycle whose weakref callback raises SIGTERM in this thread: the handler runs in
     the callback's frame, inside the garbage collector."""
