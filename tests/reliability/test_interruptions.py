@@ -12,8 +12,8 @@ runs in-process. Every signal lands at a known point: an emulator ``hold`` fault
 one request (the 21st file, the 21st copy) until the test released it, or the run is waiting for
 a lock another run holds (its log says so); the test signals it only once it is there.
 
-Each test was run 20 times in a row with one core kept busy (the command is in its docstring;
-``RAHCP_REPEAT=n`` runs every test of this module n times, the suite runs each once).
+Each test's docstring holds the loop that runs it 20 times in a row with one core kept busy
+(``RAHCP_REPEAT=n`` runs every test of this module n times; the suite runs each once).
 """
 
 from __future__ import annotations
