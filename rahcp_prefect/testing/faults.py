@@ -11,6 +11,9 @@ A rule with ``duration`` fires only during that many seconds from the first requ
 answers S3's XML error with that code (``SlowDown``) instead of the JSON detail.
 A data-plane rule with ``damage`` forwards the request with one byte of its body flipped: a PUT's
 request body (after the client computed its digest), a GET's response body.
+A rule with ``hold`` keeps each request it matches waiting (before the rest of the rule) until
+the test calls ``rule.release()`` (at most ``HOLD_LIMIT`` seconds, so a run always ends);
+``rule.wait_held()`` returns once a request waits: the run is paused at a known point.
 The injector is thread-safe: the API event loop, moto's request threads and the test thread all
 touch it.
 """
@@ -28,6 +31,8 @@ from typing import Any, Literal
 Plane = Literal["api", "data"]
 PLANES: tuple[str, ...] = ("api", "data")
 FAULT_DETAIL = "injected fault"
+HOLD_LIMIT = 120.0
+"""The longest a ``hold`` rule keeps a request waiting when the test never releases it."""
 
 
 @dataclass(eq=False)
@@ -46,9 +51,12 @@ class FaultRule:
     probability: float = 1.0
     duration: float | None = None
     code: str | None = None
+    hold: bool = False
     hits: int = 0
     id: int = 0
     _regex: re.Pattern[str] = field(init=False, repr=False)
+    _held: threading.Event = field(init=False, repr=False, default_factory=threading.Event)
+    _released: threading.Event = field(init=False, repr=False, default_factory=threading.Event)
     _until: float = field(init=False, repr=False, default=float("inf"))
 
     def __post_init__(self) -> None:
@@ -77,6 +85,19 @@ class FaultRule:
             self._regex = re.compile(self.path)
         except re.error as exc:
             raise ValueError(f"path is not a valid regex: {exc}") from None
+
+    def wait_released(self) -> None:
+        """Called by the server for a ``hold`` rule's request: wait until ``release()``."""
+        self._held.set()
+        self._released.wait(HOLD_LIMIT)
+
+    def wait_held(self, timeout: float = 60.0) -> bool:
+        """Whether a request is waiting on this ``hold`` rule within ``timeout`` seconds."""
+        return self._held.wait(timeout)
+
+    def release(self) -> None:
+        """Let the held requests (and any later ones this rule matches) go on."""
+        self._released.set()
 
     @property
     def exhausted(self) -> bool:
@@ -107,6 +128,7 @@ class FaultRule:
             "probability": self.probability,
             "duration": self.duration,
             "code": self.code,
+            "hold": self.hold,
             "hits": self.hits,
         }
 
@@ -138,6 +160,7 @@ class FaultInjector:
         probability: float = 1.0,
         duration: float | None = None,
         code: str | None = None,
+        hold: bool = False,
     ) -> FaultRule:
         """Add a rule; see the module docstring. Returns the rule (watch ``rule.hits``)."""
         if plane == "data" and not self._data_plane_available:
@@ -158,6 +181,7 @@ class FaultInjector:
             probability=probability,
             duration=duration,
             code=code,
+            hold=hold,
         )
         with self._lock:
             rule.id = next(self._ids)

@@ -69,6 +69,8 @@ class CountAndFaultMiddleware:
         method: str = scope["method"]
         rule = self.faults.match("api", method, scope["path"])
         if rule is not None:
+            if rule.hold:
+                await asyncio.to_thread(rule.wait_released)
             if rule.delay:
                 await asyncio.sleep(rule.delay)
             if rule.drop:

@@ -184,6 +184,8 @@ class DataPlaneMiddleware:
             return _with_whole_body_read(self.app, environ, start_response)
         rule = self.faults.match("data", method, path)
         if rule is not None:
+            if rule.hold:
+                rule.wait_released()
             if rule.delay:
                 time.sleep(rule.delay)
             if rule.drop:
