@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +52,19 @@ async def _fails(state: Any) -> BulkTransferFailed:
     with pytest.raises(BulkTransferFailed) as info:
         await state.result()
     return info.value
+
+
+async def _swapped_mid_run(hcp_emulator: Any, params: dict[str, Any], swap: Callable[[], None]) -> BulkTransferFailed:
+    """Run the download with the GET of ``p/sub/x.txt`` held, ``swap()`` while it waits, then
+    let it go on; the run's failure."""
+    held = hcp_emulator.faults.add("data", method="GET", path=r"/p/sub/x\.txt$", hold=True)
+    run = asyncio.create_task(bulk_download(return_state=True, **params))
+    try:
+        assert await asyncio.to_thread(held.wait_held, 60), "the run reached the held GET"
+        swap()
+    finally:
+        held.release()
+    return await _fails(await run)
 
 
 def _outside(tmp_path: Path, name: str) -> Path:
@@ -102,16 +116,13 @@ async def test_a_link_that_replaces_a_destination_folder_mid_run_is_not_followed
     (dest / "sub").mkdir(parents=True)  # a real folder when the run starts
     (dest / "sub" / "old.txt").write_bytes(b"old")
     outside = _outside(tmp_path, "first")
-    held = hcp_emulator.faults.add("data", method="GET", path=r"/p/sub/x\.txt$", hold=True)
     params = {"bucket": hcp_bucket, "dest_dir": str(dest), "prefix": "p/", **saved_blocks.params()}
-    run = asyncio.create_task(bulk_download(return_state=True, **params))
-    try:
-        assert await asyncio.to_thread(held.wait_held, 60), "the run reached the held GET"
-        (dest / "sub").rename(tmp_path / "moved-away")  # swapped for a link while the run waits
+
+    def swap() -> None:  # the folder swapped for a link while the run waits
+        (dest / "sub").rename(tmp_path / "moved-away")
         (dest / "sub").symlink_to(outside)
-    finally:
-        held.release()
-    error = await _fails(await run)
+
+    error = await _swapped_mid_run(hcp_emulator, params, swap)
     assert set(error.result["unwritable_keys"]) == {"p/sub/x.txt"}
     assert "'sub' " + LINK_REASON in error.result["unwritable_keys"]["p/sub/x.txt"]
     assert _files(tmp_path / "outside") == {}
@@ -130,16 +141,13 @@ async def test_a_link_put_in_the_staging_folder_mid_run_is_not_followed(
     dest = tmp_path / "dest"
     staging = staging_dir_for(dest)
     outside = _outside(tmp_path, "first")
-    held = hcp_emulator.faults.add("data", method="GET", path=r"/p/sub/x\.txt$", hold=True)
     params = {"bucket": hcp_bucket, "dest_dir": str(dest), "prefix": "p/", **saved_blocks.params()}
-    run = asyncio.create_task(bulk_download(return_state=True, **params))
-    try:
-        assert await asyncio.to_thread(held.wait_held, 60), "the run reached the held GET"
+
+    def swap() -> None:  # the file's folder is made once its bytes are here: a link there first
         shutil.rmtree(staging / "sub", ignore_errors=True)
         (staging / "sub").symlink_to(outside)
-    finally:
-        held.release()
-    error = await _fails(await run)
+
+    error = await _swapped_mid_run(hcp_emulator, params, swap)
     assert "1 object(s) failed to download" in str(error) and "sub/x.txt" in str(error)
     assert "'sub' " + LINK_REASON in str(error)
     assert _files(tmp_path / "outside") == {}
