@@ -176,7 +176,15 @@ class RangedDownload:
         the file) when they are not the object's. The file and sidecar stay on other failures
         (the caller removes them, or a crashed run's successor resumes from them)."""
         done = self._recorded()
-        fd, record = self._open(fresh=not done)
+        try:
+            fd, record = self._open(fresh=not done)
+        except OSError:
+            if not done:
+                raise
+            logger.warning("%s: its part file cannot be resumed (a link?); fetching it all again", self.what)
+            discard(self.temp, self.dir_fd)
+            done = set()
+            fd, record = self._open(fresh=True)
         try:
             if not done:
                 os.ftruncate(fd, self.size)
