@@ -30,7 +30,14 @@ from rahcp_prefect.client.errors import ChecksumMismatchError, ObjectChangedErro
 from rahcp_prefect.client.multipart import part_size_for
 from rahcp_prefect.client.ranged import RangedDownload, discard
 from rahcp_prefect.client.represign import presigned_transfer
-from rahcp_prefect.client.safe_paths import FileFolder, TreeStates, create_file, open_dir, open_root
+from rahcp_prefect.client.safe_paths import (
+    FileFolder,
+    LinkRefusedError,
+    TreeStates,
+    create_file,
+    open_dir,
+    open_root,
+)
 
 from rahcp_prefect.tracker.protocol import FileDigests
 
@@ -138,6 +145,9 @@ class _Download:
                     parts = check_relpath(rel)
                 except (UnsafeKeyError, OSError) as exc:  # OSError: a marker's folder is a file or a link here
                     rec.error(key, size, exc)
+                    continue
+                if (link := states.link(parts)) is not None:  # never fetched (the write refuses a later one)
+                    rec.error(key, size, LinkRefusedError(rel, link))
                     continue
                 local = states.state(parts)
                 if local is not None and local[0] == size:

@@ -35,6 +35,7 @@ class LinkRefusedError(RahcpError, OSError):
     """A path below a download destination goes through a symbolic link: never followed."""
 
     def __init__(self, rel: str, link: str) -> None:
+        self.link = link
         super().__init__(
             f"refused {rel!r}: {link!r} is a symbolic link in the destination (downloads never follow one)"
         )
@@ -161,15 +162,17 @@ class FileFolder:
 
 class TreeStates:
     """``state(parts)``: ``(size, mtime_ns)`` of the file ``parts`` below the folder ``root``
-    (a descriptor), reached without following a link (a file behind one is not there); asked
-    in key order, so the last folder stays open. ``None``: no folder, nothing is in it.
-    Close it (a context manager); ``owns_root`` closes ``root`` too."""
+    (a descriptor), reached without following a link (a file behind one is not there), and
+    ``link(parts)``: the link in the way of its folder, if any; asked in key order, so the last
+    folder stays open. ``None``: no folder, nothing is in it. Close it (a context manager);
+    ``owns_root`` closes ``root`` too."""
 
     def __init__(self, root: int | None, *, owns_root: bool = False) -> None:
         self._root = root
         self._owns_root = owns_root
         self._folder: tuple[str, ...] | None = None
         self._fd: int | None = None
+        self._link: str | None = None
 
     @classmethod
     def at(cls, path: str | os.PathLike[str], *, link_ok: bool = True) -> TreeStates:
@@ -180,15 +183,26 @@ class TreeStates:
             return cls(None)
 
     def state(self, parts: Sequence[str]) -> tuple[int, int] | None:
-        if self._root is None:
-            return None
-        folder = tuple(parts[:-1])
-        if folder != self._folder:
-            self._close_folder()
-            self._folder = folder
-            with contextlib.suppress(OSError):
-                self._fd = open_dir(self._root, folder, create=False)
+        self._enter(parts)
         return file_state(parts[-1], self._fd) if self._fd is not None else None
+
+    def link(self, parts: Sequence[str]) -> str | None:
+        """The folder of ``parts`` that is a symbolic link (``a/b``), None when none is."""
+        self._enter(parts)
+        return self._link
+
+    def _enter(self, parts: Sequence[str]) -> None:
+        folder = tuple(parts[:-1])
+        if folder == self._folder or self._root is None:
+            return
+        self._close_folder()
+        self._folder, self._link = folder, None
+        try:
+            self._fd = open_dir(self._root, folder, create=False)
+        except LinkRefusedError as exc:
+            self._link = exc.link
+        except OSError:
+            pass
 
     def _close_folder(self) -> None:
         if self._fd is not None:

@@ -95,7 +95,7 @@ def test_open_own_refuses_a_link_and_a_hard_link(tmp_path: Path) -> None:
     assert victim.read_bytes() == b"v"
 
 
-def test_tree_states_see_no_file_behind_a_link(tree: tuple[Path, Path]) -> None:
+def test_tree_states_see_no_file_behind_a_link_and_name_the_link(tree: tuple[Path, Path]) -> None:
     dest, outside = tree
     (outside / "x.txt").write_bytes(b"behind a link")
     (dest / "a" / "real.txt").write_bytes(b"12345")
@@ -106,6 +106,8 @@ def test_tree_states_see_no_file_behind_a_link(tree: tuple[Path, Path]) -> None:
         assert states.state(["a", "file-link"]) is None
         found = states.state(["a", "real.txt"])
         assert found is not None and found[0] == 5
+        assert states.link(["a", "link", "deeper", "x.txt"]) == "a/link" and states.link(["top", "x.txt"]) == "top"
+        assert states.link(["a", "real.txt"]) is None and states.link(["absent", "x.txt"]) is None
     with TreeStates.at(dest / "absent") as states:
         assert states.state(["a", "real.txt"]) is None
 

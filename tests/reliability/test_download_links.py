@@ -92,6 +92,7 @@ async def test_links_in_the_destination_are_never_followed_and_the_rest_lands(
     assert "2 object(s) cannot be written" in text and "the other 3 file(s) are in place" in text, text
     result = error.result
     assert result["unwritable"] == 2 and set(result["unwritable_keys"]) == LINKED
+    assert result["ok"] == 3, "the keys behind a link are never fetched"
     assert "'sub' " + LINK_REASON in result["unwritable_keys"]["p/sub/x.txt"]
     assert "'a/deep' " + LINK_REASON in result["unwritable_keys"]["p/a/deep/y.txt"]
     # nothing written outside; the links are still the links the user made
@@ -102,9 +103,14 @@ async def test_links_in_the_destination_are_never_followed_and_the_rest_lands(
     assert not (dest / "f.txt").is_symlink()
     assert not staging_dir_for(dest).exists()
 
-    # a rerun says the same and writes nothing outside either
+    # a rerun says the same, fetches no file and writes nothing outside either
+    before = data_requests(hcp_emulator, "GET")
     again = await _fails(await bulk_download(return_state=True, **params))
     assert set(again.result["unwritable_keys"]) == LINKED and again.result["unchanged"] == 3
+    assert data_requests(hcp_emulator, "GET") - before == 1, "the manifest looked for (none), no file"
+    with job_tracker(saved_blocks.tracker_path, result["job"]) as tracker:
+        errors = dict(tracker.error_details())
+    assert errors["p/sub/x.txt"].startswith("unwritable: refused 'sub/x.txt': 'sub' " + LINK_REASON)
     assert _files(tmp_path / "outside") == {"file/victim.txt": b"not yours"}
 
 
