@@ -217,3 +217,18 @@ def test_data_faults_unavailable_with_external_s3(hcp_emulator: HCPEmulator) -> 
         assert resp.status_code == 400
         assert "external S3 endpoint" in resp.json()["detail"]
         assert external.faults.add("api", status=500).plane == "api"
+
+
+def test_api_hold_waits_until_the_test_releases_it(hcp_emulator: HCPEmulator) -> None:
+    """``hold``: the request waits at a known point until ``release()``, then is handled."""
+    import concurrent.futures
+
+    rule = hcp_emulator.faults.add("api", method="GET", path="/capabilities$", hold=True)
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        answer = pool.submit(_caps, hcp_emulator)
+        assert rule.wait_held(30), "the request is held"
+        time.sleep(0.2)
+        assert not answer.done(), "still waiting: nothing released it"
+        rule.release()
+        assert answer.result(30).status_code == 200
+    assert rule.hits == 1 and rule.to_dict()["hold"] is True
