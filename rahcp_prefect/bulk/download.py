@@ -8,6 +8,12 @@ Pipeline: the listing, paged lazily -> include/exclude -> refuse keys that would
 parallel ranged GETs, resumable after a crash and checked against the ETag: see
 ``client.ranged``), verify and validate it there, then rename it into place. A file therefore
 appears under its final name only when it is complete.
+
+No symbolic link below ``dest_dir`` is ever followed (``client.safe_paths``): each file's folder
+is opened from ``dest_dir`` component by component without following one, the file is created
+and renamed relative to that folder, and a key that would go through a link is an error naming
+it. ``dest_dir`` itself may be a link (the user chose it), unless it is a download's staging
+folder (``.<dest>.rahcp-staging``: ours, never a link).
 """
 
 from __future__ import annotations
@@ -24,24 +30,33 @@ from rahcp_prefect.client.errors import ChecksumMismatchError, ObjectChangedErro
 from rahcp_prefect.client.multipart import part_size_for
 from rahcp_prefect.client.ranged import RangedDownload, discard
 from rahcp_prefect.client.represign import presigned_transfer
+from rahcp_prefect.client.safe_paths import (
+    FileFolder,
+    LinkRefusedError,
+    TreeStates,
+    create_file,
+    open_dir,
+    open_root,
+)
 
 from rahcp_prefect.tracker.protocol import FileDigests
 
 from .config import BulkDownloadConfig, DownloadEntry
 from .errors import VerificationError
+from .exclusions import is_staging_name
 from .filters import GlobFilter
-from .paths import UnsafeKeyError, folder_of_marker, is_inside, local_path, relative_key, temp_name
+from .paths import UnsafeKeyError, check_relpath, folder_of_marker, relative_key, temp_name
 from .presigner import Presigner
 from .run import run_job
 from .scanner import iter_listing
 from .stats import Recorder, TransferStats
-from .sync import Change, SortedRecords, decide_download, local_state
+from .sync import Change, SortedRecords, decide_download
 from .validate_file import run_validator
 
 logger = logging.getLogger(__name__)
 
-DownloadItem = tuple[str, int, "str | None", str]
-"""``(key, size, etag, final OS path)``."""
+DownloadItem = tuple[str, int, "str | None", list[str]]
+"""``(key, size, etag, the file's path segments below dest_dir)``."""
 
 _YIELD_EVERY = 1024
 
@@ -56,14 +71,13 @@ class _Download:
         self.s3 = cfg.client.s3
         self.data = cfg.client.data
         self.filter = GlobFilter(cfg.include, cfg.exclude)
-        os.makedirs(cfg.dest_dir, exist_ok=True)
-        self.base = os.path.realpath(cfg.dest_dir)
+        self.root = open_root(cfg.dest_dir, link_ok=not is_staging_name(cfg.dest_dir.name))
+        """``dest_dir``, opened once: every file is placed relative to it."""
         self.validate = cfg.validate_file
         self.verify = cfg.verify_download
         self.checksums = cfg.verify_checksums
         self.manifest = cfg.manifest
         self.mtimes = cfg.mtimes
-        self._safe_dirs: set[str] = {self.base}
         transfer = cfg.client.transfer_settings
         self.range_chunk = transfer.multipart_chunk
         self.range_concurrency = transfer.multipart_concurrency
@@ -80,6 +94,8 @@ class _Download:
         md5 = plain_md5_of_etag(etag)
         return Expected("md5", md5) if md5 is not None else None
 
+    def close(self) -> None:
+        os.close(self.root)
 
     # -- the producer side -----------------------------------------------------------------
 
@@ -101,7 +117,6 @@ class _Download:
         cfg = self.cfg
         rec = self.rec
         prefix = cfg.prefix
-        base = self.base
         accepts = self.filter.accepts if self.filter.active else None
         recorded: Mapping[str, FileDigests] = {}
         if cfg.skip_done and self.checksums:
@@ -110,91 +125,90 @@ class _Download:
         else:
             done = cfg.tracker.done_keys() if cfg.skip_done else frozenset()
         records = SortedRecords(cfg.tracker.iter_done(prefix)) if cfg.skip_done else None
+        states = TreeStates(self.root)  # what is on disk, never behind a link
         seen = 0
-        async for key, size, etag in self._sources():
-            seen += 1
-            if not seen % _YIELD_EVERY:
-                await asyncio.sleep(0)
-            try:
-                rel = relative_key(key, prefix)
-                if rel is None:  # a folder marker: an empty folder (unless filters choose files)
-                    folder = folder_of_marker(key, prefix)
-                    if folder is not None and accepts is None:
-                        self._parent_ready(local_path(base, folder))
-                    rec.skipped(key, size)
+        try:
+            async for key, size, etag in self._sources():
+                seen += 1
+                if not seen % _YIELD_EVERY:
+                    await asyncio.sleep(0)
+                try:
+                    rel = relative_key(key, prefix)
+                    if rel is None:  # a folder marker: an empty folder (unless filters choose files)
+                        folder = folder_of_marker(key, prefix)
+                        if folder is not None and accepts is None:
+                            os.close(open_dir(self.root, check_relpath(folder)))
+                        rec.skipped(key, size)
+                        continue
+                    if accepts is not None and not accepts(rel):
+                        continue
+                    parts = check_relpath(rel)
+                except (UnsafeKeyError, OSError) as exc:  # OSError: a marker's folder is a file or a link here
+                    rec.error(key, size, exc)
                     continue
-                if accepts is not None and not accepts(rel):
+                if (link := states.link(parts)) is not None:  # never fetched (the write refuses a later one)
+                    rec.error(key, size, LinkRefusedError(rel, link))
                     continue
-                dest = local_path(base, rel)
-            except (UnsafeKeyError, OSError) as exc:  # OSError: a marker's folder is a file here
-                rec.error(key, size, exc)
-                continue
-            local = local_state(dest)
-            if local is not None and local[0] == size:
-                expect = self.expected(key, etag)
-                if key in done:
-                    record = records.lookup(key) if records is not None else None
-                    if decide_download(local, record, size) is not Change.unchanged:
-                        logger.info("%s: changed on disk since the job wrote it; fetching it again", key)
-                    elif not _recorded_differs(recorded.get(key), expect):
-                        rec.skipped(key, size, etag=etag)
+                local = states.state(parts)
+                if local is not None and local[0] == size:
+                    expect = self.expected(key, etag)
+                    if key in done:
+                        record = records.lookup(key) if records is not None else None
+                        if decide_download(local, record, size) is not Change.unchanged:
+                            logger.info("%s: changed on disk since the job wrote it; fetching it again", key)
+                        elif not _recorded_differs(recorded.get(key), expect):
+                            rec.skipped(key, size, etag=etag)
+                            continue
+                        else:
+                            logger.info("%s: the job recorded other bytes than the object now holds; fetching it again", key)
+                    elif expect is None or await _local_matches(os.path.join(cfg.dest_dir, *parts), expect):
+                        rec.skipped(key, size, mark=True, etag=etag, mtime_ns=local[1])
                         continue
                     else:
-                        logger.info("%s: the job recorded other bytes than the object now holds; fetching it again", key)
-                elif expect is None or await _local_matches(dest, expect):
-                    rec.skipped(key, size, mark=True, etag=etag, mtime_ns=local[1])
-                    continue
-                else:
-                    logger.info("%s: the local file has the listed size but not its %s; fetching it again", key, expect.label)
-            yield key, size, etag, dest
+                        logger.info("%s: the local file has the listed size but not its %s; fetching it again", key, expect.label)
+                yield key, size, etag, parts
+        finally:
+            states.close()
 
     # -- the worker side -------------------------------------------------------------------
-
-    def _parent_ready(self, parent: str) -> None:
-        """Create ``parent`` once, and make sure it resolves inside ``dest_dir``."""
-        if parent in self._safe_dirs:
-            return
-        os.makedirs(parent, exist_ok=True)
-        if not is_inside(self.base, parent):
-            raise UnsafeKeyError(f"refused: {parent!r} resolves outside {self.base!r} (symlink)")
-        self._safe_dirs.add(parent)
 
     async def handle(self, item: DownloadItem, url: str | None) -> BaseException | None:
         """Download one object and record the outcome; returns its error (None when it went
         through), never raises (except cancellation)."""
-        key, size, etag, dest = item
-        temp: str | None = None
+        key, size, etag, parts = item
+        folder = FileFolder(self.root, parts)  # opened (never through a link) when first written to
+        temp = temp_name(folder.name)
         expect = self.expected(key, etag)
         ranged = size >= self.cfg.stream_threshold and size > 0
         # A ranged download checks a single-part ETag's MD5 itself: only SHA-256 is added.
         hasher = Hasher(md5=expect is not None and expect.name == "md5" and not ranged) if self.checksums else None
         try:
-            parent, _, name = dest.rpartition(os.sep)
-            self._parent_ready(parent)
-            temp = parent + os.sep + temp_name(name)
             try:
-                got, etag_checked = await self._fetch_checked(key, size, etag, temp, url, hasher, expect)
+                got, etag_checked = await self._fetch_checked(key, size, etag, folder, temp, url, hasher, expect)
             except ChecksumMismatchError as exc:
                 logger.warning("%s; fetching it once more", exc)
                 self.rec.retried()
-                discard(Path(temp))  # a ranged download must not resume from damaged ranges
-                got, etag_checked = await self._fetch_checked(key, size, etag, temp, None, hasher, expect)
+                discard(Path(temp), folder.open())  # a ranged download must not resume from damaged ranges
+                got, etag_checked = await self._fetch_checked(key, size, etag, folder, temp, None, hasher, expect)
             if self.verify and got != size:
                 raise VerificationError(f"verify_download: {self.bucket}/{key}: got {got} bytes, listed {size}")
+            fd = folder.open()
             if self.validate is not None:
-                await run_validator(self.validate, temp)
+                await run_validator(self.validate, os.path.join(self.cfg.dest_dir, *parts[:-1], temp))
             # The mtime the file has once written (renames keep it): a rerun fetches the file
             # again when it no longer has it (edited, touched) or another size.
             restore = self.mtimes.get(key) if self.mtimes is not None else None
             if restore is not None:  # the file's time at the source (renames keep it)
-                os.utime(temp, ns=(restore, restore))
-            mtime = os.stat(temp).st_mtime_ns
-            os.replace(temp, dest)
+                os.utime(temp, ns=(restore, restore), dir_fd=fd, follow_symlinks=False)
+            mtime = os.stat(temp, dir_fd=fd, follow_symlinks=False).st_mtime_ns
+            os.replace(temp, folder.name, src_dir_fd=fd, dst_dir_fd=fd)
         except Exception as exc:
-            if temp is not None:
-                discard(Path(temp))
+            if folder.fd is not None:
+                discard(Path(temp), folder.fd)
             self.rec.error(key, size, exc)
             return exc
+        finally:
+            folder.close()
         self.rec.ok(
             key,
             got,
@@ -213,6 +227,7 @@ class _Download:
         key: str,
         size: int,
         etag: str | None,
+        folder: FileFolder,
         temp: str,
         url: str | None,
         hasher: Hasher | None,
@@ -220,7 +235,7 @@ class _Download:
     ) -> tuple[int, bool]:
         """``_fetch``, then the bytes must hash to ``expect`` (``ChecksumMismatchError``).
         Returns the size and whether the transfer itself checked the ETag (ranged)."""
-        got, etag_checked = await self._fetch(key, size, etag, temp, url, hasher)
+        got, etag_checked = await self._fetch(key, size, etag, folder, temp, url, hasher)
         if hasher is not None and expect is not None:
             actual = hasher.sha256 if expect.name == "sha256" else hasher.md5
             if actual is None:  # the ranged download checked the ETag's MD5 itself
@@ -233,24 +248,27 @@ class _Download:
         return got, etag_checked
 
     async def _fetch(
-        self, key: str, size: int, etag: str | None, temp: str, url: str | None, hasher: Hasher | None
+        self, key: str, size: int, etag: str | None, folder: FileFolder, temp: str, url: str | None,
+        hasher: Hasher | None,
     ) -> tuple[int, bool]:
-        """GET ``key`` into ``temp``; a 403 (expired URL) is presigned again once (a ranged
+        """GET ``key`` into ``temp`` in ``folder``; a 403 (expired URL) is presigned again once (a ranged
         download then carries on with the ranges it has)."""
         what = f"{self.bucket}/{key}"
         return await presigned_transfer(
             lambda: self.s3.presign_get(self.bucket, key),
-            lambda fresh: self._get(key, fresh, what, size, etag, temp, hasher),
+            lambda fresh: self._get(key, fresh, what, size, etag, folder, temp, hasher),
             url,
             on_presign_again=self.rec.retried,
         )
 
     async def _get(
-        self, key: str, url: str, what: str, size: int, etag: str | None, temp: str, hasher: Hasher | None
+        self, key: str, url: str, what: str, size: int, etag: str | None, folder: FileFolder, temp: str,
+        hasher: Hasher | None,
     ) -> tuple[int, bool]:
+        """One GET: in one shot (the folder opened once the bytes are here), or ranged."""
         if size < self.cfg.stream_threshold or size == 0:
             data = await self.data.get_bytes(url, what=what, hasher=hasher)
-            _write_file(temp, data)
+            _write_file(folder.open(), temp, data)
             return len(data), False
         if etag is None:  # a work list: the ETag names the object a resume may continue
             etag = (await self.s3.head(self.bucket, key)).get("etag")
@@ -265,13 +283,14 @@ class _Download:
             what=what,
             chunk_size=self.cfg.chunk_size,
             hasher=hasher,
+            dir_fd=folder.open(),
         )
         try:
             result = await ranged.run()
         except ObjectChangedError as exc:
             raise VerificationError(str(exc)) from exc
         if self.verify:
-            return os.stat(temp).st_size, result.verified
+            return os.stat(temp, dir_fd=folder.open(), follow_symlinks=False).st_size, result.verified
         return result.size, result.verified
 
 
@@ -310,12 +329,10 @@ async def _local_matches(path: str, expect: Expected) -> bool:
     return (hasher.sha256 if expect.name == "sha256" else hasher.md5) == expect.value
 
 
-_O_WRITE = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_BINARY", 0)
-
-
-def _write_file(path: str, data: bytes) -> None:
-    """Create or truncate ``path`` with ``data`` (``os.write``: no file object per file)."""
-    fd = os.open(path, _O_WRITE, 0o666)
+def _write_file(dir_fd: int, name: str, data: bytes) -> None:
+    """A new file ``name`` in ``dir_fd`` holding ``data`` (never through a link; ``os.write``:
+    no file object per file)."""
+    fd = create_file(name, dir_fd)
     try:
         view = memoryview(data)
         while view:
@@ -328,11 +345,15 @@ async def bulk_download(cfg: BulkDownloadConfig) -> TransferStats:
     """Download ``cfg.prefix`` (or ``cfg.entries``) into ``cfg.dest_dir``; return the stats.
 
     Resumable: files already on disk with the listed size are skipped. Keys that would land
-    outside ``dest_dir`` are refused (marked error), never written.
+    outside ``dest_dir``, or go through a symbolic link below it, are refused (marked error),
+    never written.
     """
     rec = Recorder.for_config(cfg)
     job = _Download(cfg, rec)
-    presigner: Presigner[DownloadItem] = Presigner(
-        job.s3, cfg.bucket, method="get_object", batch_size=cfg.presign_batch_size
-    )
-    return await run_job("bulk.download", cfg, rec, presigner, job.items(), job.handle, size_at=1)
+    try:
+        presigner: Presigner[DownloadItem] = Presigner(
+            job.s3, cfg.bucket, method="get_object", batch_size=cfg.presign_batch_size
+        )
+        return await run_job("bulk.download", cfg, rec, presigner, job.items(), job.handle, size_at=1)
+    finally:
+        job.close()

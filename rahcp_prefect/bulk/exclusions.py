@@ -41,15 +41,19 @@ def _download_dest(staging: str | None) -> Path | None:
         return None
     path = Path(staging)
     name = path.name
-    if not (name.startswith(".") and name.endswith(STAGING_SUFFIX)) or len(name) <= len(STAGING_SUFFIX) + 1:
+    if not is_staging_name(name):
         return None
     return path.parent / name[1 : -len(STAGING_SUFFIX)]
 
 
+def is_staging_name(name: str) -> bool:
+    """Whether a folder called ``name`` is named like a download staging folder (``.<x>.rahcp-staging``)."""
+    return name.startswith(".") and name.endswith(STAGING_SUFFIX) and len(name) > len(STAGING_SUFFIX) + 1
+
+
 def _is_staging_dir(rel: str) -> bool:
     """Whether ``rel`` (a directory, ending in ``/``) is named like a download staging folder."""
-    name = rel[:-1].rpartition("/")[2]
-    return name.startswith(".") and name.endswith(STAGING_SUFFIX) and len(name) > len(STAGING_SUFFIX) + 1
+    return is_staging_name(rel[:-1].rpartition("/")[2])
 
 
 class NeverUpload:

@@ -2,8 +2,9 @@
 
 Download keys come from a bucket anyone may have written to: ``a/../../etc/x``, ``/abs`` or a
 Windows drive must never become a path outside ``dest_dir``. A key is split on ``/`` (and on
-``\\`` on Windows) and refused if any segment is empty, ``.`` or ``..``; parent directories are
-also resolved once each, so a symlink inside ``dest_dir`` cannot lead out of it either.
+``\\`` on Windows) and refused if any segment is empty, ``.`` or ``..``; the segments are then
+opened one by one without following a link (``client.safe_paths``), so a symlink inside
+``dest_dir`` cannot lead out of it either.
 """
 
 from __future__ import annotations
@@ -59,17 +60,6 @@ def relative_key(key: str, prefix: str) -> str | None:
     if prefix and not prefix.endswith("/") and rel.startswith("/"):
         rel = rel[1:]
     return rel
-
-
-def local_path(base: str, rel: str) -> str:
-    """``base`` joined with the checked segments of ``rel`` using the OS separator."""
-    return base + os.sep + os.sep.join(check_relpath(rel))
-
-
-def is_inside(base: str, path: str) -> bool:
-    """Whether ``path`` resolves (symlinks included) to ``base`` or below it."""
-    real = os.path.realpath(path)
-    return real == base or real.startswith(base if base.endswith(os.sep) else base + os.sep)
 
 
 def temp_name(name: str) -> str:

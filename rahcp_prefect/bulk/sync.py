@@ -15,7 +15,6 @@ which can cost a transfer, never a skipped file.
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass, fields
 from enum import Enum
@@ -96,15 +95,6 @@ def decide_download(
     if local[0] != record[0] or local[1] != record[1] or record[0] != listed_size:
         return Change.changed
     return Change.unchanged
-
-
-def local_state(path: str) -> tuple[int, int] | None:
-    """``(size, mtime_ns)`` of ``path`` (one stat), None when it is absent or unreadable."""
-    try:
-        st = os.stat(path)
-    except (OSError, ValueError):
-        return None
-    return st.st_size, st.st_mtime_ns
 
 
 @dataclass

@@ -50,6 +50,7 @@ from .digests import (
 from .errors import HCPError, ObjectChangedError, PresignedTransferError
 from .redaction import redact_text
 from .retry import THROTTLE_CODES, THROTTLE_STATUSES, RetryBudget, parse_retry_after
+from .safe_paths import create_file
 
 logger = logging.getLogger(__name__)
 
@@ -304,7 +305,7 @@ class DataPlane:
         async def attempt() -> tuple[int, int]:
             async with self.session.get(URL(url, encoded=True)) as response:
                 await _check(response, what)
-                with open(dest, "wb") as handle:
+                with os.fdopen(create_file(str(dest), None), "wb") as handle:  # never through a link
                     written = await _receive(response, handle, hasher, chunk_size)
                 return written, response.status
 

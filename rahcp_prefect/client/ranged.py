@@ -7,6 +7,8 @@ flight). Each finished range is appended to a small sidecar file next to the tem
 sidecar, not the tracker: the SDK works without a tracker, and the record lives and dies with
 the bytes it describes (same folder, same name, removed with them); its first line names the
 object (size, ETag, range size), so a changed object is never completed from stale ranges.
+Both files are opened without following a link (``safe_paths``), relative to the folder's
+descriptor when the caller gives one (``dir_fd``: ``temp`` is then a name in that folder).
 
 Before the caller renames the file into place, the bytes are checked against the ETag: the MD5
 of the whole object for a single-part ETag, or the multipart ETag recomputed from each part's
@@ -37,6 +39,7 @@ from .completion import multipart_etag
 from .digests import HASH_STEP, Hasher, feed_region
 from .errors import ChecksumMismatchError, HCPError
 from .gather import gather_all
+from .safe_paths import create_file, open_own, unlink
 
 if TYPE_CHECKING:
     from .dataplane import DataPlane
@@ -65,11 +68,11 @@ def sidecar_of(temp: Path) -> Path:
     return temp.with_name(temp.name + RANGES_SUFFIX)
 
 
-def discard(temp: Path) -> None:
-    """Remove a temporary download and its sidecar (missing ones are fine)."""
+def discard(temp: Path, dir_fd: int | None = None) -> None:
+    """Remove a temporary download and its sidecar (missing ones are fine; a link itself,
+    never its target)."""
     for path in (temp, sidecar_of(temp)):
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
+        unlink(str(path), dir_fd)
 
 
 def _etag_kind(etag: str | None, size: int, range_size: int) -> tuple[str, int]:
@@ -103,6 +106,7 @@ class RangedDownload:
         what: str,
         chunk_size: int = defaults.CHUNK_SIZE,
         hasher: Hasher | None = None,
+        dir_fd: int | None = None,
     ) -> None:
         if size <= 0 or range_size <= 0:
             raise ValueError("a ranged download needs size > 0 and range_size > 0")
@@ -118,6 +122,8 @@ class RangedDownload:
         self.hasher = hasher
         """Also fed every byte of the file, in order, in the same pass as the ETag check
         (e.g. the SHA-256 a manifest names)."""
+        self.dir_fd = dir_fd
+        """The folder ``temp`` is a name in (None: ``temp`` is a path)."""
         self.count = math.ceil(size / range_size)
         self.header = {"format": _FORMAT, "size": size, "etag": etag, "range_size": range_size}
 
@@ -127,65 +133,86 @@ class RangedDownload:
 
     def _recorded(self) -> set[int]:
         """Ranges a previous attempt finished, if its sidecar describes this very object."""
-        sidecar = sidecar_of(self.temp)
         try:
             # Only lines ending in a newline were written whole (a crash may tear the last one).
-            lines = sidecar.read_text().split("\n")[:-1]
-            on_disk = os.stat(self.temp).st_size
+            lines = self._read_sidecar().split("\n")[:-1]
+            on_disk = os.stat(self.temp, dir_fd=self.dir_fd, follow_symlinks=False).st_size
         except (OSError, UnicodeDecodeError):
-            discard(self.temp)
+            discard(self.temp, self.dir_fd)
             return set()
         try:
             header = json.loads(lines[0]) if lines else None
         except ValueError:
             header = None
         if header != self.header or on_disk != self.size or not self.etag:
-            discard(self.temp)
+            discard(self.temp, self.dir_fd)
             return set()
         done = {int(line) for line in lines[1:] if line.isdigit()}
         return {index for index in done if 0 <= index < self.count}
+
+    def _read_sidecar(self) -> str:
+        fd = open_own(str(sidecar_of(self.temp)), os.O_RDONLY, self.dir_fd)
+        with os.fdopen(fd, "rb") as handle:
+            return handle.read().decode()
+
+    def _open(self, fresh: bool) -> tuple[int, int]:
+        """The part file and its sidecar: new ones (``fresh``), else those to resume (never
+        through a link, never a file with other hard links)."""
+        temp, sidecar = str(self.temp), str(sidecar_of(self.temp))
+        if fresh:
+            fd = create_file(temp, self.dir_fd, flags=os.O_RDWR)
+        else:
+            fd = open_own(temp, os.O_RDWR | getattr(os, "O_BINARY", 0), self.dir_fd)
+        try:
+            if fresh:
+                return fd, create_file(sidecar, self.dir_fd, flags=os.O_WRONLY | os.O_APPEND)
+            return fd, open_own(sidecar, os.O_WRONLY | os.O_APPEND, self.dir_fd)
+        except BaseException:
+            os.close(fd)
+            raise
 
     async def run(self) -> RangedResult:
         """Fetch the missing ranges, check the bytes; raises ``ChecksumMismatchError`` (after removing
         the file) when they are not the object's. The file and sidecar stay on other failures
         (the caller removes them, or a crashed run's successor resumes from them)."""
         done = self._recorded()
-        fd = os.open(self.temp, os.O_RDWR | os.O_CREAT | getattr(os, "O_BINARY", 0), 0o666)
+        try:
+            fd, record = self._open(fresh=not done)
+        except OSError:
+            if not done:
+                raise
+            logger.warning("%s: its part file cannot be resumed (a link?); fetching it all again", self.what)
+            discard(self.temp, self.dir_fd)
+            done = set()
+            fd, record = self._open(fresh=True)
         try:
             if not done:
                 os.ftruncate(fd, self.size)
-            record = os.open(
-                sidecar_of(self.temp), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o666
-            )
+                os.write(record, (json.dumps(self.header) + "\n").encode())
+            else:
+                logger.info("Resuming %s: %d of %d ranges on disk", self.what, len(done), self.count)
+            kind, _parts = _etag_kind(self.etag, self.size, self.range_size)
+            if self.hasher is not None:
+                self.hasher.reset()
+            hasher = _Hasher(fd, self, kind)
+            for index in done:
+                hasher.ready(index)
+            hashing = asyncio.ensure_future(hasher.run())
             try:
-                if not done:
-                    os.ftruncate(record, 0)
-                    os.write(record, (json.dumps(self.header) + "\n").encode())
-                if done:
-                    logger.info("Resuming %s: %d of %d ranges on disk", self.what, len(done), self.count)
-                kind, _parts = _etag_kind(self.etag, self.size, self.range_size)
-                if self.hasher is not None:
-                    self.hasher.reset()
-                hasher = _Hasher(fd, self, kind)
-                for index in done:
-                    hasher.ready(index)
-                hashing = asyncio.ensure_future(hasher.run())
-                try:
-                    await self._fetch_missing(fd, record, done, hasher)
-                    digest = await hashing
-                finally:
-                    if not hashing.done():
-                        hashing.cancel()
-                        with contextlib.suppress(BaseException):
-                            await hashing
+                await self._fetch_missing(fd, record, done, hasher)
+                digest = await hashing
             finally:
-                os.close(record)
+                if not hashing.done():
+                    hashing.cancel()
+                    with contextlib.suppress(BaseException):
+                        await hashing
         finally:
+            os.close(record)
             os.close(fd)
         verified = digest is not None and digest == (self.etag or "").strip()
         if digest is not None and not verified:
             if kind == "whole":
-                discard(self.temp)
+                discard(self.temp, self.dir_fd)
                 raise ChecksumMismatchError(
                     f"Downloaded bytes of {self.what} do not match its MD5 ETag {self.etag} (got {digest})"
                 )
@@ -194,8 +221,7 @@ class RangedDownload:
                            self.what, self.etag, self.count, self.range_size)
         elif digest is None:
             logger.info("%s: ETag %s cannot be checked from the ranges; not verified", self.what, self.etag)
-        with contextlib.suppress(FileNotFoundError):
-            sidecar_of(self.temp).unlink()
+        unlink(str(sidecar_of(self.temp)), self.dir_fd)
         return RangedResult(self.size, self.count - len(done), len(done), verified)
 
     async def _fetch_missing(self, fd: int, record: int, done: set[int], hasher: _Hasher) -> None:

@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from rahcp_prefect.bulk.filters import GlobFilter
-from rahcp_prefect.bulk.paths import UnsafeKeyError, local_path, relative_key, writable_objects_filter
+from rahcp_prefect.bulk.paths import UnsafeKeyError, check_relpath, relative_key, writable_objects_filter
 from rahcp_prefect.bulk.scanner import iter_listing
-from rahcp_prefect.bulk.sync import Change, SortedRecords, SyncCounts, decide_download, local_state
+from rahcp_prefect.bulk.sync import Change, SortedRecords, SyncCounts, decide_download
+from rahcp_prefect.client.safe_paths import LinkRefusedError, TreeStates
 from rahcp_prefect.job.commit import commit_lock, wait_for_commit_lock
 from rahcp_prefect.job.errors import BulkTransferFailed
 from rahcp_prefect.job.folder import Promotion, promote_staging, staging_dir_for
@@ -55,21 +56,34 @@ class DownloadStaging(Selection):
             if not accepts.active or accepts.accepts(key):
                 yield key, int(size), etag
 
-    async def writable(self, run: JobRun, found: bool = False) -> AsyncIterator[tuple[str, int, str | None]]:
+    async def writable(
+        self, run: JobRun, states: TreeStates, found: bool = False
+    ) -> AsyncIterator[tuple[str, int, str | None]]:
         """The listing without the keys that cannot be files under ``dest`` (a file and a folder
-        of one name, ``..``, a name too long...); with ``found`` they go to ``unwritable``."""
+        of one name, ``..``, a name too long, a symbolic link in the way...); with ``found``
+        they go to ``unwritable``. ``states``: what ``dest`` holds (the move into place refuses
+        a link made after this look too)."""
         why = writable_objects_filter(self.prefix, str(self.dest))
         async for key, size, etag in self.listing(run):
-            if (reason := why(key)) is None:
+            if (reason := why(key) or self._through_link(key, states)) is None:
                 yield key, size, etag
             elif found:
                 self.unwritable.append((key, size, reason))
 
-    def in_place(self, key: str, size: int, records: SortedRecords, counts: SyncCounts | None) -> bool:
-        """Whether ``key`` is in ``dest`` as this job wrote it; counted in ``counts`` when given."""
+    def _through_link(self, key: str, states: TreeStates) -> str | None:
+        """Why the file of ``key`` (a writable path) cannot be placed: a link in ``dest`` in the way."""
+        rel = relative_key(key, self.prefix)
+        link = states.link(check_relpath(rel)) if rel is not None else None
+        return str(LinkRefusedError(rel, link)) if rel is not None and link is not None else None
+
+    def in_place(
+        self, key: str, size: int, records: SortedRecords, counts: SyncCounts | None, states: TreeStates
+    ) -> bool:
+        """Whether ``key`` is in ``dest`` as this job wrote it (``states``: what ``dest`` holds,
+        never behind a link); counted in ``counts`` when given."""
         try:
             rel = relative_key(key, self.prefix)
-            local = local_state(local_path(str(self.dest), rel)) if rel is not None else None
+            local = states.state(check_relpath(rel)) if rel is not None else None
         except UnsafeKeyError:
             local = None
         change = decide_download(local, records.lookup(key), size)
@@ -83,11 +97,12 @@ class DownloadStaging(Selection):
         counts, files, size = SyncCounts(), 0, 0
         sample: list[tuple[str, int]] = []
         records = SortedRecords(run.tracker.iter_done(self.prefix))
-        async for key, object_size, _etag in self.writable(run, found=True):
-            if not self.in_place(key, object_size, records, counts):
-                files, size = files + 1, size + object_size
-                if len(sample) < sample_size:
-                    sample.append((key, object_size))
+        with TreeStates.at(self.dest) as states:
+            async for key, object_size, _etag in self.writable(run, states, found=True):
+                if not self.in_place(key, object_size, records, counts, states):
+                    files, size = files + 1, size + object_size
+                    if len(sample) < sample_size:
+                        sample.append((key, object_size))
         self._name_unwritable(run)
         return files, size, sample, counts
 
@@ -113,10 +128,11 @@ class DownloadStaging(Selection):
         files, size = 0, 0
         listed = 0
         records = SortedRecords(run.tracker.iter_done(self.prefix))
-        async for key, object_size, _etag in self.writable(run, found=True):
-            listed += 1
-            if not self.in_place(key, object_size, records, run.totals.sync):
-                files, size = files + 1, size + object_size
+        with TreeStates.at(self.dest) as states:
+            async for key, object_size, _etag in self.writable(run, states, found=True):
+                listed += 1
+                if not self.in_place(key, object_size, records, run.totals.sync, states):
+                    files, size = files + 1, size + object_size
         for key, object_size, reason in self.unwritable:
             run.tracker.mark(key, object_size, TransferStatus.error, f"unwritable: {reason}")
         if self.unwritable:
@@ -130,13 +146,14 @@ class DownloadStaging(Selection):
         registers every key of the listing that can be written here (the run that commits names
         the others, as ``count`` does for a single run)."""
         records = SortedRecords(run.tracker.iter_done(self.prefix))
-        async for key, size, etag in self.writable(run, found=run.cooperative):
-            if self.expected is None:  # the listing answered: the bucket is there
-                await self._read_manifest(run)
-            if run.cooperative:
-                yield key, size
-            elif not self.in_place(key, size, records, None):
-                yield key, size, etag
+        with TreeStates.at(self.dest) as states:
+            async for key, size, etag in self.writable(run, states, found=run.cooperative):
+                if self.expected is None:  # the listing answered: the bucket is there
+                    await self._read_manifest(run)
+                if run.cooperative:
+                    yield key, size
+                elif not self.in_place(key, size, records, None, states):
+                    yield key, size, etag
         if run.cooperative:
             self._name_unwritable(run)
 

@@ -13,7 +13,6 @@ from rahcp_prefect.bulk.filters import GlobFilter
 from rahcp_prefect.bulk.paths import (
     UnsafeKeyError,
     check_relpath,
-    local_path,
     relative_key,
     temp_name,
 )
@@ -125,7 +124,6 @@ def test_check_relpath_refuses(rel: str) -> None:
 
 def test_paths() -> None:
     assert check_relpath("a/b c/ü.txt") == ["a", "b c", "ü.txt"]
-    assert local_path("/base", "a/b") == os.path.join("/base", "a", "b")
     assert relative_key("2025/a/b", "2025/") == "a/b"
     assert relative_key("2025/a/b", "2025") == "a/b"
     assert relative_key("2025x/a", "2025") == "x/a"

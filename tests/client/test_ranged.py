@@ -160,3 +160,21 @@ async def test_a_range_fetched_again_under_the_hashing_is_hashed_over(tmp_path: 
     assert attempts == 2 and client.data.retries == 1
     assert result.verified and temp.read_bytes() == body
     assert hasher.sha256 == hashlib.sha256(body).hexdigest()
+
+
+async def test_a_part_file_with_another_hard_link_is_never_resumed_into(
+    hcp_client: HCPClient, hcp_emulator: Any, hcp_bucket: str, tmp_path: Path
+) -> None:
+    """A part file and record as a killed run leaves them, but the part file is also another
+    file (a hard link): the download starts afresh in a new file, the other one is untouched."""
+    body, etag, url = await _stored(hcp_client, hcp_emulator, hcp_bucket, 2 * RANGE)
+    victim = tmp_path / "victim.bin"
+    victim.write_bytes(b"\0" * len(body))
+    temp = tmp_path / "k.part"
+    os.link(victim, temp)
+    _record(temp, len(body), etag, "0\n")
+    hcp_emulator.reset_counts()
+    result = await _ranged(hcp_client, url, temp, len(body), etag).run()
+    assert (result.fetched, result.resumed, result.verified) == (2, 0, True)
+    assert temp.read_bytes() == body and victim.read_bytes() == b"\0" * len(body)
+    assert _gets(hcp_emulator) == 2

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from rahcp_prefect.client.safe_paths import LinkRefusedError
 from rahcp_prefect.job.deletions import DeletionWatch, delete_limit, mirror_hold_reason, parse_max_delete
 from rahcp_prefect.job.manifest import MANIFEST_NAME, ManifestError, plan_manifest
 from rahcp_prefect.job.mtimes import MTIMES_NAME, mtimes_outside_manifest, parse_mtimes, plan_mtimes, render_mtimes
@@ -95,6 +96,42 @@ def test_the_move_into_place_names_what_it_cannot_place_and_moves_the_rest(tmp_p
     dest.mkdir()
     (dest / "clash").write_bytes(b"a file where staging has a folder")
     done = promote_staging(staging, dest)
-    assert done.moved == 2 and [path for path, _why in done.unplaced] == ["clash"]
+    assert done.moved == 2 and [path for path, _why in done.unplaced] == ["clash/inner.txt"], "each file is named"
     assert (dest / "ok.txt").stat().st_mtime_ns == 10**18, "the move keeps the restored time"
     assert (dest / "empty").is_dir() and not (dest / "sub" / ".rahcp-part.y").exists() and not staging.exists()
+
+
+def test_the_move_into_place_never_goes_through_a_link(tmp_path: Path) -> None:
+    """A link in the destination where a folder goes (first level, deeper) is refused, each file
+    below it named; a link in place of a file is replaced, never written through; a link in the
+    staging folder is never moved."""
+    staging, dest, outside = tmp_path / ".dest.rahcp-staging", tmp_path / "dest", tmp_path / "outside"
+    for rel in ("ok.txt", "f.txt", "sub/x.txt", "sub/more/y.txt", "a/deep/z.txt", "a/ok.txt"):
+        (staging / rel).parent.mkdir(parents=True, exist_ok=True)
+        (staging / rel).write_bytes(rel.encode())
+    (staging / "planted").symlink_to(outside / "victim.txt")
+    outside.mkdir()
+    (outside / "victim.txt").write_bytes(b"victim")
+    (dest / "a").mkdir(parents=True)
+    (dest / "sub").symlink_to(outside)
+    (dest / "a" / "deep").symlink_to(outside)
+    (dest / "f.txt").symlink_to(outside / "victim.txt")
+    done = promote_staging(staging, dest)
+    assert done.moved == 3
+    unplaced = dict(done.unplaced)
+    assert set(unplaced) == {"sub/x.txt", "sub/more/y.txt", "a/deep/z.txt", "planted"}
+    assert "'sub' is a symbolic link in the destination" in unplaced["sub/more/y.txt"]
+    assert "'a/deep' is a symbolic link in the destination" in unplaced["a/deep/z.txt"]
+    assert sorted(p.name for p in outside.iterdir()) == ["victim.txt"] and (outside / "victim.txt").read_bytes() == b"victim"
+    assert (dest / "f.txt").read_bytes() == b"f.txt" and not (dest / "f.txt").is_symlink()
+    assert not (dest / "planted").exists() and not staging.exists()
+
+
+def test_a_staging_folder_that_is_a_link_is_refused(tmp_path: Path) -> None:
+    real, dest = tmp_path / "elsewhere", tmp_path / "dest"
+    (real / "x.txt").parent.mkdir(parents=True)
+    (real / "x.txt").write_bytes(b"x")
+    (tmp_path / ".dest.rahcp-staging").symlink_to(real)
+    with pytest.raises(LinkRefusedError):
+        promote_staging(tmp_path / ".dest.rahcp-staging", dest)
+    assert (real / "x.txt").exists() and not dest.exists()
