@@ -65,6 +65,14 @@ class HCPCredentials(Block):
         title="Verify SSL",
         description="Verify TLS certificates of the API and of the S3 data endpoints.",
     )
+    ca_bundle: str | None = Field(
+        default=None,
+        title="CA bundle",
+        description=(
+            "Path of a PEM file with the CA certificate(s) of the archive (on the machine the flow "
+            "runs on), trusted in addition to the system's for the API and the S3 data endpoints."
+        ),
+    )
     timeout: float = Field(
         default=defaults.TIMEOUT, gt=0, title="Timeout (seconds)", description="Per-request timeout in seconds."
     )
@@ -95,6 +103,7 @@ class HCPCredentials(Block):
             max_retries=self.max_retries,
             retry_base_delay=self.retry_base_delay,
             verify_ssl=self.verify_ssl,
+            ca_bundle=self.ca_bundle,
             **options,
         )
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
@@ -83,6 +84,12 @@ class ClientConfig(BaseModel):
         "GiB of the object (the store reassembles the parts before it answers).",
     )
     verify_ssl: bool = Field(True, title="Verify SSL", description="Verify TLS certificates.")
+    ca_bundle: str | None = Field(
+        None,
+        title="CA bundle",
+        description="PEM file of the CA certificate(s) that signed the archive's certificates, trusted "
+        "in addition to the system's (both the API and the presigned S3 URLs).",
+    )
     max_connections: int = Field(
         defaults.MAX_CONNECTIONS, ge=1, title="Max connections", description="Size of the data-plane connection pool."
     )
@@ -117,6 +124,13 @@ class ClientConfig(BaseModel):
                 f"got {value}"
             )
         return value
+
+    @field_validator("ca_bundle")
+    @classmethod
+    def _absolute_ca_bundle(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        return str(Path(value.strip()).expanduser().absolute())
 
     @field_validator("tenant")
     @classmethod
@@ -226,6 +240,7 @@ ENV_VARIABLES = {
     "multipart_concurrency": ("HCP_MULTIPART_CONCURRENCY", _int),
     "complete_timeout_per_gib": ("HCP_COMPLETE_TIMEOUT_PER_GIB", _float),
     "verify_ssl": ("HCP_VERIFY_SSL", _bool),
+    "ca_bundle": ("HCP_CA_BUNDLE", _text),
     "max_connections": ("HCP_MAX_CONNECTIONS", _int),
     "retry_deadline": ("HCP_RETRY_DEADLINE", _float),
     "max_bandwidth": ("HCP_MAX_BANDWIDTH", _size),
