@@ -15,7 +15,7 @@ from prefect.blocks.core import Block
 from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator, model_validator
 
 from rahcp_prefect import defaults
-from rahcp_prefect.bulk.validation import InvalidInputError, check_overrides, describe_errors
+from rahcp_prefect.bulk.validation import InvalidInputError, absolute_path, check_overrides, describe_errors
 from rahcp_prefect.client.config import MIN_PART_SIZE
 from rahcp_prefect.client.sizes import FormSize, check_minimum_size, size_field
 
@@ -88,6 +88,11 @@ class HCPCredentials(Block):
         title="Retry base delay (seconds)",
         description="Base of the exponential backoff between retries, in seconds.",
     )
+
+    @field_validator("ca_bundle")
+    @classmethod
+    def _ca_bundle_absolute(cls, value: str | None) -> str | None:
+        return absolute_path(value)
 
     def get_client(self, settings: HCPTransferSettings | None = None) -> HCPClient:
         """A new, not yet opened ``HCPClient``; use it as ``async with``."""
@@ -321,7 +326,10 @@ class HCPTracker(Block):
     sqlite_path: str | None = Field(
         default=None,
         title="SQLite path",
-        description="Path of the SQLite tracker file; used when no PostgreSQL DSN is set.",
+        description=(
+            "Path of the SQLite tracker file, used when no PostgreSQL DSN is set; a relative path "
+            "is made absolute against the folder where the block is saved."
+        ),
     )
     postgres_dsn: SecretStr | None = Field(
         default=None,
@@ -344,6 +352,12 @@ class HCPTracker(Block):
             "before it fails."
         ),
     )
+
+    @field_validator("sqlite_path")
+    @classmethod
+    def _sqlite_path_absolute(cls, value: str | None) -> str | None:
+        """Made absolute where the block is made (saved): a worker runs elsewhere."""
+        return absolute_path(value)
 
     @model_validator(mode="after")
     def _one_target(self) -> HCPTracker:
