@@ -116,16 +116,6 @@ def check_count(name: str, value: Any, minimum: int = 1, maximum: int | None = N
     return value
 
 
-def absolute_path(value: str | None) -> str | None:
-    """A local path as given where the user gave it, made absolute against the current folder
-    (a block saved here is used by a worker in another folder); ``~`` paths are kept, to mean
-    the home of the machine that uses them. ``None`` and blank stay ``None``."""
-    if value is None or not str(value).strip():
-        return None
-    text = str(value).strip()
-    return text if text.startswith("~") else os.path.abspath(text)
-
-
 def local_folder(name: str, value: Any, *, in_deployment: bool) -> Path:
     """The folder parameter ``name`` as an absolute path.
 

@@ -80,13 +80,12 @@ class HCPClient:
         multipart_concurrency: int = defaults.MULTIPART_CONCURRENCY,
         verify_ssl: bool = True,
         *,
-        ca_bundle: str | None = None,
-        complete_timeout_per_gib: float = defaults.COMPLETE_TIMEOUT_PER_GIB,
-        max_connections: int = defaults.MAX_CONNECTIONS,
-        retry_deadline: float = defaults.RETRY_DEADLINE,
-        max_bandwidth: int | str = defaults.MAX_BANDWIDTH,
         transport: httpx.AsyncBaseTransport | None = None,
+        **settings: Any,
     ) -> None:
+        """The parameters of the SDK spec's table; ``settings`` any other ``ClientConfig`` field
+        (``ca_bundle``, ``complete_timeout_per_gib``, ``max_connections``, ``retry_deadline``,
+        ``max_bandwidth``...); an unknown name or a bad value raises ``ValueError`` naming it."""
         self.config = ClientConfig.build(
             endpoint=endpoint,
             username=username,
@@ -98,12 +97,8 @@ class HCPClient:
             multipart_threshold=multipart_threshold,
             multipart_chunk=multipart_chunk,
             multipart_concurrency=multipart_concurrency,
-            complete_timeout_per_gib=complete_timeout_per_gib,
             verify_ssl=verify_ssl,
-            ca_bundle=ca_bundle,
-            max_connections=max_connections,
-            retry_deadline=retry_deadline,
-            max_bandwidth=max_bandwidth,
+            **settings,
         )
         apply_log_level_from_env()
         self._http = httpx.AsyncClient(
