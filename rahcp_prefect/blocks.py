@@ -32,7 +32,24 @@ LOGO_URL = "https://raw.githubusercontent.com/rahcp/rahcp-prefect/main/rahcp_pre
 LOGO_FILE = "assets/logo.png"
 
 
-class HCPCredentials(Block, ConnectionSettings):
+class _KnownFields:
+    """Making a block with a field it does not have raises ``ValueError`` naming it: Prefect's
+    blocks accept unknown fields and drop them, so a misspelt setting (or one this version does
+    not have, e.g. a block saved by a newer version loaded on an older worker) would be silently
+    ignored."""
+
+    def __init__(self, **data: Any) -> None:
+        known = set(type(self).model_fields)  # type: ignore[attr-defined]
+        unknown = sorted(set(data) - known - {"block_type_slug"})  # Prefect's, in every dump
+        if unknown:
+            raise ValueError(
+                f"{type(self).__name__} has no setting {', '.join(map(repr, unknown))}; "
+                f"its settings: {', '.join(sorted(known))}"
+            )
+        super().__init__(**data)
+
+
+class HCPCredentials(_KnownFields, Block, ConnectionSettings):
     """Where the HCP API is and how to log in to it (the settings are ``ConnectionSettings``,
     declared once in ``rahcp_prefect.client.config``).
 
@@ -64,7 +81,7 @@ class HCPCredentials(Block, ConnectionSettings):
         return HCPClient(username=self.username, password=self.password.get_secret_value(), **values)
 
 
-class HCPTransferSettings(Block, CommitSettings, WireSettings, EngineSettings):
+class HCPTransferSettings(_KnownFields, Block, CommitSettings, WireSettings, EngineSettings):
     """How bulk transfers use the wire: concurrency, batching, multipart and checks. The
     settings are declared once each, in ``EngineSettings`` (the transfer engine),
     ``WireSettings`` (the client) and ``CommitSettings`` (the job); every one of them can be
@@ -105,7 +122,7 @@ def _overridable(settings: type[HCPTransferSettings]) -> dict[str, Any]:
     return {name: info for name, info in settings.model_fields.items() if name != "block_type_slug"}
 
 
-class HCPTracker(Block):
+class HCPTracker(_KnownFields, Block):
     """Where transfer state lives: a SQLite file (one machine) or PostgreSQL (shared).
 
     Use PostgreSQL when several flow runs, possibly on several workers, share one job.

@@ -160,3 +160,11 @@ def test_flow_parameters_default_to_the_defaults() -> None:
 def test_one_key_limit_and_the_trackers_wider_column() -> None:
     assert VALIDATION_MAX_KEY_BYTES == EMULATOR_MAX_KEY_BYTES == defaults.MAX_KEY_BYTES == 1024
     assert MAX_TRACKED_TEXT_BYTES > defaults.MAX_KEY_BYTES  # a too-long key is still recorded
+
+
+def test_a_block_refuses_a_setting_it_does_not_have() -> None:
+    """Prefect blocks take unknown fields and drop them: ``ca_bundle`` was once ignored so."""
+    with pytest.raises(ValueError, match=r"HCPCredentials has no setting 'ca_bundel'; its settings: ca_bundle, "):
+        HCPCredentials(username="u", password="p", ca_bundel="/etc/pki/ca.pem")
+    with pytest.raises(ValueError, match=r"HCPTransferSettings has no setting 'max_worker'"):
+        HCPTransferSettings(max_worker=3)
