@@ -12,12 +12,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from prefect.blocks.core import Block
-from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 
 from rahcp_prefect import defaults
+from rahcp_prefect.bulk.settings import EngineSettings, engine_options
 from rahcp_prefect.bulk.validation import InvalidInputError, check_overrides, describe_errors
-from rahcp_prefect.client.config import MIN_PART_SIZE
-from rahcp_prefect.client.sizes import FormSize, check_minimum_size, size_field
+from rahcp_prefect.client.config import ConnectionSettings, WireSettings
+from rahcp_prefect.job.settings import CommitSettings
+from rahcp_prefect.paths import absolute_path
 
 if TYPE_CHECKING:
     from rahcp_prefect.client import HCPClient
@@ -30,8 +32,26 @@ LOGO_URL = "https://raw.githubusercontent.com/rahcp/rahcp-prefect/main/rahcp_pre
 LOGO_FILE = "assets/logo.png"
 
 
-class HCPCredentials(Block):
-    """Where the HCP API is and how to log in to it.
+class _KnownFields:
+    """Making a block with a field it does not have raises ``ValueError`` naming it: Prefect's
+    blocks accept unknown fields and drop them, so a misspelt setting (or one this version does
+    not have, e.g. a block saved by a newer version loaded on an older worker) would be silently
+    ignored."""
+
+    def __init__(self, **data: Any) -> None:
+        known = set(type(self).model_fields)  # type: ignore[attr-defined]
+        unknown = sorted(set(data) - known - {"block_type_slug"})  # Prefect's, in every dump
+        if unknown:
+            raise ValueError(
+                f"{type(self).__name__} has no setting {', '.join(map(repr, unknown))}; "
+                f"its settings: {', '.join(sorted(known))}"
+            )
+        super().__init__(**data)
+
+
+class HCPCredentials(_KnownFields, Block, ConnectionSettings):
+    """Where the HCP API is and how to log in to it (the settings are ``ConnectionSettings``,
+    declared once in ``rahcp_prefect.client.config``).
 
     Example:
         Load stored credentials and open a client:
@@ -48,59 +68,24 @@ class HCPCredentials(Block):
     _documentation_url = _DOCS_URL  # type: ignore[assignment]
     _logo_url = LOGO_URL  # type: ignore[assignment]
 
-    endpoint: str = Field(
-        default=defaults.ENDPOINT,
-        title="Endpoint",
-        description="Base URL of the HCP backend API, including the /api/v1 prefix.",
-    )
     username: str = Field(title="Username", description="HCP user name.")
     password: SecretStr = Field(title="Password", description="HCP password, stored as a secret.")
-    tenant: str | None = Field(
-        default=None,
-        title="Tenant",
-        description="HCP tenant to work in; leave empty for system-level access.",
-    )
-    verify_ssl: bool = Field(
-        default=True,
-        title="Verify SSL",
-        description="Verify TLS certificates of the API and of the S3 data endpoints.",
-    )
-    timeout: float = Field(
-        default=defaults.TIMEOUT, gt=0, title="Timeout (seconds)", description="Per-request timeout in seconds."
-    )
-    max_retries: int = Field(
-        default=defaults.MAX_RETRIES,
-        ge=0,
-        title="Max retries",
-        description="Retries for transient failures (408, 429, 5xx, dropped connections).",
-    )
-    retry_base_delay: float = Field(
-        default=defaults.RETRY_BASE_DELAY,
-        ge=0,
-        title="Retry base delay (seconds)",
-        description="Base of the exponential backoff between retries, in seconds.",
-    )
 
     def get_client(self, settings: HCPTransferSettings | None = None) -> HCPClient:
         """A new, not yet opened ``HCPClient``; use it as ``async with``."""
         from rahcp_prefect.client import HCPClient
 
-        options: dict[str, Any] = settings.client_options() if settings else {}
-        return HCPClient(
-            endpoint=self.endpoint,
-            username=self.username,
-            password=self.password.get_secret_value(),
-            tenant=self.tenant or None,
-            timeout=self.timeout,
-            max_retries=self.max_retries,
-            retry_base_delay=self.retry_base_delay,
-            verify_ssl=self.verify_ssl,
-            **options,
-        )
+        values = self.model_dump(include=set(ConnectionSettings.model_fields))
+        if settings is not None:
+            values.update(settings.model_dump(include=set(WireSettings.model_fields)))
+        return HCPClient(username=self.username, password=self.password.get_secret_value(), **values)
 
 
-class HCPTransferSettings(Block):
-    """How bulk transfers use the wire: concurrency, batching, multipart and checks.
+class HCPTransferSettings(_KnownFields, Block, CommitSettings, WireSettings, EngineSettings):
+    """How bulk transfers use the wire: concurrency, batching, multipart and checks. The
+    settings are declared once each, in ``EngineSettings`` (the transfer engine),
+    ``WireSettings`` (the client) and ``CommitSettings`` (the job); every one of them can be
+    overridden for a run (``settings_overrides``).
 
     Example:
         Load settings and override one field for a run:
@@ -116,133 +101,6 @@ class HCPTransferSettings(Block):
     _documentation_url = _DOCS_URL  # type: ignore[assignment]
     _logo_url = LOGO_URL  # type: ignore[assignment]
 
-    workers: int = Field(
-        default=defaults.WORKERS, ge=1, le=512, title="Workers", description="Concurrent file transfers (files in flight)."
-    )
-    queue_depth: int = Field(
-        default=defaults.QUEUE_DEPTH,
-        ge=1,
-        title="Queue depth",
-        description="Queue size multiplier: at most workers x queue_depth files wait in memory.",
-    )
-    presign_batch_size: int = Field(
-        default=defaults.PRESIGN_BATCH_SIZE,
-        ge=1,
-        le=1000,
-        title="Presign batch size",
-        description="Keys presigned per API call.",
-    )
-    chunk_size: FormSize = size_field(
-        defaults.CHUNK_SIZE,
-        minimum=64 * 1024,
-        title="Chunk size",
-        description="Size read or written per streaming step",
-    )
-    stream_threshold: FormSize = size_field(
-        defaults.STREAM_THRESHOLD,
-        title="Stream threshold",
-        description="Downloads of this size or larger are streamed to disk in chunks",
-    )
-    multipart_threshold: FormSize = size_field(
-        defaults.MULTIPART_THRESHOLD,
-        minimum=MIN_PART_SIZE,
-        title="Multipart threshold",
-        description="Uploads of this size or larger use multipart",
-    )
-    multipart_chunk: FormSize = size_field(
-        defaults.MULTIPART_CHUNK,
-        minimum=MIN_PART_SIZE,
-        title="Multipart chunk",
-        description="Part size of multipart uploads (raised automatically above 10,000 parts)",
-    )
-    multipart_concurrency: int = Field(
-        default=defaults.MULTIPART_CONCURRENCY, ge=1, title="Multipart concurrency", description="Parts in flight per file."
-    )
-    commit_concurrency: int = Field(
-        default=defaults.COMMIT_CONCURRENCY,
-        ge=1,
-        le=256,
-        title="Commit concurrency",
-        description=(
-            "Server-side copies in flight while staging is committed to the final prefix "
-            "(one copy per object: raise it when HCP answers copies slowly)."
-        ),
-    )
-    retry_deadline: float = Field(
-        default=defaults.RETRY_DEADLINE,
-        ge=0,
-        le=86400,
-        title="Retry deadline (seconds)",
-        description=(
-            "How long a request keeps being retried, with backoff, while HCP throttles it "
-            "(429, 503 SlowDown); meanwhile fewer files are sent at once. Other failures are "
-            "retried a fixed number of times."
-        ),
-    )
-    max_bandwidth: FormSize = size_field(
-        defaults.MAX_BANDWIDTH,
-        title="Max bandwidth (per second)",
-        description="Bytes per second a run moves at most, both directions together (0: no cap)",
-    )
-    progress_interval: float = Field(
-        default=defaults.PROGRESS_INTERVAL,
-        gt=0,
-        title="Progress interval (seconds)",
-        description="Minimum seconds between updates of the progress artifact.",
-    )
-    log_interval: float = Field(
-        default=60.0,
-        gt=0,
-        title="Log interval (seconds)",
-        description=(
-            "Seconds between progress log lines during a long phase (e.g. the commit) and between "
-            "counts of failed files once the first 20 were logged."
-        ),
-    )
-    write_manifest: bool = Field(
-        default=True,
-        title="Write manifest",
-        description=(
-            "Each commit writes manifest-sha256.txt (BagIt: the SHA-256 of every file the job "
-            "holds) at the root of the final prefix, last; downloads and bulk-verify check it."
-        ),
-    )
-    staging_bucket: str | None = Field(
-        default=None,
-        title="Staging bucket",
-        description=(
-            "Stage uploads in this bucket (another HCP namespace, without default retention) and "
-            "commit across namespaces. Needed when the target namespace has a default retention: "
-            "staging there would be retained too, and such a run refuses before uploading."
-        ),
-    )
-    listing_cache_seconds: float = Field(
-        default=0.0,
-        ge=0,
-        le=3600,
-        title="Listing cache (seconds)",
-        description=(
-            "How long the API may serve a cached listing (the reference backend with Redis: 120): "
-            "the staging and final checks read a listing that lacks just-written objects again, "
-            "with backoff, for up to this long before they call a file missing."
-        ),
-    )
-    verify_upload: bool = Field(
-        default=False,
-        title="Verify upload",
-        description="Check each uploaded object's size with a HEAD request.",
-    )
-    verify_download: bool = Field(
-        default=False,
-        title="Verify download",
-        description="Check each downloaded file's size against the listing.",
-    )
-
-    @field_validator("chunk_size", "multipart_threshold", "multipart_chunk")
-    @classmethod
-    def _size_at_least_its_minimum(cls, value: int, info: ValidationInfo) -> int:
-        return check_minimum_size(cls, str(info.field_name), value)
-
     def with_overrides(self, overrides: dict[str, Any] | None) -> HCPTransferSettings:
         """A copy with ``overrides`` applied and validated: an unknown name, a value of the wrong
         type or out of range raises ``InvalidInputError`` naming the setting and the value."""
@@ -254,33 +112,9 @@ class HCPTransferSettings(Block):
         except ValidationError as exc:
             raise InvalidInputError(describe_errors(exc.errors(), "settings_overrides")) from None
 
-    def client_options(self) -> dict[str, Any]:
-        """The ``HCPClient`` keyword arguments these settings decide."""
-        return {
-            "multipart_threshold": self.multipart_threshold,
-            "multipart_chunk": self.multipart_chunk,
-            "multipart_concurrency": self.multipart_concurrency,
-            "retry_deadline": self.retry_deadline,
-            "max_bandwidth": self.max_bandwidth,
-        }
-
     def engine_options(self, direction: str) -> dict[str, Any]:
         """The bulk config fields these settings decide, for ``upload`` or ``download``."""
-        options: dict[str, Any] = {
-            "workers": self.workers,
-            "queue_depth": self.queue_depth,
-            "presign_batch_size": self.presign_batch_size,
-            "chunk_size": self.chunk_size,
-            "progress_interval": self.progress_interval,
-        }
-        if direction == "upload":
-            options["verify_upload"] = self.verify_upload
-        elif direction == "download":
-            options["verify_download"] = self.verify_download
-            options["stream_threshold"] = self.stream_threshold
-        else:
-            raise ValueError(f"direction must be 'upload' or 'download', not {direction!r}")
-        return options
+        return engine_options(self, direction)
 
 
 def _overridable(settings: type[HCPTransferSettings]) -> dict[str, Any]:
@@ -288,7 +122,7 @@ def _overridable(settings: type[HCPTransferSettings]) -> dict[str, Any]:
     return {name: info for name, info in settings.model_fields.items() if name != "block_type_slug"}
 
 
-class HCPTracker(Block):
+class HCPTracker(_KnownFields, Block):
     """Where transfer state lives: a SQLite file (one machine) or PostgreSQL (shared).
 
     Use PostgreSQL when several flow runs, possibly on several workers, share one job.
@@ -312,7 +146,10 @@ class HCPTracker(Block):
     sqlite_path: str | None = Field(
         default=None,
         title="SQLite path",
-        description="Path of the SQLite tracker file; used when no PostgreSQL DSN is set.",
+        description=(
+            "Path of the SQLite tracker file, used when no PostgreSQL DSN is set; a relative path "
+            "is made absolute against the folder where the block is saved."
+        ),
     )
     postgres_dsn: SecretStr | None = Field(
         default=None,
@@ -335,6 +172,12 @@ class HCPTracker(Block):
             "before it fails."
         ),
     )
+
+    @field_validator("sqlite_path")
+    @classmethod
+    def _sqlite_path_absolute(cls, value: str | None) -> str | None:
+        """Made absolute where the block is made (saved): a worker runs elsewhere."""
+        return absolute_path(value)
 
     @model_validator(mode="after")
     def _one_target(self) -> HCPTracker:

@@ -1,9 +1,12 @@
 """Every tunable default, defined once: the blocks, the client config, the engine and the flows
 read them from here (no Prefect import, nothing but constants).
 
-A value here is what a run uses when nobody said otherwise; change it here and the
-``HCPTransferSettings``/``HCPCredentials`` blocks, ``ClientConfig``/``HCPClient``, the bulk
-configs and the flows' parameters all follow (``tests/test_defaults.py`` checks they agree).
+A value here is what a run uses when nobody said otherwise. Each setting is declared once, with
+this default, its bound and its description, in one model per concern: ``ConnectionSettings``
+and ``WireSettings`` (``rahcp_prefect.client.config``), ``EngineSettings``
+(``rahcp_prefect.bulk.settings``) and ``CommitSettings`` (``rahcp_prefect.job.settings``); the
+blocks and ``ClientConfig`` are those models, and ``tests/client/test_defaults.py`` checks that a
+flow's client and engine get every value of the blocks.
 The limits S3 itself sets (not ours to tune) are at the end.
 """
 

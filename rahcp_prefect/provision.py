@@ -44,6 +44,8 @@ class SetupOptions:
     password: str
     tenant: str | None = None
     verify_ssl: bool = True
+    ca_bundle: str | None = None
+    """PEM file of the archive's CA (made absolute: the worker runs elsewhere)."""
     tracker_dsn: str | None = None
     tracker_sqlite: str | None = None
     pool: str = "rahcp-process"
@@ -85,6 +87,7 @@ async def save_blocks(options: SetupOptions) -> None:
         password=SecretStr(options.password),
         tenant=options.tenant,
         verify_ssl=options.verify_ssl,
+        ca_bundle=options.ca_bundle,
     )
     await credentials.save(options.credentials_block, overwrite=True)
     await HCPTransferSettings().save(options.settings_block, overwrite=True)
@@ -166,7 +169,9 @@ def _reason(output: str) -> str:
 async def check(options: SetupOptions) -> list[DeploymentSpec]:
     """Everything setup needs, before it creates anything; returns the deployments to make."""
     await check_prefect_api(prefect_api_url())
-    await check_hcp_login(options.endpoint, options.username, options.password, options.tenant, options.verify_ssl)
+    await check_hcp_login(
+        options.endpoint, options.username, options.password, options.tenant, options.verify_ssl, options.ca_bundle
+    )
     if options.tracker_dsn:
         check_tracker_dsn(options.tracker_dsn)
     specs = read_deployments(options.deployment_file()) if options.deploy else []
@@ -204,6 +209,11 @@ def add_setup_arguments(parser: Any) -> None:
     )
     parser.add_argument("--tenant", default=os.environ.get("HCP_TENANT") or None, help="HCP tenant (HCP_TENANT)")
     parser.add_argument("--no-verify-ssl", action="store_true", help="do not verify TLS certificates")
+    parser.add_argument(
+        "--ca-bundle",
+        default=os.environ.get("HCP_CA_BUNDLE") or None,
+        help="PEM file of the archive's CA certificate(s), trusted for the API and S3 (HCP_CA_BUNDLE)",
+    )
     parser.add_argument("--tracker-dsn", default=os.environ.get("RAHCP_TRACKER_DSN"), help="shared PostgreSQL tracker (RAHCP_TRACKER_DSN)")
     parser.add_argument("--tracker-sqlite", default=None, help="SQLite tracker file (default ~/.rahcp/tracker.db)")
     parser.add_argument("--pool", default="rahcp-process", help="process work pool to create and deploy every deployment to")
@@ -228,6 +238,7 @@ def run_setup(args: Any) -> int:
         password=args.password,
         tenant=args.tenant,
         verify_ssl=not args.no_verify_ssl,
+        ca_bundle=args.ca_bundle,
         tracker_dsn=args.tracker_dsn,
         tracker_sqlite=args.tracker_sqlite,
         pool=args.pool,

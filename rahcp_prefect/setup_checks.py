@@ -52,17 +52,24 @@ async def check_prefect_api(url: str) -> None:
         raise SetupError(f"cannot reach the Prefect API at {url} ({type(failure).__name__}): is `prefect server start` running?")
 
 
-async def check_hcp_login(endpoint: str, username: str, password: str, tenant: str | None, verify_ssl: bool) -> None:
+async def check_hcp_login(
+    endpoint: str, username: str, password: str, tenant: str | None, verify_ssl: bool, ca_bundle: str | None = None
+) -> None:
     """Log in to HCP once with the credentials the block will hold (few retries: fail fast)."""
-    from rahcp_prefect.client import HCPClient, HCPError
+    from rahcp_prefect.client import CertificateError, HCPClient, HCPError
 
-    client = HCPClient(
-        endpoint=endpoint, username=username, password=password, tenant=tenant, verify_ssl=verify_ssl,
-        max_retries=1, retry_base_delay=0.5, retry_deadline=0, timeout=15.0,
-    )
+    try:
+        client = HCPClient(
+            endpoint=endpoint, username=username, password=password, tenant=tenant, verify_ssl=verify_ssl,
+            ca_bundle=ca_bundle, max_retries=1, retry_base_delay=0.5, retry_deadline=0, timeout=15.0,
+        )
+    except ValueError as exc:  # a bad endpoint or ca_bundle, named
+        raise SetupError(str(exc)) from None
     try:
         async with client:
             pass
+    except CertificateError as exc:
+        raise SetupError(f"HCP: {exc.message}") from None
     except HCPError as exc:
         reason = exc.message[:1].lower() + exc.message[1:]  # "login failed: 404 at ..."
         raise SetupError(f"HCP {reason} (user {username!r})") from None

@@ -11,9 +11,11 @@ own, never the end of the run.
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 import unicodedata
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from pydantic import BeforeValidator
@@ -112,6 +114,28 @@ def check_count(name: str, value: Any, minimum: int = 1, maximum: int | None = N
         bounds = f">= {minimum}" if maximum is None else f"between {minimum} and {maximum}"
         raise InvalidInputError(f"{name} must be {bounds}, got {value}")
     return value
+
+
+def local_folder(name: str, value: Any, *, in_deployment: bool) -> Path:
+    """The folder parameter ``name`` as an absolute path.
+
+    A relative path given to a flow called in Python means the caller's current folder. A
+    deployment's run starts in the worker's temporary working directory, where a relative
+    path could only mean a folder under it that vanishes with the run: refused, naming the
+    parameter.
+    """
+    if not isinstance(value, (str, os.PathLike)) or not str(value).strip():
+        raise InvalidInputError(f"{name} must be a folder path, got {value!r}")
+    path = Path(value).expanduser()
+    if path.is_absolute():
+        return Path(os.path.abspath(path))
+    if in_deployment:
+        raise InvalidInputError(
+            f"{name} {str(value)!r} is a relative path: a deployment's run starts in the worker's "
+            f"temporary working directory ({os.getcwd()}), where it would mean a folder that vanishes "
+            f"with the run; give {name} as an absolute path (e.g. -p {name}=/data/...)"
+        )
+    return Path(os.path.abspath(path))
 
 
 def check_job_inputs(bucket: Any, prefix: Any, batch_size: Any) -> None:

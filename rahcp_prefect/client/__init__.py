@@ -9,6 +9,7 @@ from .dataplane import DataPlane
 from .digests import Uploaded
 from .errors import (
     AuthenticationError,
+    CertificateError,
     ChecksumMismatchError,
     ConflictError,
     HCPError,
@@ -27,6 +28,7 @@ from .tracing import configure_tracing
 
 __all__ = [
     "AuthenticationError",
+    "CertificateError",
     "ChecksumMismatchError",
     "ClientConfig",
     "ConflictError",

@@ -8,7 +8,6 @@ through it (see ``dataplane``).
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import ssl
 from collections.abc import Callable, Mapping
@@ -34,6 +33,7 @@ from .errors import (
 from .logsetup import apply_log_level_from_env
 from .redaction import redact_body, redact_text
 from .retry import THROTTLE_STATUSES, RetryBudget, parse_retry_after
+from .tls import certificate_error, certificate_problem, ssl_context
 from .tracing import span
 
 if TYPE_CHECKING:
@@ -80,12 +80,12 @@ class HCPClient:
         multipart_concurrency: int = defaults.MULTIPART_CONCURRENCY,
         verify_ssl: bool = True,
         *,
-        complete_timeout_per_gib: float = defaults.COMPLETE_TIMEOUT_PER_GIB,
-        max_connections: int = defaults.MAX_CONNECTIONS,
-        retry_deadline: float = defaults.RETRY_DEADLINE,
-        max_bandwidth: int | str = defaults.MAX_BANDWIDTH,
         transport: httpx.AsyncBaseTransport | None = None,
+        **settings: Any,
     ) -> None:
+        """The parameters of the SDK spec's table; ``settings`` any other ``ClientConfig`` field
+        (``ca_bundle``, ``complete_timeout_per_gib``, ``max_connections``, ``retry_deadline``,
+        ``max_bandwidth``...); an unknown name or a bad value raises ``ValueError`` naming it."""
         self.config = ClientConfig.build(
             endpoint=endpoint,
             username=username,
@@ -97,18 +97,15 @@ class HCPClient:
             multipart_threshold=multipart_threshold,
             multipart_chunk=multipart_chunk,
             multipart_concurrency=multipart_concurrency,
-            complete_timeout_per_gib=complete_timeout_per_gib,
             verify_ssl=verify_ssl,
-            max_connections=max_connections,
-            retry_deadline=retry_deadline,
-            max_bandwidth=max_bandwidth,
+            **settings,
         )
         apply_log_level_from_env()
         self._http = httpx.AsyncClient(
             base_url=self.config.endpoint,
             # Waiting for a free pooled connection is not a failure: no pool timeout.
             timeout=httpx.Timeout(self.config.timeout, pool=None),
-            verify=_ssl_context(self.config.verify_ssl),
+            verify=self.ssl_context,
             transport=transport,
             limits=httpx.Limits(
                 max_connections=self.config.max_connections,
@@ -171,6 +168,11 @@ class HCPClient:
         self._token = token
 
     @property
+    def ssl_context(self) -> ssl.SSLContext:
+        """The TLS context both planes use (``verify_ssl``, ``ca_bundle``; see ``tls``)."""
+        return ssl_context(self.config.verify_ssl, self.config.ca_bundle)
+
+    @property
     def transfer_settings(self) -> TransferSettings:
         """Data-transfer settings for the bulk engine."""
         return self.config.transfer_settings()
@@ -201,7 +203,7 @@ class HCPClient:
                 timeout=self.config.timeout,
                 max_retries=self.config.max_retries,
                 retry_base_delay=self.config.retry_base_delay,
-                verify_ssl=self.config.verify_ssl,
+                ssl_context=self.ssl_context,
                 max_connections=self.config.max_connections,
                 retry_deadline=self.config.retry_deadline,
                 max_bandwidth=self.config.max_bandwidth,
@@ -258,6 +260,7 @@ class HCPClient:
                 try:
                     response = await self._http.post("/auth/token", data=form)
                 except RETRYABLE_TRANSPORT_ERRORS as exc:
+                    self._raise_if_certificate(exc)
                     if await self._wait("POST", "/auth/token", type(exc).__name__, budget):
                         continue
                     message = f"Login failed: {type(exc).__name__}: could not reach {self._login_url()}"
@@ -335,6 +338,7 @@ class HCPClient:
                         timeout=limits,
                     )
                 except RETRYABLE_TRANSPORT_ERRORS as exc:
+                    self._raise_if_certificate(exc)
                     reason = _describe(exc, self._redact)
                     if await self._wait(method, path, reason, budget):
                         continue
@@ -377,6 +381,15 @@ class HCPClient:
             raise HCPError(f"{method} {path}: response is not JSON", response.status_code) from None
 
     # -- helpers ---------------------------------------------------------------------------
+
+    def _raise_if_certificate(self, exc: Exception) -> None:
+        """A certificate that fails verification is no transient failure: raise
+        ``CertificateError`` (naming the host and the fix) instead of retrying."""
+        problem = certificate_problem(exc)
+        if problem is not None:
+            error = certificate_error(urlsplit(self.config.endpoint).netloc, problem, "the HCP API")
+            logger.error("%s", error)
+            raise error from None
 
     def _redact(self, text: str) -> str:
         return redact_text(text, (self.config.password.get_secret_value(), self._token))
@@ -421,14 +434,6 @@ class HCPClient:
             logger.debug(
                 "%s %s -> %d (%.1f ms)", method, path, status, (perf_counter() - started) * 1000
             )
-
-
-@functools.cache
-def _ssl_context(verify: bool) -> ssl.SSLContext:
-    """The TLS context of every client in the process (httpx's, with its certificate store and
-    ``SSL_CERT_FILE``/``SSL_CERT_DIR`` as read at first use). Built once: loading the CA bundle
-    costs about 18 ms, which a client opened per call (``HCPBucket``, one per task) paid each time."""
-    return httpx.create_ssl_context(verify=verify)
 
 
 def _access_token(response: httpx.Response) -> str | None:

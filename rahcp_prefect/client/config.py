@@ -1,22 +1,28 @@
 """Client configuration in one place: the validated settings and the ``HCP_*`` environment.
 
-``ClientConfig`` holds every parameter of the SDK spec's Configuration table (plus the size of
-the data-plane connection pool); ``TransferSettings`` is the subset the bulk engine reads.
-Environment variables are read only here, in ``ClientConfig.from_env``.
+Each client setting is declared once, in ``ConnectionSettings`` (where HCP is, how requests reach
+it: the ``HCPCredentials`` block) or ``WireSettings`` (how hard the client pushes the wire: the
+``HCPTransferSettings`` block); ``ClientConfig`` is both plus who logs in, and every field is read
+from ``HCP_<NAME>`` by ``ClientConfig.from_env``: adding a setting is one field in one model.
+``TransferSettings`` is the subset the bulk engine reads. Environment variables are read only
+here.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, ValidationInfo, field_validator
+from pydantic.fields import FieldInfo
 
 from rahcp_prefect import defaults
 from rahcp_prefect.defaults import GIB, MIB
 
-from .sizes import ByteSize, SizeError, parse_size
+from rahcp_prefect.paths import absolute_path
+
+from .sizes import ByteSize, FormSize, SizeError, check_minimum_size, parse_size, size_field
 
 MIN_PART_SIZE = 5 * MIB
 """S3's smallest part (all parts but the last)."""
@@ -46,58 +52,42 @@ class TransferSettings(BaseModel):
     )
 
 
-class ClientConfig(BaseModel):
-    """Every setting of an ``HCPClient``, validated; bad values raise a clear ``ValueError``."""
+class ConnectionSettings(BaseModel):
+    """Where HCP is and how each request reaches it: each setting declared once, here, with its
+    default, bound and description; the ``HCPCredentials`` block and ``ClientConfig`` are these."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    endpoint: str = Field(DEFAULT_ENDPOINT, title="Endpoint", description="HCP API base URL.")
-    username: str = Field("", title="Username", description="HCP username.")
-    password: SecretStr = Field(SecretStr(""), title="Password", description="HCP password.")
-    tenant: str | None = Field(None, title="Tenant", description="Tenant; None for system level.")
-    timeout: float = Field(defaults.TIMEOUT, gt=0, title="Timeout", description="Request timeout in seconds.")
-    max_retries: int = Field(defaults.MAX_RETRIES, ge=0, le=100, title="Max retries", description="Retries of transient failures.")
+    endpoint: str = Field(
+        default=DEFAULT_ENDPOINT, title="Endpoint", description="Base URL of the HCP backend API, including the /api/v1 prefix."
+    )
+    tenant: str | None = Field(
+        default=None, title="Tenant", description="HCP tenant to work in; leave empty for system-level access."
+    )
+    verify_ssl: bool = Field(
+        default=True, title="Verify SSL", description="Verify TLS certificates of the API and of the S3 data endpoints."
+    )
+    ca_bundle: str | None = Field(
+        default=None,
+        title="CA bundle",
+        description=(
+            "Path of a PEM file with the CA certificate(s) of the archive (on the machine the flow runs "
+            "on), trusted in addition to the system's for the API and the S3 data endpoints; a relative "
+            "path is made absolute where it is given."
+        ),
+    )
+    timeout: float = Field(default=defaults.TIMEOUT, gt=0, title="Timeout (seconds)", description="Per-request timeout in seconds.")
+    max_retries: int = Field(
+        default=defaults.MAX_RETRIES,
+        ge=0,
+        le=100,
+        title="Max retries",
+        description="Retries for transient failures (408, 429, 5xx, dropped connections).",
+    )
     retry_base_delay: float = Field(
-        defaults.RETRY_BASE_DELAY, ge=0, le=60, title="Retry base delay", description="Backoff base: base * 2**attempt seconds."
-    )
-    multipart_threshold: ByteSize = Field(
-        defaults.MULTIPART_THRESHOLD,
-        ge=1,
-        title="Multipart threshold (bytes)",
-        description='Files this size or larger go multipart: bytes, or a size such as "100 MiB".',
-    )
-    multipart_chunk: ByteSize = Field(
-        defaults.MULTIPART_CHUNK,
-        title="Multipart chunk (bytes)",
-        description='Bytes per multipart part (5 MiB to 5 GiB): bytes, or a size such as "64 MiB".',
-    )
-    multipart_concurrency: int = Field(
-        defaults.MULTIPART_CONCURRENCY, ge=1, le=256, title="Multipart concurrency", description="Parallel part uploads."
-    )
-    complete_timeout_per_gib: float = Field(
-        defaults.COMPLETE_TIMEOUT_PER_GIB,
+        default=defaults.RETRY_BASE_DELAY,
         ge=0,
-        le=3600,
-        title="Complete timeout per GiB",
-        description="CompleteMultipartUpload waits max(timeout, 120 s) plus this many seconds per "
-        "GiB of the object (the store reassembles the parts before it answers).",
-    )
-    verify_ssl: bool = Field(True, title="Verify SSL", description="Verify TLS certificates.")
-    max_connections: int = Field(
-        defaults.MAX_CONNECTIONS, ge=1, title="Max connections", description="Size of the data-plane connection pool."
-    )
-    retry_deadline: float = Field(
-        defaults.RETRY_DEADLINE,
-        ge=0,
-        le=86400,
-        title="Retry deadline",
-        description="Seconds a request keeps being retried (with backoff) while the store throttles "
-        "it (429, 503, SlowDown); other failures get max_retries retries.",
-    )
-    max_bandwidth: ByteSize = Field(
-        defaults.MAX_BANDWIDTH,
-        title="Max bandwidth (bytes/s)",
-        description='Bytes per second all transfers move together, both directions, e.g. "100MB"; 0: no cap.',
+        le=60,
+        title="Retry base delay (seconds)",
+        description="Base of the exponential backoff between retries: base * 2**attempt seconds.",
     )
 
     @field_validator("endpoint")
@@ -108,22 +98,93 @@ class ClientConfig(BaseModel):
             raise ValueError("must start with http:// or https://")
         return value
 
-    @field_validator("multipart_chunk")
-    @classmethod
-    def _check_chunk(cls, value: int) -> int:
-        if not MIN_PART_SIZE <= value <= MAX_PART_SIZE:
-            raise ValueError(
-                f"must be between 5 MiB ({MIN_PART_SIZE} bytes) and 5 GiB ({MAX_PART_SIZE} bytes), "
-                f"got {value}"
-            )
-        return value
-
     @field_validator("tenant")
     @classmethod
     def _blank_tenant_is_none(cls, value: str | None) -> str | None:
         if value is None:
             return None
         return value.strip() or None
+
+    @field_validator("ca_bundle")
+    @classmethod
+    def _absolute_ca_bundle(cls, value: str | None) -> str | None:
+        return absolute_path(value)
+
+
+class WireSettings(BaseModel):
+    """How hard one client pushes the wire: multipart, connections, throttling, bandwidth. Each
+    declared once, here; the ``HCPTransferSettings`` block and ``ClientConfig`` are these."""
+
+    multipart_threshold: FormSize = size_field(
+        defaults.MULTIPART_THRESHOLD,
+        minimum=1,
+        title="Multipart threshold",
+        description="Uploads of this size or larger use multipart",
+    )
+    multipart_chunk: FormSize = size_field(
+        defaults.MULTIPART_CHUNK,
+        minimum=MIN_PART_SIZE,
+        title="Multipart chunk",
+        description="Part size of multipart uploads, at most 5 GiB (raised automatically above 10,000 parts)",
+    )
+    multipart_concurrency: int = Field(
+        default=defaults.MULTIPART_CONCURRENCY, ge=1, le=256, title="Multipart concurrency", description="Parts in flight per file."
+    )
+    complete_timeout_per_gib: float = Field(
+        default=defaults.COMPLETE_TIMEOUT_PER_GIB,
+        ge=0,
+        le=3600,
+        title="Complete timeout per GiB (seconds)",
+        description="CompleteMultipartUpload waits max(timeout, 120 s) plus this many seconds per "
+        "GiB of the object (the store reassembles the parts before it answers).",
+    )
+    max_connections: int = Field(
+        default=defaults.MAX_CONNECTIONS,
+        ge=1,
+        le=10_000,
+        title="Max connections",
+        description="Size of the data-plane connection pool (connections to S3 at once).",
+    )
+    retry_deadline: float = Field(
+        default=defaults.RETRY_DEADLINE,
+        ge=0,
+        le=86400,
+        title="Retry deadline (seconds)",
+        description=(
+            "How long a request keeps being retried, with backoff, while HCP throttles it "
+            "(429, 503 SlowDown); meanwhile fewer files are sent at once. Other failures are "
+            "retried max_retries times."
+        ),
+    )
+    max_bandwidth: FormSize = size_field(
+        defaults.MAX_BANDWIDTH,
+        title="Max bandwidth (per second)",
+        description="Bytes per second a client moves at most, both directions together (0: no cap)",
+    )
+
+    @field_validator("multipart_threshold", "multipart_chunk")
+    @classmethod
+    def _size_at_least_its_minimum(cls, value: int, info: ValidationInfo) -> int:
+        return check_minimum_size(cls, str(info.field_name), value)
+
+    @field_validator("multipart_chunk")
+    @classmethod
+    def _chunk_at_most_a_part(cls, value: int) -> int:
+        if value > MAX_PART_SIZE:
+            raise ValueError(f"must be at most 5 GiB ({MAX_PART_SIZE} bytes), got {value}")
+        return value
+
+
+class ClientConfig(ConnectionSettings, WireSettings):
+    """Every setting of an ``HCPClient``, validated; bad values raise a clear ``ValueError``.
+
+    The settings are ``ConnectionSettings`` and ``WireSettings`` (declared there once); this adds
+    who logs in."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    username: str = Field(default="", title="Username", description="HCP username.")
+    password: SecretStr = Field(default=SecretStr(""), title="Password", description="HCP password.")
 
     @classmethod
     def build(cls, **values: Any) -> ClientConfig:
@@ -213,21 +274,15 @@ def _secret(variable: str, raw: str) -> SecretStr:
     return SecretStr(raw)
 
 
-ENV_VARIABLES = {
-    "endpoint": ("HCP_ENDPOINT", _text),
-    "username": ("HCP_USERNAME", _text),
-    "password": ("HCP_PASSWORD", _secret),
-    "tenant": ("HCP_TENANT", _text),
-    "timeout": ("HCP_TIMEOUT", _float),
-    "max_retries": ("HCP_MAX_RETRIES", _int),
-    "retry_base_delay": ("HCP_RETRY_BASE_DELAY", _float),
-    "multipart_threshold": ("HCP_MULTIPART_THRESHOLD", _size),
-    "multipart_chunk": ("HCP_MULTIPART_CHUNK", _size),
-    "multipart_concurrency": ("HCP_MULTIPART_CONCURRENCY", _int),
-    "complete_timeout_per_gib": ("HCP_COMPLETE_TIMEOUT_PER_GIB", _float),
-    "verify_ssl": ("HCP_VERIFY_SSL", _bool),
-    "max_connections": ("HCP_MAX_CONNECTIONS", _int),
-    "retry_deadline": ("HCP_RETRY_DEADLINE", _float),
-    "max_bandwidth": ("HCP_MAX_BANDWIDTH", _size),
+def _parser(info: FieldInfo) -> Callable[[str, str], Any]:
+    """The parser of a field's environment variable, by the field's type."""
+    extra = info.json_schema_extra
+    if isinstance(extra, dict) and "minimum_bytes" in extra:  # a size_field
+        return _size
+    return {bool: _bool, int: _int, float: _float, SecretStr: _secret}.get(info.annotation, _text)  # type: ignore[arg-type]
+
+
+ENV_VARIABLES: dict[str, tuple[str, Callable[[str, str], Any]]] = {
+    name: (f"HCP_{name.upper()}", _parser(info)) for name, info in ClientConfig.model_fields.items()
 }
-"""Field name -> (environment variable, parser that names the variable on bad input)."""
+"""Field name -> (environment variable ``HCP_<NAME>``, parser that names the variable on bad input)."""

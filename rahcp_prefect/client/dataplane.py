@@ -25,6 +25,7 @@ import hashlib
 import logging
 import os
 import re
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from time import perf_counter
@@ -48,6 +49,7 @@ from .digests import (
     md5_and_sha256,
 )
 from .errors import HCPError, ObjectChangedError, PresignedTransferError
+from .tls import certificate_error, certificate_problem, ssl_context
 from .redaction import redact_text
 from .retry import THROTTLE_CODES, THROTTLE_STATUSES, RetryBudget, parse_retry_after
 from .safe_paths import create_file
@@ -120,7 +122,7 @@ class DataPlane:
         timeout: float = 30.0,
         max_retries: int = 4,
         retry_base_delay: float = 1.0,
-        verify_ssl: bool = True,
+        ssl_context: ssl.SSLContext | None = None,
         max_connections: int = 100,
         buffer_budget: int = DEFAULT_BUFFER_BUDGET,
         retry_deadline: float = defaults.RETRY_DEADLINE,
@@ -132,7 +134,8 @@ class DataPlane:
         self.retry_deadline = retry_deadline
         self.bandwidth = Bandwidth(max_bandwidth) if max_bandwidth else None
         """The shared cap on bytes per second (None: none)."""
-        self.verify_ssl = verify_ssl
+        self.ssl_context = ssl_context if ssl_context is not None else default_context()
+        """The TLS context (the client's: ``verify_ssl`` and ``ca_bundle``)."""
         self.max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
         self.buffers = ByteBudget(buffer_budget)
@@ -153,7 +156,7 @@ class DataPlane:
                 limit=self.max_connections,
                 limit_per_host=0,
                 keepalive_timeout=30.0,
-                ssl=True if self.verify_ssl else False,
+                ssl=self.ssl_context,
             )
             self._session = aiohttp.ClientSession(
                 connector=connector,
@@ -406,6 +409,10 @@ class DataPlane:
                 reason, status, retry_after = failure.reason, failure.status, failure.retry_after
                 throttled = failure.throttled
             except FATAL_TRANSPORT_ERRORS as exc:
+                problem = certificate_problem(exc)
+                if problem is not None:
+                    host = f"{exc.host}:{exc.port}" if isinstance(exc, aiohttp.ClientConnectorError) else "S3"
+                    raise certificate_error(host, problem, f"presigned URLs, {what}") from None
                 logger.error("%s %s failed: %s", method, what, _describe(exc))
                 raise PresignedTransferError(f"{_describe(exc)} for {what}") from None
             except TRANSPORT_ERRORS as exc:
@@ -639,6 +646,11 @@ def _check_range(
             f"{response.headers.get('Content-Range', 'without Content-Range')}",
             response.status,
         )
+
+
+def default_context() -> ssl.SSLContext:
+    """The context of a data plane made without one: verified, with the default CA stores."""
+    return ssl_context(True, None)
 
 
 def _byte_count(result: object, size: int | None) -> int:

@@ -62,6 +62,16 @@ class ObjectChangedError(HCPError):
     """The object is not the one expected: another size, or bytes that fail its checksum."""
 
 
+class CertificateError(HCPError):
+    """The server's TLS certificate failed verification (an unknown CA, an expired certificate,
+    another host name). Not retried and not a login problem: the message names the host, the
+    problem and the setting to use (``ca_bundle``)."""
+
+    def __init__(self, message: str, *, host: str) -> None:
+        super().__init__(message)
+        self.host = host
+
+
 class ChecksumMismatchError(HCPError):
     """Bytes whose digest is not the one expected: damaged on the way, or in storage."""
 

@@ -10,14 +10,16 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from prefect import get_run_logger
-from prefect.runtime import flow_run
+from prefect.runtime import deployment, flow_run
 
 from rahcp_prefect import defaults
 from rahcp_prefect.block_loading import aload_block
 from rahcp_prefect.blocks import HCPCredentials, HCPTracker, HCPTransferSettings
+from rahcp_prefect.bulk.validation import local_folder
 from rahcp_prefect.flows.artifacts import RunView, publish_dry_run, publish_job_status
 from rahcp_prefect.flows.naming import tag_run
 from rahcp_prefect.flows.signals import watch_flow_signals
@@ -61,6 +63,12 @@ def job_name(kind: str, bucket: str, prefix: str, job: str | None) -> str:
             raise ValueError("job must not be blank")
         return job
     return f"{kind}:{bucket}/{prefix}"
+
+
+def folder_parameter(name: str, value: Any) -> Path:
+    """A local folder parameter as an absolute path; a relative one in a deployment's run
+    (the worker's temporary folder) is refused naming ``name`` (``local_folder``)."""
+    return local_folder(name, value, in_deployment=deployment.get_id() is not None)
 
 
 def run_id() -> str:

@@ -18,7 +18,9 @@ from prefect import flow
 from rahcp_prefect import events
 from rahcp_prefect.bulk.validation import check_job_inputs
 from rahcp_prefect.flows.artifacts import RunView
-from rahcp_prefect.flows.common import DEFAULT_BATCH_SIZE, finish, job_name, job_run, load_blocks, preview
+from rahcp_prefect.flows.common import (
+    DEFAULT_BATCH_SIZE, finish, folder_parameter, job_name, job_run, load_blocks, preview,
+)
 from rahcp_prefect.flows.naming import download_run_name
 from rahcp_prefect.job import Batch, DownloadStaging, JobRun, parse_on_busy, promote_staging, staging_dir_for
 from rahcp_prefect.tasks import download_batch
@@ -67,7 +69,7 @@ async def bulk_download(
     """
     parse_on_busy(on_busy)
     check_job_inputs(bucket, prefix, batch_size)
-    dest = Path(dest_dir).expanduser().resolve()
+    dest = folder_parameter("dest_dir", dest_dir).resolve()
     if dest.exists() and not dest.is_dir():
         raise NotADirectoryError(f"dest_dir is not a directory: {dest}")
     blocks = await load_blocks(credentials_block, settings_block, tracker_block, settings_overrides)

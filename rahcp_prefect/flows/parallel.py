@@ -17,7 +17,7 @@ from prefect.deployments import arun_deployment
 from rahcp_prefect.bulk.validation import check_count, check_job_inputs
 from rahcp_prefect.flows.naming import parallel_run_name, tag_run
 from rahcp_prefect.flows.artifacts import publish_job_status
-from rahcp_prefect.flows.common import job_name, load_blocks
+from rahcp_prefect.flows.common import folder_parameter, job_name, load_blocks
 from rahcp_prefect.tracker.protocol import JobState
 from rahcp_prefect.errors import RahcpError
 
@@ -69,7 +69,7 @@ async def bulk_upload_parallel(
     job = job_name("bulk-upload", bucket, prefix, job)
     await tag_run(bucket)
     parameters = {
-        "source_dir": source_dir,
+        "source_dir": str(folder_parameter("source_dir", source_dir)),  # the children run elsewhere
         "bucket": bucket,
         "prefix": prefix,
         "credentials_block": credentials_block,

@@ -9,7 +9,6 @@ tasks, artifacts, events and the run's name.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Literal
 
 from prefect import flow, get_run_logger
@@ -19,7 +18,9 @@ from rahcp_prefect.bulk.upload import check_source_dir
 from rahcp_prefect.bulk.validation import check_job_inputs
 from rahcp_prefect.client import HCPClient
 from rahcp_prefect.flows.artifacts import RunView
-from rahcp_prefect.flows.common import DEFAULT_BATCH_SIZE, finish, job_name, job_run, load_blocks, preview
+from rahcp_prefect.flows.common import (
+    DEFAULT_BATCH_SIZE, finish, folder_parameter, job_name, job_run, load_blocks, preview,
+)
 from rahcp_prefect.flows.naming import upload_run_name
 from rahcp_prefect.job import (
     Batch, BulkTransferFailed, JobRun, LeaseMode, StagingPlan, UploadStaging, lease_mode, parse_on_busy,
@@ -93,7 +94,7 @@ async def bulk_upload(
     parse_on_busy(on_busy)
     policy = parse_on_failure(on_failure)
     check_job_inputs(bucket, prefix, batch_size)
-    source = Path(source_dir).expanduser()
+    source = folder_parameter("source_dir", source_dir)
     check_source_dir(source)
     blocks = await load_blocks(credentials_block, settings_block, tracker_block, settings_overrides)
     named, job = job is not None, job_name("bulk-upload", bucket, prefix, job)

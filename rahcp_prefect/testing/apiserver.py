@@ -37,7 +37,10 @@ class TransportExposingH11Protocol(H11Protocol):
 class ApiServer:
     """A uvicorn server on its own event loop thread, bound to a pre-opened socket."""
 
-    def __init__(self, app: Any, *, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self, app: Any, *, host: str = "127.0.0.1", port: int = 0, tls: tuple[str, str] | None = None
+    ) -> None:
+        """``tls``: ``(certificate PEM, key PEM)`` to serve HTTPS."""
         # proto=IPPROTO_TCP matters: asyncio sets TCP_NODELAY only on sockets that say TCP, and
         # without it every response written in two parts waits ~40 ms for a delayed ACK.
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -51,6 +54,8 @@ class ApiServer:
             log_level="warning",
             access_log=False,
             timeout_keep_alive=30,
+            ssl_certfile=tls[0] if tls else None,
+            ssl_keyfile=tls[1] if tls else None,
         )
         self._server = uvicorn.Server(config)
         self._thread: threading.Thread | None = None

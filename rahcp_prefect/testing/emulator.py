@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import ssl
 import time
 from collections import Counter
 from types import TracebackType
@@ -75,6 +76,7 @@ class HCPEmulator:
         enforce_presign_expiry: bool = True,
         mode: str = DEFAULT_MODE,
         cache_ttl: float | None = None,
+        tls: tuple[str, str] | None = None,
     ) -> None:
         """Configure (nothing starts until ``start()``).
 
@@ -93,6 +95,10 @@ class HCPEmulator:
         ``s3_endpoint`` (default: ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY`` or "testing").
         ``enforce_presign_expiry``: the built-in S3 answers 403 "Request has expired" to expired
         presigned URLs like real S3 (moto itself ignores ``X-Amz-Expires``).
+
+        ``tls``: ``(certificate PEM, key PEM)``: the API serves HTTPS, and so does the built-in
+        S3 on a second port that presigned URLs point at (unless ``s3_public_endpoint`` says
+        otherwise); the emulator's own S3 calls stay on the plain port.
         """
         self._host = host
         self._port = port
@@ -119,6 +125,7 @@ class HCPEmulator:
         self._s3_client: Any = None
         self._api_client: Any = None
         self._s3_endpoint: str | None = None
+        self._tls = tls
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -135,9 +142,12 @@ class HCPEmulator:
                     port=self._s3_port,
                     enforce_presign_expiry=self._enforce_presign_expiry,
                     rules=self._rules,
+                    tls=self._server_tls(),
                 )
                 self._s3_server.start()
                 self._s3_endpoint = f"http://{_client_host(self._host)}:{self._s3_server.port}"
+                if self._s3_server.tls_port is not None and not self._s3_public:
+                    self._s3_public = f"https://{_client_host(self._host)}:{self._s3_server.tls_port}"
             else:
                 self._s3_endpoint = self._external_s3.rstrip("/")
             self._s3_client = self._make_client(self._s3_endpoint)
@@ -168,7 +178,7 @@ class HCPEmulator:
                     INTERNAL_USER_AGENT,
                 ),
             )
-            self._api_server = ApiServer(build_app(ctx), host=self._host, port=self._port)
+            self._api_server = ApiServer(build_app(ctx), host=self._host, port=self._port, tls=self._tls)
             self._api_server.start()
             self._wait_ready()
             self._counter.reset()
@@ -216,9 +226,17 @@ class HCPEmulator:
             config=config,
         )
 
+    def _server_tls(self) -> ssl.SSLContext | None:
+        """The servers' TLS context from ``tls`` (None: plain HTTP)."""
+        if self._tls is None:
+            return None
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(*self._tls)
+        return context
+
     def _wait_ready(self, timeout: float = 15.0) -> None:
         deadline = time.monotonic() + timeout
-        with httpx.Client(timeout=2.0) as http:
+        with httpx.Client(timeout=2.0, verify=False) as http:  # its own certificate
             while True:
                 try:
                     if http.get(f"{self.root_url}/liveness").status_code == 200:
@@ -238,8 +256,9 @@ class HCPEmulator:
 
     @property
     def root_url(self) -> str:
-        """``http://host:port`` (health probes, ``/_emulator`` control routes)."""
-        return f"http://{_client_host(self._host)}:{self._require_started().port}"
+        """``http(s)://host:port`` (health probes, ``/_emulator`` control routes)."""
+        scheme = "https" if self._tls else "http"
+        return f"{scheme}://{_client_host(self._host)}:{self._require_started().port}"
 
     @property
     def base_url(self) -> str:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import io
 import json
 import socket
+import ssl
 from http import HTTPStatus
 import threading
 import time
@@ -453,7 +454,10 @@ class S3Server:
         port: int = 0,
         enforce_presign_expiry: bool = True,
         rules: HcpRules | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
+        """``tls``: a server context; with it a second listener serves the same S3 over HTTPS
+        (the emulator's own calls stay on the plain one)."""
         assembly.install()
         self._app = DataPlaneMiddleware(
             DomainDispatcherApplication(create_backend_app),
@@ -464,32 +468,47 @@ class S3Server:
         )
         self._host = host
         self._port = port
+        self._tls = tls
         self._server: BaseWSGIServer | None = None
-        self._thread: threading.Thread | None = None
+        self._tls_server: BaseWSGIServer | None = None
+        self._threads: list[threading.Thread] = []
 
     def start(self) -> None:
-        self._server = make_server(
+        self._server = self._serve(None)
+        if self._tls is not None:
+            self._tls_server = self._serve(self._tls)
+
+    def _serve(self, tls: ssl.SSLContext | None) -> BaseWSGIServer:
+        """One listener (plain, or TLS with ``tls``) on the same app, in its own thread."""
+        server = make_server(
             self._host,
-            self._port,
+            self._port if tls is None else 0,
             self._app,  # type: ignore[arg-type]
             threaded=True,
             request_handler=_KeepAliveHandler,
+            ssl_context=tls,
         )
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name="hcp-emulator-s3", daemon=True
-        )
-        self._thread.start()
+        thread = threading.Thread(target=server.serve_forever, name="hcp-emulator-s3", daemon=True)
+        thread.start()
+        self._threads.append(thread)
+        return server
 
     @property
     def port(self) -> int:
         assert self._server is not None, "start() first"
         return int(self._server.server_address[1])
 
+    @property
+    def tls_port(self) -> int | None:
+        """The TLS listener's port (None without ``tls``): what presigned URLs point at."""
+        return int(self._tls_server.server_address[1]) if self._tls_server is not None else None
+
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-        self._server = None
-        self._thread = None
+        for server in (self._server, self._tls_server):
+            if server is not None:
+                server.shutdown()
+                server.server_close()
+        for thread in self._threads:
+            thread.join(timeout=5)
+        self._server = self._tls_server = None
+        self._threads = []

@@ -130,9 +130,14 @@ def test_clients_share_one_tls_context_per_verify_setting() -> None:
     verifying one."""
     import ssl
 
-    from rahcp_prefect.client.client import _ssl_context
+    from rahcp_prefect.client import HCPClient
+    from rahcp_prefect.client.tls import ssl_context
 
-    verifying, lax = _ssl_context(True), _ssl_context(False)
-    assert verifying is _ssl_context(True) and lax is _ssl_context(False)
+    verifying, lax = ssl_context(True, None), ssl_context(False, None)
+    assert verifying is ssl_context(True, None) and lax is ssl_context(False, None)
     assert verifying.verify_mode == ssl.CERT_REQUIRED and verifying.check_hostname
     assert lax.verify_mode == ssl.CERT_NONE and not lax.check_hostname
+    # one context per client, shared by its two planes
+    one, two = HCPClient(), HCPClient(verify_ssl=False)
+    assert one.ssl_context is verifying and one.data.ssl_context is verifying
+    assert two.ssl_context is lax and two.data.ssl_context is lax

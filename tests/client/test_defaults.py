@@ -1,48 +1,142 @@
-"""Defaults defined once: the blocks, the client config, the engine configs and the flows all
-take their defaults from ``rahcp_prefect.defaults``."""
+"""Each setting is declared once (``ConnectionSettings``, ``WireSettings``, ``EngineSettings``,
+``CommitSettings``) and reaches every layer from the blocks: a flow's client and engine, built
+from ``HCPCredentials`` and ``HCPTransferSettings`` (and ``settings_overrides``) as the flows
+build them, get every value the blocks hold."""
 
 from __future__ import annotations
 
 import inspect
 from dataclasses import fields
+from pathlib import Path
 from typing import Any
+
+import pytest
 
 from rahcp_prefect import defaults
 from rahcp_prefect.blocks import HCPCredentials, HCPTransferSettings
 from rahcp_prefect.bulk.config import BulkDownloadConfig, BulkUploadConfig
+from rahcp_prefect.bulk.settings import EngineSettings
 from rahcp_prefect.bulk.validation import MAX_KEY_BYTES as VALIDATION_MAX_KEY_BYTES
-from rahcp_prefect.bulk.verify import hash_objects
-from rahcp_prefect.client import HCPClient
-from rahcp_prefect.client.config import ClientConfig, TransferSettings
+from rahcp_prefect.client.config import ENV_VARIABLES, ClientConfig, ConnectionSettings, WireSettings
+from rahcp_prefect.job.settings import CommitSettings
 from rahcp_prefect.testing.storage import MAX_KEY_BYTES as EMULATOR_MAX_KEY_BYTES
+from rahcp_prefect.tracker import create_tracker
 from rahcp_prefect.tracker.base import MAX_TRACKED_TEXT_BYTES
 
-ENGINE = {
-    "workers": defaults.WORKERS,
-    "queue_depth": defaults.QUEUE_DEPTH,
-    "presign_batch_size": defaults.PRESIGN_BATCH_SIZE,
-    "chunk_size": defaults.CHUNK_SIZE,
-    "progress_interval": defaults.PROGRESS_INTERVAL,
-}
-MULTIPART = {
-    "multipart_threshold": defaults.MULTIPART_THRESHOLD,
-    "multipart_chunk": defaults.MULTIPART_CHUNK,
-    "multipart_concurrency": defaults.MULTIPART_CONCURRENCY,
-}
-THROTTLING = {
-    "retry_deadline": defaults.RETRY_DEADLINE,
-    "max_bandwidth": defaults.MAX_BANDWIDTH,
-}
+MIB = 1024 * 1024
+
 CONNECTION = {
-    "endpoint": defaults.ENDPOINT,
-    "timeout": defaults.TIMEOUT,
-    "max_retries": defaults.MAX_RETRIES,
-    "retry_base_delay": defaults.RETRY_BASE_DELAY,
+    "endpoint": "https://hcp.example/api/v1",
+    "tenant": "archive",
+    "verify_ssl": False,
+    "ca_bundle": "/etc/pki/archive-ca.pem",
+    "timeout": 12.5,
+    "max_retries": 7,
+    "retry_base_delay": 0.25,
+}
+WIRE = {
+    "multipart_threshold": 50 * MIB,
+    "multipart_chunk": 16 * MIB,
+    "multipart_concurrency": 3,
+    "complete_timeout_per_gib": 45.0,
+    "max_connections": 17,
+    "retry_deadline": 99.0,
+    "max_bandwidth": 5 * MIB,
+}
+ENGINE = {
+    "workers": 21,
+    "queue_depth": 3,
+    "presign_batch_size": 50,
+    "chunk_size": 2 * MIB,
+    "stream_threshold": 20 * MIB,
+    "progress_interval": 0.5,
+    "verify_upload": True,
+    "verify_download": True,
 }
 
 
-def _field_defaults(model: Any) -> dict[str, Any]:
-    return {name: info.default for name, info in model.model_fields.items()}
+def _non_default(model: Any) -> None:
+    """Every value above differs from its default, so arriving proves it came from the block."""
+    for values in (CONNECTION, WIRE, ENGINE):
+        for name, value in values.items():
+            if name in model.model_fields:
+                assert model.model_fields[name].default != value, name
+
+
+def test_every_client_setting_is_declared_once_and_in_a_block() -> None:
+    identity = {"username", "password"}
+    assert set(ClientConfig.model_fields) == set(ConnectionSettings.model_fields) | set(WireSettings.model_fields) | identity
+    assert set(ConnectionSettings.model_fields) == set(CONNECTION)
+    assert set(WireSettings.model_fields) == set(WIRE)
+    assert set(EngineSettings.model_fields) == set(ENGINE)
+    for name in ClientConfig.model_fields:  # every ClientConfig field reachable from a block
+        assert name in HCPCredentials.model_fields or name in HCPTransferSettings.model_fields, name
+    blocks = set(HCPTransferSettings.model_fields) - {"block_type_slug"}
+    assert blocks == set(WireSettings.model_fields) | set(EngineSettings.model_fields) | set(CommitSettings.model_fields)
+    for name, info in ClientConfig.model_fields.items():  # one declaration: the same FieldInfo
+        owner = HCPCredentials if name in HCPCredentials.model_fields else HCPTransferSettings
+        if name not in identity:
+            assert owner.model_fields[name].default == info.default, name
+            assert owner.model_fields[name].metadata == info.metadata, name  # the same bounds
+            assert owner.model_fields[name].description == info.description, name
+        assert ENV_VARIABLES[name][0] == f"HCP_{name.upper()}"
+    _non_default(ClientConfig)
+    _non_default(EngineSettings)
+
+
+async def test_a_flows_client_and_engine_get_every_value_of_the_blocks(tmp_path: Path) -> None:
+    (tmp_path / "ca.pem").write_text("unused: verify_ssl is off")
+    credentials = HCPCredentials(username="u", password="pw", **CONNECTION)
+    half = dict(list(ENGINE.items())[:4]) | dict(list(WIRE.items())[:3])
+    settings = HCPTransferSettings(**half).with_overrides(  # the rest as a run's settings_overrides
+        {name: value for name, value in (ENGINE | WIRE).items() if name not in half}
+    )
+    client = credentials.get_client(settings)  # what the flows' tasks open (tasks.open_client)
+    try:
+        config = client.config
+        for name, value in (CONNECTION | WIRE).items():
+            assert getattr(config, name) == value, name
+        assert (config.username, config.password.get_secret_value()) == ("u", "pw")
+        assert client.data.max_connections == WIRE["max_connections"]
+        assert client.data.bandwidth is not None and client.data.retry_deadline == WIRE["retry_deadline"]
+        assert client.data.timeout == CONNECTION["timeout"] and client.data.max_retries == CONNECTION["max_retries"]
+        assert config.complete_timeout(1024**3) == 120.0 + WIRE["complete_timeout_per_gib"]
+        assert client.ssl_context is client.data.ssl_context
+
+        tracker = create_tracker(str(tmp_path / "t.db"), job="j")
+        try:
+            upload = BulkUploadConfig(client=client, bucket="bkt", source_dir=tmp_path, tracker=tracker,
+                                      **settings.engine_options("upload"))
+            download = BulkDownloadConfig(client=client, bucket="bkt", dest_dir=tmp_path, tracker=tracker,
+                                          **settings.engine_options("download"))
+        finally:
+            tracker.close()
+        for config_, direction in ((upload, "upload"), (download, "download")):
+            present = {item.name for item in fields(config_)} & set(ENGINE)
+            assert present == set(settings.engine_options(direction))
+            for name in present:
+                assert getattr(config_, name) == ENGINE[name], (direction, name)
+        # every engine setting reaches at least one engine config
+        assert set(ENGINE) <= {item.name for item in fields(BulkUploadConfig)} | {item.name for item in fields(BulkDownloadConfig)}
+    finally:
+        await client.aclose()
+
+
+def test_every_client_setting_can_be_read_from_the_environment() -> None:
+    environ = {f"HCP_{name.upper()}": str(value) for name, value in (CONNECTION | WIRE).items()}
+    config = ClientConfig.from_env(environ)
+    for name, value in (CONNECTION | WIRE).items():
+        assert getattr(config, name) == value, name
+
+
+def test_bounds_are_one_bound_everywhere() -> None:
+    for make in (lambda v: ClientConfig(**v), lambda v: HCPTransferSettings(**v)):
+        with pytest.raises(ValueError, match="multipart_concurrency"):
+            make({"multipart_concurrency": 257})
+        with pytest.raises(ValueError, match="max_connections"):
+            make({"max_connections": 0})
+    with pytest.raises(ValueError, match="settings_overrides: complete_timeout_per_gib"):
+        HCPTransferSettings().with_overrides({"complete_timeout_per_gib": -1})
 
 
 def _signature_defaults(function: Any) -> dict[str, Any]:
@@ -51,52 +145,6 @@ def _signature_defaults(function: Any) -> dict[str, Any]:
         for name, parameter in inspect.signature(function).parameters.items()
         if parameter.default is not inspect.Parameter.empty
     }
-
-
-def test_the_documented_defaults() -> None:
-    assert (defaults.WORKERS, defaults.QUEUE_DEPTH, defaults.PRESIGN_BATCH_SIZE) == (10, 8, 200)
-    assert (defaults.MULTIPART_THRESHOLD, defaults.MULTIPART_CHUNK) == (100 * 1024**2, 64 * 1024**2)
-    assert (defaults.MULTIPART_CONCURRENCY, defaults.COMMIT_CONCURRENCY, defaults.BATCH_SIZE) == (6, 8, 5000)
-
-
-def test_transfer_settings_block_defaults_are_the_defaults() -> None:
-    block = _field_defaults(HCPTransferSettings)
-    expected = ENGINE | MULTIPART | THROTTLING | {
-        "stream_threshold": defaults.STREAM_THRESHOLD,
-        "commit_concurrency": defaults.COMMIT_CONCURRENCY,
-    }
-    assert {name: block[name] for name in expected} == expected
-    assert HCPTransferSettings().engine_options("download") | HCPTransferSettings().client_options() == (
-        ENGINE | MULTIPART | THROTTLING | {"stream_threshold": defaults.STREAM_THRESHOLD, "verify_download": False}
-    )
-
-
-def test_credentials_block_and_client_config_agree() -> None:
-    block = _field_defaults(HCPCredentials)
-    assert {name: block[name] for name in CONNECTION} == CONNECTION
-    config = _field_defaults(ClientConfig)
-    expected = CONNECTION | MULTIPART | THROTTLING | {
-        "complete_timeout_per_gib": defaults.COMPLETE_TIMEOUT_PER_GIB,
-        "max_connections": defaults.MAX_CONNECTIONS,
-    }
-    assert {name: config[name] for name in expected} == expected
-    client = _signature_defaults(HCPClient.__init__)
-    assert {name: client[name] for name in expected} == expected
-    settings = _field_defaults(TransferSettings)
-    assert {name: settings[name] for name in MULTIPART} == MULTIPART
-    assert settings["timeout"] == defaults.TIMEOUT
-
-
-def test_engine_configs_and_the_fixity_check_agree() -> None:
-    for config in (BulkUploadConfig, BulkDownloadConfig):
-        engine = {item.name: item.default for item in fields(config)}
-        assert {name: engine[name] for name in ENGINE} == ENGINE
-    assert {item.name: item.default for item in fields(BulkDownloadConfig)}["stream_threshold"] == (
-        defaults.STREAM_THRESHOLD
-    )
-    verify = _signature_defaults(hash_objects)
-    expected = {name: ENGINE[name] for name in ("workers", "queue_depth", "presign_batch_size", "chunk_size")}
-    assert {name: verify[name] for name in expected} == expected
 
 
 def test_flow_parameters_default_to_the_defaults() -> None:
@@ -112,3 +160,11 @@ def test_flow_parameters_default_to_the_defaults() -> None:
 def test_one_key_limit_and_the_trackers_wider_column() -> None:
     assert VALIDATION_MAX_KEY_BYTES == EMULATOR_MAX_KEY_BYTES == defaults.MAX_KEY_BYTES == 1024
     assert MAX_TRACKED_TEXT_BYTES > defaults.MAX_KEY_BYTES  # a too-long key is still recorded
+
+
+def test_a_block_refuses_a_setting_it_does_not_have() -> None:
+    """Prefect blocks take unknown fields and drop them: ``ca_bundle`` was once ignored so."""
+    with pytest.raises(ValueError, match=r"HCPCredentials has no setting 'ca_bundel'; its settings: ca_bundle, "):
+        HCPCredentials(username="u", password="p", ca_bundel="/etc/pki/ca.pem")
+    with pytest.raises(ValueError, match=r"HCPTransferSettings has no setting 'max_worker'"):
+        HCPTransferSettings(max_worker=3)
