@@ -453,10 +453,12 @@ class S3Server:
         port: int = 0,
         enforce_presign_expiry: bool = True,
         rules: HcpRules | None = None,
+        app: WSGIApp | None = None,
     ) -> None:
+        """``app``: the S3 behind the middleware (default moto's; ``metaserver.MetaS3App``)."""
         assembly.install()
         self._app = DataPlaneMiddleware(
-            DomainDispatcherApplication(create_backend_app),
+            app or DomainDispatcherApplication(create_backend_app),
             faults,
             counter,
             enforce_presign_expiry=enforce_presign_expiry,
