@@ -2,7 +2,8 @@
 
 It stands where moto's app stands behind ``DataPlaneMiddleware`` (counts, faults, expiry and
 HCP's rules still apply first). Served: ``PUT`` of an object or a part (the body is hashed and
-dropped), ``GET`` (zeros of the object's length; a single ``bytes=a-b`` range too), ``HEAD``,
+dropped), ``GET`` (zeros of the object's length, or the bytes of a key the store keeps; a single
+``bytes=a-b`` range too), ``HEAD``,
 ``DELETE`` of an object or an upload (abort), and ``POST ?uploadId`` (complete). Anything else
 is 501 ``NotImplemented``: the API's routes reach the store in process (``MetaS3Client``).
 """
@@ -86,20 +87,22 @@ class MetaS3App:
         return [body]
 
     def _put(self, environ: dict[str, Any], start_response: StartResponse, bucket: str, key: str, query: dict[str, list[str]]) -> Iterable[bytes]:
-        size, md5 = _hash_body(environ)
+        size, md5, body = _hash_body(environ, self._store.keeps(key))
         etag = etag_of(md5)
         if "uploadId" in query:
             number = int(query.get("partNumber", ["0"])[0])
             with self._store.lock:
                 upload = self._client._upload(bucket, query["uploadId"][0], "UploadPart")
                 upload.parts[number] = (size, etag)
+                if body is not None:
+                    upload.bodies[number] = body
         else:
             checksums = tuple(
                 (name[5:].lower().replace("_", "-"), str(value))
                 for name, value in environ.items()
                 if name.startswith("HTTP_X_AMZ_CHECKSUM_")
             )
-            self._store.store(bucket, key, size, etag, checksums)
+            self._store.store(bucket, key, size, etag, checksums, body)
         return self._answer(start_response, 200, b"", [("ETag", etag)])
 
     def _get(self, environ: dict[str, Any], start_response: StartResponse, bucket: str, key: str, head: bool) -> Iterable[bytes]:
@@ -117,10 +120,12 @@ class MetaS3App:
             last = min(int(match.group(2)) if match.group(2) else obj.size - 1, obj.size - 1)
             headers += [("Content-Length", str(last - first + 1)), ("Content-Range", f"bytes {first}-{last}/{obj.size}")]
             start_response("206 Partial Content", headers)
-            return _zeros(last - first + 1)
+            return [obj.body[first : last + 1]] if obj.body is not None else _zeros(last - first + 1)
         headers.append(("Content-Length", str(obj.size)))
         start_response("200 OK", headers)
-        return [] if head else _zeros(obj.size)
+        if head:
+            return []
+        return [obj.body] if obj.body is not None else _zeros(obj.size)
 
     def _complete(self, environ: dict[str, Any], start_response: StartResponse, bucket: str, key: str, upload_id: str) -> Iterable[bytes]:
         length = int(environ.get("CONTENT_LENGTH") or 0)
@@ -142,11 +147,12 @@ class MetaS3App:
         return self._answer(start_response, 200, body)
 
 
-def _hash_body(environ: dict[str, Any]) -> tuple[int, bytes]:
-    """Read the request body, returning its length and MD5 (the bytes are not kept)."""
+def _hash_body(environ: dict[str, Any], keep: bool) -> tuple[int, bytes, bytes | None]:
+    """Read the request body: its length, its MD5, and the bytes when ``keep`` (else None)."""
     length = int(environ.get("CONTENT_LENGTH") or 0)
     stream = environ["wsgi.input"]
     md5 = hashlib.md5()
+    kept: list[bytes] = []
     got = 0
     while got < length:
         chunk = stream.read(min(length - got, 1 << 20))
@@ -154,4 +160,6 @@ def _hash_body(environ: dict[str, Any]) -> tuple[int, bytes]:
             break
         md5.update(chunk)
         got += len(chunk)
-    return got, md5.digest()
+        if keep:
+            kept.append(chunk)
+    return got, md5.digest(), b"".join(kept) if keep else None

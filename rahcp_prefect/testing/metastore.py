@@ -10,6 +10,8 @@ arrive and dropped. What this means for a client:
   behave as on S3, with HCP's namespace rules (``namespace_rules``) as in the default store;
 - a GET answers zeros of the object's length (ranges too): the length is right, the bytes are
   not, so a download "works" and a digest check of it fails. Use it to measure uploads;
+- except for the keys matching ``keep`` (by default ``*manifest*`` and ``*rahcp*``: the records a
+  job writes beside its files and reads back), whose bytes are kept and served as written;
 - only the latest version of a key is kept (a versioned namespace's copy-over replaces it).
 
 ``MetaS3Client`` is the in-process, boto3-shaped client the API routes call (no HTTP, no boto3
@@ -24,6 +26,7 @@ import io
 import secrets
 import threading
 import time
+from fnmatch import fnmatchcase
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -49,6 +52,8 @@ class MetaObject:
     stored_at: float
     checksums: tuple[tuple[str, str], ...] = ()
     """``x-amz-checksum-*`` headers sent with it, as (name, value)."""
+    body: bytes | None = None
+    """The bytes, only for a key the store keeps them of (``MetaStore.keeps``)."""
 
     @property
     def last_modified(self) -> datetime:
@@ -62,6 +67,7 @@ class MetaUpload:
     key: str
     initiated: float
     parts: dict[int, tuple[int, str]] = field(default_factory=dict)
+    bodies: dict[int, bytes] = field(default_factory=dict)  # only for a key whose bytes are kept
 
 
 class MetaBucket:
@@ -110,12 +116,25 @@ def multipart_etag(etags: list[str]) -> str:
     return f'"{hashlib.md5(joined).hexdigest()}-{len(etags)}"'
 
 
-class MetaStore:
-    """Every bucket, behind one lock (each operation is a few dict and bisect steps)."""
+KEEP_BYTES = ("*manifest*", "*rahcp*")
+"""Keys (globs) whose bytes the store keeps by default: the records a job writes and reads back
+(its manifest, its files' times), never the files themselves."""
 
-    def __init__(self) -> None:
+
+class MetaStore:
+    """Every bucket, behind one lock (each operation is a few dict and bisect steps).
+
+    ``keep``: globs (``fnmatch``, on the whole key) of the keys whose bytes are kept after all,
+    so what a client writes to read back (a job's manifest) reads back as written.
+    """
+
+    def __init__(self, keep: tuple[str, ...] = KEEP_BYTES) -> None:
         self.lock = threading.RLock()
         self.buckets: dict[str, MetaBucket] = {}
+        self.keep = tuple(keep)
+
+    def keeps(self, key: str) -> bool:
+        return any(fnmatchcase(key, pattern) for pattern in self.keep)
 
     def bucket(self, name: str) -> MetaBucket | None:
         return self.buckets.get(name)
@@ -133,9 +152,15 @@ class MetaStore:
         return found
 
     def store(
-        self, bucket: str, key: str, size: int, etag: str, checksums: tuple[tuple[str, str], ...] = ()
+        self,
+        bucket: str,
+        key: str,
+        size: int,
+        etag: str,
+        checksums: tuple[tuple[str, str], ...] = (),
+        body: bytes | None = None,
     ) -> MetaObject:
-        obj = MetaObject(size, etag, time.time(), checksums)
+        obj = MetaObject(size, etag, time.time(), checksums, body if self.keeps(key) else None)
         with self.lock:
             self.require(bucket, "PutObject").put(key, obj)
         return obj
@@ -201,7 +226,7 @@ class MetaS3Client:
         with self._store.lock:
             self._store.require(Bucket, "PutObject")
             self._write_allowed(Bucket, Key, "PutObject")
-            obj = self._store.store(Bucket, Key, len(data), etag_of(hashlib.md5(data).digest()))
+            obj = self._store.store(Bucket, Key, len(data), etag_of(hashlib.md5(data).digest()), body=data)
         self._stored(Bucket, Key)
         return {"ETag": obj.etag}
 
@@ -218,16 +243,17 @@ class MetaS3Client:
         }
 
     def get_object(self, Bucket: str, Key: str, **_: Any) -> dict[str, Any]:  # noqa: N803
-        """The object's length in zeros (the bytes were never kept)."""
+        """The object's bytes when kept, else its length in zeros."""
         obj = self._store.object(Bucket, Key, "GetObject")
-        return {**self.head_object(Bucket=Bucket, Key=Key), "Body": io.BytesIO(bytes(obj.size))}
+        body = obj.body if obj.body is not None else bytes(obj.size)
+        return {**self.head_object(Bucket=Bucket, Key=Key), "Body": io.BytesIO(body)}
 
     def copy_object(self, Bucket: str, Key: str, CopySource: dict[str, str], **_: Any) -> dict[str, Any]:  # noqa: N803
         with self._store.lock:
             source = self._store.object(CopySource["Bucket"], CopySource["Key"], "CopyObject")
             self._store.require(Bucket, "CopyObject")
             self._write_allowed(Bucket, Key, "CopyObject")
-            obj = self._store.store(Bucket, Key, source.size, source.etag, source.checksums)
+            obj = self._store.store(Bucket, Key, source.size, source.etag, source.checksums, source.body)
         self._stored(Bucket, Key)
         return {"CopyObjectResult": {"ETag": obj.etag, "LastModified": obj.last_modified}}
 
@@ -401,7 +427,8 @@ class MetaS3Client:
                 raise client_error("EntityTooSmall", "Your proposed upload is smaller than the minimum allowed object size.", 400, "CompleteMultipartUpload")
             self._write_allowed(Bucket, Key, "CompleteMultipartUpload")
             etag = multipart_etag([upload.parts[n][1] for n in numbers])
-            self._store.store(Bucket, Key, sum(sizes), etag)
+            body = b"".join(upload.bodies.get(n, b"") for n in numbers) if upload.bodies else None
+            self._store.store(Bucket, Key, sum(sizes), etag, body=body)
             del self._store.buckets[Bucket].multiparts[UploadId]
         self._stored(Bucket, Key)
         return {"Bucket": Bucket, "Key": Key, "ETag": etag}

@@ -135,3 +135,18 @@ def test_sorted_keys_stays_sorted_through_splits_and_removals() -> None:
 def test_an_unknown_store_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match="store 'bytes'"):
         HCPEmulator(store="bytes")
+
+
+def test_the_jobs_own_records_keep_their_bytes(meta_api: httpx.Client, bucket: str) -> None:
+    """A manifest is written to be read back: keys matching the store's ``keep`` globs keep bytes."""
+    text = b"0123abcd  one.txt\n"
+    put_object(meta_api, bucket, "archive/manifest-sha256.txt", text)
+    copied = meta_api.post(
+        f"/buckets/{bucket}/objects/final/manifest-sha256.txt/copy",
+        json={"source_bucket": bucket, "source_key": "archive/manifest-sha256.txt"},
+    )
+    assert copied.status_code == 200
+    for key in ("archive/manifest-sha256.txt", "final/manifest-sha256.txt"):
+        url = meta_api.post("/presign", json={"bucket": bucket, "key": key, "method": "get_object"}).json()["url"]
+        assert httpx.get(url).content == text
+        assert httpx.get(url, headers={"Range": "bytes=4-7"}).content == b"abcd"
