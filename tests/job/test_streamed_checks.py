@@ -1,0 +1,72 @@
+"""The checks that walk the job's records and a listing in step (``job.merge``), on both tracker
+backends against the emulator: every kind of problem found, in key order, the rest counted."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+
+from rahcp_prefect.job import plan_staging, verify_staging
+from rahcp_prefect.job.errors import StagingVerificationError
+from rahcp_prefect.job.merge import SHOWN, Problems, outer_join
+from rahcp_prefect.tracker import TransferStatus
+
+OpenTracker = Callable[..., Any]
+done = TransferStatus.done
+
+
+async def _stream(items: list[tuple[str, int]]) -> AsyncIterator[tuple[str, int]]:
+    for item in items:
+        yield item
+
+
+async def test_outer_join_pairs_two_sorted_streams_by_key() -> None:
+    left = [("a", 1), ("c", 3), ("é", 5), ("\U0001f600", 6)]
+    right = [("b", 20), ("c", 30), ("z", 40), ("\U0001f600", 60)]
+    joined = [row async for row in outer_join(_stream(left), iter(right))]
+    assert joined == [
+        ("a", 1, None), ("b", None, 20), ("c", 3, 30), ("z", None, 40), ("é", 5, None), ("\U0001f600", 6, 60),
+    ]
+    assert [row async for row in outer_join(_stream([]), iter(right[:1]))] == [("b", None, 20)]
+
+
+def test_problems_name_the_first_and_count_the_rest() -> None:
+    problems = Problems()
+    assert not problems
+    for index in range(SHOWN + 3):
+        problems.add(f"k{index}: wrong")
+    assert problems.count == SHOWN + 3 and len(problems.shown) == SHOWN
+    assert problems.text().endswith("k4: wrong (and 3 more)")
+
+
+async def test_the_staging_check_walks_staging_the_records_and_the_final_prefix_in_step(
+    open_tracker: OpenTracker, hcp_emulator: Any, hcp_client: Any, hcp_bucket: str
+) -> None:
+    tracker = open_tracker()
+    plan = plan_staging(tracker, hcp_bucket, "final/", "run-1")
+    staging = plan.staging_prefix
+    for name in ("a", "c", "d", "é"):  # staged and recorded (d with another size)
+        hcp_emulator.s3.put_object(Bucket=hcp_bucket, Key=staging + name, Body=b"12")
+    hcp_emulator.s3.put_object(Bucket=hcp_bucket, Key="final/b", Body=b"123")  # committed earlier
+    hcp_emulator.s3.put_object(Bucket=hcp_bucket, Key="final/f", Body=b"1")  # committed, other size
+    for name, size in (("a", 2), ("b", 3), ("c", 2), ("é", 2), ("d", 5), ("f", 4), ("g", 1)):
+        tracker.mark(staging + name, size, done)
+    tracker.mark("elsewhere/x", 1, done)  # another prefix: not this check's
+    tracker.flush()
+    hcp_emulator.s3.put_object(Bucket=hcp_bucket, Key=staging + "e", Body=b"1")  # staged, never recorded
+    with pytest.raises(StagingVerificationError) as caught:
+        await verify_staging(hcp_client, tracker, plan)
+    message = str(caught.value)
+    assert "failed for 4 key(s)" in message
+    named = [part.split(": ", 1)[0] for part in message.split(": ", 1)[1].split("; ")]
+    assert named == [staging + name for name in ("d", "e", "f", "g")]  # key order
+    assert f"{staging}d: 2 bytes in staging, 5 recorded" in message
+    assert f"{staging}e: in staging but not recorded as done" in message
+    assert f"{staging}g: recorded as done but neither staged nor committed" in message
+    for name in ("d", "e", "f", "g"):
+        hcp_emulator.s3.delete_object(Bucket=hcp_bucket, Key=staging + name)
+        tracker.delete(staging + name)
+    tracker.flush()
+    assert await verify_staging(hcp_client, tracker, plan) == 3  # a, c, é wait; b was committed
