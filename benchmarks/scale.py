@@ -9,7 +9,7 @@ of ``RAHCP_TEST_POSTGRES_DSN``) and one ``bulk-upload`` flow run in a fresh chil
 one Prefect server (its own process too): scan, sync, transfer, staging check, commit, final
 check, manifest. The store, the API and Prefect's server run in other processes, so
 ``peak_rss_mb`` (the child's ``ru_maxrss``) and ``cpu_us_per_file`` (its user+system CPU from the
-flow's start to its end, over N) are the flow's own.
+flow's start to its end, over N) are the flow's own. MB here is 10^6 bytes.
 
 Prints one JSON line per N: ``files``, ``committed``, ``peak_rss_mb``, ``cpu_us_per_file``,
 ``seconds`` (the flow's wall time), ``phases`` (seconds per phase: the run's own phases, and
@@ -210,7 +210,7 @@ async def _run_flow(spec: dict[str, Any]) -> dict[str, Any]:
         "committed": result.get("committed"),
         "seconds": round(seconds, 2),
         "cpu_seconds": round(cpu, 2),
-        "peak_rss_mb": round(after.ru_maxrss / 1024, 1),
+        "peak_rss_mb": round(after.ru_maxrss * 1024 / 1e6, 1),  # KiB -> MB, as the sampler
         "phases": {name: round(value, 2) for name, value in meter.seconds.items()},
         "phase_peak_rss_mb": {name: round(value, 1) for name, value in meter.peak.items()},
         "run_phases": {name: phase.get("seconds") for name, phase in (result.get("phases") or {}).items()},
