@@ -366,6 +366,16 @@ class BufferedTracker(ABC):
                 return
             after = rows[-1][0]
 
+    def statuses_of(self, keys: Iterable[str]) -> dict[str, TransferStatus]:
+        """``{key: status}`` of those of ``keys`` this job holds (in chunks of ``DELETE_BATCH``):
+        a question about a batch of keys, never an answer the size of the job."""
+        found: dict[str, TransferStatus] = {}
+        for chunk in batched(keys, DELETE_BATCH):
+            marks = ", ".join(["{p}"] * len(chunk))
+            sql = f'SELECT "key", status FROM {TRANSFERS} WHERE job = {{p}} AND "key" IN ({marks})'
+            found.update((key, _STATUSES[status]) for key, status in self._select(sql, self.job, *chunk))
+        return found
+
     def done_digests(self) -> dict[str, FileDigests]:
         """``{key: FileDigests(size, sha256, md5)}`` of every key of this job marked done."""
         sql = f'SELECT "key", size, sha256, md5 FROM {TRANSFERS} WHERE job = {{p}} AND status = {{p}}'
