@@ -185,7 +185,10 @@ class HcpRules:
         """An object was stored: its retention starts now, from the namespace default."""
         until = retention_until(self.settings(bucket).retention_default, time.time())
         with self._lock:
-            self._objects[(bucket, key)] = _ObjectState(until)
+            if until is None:  # nothing to keep: no retention, and a new object is not held
+                self._objects.pop((bucket, key), None)
+            else:
+                self._objects[(bucket, key)] = _ObjectState(until)
             folders = self._folders.get(bucket)
             if folders is not None:
                 folders.update(_folders_of(key))
