@@ -70,3 +70,34 @@ async def test_the_staging_check_walks_staging_the_records_and_the_final_prefix_
         tracker.delete(staging + name)
     tracker.flush()
     assert await verify_staging(hcp_client, tracker, plan) == 3  # a, c, é wait; b was committed
+
+
+async def test_the_final_check_streams_without_the_jobs_records_in_hand(
+    open_tracker: OpenTracker, hcp_emulator: Any, hcp_client: Any, hcp_bucket: str
+) -> None:
+    """``check_final`` without ``done`` merges the final listing with ``iter_done_digests``:
+    the same verdict as with the records in hand, and no listing kept."""
+    import hashlib
+
+    from rahcp_prefect.job import check_final
+
+    tracker = open_tracker()
+    plan = plan_staging(tracker, hcp_bucket, "final/", "run-1")
+    bodies = {"a": b"aa", "b": b"bbb", "c": b"c", "é": b"e", "z": b"zz"}
+    for name, body in bodies.items():
+        tracker.mark(plan.staging_prefix + name, len(body), done, md5=hashlib.md5(body).hexdigest())
+    tracker.mark("elsewhere/x", 1, done)
+    tracker.flush()
+    hcp_emulator.s3.put_object(Bucket=hcp_bucket, Key="final/a", Body=b"aa")
+    hcp_emulator.s3.put_object(Bucket=hcp_bucket, Key="final/b", Body=b"bb")  # other size
+    hcp_emulator.s3.put_object(Bucket=hcp_bucket, Key="final/c", Body=b"x")  # other bytes, same size
+    hcp_emulator.s3.put_object(Bucket=hcp_bucket, Key="final/extra", Body=b"1")  # not the job's
+    hcp_emulator.s3.put_object(Bucket=hcp_bucket, Key="final/é", Body=b"e")
+    streamed = await check_final(hcp_client, tracker, plan)
+    in_hand = await check_final(hcp_client, tracker, plan, tracker.done_digests())
+    assert streamed.checked == in_hand.checked == 5
+    assert streamed.missing == in_hand.missing == ["final/z"]
+    assert streamed.wrong_size == in_hand.wrong_size == [("final/b", 2, 3)]
+    assert [key for key, _, _ in streamed.wrong_md5] == [key for key, _, _ in in_hand.wrong_md5] == ["final/c"]
+    assert streamed.listed == {} and "final/extra" in in_hand.listed
+    assert list(tracker.iter_done_digests(plan.staging_prefix, page_size=2))[0][1].size == 2
