@@ -237,6 +237,13 @@ def _postgres_schema_dsn(base: str, schema: str) -> str:
     return f"{base}{sep}options=-csearch_path%3D{schema}"
 
 
+def _drop_schema(base: str, schema: str) -> None:
+    import psycopg
+
+    with psycopg.connect(base, autocommit=True) as conn:
+        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
 def one(files: int, args: argparse.Namespace, env: dict[str, str], work: Path) -> dict[str, Any]:
     source = source_tree(Path(args.data_dir), files, args.size)
     tag = uuid.uuid4().hex[:8]
@@ -249,14 +256,18 @@ def one(files: int, args: argparse.Namespace, env: dict[str, str], work: Path) -
         if not base:
             raise SystemExit("--tracker postgres needs RAHCP_TEST_POSTGRES_DSN")
         spec["dsn"] = _postgres_schema_dsn(base, f"scale_{tag}")
-    with metadata_emulator() as (api, emulator_pid):
-        spec["api"] = api
-        create_bucket(api, spec["bucket"])
-        done = subprocess.run(
-            [sys.executable, "-m", "benchmarks.scale", "--child", json.dumps(spec)],
-            env=env, capture_output=True, text=True,
-        )
-        emulator_rss = rss_mb_of(emulator_pid)
+    try:
+        with metadata_emulator() as (api, emulator_pid):
+            spec["api"] = api
+            create_bucket(api, spec["bucket"])
+            done = subprocess.run(
+                [sys.executable, "-m", "benchmarks.scale", "--child", json.dumps(spec)],
+                env=env, capture_output=True, text=True,
+            )
+            emulator_rss = rss_mb_of(emulator_pid)
+    finally:
+        if "dsn" in spec:
+            _drop_schema(os.environ["RAHCP_TEST_POSTGRES_DSN"], f"scale_{tag}")
     lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
     if done.returncode != 0 or not lines:
         raise RuntimeError(f"the flow run for {files} files failed: {done.stderr[-3000:]}")
