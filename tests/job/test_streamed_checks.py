@@ -101,3 +101,26 @@ async def test_the_final_check_streams_without_the_jobs_records_in_hand(
     assert [key for key, _, _ in streamed.wrong_md5] == [key for key, _, _ in in_hand.wrong_md5] == ["final/c"]
     assert streamed.listed == {} and "final/extra" in in_hand.listed
     assert list(tracker.iter_done_digests(plan.staging_prefix, page_size=2))[0][1].size == 2
+
+
+def test_the_audit_merges_objects_in_key_order_with_what_is_expected() -> None:
+    """``StreamedAudit``: matches counted, every kind of problem named; ``InOrder`` hands over
+    results that finished in any order in the order their keys came."""
+    from rahcp_prefect.bulk.verify import InOrder, ObjectDigest
+    from rahcp_prefect.job.audit import StreamedAudit
+
+    expected = [("a", "AA"), ("b", "bb"), ("d", "dd"), ("e", "ee"), ("g", "gg")]
+    audit = StreamedAudit(iter(expected), "tracker")
+    order = InOrder(audit.hashed)
+    keys = ["a", "b", "c", "e", "f"]
+    for key in keys:
+        order.admit(key)
+    digest = {"a": "aa", "b": "xx", "c": "cc", "f": "ff"}
+    for key in ["e", "c", "a", "b"]:  # finished out of order; "f" never handled
+        order.done(key, ObjectDigest(1, digest[key], None) if key != "e" else None, "boom" if key == "e" else None)
+    order.finish()
+    report = audit.finish()
+    assert (report.expected, report.matches) == (5, 1)
+    assert report.mismatches == [("b", "bb", "xx")]
+    assert report.missing == ["d", "g"] and report.extra == ["c", "f"]
+    assert report.unreadable == {"e": "boom"} and not report.ok
