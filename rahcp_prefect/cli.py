@@ -66,6 +66,13 @@ def add_emulator_arguments(parser: argparse.ArgumentParser) -> None:
         help="cache listings this many seconds (HEADs 2.5 times as long), as the reference "
         "backend does with Redis (120); presigned PUTs do not invalidate it (default: off)",
     )
+    parser.add_argument(
+        "--store",
+        choices=("moto", "metadata"),
+        default="moto",
+        help="moto: keep objects with their bytes; metadata: keep each object's key, size, ETag "
+        "and digests only (a million objects fit in memory; GETs answer zeros of the right length)",
+    )
     parser.set_defaults(func=run_emulator)
 
 
@@ -97,6 +104,7 @@ def run_emulator(args: argparse.Namespace) -> int:
         s3_port=args.s3_port,
         s3_public_endpoint=args.s3_public_endpoint,
         cache_ttl=args.cache_ttl,
+        store=args.store,
         **({"mode": args.mode} if args.mode else {}),
     )
     with emulator:

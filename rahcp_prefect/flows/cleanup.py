@@ -27,9 +27,12 @@ from rahcp_prefect.bulk.validation import check_bucket
 from rahcp_prefect.flows.artifacts import artifact_key
 from rahcp_prefect.flows.common import load_blocks, run_id
 from rahcp_prefect.job import STAGING_ROOT, StagingPlan, roll_back
+from rahcp_prefect.job.errors import JobBusyError, JobModeError
+from rahcp_prefect.job.lease import hold_job
+from rahcp_prefect.job.policy import OnBusy
 from rahcp_prefect.job.leftovers import abort_stale_uploads, find_leftovers, live_prefixes, remove_leftover
 from rahcp_prefect.tasks import open_client
-from rahcp_prefect.tracker.protocol import JobInfo, JobState
+from rahcp_prefect.tracker.protocol import JobInfo, JobState, LeaseMode
 
 
 def _stale(info: JobInfo, cutoff: datetime) -> bool:
@@ -94,16 +97,15 @@ async def cleanup_staging(
             plan = StagingPlan(info.bucket, info.staging_prefix, info.final_prefix or "", resumed=True)
             tracker = blocks.tracker.get_tracker(info.job)
             try:
-                # hold the job while deleting its staging, so no run starts writing into it
-                lease = tracker.take_job_lease(owner, blocks.tracker.lease_seconds)
-                if not lease.held:
-                    logger.info("Job %s was taken by run %s meanwhile: left alone", info.job, lease.owner)
-                    continue
-                try:
-                    async with open_client(blocks.credentials) as client:
-                        removed = (await roll_back(client, tracker, plan)).staged
-                finally:
-                    tracker.release_job_lease(owner)
+                # hold the job (renewed) while deleting its staging, so no run starts writing into it
+                async with hold_job(
+                    tracker, owner, LeaseMode.single, blocks.tracker.lease_seconds, OnBusy.fail, log=logger
+                ) as lease, open_client(blocks.credentials) as client:
+                    lease.check()
+                    removed = (await roll_back(client, tracker, plan)).staged
+            except (JobBusyError, JobModeError) as exc:
+                logger.info("Job %s was taken meanwhile, left alone: %s", info.job, exc)
+                continue
             finally:
                 tracker.close()
         cleaned.append({"job": info.job, "bucket": info.bucket, "staging": info.staging_prefix, "removed": removed})

@@ -23,7 +23,7 @@ from rahcp_prefect.bulk.verify import hash_objects
 from rahcp_prefect.flows.artifacts import artifact_key
 from rahcp_prefect.flows.common import load_blocks
 from rahcp_prefect.flows.naming import tag_run, verify_run_name
-from rahcp_prefect.job.audit import FIRST_NAMED, AuditReport, compare, expected_from_tracker
+from rahcp_prefect.job.audit import FIRST_NAMED, AuditReport, StreamedAudit, expected_from_tracker
 from rahcp_prefect.job.manifest import manifest_key, read_manifest
 from rahcp_prefect.job.mtimes import audit_mtimes, mtimes_key
 from rahcp_prefect.tasks import open_client
@@ -74,7 +74,7 @@ async def bulk_verify(
     async with open_client(blocks.credentials, blocks.settings) as client:
         expected = await read_manifest(client, bucket, prefix) if against != "tracker" else None
         unrecorded: list[str] = []
-        source = "manifest"
+        tracker = None
         if expected is None:
             if against == "manifest" or job is None:
                 raise FixityCheckFailed(
@@ -82,15 +82,21 @@ async def bulk_verify(
                     + ("" if against == "manifest" else " and no job given to check against its tracker records")
                 )
             tracker = blocks.tracker.get_tracker(job)
-            try:
-                expected, unrecorded = expected_from_tracker(tracker)
-            finally:
+        try:  # the tracker's records are read in step with the objects, a page at a time
+            if tracker is None:
+                audit = StreamedAudit(sorted((expected or {}).items()), "manifest")
+            else:
+                audit = StreamedAudit(expected_from_tracker(tracker, unrecorded), "tracker")
+            tag_keys = {manifest_at, mtimes_key(prefix)}  # the job's own files, not its payload
+            hashed = await hash_objects(
+                client, bucket, prefix=prefix, skip=tag_keys.__contains__, workers=workers, on_hashed=audit.hashed
+            )
+        finally:
+            if tracker is not None:
                 tracker.close()
-            source = "tracker"
-        tag_keys = {manifest_at, mtimes_key(prefix)}  # the job's own files, not its payload
-        hashed = await hash_objects(client, bucket, prefix=prefix, skip=tag_keys.__contains__, workers=workers)
-        tag_problems = await audit_mtimes(client, bucket, prefix, expected) if source == "manifest" else []
-    report = compare(expected, hashed, source)
+        tag_problems = await audit_mtimes(client, bucket, prefix, expected) if expected is not None else []
+    report = audit.finish()
+    source = report.source
     report.tag_files = tag_problems
     report.unrecorded = unrecorded
     elapsed = monotonic() - started

@@ -2,17 +2,18 @@
 
 The expectation comes from the prefix's manifest (``manifest``) or, without one, from the job's
 tracker records (their final keys and recorded SHA-256). Every listed object is read and hashed
-(``bulk.verify.hash_objects``); the report names matches, mismatches (other bytes), missing
+(``bulk.verify.hash_objects``), handed over in key order and merged with the expectation in key
+order (``StreamedAudit``), so only the problems are held; the report names matches, mismatches (other bytes), missing
 objects (expected, not there), extra objects (there, not expected) and objects that could not
 be read. Anything but matches fails the audit.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
-from rahcp_prefect.bulk.verify import HashedObjects
+from rahcp_prefect.bulk.verify import ObjectDigest
 from rahcp_prefect.tracker.protocol import TrackerProtocol
 
 FIRST_NAMED = 20
@@ -58,40 +59,58 @@ class AuditReport:
         )
 
 
-def compare(expected: Mapping[str, str], hashed: HashedObjects, source: str) -> AuditReport:
-    """The report of ``hashed`` (what the prefix holds) against ``expected`` (key -> sha256)."""
-    report = AuditReport(source=source, expected=len(expected))
-    for key in sorted(expected):
-        want = expected[key].lower()
-        found = hashed.digests.get(key)
+class StreamedAudit:
+    """The audit as a merge: objects handed in key order (``hash_objects(on_hashed=...)``)
+    against ``expected`` ``(key, sha256)`` in key order; only problems are kept, matches counted."""
+
+    def __init__(self, expected: Iterable[tuple[str, str]], source: str) -> None:
+        self.report = AuditReport(source=source)
+        self._expected = iter(expected)
+        self._pending = self._next()
+
+    def _next(self) -> tuple[str, str] | None:
+        found = next(self._expected, None)
         if found is not None:
-            if found.sha256 == want:
-                report.matches += 1
-            else:
-                report.mismatches.append((key, want, found.sha256))
-        elif key in hashed.errors:
-            report.unreadable[key] = hashed.errors[key]
+            self.report.expected += 1
+        return found
+
+    def hashed(self, key: str, digest: ObjectDigest | None, error: str | None) -> None:
+        """One object read (its digest) or not (``error``), in key order."""
+        while self._pending is not None and self._pending[0] < key:
+            self.report.missing.append(self._pending[0])
+            self._pending = self._next()
+        if self._pending is None or self._pending[0] != key:
+            self.report.extra.append(key)
+            return
+        want = self._pending[1].lower()
+        self._pending = self._next()
+        if digest is None:
+            self.report.unreadable[key] = str(error)
+        elif digest.sha256 == want:
+            self.report.matches += 1
         else:
-            report.missing.append(key)
-    report.extra = sorted(key for key in hashed.digests.keys() | hashed.errors.keys() if key not in expected)
-    return report
+            self.report.mismatches.append((key, want, digest.sha256))
+
+    def finish(self) -> AuditReport:
+        """The report, once every object was handed over: what was never seen is missing."""
+        while self._pending is not None:
+            self.report.missing.append(self._pending[0])
+            self._pending = self._next()
+        return self.report
 
 
-def expected_from_tracker(tracker: TrackerProtocol) -> tuple[dict[str, str], list[str]]:
-    """``({final key: sha256}, [final keys without a recorded SHA-256])`` of the job's done
-    files; staged keys are mapped to the final prefix when the job has one."""
+def expected_from_tracker(tracker: TrackerProtocol, unrecorded: list[str]) -> Iterator[tuple[str, str]]:
+    """``(final key, sha256)`` of the job's done files in key order, a page at a time; the
+    final keys of files without a recorded SHA-256 go to ``unrecorded``. Staged keys are
+    mapped to the final prefix when the job has one."""
     info = tracker.job_info()
     staging = info.staging_prefix if info is not None else None
     final = info.final_prefix if info is not None else None
-    digests: dict[str, str] = {}
-    unrecorded: list[str] = []
-    for key, record in tracker.done_digests().items():
-        if staging and final is not None:
-            if not key.startswith(staging):
-                continue
-            key = final + key[len(staging):]
+    prefix = staging if staging and final is not None else None
+    for key, record in tracker.iter_done_digests(prefix or ""):
+        if prefix is not None and final is not None:
+            key = final + key[len(prefix):]
         if record.sha256 is None:
             unrecorded.append(key)
         else:
-            digests[key] = record.sha256
-    return digests, sorted(unrecorded)
+            yield key, record.sha256

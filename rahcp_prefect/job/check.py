@@ -14,9 +14,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from rahcp_prefect.bulk.scanner import iter_listing
 from rahcp_prefect.client import HCPClient
 from rahcp_prefect.client.digests import bare_etag
 from rahcp_prefect.job.errors import FinalCheckError
+from rahcp_prefect.job.merge import outer_join
 from rahcp_prefect.job.staging import Listed, StagingPlan, listed_objects, problems_text, settled
 from rahcp_prefect.tracker.protocol import FileDigests, TrackerProtocol, TransferStatus
 
@@ -75,32 +77,60 @@ async def check_final(
     done: Mapping[str, FileDigests] | None = None,
     grace: float = 0.0,
 ) -> FinalCheck:
-    """List the final prefix and compare it with every file the tracker holds as done (``done``:
-    its ``done_digests()`` when the caller has read them): each must be there with its recorded
-    size, and its ETag must not contradict the recorded MD5. A listing that lacks files is read
-    again for up to ``grace`` seconds (a listing cache, ``staging.settled``)."""
-    records = tracker.done_digests() if done is None else done
+    """List the final prefix and compare it with every file the tracker holds as done: each
+    must be there with its recorded size, and its ETag must not contradict the recorded MD5. A
+    listing that lacks files is read again for up to ``grace`` seconds (a listing cache,
+    ``staging.settled``).
+
+    Without ``done`` the listing and the tracker's records (``iter_done_digests``) are walked in
+    step in key order, one page of each in memory, and ``FinalCheck.listed`` stays empty; with
+    ``done`` (the job's ``done_digests()``, read by a caller that needs them anyway) the whole
+    listing is read and kept in ``listed`` for that caller.
+    """
+    if done is None:
+        return await settled(lambda: _streamed(client, tracker, plan), _lacking, grace)
 
     async def read() -> FinalCheck:
-        return _compare(await listed_objects(client, plan.bucket, plan.final_prefix), records, plan)
+        return _compare(await listed_objects(client, plan.bucket, plan.final_prefix), done, plan)
 
-    return await settled(read, lambda check: bool(check.missing or check.wrong_size or check.wrong_md5), grace)
+    return await settled(read, _lacking, grace)
+
+
+def _lacking(check: FinalCheck) -> bool:
+    return bool(check.missing or check.wrong_size or check.wrong_md5)
+
+
+async def _streamed(client: HCPClient, tracker: TrackerProtocol, plan: StagingPlan) -> FinalCheck:
+    """The final check as a merge of the final listing and the done records, in key order."""
+    check = FinalCheck()
+    listed = (
+        (key, Listed(int(size), str(etag or "")))
+        async for key, size, etag in iter_listing(client.s3, plan.bucket, plan.final_prefix)
+    )
+    records = ((plan.final_key(key), record) for key, record in tracker.iter_done_digests(plan.staging_prefix))
+    async for key, found, record in outer_join(listed, records):
+        if record is not None:
+            _judge(check, key, found, record)
+    return check
+
+
+def _judge(check: FinalCheck, key: str, found: Listed | None, record: FileDigests) -> None:
+    """One recorded file against what the final prefix holds under ``key``."""
+    check.checked += 1
+    if found is None:
+        check.missing.append(key)
+    elif found.size != record.size:
+        check.wrong_size.append((key, found.size, record.size))
+    elif etag_contradicts(found.etag, record.md5):
+        check.wrong_md5.append((key, bare_etag(found.etag), str(record.md5)))
 
 
 def _compare(final: Mapping[str, Listed], records: Mapping[str, FileDigests], plan: StagingPlan) -> FinalCheck:
     check = FinalCheck(listed={key: listed.size for key, listed in final.items()})
     for staged_key, record in records.items():
-        if not staged_key.startswith(plan.staging_prefix):
-            continue
-        check.checked += 1
-        key = plan.final_key(staged_key)
-        found = final.get(key)
-        if found is None:
-            check.missing.append(key)
-        elif found.size != record.size:
-            check.wrong_size.append((key, found.size, record.size))
-        elif etag_contradicts(found.etag, record.md5):
-            check.wrong_md5.append((key, bare_etag(found.etag), str(record.md5)))
+        if staged_key.startswith(plan.staging_prefix):
+            key = plan.final_key(staged_key)
+            _judge(check, key, final.get(key), record)
     return check
 
 

@@ -49,20 +49,25 @@ async def drain_job(
     While other runs still hold pending keys this run waits and claims again, so it takes
     over the keys of a run that died once their lease expires. Keys this run attempted that
     stay pending (files deferred because they changed while sent) are left for the next run.
+    What the run remembers is only the keys it tried that are not done (deferred or failed,
+    asked of the tracker after each batch), never every key it sent: flat at any job size.
     """
-    attempted: set[str] = set()
+    tried_undone: set[str] = set()  # tried by this run, not done: never claimed by it again
     totals = new_counts()
     while True:
         claimed = tracker.claim(owner, batch_size, lease_seconds)
-        fresh = [(key, size) for key, size in claimed if key not in attempted]
+        fresh = [(key, size) for key, size in claimed if key not in tried_undone]
         if fresh:
-            attempted.update(key for key, _ in fresh)
             renew = partial(tracker.renew, owner, lease_seconds)  # a missed renewal risks a duplicate only
             async with renewed(renew, lease_seconds / 3, f"claims of {owner}"):
                 add_counts(totals, await run_batch(fresh))
+            statuses = tracker.statuses_of(key for key, _ in fresh)
+            tried_undone.update(key for key, _ in fresh if statuses.get(key) is not TransferStatus.done)
             continue
-        if tracker.summary().get("pending", 0) == 0:
+        pending = tracker.summary().get("pending", 0)
+        if pending == 0:
             return totals
-        if not tracker.entries(TransferStatus.pending).keys() - attempted:
+        ours = tracker.statuses_of(tried_undone)
+        if pending <= sum(1 for status in ours.values() if status is TransferStatus.pending):
             return totals  # what stays pending, this run deferred (changed while sent): the next run's
         await asyncio.sleep(poll_seconds)

@@ -16,16 +16,17 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import NamedTuple, TypeVar
 
+from rahcp_prefect.bulk.existing import RemoteSizes
+from rahcp_prefect.bulk.scanner import iter_listing
 from rahcp_prefect.client import HCPClient
 from rahcp_prefect.job.errors import JobMismatchError, StagingVerificationError
+from rahcp_prefect.job.merge import Problems, outer_join
 from rahcp_prefect.tracker.protocol import JobState, TrackerProtocol
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 STAGING_ROOT = ".rahcp-staging/"
-#: Problems named in one error message; the rest are counted.
-SHOWN = 5
 
 
 @dataclass(frozen=True)
@@ -93,8 +94,10 @@ async def listing(client: HCPClient, bucket: str, prefix: str) -> dict[str, int]
 
 def problems_text(problems: list[str]) -> str:
     """The first ``SHOWN`` problems, and how many more there are."""
-    shown = "; ".join(problems[:SHOWN])
-    return shown + (f" (and {len(problems) - SHOWN} more)" if len(problems) > SHOWN else "")
+    found = Problems()
+    for problem in problems:
+        found.add(problem)
+    return found.text()
 
 
 async def settled(
@@ -124,26 +127,32 @@ async def verify_staging(client: HCPClient, tracker: TrackerProtocol, plan: Stag
     Every object in staging must be a key the tracker holds as done, with the same size, and
     every done key must be either in staging or, committed earlier, in the final prefix. A
     listing that lacks done keys is read again for up to ``grace`` seconds (a listing cache).
+    The staging listing and the tracker's done records are walked in step in key order, the
+    final prefix's listing only as far as a done key missing from staging needs it: one page
+    of each in memory at any size.
     """
-    done = tracker.done_entries()
 
-    async def read() -> tuple[dict[str, int], list[str]]:
-        staged = await listing(client, plan.staged_in, plan.staging_prefix)
-        missing = [key for key in done if key.startswith(plan.staging_prefix) and key not in staged]
-        if missing:
-            final = await listing(client, plan.bucket, plan.final_prefix)
-            missing = [key for key in missing if final.get(plan.final_key(key)) != done[key]]
-        return staged, missing
+    async def read() -> tuple[int, Problems, int]:
+        staged = missing = 0
+        problems = Problems()
+        final = RemoteSizes(iter_listing(client.s3, plan.bucket, plan.final_prefix))
+        listed = ((key, size) async for key, size, _etag in iter_listing(client.s3, plan.staged_in, plan.staging_prefix))
+        records = ((key, size) for key, size, _mtime in tracker.iter_done(plan.staging_prefix))
+        async for key, size, expected in outer_join(listed, records):
+            if size is not None:
+                staged += 1
+            if expected is None:
+                problems.add(f"{key}: in staging but not recorded as done")
+            elif size is None:
+                found = await final.lookup(plan.final_key(key))
+                if found is None or found[0] != expected:
+                    missing += 1
+                    problems.add(f"{key}: recorded as done but neither staged nor committed")
+            elif size != expected:
+                problems.add(f"{key}: {size} bytes in staging, {expected} recorded")
+        return staged, problems, missing
 
-    staged, missing = await settled(read, lambda found: bool(found[1]), grace)
-    problems: list[str] = []
-    for key, size in staged.items():
-        expected = done.get(key)
-        if expected is None:
-            problems.append(f"{key}: in staging but not recorded as done")
-        elif expected != size:
-            problems.append(f"{key}: {size} bytes in staging, {expected} recorded")
-    problems += [f"{key}: recorded as done but neither staged nor committed" for key in missing]
+    staged, problems, _missing = await settled(read, lambda found: found[2] > 0, grace)
     if problems:
-        raise StagingVerificationError(f"staging check failed for {len(problems)} key(s): {problems_text(problems)}")
-    return len(staged)
+        raise StagingVerificationError(f"staging check failed for {problems.count} key(s): {problems.text()}")
+    return staged

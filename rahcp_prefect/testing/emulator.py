@@ -40,12 +40,16 @@ from rahcp_prefect.testing.sigv4 import QueryPresigner
 from rahcp_prefect.testing.counter import CountKey, RequestCounter
 from rahcp_prefect.testing.faults import FaultInjector
 from rahcp_prefect.testing.listing_cache import ListingCache
+from rahcp_prefect.testing.metaserver import MetaS3App
+from rahcp_prefect.testing.metastore import MetaS3Client, MetaStore
 from rahcp_prefect.testing.mapi_store import DEFAULT_COMPLIANCE, NamespaceStore
 from rahcp_prefect.testing.namespace_rules import DEFAULT_MODE, HcpRules, retention_until
 from rahcp_prefect.testing.s3list import S3Lister
 from rahcp_prefect.testing.s3server import API_USER_AGENT, INTERNAL_USER_AGENT, S3Server
 
 WILDCARD_HOSTS = ("0.0.0.0", "::", "")
+STORES = ("moto", "metadata")
+"""Where the built-in S3 keeps objects: moto (bytes and all) or the metadata-only store."""
 
 
 def _client_host(host: str) -> str:
@@ -77,6 +81,7 @@ class HCPEmulator:
         mode: str = DEFAULT_MODE,
         cache_ttl: float | None = None,
         tls: tuple[str, str] | None = None,
+        store: str = "moto",
     ) -> None:
         """Configure (nothing starts until ``start()``).
 
@@ -87,6 +92,11 @@ class HCPEmulator:
         ``configure_namespace``. ``cache_ttl``: seconds the API caches listings (HEADs 2.5 times
         as long), as the reference backend does with Redis (120 s / 300 s; see
         ``listing_cache``); None (the default) caches nothing.
+
+        ``store``: ``"moto"`` (the default) keeps objects in moto's S3 server; ``"metadata"``
+        keeps each object's key, size, ETag and digests and drops its bytes (``metastore``: a
+        million objects fit in memory, GETs answer zeros of the right length), for measuring
+        the client at scale. It needs the built-in S3 server (no ``s3_endpoint``).
 
         ``users`` maps username to password; ``None`` accepts any non-empty credentials.
         ``s3_port`` fixes the built-in S3 server's port. ``s3_public_endpoint`` is the S3 URL
@@ -115,8 +125,13 @@ class HCPEmulator:
             token_ttl_seconds=token_ttl_seconds,
             users=dict(users) if users is not None else None,
         )
+        if store not in STORES:
+            raise ValueError(f"emulator store {store!r}: expected one of {', '.join(STORES)}")
+        if store == "metadata" and s3_endpoint is not None:
+            raise ValueError("emulator store 'metadata' serves its own S3: give no s3_endpoint")
+        self._meta = MetaStore() if store == "metadata" else None
         self._namespaces = NamespaceStore()
-        self._rules = HcpRules(self._namespaces, mode)
+        self._rules = HcpRules(self._namespaces, mode, store=self._meta)
         self._cache = ListingCache(cache_ttl)
         self._faults = FaultInjector(data_plane_available=s3_endpoint is None)
         self._counter = RequestCounter()
@@ -143,6 +158,7 @@ class HCPEmulator:
                     enforce_presign_expiry=self._enforce_presign_expiry,
                     rules=self._rules,
                     tls=self._server_tls(),
+                    app=self._meta_app(),
                 )
                 self._s3_server.start()
                 self._s3_endpoint = f"http://{_client_host(self._host)}:{self._s3_server.port}"
@@ -152,6 +168,10 @@ class HCPEmulator:
                 self._s3_endpoint = self._external_s3.rstrip("/")
             self._s3_client = self._make_client(self._s3_endpoint)
             api_client = self._api_client = self._make_client(self._s3_endpoint, API_USER_AGENT)
+            if self._meta is not None:
+                boto = self._s3_client
+                self._s3_client = MetaS3Client(self._meta, boto, self._rules, operator=True)
+                api_client = self._api_client = MetaS3Client(self._meta, boto, self._rules)
             signer = api_client
             signing_endpoint = self._s3_endpoint
             if self._s3_public and self._s3_public.rstrip("/") != self._s3_endpoint:
@@ -170,7 +190,7 @@ class HCPEmulator:
                 faults=self._faults,
                 counter=self._counter,
                 mapi_enabled=self._mapi_enabled,
-                lister=S3Lister(
+                lister=None if self._meta is not None else S3Lister(
                     QueryPresigner(
                         self._s3_endpoint, self._s3_access_key, self._s3_secret_key, self._s3_region
                     ),
@@ -186,6 +206,12 @@ class HCPEmulator:
             self.stop()
             raise
         return self
+
+    def _meta_app(self) -> Any:
+        """The metadata store's data plane (None: moto's)."""
+        if self._meta is None:
+            return None
+        return MetaS3App(self._meta, MetaS3Client(self._meta, None, self._rules, operator=True))
 
     def stop(self) -> None:
         """Stop both servers (idempotent)."""

@@ -120,9 +120,11 @@ class _ObjectState:
 class HcpRules:
     """Namespace settings, object retention and holds, and the checks the data plane asks."""
 
-    def __init__(self, namespaces: NamespaceStore, mode: str = "hcp") -> None:
+    def __init__(self, namespaces: NamespaceStore, mode: str = "hcp", store: Any = None) -> None:
+        """``store``: where buckets live when not in moto (a ``metastore.MetaStore``)."""
         self.namespaces = namespaces
         self.mode = mode
+        self._store = store
         self._objects: dict[tuple[str, str], _ObjectState] = {}
         self._folders: dict[str, set[str]] = {}
         self._lock = threading.Lock()
@@ -149,7 +151,7 @@ class HcpRules:
     def write_refusal(self, bucket: str, key: str) -> Refusal | None:
         """Why a PUT/copy/complete of ``bucket/key`` is refused (None: allowed). Turns moto's
         versioning on first when the namespace is versioned."""
-        found = _moto_bucket(bucket)
+        found = self._bucket(bucket)
         if found is None:
             return None  # moto answers NoSuchBucket
         settings = self.settings(bucket)
@@ -167,14 +169,14 @@ class HcpRules:
 
     def delete_refusal(self, bucket: str, key: str) -> Refusal | None:
         """Why a delete of ``bucket/key`` is refused (None: allowed)."""
-        found = _moto_bucket(bucket)
+        found = self._bucket(bucket)
         if found is None or not _exists(found, key):
             return None
         return RETAINED if self._protected(bucket, key) else None
 
     def upload_exists(self, bucket: str, upload_id: str) -> bool:
         """Whether ``upload_id`` is an open multipart upload of ``bucket``."""
-        found = _moto_bucket(bucket)
+        found = self._bucket(bucket)
         return found is not None and upload_id in found.multiparts
 
     # -- what happened -----------------------------------------------------------------------
@@ -183,7 +185,10 @@ class HcpRules:
         """An object was stored: its retention starts now, from the namespace default."""
         until = retention_until(self.settings(bucket).retention_default, time.time())
         with self._lock:
-            self._objects[(bucket, key)] = _ObjectState(until)
+            if until is None:  # nothing to keep: no retention, and a new object is not held
+                self._objects.pop((bucket, key), None)
+            else:
+                self._objects[(bucket, key)] = _ObjectState(until)
             folders = self._folders.get(bucket)
             if folders is not None:
                 folders.update(_folders_of(key))
@@ -196,7 +201,7 @@ class HcpRules:
 
     def set_hold(self, bucket: str, key: str, held: bool) -> None:
         """Put an object on hold or release it; KeyError when it does not exist."""
-        found = _moto_bucket(bucket)
+        found = self._bucket(bucket)
         if found is None or not _exists(found, key):
             raise KeyError(key)
         with self._lock:
@@ -205,11 +210,15 @@ class HcpRules:
 
     def protection(self, bucket: str, key: str) -> dict[str, Any]:
         """``{"hold": bool, "retained_until": epoch | inf | None}`` of an existing object."""
-        found = _moto_bucket(bucket)
+        found = self._bucket(bucket)
         if found is None or not _exists(found, key):
             raise KeyError(key)
         state = self._objects.get((bucket, key)) or _ObjectState(None)
         return {"hold": state.held, "retained_until": state.retained_until}
+
+    def _bucket(self, name: str) -> Any:
+        """The bucket the data plane keeps (moto's, or the metadata store's), or None."""
+        return _moto_bucket(name) if self._store is None else self._store.bucket(name)
 
     def _protected(self, bucket: str, key: str) -> bool:
         state = self._objects.get((bucket, key))
@@ -252,6 +261,8 @@ def _moto_bucket(name: str) -> Any:
 
 def _exists(bucket: Any, key: str) -> bool:
     """Whether ``key``'s latest version is an object (not missing, not a delete marker)."""
+    if hasattr(bucket, "has"):
+        return bool(bucket.has(key))  # the metadata store's bucket (objects only)
     try:
         latest = bucket.keys.get(key)
     except KeyError:

@@ -455,12 +455,14 @@ class S3Server:
         enforce_presign_expiry: bool = True,
         rules: HcpRules | None = None,
         tls: ssl.SSLContext | None = None,
+        app: WSGIApp | None = None,
     ) -> None:
         """``tls``: a server context; with it a second listener serves the same S3 over HTTPS
-        (the emulator's own calls stay on the plain one)."""
+        (the emulator's own calls stay on the plain one). ``app``: the S3 behind the middleware
+        (default moto's; ``metaserver.MetaS3App``)."""
         assembly.install()
         self._app = DataPlaneMiddleware(
-            DomainDispatcherApplication(create_backend_app),
+            app or DomainDispatcherApplication(create_backend_app),
             faults,
             counter,
             enforce_presign_expiry=enforce_presign_expiry,

@@ -350,21 +350,42 @@ class BufferedTracker(ABC):
         The order is UTF-8 byte order on both backends (SQLite's BINARY collation, PostgreSQL's
         ``C``), the scanner's and S3's: the incremental sync merges the three streams in step.
         """
+        for key, size, mtime in self._done_pages('"key", size, mtime_ns', prefix, page_size):
+            yield key, size, mtime
+
+    def iter_done_digests(self, prefix: str = "", page_size: int = DONE_PAGE) -> Iterator[tuple[str, FileDigests]]:
+        """``(key, FileDigests(size, sha256, md5))`` of the done keys under ``prefix``, in key
+        order a page at a time, as ``iter_done``: what a check merges with a listing."""
+        for key, size, sha, md5 in self._done_pages('"key", size, sha256, md5', prefix, page_size):
+            yield key, FileDigests(size, sha, md5)
+
+    def _done_pages(self, columns: str, prefix: str, page_size: int) -> Iterator[Any]:
+        """Rows (``"key"`` first) of the done keys under ``prefix`` in key order, by keyset pages."""
         check_positive("page_size", page_size)
         sql = (
-            f'SELECT "key", size, mtime_ns FROM {TRANSFERS} WHERE job = {{p}} AND status = {{p}} '
+            f"SELECT {columns} FROM {TRANSFERS} WHERE job = {{p}} AND status = {{p}} "
             f'AND "key" > {{p}} ORDER BY "key" LIMIT {int(page_size)}'
         )
         after = prefix
         while True:
             rows = self._select(sql, self.job, "done", after)
-            for key, size, mtime in rows:
-                if not key.startswith(prefix):
+            for row in rows:
+                if not row[0].startswith(prefix):
                     return
-                yield key, size, mtime
+                yield row
             if len(rows) < page_size:
                 return
             after = rows[-1][0]
+
+    def statuses_of(self, keys: Iterable[str]) -> dict[str, TransferStatus]:
+        """``{key: status}`` of those of ``keys`` this job holds (in chunks of ``DELETE_BATCH``):
+        a question about a batch of keys, never an answer the size of the job."""
+        found: dict[str, TransferStatus] = {}
+        for chunk in batched(keys, DELETE_BATCH):
+            marks = ", ".join(["{p}"] * len(chunk))
+            sql = f'SELECT "key", status FROM {TRANSFERS} WHERE job = {{p}} AND "key" IN ({marks})'
+            found.update((key, _STATUSES[status]) for key, status in self._select(sql, self.job, *chunk))
+        return found
 
     def done_digests(self) -> dict[str, FileDigests]:
         """``{key: FileDigests(size, sha256, md5)}`` of every key of this job marked done."""

@@ -137,6 +137,12 @@ class TrackerProtocol(PartStore, Protocol):
         """``(key, size, mtime_ns)`` of the done keys under ``prefix`` in key order (UTF-8 bytes),
         read a page at a time: the incremental sync merges it with the scan and the listing."""
 
+    def iter_done_digests(self, prefix: str = "", page_size: int = 5000) -> Iterator[tuple[str, FileDigests]]:
+        """``(key, FileDigests)`` of the done keys under ``prefix`` in key order, a page at a time."""
+
+    def statuses_of(self, keys: Iterable[str]) -> dict[str, TransferStatus]:
+        """``{key: status}`` of those of ``keys`` the job holds (a batch's, never the job's)."""
+
     def done_digests(self) -> dict[str, FileDigests]:
         """``{key: FileDigests(size, sha256, md5)}`` of every key of this job marked done."""
 

@@ -100,3 +100,18 @@ def test_cli_rejects_malformed_users() -> None:
     )
     assert proc.returncode == 2
     assert "user:pass" in proc.stderr
+
+
+def test_the_metadata_store_from_the_command_line() -> None:
+    """``--store metadata``: uploads stored without their bytes (a GET answers zeros)."""
+    cmd = [sys.executable, "-m", "rahcp_prefect.testing", "--port", "0", "--store", "metadata"]
+    with _running(cmd) as (proc, urls):
+        token = httpx.post(f"{urls['api']}/auth/token", data={"username": "u", "password": "p"}).json()["access_token"]
+        headers = {"Authorization": f"Bearer {token}"}
+        assert httpx.post(f"{urls['api']}/buckets", json={"bucket": "cli-meta"}, headers=headers).status_code == 201
+        presign = {"bucket": "cli-meta", "key": "k", "method": "put_object"}
+        url = httpx.post(f"{urls['api']}/presign", json=presign, headers=headers).json()["url"]
+        assert httpx.put(url, content=b"hello").status_code == 200
+        get = httpx.post(f"{urls['api']}/presign", json={**presign, "method": "get_object"}, headers=headers).json()["url"]
+        assert httpx.get(get).content == bytes(5)
+        assert _stop(proc) == 0
