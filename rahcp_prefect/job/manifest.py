@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from rahcp_prefect.client import HCPClient, NotFoundError, PresignedTransferError
+from rahcp_prefect.client import HCPClient, NotFoundError
 from rahcp_prefect.tracker.protocol import FileDigests
 from rahcp_prefect.errors import RahcpError
 
@@ -121,29 +121,19 @@ def plan_manifest(done: Mapping[str, FileDigests], staging_prefix: str, final_pr
     return plan
 
 
-async def write_manifest(
-    client: HCPClient, bucket: str, final_prefix: str, digests: Mapping[str, str], exists: bool = False
-) -> str:
+async def write_manifest(client: HCPClient, bucket: str, final_prefix: str, digests: Mapping[str, str]) -> str:
     """Write (or replace) the manifest of ``digests`` under ``final_prefix``; returns its key."""
-    return await write_tag_file(client, bucket, manifest_key(final_prefix), render_manifest(digests), exists)
+    return await write_tag_file(client, bucket, manifest_key(final_prefix), render_manifest(digests))
 
 
-async def write_tag_file(client: HCPClient, bucket: str, key: str, body: bytes, exists: bool = False) -> str:
+async def write_tag_file(client: HCPClient, bucket: str, key: str, body: bytes) -> str:
     """Write (or replace) one of the job's tag files (the manifest, the times); returns its key.
 
-    ``exists`` (the final listing showed one): the old file is deleted first, since a
-    namespace without versioning or overwrite refuses a PUT onto it (409; one refused anyway
-    is answered the same way). A run killed between the two leaves the job ``committing`` and
-    its next run writes the file again. ``RetentionError`` when the file there is retained or held."""
-    if exists:
-        await client.s3.delete(bucket, key)
-    try:
-        await client.s3.upload(bucket, key, body)
-    except PresignedTransferError as exc:
-        if exc.status_code != 409:
-            raise
-        await client.s3.delete(bucket, key)
-        await client.s3.upload(bucket, key, body)
+    ``S3Ops.write``: a namespace without versioning or overwrite refuses a PUT onto an existing
+    file (409), so the old one is deleted and the file written again. A run killed between the
+    two leaves the job ``committing`` and its next run writes the file again. ``RetentionError``
+    when the file there is retained or held."""
+    await client.s3.write(bucket, key, body)
     return key
 
 
@@ -186,7 +176,6 @@ async def commit_manifest(
     bucket: str,
     staging_prefix: str,
     final_prefix: str,
-    exists: bool = False,
 ) -> dict[str, str]:
     """Write the job's manifest after the commit moved its last object; returns what it lists
     (path relative to the prefix -> SHA-256). ``done``: the tracker's ``done_digests()``, as
@@ -207,7 +196,7 @@ async def commit_manifest(
             )
         for key, found in hashed.digests.items():
             plan.digests[key[len(final_prefix):]] = found.sha256
-    await write_manifest(client, bucket, final_prefix, plan.digests, exists)
+    await write_manifest(client, bucket, final_prefix, plan.digests)
     return plan.digests
 
 
