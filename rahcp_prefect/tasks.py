@@ -26,15 +26,24 @@ from rahcp_prefect.bulk import bulk_download as run_bulk_download
 from rahcp_prefect.bulk import bulk_upload as run_bulk_upload
 from rahcp_prefect.bulk.config import DownloadEntry
 from rahcp_prefect.bulk.validation import check_bucket, check_prefix
-from rahcp_prefect.client import HCPClient
+from rahcp_prefect.client import HCPClient, RetentionError
 from rahcp_prefect.client.s3 import COPY_CONCURRENCY, REPLACED
 from rahcp_prefect.job.attempts import batch_checks
 from rahcp_prefect.job.commit import move_staged
 from rahcp_prefect.job.staging import StagingPlan
 from rahcp_prefect.report.throttle import FailureLog
 
+
+
+def _worth_retrying(task: Any, task_run: Any, state: Any) -> bool:
+    """A retry cannot release a hold or end a retention: a ``RetentionError`` fails at once."""
+    return not isinstance(getattr(state, "data", None), RetentionError)
+
+
 # Every task has side effects on storage: never answer one from a cache.
-_TASK_DEFAULTS: dict[str, Any] = {"cache_policy": NO_CACHE, "retries": 2, "retry_delay_seconds": 2}
+_TASK_DEFAULTS: dict[str, Any] = {
+    "cache_policy": NO_CACHE, "retries": 2, "retry_delay_seconds": 2, "retry_condition_fn": _worth_retrying,
+}
 
 ProgressCallback = Callable[[TransferStats], Any]
 CommitProgressCallback = Callable[[int, int], Any]
