@@ -2,7 +2,8 @@
 
     python -m benchmarks.run_all [name ...]     # e.g. tracker transfer; default: all of them
 
-Every module of ``benchmarks/`` is one benchmark. Takes about 20 minutes on a 2-core machine; figures are recorded in ``benchmarks/RESULTS.md``.
+Every module of ``benchmarks/`` is one benchmark (tens of minutes in all on a 2-core machine);
+figures are recorded in ``benchmarks/RESULTS.md``.
 """
 
 from __future__ import annotations

@@ -19,20 +19,23 @@ from rahcp_prefect.testing.prefect_fixtures import emulator_credentials
 
 pytestmark = pytest.mark.timeout(180)
 
-NAMESPACES = [pytest.param({}, id="hcp-default"), pytest.param({"versioning": True}, id="versioned"),
-              pytest.param({"overwrite": True}, id="overwrite-on")]
+
+@pytest.fixture(params=[pytest.param({}, id="hcp-default"), pytest.param({"versioning": True}, id="versioned"),
+                        pytest.param({"overwrite": True}, id="overwrite-on")])
+def namespace(request: pytest.FixtureRequest, hcp_emulator: Any, hcp_bucket: str) -> dict[str, Any]:
+    """``hcp_bucket`` as HCP's default namespace, a versioned one, one with the overwrite option."""
+    hcp_emulator.configure_namespace(hcp_bucket, **request.param)
+    return dict(request.param)
 
 
 def _body(emulator: Any, bucket: str, key: str) -> bytes:
     return emulator.s3.get_object(Bucket=bucket, Key=key)["Body"].read()
 
 
-@pytest.mark.parametrize("settings", NAMESPACES)
 async def test_the_single_object_tasks_write_over_on_the_second_night(
     prefect_api: None, hcp_emulator: Any, hcp_bucket: str, hcp_credentials: dict[str, Any], tmp_path: Path,
-    settings: dict[str, Any],
+    namespace: dict[str, Any],
 ) -> None:
-    hcp_emulator.configure_namespace(hcp_bucket, **settings)
     credentials = emulator_credentials(hcp_credentials)
     for night in (1, 2):
         body = f"night {night}\n".encode()
@@ -40,7 +43,7 @@ async def test_the_single_object_tasks_write_over_on_the_second_night(
         (tmp_path / "big.bin").write_bytes(body * 1000)
         await upload_multipart(credentials, hcp_bucket, "out/big.bin", tmp_path / "big.bin")
         copied = await copy_object(credentials, hcp_bucket, "out/copy.txt", hcp_bucket, "out/MANIFEST.txt")
-        assert copied == {"bucket": hcp_bucket, "key": "out/copy.txt", "replaced": night == 2 and not settings}
+        assert copied == {"bucket": hcp_bucket, "key": "out/copy.txt", "replaced": night == 2 and not namespace}
         assert _body(hcp_emulator, hcp_bucket, "out/MANIFEST.txt") == _body(hcp_emulator, hcp_bucket, "out/copy.txt") == body
         assert _body(hcp_emulator, hcp_bucket, "out/big.bin") == body * 1000
 
@@ -66,12 +69,10 @@ async def test_the_tasks_name_a_held_object_and_do_not_retry_it(
     assert _body(hcp_emulator, hcp_bucket, "kept.txt") == b"held"
 
 
-@pytest.mark.parametrize("settings", NAMESPACES)
 async def test_hcp_bucket_writes_copies_and_moves_over_on_the_second_night(
     prefect_api: None, hcp_emulator: Any, hcp_bucket: str, hcp_credentials: dict[str, Any], tmp_path: Path,
-    settings: dict[str, Any],
+    namespace: dict[str, Any],
 ) -> None:
-    hcp_emulator.configure_namespace(hcp_bucket, **settings)
     storage = HCPBucket(bucket_name=hcp_bucket, bucket_folder="results", credentials=emulator_credentials(hcp_credentials))
     for night in (1, 2):
         body = f"night {night}\n".encode()

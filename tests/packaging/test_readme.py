@@ -47,6 +47,8 @@ README_ENDPOINT = "http://127.0.0.1:8000/api/v1"
 """The HCP the README's commands name (``rahcp-prefect emulator --port 8000``); the test's
 emulator listens elsewhere."""
 
+AUDIT_DEPLOY = re.compile(r"^ +(prefect --no-prompt deploy flows/archive_with_audit\.py.*?)\n\"\"\"", re.DOTALL | re.MULTILINE)
+
 NOT_RUN_HERE = {
     "make demo": "make demo runs `python -m rahcp_prefect.demo`, which tests/packaging/test_demo.py runs (smaller); "
                  "make test is the suite this test is part of",
@@ -193,6 +195,12 @@ def test_every_shell_block_of_the_readme_runs_against_a_real_server_and_worker(
                     assert made.returncode == 0, made.stdout[-2000:] + made.stderr[-3000:]
             api = server["PREFECT_API_URL"]
             deployment = httpx.get(f"{api}/deployments/name/bulk-upload/nightly-scans", timeout=30).json()
+            # the deploy command flows/archive_with_audit.py shows, from the checkout, as written
+            deploy = AUDIT_DEPLOY.search((PROJECT / "flows" / "archive_with_audit.py").read_text())
+            assert deploy is not None
+            done = _shell(re.sub(r"\\+\n\s*", " ", deploy.group(1)), PROJECT, env)  # the docstring's line break
+            assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+            audit = httpx.get(f"{api}/deployments/name/archive-with-audit/nightly", timeout=30).json()
         finally:
             if worker is not None:
                 os.killpg(worker.pid, signal.SIGTERM)  # the worker's shell and the worker it started
@@ -208,3 +216,5 @@ def test_every_shell_block_of_the_readme_runs_against_a_real_server_and_worker(
     assert schedule["schedule"]["cron"] == "0 3 * * *"
     assert schedule["parameters"] == {"source_dir": "/data/scans", "bucket": "archive", "prefix": "nightly/"}
     assert (home / ".rahcp" / "tracker.db").is_file(), "setup's default tracker"
+    required = {"source_dir", "bucket", "prefix"}  # archive_with_audit's parameters without a default
+    assert required <= set(audit["parameters"]) and audit["parameters"]["bucket"] == "archive", audit["parameters"]
