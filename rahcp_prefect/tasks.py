@@ -27,7 +27,7 @@ from rahcp_prefect.bulk import bulk_upload as run_bulk_upload
 from rahcp_prefect.bulk.config import DownloadEntry
 from rahcp_prefect.bulk.validation import check_bucket, check_prefix
 from rahcp_prefect.client import HCPClient, RetentionError
-from rahcp_prefect.client.s3 import COPY_CONCURRENCY, REPLACED
+from rahcp_prefect.client.s3 import COPY_CONCURRENCY, REPLACED, raise_on_delete_errors
 from rahcp_prefect.job.attempts import batch_checks
 from rahcp_prefect.job.commit import move_staged
 from rahcp_prefect.job.staging import StagingPlan
@@ -217,9 +217,12 @@ async def delete_object(credentials: HCPCredentials, bucket: str, key: str) -> d
 
 @task(name="hcp-delete-objects", **_TASK_DEFAULTS)
 async def delete_objects(credentials: HCPCredentials, bucket: str, keys: Sequence[str]) -> dict[str, Any]:
-    """Delete many objects in bulk (idempotent)."""
+    """Delete many objects in bulk (idempotent): ``{"status", "deleted", "errors": []}``;
+    ``RetentionError`` naming the objects retained or on hold (the others are deleted)."""
     async with open_client(credentials) as client:
-        return await client.s3.delete_bulk(bucket, list(keys))
+        result = await client.s3.delete_bulk(bucket, list(keys))
+    raise_on_delete_errors(result, bucket)
+    return result
 
 
 # -- staging ----------------------------------------------------------------------------------

@@ -635,7 +635,7 @@ class S3Ops:
             return list(keys)
         errors = result.get("errors") or []
         kept = [str(e.get("Key")) for e in errors if e.get("Code") == "AccessDenied"]
-        _raise_on_delete_errors({"errors": [e for e in errors if e.get("Code") != "AccessDenied"]}, bucket)
+        raise_on_delete_errors({"errors": [e for e in errors if e.get("Code") != "AccessDenied"]}, bucket)
         return kept
 
     @on_bucket
@@ -773,11 +773,18 @@ def _refused(exc: HCPError, bucket: str, key: str, what: str) -> HCPError:
     )
 
 
-def _raise_on_delete_errors(result: dict[str, Any], bucket: str) -> None:
+def raise_on_delete_errors(result: dict[str, Any], bucket: str) -> None:
+    """Raise for the keys a bulk delete (``delete_bulk``'s answer) did not delete:
+    ``RetentionError`` naming them when every one was refused as retained or held
+    (AccessDenied), else ``HCPError`` naming the first."""
     errors = result.get("errors") or []
-    if errors:
-        first = errors[0]
-        raise HCPError(
-            f"{len(errors)} object(s) of {bucket} could not be deleted, "
-            f"e.g. {first.get('Key')!r}: {first.get('Code')}"
-        )
+    if not errors:
+        return
+    keys = [str(e.get("Key")) for e in errors]
+    if all(e.get("Code") == "AccessDenied" for e in errors):
+        shown = ", ".join(f"{bucket}/{key}" for key in keys[:5]) + (f" and {len(keys) - 5} more" if len(keys) > 5 else "")
+        raise RetentionError(f"{shown} cannot be deleted: under retention or on hold (AccessDenied)", 403)
+    first = errors[0]
+    raise HCPError(
+        f"{len(errors)} object(s) of {bucket} could not be deleted, e.g. {first.get('Key')!r}: {first.get('Code')}"
+    )

@@ -13,7 +13,7 @@ import pytest
 
 from rahcp_prefect.blocks import HCPBucket
 from rahcp_prefect.client import RetentionError
-from rahcp_prefect.tasks import copy_object, delete_object, upload_multipart, upload_object
+from rahcp_prefect.tasks import copy_object, delete_object, delete_objects, upload_multipart, upload_object
 from rahcp_prefect.testing.counter import LOGIN
 from rahcp_prefect.testing.prefect_fixtures import emulator_credentials
 
@@ -54,11 +54,13 @@ async def test_the_tasks_name_a_held_object_and_do_not_retry_it(
     credentials = emulator_credentials(hcp_credentials)
     hcp_emulator.s3.put_object(Bucket=hcp_bucket, Key="kept.txt", Body=b"held")
     hcp_emulator.s3.put_object(Bucket=hcp_bucket, Key="src.txt", Body=b"new")
+    hcp_emulator.s3.put_object(Bucket=hcp_bucket, Key="gone.txt", Body=b"x")
     hcp_emulator.set_hold(hcp_bucket, "kept.txt")
     for name, run in (
         ("upload_object", lambda: upload_object(credentials, hcp_bucket, "kept.txt", b"new", return_state=True)),
         ("copy_object", lambda: copy_object(credentials, hcp_bucket, "kept.txt", hcp_bucket, "src.txt", return_state=True)),
         ("delete_object", lambda: delete_object(credentials, hcp_bucket, "kept.txt", return_state=True)),
+        ("delete_objects", lambda: delete_objects(credentials, hcp_bucket, ["kept.txt", "gone.txt"], return_state=True)),
     ):
         hcp_emulator.reset_counts()
         state = await run()
