@@ -487,21 +487,35 @@ class S3Ops:
 
     @on_object
     async def write(
-        self, bucket: str, key: str, data: Source, *, chunk_size: int = defaults.CHUNK_SIZE, multipart: bool = False
+        self,
+        bucket: str,
+        key: str,
+        data: Source,
+        *,
+        chunk_size: int = defaults.CHUNK_SIZE,
+        multipart: bool = False,
+        exists: bool = False,
     ) -> str:
         """Upload bytes or a file onto ``key`` whatever the namespace allows (``upload``, or
         ``upload_multipart`` when ``multipart``): a new object, a new version, an overwrite
         where the option is on; where the namespace refuses (409: HCP's default) the old object
         is deleted and the bytes sent again (``overwrite.write_over``; the source is local, so
-        a kill in between loses nothing). Returns the ETag; ``RetentionError`` naming the
-        object when it is retained or on hold."""
+        a kill in between loses nothing). ``exists`` (a listing just showed the object): the
+        delete comes first, sparing the refused PUT. Returns the ETag; ``RetentionError``
+        naming the object when it is retained or on hold."""
         send = self.upload_multipart if multipart else self.upload
+
+        async def put() -> str:
+            return await send(bucket, key, data, chunk_size=chunk_size)
+
+        async def delete() -> None:
+            await self.delete(bucket, key)
+
         try:
-            etag, _ = await write_over(
-                lambda: send(bucket, key, data, chunk_size=chunk_size),
-                lambda: self.delete(bucket, key),
-                f"{bucket}/{key}",
-            )
+            if exists:
+                etag = await replace_by_delete(put, delete, f"{bucket}/{key}")
+            else:
+                etag, _ = await write_over(put, delete, f"{bucket}/{key}")
         except (AuthenticationError, PresignedTransferError) as exc:
             raise _refused(exc, bucket, key, "overwritten") from None
         return etag

@@ -20,8 +20,8 @@ from typing import Any
 from rahcp_prefect.client import HCPClient, RetentionError
 from rahcp_prefect.client.s3 import LEFT, PLACED, PlaceFn
 from rahcp_prefect.job.check import FinalCheck, check_final, fail_final_check
-from rahcp_prefect.job.manifest import check_manifest, commit_manifest
-from rahcp_prefect.job.mtimes import check_mtimes, plan_mtimes, write_mtimes
+from rahcp_prefect.job.manifest import check_manifest, commit_manifest, manifest_key
+from rahcp_prefect.job.mtimes import check_mtimes, mtimes_key, plan_mtimes, write_mtimes
 from rahcp_prefect.job.renewal import renewed
 from rahcp_prefect.job.staging import StagingPlan
 from rahcp_prefect.tracker.protocol import JobState, TrackerProtocol, TransferStatus
@@ -196,9 +196,14 @@ async def commit_job(
         extra: dict[str, Any] = {}
         if check.ok and manifest:
             try:
-                written = await commit_manifest(client, done, plan.bucket, plan.staging_prefix, plan.final_prefix)
+                written = await commit_manifest(
+                    client, done, plan.bucket, plan.staging_prefix, plan.final_prefix,
+                    exists=manifest_key(plan.final_prefix) in check.listed,
+                )
                 times = plan_mtimes(tracker.iter_done(plan.staging_prefix), plan.staging_prefix)
-                await write_mtimes(client, plan.bucket, plan.final_prefix, times)
+                await write_mtimes(
+                    client, plan.bucket, plan.final_prefix, times, exists=mtimes_key(plan.final_prefix) in check.listed
+                )
             except RetentionError as exc:
                 logger.warning("Manifest not rewritten (retention or hold): %s", exc)
                 extra["manifest"] = "retained: the manifest of an earlier commit stays"

@@ -121,19 +121,21 @@ def plan_manifest(done: Mapping[str, FileDigests], staging_prefix: str, final_pr
     return plan
 
 
-async def write_manifest(client: HCPClient, bucket: str, final_prefix: str, digests: Mapping[str, str]) -> str:
+async def write_manifest(
+    client: HCPClient, bucket: str, final_prefix: str, digests: Mapping[str, str], exists: bool = False
+) -> str:
     """Write (or replace) the manifest of ``digests`` under ``final_prefix``; returns its key."""
-    return await write_tag_file(client, bucket, manifest_key(final_prefix), render_manifest(digests))
+    return await write_tag_file(client, bucket, manifest_key(final_prefix), render_manifest(digests), exists)
 
 
-async def write_tag_file(client: HCPClient, bucket: str, key: str, body: bytes) -> str:
+async def write_tag_file(client: HCPClient, bucket: str, key: str, body: bytes, exists: bool = False) -> str:
     """Write (or replace) one of the job's tag files (the manifest, the times); returns its key.
 
-    ``S3Ops.write``: a namespace without versioning or overwrite refuses a PUT onto an existing
-    file (409), so the old one is deleted and the file written again. A run killed between the
-    two leaves the job ``committing`` and its next run writes the file again. ``RetentionError``
-    when the file there is retained or held."""
-    await client.s3.write(bucket, key, body)
+    ``S3Ops.write``, whatever the namespace allows; ``exists`` (the final listing showed one):
+    the old file is deleted first, sparing the PUT a namespace without versioning or overwrite
+    would refuse (409). A run killed between the two leaves the job ``committing`` and its next
+    run writes the file again. ``RetentionError`` when the file there is retained or held."""
+    await client.s3.write(bucket, key, body, exists=exists)
     return key
 
 
@@ -176,6 +178,7 @@ async def commit_manifest(
     bucket: str,
     staging_prefix: str,
     final_prefix: str,
+    exists: bool = False,
 ) -> dict[str, str]:
     """Write the job's manifest after the commit moved its last object; returns what it lists
     (path relative to the prefix -> SHA-256). ``done``: the tracker's ``done_digests()``, as
@@ -196,7 +199,7 @@ async def commit_manifest(
             )
         for key, found in hashed.digests.items():
             plan.digests[key[len(final_prefix):]] = found.sha256
-    await write_manifest(client, bucket, final_prefix, plan.digests)
+    await write_manifest(client, bucket, final_prefix, plan.digests, exists)
     return plan.digests
 
 

@@ -70,10 +70,10 @@ def plan_mtimes(records: Iterable[tuple[str, int, int | None]], staging_prefix: 
 
 
 async def write_mtimes(
-    client: HCPClient, bucket: str, final_prefix: str, mtimes: Mapping[str, int]
+    client: HCPClient, bucket: str, final_prefix: str, mtimes: Mapping[str, int], exists: bool = False
 ) -> str:
     """Write (or replace: ``write_tag_file``) the tag file under ``final_prefix``; returns its key."""
-    return await write_tag_file(client, bucket, mtimes_key(final_prefix), render_mtimes(mtimes))
+    return await write_tag_file(client, bucket, mtimes_key(final_prefix), render_mtimes(mtimes), exists)
 
 
 async def add_mtimes(client: HCPClient, bucket: str, prefix: str, mtimes: Mapping[str, int]) -> str | None:
@@ -84,11 +84,12 @@ async def add_mtimes(client: HCPClient, bucket: str, prefix: str, mtimes: Mappin
         return None
     try:
         found = await read_mtimes(client, bucket, prefix)
+        exists = found is not None
     except ManifestError:
-        found = None  # an unreadable tag file is replaced by a readable one
+        found, exists = None, True  # an unreadable tag file is replaced by a readable one
     merged = {key[len(prefix):]: mtime for key, mtime in (found or {}).items()}
     merged.update(mtimes)
-    return await write_mtimes(client, bucket, prefix, merged)
+    return await write_mtimes(client, bucket, prefix, merged, exists)
 
 
 async def read_mtimes(client: HCPClient, bucket: str, prefix: str) -> dict[str, int] | None:
