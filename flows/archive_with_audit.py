@@ -3,10 +3,11 @@
 The upload is all or nothing (staging, verify against the tracker, commit, final check) and
 writes the job's ``manifest-sha256.txt``; the audit then re-reads every committed object and
 hashes it against that manifest, so the run fails, naming the objects, when a byte differs, an
-object is missing or one is extra. Deploy it from a checkout, for example nightly:
+object is missing or one is extra. Deploy it from a checkout, for example nightly, with the
+flow's required parameters (``tests/packaging/test_readme.py`` deploys it so and reads them back):
 
-    prefect deploy flows/archive_with_audit.py:archive_with_audit -n nightly --pool rahcp-process \\
-        --cron "0 2 * * *"
+    prefect --no-prompt deploy flows/archive_with_audit.py:archive_with_audit -n nightly --pool rahcp-process \\
+        --cron "0 2 * * *" --param source_dir=/data/scans --param bucket=archive --param prefix=2026/
 """
 
 from __future__ import annotations

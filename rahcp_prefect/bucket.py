@@ -8,7 +8,9 @@ prefect-aws's ``S3Bucket`` is. Every method has an async form named with an ``a`
 code (Prefect's ``async_dispatch``), so ``await bucket.read_path(...)`` inside an async flow and
 ``bucket.read_path(...)`` in a sync one both work.
 
-Every path is relative to ``bucket_folder`` and may not leave it: ``..`` segments that climb above
+Writes, copies and moves replace what is there whatever the namespace allows (``S3Ops.write``
+and ``copy_over``: the safe replace where HCP refuses overwrites; ``RetentionError`` naming a
+retained or held object). Every path is relative to ``bucket_folder`` and may not leave it: ``..`` segments that climb above
 it are refused with a ``ValueError``. Folders go through the bulk engine (``rahcp_prefect.bulk``:
 presigned in batches, ``workers`` transfers in flight) with a throw-away SQLite tracker, never one
 request per file in a loop.
@@ -181,10 +183,10 @@ class HCPBucket(WritableFileSystem, WritableDeploymentStorage, ObjectStorageBloc
         return run_coro_as_sync(self.aread_path(path))
 
     async def awrite_path(self, path: str, content: bytes) -> str:
-        """Write ``content`` to ``path`` (replacing it); returns the object key."""
+        """Write ``content`` to ``path`` (replacing it: ``S3Ops.write``); returns the object key."""
         key = self._resolve_path(path)
         async with self._client() as client:
-            await client.s3.upload(self.bucket_name, key, bytes(content))
+            await client.s3.write(self.bucket_name, key, bytes(content))
         return key
 
     @async_dispatch(awrite_path)
@@ -269,7 +271,7 @@ class HCPBucket(WritableFileSystem, WritableDeploymentStorage, ObjectStorageBloc
         source = Path(from_path).expanduser()
         key = self._resolve_path(to_path if to_path is not None else source.name)
         async with self._client() as client:
-            await client.s3.upload(self.bucket_name, key, source)
+            await client.s3.write(self.bucket_name, key, source)
         return key
 
     @async_dispatch(aupload_from_path)
@@ -374,7 +376,7 @@ class HCPBucket(WritableFileSystem, WritableDeploymentStorage, ObjectStorageBloc
         source = self._resolve_path(from_path)
         dest_bucket, dest_key = self._destination(to_path, to_bucket)
         async with self._client() as client:
-            await client.s3.copy(dest_bucket, dest_key, self.bucket_name, source)
+            await client.s3.copy_over(dest_bucket, dest_key, self.bucket_name, source)
         return dest_key
 
     @async_dispatch(acopy_object)
@@ -392,7 +394,7 @@ class HCPBucket(WritableFileSystem, WritableDeploymentStorage, ObjectStorageBloc
         if (dest_bucket, dest_key) == (self.bucket_name, source):
             return dest_key  # moving onto itself: deleting the source would lose the object
         async with self._client() as client:
-            await client.s3.copy(dest_bucket, dest_key, self.bucket_name, source)
+            await client.s3.copy_over(dest_bucket, dest_key, self.bucket_name, source)
             await client.s3.delete(self.bucket_name, source)
         return dest_key
 

@@ -1,7 +1,8 @@
 """The main job, end to end on one machine: ``make demo`` (``python -m rahcp_prefect.demo``).
 
 Starts the embedded HCP emulator (over a real moto S3 server) unless ``HCP_ENDPOINT`` points
-at a real one, makes sample data, runs the ``bulk-upload`` flow (staging, verify, commit) and
+at a real one (``HCP_USERNAME``, ``HCP_PASSWORD``), creates the bucket (``--bucket``, default a new
+``demo-<id>``) through that HCP's API when it is missing, makes sample data, runs the ``bulk-upload`` flow (staging, verify, commit) and
 the ``bulk-download`` flow, checks every byte, and prints where to look. Flows run against
 ``PREFECT_API_URL`` when set (so they show in your Prefect UI), else a temporary local server.
 """
@@ -26,6 +27,8 @@ from rahcp_prefect.client.sizes import format_bytes
 
 if TYPE_CHECKING:
     from prefect.client.schemas.objects import State
+
+    from rahcp_prefect.blocks import HCPCredentials
 
 MIB = 1024 * 1024
 WORK_DIR = Path(".rahcp-demo")
@@ -113,6 +116,16 @@ def prefect_api() -> Iterator[str]:
         yield "a temporary local Prefect server (set PREFECT_API_URL to keep the runs)"
 
 
+async def ensure_bucket(credentials: HCPCredentials, bucket: str) -> bool:
+    """Create ``bucket`` through the API of the HCP the credentials reach (emulator or real)
+    unless it is there; True when it was created."""
+    async with credentials.get_client() as client:
+        if bucket in {found["Name"] for found in (await client.s3.list_buckets())["buckets"]}:
+            return False
+        await client.s3.create_bucket(bucket)
+        return True
+
+
 async def run(args: argparse.Namespace) -> int:
     from rahcp_prefect.blocks import HCPCredentials, HCPTracker, HCPTransferSettings
     from rahcp_prefect.flows import bulk_download, bulk_upload
@@ -128,11 +141,11 @@ async def run(args: argparse.Namespace) -> int:
     with hcp_endpoint() as (endpoint, username, password, emulator), prefect_api() as api:
         bucket = args.bucket or f"demo-{uuid.uuid4().hex[:8]}"
         if emulator is not None:
-            emulator.create_bucket(bucket)
             print(f"Embedded HCP emulator at {endpoint} (S3 at {emulator.s3_endpoint})", flush=True)
-        await HCPCredentials(endpoint=endpoint, username=username, password=SecretStr(password)).save(
-            "hcp-demo", overwrite=True
-        )
+        credentials = HCPCredentials(endpoint=endpoint, username=username, password=SecretStr(password))
+        created = await ensure_bucket(credentials, bucket)
+        print(f"Bucket {bucket} {'created' if created else 'exists'} on {endpoint}", flush=True)
+        await credentials.save("hcp-demo", overwrite=True)
         await HCPTransferSettings(multipart_threshold=16 * MIB, multipart_chunk=8 * MIB, workers=16).save(
             "hcp-demo-settings", overwrite=True
         )
@@ -180,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--files", type=int, default=500, help="small sample files (default 500)")
     parser.add_argument("--large-mib", type=int, default=40, help="size of the large file in MiB (default 40)")
-    parser.add_argument("--bucket", default=None, help="bucket to use (default: a new one on the emulator)")
+    parser.add_argument("--bucket", default=None, help="bucket to use, created when missing (default: a new demo-<id>)")
     parser.add_argument("--work-dir", type=Path, default=WORK_DIR, help="where sample and downloaded data go")
     args = parser.parse_args(argv)
     if args.files < 0 or args.large_mib < 0:

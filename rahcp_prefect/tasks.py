@@ -26,15 +26,24 @@ from rahcp_prefect.bulk import bulk_download as run_bulk_download
 from rahcp_prefect.bulk import bulk_upload as run_bulk_upload
 from rahcp_prefect.bulk.config import DownloadEntry
 from rahcp_prefect.bulk.validation import check_bucket, check_prefix
-from rahcp_prefect.client import HCPClient
-from rahcp_prefect.client.s3 import COPY_CONCURRENCY
+from rahcp_prefect.client import HCPClient, RetentionError
+from rahcp_prefect.client.s3 import COPY_CONCURRENCY, REPLACED, raise_on_delete_errors
 from rahcp_prefect.job.attempts import batch_checks
 from rahcp_prefect.job.commit import move_staged
 from rahcp_prefect.job.staging import StagingPlan
 from rahcp_prefect.report.throttle import FailureLog
 
+
+
+def _worth_retrying(task: Any, task_run: Any, state: Any) -> bool:
+    """A retry cannot release a hold or end a retention: a ``RetentionError`` fails at once."""
+    return not isinstance(getattr(state, "data", None), RetentionError)
+
+
 # Every task has side effects on storage: never answer one from a cache.
-_TASK_DEFAULTS: dict[str, Any] = {"cache_policy": NO_CACHE, "retries": 2, "retry_delay_seconds": 2}
+_TASK_DEFAULTS: dict[str, Any] = {
+    "cache_policy": NO_CACHE, "retries": 2, "retry_delay_seconds": 2, "retry_condition_fn": _worth_retrying,
+}
 
 ProgressCallback = Callable[[TransferStats], Any]
 CommitProgressCallback = Callable[[int, int], Any]
@@ -131,9 +140,11 @@ async def upload_object(
     source: Path | bytes,
     settings: HCPTransferSettings | None = None,
 ) -> str:
-    """Upload a file or bytes (multipart above the threshold); returns the ETag."""
+    """Upload a file or bytes (multipart above the threshold) onto ``key`` whatever the
+    namespace allows (``S3Ops.write``: where it refuses overwrites, the old object is replaced;
+    ``RetentionError`` when it is retained or on hold); returns the ETag."""
     async with open_client(credentials, settings) as client:
-        etag = await client.s3.upload(bucket, key, Path(source) if isinstance(source, str) else source)
+        etag = await client.s3.write(bucket, key, Path(source) if isinstance(source, str) else source)
     get_run_logger().info("Uploaded %s/%s", bucket, key)
     return etag
 
@@ -146,9 +157,10 @@ async def upload_multipart(
     path: Path,
     settings: HCPTransferSettings | None = None,
 ) -> str:
-    """Upload a large file in parallel parts streamed from disk; returns the ETag."""
+    """Upload a large file in parallel parts streamed from disk, onto ``key`` whatever the
+    namespace allows (as ``upload_object``); returns the ETag."""
     async with open_client(credentials, settings) as client:
-        etag = await client.s3.upload_multipart(bucket, key, Path(path))
+        etag = await client.s3.write(bucket, key, Path(path), multipart=True)
     get_run_logger().info("Uploaded %s/%s in parts", bucket, key)
     return etag
 
@@ -187,23 +199,30 @@ async def head_object(credentials: HCPCredentials, bucket: str, key: str) -> dic
 async def copy_object(
     credentials: HCPCredentials, dest_bucket: str, dest_key: str, src_bucket: str, src_key: str
 ) -> dict[str, Any]:
-    """Server-side copy of one object."""
+    """Server-side copy of one object onto ``dest_key`` whatever the namespace allows
+    (``S3Ops.copy_over``: a copy, or the safe replace where the namespace refuses overwrites;
+    ``RetentionError`` when the destination is retained or on hold):
+    ``{"bucket", "key", "replaced"}``."""
     async with open_client(credentials) as client:
-        return await client.s3.copy(dest_bucket, dest_key, src_bucket, src_key)
+        outcome = await client.s3.copy_over(dest_bucket, dest_key, src_bucket, src_key)
+    return {"bucket": dest_bucket, "key": dest_key, "replaced": outcome == REPLACED}
 
 
 @task(name="hcp-delete-object", **_TASK_DEFAULTS)
 async def delete_object(credentials: HCPCredentials, bucket: str, key: str) -> dict[str, Any]:
-    """Delete one object (idempotent)."""
+    """Delete one object (idempotent); ``RetentionError`` when it is retained or on hold."""
     async with open_client(credentials) as client:
         return await client.s3.delete(bucket, key)
 
 
 @task(name="hcp-delete-objects", **_TASK_DEFAULTS)
 async def delete_objects(credentials: HCPCredentials, bucket: str, keys: Sequence[str]) -> dict[str, Any]:
-    """Delete many objects in bulk (idempotent)."""
+    """Delete many objects in bulk (idempotent): ``{"status", "deleted", "errors": []}``;
+    ``RetentionError`` naming the objects retained or on hold (the others are deleted)."""
     async with open_client(credentials) as client:
-        return await client.s3.delete_bulk(bucket, list(keys))
+        result = await client.s3.delete_bulk(bucket, list(keys))
+    raise_on_delete_errors(result, bucket)
+    return result
 
 
 # -- staging ----------------------------------------------------------------------------------

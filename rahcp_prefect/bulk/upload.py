@@ -18,10 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from rahcp_prefect.client.digests import Uploaded
-from rahcp_prefect.client.errors import ConflictError, PresignedTransferError
 from rahcp_prefect.client.represign import presigned_transfer
 from rahcp_prefect.client.resume import PartStore
-from rahcp_prefect.client.s3 import write_after_delete
+from rahcp_prefect.client.overwrite import write_over
 
 from .config import BulkUploadConfig
 from .errors import FileChangedError, VerificationError
@@ -251,13 +250,11 @@ class _Upload:
         again, with backoff while HCP still refuses the name for a moment after the delete.
         The local file is the source, so a kill in between loses nothing (the next run sends
         it); an object under retention or on hold is not deleted (``RetentionError``)."""
-        try:
-            return await self._send_file(key, path, size, mtime, url)
-        except (ConflictError, PresignedTransferError) as exc:
-            if exc.status_code != 409:
-                raise
-        await self.s3.delete(self.bucket, key)
-        return await write_after_delete(lambda: self._send_file(key, path, size, mtime, url), f"{self.bucket}/{key}")
+        sent, _ = await write_over(
+            lambda: self._send_file(key, path, size, mtime, url), lambda: self.s3.delete(self.bucket, key),
+            f"{self.bucket}/{key}",
+        )
+        return sent
 
     async def _send_file(self, key: str, path: str, size: int, mtime: int, url: str | None) -> Uploaded:
         if size >= self.threshold:

@@ -34,9 +34,9 @@ from .errors import (
 from .gather import gather_all
 from .keys import check_key, encode_bucket, multipart_path, object_path
 from .multipart import MultipartUpload, part_size_for
+from .overwrite import REPLACE_ATTEMPTS, REPLACE_DELAY, replace_by_delete, write_over
 from .represign import presigned_transfer
 from .resume import PartStore
-from .retry import backoff_delay
 from .tracing import span
 
 if TYPE_CHECKING:
@@ -51,11 +51,6 @@ BATCH = 1000
 """Keys per bulk delete / bulk presign request and objects per listing page."""
 COPY_CONCURRENCY = defaults.COMMIT_CONCURRENCY
 """Server-side copies in flight during ``commit_staging``, unless the caller says otherwise."""
-REPLACE_ATTEMPTS = 6
-REPLACE_DELAY = 0.5
-"""A write just after a delete (a safe replace's copy, the engine's resend): attempts in all,
-and the first backoff (seconds)."""
-
 Source = bytes | bytearray | memoryview | os.PathLike
 
 PLACED, REPLACED, LEFT = "placed", "replaced", "left"
@@ -63,28 +58,6 @@ PLACED, REPLACED, LEFT = "placed", "replaced", "left"
 put there by a safe replace, or left out (its final object may not be replaced)."""
 PlaceFn = Callable[[str, str, dict[str, Any]], Awaitable[str]]
 """``place(dest_bucket, dest_key, staged listing record)`` -> PLACED, REPLACED or LEFT."""
-
-
-def refused_for_a_moment(exc: BaseException) -> bool:
-    """What HCP may answer a write for a moment after the object was deleted: 409 (the name
-    not yet free) or busy (retryable statuses that outlasted the client's own retries)."""
-    return isinstance(exc, RetryableError) or (isinstance(exc, HCPError) and exc.status_code == 409)
-
-
-async def write_after_delete(
-    write: Callable[[], Awaitable[T]], what: str, *, attempts: int = REPLACE_ATTEMPTS, base_delay: float = REPLACE_DELAY
-) -> T:
-    """``write`` onto a name just deleted, retried with backoff while HCP refuses it for a
-    moment (``refused_for_a_moment``), ``attempts`` times in all; other errors pass at once."""
-    for attempt in range(attempts):
-        try:
-            return await write()
-        except HCPError as exc:
-            if not refused_for_a_moment(exc) or attempt + 1 >= attempts:
-                raise
-            logger.info("Write of %s after its delete refused (%s), retrying", what, exc)
-            await asyncio.sleep(backoff_delay(attempt, base_delay))
-    raise AssertionError("unreachable: attempts must be at least 1")
 
 
 @dataclass
@@ -110,7 +83,8 @@ class S3Ops:
     @on_object
     async def upload(self, bucket: str, key: str, data: Source, *, chunk_size: int = defaults.CHUNK_SIZE) -> str:
         """Upload bytes or a file; presigned PUT below ``multipart_threshold``, multipart at or
-        above it. Returns the ETag (quoted, as S3 sends it)."""
+        above it. Returns the ETag (quoted, as S3 sends it). Onto an existing key an HCP
+        namespace without versions or the overwrite option refuses it (409): ``write`` replaces."""
         check_key(key)
         source, size = _source(data)
         if size > 0 and size >= self._client.config.multipart_threshold:
@@ -470,9 +444,10 @@ class S3Ops:
         (the job's final check lists every ETag anyway). ``RetentionError`` when ``dest`` may not be deleted;
         ``ObjectChangedError`` when ``dest`` does not end up with ``etag`` (and ``size``).
         """
-        await self.delete(dest_bucket, dest_key)
-        await write_after_delete(
-            lambda: self.copy(dest_bucket, dest_key, src_bucket, src_key), f"{dest_bucket}/{dest_key}",
+        await replace_by_delete(
+            lambda: self.copy(dest_bucket, dest_key, src_bucket, src_key),
+            lambda: self.delete(dest_bucket, dest_key),
+            f"{dest_bucket}/{dest_key}",
             attempts=attempts, base_delay=base_delay,
         )
         if check and not await self.holds(dest_bucket, dest_key, etag, size):
@@ -481,23 +456,69 @@ class S3Ops:
     async def place(
         self, dest_bucket: str, dest_key: str, src_bucket: str, item: dict[str, Any], *, check: bool = True
     ) -> str:
-        """Put one staged object (``item``: its listing record) on ``dest_key``, whatever the
-        namespace allows: a copy (a versioned namespace stores a new version, one with the
-        overwrite option replaces); where the copy is refused (409: no versions, no overwrite,
-        HCP's default) the safe replace (``replace``; ``check``: its ETag HEAD). A refused
-        copy onto these very bytes (a commit resumed after a kill) is replaced the same way: the
-        staged copy stays until then. Returns ``PLACED`` or ``REPLACED``; ``RetentionError``
-        when the final object is retained or on hold. A changed file costs three requests (the
-        refused copy, the delete, the copy), a new one a single copy."""
+        """Put one object (``item``: its listing record; without an ``ETag`` it is read with a
+        HEAD when needed) on ``dest_key``, whatever the namespace allows: a copy (a versioned
+        namespace stores a new version, one with the overwrite option replaces); where the copy
+        is refused (409: no versions, no overwrite, HCP's default) the safe replace (``replace``;
+        ``check``: its ETag HEAD). A refused copy onto these very bytes (a commit resumed after
+        a kill) is replaced the same way: the source stays until then. Returns ``PLACED`` or
+        ``REPLACED``; ``RetentionError`` when the final object is retained or on hold. A changed
+        file costs three requests (the refused copy, the delete, the copy), a new one a single copy."""
         source = item["Key"]
         try:
             await self.copy(dest_bucket, dest_key, src_bucket, source)
             return PLACED
         except OverwriteRefusedError:
-            pass  # replaced below, the staged copy kept until it is in place
+            pass  # replaced below, the source kept until it is in place
+        if "ETag" not in item:
+            found = await self.head(src_bucket, source)
+            item = {**item, "ETag": found.get("etag", ""), "Size": int(found.get("content-length", 0))}
         etag, size = str(item.get("ETag") or ""), int(item.get("Size", 0) or 0)
         await self.replace(dest_bucket, dest_key, src_bucket, source, etag, size=size, check=check)
         return REPLACED
+
+    @on_object
+    async def copy_over(self, dest_bucket: str, dest_key: str, src_bucket: str, src_key: str) -> str:
+        """Server-side copy of ``src_bucket/src_key`` onto ``dest_bucket/dest_key`` whatever the
+        namespace allows (``place``): ``PLACED`` (a copy) or ``REPLACED`` (the safe replace
+        where the namespace refuses overwrites); ``RetentionError`` when ``dest`` is retained
+        or on hold."""
+        return await self.place(dest_bucket, dest_key, src_bucket, {"Key": src_key})
+
+    @on_object
+    async def write(
+        self,
+        bucket: str,
+        key: str,
+        data: Source,
+        *,
+        chunk_size: int = defaults.CHUNK_SIZE,
+        multipart: bool = False,
+        exists: bool = False,
+    ) -> str:
+        """Upload bytes or a file onto ``key`` whatever the namespace allows (``upload``, or
+        ``upload_multipart`` when ``multipart``): a new object, a new version, an overwrite
+        where the option is on; where the namespace refuses (409: HCP's default) the old object
+        is deleted and the bytes sent again (``overwrite.write_over``; the source is local, so
+        a kill in between loses nothing). ``exists`` (a listing just showed the object): the
+        delete comes first, sparing the refused PUT. Returns the ETag; ``RetentionError``
+        naming the object when it is retained or on hold."""
+        send = self.upload_multipart if multipart else self.upload
+
+        async def put() -> str:
+            return await send(bucket, key, data, chunk_size=chunk_size)
+
+        async def delete() -> None:
+            await self.delete(bucket, key)
+
+        try:
+            if exists:
+                etag = await replace_by_delete(put, delete, f"{bucket}/{key}")
+            else:
+                etag, _ = await write_over(put, delete, f"{bucket}/{key}")
+        except (AuthenticationError, PresignedTransferError) as exc:
+            raise _refused(exc, bucket, key, "overwritten") from None
+        return etag
 
     @on_object
     async def holds(self, bucket: str, key: str, etag: str, size: int | None = None) -> bool:
@@ -628,7 +649,7 @@ class S3Ops:
             return list(keys)
         errors = result.get("errors") or []
         kept = [str(e.get("Key")) for e in errors if e.get("Code") == "AccessDenied"]
-        _raise_on_delete_errors({"errors": [e for e in errors if e.get("Code") != "AccessDenied"]}, bucket)
+        raise_on_delete_errors({"errors": [e for e in errors if e.get("Code") != "AccessDenied"]}, bucket)
         return kept
 
     @on_bucket
@@ -755,7 +776,7 @@ def _source(data: Source) -> tuple[Path | bytes | bytearray | memoryview, int]:
     raise TypeError(f"upload data must be bytes or a pathlib.Path, got {type(data).__name__}")
 
 
-def _refused(exc: AuthenticationError, bucket: str, key: str, what: str) -> HCPError:
+def _refused(exc: HCPError, bucket: str, key: str, what: str) -> HCPError:
     """A 403 on a delete or an overwrite: the object's retention or hold, not the login."""
     if exc.status_code != 403:
         return exc
@@ -766,11 +787,18 @@ def _refused(exc: AuthenticationError, bucket: str, key: str, what: str) -> HCPE
     )
 
 
-def _raise_on_delete_errors(result: dict[str, Any], bucket: str) -> None:
+def raise_on_delete_errors(result: dict[str, Any], bucket: str) -> None:
+    """Raise for the keys a bulk delete (``delete_bulk``'s answer) did not delete:
+    ``RetentionError`` naming them when every one was refused as retained or held
+    (AccessDenied), else ``HCPError`` naming the first."""
     errors = result.get("errors") or []
-    if errors:
-        first = errors[0]
-        raise HCPError(
-            f"{len(errors)} object(s) of {bucket} could not be deleted, "
-            f"e.g. {first.get('Key')!r}: {first.get('Code')}"
-        )
+    if not errors:
+        return
+    keys = [str(e.get("Key")) for e in errors]
+    if all(e.get("Code") == "AccessDenied" for e in errors):
+        shown = ", ".join(f"{bucket}/{key}" for key in keys[:5]) + (f" and {len(keys) - 5} more" if len(keys) > 5 else "")
+        raise RetentionError(f"{shown} cannot be deleted: under retention or on hold (AccessDenied)", 403)
+    first = errors[0]
+    raise HCPError(
+        f"{len(errors)} object(s) of {bucket} could not be deleted, e.g. {first.get('Key')!r}: {first.get('Code')}"
+    )

@@ -4,7 +4,7 @@ The one deployment file is ``deployments/prefect.yaml`` at the top of the checko
 (``setup.py``) ships it inside the wheel as ``rahcp_prefect/deployments/prefect.yaml``. It
 defines the deployments (``bulk-upload/default`` and friends); their entrypoints are modules of
 the installed package (``rahcp_prefect.flows.upload:bulk_upload``), so a worker needs
-``pip install rahcp-prefect`` and no checkout. ``rahcp-prefect setup`` deploys it.
+the package installed (e.g. the wheel built from a checkout) and no checkout. ``rahcp-prefect setup`` deploys it.
 """
 
 from __future__ import annotations

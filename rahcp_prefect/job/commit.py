@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-from rahcp_prefect.client import HCPClient, PresignedTransferError, RetentionError
+from rahcp_prefect.client import HCPClient, RetentionError
 from rahcp_prefect.client.s3 import LEFT, PLACED, PlaceFn
 from rahcp_prefect.job.check import FinalCheck, check_final, fail_final_check
 from rahcp_prefect.job.manifest import check_manifest, commit_manifest, manifest_key
@@ -205,9 +205,7 @@ async def commit_job(
                 await write_mtimes(
                     client, plan.bucket, plan.final_prefix, times, exists=mtimes_key(plan.final_prefix) in check.listed
                 )
-            except (RetentionError, PresignedTransferError) as exc:
-                if isinstance(exc, PresignedTransferError) and exc.status_code != 403:
-                    raise
+            except RetentionError as exc:
                 logger.warning("Manifest not rewritten (retention or hold): %s", exc)
                 extra["manifest"] = "retained: the manifest of an earlier commit stays"
             else:

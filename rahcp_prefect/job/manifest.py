@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from rahcp_prefect.client import HCPClient, NotFoundError, PresignedTransferError
+from rahcp_prefect.client import HCPClient, NotFoundError
 from rahcp_prefect.tracker.protocol import FileDigests
 from rahcp_prefect.errors import RahcpError
 
@@ -131,19 +131,11 @@ async def write_manifest(
 async def write_tag_file(client: HCPClient, bucket: str, key: str, body: bytes, exists: bool = False) -> str:
     """Write (or replace) one of the job's tag files (the manifest, the times); returns its key.
 
-    ``exists`` (the final listing showed one): the old file is deleted first, since a
-    namespace without versioning or overwrite refuses a PUT onto it (409; one refused anyway
-    is answered the same way). A run killed between the two leaves the job ``committing`` and
-    its next run writes the file again. ``RetentionError`` when the file there is retained or held."""
-    if exists:
-        await client.s3.delete(bucket, key)
-    try:
-        await client.s3.upload(bucket, key, body)
-    except PresignedTransferError as exc:
-        if exc.status_code != 409:
-            raise
-        await client.s3.delete(bucket, key)
-        await client.s3.upload(bucket, key, body)
+    ``S3Ops.write``, whatever the namespace allows; ``exists`` (the final listing showed one):
+    the old file is deleted first, sparing the PUT a namespace without versioning or overwrite
+    would refuse (409). A run killed between the two leaves the job ``committing`` and its next
+    run writes the file again. ``RetentionError`` when the file there is retained or held."""
+    await client.s3.write(bucket, key, body, exists=exists)
     return key
 
 

@@ -99,3 +99,46 @@ async def test_a_safe_replace_onto_a_held_object_deletes_nothing_and_says_why(
     with pytest.raises(RetentionError, match="final/a.txt cannot be deleted"):
         await hcp_client.s3.replace(hcp_bucket, "final/a.txt", hcp_bucket, "stage/a.txt", '"x"')
     assert hcp_mode.s3.get_object(Bucket=hcp_bucket, Key="final/a.txt")["Body"].read() == b"old"
+
+
+@pytest.fixture(params=[pytest.param({}, id="hcp-default"), pytest.param({"versioning": True}, id="versioned"),
+                        pytest.param({"overwrite": True}, id="overwrite-on")])
+def namespace(request: pytest.FixtureRequest, hcp_mode: Any, hcp_bucket: str) -> dict[str, Any]:
+    """``hcp_bucket`` as HCP's default namespace, a versioned one, one with the overwrite option."""
+    hcp_mode.configure_namespace(hcp_bucket, **request.param)
+    return dict(request.param)
+
+
+@pytest.mark.parametrize("multipart", [False, True], ids=["put", "multipart"])
+async def test_write_replaces_an_object_whatever_the_namespace_allows(
+    hcp_mode: Any, hcp_bucket: str, hcp_client: HCPClient, namespace: dict[str, Any], multipart: bool
+) -> None:
+    for night in (b"night 1", b"night 2"):
+        await hcp_client.s3.write(hcp_bucket, "out/a.txt", night, multipart=multipart)
+        assert hcp_mode.s3.get_object(Bucket=hcp_bucket, Key="out/a.txt")["Body"].read() == night
+
+
+async def test_copy_over_replaces_the_destination_whatever_the_namespace_allows(
+    hcp_mode: Any, hcp_bucket: str, hcp_client: HCPClient, namespace: dict[str, Any]
+) -> None:
+    hcp_mode.s3.put_object(Bucket=hcp_bucket, Key="dst.txt", Body=b"old")
+    hcp_mode.s3.put_object(Bucket=hcp_bucket, Key="src.txt", Body=b"new bytes")
+    outcome = await hcp_client.s3.copy_over(hcp_bucket, "dst.txt", hcp_bucket, "src.txt")
+    assert outcome == ("placed" if namespace else "replaced")
+    assert hcp_mode.s3.get_object(Bucket=hcp_bucket, Key="dst.txt")["Body"].read() == b"new bytes"
+    assert hcp_mode.s3.get_object(Bucket=hcp_bucket, Key="src.txt")["Body"].read() == b"new bytes"
+
+
+@pytest.mark.parametrize("settings", [pytest.param({}, id="hcp-default"), pytest.param({"overwrite": True}, id="overwrite-on")])
+async def test_write_and_copy_over_onto_a_held_object_name_it_and_change_nothing(
+    hcp_mode: Any, hcp_bucket: str, hcp_client: HCPClient, settings: dict[str, Any]
+) -> None:
+    hcp_mode.configure_namespace(hcp_bucket, **settings)
+    hcp_mode.s3.put_object(Bucket=hcp_bucket, Key="kept/a.txt", Body=b"old")
+    hcp_mode.s3.put_object(Bucket=hcp_bucket, Key="src.txt", Body=b"new")
+    hcp_mode.set_hold(hcp_bucket, "kept/a.txt")
+    with pytest.raises(RetentionError, match=rf"{hcp_bucket}/kept/a.txt cannot be (deleted|overwritten)"):
+        await hcp_client.s3.write(hcp_bucket, "kept/a.txt", b"new")
+    with pytest.raises(RetentionError, match=rf"{hcp_bucket}/kept/a.txt cannot be (deleted|overwritten)"):
+        await hcp_client.s3.copy_over(hcp_bucket, "kept/a.txt", hcp_bucket, "src.txt")
+    assert hcp_mode.s3.get_object(Bucket=hcp_bucket, Key="kept/a.txt")["Body"].read() == b"old"

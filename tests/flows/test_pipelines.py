@@ -30,42 +30,74 @@ def _keys(hcp_emulator: Any, bucket: str, prefix: str) -> set[str]:
     return {item["Key"] for item in listed}
 
 
-async def test_nightly_archive_uploads_adds_an_object_and_restores(
+def _next_night(source: Path, files: dict[str, bytes]) -> dict[str, bytes]:
+    """What changes at the source between two nights: one file rewritten, one added."""
+    changed = sorted(files)[0]
+    files = {**files, changed: b"rewritten on day 2\n" + files[changed], "added/on-day-2.txt": b"new on day 2\n"}
+    for rel in (changed, "added/on-day-2.txt"):
+        (source / rel).parent.mkdir(parents=True, exist_ok=True)
+        (source / rel).write_bytes(files[rel])
+    return files
+
+
+def _assert_prefix_holds(hcp_emulator: Any, bucket: str, prefix: str, files: dict[str, bytes], extra: set[str]) -> None:
+    """The final prefix holds exactly the source's files, byte for byte, plus ``extra`` names
+    (the job's tag files, objects a pipeline writes of its own); no staging is left."""
+    assert _keys(hcp_emulator, bucket, prefix) == {prefix + rel for rel in files} | {prefix + name for name in extra}
+    for rel, content in files.items():
+        assert hcp_emulator.s3.get_object(Bucket=bucket, Key=prefix + rel)["Body"].read() == content, rel
+    assert not _keys(hcp_emulator, bucket, ".rahcp-staging/")
+
+
+TAG_FILES = {MANIFEST_NAME, MTIMES_NAME}
+
+
+async def test_nightly_archive_runs_two_nights_on_an_hcp_namespace(
     default_blocks: Path, hcp_emulator: Any, hcp_bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)  # the flow restores into ./restore, as the README runs it
     files = make_tree(tmp_path / "scans", 7)
     flows = load_flows_file("nightly_archive")
-    result = await flows.nightly_archive("scans", hcp_bucket, "2026/")
-    assert result["ok"] == len(files)
-    expected = {f"2026/{rel}" for rel in files} | {"2026/MANIFEST.txt", f"2026/{MANIFEST_NAME}", f"2026/{MTIMES_NAME}"}
-    assert _keys(hcp_emulator, hcp_bucket, "2026/") == expected
-    for rel, content in files.items():
-        assert (tmp_path / "restore" / rel).read_bytes() == content
-    assert (tmp_path / "restore" / "MANIFEST.txt").read_bytes() == b"uploaded by nightly_archive\n"
+    for night in (1, 2):  # night 2: MANIFEST.txt exists and the namespace refuses overwrites (409)
+        result = await flows.nightly_archive("scans", hcp_bucket, "2026/")
+        assert result["outcome"] == "committed", (night, result)
+        _assert_prefix_holds(hcp_emulator, hcp_bucket, "2026/", files, TAG_FILES | {"MANIFEST.txt"})
+        for rel, content in files.items():
+            assert (tmp_path / "restore" / rel).read_bytes() == content
+        assert (tmp_path / "restore" / "MANIFEST.txt").read_bytes() == b"uploaded by nightly_archive\n"
+        if night == 1:
+            assert result["ok"] == len(files)
+            files = _next_night(tmp_path / "scans", files)
+        else:
+            assert result["ok"] == 2  # the changed and the added file, nothing else
 
 
-def test_nightly_archive_sync_counts_what_it_uploaded(
+def test_nightly_archive_sync_runs_two_nights(
     default_blocks: Path, hcp_emulator: Any, hcp_bucket: str, tmp_path: Path
 ) -> None:
     files = make_tree(tmp_path / "scans", 5)
     flows = load_flows_file("nightly_archive_sync")
-    count = flows.nightly_archive_sync(str(tmp_path / "scans"), hcp_bucket, "sync/")
-    assert _keys(hcp_emulator, hcp_bucket, "sync/") == {f"sync/{rel}" for rel in files} | {
-        f"sync/{MANIFEST_NAME}", f"sync/{MTIMES_NAME}"
-    }
-    assert count == len(files) + 2  # the files and the job's tag files (manifest, times)
+    for night in (1, 2):
+        count = flows.nightly_archive_sync(str(tmp_path / "scans"), hcp_bucket, "sync/")
+        _assert_prefix_holds(hcp_emulator, hcp_bucket, "sync/", files, TAG_FILES)
+        assert count == len(files) + 2, night  # the files and the job's tag files (manifest, times)
+        if night == 1:
+            files = _next_night(tmp_path / "scans", files)
 
 
-async def test_archive_with_audit_checks_every_byte_and_fails_on_an_object_not_archived(
+async def test_archive_with_audit_runs_two_nights_and_fails_on_an_object_not_archived(
     default_blocks: Path, hcp_emulator: Any, hcp_bucket: str, tmp_path: Path
 ) -> None:
     files = make_tree(tmp_path / "scans", 9)
     flows = load_flows_file("archive_with_audit")
-    result = await flows.archive_with_audit(str(tmp_path / "scans"), hcp_bucket, "audited/")
-    assert result["uploaded"]["ok"] == len(files)
-    assert result["audit"]["ok"] and result["audit"]["matches"] == result["audit"]["expected"] == len(files)
-    assert result["audit"]["against"] == "manifest"
+    for night in (1, 2):
+        result = await flows.archive_with_audit(str(tmp_path / "scans"), hcp_bucket, "audited/")
+        assert result["uploaded"]["ok"] == (len(files) if night == 1 else 2)
+        assert result["audit"]["ok"] and result["audit"]["matches"] == result["audit"]["expected"] == len(files)
+        assert result["audit"]["against"] == "manifest"
+        _assert_prefix_holds(hcp_emulator, hcp_bucket, "audited/", files, TAG_FILES)
+        if night == 1:
+            files = _next_night(tmp_path / "scans", files)
 
     # an object the archive never sent: the rerun uploads nothing new, the audit names it
     hcp_emulator.s3.put_object(Bucket=hcp_bucket, Key="audited/stray.txt", Body=b"not archived")
@@ -74,8 +106,8 @@ async def test_archive_with_audit_checks_every_byte_and_fails_on_an_object_not_a
     assert "1 extra" in str(state.message), state.message
 
 
-async def _committed_event(job: str, timeout: float = 90.0) -> Any:
-    """The ``rahcp.upload.committed`` event of ``job``, read back from the Prefect API."""
+async def _committed_event(job: str, timeout: float = 90.0, not_in: set[str] = frozenset()) -> Any:  # type: ignore[assignment]
+    """A ``rahcp.upload.committed`` event of ``job`` not ``not_in`` (ids), read back from the Prefect API."""
     event_filter = EventFilter(
         occurred=EventOccurredFilter(since=datetime.now(timezone.utc) - timedelta(hours=1)),
         event=EventNameFilter(name=[UPLOAD_COMMITTED]),
@@ -85,27 +117,34 @@ async def _committed_event(job: str, timeout: float = 90.0) -> Any:
     while True:
         async with get_client() as client:
             page = await client.read_events(filter=event_filter, limit=5)
-        if page.events or time.monotonic() > deadline:
-            assert page.events, f"no {UPLOAD_COMMITTED} event for job {job}"
-            return page.events[0]
+        fresh = [event for event in page.events if str(event.id) not in not_in]
+        if fresh or time.monotonic() > deadline:
+            assert fresh, f"no new {UPLOAD_COMMITTED} event for job {job}"
+            return fresh[0]
         await asyncio.sleep(0.5)
 
 
-async def test_verify_on_commit_audits_the_prefix_its_trigger_names(
+async def test_verify_on_commit_audits_the_prefix_its_trigger_names_two_nights(
     default_blocks: Path, hcp_emulator: Any, hcp_bucket: str, tmp_path: Path
 ) -> None:
     files = make_tree(tmp_path / "scans", 6)
     job = f"follow-{uuid.uuid4().hex[:8]}"
-    await bulk_upload(source_dir=str(tmp_path / "scans"), bucket=hcp_bucket, prefix="scans/", job=job,
-                      credentials_block="hcp", settings_block="hcp-settings", tracker_block="hcp-tracker")
-    event = await _committed_event(job)
     flows = load_flows_file("verify_on_commit")
-    trigger = flows.on_commit("scans/")
-    assert event.event in trigger.expect and trigger.match.includes([event.resource])
-    assert not flows.on_commit("other/").match.includes([event.resource])
-    # the run the trigger starts gets these parameters, rendered from the event by Prefect's templating
-    parameters = {name: render_user_template_sync(template, {"event": event})
-                  for name, template in trigger.parameters.items()}
-    assert parameters == {"bucket": hcp_bucket, "prefix": "scans/"}
-    audit = await flows.verify_on_commit(**parameters)
-    assert audit["ok"] and audit["matches"] == audit["expected"] == len(files)
+    seen: set[str] = set()
+    for night in (1, 2):
+        await bulk_upload(source_dir=str(tmp_path / "scans"), bucket=hcp_bucket, prefix="scans/", job=job,
+                          credentials_block="hcp", settings_block="hcp-settings", tracker_block="hcp-tracker")
+        event = await _committed_event(job, not_in=seen)
+        seen.add(str(event.id))
+        trigger = flows.on_commit("scans/")
+        assert event.event in trigger.expect and trigger.match.includes([event.resource])
+        assert not flows.on_commit("other/").match.includes([event.resource])
+        # the run the trigger starts gets these parameters, rendered from the event by Prefect's templating
+        parameters = {name: render_user_template_sync(template, {"event": event})
+                      for name, template in trigger.parameters.items()}
+        assert parameters == {"bucket": hcp_bucket, "prefix": "scans/"}
+        audit = await flows.verify_on_commit(**parameters)
+        assert audit["ok"] and audit["matches"] == audit["expected"] == len(files), night
+        _assert_prefix_holds(hcp_emulator, hcp_bucket, "scans/", files, TAG_FILES)
+        if night == 1:
+            files = _next_night(tmp_path / "scans", files)

@@ -44,7 +44,9 @@ def _anchors(site: Path, page: str) -> set[str]:
         ("reference/blocks", {"rahcp_prefect.blocks.HCPCredentials", "rahcp_prefect.blocks.HCPTracker",
                               "rahcp_prefect.blocks.HCPTransferSettings"}),
         ("reference/tasks", {"rahcp_prefect.tasks"}),
-        ("reference/flows", {"rahcp_prefect.flows.bulk_upload", "rahcp_prefect.flows.bulk_download"}),
+        ("reference/flows", {"rahcp_prefect.flows.bulk_upload", "rahcp_prefect.flows.bulk_download",
+                             "rahcp_prefect.flows.bulk_upload_parallel", "rahcp_prefect.flows.cleanup_staging",
+                             "rahcp_prefect.flows.bulk_verify"}),
         ("reference/emulator", {"rahcp_prefect.testing.emulator.HCPEmulator"}),
         ("reference/storage", {"rahcp_prefect.bucket.HCPBucket", "rahcp_prefect.bucket.HCPBucket.aread_path",
                                "rahcp_prefect.deployments.steps.push_to_hcp",
@@ -77,3 +79,24 @@ def test_a_reference_to_a_missing_name_fails_the_build(tmp_path: Path) -> None:
     result = _build(tmp_path / "mkdocs.yml", tmp_path / "site")
     assert result.returncode != 0
     assert "rahcp_prefect.client.NoSuchClient" in result.stdout + result.stderr
+
+
+MACHINE_PATH = re.compile(r"(?<![\w.~-])/(?:work|root|home|tmp)/[\w.-]+")
+"""A path that only exists on one machine (a helper's worktree, a scratch folder, a lock file)."""
+
+
+def test_no_doc_names_a_path_of_one_machine() -> None:
+    docs = [PROJECT / name for name in ("README.md", "RELIABILITY.md", "CHANGELOG.md", "benchmarks/RESULTS.md")]
+    docs += sorted((PROJECT / "docs").rglob("*.md")) + sorted((PROJECT / "flows").glob("*"))
+    found = [f"{path.relative_to(PROJECT)}: {hit}" for path in docs if path.is_file()
+             for hit in MACHINE_PATH.findall(path.read_text())]
+    assert not found, found
+
+
+def test_make_bench_runs_every_benchmark() -> None:
+    from benchmarks.run_all import BENCHMARKS
+
+    modules = {path.stem for path in (PROJECT / "benchmarks").glob("*.py")} - {"__init__", "run_all"}
+    assert set(BENCHMARKS) == modules and len(BENCHMARKS) == len(modules)
+    assert {"safe_replace", "throttling"} <= set(BENCHMARKS)
+    assert "benchmarks.run_all" in (PROJECT / "Makefile").read_text()
