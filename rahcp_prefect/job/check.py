@@ -35,6 +35,7 @@ class FinalCheck:
     wrong_md5: list[tuple[str, str, str]] = field(default_factory=list)  # (final key, ETag, recorded MD5)
     manifest: list[str] = field(default_factory=list)  # problems of the manifest (``check_manifest``)
     listed: dict[str, int] = field(default_factory=dict, repr=False)  # the final prefix: key -> size
+    etags: dict[str, str] = field(default_factory=dict, repr=False)  # the final prefix: key -> ETag
 
     @property
     def ok(self) -> bool:
@@ -88,7 +89,9 @@ async def check_final(
 
 
 def _compare(final: Mapping[str, Listed], records: Mapping[str, FileDigests], plan: StagingPlan) -> FinalCheck:
-    check = FinalCheck(listed={key: listed.size for key, listed in final.items()})
+    check = FinalCheck(
+        listed={key: listed.size for key, listed in final.items()}, etags={key: listed.etag for key, listed in final.items()}
+    )
     for staged_key, record in records.items():
         if not staged_key.startswith(plan.staging_prefix):
             continue

@@ -22,8 +22,9 @@ from rahcp_prefect.bulk.sync import Change, SortedRecords, SyncCounts, decide_do
 from rahcp_prefect.job.commit import commit_lock, wait_for_commit_lock
 from rahcp_prefect.job.errors import BulkTransferFailed
 from rahcp_prefect.job.folder import Promotion, promote_staging, staging_dir_for
-from rahcp_prefect.job.manifest import ExpectedDigests, read_manifest
-from rahcp_prefect.job.mtimes import ExpectedMtimes, read_mtimes
+from rahcp_prefect.job.manifest import ExpectedDigests
+from rahcp_prefect.job.mtimes import ExpectedMtimes
+from rahcp_prefect.job.records import read_fixity
 from rahcp_prefect.job.run import Batch, Failure, JobRun, Selection, first_errors
 from rahcp_prefect.tracker.protocol import JobState, TransferStatus
 
@@ -141,15 +142,15 @@ class DownloadStaging(Selection):
             self._name_unwritable(run)
 
     async def _read_manifest(self, run: JobRun) -> None:
-        """The prefix's manifest and its files' times, read once per run, which every batch
-        checks its files against and gives them (their repeated GETs count in the run's ``retries``)."""
+        """The prefix's fixity records (``records.read_fixity``: the union, newest line of a path
+        first; the root manifest and times of an older release), read once per run, which every
+        batch checks its files against and gives them (their repeated GETs count in ``retries``)."""
         data = run.client.data
         before = data.retries
         try:
-            self.expected = ExpectedDigests(await read_manifest(run.client, self.bucket, self.prefix))
-            # a commit writes the times with the manifest: without one there are none to read
-            has_times = self.expected.lines is not None
-            self.times = ExpectedMtimes(await read_mtimes(run.client, self.bucket, self.prefix) if has_times else None)
+            fixity = await read_fixity(run.client, self.bucket, self.prefix)
+            self.expected = ExpectedDigests(fixity.digests if fixity.found else None)
+            self.times = ExpectedMtimes(fixity.mtimes if fixity.found else None)
         finally:
             run.totals.transfer.retries += data.retries - before
 

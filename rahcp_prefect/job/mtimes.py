@@ -24,6 +24,7 @@ from rahcp_prefect.job.manifest import (
     add_once,
     decode_path,
     encode_path,
+    is_tag_path,
     read_back,
     read_tag_file,
     tag_lines,
@@ -64,7 +65,7 @@ def plan_mtimes(records: Iterable[tuple[str, int, int | None]], staging_prefix: 
     out: dict[str, int] = {}
     for key, _size, mtime_ns in records:
         relative = key[len(staging_prefix):]
-        if mtime_ns is not None and key.startswith(staging_prefix) and relative not in TAG_FILES:
+        if mtime_ns is not None and key.startswith(staging_prefix) and not is_tag_path(relative):
             out[relative] = mtime_ns
     return out
 

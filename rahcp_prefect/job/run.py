@@ -52,6 +52,7 @@ class RunTotals:
     committed: int | None = None  # uploads: objects moved to the final prefix
     moved: int | None = None  # downloads: files moved into the destination
     manifest: int | str | None = None  # files the written manifest lists (or why an earlier one stays)
+    record: str | None = None  # uploads: the commit's fixity record (its key), or that nothing changed
     replaced: int | None = None  # uploads: final objects replaced by a safe replace (no versioning, no overwrite)
     retained: int | None = None  # uploads: changed files not replaced (their archived object is retained or held)
     retained_files: list[str] | None = None  # the first of them, by final key

@@ -223,6 +223,7 @@ class UploadStaging(Selection):
         if commit is None:
             return "commit left to the run holding the lock", False
         run.totals.manifest = commit.extra.get("manifest")
+        run.totals.record = commit.extra.get("record")
         for name, value in commit.fields().items():  # what the namespace refused: replaced, retained...
             setattr(run.totals, name, value)
         return "committed", True
