@@ -22,7 +22,7 @@ from rahcp_prefect.bulk.sync import Change, SortedRecords, SyncCounts, decide_do
 from rahcp_prefect.job.commit import commit_lock, wait_for_commit_lock
 from rahcp_prefect.job.errors import BulkTransferFailed
 from rahcp_prefect.job.folder import Promotion, promote_staging, staging_dir_for
-from rahcp_prefect.job.manifest import ExpectedDigests
+from rahcp_prefect.job.manifest import RAHCP_DIR, ExpectedDigests
 from rahcp_prefect.job.mtimes import ExpectedMtimes
 from rahcp_prefect.job.records import read_fixity
 from rahcp_prefect.job.run import Batch, Failure, JobRun, Selection, first_errors
@@ -58,9 +58,14 @@ class DownloadStaging(Selection):
 
     async def writable(self, run: JobRun, found: bool = False) -> AsyncIterator[tuple[str, int, str | None]]:
         """The listing without the keys that cannot be files under ``dest`` (a file and a folder
-        of one name, ``..``, a name too long...); with ``found`` they go to ``unwritable``."""
+        of one name, ``..``, a name too long...); with ``found`` they go to ``unwritable``. The
+        prefix's fixity records (``.rahcp/``) are the archive's, not the job's files: not downloaded
+        (the download checks every file against them; ``docs/fixity.md`` says how to fetch them)."""
         why = writable_objects_filter(self.prefix, str(self.dest))
+        records = self.prefix + RAHCP_DIR
         async for key, size, etag in self.listing(run):
+            if key.startswith(records):
+                continue
             if (reason := why(key)) is None:
                 yield key, size, etag
             elif found:
