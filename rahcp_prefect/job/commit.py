@@ -24,6 +24,7 @@ from rahcp_prefect.job.manifest import manifest_digests
 from rahcp_prefect.job.mtimes import plan_mtimes
 from rahcp_prefect.job.records import record_commit
 from rahcp_prefect.job.renewal import renewed
+from rahcp_prefect.job.retained import note_left
 from rahcp_prefect.job.staging import StagingPlan
 from rahcp_prefect.tracker.protocol import FileDigests, JobState, TrackerProtocol, TransferStatus
 
@@ -187,13 +188,15 @@ async def commit_job(
     client: HCPClient,
     manifest: bool = True,
     listing_grace: float = 0.0,
+    retention: str | None = None,
 ) -> CommitResult | None:
     """Move staging to the final prefix under the commit lock, check the final prefix, write
     the commit's fixity record (``records.py``: only when a line changed) and the prefix's
     manifest and times where they may be replaced, last, and read them back
     (``manifest=False``: none of them) before the job is ``committed``.
 
-    ``listing_grace``: seconds the final check reads a listing again that lacks files (a
+    ``retention``: the target's default retention (MAPI), to tell when a file it refused may be
+    sent again (``retained.note_left``). ``listing_grace``: seconds the final check reads a listing again that lacks files (a
     backend's listing cache). ``client`` is opened for the commit: every API request it repeated (its login's included)
     is counted in the result's ``api_retries``, with the moves'.
 
@@ -209,6 +212,7 @@ async def commit_job(
         moved: dict[str, Any] = await move()
         left = list(moved.get("left", []))
         record_retained(tracker, left)
+        await note_left(client, tracker, [(key, plan.final_key(key)) for key in left], plan.bucket, retention)
         done = tracker.done_digests()  # read once: the check and the manifest both need them
         check = await check_final(client, tracker, plan, done, listing_grace)
         extra: dict[str, Any] = {}
@@ -218,6 +222,7 @@ async def commit_job(
         if not check.ok:
             raise fail_final_check(tracker, plan, check)
         tracker.update_job(state=JobState.committed)
+        tracker.forget_committed_retained()
         return CommitResult(
             int(moved.get("moved", 0)), retries, check, extra,
             retained=[plan.final_key(key) for key in left], replaced=int(moved.get("replaced", 0)),

@@ -56,6 +56,8 @@ class RunTotals:
     replaced: int | None = None  # uploads: final objects replaced by a safe replace (no versioning, no overwrite)
     retained: int | None = None  # uploads: changed files not replaced (their archived object is retained or held)
     retained_files: list[str] | None = None  # the first of them, by final key
+    retained_waiting: int | None = None  # uploads: retained files left out until their next try
+    retained_next_try: dict[str, str] | None = None  # the first of them: final key -> next try (UTC)
     staging_kept: int | None = None  # uploads: staged objects the namespace may not delete (retention)
     staging_kept_why: str | None = None
     deleted_at_source: int | None = None  # uploads: files of the job the source no longer has
