@@ -43,14 +43,22 @@ def next_try(step: int, until: float | None, now: float) -> float:
     return now + STEPS[min(max(step, 1), len(STEPS)) - 1]
 
 
+def stored_at(last_modified: str) -> float:
+    """Epoch seconds of a HEAD's ``last-modified``: the API sends Python's ``str(datetime)``
+    (``2026-11-24 21:43:47+00:00``, ``hcp-api.md``); an HTTP-date is read too."""
+    try:
+        return datetime.fromisoformat(last_modified).timestamp()
+    except ValueError:
+        return parsedate_to_datetime(last_modified).timestamp()
+
+
 async def retention_end(client: HCPClient, bucket: str, key: str, retention: str | None) -> float | None:
     """When the retention of ``bucket/key`` ends, by the namespace's default retention
     (``retention``) from the object's Last-Modified; None when not known or never."""
     if not retention:
         return None
     try:
-        stored = parsedate_to_datetime((await client.s3.head(bucket, key))["last-modified"]).timestamp()
-        end = retention_until(retention, stored)
+        end = retention_until(retention, stored_at((await client.s3.head(bucket, key))["last-modified"]))
     except (HCPError, KeyError, TypeError, ValueError) as exc:
         logger.info("Retention end of %s/%s not known: %s", bucket, key, exc)
         return None
