@@ -27,7 +27,6 @@ from rahcp_prefect.tracker.protocol import JobState
 from .helpers import (
     api_requests,
     bucket_hashes,
-    without_records,
     bucket_listing,
     data_requests,
     flow_artifacts,
@@ -35,6 +34,7 @@ from .helpers import (
     job_tracker,
     sha256,
     summary_metric,
+    without_records,
 )
 
 UNDECODABLE = sys.platform != "darwin"  # macOS refuses undecodable file names
