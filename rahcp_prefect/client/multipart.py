@@ -156,7 +156,7 @@ class MultipartUpload:
         if self.resume is not None:
             plan = await plan_resume(
                 self.client, self.resume, self.bucket, self.key,
-                part_size=self.part_size, size=self.size, mtime_ns=mtime_ns,
+                part_size=self.part_size, size=self.size, mtime_ns=mtime_ns, path=self.source,  # type: ignore[arg-type]
             )
             if plan is not None:
                 self.upload_id, self.kept = plan.upload_id, plan.kept

@@ -4,8 +4,11 @@ As parts finish, ``upload_multipart(..., resume=store)`` records the upload id, 
 the file's size and modification time, and each part's number, ETag and MD5 in a ``PartStore``
 (the tracker implements it; the SDK never imports the tracker). A later call for the same
 bucket/key finds the record and resumes when the file is unchanged (same size and mtime) and
-the upload still exists: it lists the upload's parts through the API, keeps a part only when the
+the upload still exists: it lists the upload's parts through the API, keeps a part when the
 listed ETag (and size) is the recorded one and the recorded MD5, sends the others and completes.
+A listed part with no record (the run was killed between the server's answer and the record)
+is kept too when the MD5 of that region of the unchanged file, read locally once, is the listed
+ETag: a part is never sent again only because its record was lost.
 The recorded MD5 of a region of a file that still has its recorded size and mtime is the proof
 that the local bytes are those the server holds: the kept parts are not read again to hash them
 (only the whole file's SHA-256 reads them, alongside the missing parts). Anything else (file
@@ -15,8 +18,11 @@ part is never completed.
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from .digests import bare_etag
@@ -88,9 +94,11 @@ async def plan_resume(
     part_size: int,
     size: int,
     mtime_ns: int,
+    path: Path | None = None,
 ) -> ResumePlan | None:
     """The resumable part of the recorded upload of ``bucket/key``, or None (after aborting a
-    recorded upload that cannot be resumed)."""
+    recorded upload that cannot be resumed). ``path``: the file, to prove listed parts that
+    have no record by the MD5 of their region (``_proven_parts``)."""
     record = store.recorded_upload(bucket, key)
     if record is None:
         return None
@@ -109,6 +117,11 @@ async def plan_resume(
         if listed.get(number) == (part.etag, _part_length(number, part_size, size))
         and bare_etag(part.etag) == part.md5
     }
+    if path is not None:
+        proven = await _proven_parts(path, listed, kept, part_size, size)
+        for number, part in proven.items():
+            store.record_part(bucket, key, record.upload_id, number, part.etag, part.md5)
+        kept.update(proven)
     logger.info(
         "Resuming multipart upload of %s: %d of %d parts on the server as recorded",
         what,
@@ -116,6 +129,41 @@ async def plan_resume(
         -(-size // part_size),
     )
     return ResumePlan(record.upload_id, kept)
+
+
+async def _proven_parts(
+    path: Path, listed: dict[int, tuple[str, int]], kept: dict[int, RecordedPart], part_size: int, size: int
+) -> dict[int, RecordedPart]:
+    """Listed parts not kept from the record whose region of ``path`` (unchanged: same size and
+    mtime as recorded) hashes to the listed ETag; each region is read once."""
+    count = -(-size // part_size)
+    todo = {
+        number: etag
+        for number, (etag, length) in listed.items()
+        if number not in kept and 1 <= number <= count and length == _part_length(number, part_size, size)
+    }
+    if not todo:
+        return {}
+    found = await asyncio.to_thread(_region_md5s, path, part_size, size, sorted(todo))
+    return {n: RecordedPart(todo[n], md5) for n, md5 in found.items() if bare_etag(todo[n]) == md5}
+
+
+def _region_md5s(path: Path, part_size: int, size: int, numbers: list[int]) -> dict[int, str]:
+    """Hex MD5 of each part's region of ``path`` (1 MiB reads; nothing held beyond one)."""
+    out: dict[int, str] = {}
+    with path.open("rb") as handle:
+        for number in numbers:
+            handle.seek((number - 1) * part_size)
+            left, digest = _part_length(number, part_size, size), hashlib.md5(usedforsecurity=False)
+            while left > 0:
+                chunk = handle.read(min(left, 1 << 20))
+                if not chunk:
+                    break
+                digest.update(chunk)
+                left -= len(chunk)
+            if left == 0:
+                out[number] = digest.hexdigest()
+    return out
 
 
 def _part_length(number: int, part_size: int, size: int) -> int:

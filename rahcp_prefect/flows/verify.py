@@ -10,6 +10,7 @@ and names the first of each; the run fails when anything does not match.
 
 from __future__ import annotations
 
+from functools import partial
 from time import monotonic
 from typing import Any, Literal
 
@@ -24,8 +25,9 @@ from rahcp_prefect.flows.artifacts import artifact_key
 from rahcp_prefect.flows.common import load_blocks
 from rahcp_prefect.flows.naming import tag_run, verify_run_name
 from rahcp_prefect.job.audit import FIRST_NAMED, AuditReport, StreamedAudit, expected_from_tracker
-from rahcp_prefect.job.manifest import manifest_key, read_manifest
-from rahcp_prefect.job.mtimes import audit_mtimes, mtimes_key
+from rahcp_prefect.job.manifest import manifest_key
+from rahcp_prefect.job.mtimes import mtimes_outside_manifest
+from rahcp_prefect.job.records import RECORDS_DIR, Fixity, is_record_key, read_fixity
 from rahcp_prefect.tasks import open_client
 from rahcp_prefect.errors import RahcpError
 
@@ -72,13 +74,14 @@ async def bulk_verify(
     started = monotonic()
     manifest_at = manifest_key(prefix)
     async with open_client(blocks.credentials, blocks.settings) as client:
-        expected = await read_manifest(client, bucket, prefix) if against != "tracker" else None
+        fixity = await read_fixity(client, bucket, prefix) if against != "tracker" else None
+        expected = fixity.digests if fixity is not None and fixity.found else None
         unrecorded: list[str] = []
         tracker = None
         if expected is None:
             if against == "manifest" or job is None:
                 raise FixityCheckFailed(
-                    f"bulk-verify: no {manifest_at} in bucket {bucket!r}"
+                    f"bulk-verify: no fixity record ({bucket}/{prefix}{RECORDS_DIR}) and no {manifest_at} in bucket {bucket!r}"
                     + ("" if against == "manifest" else " and no job given to check against its tracker records")
                 )
             tracker = blocks.tracker.get_tracker(job)
@@ -87,14 +90,12 @@ async def bulk_verify(
                 audit = StreamedAudit(sorted((expected or {}).items()), "manifest")
             else:
                 audit = StreamedAudit(expected_from_tracker(tracker, unrecorded), "tracker")
-            tag_keys = {manifest_at, mtimes_key(prefix)}  # the job's own files, not its payload
-            hashed = await hash_objects(
-                client, bucket, prefix=prefix, skip=tag_keys.__contains__, workers=workers, on_hashed=audit.hashed
-            )
+            skip = partial(is_record_key, prefix)  # the job's own files (records, tag files), not its payload
+            hashed = await hash_objects(client, bucket, prefix=prefix, skip=skip, workers=workers, on_hashed=audit.hashed)
         finally:
             if tracker is not None:
                 tracker.close()
-        tag_problems = await audit_mtimes(client, bucket, prefix, expected) if expected is not None else []
+        tag_problems = _times_outside(fixity, bucket, prefix) if tracker is None else []
     report = audit.finish()
     source = report.source
     report.tag_files = tag_problems
@@ -124,6 +125,14 @@ async def bulk_verify(
         raise FixityCheckFailed(f"bulk-verify {bucket}/{prefix}: {report.summary()}")
     logger.info("bulk-verify %s/%s: %s", bucket, prefix, report.summary())
     return result
+
+
+def _times_outside(fixity: Fixity | None, bucket: str, prefix: str) -> list[str]:
+    """Files the records give a time but no SHA-256 (a tag file of another commit)."""
+    if fixity is None:
+        return []
+    relative = {key[len(prefix):]: mtime for key, mtime in fixity.mtimes.items()}
+    return mtimes_outside_manifest(relative, (key[len(prefix):] for key in fixity.digests), f"{bucket}/{prefix}")
 
 
 async def _publish(name: str, bucket: str, prefix: str, report: AuditReport, nbytes: int, elapsed: float) -> None:

@@ -37,6 +37,7 @@ class FinalCheck:
     wrong_md5: list[tuple[str, str, str]] = field(default_factory=list)  # (final key, ETag, recorded MD5)
     manifest: list[str] = field(default_factory=list)  # problems of the manifest (``check_manifest``)
     listed: dict[str, int] = field(default_factory=dict, repr=False)  # the final prefix: key -> size
+    etags: dict[str, str] = field(default_factory=dict, repr=False)  # the final prefix: key -> ETag
 
     @property
     def ok(self) -> bool:
@@ -126,7 +127,9 @@ def _judge(check: FinalCheck, key: str, found: Listed | None, record: FileDigest
 
 
 def _compare(final: Mapping[str, Listed], records: Mapping[str, FileDigests], plan: StagingPlan) -> FinalCheck:
-    check = FinalCheck(listed={key: listed.size for key, listed in final.items()})
+    check = FinalCheck(
+        listed={key: listed.size for key, listed in final.items()}, etags={key: listed.etag for key, listed in final.items()}
+    )
     for staged_key, record in records.items():
         if staged_key.startswith(plan.staging_prefix):
             key = plan.final_key(staged_key)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -20,11 +20,13 @@ from typing import Any
 from rahcp_prefect.client import HCPClient, RetentionError
 from rahcp_prefect.client.s3 import LEFT, PLACED, PlaceFn
 from rahcp_prefect.job.check import FinalCheck, check_final, fail_final_check
-from rahcp_prefect.job.manifest import check_manifest, commit_manifest, manifest_key
-from rahcp_prefect.job.mtimes import check_mtimes, mtimes_key, plan_mtimes, write_mtimes
+from rahcp_prefect.job.manifest import manifest_digests
+from rahcp_prefect.job.mtimes import plan_mtimes
+from rahcp_prefect.job.records import record_commit
 from rahcp_prefect.job.renewal import renewed
+from rahcp_prefect.job.retained import note_left
 from rahcp_prefect.job.staging import StagingPlan
-from rahcp_prefect.tracker.protocol import JobState, TrackerProtocol, TransferStatus
+from rahcp_prefect.tracker.protocol import FileDigests, JobState, TrackerProtocol, TransferStatus
 
 logger = logging.getLogger(__name__)
 
@@ -123,6 +125,23 @@ async def wait_for_commit_lock(tracker: TrackerProtocol, owner: str, lease_secon
         await asyncio.sleep(poll)
 
 
+#: The result's ``record`` after a commit that changed nothing the records say.
+UNCHANGED = "unchanged: the records already list every file of the prefix as it is; nothing written"
+
+
+async def _record(
+    client: HCPClient, tracker: TrackerProtocol, plan: StagingPlan, done: Mapping[str, FileDigests], check: FinalCheck
+) -> dict[str, Any]:
+    """The commit's fixity record and the prefix's manifest (``records.record_commit``); what
+    was read back wrong becomes the final check's manifest problems."""
+    digests = await manifest_digests(client, done, plan.bucket, plan.staging_prefix, plan.final_prefix)
+    times = plan_mtimes(tracker.iter_done(plan.staging_prefix), plan.staging_prefix)
+    recorded = await record_commit(client, plan.bucket, plan.final_prefix, digests, times, check.listed, check.etags)
+    check.manifest = recorded.problems
+    manifest: int | str = recorded.files if recorded.root in ("written", "unchanged") else recorded.root
+    return {"manifest": manifest, "record": recorded.record or UNCHANGED}
+
+
 @dataclass
 class CommitResult:
     """What one commit did: objects moved, API requests repeated, and the final check; files
@@ -170,13 +189,15 @@ async def commit_job(
     client: HCPClient,
     manifest: bool = True,
     listing_grace: float = 0.0,
+    retention: str | None = None,
 ) -> CommitResult | None:
     """Move staging to the final prefix under the commit lock, check the final prefix, write
-    the job's manifest and its files' times (``mtimes.py``) last and check them too
-    (``manifest=False``: neither) before the job is
-    ``committed``.
+    the commit's fixity record (``records.py``: only when a line changed) and the prefix's
+    manifest and times where they may be replaced, last, and read them back
+    (``manifest=False``: none of them) before the job is ``committed``.
 
-    ``listing_grace``: seconds the final check reads a listing again that lacks files (a
+    ``retention``: the target's default retention (MAPI), to tell when a file it refused may be
+    sent again (``retained.note_left``). ``listing_grace``: seconds the final check reads a listing again that lacks files (a
     backend's listing cache). ``client`` is opened for the commit: every API request it repeated (its login's included)
     is counted in the result's ``api_retries``, with the moves'.
 
@@ -192,30 +213,17 @@ async def commit_job(
         moved: dict[str, Any] = await move()
         left = list(moved.get("left", []))
         record_retained(tracker, left)
+        await note_left(client, tracker, [(key, plan.final_key(key)) for key in left], plan.bucket, retention)
         done = tracker.done_digests()  # read once: the check and the manifest both need them
         check = await check_final(client, tracker, plan, done, listing_grace)
         extra: dict[str, Any] = {}
         if check.ok and manifest:
-            try:
-                written = await commit_manifest(
-                    client, done, plan.bucket, plan.staging_prefix, plan.final_prefix,
-                    exists=manifest_key(plan.final_prefix) in check.listed,
-                )
-                times = plan_mtimes(tracker.iter_done(plan.staging_prefix), plan.staging_prefix)
-                await write_mtimes(
-                    client, plan.bucket, plan.final_prefix, times, exists=mtimes_key(plan.final_prefix) in check.listed
-                )
-            except RetentionError as exc:
-                logger.warning("Manifest not rewritten (retention or hold): %s", exc)
-                extra["manifest"] = "retained: the manifest of an earlier commit stays"
-            else:
-                check.manifest = await check_manifest(client, plan.bucket, plan.final_prefix, check.listed, written)
-                check.manifest += await check_mtimes(client, plan.bucket, plan.final_prefix, times, written)
-                extra["manifest"] = len(written)
+            extra = await _record(client, tracker, plan, done, check)
         retries = int(moved.get("api_retries", 0)) + client.api_retries
         if not check.ok:
             raise fail_final_check(tracker, plan, check)
         tracker.update_job(state=JobState.committed)
+        tracker.forget_committed_retained()
         return CommitResult(
             int(moved.get("moved", 0)), retries, check, extra,
             retained=[plan.final_key(key) for key in left], replaced=int(moved.get("replaced", 0)),

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 from rahcp_prefect.bulk.filters import GlobFilter
 from rahcp_prefect.client import HCPClient
-from rahcp_prefect.job.manifest import MANIFEST_NAME, MTIMES_NAME
+from rahcp_prefect.job.manifest import is_tag_path
 from rahcp_prefect.tracker.protocol import TrackerProtocol
 
 logger = logging.getLogger(__name__)
@@ -90,7 +90,7 @@ class DeletionWatch:
     def _next(self) -> str | None:
         for key, _size, _mtime in self._records:
             rel = key[len(self.record_prefix):]
-            if rel in (MANIFEST_NAME, MTIMES_NAME):
+            if is_tag_path(rel):
                 continue
             self.recorded += 1
             return rel

@@ -23,8 +23,9 @@ from rahcp_prefect.client.safe_paths import LinkRefusedError, TreeStates
 from rahcp_prefect.job.commit import commit_lock, wait_for_commit_lock
 from rahcp_prefect.job.errors import BulkTransferFailed
 from rahcp_prefect.job.folder import Promotion, promote_staging, staging_dir_for
-from rahcp_prefect.job.manifest import ExpectedDigests, read_manifest
-from rahcp_prefect.job.mtimes import ExpectedMtimes, read_mtimes
+from rahcp_prefect.job.manifest import RAHCP_DIR, ExpectedDigests
+from rahcp_prefect.job.mtimes import ExpectedMtimes
+from rahcp_prefect.job.records import read_fixity
 from rahcp_prefect.job.run import Batch, Failure, JobRun, Selection, first_errors
 from rahcp_prefect.tracker.protocol import JobState, TransferStatus
 
@@ -62,9 +63,14 @@ class DownloadStaging(Selection):
         """The listing without the keys that cannot be files under ``dest`` (a file and a folder
         of one name, ``..``, a name too long, a symbolic link in the way...); with ``found``
         they go to ``unwritable``. ``states``: what ``dest`` holds (the move into place refuses
-        a link made after this look too)."""
+        a link made after this look too). The prefix's fixity records (``.rahcp/``) are the
+        archive's, not the job's files: not downloaded (the download checks every file against
+        them; ``docs/fixity.md`` says how to fetch them)."""
         why = writable_objects_filter(self.prefix, str(self.dest))
+        records = self.prefix + RAHCP_DIR
         async for key, size, etag in self.listing(run):
+            if key.startswith(records):
+                continue
             if (reason := why(key) or self._through_link(key, states)) is None:
                 yield key, size, etag
             elif found:
@@ -158,15 +164,15 @@ class DownloadStaging(Selection):
             self._name_unwritable(run)
 
     async def _read_manifest(self, run: JobRun) -> None:
-        """The prefix's manifest and its files' times, read once per run, which every batch
-        checks its files against and gives them (their repeated GETs count in the run's ``retries``)."""
+        """The prefix's fixity records (``records.read_fixity``: the union, newest line of a path
+        first; the root manifest and times of an older release), read once per run, which every
+        batch checks its files against and gives them (their repeated GETs count in ``retries``)."""
         data = run.client.data
         before = data.retries
         try:
-            self.expected = ExpectedDigests(await read_manifest(run.client, self.bucket, self.prefix))
-            # a commit writes the times with the manifest: without one there are none to read
-            has_times = self.expected.lines is not None
-            self.times = ExpectedMtimes(await read_mtimes(run.client, self.bucket, self.prefix) if has_times else None)
+            fixity = await read_fixity(run.client, self.bucket, self.prefix)
+            self.expected = ExpectedDigests(fixity.digests if fixity.found else None)
+            self.times = ExpectedMtimes(fixity.mtimes if fixity.found else None)
         finally:
             run.totals.transfer.retries += data.retries - before
 

@@ -25,6 +25,9 @@ MANIFEST_NAME = "manifest-sha256.txt"
 MTIMES_NAME = "rahcp-mtimes.txt"
 """The tag file of the files' modification times (``mtimes.py``), beside the manifest."""
 
+RAHCP_DIR = ".rahcp/"
+"""The job's own folder under a final prefix (its fixity records, ``records.py``)."""
+
 _SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 _LINE = re.compile(r"([0-9a-fA-F]{64})[ \t]+(.+)")
 _ENCODED = re.compile(r"%(25|0[dD]|0[aA])")
@@ -43,6 +46,12 @@ def encode_path(path: str) -> str:
 def decode_path(text: str) -> str:
     """The path of a manifest line (``%25``, ``%0D``, ``%0A`` decoded, in one pass)."""
     return _ENCODED.sub(lambda match: _DECODED[match.group(1).lower()], text)
+
+
+def is_tag_path(relative: str) -> bool:
+    """Whether a path relative to a final prefix is the job's own (a root tag file, a record):
+    a source file of that name is shadowed by it, never payload of the job."""
+    return relative in (MANIFEST_NAME, MTIMES_NAME) or relative.startswith(RAHCP_DIR)
 
 
 def manifest_key(final_prefix: str) -> str:
@@ -112,7 +121,7 @@ def plan_manifest(done: Mapping[str, FileDigests], staging_prefix: str, final_pr
         if not staged_key.startswith(staging_prefix):
             continue
         relative = staged_key[len(staging_prefix):]
-        if relative in (MANIFEST_NAME, MTIMES_NAME):
+        if is_tag_path(relative):
             continue  # a source file of that name is shadowed by the job's own tag files
         if record.sha256 is None:
             plan.without_digest.append(final_prefix + relative)
@@ -172,16 +181,11 @@ async def read_manifest(client: HCPClient, bucket: str, prefix: str) -> dict[str
     return await read_tag_file(client, bucket, prefix, MANIFEST_NAME, parse_manifest)
 
 
-async def commit_manifest(
-    client: HCPClient,
-    done: Mapping[str, FileDigests],
-    bucket: str,
-    staging_prefix: str,
-    final_prefix: str,
-    exists: bool = False,
+async def manifest_digests(
+    client: HCPClient, done: Mapping[str, FileDigests], bucket: str, staging_prefix: str, final_prefix: str
 ) -> dict[str, str]:
-    """Write the job's manifest after the commit moved its last object; returns what it lists
-    (path relative to the prefix -> SHA-256). ``done``: the tracker's ``done_digests()``, as
+    """The SHA-256 of every file the job holds after the commit moved its last object (path
+    relative to the prefix -> SHA-256). ``done``: the tracker's ``done_digests()``, as
     the final check read them. Files held without a SHA-256 (sent by an older release, or
     skipped as already there) are hashed from the final prefix first; one that cannot be read
     fails the commit (``ManifestError``), since a manifest must list every file the job holds."""
@@ -199,7 +203,6 @@ async def commit_manifest(
             )
         for key, found in hashed.digests.items():
             plan.digests[key[len(final_prefix):]] = found.sha256
-    await write_manifest(client, bucket, final_prefix, plan.digests, exists)
     return plan.digests
 
 

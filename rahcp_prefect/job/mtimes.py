@@ -24,6 +24,7 @@ from rahcp_prefect.job.manifest import (
     add_once,
     decode_path,
     encode_path,
+    is_tag_path,
     read_back,
     read_tag_file,
     tag_lines,
@@ -64,7 +65,7 @@ def plan_mtimes(records: Iterable[tuple[str, int, int | None]], staging_prefix: 
     out: dict[str, int] = {}
     for key, _size, mtime_ns in records:
         relative = key[len(staging_prefix):]
-        if mtime_ns is not None and key.startswith(staging_prefix) and relative not in TAG_FILES:
+        if mtime_ns is not None and key.startswith(staging_prefix) and not is_tag_path(relative):
             out[relative] = mtime_ns
     return out
 
@@ -120,19 +121,6 @@ def mtimes_outside_manifest(mtimes: Mapping[str, int], manifest_paths: Iterable[
     """Paths the tag file lists that the manifest does not (a tag file of another commit)."""
     listed = set(manifest_paths)
     return [f"{where}{path}: in {MTIMES_NAME}, not in the manifest" for path in sorted(set(mtimes) - listed)]
-
-
-async def audit_mtimes(client: HCPClient, bucket: str, prefix: str, manifest_keys: Iterable[str]) -> list[str]:
-    """``bulk-verify``'s check of the tag file: readable, and listing only files the manifest
-    lists (``manifest_keys``: full keys). No tag file is no problem (an older commit)."""
-    try:
-        found = await read_mtimes(client, bucket, prefix)
-    except ManifestError as exc:
-        return [str(exc)]
-    if found is None:
-        return []
-    relative = {key[len(prefix):]: mtime for key, mtime in found.items()}
-    return mtimes_outside_manifest(relative, (key[len(prefix):] for key in manifest_keys), f"{bucket}/{prefix}")
 
 
 ExpectedMtimes = ExpectedLines[int]

@@ -52,9 +52,12 @@ class RunTotals:
     committed: int | None = None  # uploads: objects moved to the final prefix
     moved: int | None = None  # downloads: files moved into the destination
     manifest: int | str | None = None  # files the written manifest lists (or why an earlier one stays)
+    record: str | None = None  # uploads: the commit's fixity record (its key), or that nothing changed
     replaced: int | None = None  # uploads: final objects replaced by a safe replace (no versioning, no overwrite)
     retained: int | None = None  # uploads: changed files not replaced (their archived object is retained or held)
     retained_files: list[str] | None = None  # the first of them, by final key
+    retained_waiting: int | None = None  # uploads: retained files left out until their next try
+    retained_next_try: dict[str, str] | None = None  # the first of them: final key -> next try (UTC)
     staging_kept: int | None = None  # uploads: staged objects the namespace may not delete (retention)
     staging_kept_why: str | None = None
     deleted_at_source: int | None = None  # uploads: files of the job the source no longer has

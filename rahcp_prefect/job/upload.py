@@ -27,6 +27,7 @@ from rahcp_prefect.job.errors import FinalCheckError
 from rahcp_prefect.job.failure import apply_failure_policy
 from rahcp_prefect.job.namespace import check_namespaces
 from rahcp_prefect.job.policy import OnFailure
+from rahcp_prefect.job.retained import Waiting, retained_fields
 from rahcp_prefect.job.run import Batch, Failure, JobRun, Selection, first_errors
 from rahcp_prefect.job.staging import STAGING_ROOT, StagingPlan, plan_staging, verify_staging
 from rahcp_prefect.tracker.protocol import JobState, TrackerProtocol, TransferStatus
@@ -64,6 +65,7 @@ class UploadStaging(Selection):
     watch: DeletionWatch | None = None  # the job's files the run's scan no longer finds
     guard: SourceGuard | None = None
     commit_result: CommitResult | None = None
+    retention: str | None = None  # the target's default retention (MAPI), when known
     noun, verb = "file", "upload"
     failed_outcome = "kept"
     left_as_it_was = "staging left as it was"
@@ -93,11 +95,12 @@ class UploadStaging(Selection):
             return _all_new(files, counts)
         self.watch = watch_job(run.tracker, staging_prefix, self.include, self.exclude, run.scan_errors)
         files = self.watch.watch(files)
-        return _paired(files_to_send(
+        waiting = Waiting.of(run.tracker)
+        return _not_waiting(_paired(files_to_send(
             run.client.s3, run.tracker, files, bucket=self.bucket, staging_prefix=staging_prefix,
             final_prefix=self.prefix, counts=counts, send_all=not self.skip_existing,
             staging_bucket=self.staging_bucket,
-        ))
+        )), waiting, staging_prefix)
 
     async def preview(self, run: JobRun, sample_size: int) -> tuple[int, int, list[tuple[str, int]], SyncCounts]:
         """A dry run: the files and bytes a real run would send, a sample of keys, the sync counts."""
@@ -133,6 +136,7 @@ class UploadStaging(Selection):
         (``check_namespaces``: a target with a default retention needs ``staging_bucket``)."""
         await run.client.s3.list_objects(self.bucket, max_keys=1)  # a missing bucket fails here, clearly
         namespaces = await check_namespaces(run.client, self.bucket, self.staging_bucket)
+        self.retention = namespaces.target.retention_default
         run.log.info("%s", namespaces.describe())
 
     # -- the steps of a JobRun ------------------------------------------------------------
@@ -210,6 +214,7 @@ class UploadStaging(Selection):
                 commit = self.commit_result = await commit_job(
                     run.tracker, self.plan, run.owner, run.lease_seconds, lambda: self._move(run, progress),
                     run.client, manifest=self.write_manifest, listing_grace=self.listing_grace,
+                    retention=self.retention,
                 )
                 committing.files = commit.moved if commit else 0
         except FinalCheckError as exc:
@@ -223,7 +228,10 @@ class UploadStaging(Selection):
         if commit is None:
             return "commit left to the run holding the lock", False
         run.totals.manifest = commit.extra.get("manifest")
+        run.totals.record = commit.extra.get("record")
         for name, value in commit.fields().items():  # what the namespace refused: replaced, retained...
+            setattr(run.totals, name, value)
+        for name, value in retained_fields(run.tracker, self.plan.staging_prefix, self.prefix).items():
             setattr(run.totals, name, value)
         return "committed", True
 
@@ -255,6 +263,15 @@ async def _all_new(files: Iterator[Entry], counts: SyncCounts) -> AsyncIterator[
     for entry in files:
         counts.new += 1
         yield entry, Change.new
+
+
+async def _not_waiting(
+    items: AsyncIterator[tuple[Entry, Change]], waiting: Waiting, staging_prefix: str
+) -> AsyncIterator[tuple[Entry, Change]]:
+    """``items`` but the retained files whose next try is ahead (``retained.Waiting``)."""
+    async for entry, change in items:
+        if not waiting.waits(staging_prefix + entry[0]):
+            yield entry, change
 
 
 async def _paired(items: AsyncIterator[tuple[str, int, int, Change]]) -> AsyncIterator[tuple[Entry, Change]]:

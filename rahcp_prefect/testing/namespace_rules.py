@@ -24,16 +24,14 @@ Rules are enforced only on the built-in S3 server (not on an external ``s3_endpo
 
 from __future__ import annotations
 
-import math
-import re
 import threading
 import time
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any, NamedTuple
 
 from moto.s3.models import FakeKey, s3_backends
 
+from rahcp_prefect.client.namespace import retention_until
 from rahcp_prefect.testing.mapi_store import NamespaceStore
 
 MODES = ("hcp", "s3")
@@ -41,35 +39,6 @@ DEFAULT_MODE = "hcp"
 """The mode of ``HCPEmulator``, the CLI and the pytest fixtures unless told otherwise."""
 HCP_MIN_PART = 1024 * 1024
 """HCP's smallest part (all parts but the last), 1 MiB."""
-
-_OFFSET = re.compile(r"\+?(\d+)([yMwdhms])")
-_OFFSET_TEXT = re.compile(r"(\+?\d+[yMwdhms])+")
-_UNIT_SECONDS = {"y": 365 * 86400, "M": 30 * 86400, "w": 7 * 86400, "d": 86400, "h": 3600, "m": 60, "s": 1}
-_FOREVER = ("-1", "-2")
-
-
-def retention_until(expression: str | None, stored_at: float) -> float | None:
-    """When retention set by an HCP retention ``expression`` ends for an object stored at
-    ``stored_at`` (epoch seconds): None for no retention (``"0"``, empty), ``inf`` for
-    ``"-1"`` (deletion prohibited) and ``"-2"`` (initial unspecified), an offset such as
-    ``"+1y+2d"`` (also ``"+1y2d"``) or ``"+3s"``, or an ISO-8601 date."""
-    text = (expression or "").strip()
-    if text in ("", "0"):
-        return None
-    if text in _FOREVER:
-        return math.inf
-    if text.startswith("+"):
-        pieces = _OFFSET.findall(text)
-        if not _OFFSET_TEXT.fullmatch(text[1:]):
-            raise ValueError(f"retention {expression!r}: expected an offset like '+1y' or '+30s'")
-        return stored_at + sum(int(n) * _UNIT_SECONDS[u] for n, u in pieces)
-    try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        raise ValueError(
-            f"retention {expression!r}: expected '0', '-1', '-2', an offset like '+1y' or an ISO date"
-        ) from None
-
 
 @dataclass(frozen=True)
 class NamespaceSettings:

@@ -25,6 +25,7 @@ from rahcp_prefect.tracker.errors import (
     TrackerClosedError,
     TrackerConfigError,
 )
+from rahcp_prefect.tracker.retained import RETAINED, RetainedStore
 from rahcp_prefect.tracker.protocol import (
     FileDigests,
     FileEntry,
@@ -190,7 +191,7 @@ def job_info_from_row(row: tuple[Any, ...]) -> JobInfo:
     )
 
 
-class BufferedTracker(ABC):
+class BufferedTracker(RetainedStore, ABC):
     """The buffered ``mark`` and lifecycle shared by every backend."""
 
     job: str
@@ -529,6 +530,7 @@ class BufferedTracker(ABC):
                 conn.execute(f"DELETE FROM {JOBS} WHERE job = {p}", (self.job,))
                 conn.execute(f"DELETE FROM {PARTS} WHERE job = {p}", (self.job,))
                 conn.execute(f"DELETE FROM {UPLOADS} WHERE job = {p}", (self.job,))
+                conn.execute(f"DELETE FROM {RETAINED} WHERE job = {p}", (self.job,))
             return int(deleted)
 
     # -- the part store of multipart uploads (the SDK's ``PartStore``), written once ------

@@ -19,6 +19,8 @@ paths (buffered marks, claims, ``done_keys``) as plain SQL for speed. Column mea
   part size, the file's size and mtime when it started) and each part S3 acknowledged (ETag,
   MD5 of the bytes sent), so a rerun after a crash sends only the missing parts (the SDK's
   ``PartStore``). A row goes when its upload completes or is aborted.
+- ``rahcp_retained``: files whose archived object was not replaced (retention, hold), so a
+  rerun sends one again only once its retention may have ended (``job/retained.py``).
 """
 
 from __future__ import annotations
@@ -124,6 +126,25 @@ class Part(SQLModel, table=True):
     md5: str = Field(sa_type=String(32))
 
 
-TABLES = (SchemaVersion.__table__, Job.__table__, Transfer.__table__, Upload.__table__, Part.__table__)
+class Retained(SQLModel, table=True):
+    """A file of a job whose archived object was not replaced (retention or hold): when its
+    retention ends if the namespace said (``until``, Unix seconds), how many times it was
+    refused (``step``) and when it is next sent (``next_try``)."""
+
+    __tablename__ = "rahcp_retained"
+
+    job: str = Field(primary_key=True, sa_type=KeyText)
+    key: str = Field(primary_key=True, sa_type=KeyText)
+    until: float | None = Field(default=None, sa_type=Float)
+    step: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    next_try: float = Field(default=0.0, sa_type=Float, sa_column_kwargs={"server_default": "0"})
+    updated_at: datetime | None = Field(default=None, sa_type=Timestamp)
+
+
+TABLES = (
+    SchemaVersion.__table__, Job.__table__, Transfer.__table__, Upload.__table__, Part.__table__, Retained.__table__
+)
 NEW_IN_4 = (Upload.__table__, Part.__table__)
 """Tables schema version 4 added (created by its migration, compiled for the dialect)."""
+NEW_IN_5 = (Retained.__table__,)
+"""Tables schema version 5 added: retained files and when each is tried again."""

@@ -23,6 +23,7 @@ from enum import Enum
 from typing import NamedTuple, Protocol, runtime_checkable
 
 from rahcp_prefect.client.resume import PartStore
+from rahcp_prefect.tracker.retained import RetainedFile
 
 
 class TransferStatus(str, Enum):
@@ -238,3 +239,13 @@ class TrackerProtocol(PartStore, Protocol):
         """Free the job if ``owner`` holds it in single mode; True if it did. A cooperative
         lease is shared, so one run cannot free it: it expires ``lease_seconds`` after the
         last cooperative run renewed it."""
+
+    # -- retained files (``tracker/retained.py``) ----------------------------------------
+    def note_retained(self, files: Iterable[tuple[str, RetainedFile]]) -> None:
+        """Record (or update) files whose archived object was not replaced, by key."""
+
+    def retained_files(self) -> Iterator[tuple[str, RetainedFile]]:
+        """Every retained file of this job, in key order."""
+
+    def forget_committed_retained(self) -> int:
+        """Drop the record of retained files that are done again."""

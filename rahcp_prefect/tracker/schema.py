@@ -15,9 +15,9 @@ from sqlalchemy.engine.interfaces import Dialect
 from sqlalchemy.schema import CreateIndex, CreateTable
 
 from rahcp_prefect.tracker.errors import TrackerSchemaError
-from rahcp_prefect.tracker.models import NEW_IN_4, TABLES
+from rahcp_prefect.tracker.models import NEW_IN_4, NEW_IN_5, TABLES
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 Statement = str | Callable[[Dialect], list[str]]
 """Plain SQL, or a function of the dialect (new tables, compiled from ``models``)."""
@@ -48,6 +48,8 @@ MIGRATIONS: dict[int, list[Statement]] = {
     ],
     # 4: unfinished multipart uploads and their acknowledged parts (part-level resume).
     4: [_create(NEW_IN_4)],
+    # 5: files refused for retention or hold, and when each is sent again.
+    5: [_create(NEW_IN_5)],
 }
 
 VERSION_TABLE = "rahcp_schema_version"

@@ -21,6 +21,7 @@ from pydantic import SecretStr
 from rahcp_prefect.blocks import HCPTracker
 from rahcp_prefect.job import STAGING_ROOT
 from rahcp_prefect.job.manifest import MANIFEST_NAME, MTIMES_NAME
+from rahcp_prefect.job.records import is_record_key
 from rahcp_prefect.tracker import JobState, create_tracker
 
 from .conftest import SavedBlocks
@@ -95,7 +96,9 @@ def _check_job_landed_once(emulator: Any, bucket: str, dsn: str, job: str, sizes
         final.update({item["Key"]: item["Size"] for item in page.get("Contents", [])})
     assert final.pop(f"final/{MANIFEST_NAME}", None) is not None, "the commit wrote the manifest last"
     assert final.pop(f"final/{MTIMES_NAME}", None) is not None, "and the files' times"
-    assert final == {f"final/{rel}": size for rel, size in sizes.items()}
+    records = [key for key in final if is_record_key("final/", key)]
+    assert len(records) == 2, "and the commit's record (a manifest and times)"
+    assert {k: v for k, v in final.items() if k not in records} == {f"final/{rel}": size for rel, size in sizes.items()}
     assert s3.list_objects_v2(Bucket=bucket, Prefix=STAGING_ROOT).get("KeyCount", 0) == 0
     tracker = create_tracker(dsn, job=job)
     try:
@@ -128,7 +131,7 @@ async def test_three_runs_share_one_job(
     assert sum(result.get("committed", 0) for result in results) == FILES, "exactly one commit moved every file"
     assert sum(result["ok"] for result in results) == FILES, "no file was sent twice"
     assert sum(1 for result in results if result["ok"] > 0) >= 2, "the work was shared"
-    assert _puts(hcp_emulator) == FILES + 2, "every file sent once, plus the tag files the commit writes (manifest, times)"
+    assert _puts(hcp_emulator) == FILES + 4, "every file sent once, plus the commit's record and the prefix's manifest (each with times)"
     assert _copies(hcp_emulator) == FILES
     _check_job_landed_once(hcp_emulator, hcp_bucket, postgres_dsn, job, sizes)
 

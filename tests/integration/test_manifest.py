@@ -9,8 +9,7 @@ from typing import Any
 
 from rahcp_prefect.blocks import HCPTransferSettings
 from rahcp_prefect.flows import bulk_upload
-from rahcp_prefect.job.manifest import MANIFEST_NAME, parse_manifest
-from rahcp_prefect.job.mtimes import TAG_FILES
+from rahcp_prefect.job.manifest import MANIFEST_NAME, is_tag_path, parse_manifest
 
 from .conftest import SavedBlocks, make_tree
 
@@ -23,7 +22,7 @@ def _manifest(emulator: Any, bucket: str, prefix: str) -> dict[str, str]:
 def _stored(emulator: Any, bucket: str, prefix: str) -> dict[str, bytes]:
     """Every object under ``prefix`` but the manifest, by path relative to the prefix."""
     stored = emulator.stored(bucket, prefix)
-    return {key[len(prefix):]: body for key, body in stored.items() if key[len(prefix):] not in TAG_FILES}
+    return {key[len(prefix):]: body for key, body in stored.items() if not is_tag_path(key[len(prefix):])}
 
 
 def _expected(files: dict[str, bytes]) -> dict[str, str]:

@@ -16,6 +16,7 @@ from rahcp_prefect.flows import bulk_upload
 from rahcp_prefect.flows.artifacts import summary_key
 from rahcp_prefect.job import STAGING_ROOT
 from rahcp_prefect.job.namespace import StagingNotAllowedError
+from rahcp_prefect.job.records import is_record_key
 
 from .conftest import SavedBlocks, make_tree
 
@@ -51,6 +52,7 @@ async def test_a_retaining_target_is_refused_before_upload_then_staged_elsewhere
     assert first["outcome"] == "committed" and first["committed"] == 4 and first["retained"] == 0
     final = hcp_mode.stored(hcp_bucket, "final/")
     final.pop("final/manifest-sha256.txt"), final.pop("final/rahcp-mtimes.txt")  # the job's tag files
+    final = {key: body for key, body in final.items() if not is_record_key("final/", key)}  # and its record
     assert final == {f"final/{rel}": body for rel, body in files.items()}
     assert hcp_mode.stored(staging_bucket, STAGING_ROOT) == {} and hcp_mode.stored(hcp_bucket, STAGING_ROOT) == {}
 

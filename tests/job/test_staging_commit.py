@@ -19,6 +19,7 @@ from rahcp_prefect.job import (
     plan_staging,
 )
 from rahcp_prefect.job.manifest import MANIFEST_NAME, MTIMES_NAME, parse_manifest
+from rahcp_prefect.job.records import RECORDS_DIR
 from rahcp_prefect.tracker import JobState, TransferStatus
 
 OpenTracker = Callable[..., Any]
@@ -68,13 +69,16 @@ async def test_commit_then_a_final_check_that_sees_every_file(
     )
     assert result is not None and result.moved == 2 and result.check.checked == 2 and result.check.ok
     final = _keys(hcp_emulator, hcp_bucket, "final/")
-    assert final.pop("final/" + MANIFEST_NAME) > 0
+    root = final.pop("final/" + MANIFEST_NAME)
     assert final.pop("final/" + MTIMES_NAME) == 0, "the files' times (none recorded here: an empty tag file)"
+    records = [key for key in final if key.startswith("final/" + RECORDS_DIR)]
+    assert len(records) == 1 and records[0].endswith("-full/" + MANIFEST_NAME), "no times recorded: no times file"
+    assert final.pop(records[0]) == root > 0, "the first record lists every file, as the root manifest does"
     assert final == {"final/a.txt": 5, "final/sub/b.txt": 9}
     assert _manifest(hcp_emulator, hcp_bucket, "final/") == {
         name: hashlib.sha256(name.encode()).hexdigest() for name in ("a.txt", "sub/b.txt")
     }
-    assert result.extra == {"manifest": 2}
+    assert result.extra == {"manifest": 2, "record": records[0].removesuffix(MANIFEST_NAME)}
     assert _keys(hcp_emulator, hcp_bucket, plan.staging_prefix) == {}
     assert tracker.job_info().state == JobState.committed
 
@@ -133,11 +137,12 @@ async def test_a_manifest_that_is_not_what_the_commit_wrote_fails_the_final_chec
     committed."""
     tracker, plan = opened
     _stage(hcp_emulator, tracker, hcp_bucket, plan.staging_prefix, ["a.txt", "b.txt"])
-    held = hcp_emulator.faults.add("data", method="GET", path=rf"/final/{MANIFEST_NAME}$", delay=1.0)
+    # the first GET is the commit reading the records (none: the root manifest), the second its read-back
+    held = hcp_emulator.faults.add("data", method="GET", path=rf"/final/{MANIFEST_NAME}$", delay=1.0, count=2)
     rogue = f"{'0' * 64}  a.txt\n{'1' * 64}  other.txt\n".encode()
 
     async def replace_while_the_read_back_waits() -> None:
-        while held.hits == 0:
+        while held.hits < 2:
             await asyncio.sleep(0.02)
         await asyncio.to_thread(hcp_emulator.s3.put_object, Bucket=hcp_bucket, Key="final/" + MANIFEST_NAME, Body=rogue)
 

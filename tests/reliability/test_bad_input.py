@@ -235,7 +235,7 @@ async def test_symlinks_are_not_followed_unless_asked_and_loops_end(
     assert time.monotonic() - started < 60, "a loop never hangs the walk"
     error = await _fails(state)
     assert "real/loop/: OSError: symlink loop: real/loop/ is an ancestor" in str(error)
-    assert data_requests(hcp_emulator, "PUT") == 1 + 2 + 3, "each followed file sent once (and the first run's manifest and times), the loop never"
+    assert data_requests(hcp_emulator, "PUT") == 1 + 4 + 3, "each followed file sent once (and the first run's record and manifest, each with times), the loop never"
 
 
 # -- the store, the credentials, the tracker ---------------------------------------------------

@@ -158,7 +158,7 @@ async def test_a_signal_mid_upload_keeps_staging_and_the_rerun_sends_only_what_i
     hcp_emulator.reset_counts()
     result = await bulk_upload(**params)
     assert result["outcome"] == "committed" and result["committed"] == FILES
-    sent = data_requests(hcp_emulator, "PUT") - 2  # the manifest and the times (rahcp-mtimes.txt), written last
+    sent = data_requests(hcp_emulator, "PUT") - 4  # the record and the prefix's manifest, each with its times, written last
     assert sent == result["ok"] <= FILES - len(done), "only what was missing was sent"
     _check_committed(hcp_emulator, hcp_bucket, expected)
 
@@ -195,7 +195,7 @@ async def test_a_signal_mid_commit_ends_promptly_and_the_rerun_finishes_the_comm
     hcp_emulator.reset_counts()
     result = await bulk_upload(**params)
     assert result["outcome"] == "committed" and result["ok"] == 0 and result["skipped"] == FILES
-    assert data_requests(hcp_emulator, "PUT") == 2, "nothing uploaded again: only the manifest and the times"
+    assert data_requests(hcp_emulator, "PUT") == 4, "nothing uploaded again: only the record and the prefix's manifest (each with times)"
     _check_committed(hcp_emulator, hcp_bucket, expected)
 
 
@@ -503,7 +503,7 @@ def test_a_cancel_through_the_prefect_api_with_a_process_worker_keeps_staging(
             rerun = start()
             wait("the rerun completed", lambda: state(rerun) in {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}, 180)
             assert state(rerun) == "COMPLETED", (tmp_path / "worker.log").read_text()[-5000:]
-        sent = data_requests(hcp_emulator, "PUT") - 2  # the manifest and the times, written last
+        sent = data_requests(hcp_emulator, "PUT") - 4  # and the record and the prefix's manifest, each with times
         assert sent <= FILES - len(done), "only what was missing was sent"
         assert without_manifest(bucket_hashes(hcp_emulator, hcp_bucket, "final/")) == {
             f"final/{rel}": digest for rel, digest in expected.items()

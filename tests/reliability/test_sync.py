@@ -39,7 +39,7 @@ from .helpers import (
 FILES = 40
 #: The one data-plane request of a run for manifest-sha256.txt (upload: the commit writes it;
 #: download: the run reads it).
-MANIFEST = 2  # a commit writes the job's manifest and its files' times: one PUT each
+MANIFEST = 4  # a commit that placed files writes its record and the prefix's manifest, each a manifest and times
 MANIFEST_GET = 1  # a download of a prefix without a manifest looks for it once (and for no times)
 #: An mtime surely different from any the files had (2023-11-14), forced with os.utime.
 FORCED_MTIME = 1_700_000_000_123_456_789
@@ -128,7 +128,7 @@ async def test_rerun_sends_what_changed_in_place_grew_or_left_the_final_prefix(
     hcp_emulator.reset_counts()
     quiet, _ = await _run(params)  # nothing changed since: nothing sent, nothing committed
     assert (quiet["ok"], quiet["unchanged"], quiet["committed"]) == (0, FILES, 0)
-    assert data_requests(hcp_emulator, "PUT") <= MANIFEST  # no file sent
+    assert data_requests(hcp_emulator, "PUT") == 0, "nothing to commit: nothing written, no tag file either"
 
 
 async def test_skip_existing_false_sends_every_file_again(
@@ -142,8 +142,8 @@ async def test_skip_existing_false_sends_every_file_again(
     result, _ = await _run(params, skip_existing=False)
     assert result["outcome"] == "committed" and result["ok"] == FILES == result["committed"]
     assert result["unchanged"] == FILES, "counted as what they are, sent because asked"
-    assert data_requests(hcp_emulator, "PUT") == FILES + MANIFEST
-    assert hcp_emulator.request_counts[LIST] <= 5  # no sync listing: the checks' and the commit's
+    assert data_requests(hcp_emulator, "PUT") == FILES, "the same bytes again: no line changed, nothing recorded"
+    assert hcp_emulator.request_counts[LIST] <= 6  # no sync listing: the checks', the commit's and its records
     assert _final(hcp_emulator, hcp_bucket) == _expected(src)
     assert bucket_listing(hcp_emulator, hcp_bucket, STAGING_ROOT) == []
 

@@ -38,17 +38,25 @@ def test_parts_are_recorded_replaced_and_forgotten(open_tracker: OpenTracker) ->
     assert tracker.recorded_upload("bkt", KEY) is None, "deleting the job forgets its uploads"
 
 
-def _previous_schema(target: str, backend: str) -> None:
-    """A database as the previous release left it: version 1 tables, every migration up to
-    SCHEMA_VERSION - 1 applied, and rows in it."""
+def schema_at(target: str, backend: str, version: int) -> None:
+    """A database as a release of schema ``version`` left it: version 1 tables and rows, every
+    migration up to ``version`` applied (a migration of new tables compiled for the backend)."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
     from tests.tracker import schema_v1
 
+    dialect = sqlite.dialect() if backend == "sqlite" else postgresql.dialect()
     _create_frozen(target, backend, schema_v1)
-    for version in range(2, schema.SCHEMA_VERSION):
-        for statement in schema.MIGRATIONS[version]:
-            assert isinstance(statement, str), "older migrations are plain SQL"
-            _query(target, statement)
-    _query(target, f"UPDATE rahcp_schema_version SET version = {schema.SCHEMA_VERSION - 1}")
+    for step in range(2, version + 1):
+        for statement in schema.MIGRATIONS[step]:
+            for sql in [statement] if isinstance(statement, str) else statement(dialect):
+                _query(target, sql)
+    _query(target, f"UPDATE rahcp_schema_version SET version = {version}")
+
+
+def _previous_schema(target: str, backend: str) -> None:
+    """A database of the schema before the part tables (version 3), with rows in it."""
+    schema_at(target, backend, 3)
 
 
 def test_a_database_of_the_previous_schema_gets_the_part_tables(fresh_target: str, backend: str) -> None:
