@@ -117,7 +117,22 @@ class HCPTransferSettings(Block):
     _logo_url = LOGO_URL  # type: ignore[assignment]
 
     workers: int = Field(
-        default=defaults.WORKERS, ge=1, le=512, title="Workers", description="Concurrent file transfers (files in flight)."
+        default=defaults.WORKERS,
+        ge=1,
+        le=512,
+        title="Workers",
+        description="Files in flight at the start of a run (the adaptive window's first size).",
+    )
+    max_workers: int = Field(
+        default=defaults.MAX_WORKERS,
+        ge=1,
+        le=1024,
+        title="Max workers",
+        description=(
+            "The most files (and commit copies) in flight: the window grows from workers "
+            "(commit_concurrency) while throughput rises with it, e.g. against a distant HCP. "
+            "Set it to workers for a fixed number."
+        ),
     )
     queue_depth: int = Field(
         default=defaults.QUEUE_DEPTH,
@@ -268,6 +283,7 @@ class HCPTransferSettings(Block):
         """The bulk config fields these settings decide, for ``upload`` or ``download``."""
         options: dict[str, Any] = {
             "workers": self.workers,
+            "max_workers": self.max_workers,
             "queue_depth": self.queue_depth,
             "presign_batch_size": self.presign_batch_size,
             "chunk_size": self.chunk_size,
