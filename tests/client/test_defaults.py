@@ -19,6 +19,7 @@ from rahcp_prefect.tracker.base import MAX_TRACKED_TEXT_BYTES
 
 ENGINE = {
     "workers": defaults.WORKERS,
+    "max_workers": defaults.MAX_WORKERS,
     "queue_depth": defaults.QUEUE_DEPTH,
     "presign_batch_size": defaults.PRESIGN_BATCH_SIZE,
     "chunk_size": defaults.CHUNK_SIZE,
@@ -55,6 +56,7 @@ def _signature_defaults(function: Any) -> dict[str, Any]:
 
 def test_the_documented_defaults() -> None:
     assert (defaults.WORKERS, defaults.QUEUE_DEPTH, defaults.PRESIGN_BATCH_SIZE) == (10, 8, 200)
+    assert defaults.MAX_WORKERS == 256
     assert (defaults.MULTIPART_THRESHOLD, defaults.MULTIPART_CHUNK) == (100 * 1024**2, 64 * 1024**2)
     assert (defaults.MULTIPART_CONCURRENCY, defaults.COMMIT_CONCURRENCY, defaults.BATCH_SIZE) == (6, 8, 5000)
 
