@@ -17,7 +17,8 @@ between 1 and ``cap`` (``max_workers``; ``cap == start`` keeps it fixed):
   to where it was and waits ``HOLD_EPOCHS`` epochs before it tries again. An epoch in which the
   source could not keep the window full says nothing and is not used.
 
-A quiet run whose window has settled pays two integer updates and three additions per request.
+A quiet run whose window has settled pays a look at the client's counters, two integer updates
+and three additions per request.
 """
 
 from __future__ import annotations
@@ -83,6 +84,7 @@ class AdaptiveWindow:
         self._seen = signals()
         self._last_cut = -CUT_INTERVAL
         self._waiters: deque[asyncio.Future[None]] = deque()
+        self._calls: Callable[[Callable[[], Awaitable[Any]], str | None], Awaitable[Any]] = self.gate(_call)
         self._growth = FIRST_GROWTH
         self._hold = 1  # the first epoch warms up (connections, the first presigned batch)
         self._base: tuple[float, float] | None = None  # (window, rate) a probe started from
@@ -200,6 +202,13 @@ class AdaptiveWindow:
         self.in_flight -= 1
         self._wake()
 
+    def _exit(self, units: int) -> None:
+        """A request ended: a new signal cuts the window before anyone else is let in."""
+        occupied = self.in_flight
+        self.in_flight -= 1
+        self._done(units, occupied)
+        self._wake()
+
     def _wake(self) -> None:
         waiters = self._waiters
         while waiters and self.in_flight < self.window:
@@ -208,18 +217,6 @@ class AdaptiveWindow:
                 self.in_flight += 1
                 waiter.set_result(None)
 
-    async def _enter(self) -> None:
-        self._signalled()
-        if self.in_flight < self.window and not self._waiters:
-            self.in_flight += 1
-        else:
-            await self._wait()
-
-    def _exit(self, units: int) -> None:
-        occupied = self.in_flight
-        self._leave()
-        self._done(units, occupied)
-
     def gate(
         self, handle: Callable[[W, str | None], Awaitable[Any]], size_at: int | None = None
     ) -> Callable[[W, str | None], Awaitable[Any]]:
@@ -227,7 +224,10 @@ class AdaptiveWindow:
         (when given) is the bytes it moves, for the throughput the window is judged on."""
 
         async def gated(item: W, url: str | None) -> Any:
-            await self._enter()
+            if self.in_flight < self.window and not self._waiters:  # room: no wait, no future
+                self.in_flight += 1
+            else:
+                await self._wait()
             try:
                 return await handle(item, url)
             finally:
@@ -237,11 +237,7 @@ class AdaptiveWindow:
 
     async def run(self, call: Callable[[], Awaitable[Any]]) -> Any:
         """``await call()`` inside the window (one request, counted by number)."""
-        await self._enter()
-        try:
-            return await call()
-        finally:
-            self._exit(FILE_UNITS)
+        return await self._calls(call, None)
 
     def range_text(self) -> str:
         """The window's range so far, e.g. ``10 to 64`` (or ``10`` when it never moved)."""
@@ -249,15 +245,18 @@ class AdaptiveWindow:
         return str(low) if low == high else f"{low} to {high}"
 
 
+async def _call(call: Callable[[], Awaitable[Any]], _: str | None) -> Any:
+    return await call()
+
+
 def client_signals(client: object, data_plane: bool = True) -> Callable[[], int]:
     """The running count of ``client``'s throttled answers and retried failures (what cuts a
     window): the API's, and the data plane's with ``data_plane``; 0 for what it does not count."""
     data = getattr(client, "data", None) if data_plane else None
-
-    def count() -> int:
-        return (
-            getattr(data, "throttled", 0) + getattr(data, "retries", 0)
-            + getattr(client, "api_throttled", 0) + getattr(client, "api_retries", 0)
-        )
-
-    return count
+    if data_plane and not all(hasattr(data, name) for name in ("throttled", "retries")):
+        data = None
+    if not all(hasattr(client, name) for name in ("api_throttled", "api_retries")):
+        return (lambda: data.throttled + data.retries) if data is not None else (lambda: 0)
+    if data is None:
+        return lambda: client.api_throttled + client.api_retries  # type: ignore[attr-defined]
+    return lambda: data.throttled + data.retries + client.api_throttled + client.api_retries  # type: ignore[attr-defined]
