@@ -45,8 +45,10 @@ HOLD_EPOCHS = 4
 EPOCH_ROUNDS = 2
 """An epoch lasts at least this many windows' worth of completions..."""
 EPOCH_SECONDS = 0.25
-"""...and about this long (at the rate of the previous epoch), so a fast run is not judged on
-a few milliseconds."""
+"""...and, once a probe failed (smaller steps, smaller gains to see), about this long at the
+rate of the previous epoch, so a fast run is not judged on a few milliseconds."""
+MIN_EPOCH_FILES = 16
+"""...and never fewer completions than this."""
 STARVED = 0.75
 """An epoch whose mean in-flight count was below this share of the window is not judged."""
 FILE_UNITS = 256 * 1024
@@ -85,7 +87,7 @@ class AdaptiveWindow:
         self._last_cut = -CUT_INTERVAL
         self._waiters: deque[asyncio.Future[None]] = deque()
         self._calls: Callable[[Callable[[], Awaitable[Any]], str | None], Awaitable[Any]] = self.gate(_call)
-        self._growth = FIRST_GROWTH
+        self._growth = FIRST_GROWTH  # set before the first epoch is sized
         self._hold = 1  # the first epoch warms up (connections, the first presigned batch)
         self._base: tuple[float, float] | None = None  # (window, rate) a probe started from
         self._reset_epoch(monotonic(), rate=0.0)
@@ -146,8 +148,10 @@ class AdaptiveWindow:
         self._files = 0
         self._units = 0
         self._occupied = 0
-        least = EPOCH_ROUNDS * self.limit
-        self._epoch_files = max(least, int(rate / FILE_UNITS * EPOCH_SECONDS)) if rate else max(least, 8)
+        least = max(EPOCH_ROUNDS * self.limit, MIN_EPOCH_FILES)
+        if rate and self._growth < FIRST_GROWTH:  # past slow start: epochs long enough to see small gains
+            least = max(least, int(rate / FILE_UNITS * EPOCH_SECONDS))
+        self._epoch_files = least
 
     def _judge(self) -> None:
         """End of an epoch: keep, revert or start a probe."""
