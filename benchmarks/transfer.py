@@ -410,6 +410,8 @@ async def ours(spec: dict[str, Any]) -> dict[str, Any]:
     async with HCPClient(endpoint=spec["api"], username=USER, password=PASSWORD, **spec.get("client", {})) as client:
         completing = _time_calls(client, "/complete")
         common = {"client": client, "bucket": spec["bucket"], "tracker": probe, "workers": spec["workers"]}
+        if spec.get("max_workers"):  # else the default: an adaptive window from ``workers``
+            common["max_workers"] = spec["max_workers"]
         with Clock() as clock:
             if spec["direction"] == "upload":
                 stats = await bulk_upload(BulkUploadConfig(source_dir=Path(spec["source"]), **common))
@@ -426,6 +428,7 @@ async def ours(spec: dict[str, Any]) -> dict[str, Any]:
     out = figures(clock, stats.done, stats.bytes, ok=stats.ok, skipped=stats.skipped, errors=stats.errors)
     out["first_transfer_s"] = first
     out["throttled"] = stats.throttled
+    out["window"] = [stats.window_lowest, stats.window_highest]
     out.update(_without_complete(clock, stats.bytes, completing[0]))
     if spec.get("scan"):
         out["walk_files_per_s"] = out["files_per_s"]

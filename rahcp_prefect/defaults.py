@@ -50,7 +50,10 @@ MULTIPART_CONCURRENCY = 6
 # -- the bulk engine ----------------------------------------------------------------------------
 
 WORKERS = 10
-"""Files in flight."""
+"""Files in flight at the start of a run (the adaptive window's first size)."""
+MAX_WORKERS = 256
+"""The most files (and commit copies) the adaptive window lets be in flight; at or below
+``workers`` (``commit_concurrency``) the window stays fixed there."""
 QUEUE_DEPTH = 8
 """Queue size multiplier: at most ``workers * queue_depth`` files wait in memory."""
 PRESIGN_BATCH_SIZE = 200

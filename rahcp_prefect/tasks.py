@@ -20,6 +20,7 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import task_run
 
+from rahcp_prefect import defaults
 from rahcp_prefect.blocks import HCPCredentials, HCPTracker, HCPTransferSettings
 from rahcp_prefect.bulk import BulkDownloadConfig, BulkUploadConfig, TransferStats
 from rahcp_prefect.bulk import bulk_download as run_bulk_download
@@ -96,6 +97,8 @@ def stats_dict(stats: TransferStats, client: HCPClient | None = None) -> dict[st
         "changed_during_run": stats.changed_during_run,
         "vanished": stats.vanished,
         "deferred": list(stats.deferred),
+        "window_lowest": stats.window_lowest,
+        "window_highest": stats.window_highest,
     }
 
 
@@ -273,19 +276,21 @@ async def commit_staging_counted(
     on_progress: CommitProgressCallback | None = None,
     staging_bucket: str | None = None,
     client: HCPClient | None = None,
+    max_concurrency: int = defaults.MAX_WORKERS,
 ) -> dict[str, Any]:
     """The commit's moves for the bulk flows (``job.commit.move_staged``: copy over, or a safe
     replace where the namespace refuses overwrites, retained objects left): ``{"moved",
     "replaced", "left", "kept", "api_retries"}``, so the run's summary counts the commit's
     retried requests too; ``on_progress(objects, bytes)`` after every object; ``client``: the
     run's, lent to the commit (it then counts the retries); ``staging_bucket``: staging in
-    another namespace."""
+    another namespace; ``max_concurrency``: the most copies the adaptive window lets be in
+    flight (``concurrency`` at first)."""
     check_bucket(bucket)
     check_prefix(staging_prefix, "staging_prefix")
     check_prefix(dest_prefix, "dest_prefix")
     plan = StagingPlan(bucket, staging_prefix, dest_prefix, resumed=True, staging_bucket=staging_bucket)
     async with _client_for(credentials, None, client) as used:
-        moves = await move_staged(used, plan, concurrency, on_progress)
+        moves = await move_staged(used, plan, concurrency, on_progress, max_concurrency)
     get_run_logger().info(
         "Committed %d object(s) to %s/%s (%d replaced, %d retained, %d staging kept)",
         moves["moved"], bucket, dest_prefix, moves["replaced"], len(moves["left"]), moves["kept"],

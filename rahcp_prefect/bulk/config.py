@@ -36,7 +36,7 @@ def _check_common(cfg: Any) -> None:
     cfg.chunk_size = parse_size(cfg.chunk_size, "chunk_size")
     check_bucket(cfg.bucket)
     check_prefix(cfg.prefix)
-    for name in ("workers", "queue_depth", "presign_batch_size", "chunk_size"):
+    for name in ("workers", "max_workers", "queue_depth", "presign_batch_size", "chunk_size"):
         check_count(name, getattr(cfg, name))
     if not cfg.progress_interval >= 0:
         raise InvalidInputError(f"progress_interval must be >= 0, got {cfg.progress_interval!r}")
@@ -56,6 +56,10 @@ class BulkUploadConfig:
     tracker: TrackerProtocol
     prefix: str = ""
     workers: int = defaults.WORKERS
+    """Files in flight at the start: the adaptive window's first size."""
+    max_workers: int = defaults.MAX_WORKERS
+    """The most files in flight the window grows to while throughput rises with it; at or
+    below ``workers`` the window stays at ``workers`` (cut only while the store throttles)."""
     queue_depth: int = defaults.QUEUE_DEPTH
     presign_batch_size: int = defaults.PRESIGN_BATCH_SIZE
     chunk_size: int = defaults.CHUNK_SIZE
@@ -99,6 +103,10 @@ class BulkDownloadConfig:
     tracker: TrackerProtocol
     prefix: str = ""
     workers: int = defaults.WORKERS
+    """Files in flight at the start: the adaptive window's first size."""
+    max_workers: int = defaults.MAX_WORKERS
+    """The most files in flight the window grows to while throughput rises with it; at or
+    below ``workers`` the window stays at ``workers`` (cut only while the store throttles)."""
     queue_depth: int = defaults.QUEUE_DEPTH
     presign_batch_size: int = defaults.PRESIGN_BATCH_SIZE
     chunk_size: int = defaults.CHUNK_SIZE

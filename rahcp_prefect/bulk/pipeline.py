@@ -1,8 +1,10 @@
-"""The consumer half of the engine: a bounded queue drained by a fixed pool of workers.
+"""The consumer half of the engine: a bounded queue drained by a pool of workers.
 
 One coroutine per worker, not one task per file: per-file cost stays at a queue get and a call.
-The queue holds ``workers x queue_depth`` items, so the scanner and the presigner never run
-more than that far ahead of the transfers.
+With an adaptive window the pool follows it (a worker is added as it grows, one retires after
+its file as it shrinks), so a worker never waits for room in the window on a quiet run.
+The queue holds ``workers x queue_depth`` items (the window's size x ``queue_depth`` with a
+window), so the scanner and the presigner never run more than that far ahead of the transfers.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
+
+from rahcp_prefect.client.concurrency import AdaptiveWindow
 
 logger = logging.getLogger(__name__)
 
@@ -23,13 +27,57 @@ Handler = Callable[[W, "str | None"], Awaitable[object]]
 """``handle(item, url)``: transfers one item; whatever it returns is ignored here."""
 
 
-async def _work(queue: asyncio.Queue[Any], handle: Handler[Any]) -> None:
-    get = queue.get
-    while True:
-        pair = await get()
-        if pair is _STOP:
-            return
-        await handle(pair[0], pair[1])
+class _Queue(asyncio.Queue[Any]):
+    """A bounded queue whose bound follows the pool (``workers x queue_depth``)."""
+
+    def resize(self, maxsize: int) -> None:
+        self._maxsize = maxsize
+        putters = self._putters  # type: ignore[attr-defined]
+        while putters and not self.full():  # producers waiting for room that is there now
+            self._wakeup_next(putters)  # type: ignore[attr-defined]
+
+
+class _Pool:
+    """The worker coroutines; with a window, as many as it allows (spawned as it grows, each
+    retiring after its file while there are more than it allows)."""
+
+    def __init__(self, queue: _Queue, handle: Handler[Any], crash: _Crash, queue_depth: int) -> None:
+        self.queue = queue
+        self.queue_depth = queue_depth
+        self.handle = handle
+        self.crash = crash
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.wanted = 0
+        self.live = 0
+        """Workers that have not returned (a returned one may still be in ``tasks`` a moment)."""
+        self.closed = False
+        """Set once the source is drained: no worker is added after the stops are counted."""
+
+    def resize(self, wanted: int) -> None:
+        self.wanted = wanted
+        self.queue.resize(wanted * self.queue_depth)
+        while self.live < wanted and not self.closed:
+            self.live += 1
+            task = asyncio.ensure_future(self._work())
+            self.tasks.add(task)
+            task.add_done_callback(self._ended)
+
+    def _ended(self, task: asyncio.Task[None]) -> None:
+        self.tasks.discard(task)
+        self.crash.seen(task)
+
+    async def _work(self) -> None:
+        try:
+            get, handle = self.queue.get, self.handle
+            while True:
+                pair = await get()
+                if pair is _STOP:
+                    return
+                await handle(pair[0], pair[1])
+                if self.live > self.wanted:  # the window shrank: one worker fewer
+                    return
+        finally:
+            self.live -= 1
 
 
 async def run_pipeline(
@@ -38,8 +86,10 @@ async def run_pipeline(
     *,
     workers: int,
     queue_depth: int,
+    window: AdaptiveWindow | None = None,
 ) -> None:
-    """Feed ``pairs`` through a queue to ``workers`` coroutines running ``handle(item, url)``.
+    """Feed ``pairs`` through a queue to ``workers`` coroutines running ``handle(item, url)``;
+    with a ``window``, as many coroutines as it allows (``handle`` is then gated by it).
 
     ``handle`` deals with its own file's failure. If the source itself fails (a listing error),
     the items already queued are still finished before the error is raised; on cancellation
@@ -47,11 +97,13 @@ async def run_pipeline(
     left to record it) fails the run at once with that error: the other workers are cancelled
     and the producer, which may be waiting on a full queue nobody drains any more, is woken.
     """
-    queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=workers * queue_depth)
+    queue = _Queue(maxsize=workers * queue_depth)
     crash = _Crash(asyncio.current_task())
-    tasks = [asyncio.ensure_future(_work(queue, handle)) for _ in range(workers)]
-    for task in tasks:
-        task.add_done_callback(crash.seen)
+    pool = _Pool(queue, handle, crash, queue_depth)
+    if window is not None:
+        window.on_resize = pool.resize
+        workers = window.limit
+    pool.resize(workers)
     put = queue.put
     failure: Exception | None = None
     try:
@@ -60,19 +112,25 @@ async def run_pipeline(
                 await put(pair)
         except Exception as exc:  # the source failed: finish what is queued, then raise
             failure = exc
-        for _ in tasks:
+        pool.closed = True
+        for _ in range(pool.live):  # one more than needed if a worker retires meanwhile
             await put(_STOP)
-        await asyncio.gather(*tasks)
+        await asyncio.gather(*pool.tasks)
     except BaseException:
-        for task in tasks:
+        pool.closed = True
+        running = list(pool.tasks)
+        for task in running:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(*running, return_exceptions=True)
         aclose = getattr(pairs, "aclose", None)
         if aclose is not None:  # stop its read-ahead now, not when it is garbage collected
             with contextlib.suppress(Exception):  # the error being raised wins
                 await aclose()
         crash.reraise()
         raise
+    finally:
+        if window is not None:
+            window.on_resize = None
     if failure is not None:
         raise failure
 

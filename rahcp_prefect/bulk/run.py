@@ -4,13 +4,15 @@ inside the job span, then the final counters; a failed or cancelled run keeps wh
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import AsyncIterator
 from typing import Any, TypeVar
 
-from .concurrency import AdaptiveWindow
+from rahcp_prefect.client.concurrency import AdaptiveWindow, client_signals
+
 from .pipeline import run_pipeline
 from .presigner import Presigner
-from .stats import Recorder, TransferStats, throttled_count
+from .stats import Recorder, TransferStats
 from .tracing import FileHandler, run_spans
 
 logger = logging.getLogger(__name__)
@@ -27,25 +29,27 @@ async def run_job(
     handle: FileHandler[W],
     size_at: int,
 ) -> TransferStats:
-    """Run ``items`` through ``presigner`` and ``cfg.workers`` workers under the span ``name``
-    (file spans ``<name>.file``, the size at ``item[size_at]``); returns the final stats.
-    The files in flight follow the store: cut while it throttles, back up to ``cfg.workers``."""
-    client = cfg.client
-    window = AdaptiveWindow(cfg.workers, lambda: throttled_count(client))
+    """Run ``items`` through ``presigner`` and the workers under the span ``name`` (file spans
+    ``<name>.file``, the size at ``item[size_at]``); returns the final stats. The files in
+    flight follow the store: ``cfg.workers`` at first, more while throughput rises with them
+    (up to ``cfg.max_workers``), fewer while it throttles or fails; the stats keep the range."""
+    window = AdaptiveWindow(cfg.workers, client_signals(cfg.client), cap=cfg.max_workers)
     with run_spans(name, cfg.bucket, cfg.prefix) as spans:
-        traced = window.gate(spans.files(handle, f"{name}.file", size_at=size_at))
+        traced = window.gate(spans.files(handle, f"{name}.file", size_at=size_at), size_at)
         try:
-            await run_pipeline(presigner.pairs(items), traced, workers=cfg.workers, queue_depth=cfg.queue_depth)
+            await run_pipeline(
+                presigner.pairs(items), traced, workers=cfg.workers, queue_depth=cfg.queue_depth, window=window
+            )
         except BaseException:
             _flush_quietly(cfg.tracker)
             spans.finish(rec.snapshot(), failed=True)
             raise
-        stats = rec.finish()
+        stats = rec.finish(window=(math.floor(window.lowest), math.ceil(window.highest)))
         spans.finish(stats)
-    if window.cuts:
+    if window.cuts or window.probes:
         logger.info(
-            "%s: the store throttled %d requests; files in flight were cut %d times (lowest %.1f of %d)",
-            name, stats.throttled, window.cuts, window.lowest, cfg.workers,
+            "%s: files in flight %s (started at %d, cap %d; %d cut(s), %d throttled request(s), %d probe(s))",
+            name, window.range_text(), cfg.workers, window.cap, window.cuts, stats.throttled, window.probes,
         )
     return stats
 

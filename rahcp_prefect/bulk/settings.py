@@ -23,7 +23,22 @@ class EngineSettings(BaseModel):
     """How the bulk engine moves files: files in flight, batching, streaming, progress, checks."""
 
     workers: int = Field(
-        default=defaults.WORKERS, ge=1, le=512, title="Workers", description="Concurrent file transfers (files in flight)."
+        default=defaults.WORKERS,
+        ge=1,
+        le=512,
+        title="Workers",
+        description="Files in flight at the start of a run (the adaptive window's first size).",
+    )
+    max_workers: int = Field(
+        default=defaults.MAX_WORKERS,
+        ge=1,
+        le=1024,
+        title="Max workers",
+        description=(
+            "The most files (and commit copies) in flight: the window grows from workers "
+            "(commit_concurrency) while throughput rises with it, e.g. against a distant HCP. "
+            "Set it to workers for a fixed number."
+        ),
     )
     queue_depth: int = Field(
         default=defaults.QUEUE_DEPTH,

@@ -61,6 +61,10 @@ class TransferStats:
     """Files deferred because they disappeared between the scan and their transfer."""
     deferred: list[str] = field(default_factory=list)
     """Keys of the deferred files (the first ``DEFERRED_NAMED``)."""
+    window_lowest: int = 0
+    """The fewest files the adaptive window allowed in flight during the run (0: not known)."""
+    window_highest: int = 0
+    """The most files the adaptive window allowed in flight during the run (0: not known)."""
 
     @property
     def done(self) -> int:
@@ -251,10 +255,14 @@ class Recorder:
         except Exception:
             logger.exception("on_progress callback failed")
 
-    def finish(self) -> TransferStats:
-        """Flush the tracker, fire the final progress callback and return the final counters."""
+    def finish(self, window: tuple[int, int] | None = None) -> TransferStats:
+        """Flush the tracker, fire the final progress callback and return the final counters
+        (with ``window``: the range of files in flight)."""
         self._tracker.flush()
         final = self.snapshot()
+        if window is not None:
+            final.window_lowest, final.window_highest = window
+            self.stats.window_lowest, self.stats.window_highest = window
         self.stats.elapsed = final.elapsed
         self.stats.retries = final.retries
         self.stats.api_retries = final.api_retries

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from rahcp_prefect import defaults
 from rahcp_prefect.errors import on_bucket, on_object
 
+from .concurrency import AdaptiveWindow, client_signals
 from .digests import Uploaded, bare_etag
 from .errors import (
     AuthenticationError,
@@ -70,6 +71,8 @@ class StagingMoves:
     replaced: int = 0
     left: list[str] = field(default_factory=list)
     kept: list[str] = field(default_factory=list)
+    window: str = ""
+    """The range of copies in flight (the adaptive window), e.g. ``8 to 64``."""
 
 
 class S3Ops:
@@ -546,12 +549,15 @@ class S3Ops:
         dest_prefix: str,
         concurrency: int = COPY_CONCURRENCY,
         on_progress: Callable[[int, int], Any] | None = None,
+        max_concurrency: int = defaults.MAX_WORKERS,
     ) -> int:
         """Move every object under ``staging_prefix`` to ``dest_prefix``; return how many moved.
 
         ``move_staging`` with plain copies; see there.
         """
-        moves = await self.move_staging(bucket, staging_prefix, dest_prefix, concurrency, on_progress)
+        moves = await self.move_staging(
+            bucket, staging_prefix, dest_prefix, concurrency, on_progress, max_concurrency=max_concurrency
+        )
         return moves.moved
 
     @on_bucket
@@ -565,12 +571,15 @@ class S3Ops:
         *,
         dest_bucket: str | None = None,
         place: PlaceFn | None = None,
+        max_concurrency: int = defaults.MAX_WORKERS,
     ) -> StagingMoves:
         """Move every object under ``bucket/staging_prefix`` to ``dest_bucket/dest_prefix``
         (default: the same bucket) and say what happened to each.
 
-        Each page of the staging listing is placed (``concurrency`` in flight), and only then
-        the sources of that page deleted. ``place(dest_bucket, dest_key, item)`` puts one staged
+        Each page of the staging listing is placed, and only then the sources of that page
+        deleted. The copies in flight follow an adaptive window (``concurrency`` at first, up to
+        ``max_concurrency`` while copies per second rise with it, fewer while the API throttles
+        or fails; ``max_concurrency <= concurrency``: fixed); its range is in ``window``. ``place(dest_bucket, dest_key, item)`` puts one staged
         object (``item``: its listing record) in place and returns ``PLACED``, ``REPLACED`` or
         ``LEFT`` (its final object may not be replaced: the staged copy is deleted all the same,
         the caller records why); default: ``place`` (a copy, or the safe replace where the
@@ -599,13 +608,12 @@ class S3Ops:
         moves = StagingMoves()
         copied_bytes = 0
         started = perf_counter()
-        limit = asyncio.Semaphore(concurrency)
+        window = AdaptiveWindow(concurrency, client_signals(self._client, data_plane=False), cap=max_concurrency)
 
         async def place_one(item: dict[str, Any]) -> None:
             nonlocal copied_bytes
             key = item["Key"]
-            async with limit:
-                outcome = await placer(target, dest_prefix + key[len(staging_prefix) :], item)
+            outcome = await window.run(lambda: placer(target, dest_prefix + key[len(staging_prefix) :], item))
             if outcome == LEFT:
                 moves.left.append(key)
             else:
@@ -623,8 +631,10 @@ class S3Ops:
             if items:
                 await gather_all(place_one(item) for item in items)
                 moves.kept.extend(await self._delete_staged(bucket, [item["Key"] for item in items]))
+        moves.window = window.range_text()
         logger.info(
-            "Committed %d object(s) %s%s -> %s/%s in %.2f s (%d replaced, %d left, %d kept in staging)",
+            "Committed %d object(s) %s%s -> %s/%s in %.2f s (%d replaced, %d left, %d kept in staging;"
+            " copies in flight %s)",
             moves.moved,
             bucket + "/",
             staging_prefix,
@@ -634,6 +644,7 @@ class S3Ops:
             moves.replaced,
             len(moves.left),
             len(moves.kept),
+            moves.window,
         )
         return moves
 

@@ -114,6 +114,7 @@ async def bulk_upload(
         return await commit_staging_counted(
             blocks.credentials, plan.bucket, plan.staging_prefix, plan.final_prefix,
             concurrency=blocks.settings.commit_concurrency, on_progress=on_progress,
+            max_concurrency=blocks.settings.max_workers,
             staging_bucket=plan.staging_bucket, client=client,
         )
 

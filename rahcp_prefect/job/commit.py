@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-from rahcp_prefect.client import HCPClient, RetentionError
+from rahcp_prefect import defaults
+from rahcp_prefect.client import HCPClient, PresignedTransferError, RetentionError
 from rahcp_prefect.client.s3 import LEFT, PLACED, PlaceFn
 from rahcp_prefect.job.check import FinalCheck, check_final, fail_final_check
 from rahcp_prefect.job.manifest import manifest_digests
@@ -72,14 +73,19 @@ async def move_staged(
     plan: StagingPlan,
     concurrency: int,
     on_progress: Callable[[int, int], Any] | None = None,
+    max_concurrency: int = defaults.MAX_WORKERS,
 ) -> dict[str, Any]:
     """The commit's moves: every staged object placed under the final prefix by
-    ``place_staged``; ``{"moved", "replaced", "left": [staged keys], "kept": n}``."""
+    ``place_staged`` (``concurrency`` copies in flight at first, up to ``max_concurrency``);
+    ``{"moved", "replaced", "left": [staged keys], "kept": n, "copies_in_flight": range}``."""
     moves = await client.s3.move_staging(
         plan.staged_in, plan.staging_prefix, plan.final_prefix, concurrency, on_progress,
-        dest_bucket=plan.bucket, place=place_staged(client, plan.staged_in),
+        dest_bucket=plan.bucket, place=place_staged(client, plan.staged_in), max_concurrency=max_concurrency,
     )
-    return {"moved": moves.moved, "replaced": moves.replaced, "left": moves.left, "kept": len(moves.kept)}
+    return {
+        "moved": moves.moved, "replaced": moves.replaced, "left": moves.left, "kept": len(moves.kept),
+        "copies_in_flight": moves.window,
+    }
 
 
 def record_retained(tracker: TrackerProtocol, left: list[str]) -> None:
@@ -155,10 +161,14 @@ class CommitResult:
     retained: list[str] = field(default_factory=list)
     replaced: int = 0
     staging_kept: int = 0
+    copies_in_flight: str = ""  # the range of the commit's adaptive window, e.g. "8 to 32"
 
     def fields(self) -> dict[str, Any]:
-        """The result fields a run reports about what its namespace refused."""
+        """The result fields a run reports about what its namespace refused (and the range of
+        copies in flight)."""
         out: dict[str, Any] = {"replaced": self.replaced, "retained": len(self.retained), "staging_kept": self.staging_kept}
+        if self.copies_in_flight:
+            out["copies_in_flight"] = self.copies_in_flight
         if self.retained:
             out["retained_files"] = self.retained[:SHOWN_RETAINED]
         if self.staging_kept:
@@ -227,5 +237,5 @@ async def commit_job(
         return CommitResult(
             int(moved.get("moved", 0)), retries, check, extra,
             retained=[plan.final_key(key) for key in left], replaced=int(moved.get("replaced", 0)),
-            staging_kept=int(moved.get("kept", 0)),
+            staging_kept=int(moved.get("kept", 0)), copies_in_flight=str(moved.get("copies_in_flight") or ""),
         )

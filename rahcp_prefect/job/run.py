@@ -65,6 +65,7 @@ class RunTotals:
     mirror: MirrorResult | None = None  # uploads: what ``mirror_deletions`` did (or would do)
     unwritable: int | None = None  # downloads: objects that cannot be files in the destination
     unwritable_keys: dict[str, str] | None = None  # their keys and why
+    copies_in_flight: str | None = None  # uploads: the range of the commit's adaptive window
 
     def add(self, batch: Mapping[str, Any]) -> None:
         """Sum one batch summary's counters in (``api_retries`` is the run client's, set at the end)."""
@@ -73,6 +74,11 @@ class RunTotals:
                 setattr(self.transfer, name, getattr(self.transfer, name) + int(batch.get(name, 0)))
         named = self.transfer.deferred  # the files left for the next run, the first few by name
         named.extend(list(batch.get("deferred") or [])[: max(0, DEFERRED_NAMED - len(named))])
+        low, high = int(batch.get("window_lowest") or 0), int(batch.get("window_highest") or 0)
+        if high:  # the range of files in flight over all batches
+            ours = self.transfer
+            ours.window_lowest = min(ours.window_lowest, low) if ours.window_highest else low
+            ours.window_highest = max(ours.window_highest, high)
 
     @property
     def errors(self) -> int:
@@ -89,6 +95,9 @@ class RunTotals:
         if self.sync is not None:
             out["skipped"] += self.sync.unchanged
             out.update(self.sync.as_dict())
+        low, high = self.transfer.window_lowest, self.transfer.window_highest
+        if high:
+            out["files_in_flight"] = str(low) if low == high else f"{low} to {high}"
         return {**out, **self.found()}
 
     def found(self) -> dict[str, Any]:

@@ -54,6 +54,12 @@ COUNT_LABELS: dict[str, str] = {
 }
 """Result fields shown as counts, in this order, with the words an operator reads."""
 
+IN_FLIGHT_LABELS: dict[str, str] = {
+    "files_in_flight": "files in flight (adaptive window)",
+    "copies_in_flight": "copies in flight during the commit (adaptive window)",
+}
+"""Result fields holding the range of an adaptive window during the run, e.g. ``10 to 64``."""
+
 NOT_COUNTS = frozenset(
     {"ok", "done", "bytes", "elapsed", "mb_per_sec", "files_per_sec", "dry_run", "phases"}
 )
@@ -198,6 +204,7 @@ def count_rows(facts: RunFacts) -> list[tuple[str, str]]:
             continue
         if isinstance(value, int):
             rows.append((name.replace("_", " "), format_count(value)))
+    rows += [(label, str(result[name])) for name, label in IN_FLIGHT_LABELS.items() if result.get(name)]
     if isinstance(result.get("bytes"), int):
         sent_bytes = int(result["bytes"])
         label = "bytes sent" if facts.direction == "upload" else "bytes received"

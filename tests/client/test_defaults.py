@@ -45,6 +45,7 @@ WIRE = {
 }
 ENGINE = {
     "workers": 21,
+    "max_workers": 77,
     "queue_depth": 3,
     "presign_batch_size": 50,
     "chunk_size": 2 * MIB,

@@ -74,6 +74,8 @@ async def test_two_runs_of_one_job_keep_one_history_per_key_and_say_where_data_w
     for phase in ("| scan |", "| transfer |", "| verify |", "| commit |"):
         assert phase in first_text, phase
     assert f"- source folder: `{src}`" in first_text
+    for window in ("files in flight", "copies in flight during the commit"):  # the windows' ranges
+        assert re.search(rf"\| {window} \(adaptive window\) \| \d+( to \d+)? \|", first_text), window
     assert "rahcp-prefect errors" not in first_text, "no failure: no failure list"
     result = await second.result()
     assert set(result["phases"]) == {"scan", "transfer", "verify", "commit"}

@@ -179,3 +179,17 @@ def test_an_interrupted_upload_says_staging_was_kept() -> None:
     text = render_summary(_facts(outcome="interrupted", result={"ok": 20, "bytes": 5, "interrupted": "SIGTERM"}))
     assert "Interrupted (SIGTERM): nothing changed in `archive/nightly/2026/01/`" in text
     assert "| reached staging, kept for the next run | 20 |" in text and "rolled back" not in text.lower()
+
+
+def test_the_summary_shows_the_range_of_files_and_copies_in_flight() -> None:
+    from rahcp_prefect.job.run import RunTotals
+
+    totals = RunTotals()
+    totals.add({"ok": 5000, "window_lowest": 10, "window_highest": 40})
+    totals.add({"ok": 5000, "window_lowest": 5, "window_highest": 80})  # a throttled batch, then a grown one
+    result = totals.as_dict()
+    assert result["files_in_flight"] == "5 to 80"
+    text = render_summary(_facts(result={**result, "copies_in_flight": "8 to 64"}))
+    assert "| files in flight (adaptive window) | 5 to 80 |" in text
+    assert "| copies in flight during the commit (adaptive window) | 8 to 64 |" in text
+    assert "in flight" not in render_summary(_facts())  # a run without the figures shows no row

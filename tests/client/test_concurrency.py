@@ -7,8 +7,8 @@ import asyncio
 
 import pytest
 
-from rahcp_prefect.bulk import concurrency
-from rahcp_prefect.bulk.concurrency import AdaptiveWindow
+from rahcp_prefect.client import concurrency
+from rahcp_prefect.client.concurrency import AdaptiveWindow
 
 
 @pytest.mark.timeout(30)
