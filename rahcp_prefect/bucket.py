@@ -467,7 +467,7 @@ class HCPBucket(WritableFileSystem, WritableDeploymentStorage, ObjectStorageBloc
         async def read_times(client: HCPClient) -> None:
             nonlocal times
             fixity = await read_fixity(client, self.bucket_name, prefix)
-            times = fixity.mtimes if fixity.found else None
+            times = fixity.mtimes or None
 
         return await self._engine(
             f"download {self.bucket_name}/{prefix} to {dest}", config, run_bulk_download, prepare=read_times

@@ -37,6 +37,7 @@ from rahcp_prefect.job.manifest import (
     MANIFEST_NAME,
     MTIMES_NAME,
     RAHCP_DIR,
+    is_tag_path,
     ManifestError,
     check_manifest,
     manifest_key,
@@ -71,8 +72,7 @@ def record_name(kind: str, now: datetime | None = None) -> str:
 
 def is_record_key(prefix: str, key: str) -> bool:
     """Whether ``key`` is one of the job's own files under ``prefix`` (records, root tag files)."""
-    relative = key[len(prefix):] if key.startswith(prefix) else None
-    return relative is not None and (relative in (MANIFEST_NAME, MTIMES_NAME) or relative.startswith(RAHCP_DIR))
+    return key.startswith(prefix) and is_tag_path(key[len(prefix):])
 
 
 @dataclass
@@ -132,7 +132,7 @@ async def read_fixity(client: HCPClient, bucket: str, prefix: str) -> Fixity:
         root = await read_manifest(client, bucket, prefix)
         if root is not None:
             out.digests, out.source = root, "manifest"
-            out.mtimes = await read_mtimes(client, bucket, prefix) or {}
+        out.mtimes = await read_mtimes(client, bucket, prefix) or {}  # HCPBucket folders: times alone
     return out
 
 

@@ -18,6 +18,7 @@ from prefect.server.utilities.user_templates import render_user_template_sync
 from rahcp_prefect.events import UPLOAD_COMMITTED
 from rahcp_prefect.flows import bulk_upload
 from rahcp_prefect.job.manifest import MANIFEST_NAME, MTIMES_NAME
+from rahcp_prefect.job.records import RECORDS_DIR
 from rahcp_prefect.testing.prefect_fixtures import make_tree
 
 from .conftest import load_flows_file
@@ -43,7 +44,10 @@ def _next_night(source: Path, files: dict[str, bytes]) -> dict[str, bytes]:
 def _assert_prefix_holds(hcp_emulator: Any, bucket: str, prefix: str, files: dict[str, bytes], extra: set[str]) -> None:
     """The final prefix holds exactly the source's files, byte for byte, plus ``extra`` names
     (the job's tag files, objects a pipeline writes of its own); no staging is left."""
-    assert _keys(hcp_emulator, bucket, prefix) == {prefix + rel for rel in files} | {prefix + name for name in extra}
+    keys = _keys(hcp_emulator, bucket, prefix)
+    records = {key for key in keys if key.startswith(prefix + RECORDS_DIR)}
+    assert records, "each commit's own fixity record is kept under the prefix"
+    assert keys - records == {prefix + rel for rel in files} | {prefix + name for name in extra}
     for rel, content in files.items():
         assert hcp_emulator.s3.get_object(Bucket=bucket, Key=prefix + rel)["Body"].read() == content, rel
     assert not _keys(hcp_emulator, bucket, ".rahcp-staging/")
@@ -80,7 +84,8 @@ def test_nightly_archive_sync_runs_two_nights(
     for night in (1, 2):
         count = flows.nightly_archive_sync(str(tmp_path / "scans"), hcp_bucket, "sync/")
         _assert_prefix_holds(hcp_emulator, hcp_bucket, "sync/", files, TAG_FILES)
-        assert count == len(files) + 2, night  # the files and the job's tag files (manifest, times)
+        listed = _keys(hcp_emulator, hcp_bucket, "sync/")  # the files, the tag files, each commit's record
+        assert count == len(listed) == len(files) + len(TAG_FILES) + 2 * night, night
         if night == 1:
             files = _next_night(tmp_path / "scans", files)
 

@@ -19,7 +19,7 @@ from uuid import UUID
 from rahcp_prefect.bulk.paths import TEMP_PREFIX
 from rahcp_prefect.job.manifest import MANIFEST_NAME
 from rahcp_prefect.job.mtimes import TAG_FILES
-from rahcp_prefect.job.records import is_record_key
+from rahcp_prefect.testing.records import without_records  # noqa: F401 (shared by the tests)
 from rahcp_prefect.tracker import TrackerProtocol, create_tracker
 
 
@@ -190,10 +190,3 @@ async def with_lease(blocks: Any, seconds: float) -> Any:
 
     await HCPTracker(sqlite_path=str(blocks.tracker_path), lease_seconds=seconds).save(blocks.tracker, overwrite=True)
     return blocks
-
-
-def without_records(objects: dict[str, Any], prefix: str) -> dict[str, Any]:
-    """``objects`` without the job's fixity records under ``prefix`` (at least one must be there)."""
-    kept = {key: value for key, value in objects.items() if not is_record_key(prefix, key)}
-    assert len(kept) < len(objects), f"no fixity record under {prefix}"
-    return kept
