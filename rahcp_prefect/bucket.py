@@ -36,7 +36,7 @@ from rahcp_prefect.bulk import BulkDownloadConfig, BulkUploadConfig, TransferSta
 from rahcp_prefect.bulk import bulk_download as run_bulk_download
 from rahcp_prefect.bulk import bulk_upload as run_bulk_upload
 from rahcp_prefect.client import HCPClient
-from rahcp_prefect.job.mtimes import add_mtimes, plan_mtimes
+from rahcp_prefect.job.mtimes import add_mtimes, plan_mtimes, read_mtimes
 from rahcp_prefect.job.records import read_fixity
 from rahcp_prefect.tracker import create_tracker
 from rahcp_prefect.tracker.protocol import TrackerProtocol
@@ -467,7 +467,8 @@ class HCPBucket(WritableFileSystem, WritableDeploymentStorage, ObjectStorageBloc
         async def read_times(client: HCPClient) -> None:
             nonlocal times
             fixity = await read_fixity(client, self.bucket_name, prefix)
-            times = fixity.mtimes or None
+            # a folder put_directory wrote has its times alone (no manifest, no record)
+            times = fixity.mtimes if fixity.found else await read_mtimes(client, self.bucket_name, prefix)
 
         return await self._engine(
             f"download {self.bucket_name}/{prefix} to {dest}", config, run_bulk_download, prepare=read_times

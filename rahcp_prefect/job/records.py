@@ -132,7 +132,7 @@ async def read_fixity(client: HCPClient, bucket: str, prefix: str) -> Fixity:
         root = await read_manifest(client, bucket, prefix)
         if root is not None:
             out.digests, out.source = root, "manifest"
-        out.mtimes = await read_mtimes(client, bucket, prefix) or {}  # HCPBucket folders: times alone
+            out.mtimes = await read_mtimes(client, bucket, prefix) or {}
     return out
 
 

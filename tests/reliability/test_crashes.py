@@ -37,9 +37,10 @@ from .helpers import (
     tree_hashes,
     with_lease,
     without_manifest,
+    without_records,
 )
 
-MANIFEST_PUT = 2  # a commit ends by writing the job's manifest and its files' times (two PUTs)
+MANIFEST_PUT = 4  # a commit ends by writing its fixity record and the prefix's manifest, each with its times
 MANIFEST_GET = 1  # a download reads the prefix's manifest once (one GET, found or not; no manifest: no times)
 
 FILES = 400
@@ -79,8 +80,8 @@ def _final_and_staging(emulator: Any, bucket: str) -> tuple[dict[str, int], list
 def _check_committed(emulator: Any, bucket: str, blocks: SavedBlocks, job: str, expected: dict[str, str]) -> None:
     """Everything in the final prefix, byte for byte, once; staging empty; tracker = store."""
     listing = bucket_listing(emulator, bucket)
-    assert len(listing) == len(dict(listing)) == FILES + 2, "no duplicate, no stray object (+ the manifest and times)"
-    listing = list(without_manifest(dict(listing)).items())
+    assert len(listing) == len(dict(listing)) == FILES + MANIFEST_PUT, "no duplicate, no stray object (+ the tag files)"
+    listing = list(without_records(dict(listing), "final/").items())
     assert without_manifest(bucket_hashes(emulator, bucket, "final/")) == {f"final/{rel}": h for rel, h in expected.items()}
     with job_tracker(blocks.tracker_path, job) as tracker:
         info = tracker.job_info()
@@ -141,7 +142,7 @@ async def test_commit_killed_half_way_is_finished_by_the_rerun(
     result = await bulk_upload(**params)
     assert result["outcome"] == "committed"
     assert result["ok"] == 0 and result["skipped"] == FILES, "nothing uploaded again"
-    assert data_requests(hcp_emulator, "PUT") == MANIFEST_PUT, "only the manifest and the times, written last"
+    assert data_requests(hcp_emulator, "PUT") == MANIFEST_PUT, "only the record and the manifest, each with its times, written last"
     assert time.monotonic() - started < 30
     _check_committed(hcp_emulator, hcp_bucket, blocks, job, expected)
 
