@@ -81,7 +81,7 @@ async def test_files_changing_during_a_run_are_left_for_the_next_run_and_the_res
     hcp_emulator.reset_counts()
     rerun = await bulk_upload(**params)
     assert rerun["outcome"] == "committed" and rerun["ok"] == len(GROWN)
-    assert data_requests(hcp_emulator, "PUT") == len(GROWN) + 2, "only the changed files (and the manifest, the times)"
+    assert data_requests(hcp_emulator, "PUT") == len(GROWN) + 4, "only the changed files (and the record and the manifest, each with times)"
     final = without_manifest(bucket_hashes(hcp_emulator, hcp_bucket, "final/"))
     assert final == {f"final/{path.name}": sha256(path.read_bytes()) for path in source.iterdir()}
 
