@@ -48,5 +48,5 @@ def test_the_demo_against_another_hcp_creates_its_bucket_there(tmp_path: Path, h
     assert done.returncode == 0, out[-3000:] + done.stderr[-3000:]
     assert f"Bucket {bucket} created on {hcp_emulator.base_url}" in out and "Embedded HCP emulator" not in out
     listed = hcp_emulator.s3.list_objects_v2(Bucket=bucket, Prefix="archive/").get("Contents", [])
-    assert len(listed) == 3 + 2  # the files, the manifest and the times
+    assert len(listed) == 3 + 4  # the files; the commit's record and the manifest, each with its times
     assert "secret-pw" not in out + done.stderr
