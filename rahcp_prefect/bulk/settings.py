@@ -83,7 +83,8 @@ class EngineSettings(BaseModel):
 
     @field_validator("chunk_size")
     @classmethod
-    def _size_at_least_its_minimum(cls, value: int, info: ValidationInfo) -> int:
+    def _chunk_size_at_least_its_minimum(cls, value: int, info: ValidationInfo) -> int:
+        # its own name: the block inherits WireSettings' validator too, and one name would hide the other
         return check_minimum_size(cls, str(info.field_name), value)
 
 
