@@ -296,7 +296,9 @@ async def test_an_upload_killed_during_its_parts_resumes_with_the_missing_ones(
     if changed:
         assert sent == parts, "a changed file is uploaded afresh, never completed from stale parts"
     else:
-        assert sent == parts - recorded, "only the parts the dead run had not finished are sent"
+        # a part the server lists beyond the record (stored just before the kill) is kept too,
+        # once its region's MD5 matches (tests/bulk/test_part_resume.py counts that exactly)
+        assert sent <= parts - recorded, "only the parts the dead run had not finished are sent"
     assert without_manifest(bucket_hashes(hcp_emulator, hcp_bucket, "final/")) == {"final/video.bin": expected}
     assert _open_uploads_via_api(hcp_emulator, hcp_bucket) == [], "nothing left open"
     assert bucket_listing(hcp_emulator, hcp_bucket, STAGING_ROOT) == []

@@ -70,7 +70,7 @@ async def test_a_tracker_outage_under_a_running_upload_is_waited_for_and_nothing
     assert when["puts"] < FILES, "the outage came while files were still being sent"
     assert elapsed >= OUTAGE - 2, f"the run ended {elapsed:.1f} s after it started: it cannot have waited"
     assert result["outcome"] == "committed" and result["committed"] == FILES and result["failed"] == 0
-    assert data_requests(hcp_emulator, "PUT") == FILES + 2, "every file sent once, then the manifest and the times"
+    assert data_requests(hcp_emulator, "PUT") == FILES + 4, "every file sent once, then the record and the manifest, each with times"
     stored = without_manifest(bucket_hashes(hcp_emulator, hcp_bucket, "final/"))
     assert stored == {f"final/{name}": sha256(data) for name, data in files.items()}
     assert bucket_listing(hcp_emulator, hcp_bucket, STAGING_ROOT) == [], "staging ends empty"
