@@ -10,7 +10,10 @@ a stop signal instead:
   promotion) look at it at their safe points (``check()``, ``sleep()``) and raise ``Interrupted``
   there;
 - wakes the event loop (``call_soon_threadsafe``, as asyncio's own SIGINT handler does), which
-  cancels every watched task: the run's code sees ``CancelledError`` at its current ``await``,
+  cancels every watched task (the kernel may give a process's signal to any of its threads, and
+  Python runs the handler in the main thread only once that thread runs again: the signal
+  wakeup fd, read by the loop, wakes a loop asleep with no timer due, as asyncio's own
+  ``add_signal_handler`` does): the run's code sees ``CancelledError`` at its current ``await``,
   the job keeps staging and its done marks, and its ``finally`` blocks release the commit lock
   and the lease;
 - is handed on when the watched block ends, in that known frame, to the SIGTERM handler that
@@ -33,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -91,6 +95,7 @@ class _Watch:
         self.cancelled: set[asyncio.Task[Any]] = set()  # the tasks this watch cancelled
         self.bridge: Bridge | None = None
         self.installed = self.handler  # one bound method: the object ``signal.getsignal`` returns
+        self.wakeup: _Wakeup | None = None
 
     def handler(self, signum: int, frame: FrameType | None) -> None:
         """The installed handler: record, wake the loops; never raise (a second signal excepted)."""
@@ -121,6 +126,9 @@ class _Watch:
                     self.bridge.adopt(self.installed, current)
 
     def restore(self) -> None:
+        if self.wakeup is not None:
+            self.wakeup.close()
+            self.wakeup = None
         with self.bridge.lock() if self.bridge is not None else contextlib.nullcontext():
             if self.bridge is not None:
                 self.bridge.drop()
@@ -140,6 +148,53 @@ class _Watch:
         if signum == signal.SIGINT:
             raise KeyboardInterrupt
         raise Interrupted(signum)
+
+
+class _Wakeup:
+    """The signal wakeup fd, read by the loop: any signal, whichever thread the kernel gave it
+    to, wakes the loop, so the main thread runs the handler at once."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, reader: socket.socket, writer: socket.socket) -> None:
+        self.loop, self.reader, self.writer = loop, reader, writer
+
+    @classmethod
+    def open(cls, loop: asyncio.AbstractEventLoop) -> _Wakeup | None:
+        """Set the wakeup fd and watch it from ``loop``; None where one is already set (asyncio's
+        ``add_signal_handler`` wakes its loop the same way) or the loop cannot watch a socket."""
+        reader, writer = socket.socketpair()
+        for end in (reader, writer):
+            end.setblocking(False)
+        try:
+            previous: int | None = signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
+        except ValueError:  # not the main thread
+            previous = None
+        if previous == -1:
+            try:
+                loop.add_reader(reader.fileno(), cls._drain, reader)
+                return cls(loop, reader, writer)
+            except NotImplementedError:  # a loop that cannot watch a socket
+                signal.set_wakeup_fd(-1)
+        elif previous is not None:
+            signal.set_wakeup_fd(previous)  # one was set already: theirs stays
+        reader.close()
+        writer.close()
+        return None
+
+    @staticmethod
+    def _drain(reader: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while reader.recv(4096):
+                pass
+
+    def close(self) -> None:
+        with contextlib.suppress(ValueError):  # only the main thread may unset it
+            previous = signal.set_wakeup_fd(-1)
+            if previous not in (-1, self.writer.fileno()):
+                signal.set_wakeup_fd(previous)  # another's since: theirs stays
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+            self.loop.remove_reader(self.reader.fileno())
+        self.reader.close()
+        self.writer.close()
 
 
 _watch = _Watch()
@@ -182,6 +237,7 @@ def watch_signals() -> Iterator[None]:
         if not _watch.tasks:
             _watch.received = None
             _watch.install()
+            _watch.wakeup = _Wakeup.open(asyncio.get_running_loop())
         _watch.tasks[task] = asyncio.get_running_loop()
     try:
         yield

@@ -9,6 +9,7 @@ import asyncio
 import gc
 import os
 import signal
+import subprocess
 import sys
 import time
 import weakref
@@ -189,3 +190,46 @@ async def test_a_signal_stops_a_synchronous_wait_and_the_promotion_between_two_f
             assert sorted(p.name for p in (staging / "d").iterdir()) == [f"f{i}" for i in range(5)]
     promoted = promote_staging(staging, dest)  # the next run moves them
     assert promoted.moved == 5 and not staging.exists()
+
+
+WAKE_SCRIPT = """
+import asyncio, os, signal, threading, time
+from rahcp_prefect import interrupts
+
+def deliver_here():
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})  # this thread takes the signal
+    time.sleep(0.5)
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(30)
+
+async def main():
+    with interrupts.watch_signals():
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})  # not the main thread: the kernel picks another
+        threading.Thread(target=deliver_here, daemon=True).start()
+        try:
+            await asyncio.Event().wait()  # no timer due: the loop sleeps until something wakes it
+        except asyncio.CancelledError:
+            print("CANCELLED", flush=True)
+            raise
+
+try:
+    asyncio.run(main())
+except interrupts.Interrupted:
+    print("INTERRUPTED", flush=True)
+"""
+
+
+@pytest.mark.timeout(60)
+def test_a_signal_the_kernel_gives_another_thread_still_wakes_the_sleeping_loop() -> None:
+    """A process-wide signal may be delivered to any thread: Python runs the handler in the main
+    thread only once that thread runs again, and a loop asleep in ``epoll_wait`` with no timer
+    due would not, until its next timer (10 s in a CI run's commit). The watch wakes the loop
+    through the signal wakeup fd, as asyncio's own ``add_signal_handler`` does."""
+    started = time.monotonic()
+    try:
+        done = subprocess.run([sys.executable, "-c", WAKE_SCRIPT], capture_output=True, text=True, timeout=15)
+    except subprocess.TimeoutExpired:
+        pytest.fail("the loop slept through the signal for 15 s")
+    took = time.monotonic() - started
+    assert done.stdout.split() == ["CANCELLED", "INTERRUPTED"], done.stdout + done.stderr
+    assert took < 10, f"{took:.1f} s"

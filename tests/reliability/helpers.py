@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -142,7 +143,8 @@ def summary_metric(artifacts: list[Any], metric: str) -> Any:
 
 
 FLOW_SCRIPT = """
-import asyncio, json, sys
+import asyncio, faulthandler, json, signal, sys
+faulthandler.register(signal.SIGUSR1, all_threads=True)  # a run slow to stop shows where it waits
 from rahcp_prefect.flows import bulk_download, bulk_upload
 flow = {"upload": bulk_upload, "download": bulk_download}[sys.argv[1]]
 print("RESULT " + json.dumps(asyncio.run(flow(**json.loads(sys.argv[2])))), flush=True)
@@ -152,11 +154,14 @@ print("RESULT " + json.dumps(asyncio.run(flow(**json.loads(sys.argv[2])))), flus
 def signal_flow_when(
     kind: str, params: dict[str, Any], log: Path, ready: Callable[[], bool], sig: int, wait: float = 30.0,
     *, script: str = FLOW_SCRIPT, args: tuple[str, ...] = (), send: Callable[[], None] | None = None,
+    dump_after: float = 5.0,
 ) -> tuple[int, float]:
     """Run the ``kind`` flow (``upload``/``download``) in a child process on this session's
     Prefect API, output to ``log``, and send it ``sig`` as soon as ``ready()`` (or call ``send``
     instead); returns its exit code and the seconds it took to exit after the signal (killed
-    after ``wait``). ``script`` runs the flow (``FLOW_SCRIPT``), with ``args`` after the two of it."""
+    after ``wait``). ``script`` runs the flow (``FLOW_SCRIPT``), with ``args`` after the two of it.
+    A run still there ``dump_after`` seconds after the signal is sent SIGUSR1: ``FLOW_SCRIPT``
+    writes every thread's stack to the log then, so a slow stop shows where it waited."""
     from prefect.settings import PREFECT_API_URL
 
     env = {**os.environ, "PREFECT_API_URL": str(PREFECT_API_URL.value()), "PREFECT_LOGGING_LEVEL": "INFO"}
@@ -176,7 +181,12 @@ def signal_flow_when(
             else:
                 send()
             sent = time.monotonic()
-            child.wait(wait)
+            try:
+                child.wait(min(dump_after, wait))
+            except subprocess.TimeoutExpired:
+                if sig != signal.SIGKILL and "faulthandler.register" in script:
+                    child.send_signal(signal.SIGUSR1)
+                child.wait(max(0.0, wait - (time.monotonic() - sent)))
             return child.returncode, time.monotonic() - sent
         finally:
             if child.poll() is None:
