@@ -176,7 +176,7 @@ def instrument(meter: PhaseMeter) -> None:
     meter.wrap(commit, "check_manifest", "manifest_check")
     meter.wrap(commit, "write_mtimes", "times")
     meter.wrap(commit, "check_mtimes", "times_check")
-    meter.wrap(upload_flow, "commit_staging_counted", "move")
+    meter.wrap(upload_flow, "commit_staging", "move")
 
 
 async def _run_flow(spec: dict[str, Any]) -> dict[str, Any]:

@@ -231,43 +231,8 @@ async def delete_objects(credentials: HCPCredentials, bucket: str, keys: Sequenc
 # -- staging ----------------------------------------------------------------------------------
 
 
-async def _commit(
-    credentials: HCPCredentials,
-    bucket: str,
-    staging_prefix: str,
-    dest_prefix: str,
-    concurrency: int,
-    on_progress: CommitProgressCallback | None = None,
-    lent: HCPClient | None = None,
-) -> tuple[int, int]:
-    """Commit staging; returns the objects moved and the API requests the client repeated."""
-    check_bucket(bucket)
-    check_prefix(staging_prefix, "staging_prefix")
-    check_prefix(dest_prefix, "dest_prefix")
-    async with _client_for(credentials, None, lent) as client:
-        moved = await client.s3.commit_staging(bucket, staging_prefix, dest_prefix, concurrency, on_progress)
-    get_run_logger().info(
-        "Committed %d object(s) to %s/%s (%d copies in flight)", moved, bucket, dest_prefix, concurrency
-    )
-    return moved, client.api_retries
-
-
 @task(name="hcp-commit-staging", **_TASK_DEFAULTS)
 async def commit_staging(
-    credentials: HCPCredentials,
-    bucket: str,
-    staging_prefix: str,
-    dest_prefix: str,
-    concurrency: int = COPY_CONCURRENCY,
-) -> int:
-    """Move everything under ``staging_prefix`` to ``dest_prefix`` (``concurrency`` server-side
-    copies in flight); resumable after a crash."""
-    moved, _ = await _commit(credentials, bucket, staging_prefix, dest_prefix, concurrency)
-    return moved
-
-
-@task(name="hcp-commit-staging", **_TASK_DEFAULTS)
-async def commit_staging_counted(
     credentials: HCPCredentials,
     bucket: str,
     staging_prefix: str,
@@ -278,13 +243,16 @@ async def commit_staging_counted(
     client: HCPClient | None = None,
     max_concurrency: int = defaults.MAX_WORKERS,
 ) -> dict[str, Any]:
-    """The commit's moves for the bulk flows (``job.commit.move_staged``: copy over, or a safe
-    replace where the namespace refuses overwrites, retained objects left): ``{"moved",
-    "replaced", "left", "kept", "api_retries"}``, so the run's summary counts the commit's
-    retried requests too; ``on_progress(objects, bytes)`` after every object; ``client``: the
-    run's, lent to the commit (it then counts the retries); ``staging_bucket``: staging in
-    another namespace; ``max_concurrency``: the most copies the adaptive window lets be in
-    flight (``concurrency`` at first)."""
+    """Move everything under ``staging_prefix`` to ``dest_prefix`` the way the bulk flows
+    commit (``job.commit.move_staged``: a copy over, or a safe replace where the namespace
+    refuses overwrites; a final object under retention or on hold is left and named);
+    resumable after a crash. Returns ``{"moved", "replaced", "left": [staged keys], "kept",
+    "copies_in_flight", "api_retries"}``.
+
+    ``concurrency`` copies in flight at first, up to ``max_concurrency`` (the adaptive
+    window); ``on_progress(objects, bytes)`` after every object; ``staging_bucket``: staging
+    in another namespace; ``client``: one to lend (the flows lend the run's, which then counts
+    the commit's retried requests)."""
     check_bucket(bucket)
     check_prefix(staging_prefix, "staging_prefix")
     check_prefix(dest_prefix, "dest_prefix")
@@ -292,8 +260,9 @@ async def commit_staging_counted(
     async with _client_for(credentials, None, client) as used:
         moves = await move_staged(used, plan, concurrency, on_progress, max_concurrency)
     get_run_logger().info(
-        "Committed %d object(s) to %s/%s (%d replaced, %d retained, %d staging kept)",
+        "Committed %d object(s) to %s/%s (%d replaced, %d retained, %d staging kept; copies in flight %s)",
         moves["moved"], bucket, dest_prefix, moves["replaced"], len(moves["left"]), moves["kept"],
+        moves["copies_in_flight"],
     )
     return {**moves, "api_retries": used.api_retries}
 

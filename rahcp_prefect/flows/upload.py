@@ -28,7 +28,7 @@ from rahcp_prefect.job import (
 )
 from rahcp_prefect.job.deletions import parse_max_delete
 from rahcp_prefect.tracker.protocol import TrackerProtocol
-from rahcp_prefect.tasks import commit_staging_counted, upload_batch
+from rahcp_prefect.tasks import commit_staging, upload_batch
 
 __all__ = ["BulkTransferFailed", "bulk_upload"]
 
@@ -111,7 +111,7 @@ async def bulk_upload(
         )
 
     async def move(client: HCPClient, plan: StagingPlan, on_progress: Any) -> dict[str, Any]:
-        return await commit_staging_counted(
+        return await commit_staging(
             blocks.credentials, plan.bucket, plan.staging_prefix, plan.final_prefix,
             concurrency=blocks.settings.commit_concurrency, on_progress=on_progress,
             max_concurrency=blocks.settings.max_workers,

@@ -13,7 +13,9 @@ import pytest
 
 from rahcp_prefect.blocks import HCPBucket
 from rahcp_prefect.client import RetentionError
-from rahcp_prefect.tasks import copy_object, delete_object, delete_objects, upload_multipart, upload_object
+from rahcp_prefect.tasks import (
+    commit_staging, copy_object, delete_object, delete_objects, upload_multipart, upload_object,
+)
 from rahcp_prefect.testing.counter import LOGIN
 from rahcp_prefect.testing.prefect_fixtures import emulator_credentials
 
@@ -104,3 +106,30 @@ async def test_hcp_bucket_names_a_held_object_and_leaves_it(
             await call()
     assert _body(hcp_emulator, hcp_bucket, "kept.txt") == b"held"
     assert _body(hcp_emulator, hcp_bucket, "src.txt") == b"new", "a move that could not place its object keeps it"
+
+
+async def test_the_commit_task_commits_the_way_the_flows_do_night_after_night(
+    prefect_api: None, hcp_emulator: Any, hcp_bucket: str, hcp_credentials: dict[str, Any],
+    namespace: dict[str, Any],
+) -> None:
+    """``commit_staging`` is the flows' one commit task: night 2 replaces a changed object where
+    the namespace refuses overwrites, and an object on hold is left, named, with its first bytes
+    (a versioned namespace stores a new version over it: the held version stays)."""
+    credentials = emulator_credentials(hcp_credentials)
+    versioned = bool(namespace.get("versioning"))
+    for night in (1, 2):
+        for name in ("a.txt", "b.txt", "held.txt"):
+            hcp_emulator.s3.put_object(Bucket=hcp_bucket, Key=f"stage/{name}", Body=f"{name} {night}".encode())
+        moves = await commit_staging(credentials, hcp_bucket, "stage/", "final/", concurrency=2)
+        if night == 1:
+            assert (moves["moved"], moves["replaced"], moves["left"]) == (3, 0, [])
+            hcp_emulator.set_hold(hcp_bucket, "final/held.txt")
+        else:
+            assert moves["left"] == ([] if versioned else ["stage/held.txt"])
+            assert (moves["moved"], moves["replaced"]) == (3 if versioned else 2, 0 if namespace else 2)
+        assert moves["kept"] == 0 and moves["api_retries"] == 0 and moves["copies_in_flight"]
+        assert _body(hcp_emulator, hcp_bucket, "final/a.txt") == f"a.txt {night}".encode()
+        held = b"held.txt 2" if versioned and night == 2 else b"held.txt 1"
+        assert _body(hcp_emulator, hcp_bucket, "final/held.txt") == held
+        listed = hcp_emulator.s3.list_objects_v2(Bucket=hcp_bucket, Prefix="stage/").get("Contents", [])
+        assert listed == [], "staging is emptied, the held object's staged copy too"
