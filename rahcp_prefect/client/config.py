@@ -210,7 +210,7 @@ class ClientConfig(ConnectionSettings, WireSettings):
         return TransferSettings(**self.model_dump(include=set(TransferSettings.model_fields)))
 
 
-_DECLARED = ClientConfig.model_fields
+_DECLARED: Mapping[str, Any] = ClientConfig.model_fields
 """Each client setting as ``ConnectionSettings``/``WireSettings`` declare it (default, bound, description)."""
 
 
