@@ -29,6 +29,7 @@ from rahcp_prefect.client.dataplane import DataPlane
 from rahcp_prefect.bulk import BulkDownloadConfig, BulkUploadConfig
 from rahcp_prefect.bulk import bulk_download as engine_download
 from rahcp_prefect.bulk import bulk_upload as engine_upload
+from rahcp_prefect.bulk.verify import hash_objects
 from rahcp_prefect.flows import bulk_download, bulk_upload
 from rahcp_prefect.testing import HCPEmulator
 from rahcp_prefect.tracker import create_tracker
@@ -254,6 +255,19 @@ async def test_an_untrusted_s3_certificate_stops_an_engine_download_and_leaves_n
     await _engine_stops_at_once(split_emulator, tls_files["ca"], tmp_path, lambda client, tracker: engine_download(
         BulkDownloadConfig(client=client, bucket=bucket, prefix="p/", dest_dir=dest, tracker=tracker, workers=4)))
     assert _files(dest) == []
+
+
+@pytest.mark.timeout(60)
+async def test_an_untrusted_s3_certificate_stops_an_audit_instead_of_failing_each_object(
+    split_emulator: HCPEmulator, tls_files: dict[str, Path], tmp_path: Path
+) -> None:
+    bucket = split_emulator.create_bucket(f"s3tls-{uuid.uuid4().hex[:10]}")
+    for index in range(30):
+        split_emulator.s3.put_object(Bucket=bucket, Key=f"p/f-{index:03d}.txt", Body=b"v" * 100)
+    hashed: list[str | None] = []
+    await _engine_stops_at_once(split_emulator, tls_files["ca"], tmp_path, lambda client, tracker: hash_objects(
+        client, bucket, prefix="p/", workers=4, on_hashed=lambda key, digest, error: hashed.append(error)))
+    assert hashed == [], "no object reported as failed one by one"
 
 
 def _files(folder: Path) -> list[Path]:
