@@ -203,6 +203,14 @@ def _source(folder: Path, files: int) -> Path:
     return folder
 
 
+def _seeded_bucket(emulator: HCPEmulator, prefix: str, objects: int) -> str:
+    """A new bucket holding ``objects`` small objects under ``prefix``, put by the operator."""
+    bucket = emulator.create_bucket(f"s3tls-{uuid.uuid4().hex[:10]}")
+    for index in range(objects):
+        emulator.s3.put_object(Bucket=bucket, Key=f"{prefix}f-{index:03d}.txt", Body=b"y" * 100)
+    return bucket
+
+
 def _assert_names_the_s3_certificate(error: BaseException, emulator: HCPEmulator) -> None:
     """The error names the S3 host, the certificate problem and the setting, and no secret."""
     message = str(error)
@@ -248,9 +256,7 @@ async def test_an_untrusted_s3_certificate_stops_an_engine_upload_at_the_first_f
 async def test_an_untrusted_s3_certificate_stops_an_engine_download_and_leaves_no_file(
     split_emulator: HCPEmulator, tls_files: dict[str, Path], tmp_path: Path
 ) -> None:
-    bucket = split_emulator.create_bucket(f"s3tls-{uuid.uuid4().hex[:10]}")
-    for index in range(30):
-        split_emulator.s3.put_object(Bucket=bucket, Key=f"p/f-{index:03d}.txt", Body=b"y" * 100)
+    bucket = _seeded_bucket(split_emulator, "p/", 30)
     dest = tmp_path / "dest"
     await _engine_stops_at_once(split_emulator, tls_files["ca"], tmp_path, lambda client, tracker: engine_download(
         BulkDownloadConfig(client=client, bucket=bucket, prefix="p/", dest_dir=dest, tracker=tracker, workers=4)))
@@ -261,9 +267,7 @@ async def test_an_untrusted_s3_certificate_stops_an_engine_download_and_leaves_n
 async def test_an_untrusted_s3_certificate_stops_an_audit_instead_of_failing_each_object(
     split_emulator: HCPEmulator, tls_files: dict[str, Path], tmp_path: Path
 ) -> None:
-    bucket = split_emulator.create_bucket(f"s3tls-{uuid.uuid4().hex[:10]}")
-    for index in range(30):
-        split_emulator.s3.put_object(Bucket=bucket, Key=f"p/f-{index:03d}.txt", Body=b"v" * 100)
+    bucket = _seeded_bucket(split_emulator, "p/", 30)
     hashed: list[str | None] = []
     await _engine_stops_at_once(split_emulator, tls_files["ca"], tmp_path, lambda client, tracker: hash_objects(
         client, bucket, prefix="p/", workers=4, on_hashed=lambda key, digest, error: hashed.append(error)))
@@ -309,9 +313,7 @@ async def test_a_bulk_download_flow_whose_s3_certificate_is_untrusted_fails_in_s
     """The flow meets the S3 certificate first when it reads the prefix's fixity record (a
     presigned GET), before any batch: it stops there, at once. The engine's own stop at its
     first file is the engine test above."""
-    bucket = split_emulator.create_bucket(f"s3tls-{uuid.uuid4().hex[:10]}")
-    for index in range(40):
-        split_emulator.s3.put_object(Bucket=bucket, Key=f"night/f-{index:03d}.txt", Body=b"z" * 100)
+    bucket = _seeded_bucket(split_emulator, "night/", 40)
     blocks = await _save_blocks(split_emulator, tmp_path, ca_bundle=tls_files["ca"])
     dest = tmp_path / "dest"
     started = time.monotonic()
