@@ -15,7 +15,8 @@ from prefect.blocks.core import Block
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 
 from rahcp_prefect import defaults
-from rahcp_prefect.bulk.settings import EngineSettings, engine_options
+from rahcp_prefect.bulk.config import engine_options
+from rahcp_prefect.bulk.settings import EngineSettings
 from rahcp_prefect.bulk.validation import InvalidInputError, check_overrides, describe_errors
 from rahcp_prefect.client.config import ConnectionSettings, WireSettings
 from rahcp_prefect.job.settings import CommitSettings

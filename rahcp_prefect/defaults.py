@@ -5,8 +5,10 @@ A value here is what a run uses when nobody said otherwise. Each setting is decl
 this default, its bound and its description, in one model per concern: ``ConnectionSettings``
 and ``WireSettings`` (``rahcp_prefect.client.config``), ``EngineSettings``
 (``rahcp_prefect.bulk.settings``) and ``CommitSettings`` (``rahcp_prefect.job.settings``); the
-blocks and ``ClientConfig`` are those models, and ``tests/client/test_defaults.py`` checks that a
-flow's client and engine get every value of the blocks.
+blocks and ``ClientConfig`` are those models, the engine configs (``BulkUploadConfig``,
+``BulkDownloadConfig``) take their defaults and bounds from ``EngineSettings``, and
+``tests/client/test_defaults.py`` checks that a flow's client and engine get every value of the
+blocks.
 The limits S3 itself sets (not ours to tune) are at the end.
 """
 

@@ -27,7 +27,7 @@ from rahcp_prefect.bulk import bulk_download as run_bulk_download
 from rahcp_prefect.bulk import bulk_upload as run_bulk_upload
 from rahcp_prefect.bulk.config import DownloadEntry
 from rahcp_prefect.bulk.validation import check_bucket, check_prefix
-from rahcp_prefect.client import HCPClient, RetentionError
+from rahcp_prefect.client import CertificateError, HCPClient, RetentionError
 from rahcp_prefect.client.s3 import COPY_CONCURRENCY, REPLACED, raise_on_delete_errors
 from rahcp_prefect.job.attempts import batch_checks
 from rahcp_prefect.job.commit import move_staged
@@ -37,8 +37,9 @@ from rahcp_prefect.report.throttle import FailureLog
 
 
 def _worth_retrying(task: Any, task_run: Any, state: Any) -> bool:
-    """A retry cannot release a hold or end a retention: a ``RetentionError`` fails at once."""
-    return not isinstance(getattr(state, "data", None), RetentionError)
+    """A retry cannot release a hold or end a retention, nor make an untrusted certificate
+    trusted: a ``RetentionError`` or a ``CertificateError`` fails at once."""
+    return not isinstance(getattr(state, "data", None), (RetentionError, CertificateError))
 
 
 # Every task has side effects on storage: never answer one from a cache.

@@ -42,7 +42,7 @@ from rahcp_prefect.client.safe_paths import (
 from rahcp_prefect.tracker.protocol import FileDigests
 
 from .config import BulkDownloadConfig, DownloadEntry
-from .errors import VerificationError
+from .errors import RUN_STOPPING_ERRORS, VerificationError
 from .exclusions import is_staging_name
 from .filters import GlobFilter
 from .paths import UnsafeKeyError, check_relpath, folder_of_marker, relative_key, temp_name
@@ -174,7 +174,8 @@ class _Download:
 
     async def handle(self, item: DownloadItem, url: str | None) -> BaseException | None:
         """Download one object and record the outcome; returns its error (None when it went
-        through), never raises (except cancellation)."""
+        through), never raises (except cancellation and ``RUN_STOPPING_ERRORS``, which end the
+        whole transfer)."""
         key, size, etag, parts = item
         folder = FileFolder(self.root, parts)  # opened (never through a link) when first written to
         temp = temp_name(folder.name)
@@ -205,6 +206,8 @@ class _Download:
         except Exception as exc:
             if folder.fd is not None:
                 discard(Path(temp), folder.fd)
+            if isinstance(exc, RUN_STOPPING_ERRORS):
+                raise
             self.rec.error(key, size, exc)
             return exc
         finally:

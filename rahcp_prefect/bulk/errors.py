@@ -1,8 +1,15 @@
-"""Per-file failures the engine raises itself (recorded against the file, never fatal)."""
+"""Per-file failures the engine raises itself (recorded against the file, never fatal), and
+the errors that stop a whole transfer instead."""
 
 from __future__ import annotations
 
+from rahcp_prefect.client.errors import CertificateError
 from rahcp_prefect.errors import RahcpError
+
+RUN_STOPPING_ERRORS: tuple[type[BaseException], ...] = (CertificateError,)
+"""Errors no other file can get past: the S3 endpoint's TLS certificate is not trusted, so every
+file would fail the same way. The first one a worker meets is raised as it is and stops the whole
+transfer (the pipeline cancels the other workers), instead of being recorded against each file."""
 
 
 class BulkFileError(RahcpError):

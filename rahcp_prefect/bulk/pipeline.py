@@ -17,6 +17,8 @@ from typing import Any, TypeVar
 
 from rahcp_prefect.client.concurrency import AdaptiveWindow
 
+from .errors import RUN_STOPPING_ERRORS
+
 logger = logging.getLogger(__name__)
 
 W = TypeVar("W")
@@ -94,8 +96,10 @@ async def run_pipeline(
     ``handle`` deals with its own file's failure. If the source itself fails (a listing error),
     the items already queued are still finished before the error is raised; on cancellation
     the workers are cancelled at once. An exception escaping ``handle`` (a defect: nothing is
-    left to record it) fails the run at once with that error: the other workers are cancelled
-    and the producer, which may be waiting on a full queue nobody drains any more, is woken.
+    left to record it; or an error no other item can get past, such as an untrusted TLS
+    certificate, see ``errors.RUN_STOPPING_ERRORS``) fails the run at once with that error: the
+    other workers are cancelled and the producer, which may be waiting on a full queue nobody
+    drains any more, is woken.
     """
     queue = _Queue(maxsize=workers * queue_depth)
     crash = _Crash(asyncio.current_task())
@@ -150,7 +154,10 @@ class _Crash:
         if error is None:
             return
         self.error = error
-        logger.error("a transfer worker failed outside its file's handling; failing the run", exc_info=error)
+        if isinstance(error, RUN_STOPPING_ERRORS):  # said in full by the error the run raises
+            logger.error("stopping the run: %s", error)
+        else:
+            logger.error("a transfer worker failed outside its file's handling; failing the run", exc_info=error)
         if self._runner is not None:
             self._runner.cancel()
 

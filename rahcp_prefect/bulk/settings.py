@@ -1,22 +1,18 @@
 """The transfer engine's settings, each declared once with its default, bound and description.
 
 The ``HCPTransferSettings`` block is these (with the client's ``WireSettings`` and the job's
-``CommitSettings``); ``engine_options`` hands a run's values to ``BulkUploadConfig`` or
-``BulkDownloadConfig``: every field of this model that the config has, so adding a setting is
-one field here (and the config's field that uses it).
+``CommitSettings``); ``BulkUploadConfig`` and ``BulkDownloadConfig`` take their defaults from
+here and validate through this model, and ``engine_options`` (``rahcp_prefect.bulk.config``)
+hands a run's values to them: adding a setting is one field here (and the config's field that
+uses it, defaulting to this one).
 """
 
 from __future__ import annotations
-
-from dataclasses import fields
-from typing import Any
 
 from pydantic import BaseModel, Field, ValidationInfo, field_validator
 
 from rahcp_prefect import defaults
 from rahcp_prefect.client.sizes import FormSize, check_minimum_size, size_field
-
-from .config import BulkDownloadConfig, BulkUploadConfig
 
 
 class EngineSettings(BaseModel):
@@ -66,9 +62,9 @@ class EngineSettings(BaseModel):
     )
     progress_interval: float = Field(
         default=defaults.PROGRESS_INTERVAL,
-        gt=0,
+        ge=0,
         title="Progress interval (seconds)",
-        description="Minimum seconds between updates of the progress artifact.",
+        description="Minimum seconds between updates of the progress artifact (0: at every file).",
     )
     verify_upload: bool = Field(
         default=False,
@@ -86,16 +82,3 @@ class EngineSettings(BaseModel):
     def _chunk_size_at_least_its_minimum(cls, value: int, info: ValidationInfo) -> int:
         # its own name: the block inherits WireSettings' validator too, and one name would hide the other
         return check_minimum_size(cls, str(info.field_name), value)
-
-
-ENGINE_CONFIGS = {"upload": BulkUploadConfig, "download": BulkDownloadConfig}
-
-
-def engine_options(settings: EngineSettings, direction: str) -> dict[str, Any]:
-    """The ``BulkUploadConfig``/``BulkDownloadConfig`` keyword arguments ``settings`` decide
-    for ``direction`` (``upload`` or ``download``): every engine setting the config has."""
-    config = ENGINE_CONFIGS.get(direction)
-    if config is None:
-        raise ValueError(f"direction must be 'upload' or 'download', not {direction!r}")
-    names = {item.name for item in fields(config)} & set(EngineSettings.model_fields)
-    return {name: getattr(settings, name) for name in sorted(names)}

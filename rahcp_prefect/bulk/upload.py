@@ -23,7 +23,7 @@ from rahcp_prefect.client.resume import PartStore
 from rahcp_prefect.client.overwrite import write_over
 
 from .config import BulkUploadConfig
-from .errors import FileChangedError, VerificationError
+from .errors import RUN_STOPPING_ERRORS, FileChangedError, VerificationError
 from .exclusions import NeverUpload
 from .existing import RemoteSizes, common_prefix
 from .filters import GlobFilter
@@ -200,7 +200,8 @@ class _Upload:
 
     async def handle(self, item: UploadItem, url: str | None) -> BaseException | None:
         """Upload one file and record the outcome; returns its error (None when it went
-        through), never raises (except cancellation)."""
+        through), never raises (except cancellation and ``RUN_STOPPING_ERRORS``, which end the
+        whole transfer)."""
         key, path, size, mtime = item
         try:
             if self.validate is not None:
@@ -210,6 +211,8 @@ class _Upload:
                 await self._verify(key, size)
         except FileChangedError as exc:
             return await self._defer(key, size, exc)
+        except RUN_STOPPING_ERRORS:
+            raise
         except Exception as exc:
             changed = _changed(path, size, mtime)
             if changed is not None:  # e.g. S3 refused bytes that changed while they streamed

@@ -18,6 +18,7 @@ from rahcp_prefect.client.digests import Hasher, plain_md5_of_etag
 from rahcp_prefect.client.errors import ChecksumMismatchError
 from rahcp_prefect.client.represign import presigned_transfer
 
+from .errors import RUN_STOPPING_ERRORS
 from .pipeline import run_pipeline
 from .presigner import Presigner
 from .scanner import iter_listing
@@ -142,6 +143,8 @@ async def hash_objects(
                 if attempt == 2:  # twice the same other bytes: what storage holds under this ETag
                     raise ChecksumMismatchError(f"{what}: the bytes read hash to MD5 {hasher.md5}, its ETag says {md5}")
                 out.retries += 1
+        except RUN_STOPPING_ERRORS:
+            raise  # every object would fail so: the whole check stops
         except Exception as exc:
             result(key, None, error_text(exc))
             return

@@ -22,7 +22,7 @@ from rahcp_prefect.defaults import GIB, MIB
 
 from rahcp_prefect.paths import absolute_path
 
-from .sizes import ByteSize, FormSize, SizeError, check_minimum_size, parse_size, size_field
+from .sizes import FormSize, SizeError, check_minimum_size, parse_size, size_field
 
 MIN_PART_SIZE = 5 * MIB
 """S3's smallest part (all parts but the last)."""
@@ -34,22 +34,6 @@ MAX_PARTS = 10_000
 DEFAULT_ENDPOINT = defaults.ENDPOINT
 COMPLETE_TIMEOUT_FLOOR = 120.0
 """The least a CompleteMultipartUpload waits, whatever the object's size (seconds)."""
-
-
-class TransferSettings(BaseModel):
-    """Settings the bulk engine needs for data transfers (read from ``client.transfer_settings``)."""
-
-    model_config = ConfigDict(frozen=True)
-
-    verify_ssl: bool = Field(True, title="Verify SSL", description="Verify TLS certificates.")
-    timeout: float = Field(defaults.TIMEOUT, title="Timeout", description="Connect/read timeout in seconds.")
-    multipart_threshold: ByteSize = Field(
-        defaults.MULTIPART_THRESHOLD, title="Multipart threshold (bytes)", description="Files this size or larger go multipart."
-    )
-    multipart_chunk: ByteSize = Field(defaults.MULTIPART_CHUNK, title="Multipart chunk (bytes)", description="Bytes per part.")
-    multipart_concurrency: int = Field(
-        defaults.MULTIPART_CONCURRENCY, title="Multipart concurrency", description="Parts of one file in flight at once."
-    )
 
 
 class ConnectionSettings(BaseModel):
@@ -223,13 +207,25 @@ class ClientConfig(ConnectionSettings, WireSettings):
 
     def transfer_settings(self) -> TransferSettings:
         """The data-transfer subset, for the bulk engine."""
-        return TransferSettings(
-            verify_ssl=self.verify_ssl,
-            timeout=self.timeout,
-            multipart_threshold=self.multipart_threshold,
-            multipart_chunk=self.multipart_chunk,
-            multipart_concurrency=self.multipart_concurrency,
-        )
+        return TransferSettings(**self.model_dump(include=set(TransferSettings.model_fields)))
+
+
+_DECLARED: Mapping[str, Any] = ClientConfig.model_fields
+"""Each client setting as ``ConnectionSettings``/``WireSettings`` declare it (default, bound, description)."""
+
+
+class TransferSettings(BaseModel):
+    """The settings the bulk engine reads for data transfers (``client.transfer_settings``): a
+    subset of ``ClientConfig``, each field the one ``ConnectionSettings``/``WireSettings``
+    declare (the same default, bound and description), never a second declaration."""
+
+    model_config = ConfigDict(frozen=True)
+
+    verify_ssl: bool = _DECLARED["verify_ssl"]
+    timeout: float = _DECLARED["timeout"]
+    multipart_threshold: int = _DECLARED["multipart_threshold"]
+    multipart_chunk: int = _DECLARED["multipart_chunk"]
+    multipart_concurrency: int = _DECLARED["multipart_concurrency"]
 
 
 def _text(variable: str, raw: str) -> str:

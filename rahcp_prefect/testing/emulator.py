@@ -82,6 +82,7 @@ class HCPEmulator:
         cache_ttl: float | None = None,
         tls: tuple[str, str] | None = None,
         store: str = "moto",
+        s3_tls: tuple[str, str] | None = None,
     ) -> None:
         """Configure (nothing starts until ``start()``).
 
@@ -108,7 +109,9 @@ class HCPEmulator:
 
         ``tls``: ``(certificate PEM, key PEM)``: the API serves HTTPS, and so does the built-in
         S3 on a second port that presigned URLs point at (unless ``s3_public_endpoint`` says
-        otherwise); the emulator's own S3 calls stay on the plain port.
+        otherwise); the emulator's own S3 calls stay on the plain port. ``s3_tls``: the built-in
+        S3's own ``(certificate PEM, key PEM)`` when it is not the API's (HCP's S3 gateway may
+        have a certificate of its own, e.g. from another CA); by default ``tls``.
         """
         self._host = host
         self._port = port
@@ -141,6 +144,7 @@ class HCPEmulator:
         self._api_client: Any = None
         self._s3_endpoint: str | None = None
         self._tls = tls
+        self._s3_tls = s3_tls or tls
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -157,7 +161,7 @@ class HCPEmulator:
                     port=self._s3_port,
                     enforce_presign_expiry=self._enforce_presign_expiry,
                     rules=self._rules,
-                    tls=self._server_tls(),
+                    tls=_server_tls(self._s3_tls),
                     app=self._meta_app(),
                 )
                 self._s3_server.start()
@@ -251,14 +255,6 @@ class HCPEmulator:
             region_name=self._s3_region,
             config=config,
         )
-
-    def _server_tls(self) -> ssl.SSLContext | None:
-        """The servers' TLS context from ``tls`` (None: plain HTTP)."""
-        if self._tls is None:
-            return None
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        context.load_cert_chain(*self._tls)
-        return context
 
     def _wait_ready(self, timeout: float = 15.0) -> None:
         deadline = time.monotonic() + timeout
@@ -393,3 +389,12 @@ class HCPEmulator:
 
     def reset_counts(self) -> None:
         self._counter.reset()
+
+
+def _server_tls(pair: tuple[str, str] | None) -> ssl.SSLContext | None:
+    """A server's TLS context from ``(certificate PEM, key PEM)`` (None: plain HTTP)."""
+    if pair is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(*pair)
+    return context

@@ -88,7 +88,7 @@ async def test_temp_name_then_rename_and_stream_threshold(hcp_emulator, hcp_buck
 
     dest = tmp_path / "dest"
     stats = await bulk_download(
-        cfg(hcp_client, hcp_bucket, dest, tracker, stream_threshold=1000, chunk_size=4096, validate_file=validate)
+        cfg(hcp_client, hcp_bucket, dest, tracker, stream_threshold=1000, chunk_size=64 * 1024, validate_file=validate)
     )
     assert stats.ok == 2
     assert ranged == [f"{hcp_bucket}/large.tif (range 1/1)"], "at the threshold: ranged GETs"

@@ -198,7 +198,7 @@ async def test_engine_defers_a_streamed_file_rewritten_while_it_is_sent(
     from .conftest import make_tree
 
     src = tmp_path / "src"
-    make_tree(src, {"big.bin": b"a" * 3000})
+    make_tree(src, {"big.bin": b"a" * 200_000})  # above chunk_size: streamed
     errors: list[BaseException] = []
 
     def rewrite(path) -> None:  # type: ignore[no-untyped-def]  # validate_file runs before the send
@@ -208,7 +208,7 @@ async def test_engine_defers_a_streamed_file_rewritten_while_it_is_sent(
 
     stats = await bulk_upload(
         BulkUploadConfig(
-            client=hcp_client, bucket=hcp_bucket, source_dir=src, tracker=tracker, chunk_size=1000,
+            client=hcp_client, bucket=hcp_bucket, source_dir=src, tracker=tracker, chunk_size=64 * 1024,
             validate_file=rewrite, on_error=lambda key, exc: errors.append(exc),
         )
     )

@@ -112,7 +112,7 @@ def test_counts_are_integers_in_range() -> None:
         ({"workers": "8"}, "settings_overrides: workers must be an integer, got str '8'"),
         ({"workers": True}, "settings_overrides: workers must be an integer, got bool True"),
         ({"verify_upload": "yes"}, "settings_overrides: verify_upload must be true or false, got str 'yes'"),
-        ({"progress_interval": -1.0}, "settings_overrides: progress_interval = -1.0: Input should be greater than 0"),
+        ({"progress_interval": -1.0}, "settings_overrides: progress_interval = -1.0: Input should be greater than or equal to 0"),
         ([("workers", 8)], "settings_overrides must be a mapping of setting names to values"),
     ],
 )
@@ -133,7 +133,7 @@ def test_engine_configs_check_bucket_prefix_and_counts(tmp_path: Path) -> None:
             make(bucket="a/b")
         with pytest.raises(InvalidInputError, match="prefix '/abs/' is refused"):
             make(bucket="bkt", prefix="/abs/")
-        with pytest.raises(InvalidInputError, match="presign_batch_size must be >= 1, got 0"):
+        with pytest.raises(InvalidInputError, match="presign_batch_size = 0: Input should be greater than or equal to 1"):
             make(bucket="bkt", presign_batch_size=0)
         with pytest.raises(InvalidInputError, match="workers must be an integer, got str '4'"):
             make(bucket="bkt", workers="4")

@@ -17,6 +17,7 @@ from rahcp_prefect.blocks import HCPCredentials, HCPTransferSettings
 from rahcp_prefect.bulk.config import BulkDownloadConfig, BulkUploadConfig
 from rahcp_prefect.bulk.settings import EngineSettings
 from rahcp_prefect.bulk.validation import MAX_KEY_BYTES as VALIDATION_MAX_KEY_BYTES
+from rahcp_prefect.bulk.validation import InvalidInputError
 from rahcp_prefect.client.config import ENV_VARIABLES, ClientConfig, ConnectionSettings, WireSettings
 from rahcp_prefect.job.settings import CommitSettings
 from rahcp_prefect.testing.storage import MAX_KEY_BYTES as EMULATOR_MAX_KEY_BYTES
@@ -138,6 +139,44 @@ def test_bounds_are_one_bound_everywhere() -> None:
             make({"max_connections": 0})
     with pytest.raises(ValueError, match="settings_overrides: complete_timeout_per_gib"):
         HCPTransferSettings().with_overrides({"complete_timeout_per_gib": -1})
+
+
+@pytest.mark.parametrize(
+    ("name", "refused", "bound"),
+    [
+        ("workers", 513, "less than or equal to 512"),
+        ("max_workers", 0, "greater than or equal to 1"),
+        ("presign_batch_size", 1001, "less than or equal to 1000"),
+        ("chunk_size", 64 * 1024 - 1, "at least 64 KiB"),
+        ("progress_interval", -0.5, "greater than or equal to 0"),
+    ],
+)
+def test_the_engine_configs_enforce_the_bound_the_model_declares(tmp_path: Path, name: str, refused: Any, bound: str) -> None:
+    """A value ``EngineSettings`` refuses is refused by both engine configs, naming the same
+    field and the same bound; the value at the bound is taken by all three."""
+    with pytest.raises(ValueError, match=name) as model_error:
+        HCPTransferSettings(**{name: refused})
+    assert bound in str(model_error.value)
+    common = {"client": None, "bucket": "bkt", "tracker": None}
+    makers = {"BulkUploadConfig": lambda **kw: BulkUploadConfig(source_dir=tmp_path, **common, **kw),
+              "BulkDownloadConfig": lambda **kw: BulkDownloadConfig(dest_dir=tmp_path, **common, **kw)}
+    for where, make in makers.items():
+        with pytest.raises(InvalidInputError) as caught:
+            make(**{name: refused})
+        assert str(caught.value).startswith(f"{where}: {name} = {refused!r}: "), str(caught.value)
+        assert bound in str(caught.value)
+    at_bound = {"workers": 512, "max_workers": 1, "presign_batch_size": 1000, "chunk_size": 64 * 1024,
+                "progress_interval": 0.0}[name]
+    assert getattr(HCPTransferSettings(**{name: at_bound}), name) == at_bound
+    for make in makers.values():
+        assert getattr(make(**{name: at_bound}), name) == at_bound
+
+
+def test_the_engine_configs_defaults_are_the_models() -> None:
+    for config in (BulkUploadConfig, BulkDownloadConfig):
+        for item in fields(config):
+            if item.name in EngineSettings.model_fields:
+                assert item.default == EngineSettings.model_fields[item.name].default, (config, item.name)
 
 
 def _signature_defaults(function: Any) -> dict[str, Any]:
