@@ -31,7 +31,7 @@ from prefect.filesystems import WritableDeploymentStorage, WritableFileSystem
 from prefect.utilities.asyncutils import run_coro_as_sync
 from pydantic import Field, PrivateAttr, field_validator
 
-from rahcp_prefect.blocks import _DOCS_URL, LOGO_URL, HCPCredentials, HCPTransferSettings
+from rahcp_prefect.setting_blocks import _DOCS_URL, LOGO_URL, HCPCredentials, HCPTransferSettings
 from rahcp_prefect.bulk import BulkDownloadConfig, BulkUploadConfig, TransferStats
 from rahcp_prefect.bulk import bulk_download as run_bulk_download
 from rahcp_prefect.bulk import bulk_upload as run_bulk_upload
