@@ -84,11 +84,13 @@ def _objects(emulator: Any, bucket: str) -> dict[str, str]:
 
 
 async def _flow_run_state(key: str, value: str) -> str:
-    """The state type of the (one) flow run whose parameter ``key`` is ``value``, from the Prefect API."""
+    """The state type of the (one) flow run whose parameter ``key`` is ``value``, from the Prefect API
+    (among the 200 that started last: a 20-round loop makes more than that in one session)."""
     from prefect.client.orchestration import get_client
+    from prefect.client.schemas.sorting import FlowRunSort
 
     async with get_client() as client:
-        runs = await client.read_flow_runs(limit=200)
+        runs = await client.read_flow_runs(limit=200, sort=FlowRunSort.START_TIME_DESC)
     mine = [run for run in runs if (run.parameters or {}).get(key) == value]
     assert len(mine) == 1, [run.name for run in runs]
     assert mine[0].state is not None
