@@ -149,7 +149,10 @@ class UploadStaging(Selection):
         info = run.tracker.job_info()
         if info is not None and info.state == JobState.committing:
             run.log.info("Job %s has a commit in progress from an earlier run: finishing it", run.job)
-            await resume_commit(run.tracker, run.owner, run.lease_seconds, lambda: self._move(run, None))
+            await resume_commit(
+                run.tracker, run.owner, run.lease_seconds, lambda: self._move(run, None), run.client, plan,
+                self.retention,
+            )
             info = run.tracker.job_info()
         if info is not None and info.state != JobState.open:
             run.tracker.update_job(state=JobState.open)
