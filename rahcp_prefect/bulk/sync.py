@@ -186,8 +186,7 @@ class StoredSizes:
             staged = await self._staging.lookup(self._staging_prefix + rel)
             if staged is not None and staged[0] == recorded:
                 return recorded
-        final = await self._final.lookup(self._final_prefix + rel)
-        return final[0] if final is not None else None
+        return await self.final_size(rel)
 
     async def final_size(self, rel: str) -> int | None:
         """The size of ``rel`` in the final prefix, None when it does not hold it."""

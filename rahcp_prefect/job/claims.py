@@ -5,8 +5,8 @@ keys under a lease that it renews while the batch runs, and marks the results. A
 loses nothing: its leases expire and a surviving run takes the keys over. A run finishes when
 no key of the job is pending any more; keys that failed stay ``error`` and are tried again by
 a later run of the job. A retained file (its archived object refused the new bytes) is claimed
-only once its next try has come (the tracker's claim leaves it out until then). Each run tries a key at most once, so a key that keeps failing cannot
-keep a run busy forever.
+only once its next try has come (the tracker's claim leaves it out until then). Each run tries
+a key at most once, so a key that keeps failing cannot keep a run busy forever.
 """
 
 from __future__ import annotations
@@ -73,4 +73,3 @@ async def drain_job(
         if pending <= ours + waiting_in(tracker, TransferStatus.pending):
             return totals  # what stays pending, this run deferred or a retention holds back: the next run's
         await asyncio.sleep(poll_seconds)
-
