@@ -15,10 +15,10 @@ which can cost a transfer, never a skipped file.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, fields
 from enum import Enum
-from typing import Any
+from typing import Any, Protocol
 
 from rahcp_prefect.tracker.protocol import TrackerProtocol, TransferStatus
 
@@ -27,6 +27,10 @@ from .scanner import iter_listing
 
 AdoptFn = Callable[[str, int, int], None]
 """``adopt(rel, size, mtime_ns)``: record a file found already staged as done."""
+
+ArchivedFn = Callable[[str, int, int], Awaitable[bool]]
+"""``adopt_archived(rel, size, mtime_ns)``: record a file the final prefix's fixity records list
+with this mtime as done (its recorded SHA-256); True when adopted."""
 
 Record = tuple[int, "int | None"]
 """``(size, mtime_ns)`` of a file as the tracker recorded it when it was sent."""
@@ -115,6 +119,14 @@ class SyncCounts:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
+class Archive(Protocol):
+    """What a final prefix's fixity records say of a file (the job layer reads them)."""
+
+    async def line(self, rel: str) -> tuple[str, int | None] | None:
+        """``(SHA-256, mtime_ns or None)`` of ``rel`` (relative to the prefix), None: not listed."""
+        ...
+
+
 class SortedRecords:
     """The tracker's records, asked for in ascending key order, one page in memory.
 
@@ -174,6 +186,10 @@ class StoredSizes:
             staged = await self._staging.lookup(self._staging_prefix + rel)
             if staged is not None and staged[0] == recorded:
                 return recorded
+        return await self.final_size(rel)
+
+    async def final_size(self, rel: str) -> int | None:
+        """The size of ``rel`` in the final prefix, None when it does not hold it."""
         final = await self._final.lookup(self._final_prefix + rel)
         return final[0] if final is not None else None
 
@@ -191,6 +207,7 @@ async def plan_sync(
     record_prefix: str = "",
     send_all: bool = False,
     adopt: AdoptFn | None = None,
+    archived: ArchivedFn | None = None,
 ) -> AsyncIterator[tuple[str, int, int, Change]]:
     """``(rel, size, mtime_ns, change)`` of the ``files`` (in key order) a rerun must send;
     every decision is counted in ``counts``.
@@ -200,7 +217,9 @@ async def plan_sync(
     unchanged file is trusted to be there). ``send_all``: count as usual, but send every file.
     ``adopt``: called for a file without a record that staging already holds with its size
     (staged by a run killed before its marks reached the tracker); it is counted unchanged,
-    not sent. Without ``adopt`` such a file is new.
+    not sent. Without ``adopt`` such a file is new. ``archived``: asked about a file still new
+    that the final prefix holds with its size (the job's tracker lost, or a new job over an
+    archived prefix): adopted when the prefix's fixity records list it with its mtime.
     """
     try:
         for rel, size, mtime_ns in files:
@@ -217,6 +236,9 @@ async def plan_sync(
                 assert adopt is not None
                 adopt(rel, size, mtime_ns)
                 change = Change.unchanged
+            elif change is Change.new and archived is not None and stored is not None:
+                if await stored.final_size(rel) == size and await archived(rel, size, mtime_ns):
+                    change = Change.unchanged
             counts.add(change)
             if send_all or change in SENDS:
                 yield rel, size, mtime_ns, change
@@ -236,6 +258,7 @@ async def files_to_send(
     counts: SyncCounts,
     send_all: bool = False,
     staging_bucket: str | None = None,
+    archive: Archive | None = None,
 ) -> AsyncIterator[tuple[str, int, int, Change]]:
     """The files of a staged upload job that a run must send (see ``plan_sync``); staging is
     listed in ``staging_bucket`` when it lives in another namespace.
@@ -245,7 +268,9 @@ async def files_to_send(
     nothing changed costs one listing of the final prefix (plus one request for the empty
     staging), no request per file. A file a killed run staged before its mark reached the
     tracker is adopted by size (recorded done, counted unchanged). ``send_all``
-    (``skip_existing=False``): no listing, every file is sent.
+    (``skip_existing=False``): no listing, every file is sent. ``archive``: the final prefix's
+    fixity records (read only when a file without a record is found there with its size): such
+    a file listed with its mtime is adopted with its recorded SHA-256, not sent.
     """
     records = SortedRecords(tracker.iter_done(staging_prefix))
     stored = None
@@ -258,8 +283,19 @@ async def files_to_send(
     def adopt(rel: str, size: int, mtime_ns: int) -> None:
         tracker.mark(staging_prefix + rel, size, TransferStatus.done, mtime_ns=mtime_ns)
 
+    async def adopt_archived(rel: str, size: int, mtime_ns: int) -> bool:
+        assert archive is not None
+        line = await archive.line(rel)
+        if line is None or line[1] != mtime_ns:
+            return False
+        tracker.mark(staging_prefix + rel, size, TransferStatus.done, mtime_ns=mtime_ns, sha256=line[0])
+        return True
+
     try:
-        async for item in plan_sync(files, records, stored, counts, staging_prefix, send_all=send_all, adopt=adopt):
+        async for item in plan_sync(
+            files, records, stored, counts, staging_prefix, send_all=send_all, adopt=adopt,
+            archived=adopt_archived if archive is not None else None,
+        ):
             yield item
     finally:
         tracker.flush()

@@ -4,8 +4,9 @@ Every run of a cooperative job registers the manifest (idempotent), then claims 
 keys under a lease that it renews while the batch runs, and marks the results. A run that dies
 loses nothing: its leases expire and a surviving run takes the keys over. A run finishes when
 no key of the job is pending any more; keys that failed stay ``error`` and are tried again by
-a later run of the job. Each run tries a key at most once, so a key that keeps failing cannot
-keep a run busy forever.
+a later run of the job. A retained file (its archived object refused the new bytes) is claimed
+only once its next try has come (the tracker's claim leaves it out until then). Each run tries
+a key at most once, so a key that keeps failing cannot keep a run busy forever.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 
 from rahcp_prefect.job.counts import add_counts, new_counts
 from rahcp_prefect.job.renewal import renewed
+from rahcp_prefect.job.retained import waiting_in
 from rahcp_prefect.tracker.protocol import TrackerProtocol, TransferStatus
 
 BatchFn = Callable[[list[tuple[str, int]]], Awaitable[dict[str, Any]]]
@@ -67,7 +69,7 @@ async def drain_job(
         pending = tracker.summary().get("pending", 0)
         if pending == 0:
             return totals
-        ours = tracker.statuses_of(tried_undone)
-        if pending <= sum(1 for status in ours.values() if status is TransferStatus.pending):
-            return totals  # what stays pending, this run deferred (changed while sent): the next run's
+        ours = sum(1 for status in tracker.statuses_of(tried_undone).values() if status is TransferStatus.pending)
+        if pending <= ours + waiting_in(tracker, TransferStatus.pending):
+            return totals  # what stays pending, this run deferred or a retention holds back: the next run's
         await asyncio.sleep(poll_seconds)

@@ -88,6 +88,16 @@ async def move_staged(
     }
 
 
+async def keep_left(
+    client: HCPClient, tracker: TrackerProtocol, plan: StagingPlan, left: list[str], retention: str | None
+) -> None:
+    """The files a commit's moves left (their final object retained): recorded as failed
+    (``record_retained``) and with their next try (``retained.note_left``), so the sync leaves
+    them out until then. One path for a commit and for a commit resumed after a crash."""
+    record_retained(tracker, left)
+    await note_left(client, tracker, [(key, plan.final_key(key)) for key in left], plan.bucket, retention)
+
+
 def record_retained(tracker: TrackerProtocol, left: list[str]) -> None:
     """Record files whose archived object was not replaced as failed with ``RETAINED``: the
     final check and the manifest then leave them out, and the next run sends them again."""
@@ -176,17 +186,27 @@ class CommitResult:
         return out
 
 
-async def resume_commit(tracker: TrackerProtocol, owner: str, lease_seconds: float, move: MoveFn) -> int:
+async def resume_commit(
+    tracker: TrackerProtocol,
+    owner: str,
+    lease_seconds: float,
+    move: MoveFn,
+    client: HCPClient,
+    plan: StagingPlan,
+    retention: str | None = None,
+) -> int:
     """Finish the moves of a commit an earlier run left half-done (waiting for its lock);
-    returns the API requests repeated. The job is then open again: this run's own commit and
-    final check decide when it is committed."""
+    returns the API requests repeated. Files whose final object is retained are kept as a
+    commit keeps them (``keep_left``: with their next try; ``retention``: the target's default
+    retention). The job is then open again: this run's own commit and final check decide when
+    it is committed."""
     await wait_for_commit_lock(tracker, owner, lease_seconds)
     async with commit_lock(tracker, owner, lease_seconds):
         info = tracker.job_info()
         if info is None or info.state != JobState.committing:
             return 0  # the earlier run finished meanwhile
         result = await move()
-        record_retained(tracker, list(result.get("left", [])))
+        await keep_left(client, tracker, plan, list(result.get("left", [])), retention)
     return int(result.get("api_retries", 0))
 
 
@@ -222,8 +242,7 @@ async def commit_job(
         tracker.update_job(state=JobState.committing)
         moved: dict[str, Any] = await move()
         left = list(moved.get("left", []))
-        record_retained(tracker, left)
-        await note_left(client, tracker, [(key, plan.final_key(key)) for key in left], plan.bucket, retention)
+        await keep_left(client, tracker, plan, left, retention)
         done = tracker.done_digests()  # read once: the check and the manifest both need them
         check = await check_final(client, tracker, plan, done, listing_grace)
         extra: dict[str, Any] = {}

@@ -136,6 +136,28 @@ async def read_fixity(client: HCPClient, bucket: str, prefix: str) -> Fixity:
     return out
 
 
+class ArchivedLines:
+    """The union of a prefix's records (``read_fixity``), read on the first question only: the
+    incremental sync asks about a file the tracker does not know but the prefix holds (the
+    tracker lost, or a new job over an archived prefix), which a normal night never does."""
+
+    def __init__(self, client: HCPClient, bucket: str, prefix: str) -> None:
+        self._client, self._bucket, self._prefix = client, bucket, prefix
+        self._fixity: Fixity | None = None
+
+    async def line(self, rel: str) -> Line | None:
+        """``(SHA-256, mtime_ns or None)`` of ``rel``, newest record first; None when no record
+        lists it (or they cannot be read: the file is then sent, never wrongly skipped)."""
+        if self._fixity is None:
+            try:
+                self._fixity = await read_fixity(self._client, self._bucket, self._prefix)
+            except ManifestError as exc:
+                logger.warning("Fixity records of %s/%s not read, files they list are sent again: %s",
+                               self._bucket, self._prefix, exc)
+                self._fixity = Fixity()
+        return self._fixity.line(self._prefix + rel)
+
+
 async def _read(client: HCPClient, bucket: str, key: str, parse: Callable[[bytes, str], dict[str, T]]) -> dict[str, T]:
     try:
         data = await client.s3.download_bytes(bucket, key)

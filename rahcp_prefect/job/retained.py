@@ -21,7 +21,7 @@ from email.utils import parsedate_to_datetime
 
 from rahcp_prefect.client import HCPClient, HCPError
 from rahcp_prefect.client.namespace import retention_until
-from rahcp_prefect.tracker.protocol import TrackerProtocol
+from rahcp_prefect.tracker.protocol import TrackerProtocol, TransferStatus
 from rahcp_prefect.tracker.retained import RetainedFile
 
 logger = logging.getLogger(__name__)
@@ -104,6 +104,16 @@ class Waiting:
             self.left_out += 1
             return True
         return False
+
+
+def waiting_in(tracker: TrackerProtocol, status: TransferStatus) -> int:
+    """How many retained files waiting for their next try the tracker holds with ``status``: a
+    cooperative run neither waits for them (pending, registered by a run that had not seen them
+    retained) nor counts them as failed (``error``, as the commit recorded them)."""
+    waiting = Waiting.of(tracker).files
+    if not waiting:
+        return 0
+    return sum(1 for found in tracker.statuses_of(waiting).values() if found is status)
 
 
 def retained_fields(tracker: TrackerProtocol, staging_prefix: str, final_prefix: str) -> dict[str, object]:

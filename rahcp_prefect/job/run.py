@@ -35,8 +35,9 @@ from rahcp_prefect.job.errors import BulkTransferFailed, JobLeaseLostError, RunS
 from rahcp_prefect.job.failure import interruption, kept_on_interruption
 from rahcp_prefect.job.lease import JobLease, Log, hold_job
 from rahcp_prefect.job.policy import OnBusy
+from rahcp_prefect.job.retained import waiting_in
 from rahcp_prefect.report.format import relative_key, without_staging
-from rahcp_prefect.tracker.protocol import LeaseMode, TrackerProtocol
+from rahcp_prefect.tracker.protocol import LeaseMode, TrackerProtocol, TransferStatus
 
 
 @dataclass
@@ -304,8 +305,12 @@ class JobRun:
         self.totals.add(drained)
 
     def failed(self) -> int:
-        """Files that failed: this run's, or the job's in a cooperative run; scan errors included."""
-        failed = self.tracker.summary().get("error", 0) if self.cooperative else self.totals.transfer.errors
+        """Files that failed: this run's, or the job's in a cooperative run (but the retained
+        files waiting for their next try: reported, never a failed night); scan errors included."""
+        if self.cooperative:
+            failed = self.tracker.summary().get("error", 0) - waiting_in(self.tracker, TransferStatus.error)
+        else:
+            failed = self.totals.transfer.errors
         return failed + len(self.scan_errors)
 
     def _check_errors(self) -> None:

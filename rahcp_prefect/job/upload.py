@@ -27,6 +27,7 @@ from rahcp_prefect.job.errors import FinalCheckError
 from rahcp_prefect.job.failure import apply_failure_policy
 from rahcp_prefect.job.namespace import check_namespaces
 from rahcp_prefect.job.policy import OnFailure
+from rahcp_prefect.job.records import ArchivedLines
 from rahcp_prefect.job.retained import Waiting, retained_fields
 from rahcp_prefect.job.run import Batch, Failure, JobRun, Selection, first_errors
 from rahcp_prefect.job.staging import STAGING_ROOT, StagingPlan, plan_staging, verify_staging
@@ -88,8 +89,10 @@ class UploadStaging(Selection):
         )
 
     def _to_send(self, run: JobRun, counts: SyncCounts, staging_prefix: str | None) -> AsyncIterator[tuple[Entry, Change]]:
-        """What a run sends, decided once: new, changed or missing from the bucket (``bulk/sync.py``);
-        a job that never opened sends everything."""
+        """What a run sends, decided once: new, changed or missing from the bucket (``bulk/sync.py``;
+        a file the tracker does not know is looked up in the prefix's fixity records,
+        ``records.ArchivedLines``), but the retained files waiting for their next try; a job that
+        never opened sends everything."""
         files = self.scan(run.tracker, run.scan_errors, staging_prefix or f"{STAGING_ROOT}{run.owner}/")
         if staging_prefix is None:
             return _all_new(files, counts)
@@ -99,7 +102,7 @@ class UploadStaging(Selection):
         return _not_waiting(_paired(files_to_send(
             run.client.s3, run.tracker, files, bucket=self.bucket, staging_prefix=staging_prefix,
             final_prefix=self.prefix, counts=counts, send_all=not self.skip_existing,
-            staging_bucket=self.staging_bucket,
+            staging_bucket=self.staging_bucket, archive=ArchivedLines(run.client, self.bucket, self.prefix),
         )), waiting, staging_prefix)
 
     async def preview(self, run: JobRun, sample_size: int) -> tuple[int, int, list[tuple[str, int]], SyncCounts]:
@@ -149,7 +152,10 @@ class UploadStaging(Selection):
         info = run.tracker.job_info()
         if info is not None and info.state == JobState.committing:
             run.log.info("Job %s has a commit in progress from an earlier run: finishing it", run.job)
-            await resume_commit(run.tracker, run.owner, run.lease_seconds, lambda: self._move(run, None))
+            await resume_commit(
+                run.tracker, run.owner, run.lease_seconds, lambda: self._move(run, None), run.client, plan,
+                self.retention,
+            )
             info = run.tracker.job_info()
         if info is not None and info.state != JobState.open:
             run.tracker.update_job(state=JobState.open)

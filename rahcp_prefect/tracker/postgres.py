@@ -42,6 +42,7 @@ from rahcp_prefect.tracker.errors import (
     TrackerSchemaError,
 )
 from rahcp_prefect.tracker.protocol import JobInfo, JobState
+from rahcp_prefect.tracker.retained import not_waiting
 
 logger = logging.getLogger(__name__)
 
@@ -84,7 +85,7 @@ ON CONFLICT (job, "key") DO NOTHING
 CLAIM = f"""
 WITH picked AS (
   SELECT ctid FROM {T}
-  WHERE job = %(job)s AND status <> 'done' AND lease_expires < {NOW}
+  WHERE job = %(job)s AND status <> 'done' AND lease_expires < {NOW} AND {not_waiting(NOW)}
   ORDER BY lease_expires
   LIMIT %(limit)s
   FOR UPDATE SKIP LOCKED

@@ -14,6 +14,16 @@ RETAINED = "rahcp_retained"
 TRANSFERS = "rahcp_transfers"
 
 
+def not_waiting(now: str) -> str:
+    """SQL that is true for a row of ``rahcp_transfers`` that no retained file of its job waits
+    on (``next_try`` ahead of ``now``, an SQL expression): the claims of both backends add it,
+    so a cooperative run never takes a retained file before its next try."""
+    return (
+        f'NOT EXISTS (SELECT 1 FROM {RETAINED} WHERE {RETAINED}.job = {TRANSFERS}.job '
+        f'AND {RETAINED}."key" = {TRANSFERS}."key" AND {RETAINED}.next_try > {now})'
+    )
+
+
 class RetainedFile(NamedTuple):
     """A retained file: when its retention ends (None: not known), refusals so far, next try."""
 

@@ -32,6 +32,7 @@ from rahcp_prefect.tracker.base import (
 )
 from rahcp_prefect.tracker.errors import TrackerConnectionError
 from rahcp_prefect.tracker.protocol import JobInfo, JobState
+from rahcp_prefect.tracker.retained import not_waiting
 
 T = TRANSFERS
 J = JOBS
@@ -54,7 +55,7 @@ CLAIM = f"""
 UPDATE {T} SET lease_owner = ?, lease_expires = ?, attempts = attempts + 1
 WHERE rowid IN (
   SELECT rowid FROM {T}
-  WHERE job = ? AND status <> 'done' AND lease_expires < ?
+  WHERE job = ? AND status <> 'done' AND lease_expires < ? AND {not_waiting("?")}
   ORDER BY lease_expires LIMIT ?
 )
 RETURNING "key", size
@@ -210,7 +211,7 @@ class SqliteTracker(BufferedTracker):
         with self._flushed() as conn:
             with self._write_transaction():
                 now = time.time()
-                rows = conn.execute(CLAIM, (owner, now + lease_seconds, self.job, now, int(limit))).fetchall()
+                rows = conn.execute(CLAIM, (owner, now + lease_seconds, self.job, now, now, int(limit))).fetchall()
         return [(k, s) for k, s in rows]
 
     def renew(self, owner: str, lease_seconds: float) -> int:

@@ -252,3 +252,29 @@ async def test_plan_adopts_files_staged_before_their_mark_reached_the_tracker() 
     assert adopted == [("a", 1, T)]  # staged with its size: kept, recorded
     assert sent == [("b", 2, T), ("c", 3, T)]  # another size staged, or not staged: sent
     assert counts.as_dict() == {"new": 2, "changed": 0, "unchanged": 1, "missing": 0}
+
+
+async def test_plan_adopts_files_the_final_prefix_holds_as_its_fixity_records_list_them() -> None:
+    """No tracker record (a lost tracker): a file the final prefix holds with its size, which
+    the records list with its mtime, is adopted with its recorded SHA-256; any other is sent."""
+    files = [("a", 1, T), ("b", 2, T), ("c", 3, T), ("d", 4, T)]
+    lines = {"a": ("sha-a", T), "b": ("sha-b", T + 1), "c": ("sha-c", T), "d": ("sha-d", None)}
+    asked: list[str] = []
+    adopted: list[tuple[str, int, int, str]] = []
+
+    async def archived(rel: str, size: int, mtime_ns: int) -> bool:
+        asked.append(rel)
+        sha, mtime = lines[rel]
+        if mtime != mtime_ns:
+            return False
+        adopted.append((rel, size, mtime_ns, sha))
+        return True
+
+    final = [("fin/a", 1), ("fin/b", 2), ("fin/c", 9), ("fin/d", 4)]
+    stored = StoredSizes(RemoteSizes(_listing([], [])), RemoteSizes(_listing(final, [])), "stg/", "fin/")
+    counts = SyncCounts()
+    sent = [i[:3] async for i in plan_sync(files, SortedRecords([]), stored, counts, "stg/", archived=archived)]
+    assert adopted == [("a", 1, T, "sha-a")]
+    assert sent == [("b", 2, T), ("c", 3, T), ("d", 4, T)], "another mtime, another size, no recorded time"
+    assert asked == ["a", "b", "d"], "a file the final prefix holds with another size is not asked about"
+    assert counts.as_dict() == {"new": 3, "changed": 0, "unchanged": 1, "missing": 0}

@@ -116,3 +116,37 @@ async def test_three_nights_on_a_retention_namespace_keep_every_file_in_a_fixity
     hcp_mode.s3.put_object(Bucket=hcp_bucket, Key=PREFIX + "top-0004.txt", Body=b"tampered by the operator")
     with pytest.raises(FixityCheckFailed, match="top-0004.txt"):
         await bulk_verify(**verify)
+
+
+@pytest.mark.timeout(300)
+async def test_a_job_whose_tracker_was_lost_learns_the_archive_from_the_union_of_the_records(
+    saved_blocks: SavedBlocks, hcp_mode: Any, hcp_bucket: str, staging_bucket: str, tmp_path: Path
+) -> None:
+    """Night 2's root manifest could not be replaced (retention): its 5 new files are only in
+    night 2's delta record. The tracker is then lost (a new SQLite file): night 3's sync knows
+    every archived file from the union of the records (mtime and SHA-256) and the final listing
+    (size), so it sends nothing, writes nothing and records the files as done."""
+    hcp_mode.configure_namespace(hcp_bucket, retention="+1y")
+    source = tmp_path / "src"
+    make_tree(source, 20)
+    params = dict(
+        source_dir=str(source), bucket=hcp_bucket, prefix=PREFIX, job="lost",
+        settings_overrides={"staging_bucket": staging_bucket}, **saved_blocks.params(),
+    )
+    assert (await bulk_upload(**params))["committed"] == 20
+    for index in range(100, 105):
+        (source / f"new-{index}.txt").write_bytes(f"new {index}".encode())
+    second = await bulk_upload(**params)
+    assert second["committed"] == 5 and second["manifest"].startswith("retained"), "the root manifest stays"
+    root = parse_manifest(hcp_mode.stored(hcp_bucket, PREFIX + "manifest-sha256.txt")[PREFIX + "manifest-sha256.txt"], "root")
+    assert len(root) == 20 and not any(path.startswith("new-") for path in root), "only the records list the 5"
+
+    saved_blocks.tracker_path.unlink()  # the tracker is lost: a new, empty database
+    for suffix in ("-wal", "-shm"):
+        saved_blocks.tracker_path.with_name(saved_blocks.tracker_path.name + suffix).unlink(missing_ok=True)
+    hcp_mode.reset_counts()
+    third = await bulk_upload(**params)
+    assert writes(hcp_mode) == {}, "every file known from the records: no PUT, no DELETE"
+    assert third["outcome"] == "committed" and third["record"].startswith("unchanged")
+    assert (third["new"], third["changed"], third["unchanged"], third["missing"]) == (0, 0, 25, 0)
+    assert (await bulk_verify(bucket=hcp_bucket, prefix=PREFIX, **saved_blocks.params()))["matches"] == 25

@@ -1,7 +1,9 @@
-"""Cooperative draining ends even when this run leaves keys pending (files it deferred)."""
+"""Cooperative draining ends even when this run leaves keys pending (files it deferred, or
+files that wait for their retention's next try), and no claim hands out a waiting retained file."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -9,6 +11,7 @@ import pytest
 
 from rahcp_prefect.job import drain_job
 from rahcp_prefect.tracker import TransferStatus, create_tracker
+from rahcp_prefect.tracker.retained import RetainedFile
 
 
 @pytest.mark.timeout(30)
@@ -72,3 +75,50 @@ async def test_drain_tries_each_key_once_and_remembers_only_what_is_not_done(tmp
         assert max(remembered[:-1]) <= 8, "asked about one batch at a time, then about the 2 not done"
     finally:
         tracker.close()
+
+
+STAGED = ".rahcp-staging/run-1/"
+
+
+def test_a_claim_leaves_a_retained_file_out_until_its_next_try(open_tracker: Any) -> None:
+    """A file whose archived object refused its new bytes (retention, hold) waits in the
+    tracker (``error``, its next try noted): no cooperative run claims it before that time."""
+    tracker = open_tracker()
+    other = open_tracker(job=tracker.job + "-other")
+    keys = [STAGED + name for name in ("a.txt", "b.txt", "c.txt")]
+    tracker.register([(key, 1) for key in keys])
+    tracker.mark(keys[1], 1, TransferStatus.error, "retained")
+    tracker.flush()
+    ahead = time.time() + 3600
+    tracker.note_retained([(keys[1], RetainedFile(ahead, 1, ahead))])
+    other.note_retained([(keys[0], RetainedFile(ahead, 1, ahead))])  # another job's: no say here
+
+    assert sorted(key for key, _ in tracker.claim("run-2", 10, 60)) == [keys[0], keys[2]]
+    assert tracker.claim("run-3", 10, 60) == [], "the retained file waits, the others are leased"
+
+    tracker.note_retained([(keys[1], RetainedFile(None, 2, time.time() - 1))])  # its next try has come
+    assert tracker.claim("run-3", 10, 60) == [(keys[1], 1)]
+
+
+@pytest.mark.timeout(30)
+async def test_drain_ends_when_what_stays_pending_waits_for_its_retention(open_tracker: Any) -> None:
+    """A key registered pending by one run while another noted it retained is claimed by no
+    one before its next try: the draining run ends instead of waiting for it."""
+    tracker = open_tracker()
+    keys = [STAGED + "a.txt", STAGED + "b.txt"]
+    tracker.register([(key, 1) for key in keys])
+    tracker.flush()
+    ahead = time.time() + 3600
+    tracker.note_retained([(keys[1], RetainedFile(ahead, 1, ahead))])
+    sent: list[str] = []
+
+    async def run_batch(claimed: list[tuple[str, int]]) -> dict[str, Any]:
+        for key, size in claimed:
+            sent.append(key)
+            tracker.mark(key, size, TransferStatus.done)
+        tracker.flush()
+        return {"ok": len(claimed)}
+
+    totals = await drain_job(tracker, "run-1", run_batch, batch_size=10, lease_seconds=5, poll_seconds=0.05)
+    assert sent == [keys[0]] and totals["ok"] == 1
+    assert tracker.statuses_of(keys) == {keys[0]: TransferStatus.done, keys[1]: TransferStatus.pending}

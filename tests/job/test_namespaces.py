@@ -31,6 +31,7 @@ from rahcp_prefect.job.commit import RETAINED, UNCHANGED, CommitResult, move_sta
 from rahcp_prefect.job.leftovers import ORPHANED_STAGING, find_leftovers, remove_leftover
 from rahcp_prefect.job.manifest import MANIFEST_NAME, MTIMES_NAME
 from rahcp_prefect.job.namespace import StagingNotAllowedError, check_namespaces
+from rahcp_prefect.job.retained import Waiting
 from rahcp_prefect.testing.fixtures import TEST_PASSWORD, TEST_TENANT, TEST_USERNAME
 from rahcp_prefect.tracker import JobState, SqliteTracker, TransferStatus
 
@@ -248,6 +249,42 @@ async def test_a_committed_job_whose_staging_cannot_be_deleted_is_committed_and_
         assert sorted(retained) == sorted(plan.staging_prefix + name for name in FIRST), "reported, not failed"
 
 
+@pytest.mark.timeout(120)
+async def test_a_commit_resumed_after_a_crash_records_a_retained_file_with_its_next_try_as_a_commit_does(
+    hcp_mode: Any, hcp_bucket: str, hcp_client: HCPClient, staging_bucket: str, open_tracker: Any
+) -> None:
+    """A run that died after the job turned ``committing`` leaves its moves to the next run
+    (``resume_commit``). A changed file whose archived object is retained must then wait for its
+    retention's end there too, not be sent again the next night: the same record as a commit's."""
+    hcp_mode.configure_namespace(hcp_bucket, retention="+1y")
+    resumed = Job(hcp_mode, hcp_client, open_tracker(), hcp_bucket, staging_bucket)
+    await resumed.run("run-1", FIRST)
+    plan = await resumed.stage("run-2", CHANGED)
+    resumed.tracker.update_job(state=JobState.committing)  # run-2 died here, before its first move
+
+    await resume_commit(
+        resumed.tracker, "run-3", 2.0, partial(move_staged, hcp_client, plan, 4), hcp_client, plan, "+1y"
+    )
+    after = dict(resumed.tracker.retained_files())
+    assert sorted(after) == [plan.staging_prefix + name for name in sorted(CHANGED)]
+    year = 365 * 86400
+    for found in after.values():
+        assert found.step == 1 and found.until is not None and found.next_try == found.until
+        assert year - 60 < found.until - time.time() <= year + 86400, "at the end of its year of retention"
+    assert Waiting.of(resumed.tracker).waits(plan.staging_prefix + "a.txt"), "the next sync leaves it out"
+    assert resumed.final() == FIRST, "the first bytes stay"
+
+    # The same files met by a normal commit (another job over the same archived objects): the same record.
+    normal = Job(hcp_mode, hcp_client, open_tracker(f"normal-{uuid.uuid4().hex[:8]}"), hcp_bucket, staging_bucket)
+    other = await normal.stage("run-4", CHANGED)
+    result = await commit_job(
+        normal.tracker, other, "run-4", 30, partial(move_staged, hcp_client, other, 4), hcp_client, retention="+1y"
+    )
+    assert result is not None and sorted(result.retained) == [FINAL + name for name in sorted(CHANGED)]
+    committed = {other.final_key(key): found for key, found in normal.tracker.retained_files()}
+    assert committed == {plan.final_key(key): found for key, found in after.items()}
+
+
 # -- kill -9 between the delete and the copy of a safe replace -------------------------------------
 
 
@@ -302,7 +339,7 @@ async def test_a_run_killed_between_the_delete_and_the_copy_of_a_safe_replace_is
     try:
         assert tracker.job_info().state == JobState.committing
         move = partial(move_staged, hcp_client, plan, 4)
-        await resume_commit(tracker, "run-3", 2.0, move)
+        await resume_commit(tracker, "run-3", 2.0, move, hcp_client, plan)
         result = await commit_job(tracker, plan, "run-3", 2.0, move, hcp_client)
         assert result is not None and result.check.ok
         assert tracker.job_info().state == JobState.committed
