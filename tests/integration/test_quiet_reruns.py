@@ -89,7 +89,6 @@ async def test_a_retained_changed_file_is_sent_once_per_retry_step(
     retry = datetime.fromisoformat(refused["retained_next_try"][PREFIX + changed].replace("Z", "+00:00")).timestamp()
     assert retry - time.time() < 12, "tried again when its 10 s of retention end"
 
-    await asyncio.sleep(lease + 0.5)  # night 2's claim on the refused file has run out
     hcp_mode.reset_counts()
     waiting = await bulk_upload(**params)
     assert hcp_mode.request_counts[DATA_PUT] == 0 and writes(hcp_mode) == {}, "not sent while it waits"
