@@ -89,11 +89,11 @@ async def test_orphaned_staging_and_open_uploads_are_found_listed_and_removed(
     # The dry run lists the two orphaned prefixes and the killed upload, removes nothing.
     state = await cleanup_staging(older_than_hours=0.0, dry_run=True, return_state=True, **params)
     dry = await state.result()
-    assert sorted((item["what"], item["staging"], item["objects"]) for item in dry["leftovers"]) == [
+    assert sorted((item["what"], item["staging"], item["objects"]) for item in dry["leftovers"]) == sorted([
         ("open multipart upload", f"{STAGING_ROOT}killed-run/big.bin", 0),
         ("orphaned staging", PLANTED, 1),
         ("orphaned staging", lost, 5),
-    ]
+    ])
     assert all(item["removed"] == 0 for item in dry["leftovers"])
     assert await _staged(hcp_client, hcp_bucket) == before
     assert await _open_uploads(hcp_client, hcp_bucket) == uploads_before
