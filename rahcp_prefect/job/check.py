@@ -11,7 +11,6 @@ Keep it the one place that decides what "committed" means.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from rahcp_prefect.bulk.scanner import iter_listing
@@ -19,7 +18,7 @@ from rahcp_prefect.client import HCPClient
 from rahcp_prefect.client.digests import bare_etag
 from rahcp_prefect.job.errors import FinalCheckError
 from rahcp_prefect.job.merge import outer_join
-from rahcp_prefect.job.staging import Listed, StagingPlan, listed_objects, problems_text, settled
+from rahcp_prefect.job.staging import Listed, StagingPlan, problems_text, settled
 from rahcp_prefect.tracker.protocol import FileDigests, TrackerProtocol, TransferStatus
 
 #: The error recorded on a file the final check did not find: the next run sends it again.
@@ -36,8 +35,6 @@ class FinalCheck:
     wrong_size: list[tuple[str, int, int]] = field(default_factory=list)  # (final key, found, recorded)
     wrong_md5: list[tuple[str, str, str]] = field(default_factory=list)  # (final key, ETag, recorded MD5)
     manifest: list[str] = field(default_factory=list)  # problems of the manifest (``check_manifest``)
-    listed: dict[str, int] = field(default_factory=dict, repr=False)  # the final prefix: key -> size
-    etags: dict[str, str] = field(default_factory=dict, repr=False)  # the final prefix: key -> ETag
 
     @property
     def ok(self) -> bool:
@@ -71,30 +68,13 @@ def etag_contradicts(etag: str, md5: str | None) -> bool:
     return found != md5.lower()
 
 
-async def check_final(
-    client: HCPClient,
-    tracker: TrackerProtocol,
-    plan: StagingPlan,
-    done: Mapping[str, FileDigests] | None = None,
-    grace: float = 0.0,
-) -> FinalCheck:
+async def check_final(client: HCPClient, tracker: TrackerProtocol, plan: StagingPlan, grace: float = 0.0) -> FinalCheck:
     """List the final prefix and compare it with every file the tracker holds as done: each
     must be there with its recorded size, and its ETag must not contradict the recorded MD5. A
     listing that lacks files is read again for up to ``grace`` seconds (a listing cache,
-    ``staging.settled``).
-
-    Without ``done`` the listing and the tracker's records (``iter_done_digests``) are walked in
-    step in key order, one page of each in memory, and ``FinalCheck.listed`` stays empty; with
-    ``done`` (the job's ``done_digests()``, read by a caller that needs them anyway) the whole
-    listing is read and kept in ``listed`` for that caller.
-    """
-    if done is None:
-        return await settled(lambda: _streamed(client, tracker, plan), _lacking, grace)
-
-    async def read() -> FinalCheck:
-        return _compare(await listed_objects(client, plan.bucket, plan.final_prefix), done, plan)
-
-    return await settled(read, _lacking, grace)
+    ``staging.settled``). The listing and the tracker's records (``iter_done_digests``) are
+    walked in step in key order, one page of each in memory."""
+    return await settled(lambda: _streamed(client, tracker, plan), _lacking, grace)
 
 
 def _lacking(check: FinalCheck) -> bool:
@@ -124,17 +104,6 @@ def _judge(check: FinalCheck, key: str, found: Listed | None, record: FileDigest
         check.wrong_size.append((key, found.size, record.size))
     elif etag_contradicts(found.etag, record.md5):
         check.wrong_md5.append((key, bare_etag(found.etag), str(record.md5)))
-
-
-def _compare(final: Mapping[str, Listed], records: Mapping[str, FileDigests], plan: StagingPlan) -> FinalCheck:
-    check = FinalCheck(
-        listed={key: listed.size for key, listed in final.items()}, etags={key: listed.etag for key, listed in final.items()}
-    )
-    for staged_key, record in records.items():
-        if staged_key.startswith(plan.staging_prefix):
-            key = plan.final_key(staged_key)
-            _judge(check, key, final.get(key), record)
-    return check
 
 
 def fail_final_check(tracker: TrackerProtocol, plan: StagingPlan, check: FinalCheck) -> FinalCheckError:

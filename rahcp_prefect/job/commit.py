@@ -12,22 +12,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
 from rahcp_prefect import defaults
-from rahcp_prefect.client import HCPClient, PresignedTransferError, RetentionError
+from rahcp_prefect.client import HCPClient, RetentionError
 from rahcp_prefect.client.s3 import LEFT, PLACED, PlaceFn
 from rahcp_prefect.job.check import FinalCheck, check_final, fail_final_check
-from rahcp_prefect.job.manifest import manifest_digests
-from rahcp_prefect.job.mtimes import plan_mtimes
-from rahcp_prefect.job.records import record_commit
+from rahcp_prefect.job.recording import record_commit
 from rahcp_prefect.job.renewal import renewed
 from rahcp_prefect.job.retained import note_left
 from rahcp_prefect.job.staging import StagingPlan
-from rahcp_prefect.tracker.protocol import FileDigests, JobState, TrackerProtocol, TransferStatus
+from rahcp_prefect.tracker.protocol import JobState, TrackerProtocol, TransferStatus
 
 logger = logging.getLogger(__name__)
 
@@ -145,14 +143,10 @@ async def wait_for_commit_lock(tracker: TrackerProtocol, owner: str, lease_secon
 UNCHANGED = "unchanged: the records already list every file of the prefix as it is; nothing written"
 
 
-async def _record(
-    client: HCPClient, tracker: TrackerProtocol, plan: StagingPlan, done: Mapping[str, FileDigests], check: FinalCheck
-) -> dict[str, Any]:
-    """The commit's fixity record and the prefix's manifest (``records.record_commit``); what
-    was read back wrong becomes the final check's manifest problems."""
-    digests = await manifest_digests(client, done, plan.bucket, plan.staging_prefix, plan.final_prefix)
-    times = plan_mtimes(tracker.iter_done(plan.staging_prefix), plan.staging_prefix)
-    recorded = await record_commit(client, plan.bucket, plan.final_prefix, digests, times, check.listed, check.etags)
+async def _record(client: HCPClient, tracker: TrackerProtocol, plan: StagingPlan, check: FinalCheck) -> dict[str, Any]:
+    """The commit's fixity record and the prefix's manifest (``recording.record_commit``, as a
+    stream); what was read back wrong becomes the final check's manifest problems."""
+    recorded = await record_commit(client, tracker, plan)
     check.manifest = recorded.problems
     manifest: int | str = recorded.files if recorded.root in ("written", "unchanged") else recorded.root
     return {"manifest": manifest, "record": recorded.record or UNCHANGED}
@@ -243,11 +237,10 @@ async def commit_job(
         moved: dict[str, Any] = await move()
         left = list(moved.get("left", []))
         await keep_left(client, tracker, plan, left, retention)
-        done = tracker.done_digests()  # read once: the check and the manifest both need them
-        check = await check_final(client, tracker, plan, done, listing_grace)
+        check = await check_final(client, tracker, plan, listing_grace)
         extra: dict[str, Any] = {}
         if check.ok and manifest:
-            extra = await _record(client, tracker, plan, done, check)
+            extra = await _record(client, tracker, plan, check)
         retries = int(moved.get("api_retries", 0)) + client.api_retries
         if not check.ok:
             raise fail_final_check(tracker, plan, check)

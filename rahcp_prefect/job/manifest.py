@@ -10,13 +10,14 @@ commit finished; each later commit of the job writes it again. A later reader (a
 
 from __future__ import annotations
 
+import io
 import re
+from pathlib import Path
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from rahcp_prefect.client import HCPClient, NotFoundError
-from rahcp_prefect.tracker.protocol import FileDigests
 from rahcp_prefect.errors import RahcpError
 
 T = TypeVar("T")
@@ -59,26 +60,35 @@ def manifest_key(final_prefix: str) -> str:
     return final_prefix + MANIFEST_NAME
 
 
+def manifest_line(path: str, sha256: str) -> str:
+    """One manifest line: ``<sha256>  <encoded path>``; ``ManifestError`` for a bad digest."""
+    if not _SHA256.fullmatch(sha256):
+        raise ManifestError(f"not a SHA-256 for {path!r}: {sha256!r}")
+    return f"{sha256.lower()}  {encode_path(path)}\n"
+
+
 def render_manifest(digests: Mapping[str, str]) -> bytes:
     """The manifest of ``{path relative to the prefix: sha256 hex}``, sorted by path."""
-    lines = []
-    for path in sorted(digests):
-        sha256 = digests[path]
-        if not _SHA256.fullmatch(sha256):
-            raise ManifestError(f"not a SHA-256 for {path!r}: {sha256!r}")
-        lines.append(f"{sha256.lower()}  {encode_path(path)}\n")
-    return "".join(lines).encode("utf-8")
+    return "".join(manifest_line(path, digests[path]) for path in sorted(digests)).encode("utf-8")
 
 
 def tag_lines(data: bytes, where: str) -> Iterator[tuple[int, str]]:
-    """``(line number, line)`` of every non-empty line of a tag file (UTF-8, LF or CRLF line
-    ends); ``ManifestError`` when it is not UTF-8."""
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ManifestError(f"{where} is not UTF-8 ({exc.reason} at byte {exc.start})") from None
-    for number, line in enumerate(text.split("\n"), 1):
-        line = line.removesuffix("\r")
+    """``(line number, line)`` of every non-empty line of a tag file in memory."""
+    return numbered_lines(io.BytesIO(data), where)
+
+
+def numbered_lines(stream: Iterable[bytes], where: str) -> Iterator[tuple[int, str]]:
+    """``(line number, line)`` of every non-empty line of a tag file read line by line (UTF-8,
+    LF or CRLF line ends): a file of any size in flat memory; ``ManifestError`` when it is not
+    UTF-8."""
+    offset = 0
+    for number, raw in enumerate(stream, 1):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ManifestError(f"{where} is not UTF-8 ({exc.reason} at byte {offset + exc.start})") from None
+        offset += len(raw)
+        line = line.removesuffix("\n").removesuffix("\r")
         if line:
             yield number, line
 
@@ -94,40 +104,21 @@ def parse_manifest(data: bytes, where: str = MANIFEST_NAME) -> dict[str, str]:
     """``{path: sha256 hex}`` of a manifest; ``ManifestError`` names the first bad line."""
     out: dict[str, str] = {}
     for number, line in tag_lines(data, where):
-        if line[64:66] == "  " and _SHA256.fullmatch(line[:64]):  # our own form: the exact path
-            digest, path = line[:64], line[66:]
-        else:
-            match = _LINE.fullmatch(line)
-            if match is None:
-                raise ManifestError(f"{where} line {number} is not '<sha256>  <path>': {line[:120]!r}")
-            digest, path = match.group(1), match.group(2)
-        add_once(out, decode_path(path), digest.lower(), where, number)
+        path, digest = parse_manifest_line(line, where, number)
+        add_once(out, path, digest, where, number)
     return out
 
 
-@dataclass
-class ManifestPlan:
-    """What a commit writes: the digest of every file, and the files it could not list."""
-
-    digests: dict[str, str] = field(default_factory=dict)  # path relative to the prefix -> sha256
-    without_digest: list[str] = field(default_factory=list)  # final keys with no recorded SHA-256
-
-
-def plan_manifest(done: Mapping[str, FileDigests], staging_prefix: str, final_prefix: str) -> ManifestPlan:
-    """The manifest of every file the job holds (``done``: the tracker's ``done_digests()``,
-    keyed by staged key), relative to the final prefix."""
-    plan = ManifestPlan()
-    for staged_key, record in done.items():
-        if not staged_key.startswith(staging_prefix):
-            continue
-        relative = staged_key[len(staging_prefix):]
-        if is_tag_path(relative):
-            continue  # a source file of that name is shadowed by the job's own tag files
-        if record.sha256 is None:
-            plan.without_digest.append(final_prefix + relative)
-        else:
-            plan.digests[relative] = record.sha256
-    return plan
+def parse_manifest_line(line: str, where: str, number: int) -> tuple[str, str]:
+    """``(path, sha256 hex)`` of one manifest line; ``ManifestError`` names a bad one."""
+    if line[64:66] == "  " and _SHA256.fullmatch(line[:64]):  # our own form: the exact path
+        digest, path = line[:64], line[66:]
+    else:
+        match = _LINE.fullmatch(line)
+        if match is None:
+            raise ManifestError(f"{where} line {number} is not '<sha256>  <path>': {line[:120]!r}")
+        digest, path = match.group(1), match.group(2)
+    return decode_path(path), digest.lower()
 
 
 async def write_manifest(
@@ -137,8 +128,9 @@ async def write_manifest(
     return await write_tag_file(client, bucket, manifest_key(final_prefix), render_manifest(digests), exists)
 
 
-async def write_tag_file(client: HCPClient, bucket: str, key: str, body: bytes, exists: bool = False) -> str:
-    """Write (or replace) one of the job's tag files (the manifest, the times); returns its key.
+async def write_tag_file(client: HCPClient, bucket: str, key: str, body: bytes | Path, exists: bool = False) -> str:
+    """Write (or replace) one of the job's tag files (the manifest, the times: bytes, or a file
+    on local disk for one of any size); returns its key.
 
     ``S3Ops.write``, whatever the namespace allows; ``exists`` (the final listing showed one):
     the old file is deleted first, sparing the PUT a namespace without versioning or overwrite
@@ -179,31 +171,6 @@ async def read_manifest(client: HCPClient, bucket: str, prefix: str) -> dict[str
     """``{key: sha256}`` (full keys) from the manifest under ``prefix``, or None when there is
     none; ``ManifestError`` when it cannot be read."""
     return await read_tag_file(client, bucket, prefix, MANIFEST_NAME, parse_manifest)
-
-
-async def manifest_digests(
-    client: HCPClient, done: Mapping[str, FileDigests], bucket: str, staging_prefix: str, final_prefix: str
-) -> dict[str, str]:
-    """The SHA-256 of every file the job holds after the commit moved its last object (path
-    relative to the prefix -> SHA-256). ``done``: the tracker's ``done_digests()``, as
-    the final check read them. Files held without a SHA-256 (sent by an older release, or
-    skipped as already there) are hashed from the final prefix first; one that cannot be read
-    fails the commit (``ManifestError``), since a manifest must list every file the job holds."""
-    plan = plan_manifest(done, staging_prefix, final_prefix)
-    if plan.without_digest:
-        from rahcp_prefect.bulk.verify import hash_objects  # the engine, only when needed
-
-        keys = [(key, done[staging_prefix + key[len(final_prefix):]].size) for key in plan.without_digest]
-        hashed = await hash_objects(client, bucket, keys=keys)
-        if hashed.errors:
-            first = sorted(hashed.errors.items())[:5]
-            raise ManifestError(
-                f"manifest of {bucket}/{final_prefix}: {len(hashed.errors)} file(s) without a recorded "
-                f"SHA-256 could not be read to hash them: " + "; ".join(f"{k}: {e}" for k, e in first)
-            )
-        for key, found in hashed.digests.items():
-            plan.digests[key[len(final_prefix):]] = found.sha256
-    return plan.digests
 
 
 @dataclass

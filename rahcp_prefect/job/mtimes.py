@@ -42,20 +42,31 @@ def mtimes_key(final_prefix: str) -> str:
     return final_prefix + MTIMES_NAME
 
 
+def mtime_line(path: str, mtime_ns: int) -> str:
+    """One line of the tag file: ``<mtime_ns>  <encoded path>``."""
+    return f"{int(mtime_ns)}  {encode_path(path)}\n"
+
+
 def render_mtimes(mtimes: Mapping[str, int]) -> bytes:
     """The tag file of ``{path relative to the prefix: mtime_ns}``, sorted by path."""
-    return "".join(f"{int(mtimes[path])}  {encode_path(path)}\n" for path in sorted(mtimes)).encode("utf-8")
+    return "".join(mtime_line(path, mtimes[path]) for path in sorted(mtimes)).encode("utf-8")
 
 
 def parse_mtimes(data: bytes, where: str = MTIMES_NAME) -> dict[str, int]:
     """``{path: mtime_ns}`` of a tag file; ``ManifestError`` names the first bad line."""
     out: dict[str, int] = {}
     for number, line in tag_lines(data, where):
-        match = _LINE.fullmatch(line)
-        if match is None:
-            raise ManifestError(f"{where} line {number} is not '<mtime_ns>  <path>': {line[:120]!r}")
-        add_once(out, decode_path(match.group(2)), int(match.group(1)), where, number)
+        path, mtime = parse_mtime_line(line, where, number)
+        add_once(out, path, mtime, where, number)
     return out
+
+
+def parse_mtime_line(line: str, where: str, number: int) -> tuple[str, int]:
+    """``(path, mtime_ns)`` of one line of the tag file; ``ManifestError`` names a bad one."""
+    match = _LINE.fullmatch(line)
+    if match is None:
+        raise ManifestError(f"{where} line {number} is not '<mtime_ns>  <path>': {line[:120]!r}")
+    return decode_path(match.group(2)), int(match.group(1))
 
 
 def plan_mtimes(records: Iterable[tuple[str, int, int | None]], staging_prefix: str) -> dict[str, int]:

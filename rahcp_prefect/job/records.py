@@ -22,31 +22,30 @@ are read instead.
 
 from __future__ import annotations
 
-import hashlib
+import heapq
+import itertools
 import logging
 import re
+import tempfile
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import TypeVar
 
-from rahcp_prefect.client import HCPClient, NotFoundError, PresignedTransferError, RetentionError
-from rahcp_prefect.client.digests import bare_etag
+from rahcp_prefect.client import HCPClient
 from rahcp_prefect.job.manifest import (
     MANIFEST_NAME,
     MTIMES_NAME,
     RAHCP_DIR,
-    is_tag_path,
     ManifestError,
-    check_manifest,
+    is_tag_path,
     manifest_key,
-    parse_manifest,
-    read_manifest,
-    render_manifest,
-    write_tag_file,
+    parse_manifest_line,
 )
-from rahcp_prefect.job.mtimes import check_mtimes, mtimes_key, parse_mtimes, read_mtimes, render_mtimes
+from rahcp_prefect.job.mtimes import mtimes_key, parse_mtime_line
+from rahcp_prefect.job.tagstream import fetch, read_sorted
 
 logger = logging.getLogger(__name__)
 
@@ -106,33 +105,94 @@ async def record_folders(client: HCPClient, bucket: str, prefix: str) -> list[tu
     return sorted(folders.items())
 
 
-async def read_fixity(client: HCPClient, bucket: str, prefix: str) -> Fixity:
-    """The union of the records under ``prefix``, newest record of a path first, back to the
-    newest full record; without records, the root manifest and times. ``ManifestError`` when a
-    record cannot be read."""
-    out = Fixity()
-    folders = await record_folders(client, bucket, prefix)
-    for folder, names in reversed(folders):
+@dataclass
+class RecordChain:
+    """The tag files a reader of a prefix's records reads, fetched to local disk: the records
+    newest first back to and including the newest full one (or, without records, the root
+    manifest and times of an older release), as ``(manifest, times or None)`` file pairs."""
+
+    files: list[tuple[Path, Path | None]] = field(default_factory=list)
+    records: list[str] = field(default_factory=list)  # record folder names, newest first
+    since_full: int = 0
+    has_full: bool = False
+    source: str | None = None  # "records", "manifest" or None (nothing recorded)
+    where: list[str] = field(default_factory=list)  # bucket/key of each manifest, for errors
+
+    def lines(self) -> Iterator[tuple[str, str | None, int | None]]:
+        """``(path relative to the prefix, SHA-256, mtime_ns)`` of every path the chain lists,
+        in path order, the newest record's SHA-256 and the newest record's time winning (each
+        None where no record gives one): a merge of the records' sorted lines, one line of
+        each in memory. ``ManifestError`` names a bad line."""
+        streams: list[Iterator[tuple[str, int, int, str | int]]] = []
+        for age, (manifest, times) in enumerate(self.files):
+            where = self.where[age]
+            streams.append(_tagged(read_sorted(manifest, parse_manifest_line, where), age, 0))
+            if times is not None:
+                streams.append(_tagged(read_sorted(times, parse_mtime_line, where.rsplit("/", 1)[0] + "/" + MTIMES_NAME), age, 1))
+        for path, group in itertools.groupby(heapq.merge(*streams), key=lambda entry: entry[0]):
+            sha: str | None = None
+            mtime: int | None = None
+            for _path, _age, kind, value in group:  # newest record first
+                if kind == 0 and sha is None:
+                    sha = str(value)
+                elif kind == 1 and mtime is None:
+                    mtime = int(value)
+            yield path, sha, mtime
+
+
+def _tagged(lines: Iterator[tuple[str, T]], age: int, kind: int) -> Iterator[tuple[str, int, int, T]]:
+    return ((path, age, kind, value) for path, value in lines)
+
+
+async def fetch_chain(client: HCPClient, bucket: str, prefix: str, workdir: Path) -> RecordChain:
+    """List the records under ``prefix`` and fetch those a reader reads into ``workdir``
+    (``RecordChain``): at most ``FULL_EVERY`` records' tag files, whatever the archive's age."""
+    chain = RecordChain()
+    workdir.mkdir(parents=True, exist_ok=True)
+    for folder, names in reversed(await record_folders(client, bucket, prefix)):
         if MANIFEST_NAME not in names:
             continue  # a record whose manifest never landed (killed while writing): no record
         base = prefix + RECORDS_DIR + folder + "/"
-        digests = await _read(client, bucket, base + MANIFEST_NAME, parse_manifest)
-        for path, sha in digests.items():
-            out.digests.setdefault(prefix + path, sha)
+        manifest = await _fetch_listed(client, bucket, base + MANIFEST_NAME, workdir / f"{len(chain.files)}.m")
+        times = None
         if MTIMES_NAME in names:
-            for path, mtime in (await _read(client, bucket, base + MTIMES_NAME, parse_mtimes)).items():
-                out.mtimes.setdefault(prefix + path, mtime)
-        out.records.append(folder)
-        out.source = "records"
+            times = await _fetch_listed(client, bucket, base + MTIMES_NAME, workdir / f"{len(chain.files)}.t")
+        chain.files.append((manifest, times))
+        chain.where.append(f"{bucket}/{base}{MANIFEST_NAME}")
+        chain.records.append(folder)
+        chain.source = "records"
         if folder.endswith("-full"):
-            out.has_full = True
+            chain.has_full = True
             break
-        out.since_full += 1
-    if out.source is None:
-        root = await read_manifest(client, bucket, prefix)
-        if root is not None:
-            out.digests, out.source = root, "manifest"
-            out.mtimes = await read_mtimes(client, bucket, prefix) or {}
+        chain.since_full += 1
+    if chain.source is None and await fetch(client, bucket, manifest_key(prefix), workdir / "root.m"):
+        times_path: Path | None = workdir / "root.t"
+        if not await fetch(client, bucket, mtimes_key(prefix), times_path):  # type: ignore[arg-type]
+            times_path = None
+        chain.files.append((workdir / "root.m", times_path))
+        chain.where.append(f"{bucket}/{manifest_key(prefix)}")
+        chain.source = "manifest"
+    return chain
+
+
+async def _fetch_listed(client: HCPClient, bucket: str, key: str, dest: Path) -> Path:
+    if not await fetch(client, bucket, key, dest):
+        raise ManifestError(f"{bucket}/{key}: listed, but gone when read")
+    return dest
+
+
+async def read_fixity(client: HCPClient, bucket: str, prefix: str) -> Fixity:
+    """The union of the records under ``prefix`` (``RecordChain.lines``) in memory, for a reader
+    that looks files up by key; ``ManifestError`` when a record cannot be read."""
+    out = Fixity()
+    with tempfile.TemporaryDirectory(prefix="rahcp-records-") as workdir:
+        chain = await fetch_chain(client, bucket, prefix, Path(workdir))
+        for path, sha, mtime in chain.lines():
+            if sha is not None:
+                out.digests[prefix + path] = sha
+            if mtime is not None:
+                out.mtimes[prefix + path] = mtime
+    out.records, out.since_full, out.has_full, out.source = chain.records, chain.since_full, chain.has_full, chain.source
     return out
 
 
@@ -156,132 +216,3 @@ class ArchivedLines:
                                self._bucket, self._prefix, exc)
                 self._fixity = Fixity()
         return self._fixity.line(self._prefix + rel)
-
-
-async def _read(client: HCPClient, bucket: str, key: str, parse: Callable[[bytes, str], dict[str, T]]) -> dict[str, T]:
-    try:
-        data = await client.s3.download_bytes(bucket, key)
-    except NotFoundError:
-        raise ManifestError(f"{bucket}/{key}: listed, but gone when read") from None
-    return parse(data, f"{bucket}/{key}")
-
-
-@dataclass
-class RecordPlan:
-    """What a commit records: ``kind`` (``full``, ``delta``, or None: nothing changed) and the
-    lines (path relative to the prefix -> line); ``current``: every file the prefix holds."""
-
-    kind: str | None
-    lines: dict[str, Line]
-    current: dict[str, Line]
-
-
-def plan_record(
-    prefix: str, digests: Mapping[str, str], mtimes: Mapping[str, int], fixity: Fixity, listed: Mapping[str, int]
-) -> RecordPlan:
-    """The record a commit writes. ``digests``/``mtimes``: the job's done files (relative
-    paths); a file the records name that is still listed but no longer done (retained: its
-    archived object was not replaced) keeps its recorded line; one no longer listed is gone."""
-    current: dict[str, Line] = {path: (sha, mtimes.get(path)) for path, sha in digests.items()}
-    gone = False
-    for key, sha in fixity.digests.items():
-        path = key[len(prefix):]
-        if path in current:
-            continue
-        if key in listed:
-            current[path] = (sha, fixity.mtimes.get(key))
-        else:
-            gone = True
-    changed = {path: line for path, line in current.items() if fixity.line(prefix + path) != line}
-    if not changed and not gone:
-        return RecordPlan(None, {}, current)
-    full = fixity.source != "records" or not fixity.has_full or gone or fixity.since_full + 1 >= FULL_EVERY
-    return RecordPlan("full" if full else "delta", dict(current) if full else changed, current)
-
-
-def split(lines: Mapping[str, Line]) -> tuple[dict[str, str], dict[str, int]]:
-    """``(digests, mtimes)`` of record lines."""
-    return {p: sha for p, (sha, _m) in lines.items()}, {p: m for p, (_s, m) in lines.items() if m is not None}
-
-
-async def write_record(client: HCPClient, bucket: str, prefix: str, plan: RecordPlan) -> str | None:
-    """Write ``plan``'s record (its times first, its manifest last: a folder without a manifest
-    is no record) and read it back; returns the folder's key, None when nothing changed.
-    ``ManifestError`` when what was read back is not what was written."""
-    if plan.kind is None:
-        return None
-    folder = prefix + RECORDS_DIR + record_name(plan.kind) + "/"
-    digests, mtimes = split(plan.lines)
-    bodies = ([(MTIMES_NAME, render_mtimes(mtimes))] if mtimes else []) + [(MANIFEST_NAME, render_manifest(digests))]
-    for name, body in bodies:
-        await client.s3.upload(bucket, folder + name, body)
-    for name, body in bodies:
-        if await client.s3.download_bytes(bucket, folder + name) != body:
-            raise ManifestError(f"{bucket}/{folder}{name}: read back, not what the commit wrote")
-    return folder
-
-
-@dataclass
-class Recorded:
-    """What a commit recorded: the record folder written (None: nothing changed), the files the
-    prefix's records cover, what became of the root tag files, and what the read-backs found."""
-
-    record: str | None
-    files: int
-    root: str  # "written", "unchanged", "not written" or "retained: ..."
-    problems: list[str] = field(default_factory=list)
-
-
-async def record_commit(
-    client: HCPClient,
-    bucket: str,
-    prefix: str,
-    digests: Mapping[str, str],
-    mtimes: Mapping[str, int],
-    listed: Mapping[str, int],
-    etags: Mapping[str, str],
-) -> Recorded:
-    """Record what the commit placed: a new record when a line changed (``plan_record``), then
-    the root tag files where the namespace lets them be replaced (``write_root``)."""
-    try:
-        fixity = await read_fixity(client, bucket, prefix)
-    except ManifestError as exc:
-        return Recorded(None, 0, "not written", [str(exc)])
-    plan = plan_record(prefix, digests, mtimes, fixity, listed)
-    folder = await write_record(client, bucket, prefix, plan)
-    root, problems = await write_root(client, bucket, prefix, plan.current, listed, etags, folder is not None)
-    return Recorded(folder, len(plan.current), root, problems)
-
-
-async def write_root(
-    client: HCPClient,
-    bucket: str,
-    prefix: str,
-    current: Mapping[str, Line],
-    listed: Mapping[str, int],
-    etags: Mapping[str, str],
-    changed: bool,
-) -> tuple[str, list[str]]:
-    """The prefix's current ``manifest-sha256.txt`` and ``rahcp-mtimes.txt`` (a convenience: the
-    records are the fixity record): written after a record was, or when missing, only where its
-    bytes change (the listed ETag is their MD5), and read back. A refusal (retention, hold) leaves
-    the earlier ones; returns ``(what happened, problems read back)``."""
-    digests, times = split(current)
-    if not changed and (manifest_key(prefix) in listed or not current):
-        return "unchanged", []
-    wrote = False
-    for key, body in ((manifest_key(prefix), render_manifest(digests)), (mtimes_key(prefix), render_mtimes(times))):
-        if bare_etag(etags.get(key, "")) == hashlib.md5(body, usedforsecurity=False).hexdigest():
-            continue
-        try:
-            await write_tag_file(client, bucket, key, body, exists=key in listed)
-        except (RetentionError, PresignedTransferError) as exc:
-            if isinstance(exc, PresignedTransferError) and exc.status_code != 403:
-                raise
-            logger.info("The prefix's %s of an earlier commit stays (retention or hold): %s", key, exc)
-            return "retained: the prefix's manifest of an earlier commit stays; its fixity records list every file", []
-        wrote = True
-    if not wrote:
-        return "unchanged", []
-    problems = await check_manifest(client, bucket, prefix, listed, digests)
-    return "written", problems + await check_mtimes(client, bucket, prefix, times, digests)

@@ -11,10 +11,9 @@ import pytest
 
 from rahcp_prefect.client.safe_paths import LinkRefusedError
 from rahcp_prefect.job.deletions import DeletionWatch, delete_limit, mirror_hold_reason, parse_max_delete
-from rahcp_prefect.job.manifest import MANIFEST_NAME, ManifestError, plan_manifest
+from rahcp_prefect.job.manifest import MANIFEST_NAME, ManifestError
 from rahcp_prefect.job.mtimes import MTIMES_NAME, mtimes_outside_manifest, parse_mtimes, plan_mtimes, render_mtimes
 from rahcp_prefect.job.folder import promote_staging
-from rahcp_prefect.tracker.protocol import FileDigests
 
 STAGED = ".rahcp-staging/run/"
 
@@ -33,8 +32,6 @@ def test_the_times_tag_file_round_trips_odd_paths_and_names_bad_lines() -> None:
 def test_the_commit_lists_recorded_times_and_never_its_own_tag_files() -> None:
     records = [(STAGED + "a", 1, 5), (STAGED + "b", 1, None), (STAGED + MANIFEST_NAME, 1, 7), (STAGED + MTIMES_NAME, 1, 8)]
     assert plan_mtimes(records, STAGED) == {"a": 5}
-    done = {STAGED + MTIMES_NAME: FileDigests(1, "0" * 64, None), STAGED + "a": FileDigests(1, "1" * 64, None)}
-    assert plan_manifest(done, STAGED, "final/").digests == {"a": "1" * 64}
     assert mtimes_outside_manifest({"a": 1, "gone": 2}, ["a"], "b/p/") == ["b/p/gone: in rahcp-mtimes.txt, not in the manifest"]
 
 

@@ -12,10 +12,8 @@ from rahcp_prefect.job.manifest import (
     decode_path,
     encode_path,
     parse_manifest,
-    plan_manifest,
     render_manifest,
 )
-from rahcp_prefect.tracker import FileDigests
 
 A = hashlib.sha256(b"a").hexdigest()
 B = hashlib.sha256(b"b").hexdigest()
@@ -50,17 +48,7 @@ def test_bad_manifests_name_the_line(data: bytes, message: str) -> None:
         parse_manifest(data, "bkt/p/manifest-sha256.txt")
 
 
-def test_plan_lists_the_jobs_files_relative_to_the_final_prefix() -> None:
-    done = {
-        ".rahcp-staging/j/a.txt": FileDigests(1, A, None),
-        ".rahcp-staging/j/d/b.txt": FileDigests(1, B, None),
-        ".rahcp-staging/j/old.bin": FileDigests(5, None, None),
-        ".rahcp-staging/j/" + MANIFEST_NAME: FileDigests(5, A, None),
-        ".rahcp-staging/other/x": FileDigests(1, A, None),
-    }
-    plan = plan_manifest(done, ".rahcp-staging/j/", "final/")
-    assert plan.digests == {"a.txt": A, "d/b.txt": B}
-    assert plan.without_digest == ["final/old.bin"]
+def test_a_digest_that_is_not_a_sha256_is_refused() -> None:
     with pytest.raises(ManifestError, match="not a SHA-256"):
         render_manifest({"x": "abc"})
 
