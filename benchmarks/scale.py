@@ -172,10 +172,7 @@ def instrument(meter: PhaseMeter) -> None:
     RunView.phase = phase  # type: ignore[assignment, method-assign]
     meter.wrap(upload, "verify_staging", "staging_check")
     meter.wrap(commit, "check_final", "final_check")
-    meter.wrap(commit, "commit_manifest", "manifest")
-    meter.wrap(commit, "check_manifest", "manifest_check")
-    meter.wrap(commit, "write_mtimes", "times")
-    meter.wrap(commit, "check_mtimes", "times_check")
+    meter.wrap(commit, "record_commit", "record")  # the fixity record, root manifest and times, read back
     meter.wrap(upload_flow, "commit_staging", "move")
 
 
