@@ -13,14 +13,14 @@ and ``copy_over``: the safe replace where HCP refuses overwrites; ``RetentionErr
 retained or held object). Every path is relative to ``bucket_folder`` and may not leave it: ``..`` segments that climb above
 it are refused with a ``ValueError``. Folders go through the bulk engine (``rahcp_prefect.bulk``:
 presigned in batches, ``workers`` transfers in flight) with a throw-away SQLite tracker, never one
-request per file in a loop.
+request per file in a loop (``rahcp_prefect.bucket_folders``).
 """
 
 from __future__ import annotations
 
 import shutil
 import tempfile
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import IO, Any, BinaryIO
@@ -31,16 +31,12 @@ from prefect.filesystems import WritableDeploymentStorage, WritableFileSystem
 from prefect.utilities.asyncutils import run_coro_as_sync
 from pydantic import Field, PrivateAttr, field_validator
 
-from rahcp_prefect.setting_blocks import _DOCS_URL, LOGO_URL, HCPCredentials, HCPTransferSettings
-from rahcp_prefect.bulk import BulkDownloadConfig, BulkUploadConfig, TransferStats
-from rahcp_prefect.bulk import bulk_download as run_bulk_download
-from rahcp_prefect.bulk import bulk_upload as run_bulk_upload
+from rahcp_prefect.bucket_folders import FolderTransferError, download_folder, upload_folder
 from rahcp_prefect.client import HCPClient
-from rahcp_prefect.job.mtimes import add_mtimes, plan_mtimes, read_mtimes
-from rahcp_prefect.job.records import read_fixity
-from rahcp_prefect.tracker import create_tracker
-from rahcp_prefect.tracker.protocol import TrackerProtocol
 from rahcp_prefect.errors import RahcpError
+from rahcp_prefect.setting_blocks import _DOCS_URL, LOGO_URL, HCPCredentials, HCPTransferSettings
+
+__all__ = ["FolderTransferError", "HCPBucket", "PathEscapesBucketFolder"]
 
 _COPY_CHUNK = 1024 * 1024
 
@@ -200,7 +196,10 @@ class HCPBucket(WritableFileSystem, WritableDeploymentStorage, ObjectStorageBloc
     async def aget_directory(self, from_path: str | None = None, local_path: str | None = None) -> None:
         """Download the folder ``from_path`` (default: the whole base folder) into
         ``local_path`` (default: the working directory)."""
-        await self._download_folder(self._resolve_folder(from_path), Path(local_path or ".").expanduser())
+        await download_folder(
+            self._client, self.bucket_name, self._settings(), self._resolve_folder(from_path),
+            Path(local_path or ".").expanduser(),
+        )
 
     @async_dispatch(aget_directory)
     def get_directory(self, from_path: str | None = None, local_path: str | None = None) -> None:
@@ -215,7 +214,10 @@ class HCPBucket(WritableFileSystem, WritableDeploymentStorage, ObjectStorageBloc
         (default: the base folder), leaving out what the gitignore-style ``ignore_file``
         matches; returns how many files were uploaded."""
         patterns = Path(ignore_file).read_text().splitlines() if ignore_file else None
-        stats = await self._upload_folder(Path(local_path or ".").expanduser(), self._resolve_folder(to_path), patterns)
+        stats = await upload_folder(
+            self._client, self.bucket_name, self._settings(), Path(local_path or ".").expanduser(),
+            self._resolve_folder(to_path), patterns,
+        )
         return stats.ok
 
     @async_dispatch(aput_directory)
@@ -307,7 +309,7 @@ class HCPBucket(WritableFileSystem, WritableDeploymentStorage, ObjectStorageBloc
         folder's name stripped from the paths); returns ``to_folder``."""
         _no_options("download_folder_to_path", download_kwargs)
         target = Path(to_folder).expanduser()
-        await self._download_folder(self._resolve_folder(from_folder), target)
+        await download_folder(self._client, self.bucket_name, self._settings(), self._resolve_folder(from_folder), target)
         return target
 
     @async_dispatch(adownload_folder_to_path)
@@ -329,7 +331,9 @@ class HCPBucket(WritableFileSystem, WritableDeploymentStorage, ObjectStorageBloc
         key prefix the files went under."""
         _no_options("upload_from_folder", upload_kwargs)
         prefix = self._resolve_folder(to_folder)
-        await self._upload_folder(Path(from_folder).expanduser(), prefix, ignore_patterns)
+        await upload_folder(
+            self._client, self.bucket_name, self._settings(), Path(from_folder).expanduser(), prefix, ignore_patterns
+        )
         return prefix
 
     @async_dispatch(aupload_from_folder)
@@ -427,100 +431,6 @@ class HCPBucket(WritableFileSystem, WritableDeploymentStorage, ObjectStorageBloc
         if not key:
             raise ValueError(f"to_path {to_path!r} names no object in bucket {to_bucket}")
         return to_bucket, key
-
-    async def _upload_folder(self, source: Path, prefix: str, ignore_patterns: list[str] | None) -> TransferStats:
-        """One bulk-engine run of ``source`` to ``prefix``; raises if any file failed."""
-        from rahcp_prefect.bulk.upload import check_source_dir
-
-        check_source_dir(source)
-        entries = _kept_files(source, ignore_patterns) if ignore_patterns is not None else None
-        options = self._settings().engine_options("upload")
-
-        def config(client: HCPClient, tracker: TrackerProtocol) -> BulkUploadConfig:
-            return BulkUploadConfig(
-                client=client, bucket=self.bucket_name, source_dir=source, tracker=tracker,
-                prefix=prefix, skip_existing=False, entries=entries, **options,
-            )
-
-        async def keep_times(client: HCPClient, tracker: TrackerProtocol) -> None:
-            # the files' times, beside them in the bucket: a folder download restores them
-            await add_mtimes(client, self.bucket_name, prefix, plan_mtimes(tracker.iter_done(prefix), prefix))
-
-        return await self._engine(
-            f"upload {source} to {self.bucket_name}/{prefix}", config, run_bulk_upload, finish=keep_times
-        )
-
-    async def _download_folder(self, prefix: str, dest: Path) -> TransferStats:
-        """One bulk-engine run of ``prefix`` into ``dest``; raises if any object failed."""
-        if dest.exists() and not dest.is_dir():
-            raise NotADirectoryError(f"not a directory: {dest}")
-        options = self._settings().engine_options("download")
-
-        times: dict[str, int] | None = None
-
-        def config(client: HCPClient, tracker: TrackerProtocol) -> BulkDownloadConfig:
-            return BulkDownloadConfig(
-                client=client, bucket=self.bucket_name, dest_dir=dest, tracker=tracker, prefix=prefix,
-                mtimes=times, **options,
-            )
-
-        async def read_times(client: HCPClient) -> None:
-            nonlocal times
-            fixity = await read_fixity(client, self.bucket_name, prefix)
-            # a folder put_directory wrote has its times alone (no manifest, no record)
-            times = fixity.mtimes if fixity.found else await read_mtimes(client, self.bucket_name, prefix)
-
-        return await self._engine(
-            f"download {self.bucket_name}/{prefix} to {dest}", config, run_bulk_download, prepare=read_times
-        )
-
-    async def _engine(
-        self,
-        what: str,
-        make_config: Callable[[HCPClient, TrackerProtocol], Any],
-        run: Callable[[Any], Any],
-        prepare: Callable[[HCPClient], Awaitable[None]] | None = None,
-        finish: Callable[[HCPClient, TrackerProtocol], Awaitable[None]] | None = None,
-    ) -> TransferStats:
-        """Run the engine with a throw-away SQLite tracker (a folder copy is one shot, not a
-        resumable job); any failed file raises ``FolderTransferError`` naming the first ones.
-        ``prepare`` runs before the engine, ``finish`` after it when every file went through."""
-        with tempfile.TemporaryDirectory(prefix="rahcp-bucket-") as scratch:
-            tracker = create_tracker(Path(scratch) / "tracker.db", job=what)
-            try:
-                async with self._client() as client:
-                    if prepare is not None:
-                        await prepare(client)
-                    stats: TransferStats = await run(make_config(client, tracker))
-                    if finish is not None and not stats.errors:
-                        tracker.flush()
-                        await finish(client, tracker)
-                if stats.errors:
-                    from rahcp_prefect.job.run import first_errors
-
-                    raise FolderTransferError(
-                        f"{what}: {stats.errors} file(s) failed ({first_errors(tracker.error_details())})"
-                    )
-            finally:
-                tracker.close()
-        return stats
-
-
-class FolderTransferError(RahcpError, RuntimeError):
-    """Some files of a folder upload or download failed (the others were transferred)."""
-
-
-def _kept_files(source: Path, ignore_patterns: list[str]) -> list[tuple[str, int]]:
-    """``(relative posix path, size)`` of the files under ``source`` no pattern ignores."""
-    from prefect.utilities.filesystem import filter_files
-
-    kept = filter_files(str(source), ignore_patterns, include_dirs=False, as_posix=True)
-    entries = []
-    for rel in sorted(kept):
-        path = source / rel
-        if path.is_file():
-            entries.append((rel, path.stat().st_size))
-    return entries
 
 
 def _no_options(method: str, options: dict[str, Any]) -> None:

@@ -74,7 +74,8 @@ class HCPCredentials(_KnownFields, Block, ConnectionSettings):
     password: SecretStr = Field(title="Password", description="HCP password, stored as a secret.")
 
     def get_client(self, settings: HCPTransferSettings | None = None) -> HCPClient:
-        """A new, not yet opened ``HCPClient``; use it as ``async with``."""
+        """A new, not yet opened ``HCPClient``; use it as ``async with``. The one way the tasks,
+        the flows and ``HCPBucket`` get a client (a flow run opens one and lends it to its tasks)."""
         from rahcp_prefect.client import HCPClient
 
         values = self.model_dump(include=set(ConnectionSettings.model_fields))

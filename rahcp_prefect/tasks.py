@@ -62,17 +62,8 @@ async def _client_for(
     if client is not None:
         yield client
         return
-    async with open_client(credentials, settings) as own:
+    async with credentials.get_client(settings) as own:
         yield own
-
-
-@asynccontextmanager
-async def open_client(
-    credentials: HCPCredentials, settings: HCPTransferSettings | None = None
-) -> AsyncIterator[HCPClient]:
-    """A logged-in client for the duration of one task."""
-    async with credentials.get_client(settings) as client:
-        yield client
 
 
 def stats_dict(stats: TransferStats, client: HCPClient | None = None) -> dict[str, Any]:
@@ -109,14 +100,14 @@ def stats_dict(stats: TransferStats, client: HCPClient | None = None) -> dict[st
 @task(name="hcp-presign-get", **_TASK_DEFAULTS)
 async def presign_get(credentials: HCPCredentials, bucket: str, key: str, expires: int = 3600) -> str:
     """A presigned GET URL for ``bucket/key`` (a secret: do not log it)."""
-    async with open_client(credentials) as client:
+    async with credentials.get_client() as client:
         return await client.s3.presign_get(bucket, key, expires=expires)
 
 
 @task(name="hcp-presign-put", **_TASK_DEFAULTS)
 async def presign_put(credentials: HCPCredentials, bucket: str, key: str, expires: int = 3600) -> str:
     """A presigned PUT URL for ``bucket/key`` (a secret: do not log it)."""
-    async with open_client(credentials) as client:
+    async with credentials.get_client() as client:
         return await client.s3.presign_put(bucket, key, expires=expires)
 
 
@@ -129,7 +120,7 @@ async def presign_bulk(
     expires: int = 3600,
 ) -> dict[str, str]:
     """Presigned URLs for many keys, ``{key: url}``."""
-    async with open_client(credentials) as client:
+    async with credentials.get_client() as client:
         return await client.s3.presign_bulk(bucket, list(keys), method=method, expires=expires)
 
 
@@ -147,7 +138,7 @@ async def upload_object(
     """Upload a file or bytes (multipart above the threshold) onto ``key`` whatever the
     namespace allows (``S3Ops.write``: where it refuses overwrites, the old object is replaced;
     ``RetentionError`` when it is retained or on hold); returns the ETag."""
-    async with open_client(credentials, settings) as client:
+    async with credentials.get_client(settings) as client:
         etag = await client.s3.write(bucket, key, Path(source) if isinstance(source, str) else source)
     get_run_logger().info("Uploaded %s/%s", bucket, key)
     return etag
@@ -163,7 +154,7 @@ async def upload_multipart(
 ) -> str:
     """Upload a large file in parallel parts streamed from disk, onto ``key`` whatever the
     namespace allows (as ``upload_object``); returns the ETag."""
-    async with open_client(credentials, settings) as client:
+    async with credentials.get_client(settings) as client:
         etag = await client.s3.write(bucket, key, Path(path), multipart=True)
     get_run_logger().info("Uploaded %s/%s in parts", bucket, key)
     return etag
@@ -172,7 +163,7 @@ async def upload_multipart(
 @task(name="hcp-download-object", **_TASK_DEFAULTS)
 async def download_object(credentials: HCPCredentials, bucket: str, key: str, dest: Path) -> int:
     """Download ``bucket/key`` to ``dest`` (complete or not at all); returns the byte count."""
-    async with open_client(credentials) as client:
+    async with credentials.get_client() as client:
         size = await client.s3.download(bucket, key, Path(dest))
     get_run_logger().info("Downloaded %s/%s (%d bytes)", bucket, key, size)
     return size
@@ -184,7 +175,7 @@ async def list_objects(
 ) -> list[dict[str, Any]]:
     """Objects under ``prefix`` (``Key``, ``Size``, ``ETag``...), every page, up to ``limit``."""
     found: list[dict[str, Any]] = []
-    async with open_client(credentials) as client:
+    async with credentials.get_client() as client:
         async for item in client.s3.iter_objects(bucket, prefix=prefix):
             found.append(item)
             if limit is not None and len(found) >= limit:
@@ -195,7 +186,7 @@ async def list_objects(
 @task(name="hcp-head-object", **_TASK_DEFAULTS)
 async def head_object(credentials: HCPCredentials, bucket: str, key: str) -> dict[str, str]:
     """The object's metadata headers (lower-case names)."""
-    async with open_client(credentials) as client:
+    async with credentials.get_client() as client:
         return await client.s3.head(bucket, key)
 
 
@@ -207,7 +198,7 @@ async def copy_object(
     (``S3Ops.copy_over``: a copy, or the safe replace where the namespace refuses overwrites;
     ``RetentionError`` when the destination is retained or on hold):
     ``{"bucket", "key", "replaced"}``."""
-    async with open_client(credentials) as client:
+    async with credentials.get_client() as client:
         outcome = await client.s3.copy_over(dest_bucket, dest_key, src_bucket, src_key)
     return {"bucket": dest_bucket, "key": dest_key, "replaced": outcome == REPLACED}
 
@@ -215,7 +206,7 @@ async def copy_object(
 @task(name="hcp-delete-object", **_TASK_DEFAULTS)
 async def delete_object(credentials: HCPCredentials, bucket: str, key: str) -> dict[str, Any]:
     """Delete one object (idempotent); ``RetentionError`` when it is retained or on hold."""
-    async with open_client(credentials) as client:
+    async with credentials.get_client() as client:
         return await client.s3.delete(bucket, key)
 
 
@@ -223,7 +214,7 @@ async def delete_object(credentials: HCPCredentials, bucket: str, key: str) -> d
 async def delete_objects(credentials: HCPCredentials, bucket: str, keys: Sequence[str]) -> dict[str, Any]:
     """Delete many objects in bulk (idempotent): ``{"status", "deleted", "errors": []}``;
     ``RetentionError`` naming the objects retained or on hold (the others are deleted)."""
-    async with open_client(credentials) as client:
+    async with credentials.get_client() as client:
         result = await client.s3.delete_bulk(bucket, list(keys))
     raise_on_delete_errors(result, bucket)
     return result
@@ -273,7 +264,7 @@ async def cleanup_staging(credentials: HCPCredentials, bucket: str, staging_pref
     """Delete everything under ``staging_prefix`` (open multipart uploads aborted); idempotent."""
     check_bucket(bucket)
     check_prefix(staging_prefix, "staging_prefix")
-    async with open_client(credentials) as client:
+    async with credentials.get_client() as client:
         removed = await client.s3.cleanup_staging(bucket, staging_prefix)
     get_run_logger().info("Removed %d staged object(s) under %s/%s", removed, bucket, staging_prefix)
     return removed

@@ -31,7 +31,6 @@ from rahcp_prefect.job.errors import JobBusyError, JobModeError
 from rahcp_prefect.job.lease import hold_job
 from rahcp_prefect.job.policy import OnBusy
 from rahcp_prefect.job.leftovers import abort_stale_uploads, find_leftovers, live_prefixes, remove_leftover
-from rahcp_prefect.tasks import open_client
 from rahcp_prefect.tracker.protocol import JobInfo, JobState, LeaseMode
 
 
@@ -100,7 +99,7 @@ async def cleanup_staging(
                 # hold the job (renewed) while deleting its staging, so no run starts writing into it
                 async with hold_job(
                     tracker, owner, LeaseMode.single, blocks.tracker.lease_seconds, OnBusy.fail, log=logger
-                ) as lease, open_client(blocks.credentials) as client:
+                ) as lease, blocks.credentials.get_client() as client:
                     lease.check()
                     removed = (await roll_back(client, tracker, plan)).staged
             except (JobBusyError, JobModeError) as exc:
@@ -137,7 +136,7 @@ async def _remove_leftovers(
     one ``cleaned`` item each (``job`` says what it is, ``what`` marks it as a leftover)."""
     logger = get_run_logger()
     items: list[dict[str, Any]] = []
-    async with open_client(credentials) as client:
+    async with credentials.get_client() as client:
         for bucket in buckets:
             # Staging of any open job is its own (stale ones were rolled back above, or would
             # be); its uploads are left alone only while the job is live.

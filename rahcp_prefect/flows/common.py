@@ -24,7 +24,6 @@ from rahcp_prefect.flows.artifacts import RunView, publish_dry_run, publish_job_
 from rahcp_prefect.flows.naming import tag_run
 from rahcp_prefect.flows.signals import watch_flow_signals
 from rahcp_prefect.job import BatchRunner, BulkTransferFailed, JobRun, LeaseMode, Staging, lease_mode, parse_on_busy
-from rahcp_prefect.tasks import open_client
 from rahcp_prefect.tracker.protocol import TrackerProtocol
 
 logger = logging.getLogger(__name__)
@@ -104,7 +103,7 @@ async def job_run(
         await tag_run(view.bucket)
         run: JobRun | None = None
         try:
-            async with open_client(blocks.credentials, blocks.settings) as client:
+            async with blocks.credentials.get_client(blocks.settings) as client:
                 run = JobRun(
                     tracker, client, staging, send, view, run_id(), mode, blocks.tracker.lease_seconds,
                     get_run_logger(), parse_on_busy(on_busy), batch_size,

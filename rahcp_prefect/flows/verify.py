@@ -28,7 +28,6 @@ from rahcp_prefect.job.audit import FIRST_NAMED, AuditReport, StreamedAudit, exp
 from rahcp_prefect.job.manifest import manifest_key
 from rahcp_prefect.job.mtimes import mtimes_outside_manifest
 from rahcp_prefect.job.records import RECORDS_DIR, Fixity, is_record_key, read_fixity
-from rahcp_prefect.tasks import open_client
 from rahcp_prefect.errors import RahcpError
 
 Against = Literal["auto", "manifest", "tracker"]
@@ -73,7 +72,7 @@ async def bulk_verify(
     await tag_run(bucket)
     started = monotonic()
     manifest_at = manifest_key(prefix)
-    async with open_client(blocks.credentials, blocks.settings) as client:
+    async with blocks.credentials.get_client(blocks.settings) as client:
         fixity = await read_fixity(client, bucket, prefix) if against != "tracker" else None
         expected = fixity.digests if fixity is not None and fixity.found else None
         unrecorded: list[str] = []

@@ -93,7 +93,7 @@ async def test_a_flows_client_and_engine_get_every_value_of_the_blocks(tmp_path:
     settings = HCPTransferSettings(**half).with_overrides(  # the rest as a run's settings_overrides
         {name: value for name, value in (ENGINE | WIRE).items() if name not in half}
     )
-    client = credentials.get_client(settings)  # what the flows' tasks open (tasks.open_client)
+    client = credentials.get_client(settings)  # what the flows and tasks open
     try:
         config = client.config
         for name, value in (CONNECTION | WIRE).items():

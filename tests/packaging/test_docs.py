@@ -49,6 +49,7 @@ def _anchors(site: Path, page: str) -> set[str]:
                              "rahcp_prefect.flows.bulk_verify"}),
         ("reference/emulator", {"rahcp_prefect.testing.emulator.HCPEmulator"}),
         ("reference/storage", {"rahcp_prefect.bucket.HCPBucket", "rahcp_prefect.bucket.HCPBucket.aread_path",
+                               "rahcp_prefect.bucket.FolderTransferError",
                                "rahcp_prefect.deployments.steps.push_to_hcp",
                                "rahcp_prefect.deployments.steps.pull_from_hcp",
                                "rahcp_prefect.events.emit_verify_mismatch"}),
