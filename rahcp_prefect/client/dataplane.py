@@ -43,7 +43,7 @@ from .buffers import DEFAULT_BUFFER_BUDGET, ByteBudget
 from .digests import Hasher, Uploaded, bare_etag, content_md5, hash_buffer, hash_into
 from .errors import PresignedTransferError
 from .file_bodies import FileRegion, changed_size, hash_file_region, read_hashed
-from .presigned_answers import TryAgain, check_answer, check_range
+from .presigned_answers import _TryAgain, check_answer, check_range
 from .received import receive
 from .redaction import redact_text
 from .retry import RetryBudget
@@ -242,7 +242,7 @@ class DataPlane:
             if not etag:
                 raise PresignedTransferError(f"No ETag in the response for {what}", response.status)
             if bare_etag(etag) != expected:
-                raise TryAgain(f"ETag {bare_etag(etag)} is not the MD5 of the bytes sent ({expected})")
+                raise _TryAgain(f"ETag {bare_etag(etag)} is not the MD5 of the bytes sent ({expected})")
             return etag, response.status
 
         etag = await self._retrying("PUT", what, attempt, len(data))
@@ -321,7 +321,7 @@ class DataPlane:
                         progress(position - offset)
                 written = position - offset
                 if written != length:
-                    raise TryAgain(f"short body ({written} of {length} bytes)")
+                    raise _TryAgain(f"short body ({written} of {length} bytes)")
                 return written, response.status
 
         return await self._retrying("GET", what, attempt, length)
@@ -368,7 +368,7 @@ class DataPlane:
             throttled = False
             try:
                 result, status = await attempt()
-            except TryAgain as failure:
+            except _TryAgain as failure:
                 reason, status, retry_after = failure.reason, failure.status, failure.retry_after
                 throttled = failure.throttled
             except FATAL_TRANSPORT_ERRORS as exc:

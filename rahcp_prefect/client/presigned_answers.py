@@ -29,8 +29,8 @@ def is_retryable(status: int) -> bool:
     return status in RETRYABLE_STATUSES or status >= 500
 
 
-class TryAgain(Exception):
-    """This attempt failed in a way worth another try."""
+class _TryAgain(Exception):
+    """Internal to the data plane: this attempt failed in a way worth another try."""
 
     def __init__(
         self, reason: str, status: int = 0, retry_after: float | None = None, throttled: bool = False
@@ -44,7 +44,7 @@ class TryAgain(Exception):
 
 
 async def check_answer(response: aiohttp.ClientResponse, what: str) -> None:
-    """Return on 2xx; raise ``TryAgain`` for a retryable status, ``PresignedTransferError`` otherwise."""
+    """Return on 2xx; raise ``_TryAgain`` for a retryable status, ``PresignedTransferError`` otherwise."""
     status = response.status
     if status < 300:
         return
@@ -56,7 +56,7 @@ async def check_answer(response: aiohttp.ClientResponse, what: str) -> None:
     name = code.group(1) if code is not None else None
     throttled = status in THROTTLE_STATUSES or name in THROTTLE_CODES
     if throttled or is_retryable(status) or name in RETRYABLE_CODES:
-        raise TryAgain(reason, status, parse_retry_after(response.headers.get("Retry-After")), throttled)
+        raise _TryAgain(reason, status, parse_retry_after(response.headers.get("Retry-After")), throttled)
     # Not logged above DEBUG: the error is raised and its caller reports it (the bulk engine
     # once per run for the first failures, then as counts: never one line per file).
     logger.debug("%s %s -> %d %s", response.method, what, status, reason)

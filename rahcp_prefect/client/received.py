@@ -9,7 +9,7 @@ from typing import Any
 
 from .digests import Hasher
 from .file_bodies import SYNC_READ_LIMIT
-from .presigned_answers import TryAgain
+from .presigned_answers import _TryAgain
 
 
 async def receive(response: Any, handle: Any, hasher: Hasher | None, chunk_size: int) -> int:
@@ -34,7 +34,7 @@ async def receive(response: Any, handle: Any, hasher: Hasher | None, chunk_size:
             await sink.settle()
     expected = response.content_length
     if expected is not None and received != expected:
-        raise TryAgain(f"short body ({received} of {expected} bytes)")
+        raise _TryAgain(f"short body ({received} of {expected} bytes)")
     return received
 
 
