@@ -118,6 +118,7 @@ async def move_prefix(
 
 
 async def _place(client: HCPClient, bucket: str, dest_bucket: str, dest_key: str, item: dict[str, Any]) -> str:
+    """``move_prefix``'s default ``place``: ``S3Ops.place`` from ``bucket``."""
     return await client.s3.place(dest_bucket, dest_key, bucket, item)
 
 
