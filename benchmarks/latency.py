@@ -154,6 +154,7 @@ def transfer(emu: Emulator, delay_ms: int, sweep: list[int], repeat: int, data: 
 
 async def _commit_once(emu: Emulator, bucket: str, objects: int, concurrency: int, fixed: bool, delay: float) -> dict[str, Any]:
     from rahcp_prefect.client import HCPClient
+    from rahcp_prefect.client.prefix_moves import move_prefix
 
     for index in range(objects):
         emu.s3.put_object(Bucket=bucket, Key=f"staging/{index:06d}", Body=b"x" * 100)
@@ -161,14 +162,14 @@ async def _commit_once(emu: Emulator, bucket: str, objects: int, concurrency: in
         await client.s3.list_objects(bucket, prefix="staging/", max_keys=1)  # logged in before the clock
         _delay(emu, delay)
         started = time.perf_counter()
-        moves = await client.s3.move_staging(
-            bucket, "staging/", "final/", concurrency, max_concurrency=concurrency if fixed else 256
+        moves = await move_prefix(
+            client, bucket, "staging/", "final/", concurrency=concurrency, max_concurrency=concurrency if fixed else 256,
         )
         elapsed = time.perf_counter() - started
         _delay(emu, 0)
     emu.empty(bucket)
-    if moves.moved != objects:
-        raise RuntimeError(f"moved {moves.moved} of {objects}")
+    if moves.objects != objects:
+        raise RuntimeError(f"moved {moves.objects} of {objects}")
     return {"copies_per_s": round(objects / elapsed, 1), "seconds": round(elapsed, 3), "window": moves.window}
 
 

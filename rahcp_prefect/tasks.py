@@ -28,7 +28,8 @@ from rahcp_prefect.bulk import bulk_upload as run_bulk_upload
 from rahcp_prefect.bulk.config import DownloadEntry
 from rahcp_prefect.bulk.validation import check_bucket, check_prefix
 from rahcp_prefect.client import CertificateError, HCPClient, RetentionError
-from rahcp_prefect.client.s3 import COPY_CONCURRENCY, REPLACED, raise_on_delete_errors
+from rahcp_prefect.client.refusals import raise_on_delete_errors
+from rahcp_prefect.client.s3 import COPY_CONCURRENCY, REPLACED
 from rahcp_prefect.job.attempts import batch_checks
 from rahcp_prefect.job.commit import move_staged
 from rahcp_prefect.job.staging import StagingPlan

@@ -16,15 +16,17 @@ file, a multipart part) is never held: its region of the file is hashed first (i
 thread, one block at a time), then streamed from disk with that ``Content-MD5`` (two reads from
 the page cache). Should the file change in between, S3 refuses the bytes sent (they do not hash
 to the ``Content-MD5``): what was hashed is what was stored, or nothing is.
+
+Its parts: ``file_bodies`` (bodies read and hashed from a file), ``received`` (GET bodies
+written and hashed one batch behind the network), ``presigned_answers`` (what an answer means:
+done, another try, or an error); the retry loop is here.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import os
-import re
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -38,41 +40,26 @@ from rahcp_prefect import defaults
 
 from .bandwidth import Bandwidth
 from .buffers import DEFAULT_BUFFER_BUDGET, ByteBudget
-from .digests import (
-    Hasher,
-    Uploaded,
-    bare_etag,
-    content_md5,
-    hash_buffer,
-    hash_into,
-    hash_file_steps,
-    md5_and_sha256,
-)
-from .errors import HCPError, ObjectChangedError, PresignedTransferError
-from .tls import certificate_error, certificate_problem, ssl_context
+from .digests import Hasher, Uploaded, bare_etag, content_md5, hash_buffer, hash_into
+from .errors import PresignedTransferError
+from .file_bodies import FileRegion, changed_size, hash_file_region, read_hashed
+from .presigned_answers import _TryAgain, check_answer, check_range
+from .received import receive
 from .redaction import redact_text
-from .retry import THROTTLE_CODES, THROTTLE_STATUSES, RetryBudget, parse_retry_after
+from .retry import RetryBudget
 from .safe_paths import create_file
+from .tls import certificate_error, certificate_problem, ssl_context
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
 DEFAULT_CHUNK = defaults.CHUNK_SIZE
-SYNC_READ_LIMIT = 256 * 1024
-"""Reads (and their hashing) up to this size happen on the event loop; larger ones in a worker
-thread (``hashlib`` releases the GIL, so the loop keeps moving other transfers)."""
 
 STREAM_BODY_LIMIT = 8 * 1024 * 1024
 """File bodies up to this size are read into memory and hashed in that read; larger ones are
 hashed from disk first, then streamed from disk (memory: one chunk per transfer in flight)."""
 
-RETRYABLE_STATUSES = frozenset({408, 425, 429})
-"""Retried on the data plane, together with every 5xx."""
-
-RETRYABLE_CODES = frozenset({b"BadDigest"})
-"""S3 error codes retried whatever their status: ``BadDigest`` (400) means the body S3
-received does not hash to the ``Content-MD5`` sent, i.e. it was damaged on the way."""
 
 TRANSPORT_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError, ConnectionError)
 DISCONNECTS = (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError)
@@ -81,30 +68,6 @@ immediate, as aiohttp's own hidden retry was, but goes through the counted retry
 (A refused connection, ``ClientConnectorError``, backs off as usual.)"""
 FATAL_TRANSPORT_ERRORS = (aiohttp.InvalidURL, aiohttp.ClientConnectorCertificateError)
 """Transport errors another try cannot fix: raised at once."""
-
-_S3_CODE = re.compile(rb"<Code>([A-Za-z0-9.]{1,64})</Code>")
-
-
-def _is_retryable(status: int) -> bool:
-    return status in RETRYABLE_STATUSES or status >= 500
-
-
-class _Retry(Exception):
-    """Internal: this attempt failed in a way worth another try."""
-
-    def __init__(
-        self, reason: str, status: int = 0, retry_after: float | None = None, throttled: bool = False
-    ) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.status = status
-        self.retry_after = retry_after
-        self.throttled = throttled
-        """The store said it is overloaded (429, 503, ``SlowDown``): retried until the deadline."""
-
-
-def _changed_size(path: Path, what: str) -> HCPError:
-    return HCPError(f"File {str(path)!r} changed size during upload of {what}")
 
 
 class DataPlane:
@@ -192,7 +155,7 @@ class DataPlane:
         """
         path = Path(path)
         if os.stat(path).st_size != size:
-            raise _changed_size(path, what)
+            raise changed_size(path, what)
         return await self._put_range(url, path, 0, size, what=what, whole=True, chunk_size=chunk_size)
 
     async def put_bytes(
@@ -223,7 +186,7 @@ class DataPlane:
         ``Content-MD5``; read and hashed like ``put_file``."""
         path = Path(path)
         if os.stat(path).st_size < offset + length:
-            raise _changed_size(path, what)
+            raise changed_size(path, what)
         return await self._put_range(
             url, path, offset, length, what=what, whole=False, chunk_size=chunk_size
         )
@@ -269,7 +232,7 @@ class DataPlane:
                 body = data if len(data) <= chunk_size else _pieces(data, chunk_size)
             try:
                 async with self.session.put(URL(url, encoded=True), data=body, headers=headers) as response:
-                    await _check(response, what)
+                    await check_answer(response, what)
                     etag = response.headers.get("ETag")
                     await response.read()
             except TRANSPORT_ERRORS:
@@ -279,7 +242,7 @@ class DataPlane:
             if not etag:
                 raise PresignedTransferError(f"No ETag in the response for {what}", response.status)
             if bare_etag(etag) != expected:
-                raise _Retry(f"ETag {bare_etag(etag)} is not the MD5 of the bytes sent ({expected})")
+                raise _TryAgain(f"ETag {bare_etag(etag)} is not the MD5 of the bytes sent ({expected})")
             return etag, response.status
 
         etag = await self._retrying("PUT", what, attempt, len(data))
@@ -307,9 +270,9 @@ class DataPlane:
 
         async def attempt() -> tuple[int, int]:
             async with self.session.get(URL(url, encoded=True)) as response:
-                await _check(response, what)
+                await check_answer(response, what)
                 with os.fdopen(create_file(str(dest), None), "wb") as handle:  # never through a link
-                    written = await _receive(response, handle, hasher, chunk_size)
+                    written = await receive(response, handle, hasher, chunk_size)
                 return written, response.status
 
         try:
@@ -343,8 +306,8 @@ class DataPlane:
 
         async def attempt() -> tuple[int, int]:
             async with self.session.get(URL(url, encoded=True), headers=header) as response:
-                await _check(response, what)
-                _check_range(response, offset, length, total, what)
+                await check_answer(response, what)
+                check_range(response, offset, length, total, what)
                 position = offset
                 if progress is not None:
                     progress(0)
@@ -358,7 +321,7 @@ class DataPlane:
                         progress(position - offset)
                 written = position - offset
                 if written != length:
-                    raise _Retry(f"short body ({written} of {length} bytes)")
+                    raise _TryAgain(f"short body ({written} of {length} bytes)")
                 return written, response.status
 
         return await self._retrying("GET", what, attempt, length)
@@ -369,8 +332,8 @@ class DataPlane:
 
         async def attempt() -> tuple[int, int]:
             async with self.session.get(URL(url, encoded=True)) as response:
-                await _check(response, what)
-                return await _receive(response, None, hasher, chunk_size), response.status
+                await check_answer(response, what)
+                return await receive(response, None, hasher, chunk_size), response.status
 
         return await self._retrying("GET", what, attempt)
 
@@ -380,7 +343,7 @@ class DataPlane:
 
         async def attempt() -> tuple[bytes, int]:
             async with self.session.get(URL(url, encoded=True)) as response:
-                await _check(response, what)
+                await check_answer(response, what)
                 return await response.read(), response.status
 
         data = await self._retrying("GET", what, attempt)
@@ -405,7 +368,7 @@ class DataPlane:
             throttled = False
             try:
                 result, status = await attempt()
-            except _Retry as failure:
+            except _TryAgain as failure:
                 reason, status, retry_after = failure.reason, failure.status, failure.retry_after
                 throttled = failure.throttled
             except FATAL_TRANSPORT_ERRORS as exc:
@@ -456,196 +419,6 @@ class DataPlane:
             await asyncio.sleep(delay)
 
 
-async def read_hashed(
-    path: Path, offset: int, length: int, what: str, *, sha256: bool
-) -> tuple[bytearray, bytes, str | None]:
-    """Bytes ``[offset, offset + length)`` of ``path``, its raw MD5 and (``sha256``) hex SHA-256,
-    in one read; on the loop up to ``SYNC_READ_LIMIT``, else in a worker thread."""
-    if length <= SYNC_READ_LIMIT:
-        data = read_range(path, offset, length, what)
-        md5, digest = md5_and_sha256(data, sha256=sha256)
-        return data, md5, digest
-
-    def read_and_hash() -> tuple[bytearray, bytes, str | None]:
-        data = read_range(path, offset, length, what)
-        md5, digest = md5_and_sha256(data, sha256=sha256)
-        return data, md5, digest
-
-    return await asyncio.get_running_loop().run_in_executor(None, read_and_hash)
-
-
-async def hash_file_region(
-    path: Path, offset: int, length: int, what: str, *, sha256: bool
-) -> tuple[bytes, str | None]:
-    """The raw MD5 and (``sha256``) hex SHA-256 of bytes ``[offset, offset + length)`` of
-    ``path``, read from disk one block at a time in worker threads (no buffer of the region)."""
-    sinks: list[Any] = [hashlib.md5()] + ([hashlib.sha256()] if sha256 else [])
-    fed = await hash_file_steps(path, offset, length, sinks)
-    if fed != length:
-        raise _changed_size(path, what)
-    return sinks[0].digest(), sinks[1].hexdigest() if sha256 else None
-
-
-class FileRegion:
-    """Bytes ``[offset, offset + length)`` of a file, as a request body read from disk in
-    pieces on each attempt (memory: one piece). A file that is now shorter ends the body with
-    ``HCPError``; one whose bytes changed is refused by S3 (``Content-MD5``)."""
-
-    __slots__ = ("path", "offset", "length", "what", "error")
-
-    def __init__(self, path: Path, offset: int, length: int, what: str) -> None:
-        self.path, self.offset, self.length, self.what = path, offset, length, what
-        self.error: HCPError | None = None
-        """Set when the file ended early (aiohttp reports it as a connection error)."""
-
-    def __len__(self) -> int:
-        return self.length
-
-    async def pieces(self, size: int) -> AsyncIterator[bytes]:
-        self.error = None
-        with open(self.path, "rb", buffering=0) as handle:
-            left = self.length
-            handle.seek(self.offset)
-            while left > 0:
-                piece = handle.read(min(size, left))  # page cache, just hashed: on the loop
-                if not piece:
-                    self.error = _changed_size(self.path, self.what)
-                    raise self.error
-                left -= len(piece)
-                yield piece
-
-
-async def _receive(response: Any, handle: Any, hasher: Hasher | None, chunk_size: int) -> int:
-    """Stream a GET answer's body into ``handle`` (None: discard it) and through ``hasher``
-    (None: no hashing; reset first, as on every attempt); returns the bytes received, a short
-    body (fewer than its Content-Length) being a retried failure."""
-    received = 0
-    if hasher is None:
-        async for chunk in response.content.iter_chunked(chunk_size):
-            if handle is not None:
-                handle.write(chunk)
-            received += len(chunk)
-    else:
-        hasher.reset()
-        sink = _HashingWriter(handle, hasher, chunk_size)
-        try:
-            async for chunk in response.content.iter_chunked(chunk_size):
-                await sink.write(chunk)
-                received += len(chunk)
-            await sink.flush()
-        finally:
-            await sink.settle()
-    expected = response.content_length
-    if expected is not None and received != expected:
-        raise _Retry(f"short body ({received} of {expected} bytes)")
-    return received
-
-
-class _HashingWriter:
-    """Writes streamed chunks to a file (``handle``; None: nowhere) and feeds them to a hasher
-    in a worker thread, in batches of about ``batch`` bytes, one in flight while the next one
-    arrives."""
-
-    def __init__(self, handle: Any, hasher: Hasher, batch: int) -> None:
-        self._handle = handle
-        self._hasher = hasher
-        self._batch = max(batch, SYNC_READ_LIMIT)
-        self._chunks: list[bytes] = []
-        self._size = 0
-        self._pending: asyncio.Future[None] | None = None
-
-    async def write(self, chunk: bytes) -> None:
-        self._chunks.append(chunk)
-        self._size += len(chunk)
-        if self._size >= self._batch:
-            await self._submit()
-
-    async def flush(self) -> None:
-        """Write and hash what is left, and wait until it is done."""
-        if self._chunks:
-            await self._submit()
-        await self.settle()
-
-    async def settle(self) -> None:
-        """Wait for the batch in flight (also after a failure: the file must not be closed
-        under a thread still writing to it)."""
-        if self._pending is not None:
-            pending, self._pending = self._pending, None
-            await pending
-
-    async def _submit(self) -> None:
-        if self._pending is not None:
-            pending, self._pending = self._pending, None
-            await pending
-        chunks, self._chunks, self._size = self._chunks, [], 0
-        self._pending = asyncio.get_running_loop().run_in_executor(None, self._work, chunks)
-
-    def _work(self, chunks: list[bytes]) -> None:
-        for chunk in chunks:
-            if self._handle is not None:
-                self._handle.write(chunk)
-            self._hasher.update(chunk)
-
-
-def read_range(path: Path, offset: int, length: int, what: str) -> bytearray:
-    """Exactly ``length`` bytes from ``offset``; a file that is now shorter raises ``HCPError``."""
-    data = bytearray(length)
-    view = memoryview(data)
-    with open(path, "rb", buffering=0) as handle:
-        if offset:
-            handle.seek(offset)
-        got = 0
-        while got < length:
-            count = handle.readinto(view[got:])
-            if not count:
-                raise _changed_size(path, what)
-            got += count
-    return data
-
-
-async def _pieces(data: bytes | bytearray | memoryview, size: int) -> AsyncIterator[memoryview]:
-    """``data`` in ``size`` slices, so the transport buffers one piece at a time, not the body."""
-    view = memoryview(data)
-    for start in range(0, len(view), size):
-        yield view[start : start + size]
-
-
-async def _check(response: aiohttp.ClientResponse, what: str) -> None:
-    """Return on 2xx; raise ``_Retry`` for a retryable status, ``PresignedTransferError`` otherwise."""
-    status = response.status
-    if status < 300:
-        return
-    body = await response.read()
-    code = _S3_CODE.search(body[:4096])
-    reason = f"{response.reason or 'HTTP error'}"
-    if code:
-        reason += f" ({code.group(1).decode()})"
-    name = code.group(1) if code is not None else None
-    throttled = status in THROTTLE_STATUSES or name in THROTTLE_CODES
-    if throttled or _is_retryable(status) or name in RETRYABLE_CODES:
-        raise _Retry(reason, status, parse_retry_after(response.headers.get("Retry-After")), throttled)
-    # Not logged above DEBUG: the error is raised and its caller reports it (the bulk engine
-    # once per run for the first failures, then as counts: never one line per file).
-    logger.debug("%s %s -> %d %s", response.method, what, status, reason)
-    raise PresignedTransferError(f"{reason} for {what}", status)
-
-
-def _check_range(
-    response: aiohttp.ClientResponse, offset: int, length: int, total: int | None, what: str
-) -> None:
-    """The answer must be the range asked for (206 with a matching ``Content-Range``) of an
-    object of ``total`` bytes (when given)."""
-    answered = response.headers.get("Content-Range", "")
-    size = answered.rpartition("/")[2]
-    if total is not None and response.status == 206 and size.isdigit() and int(size) != total:
-        raise ObjectChangedError(f"{what} is {size} bytes, expected {total}")
-    wanted = f"bytes {offset}-{offset + length - 1}/"
-    if response.status != 206 or not answered.startswith(wanted):
-        raise PresignedTransferError(
-            f"Range {offset}-{offset + length - 1} of {what} answered {response.status} "
-            f"{response.headers.get('Content-Range', 'without Content-Range')}",
-            response.status,
-        )
 
 
 def default_context() -> ssl.SSLContext:
@@ -672,3 +445,10 @@ def _describe(exc: BaseException) -> str:
     text = redact_text(str(exc))
     name = type(exc).__name__
     return f"{name}: {text}"[:200] if text else name
+
+
+async def _pieces(data: bytes | bytearray | memoryview, size: int) -> AsyncIterator[memoryview]:
+    """``data`` in ``size`` slices, so the transport buffers one piece at a time, not the body."""
+    view = memoryview(data)
+    for start in range(0, len(view), size):
+        yield view[start : start + size]

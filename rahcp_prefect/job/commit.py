@@ -19,7 +19,8 @@ from typing import Any
 
 from rahcp_prefect import defaults
 from rahcp_prefect.client import HCPClient, RetentionError
-from rahcp_prefect.client.s3 import LEFT, PLACED, PlaceFn
+from rahcp_prefect.client.prefix_moves import Place, move_prefix
+from rahcp_prefect.client.s3 import PLACED, REPLACED
 from rahcp_prefect.job.check import FinalCheck, check_final, fail_final_check
 from rahcp_prefect.job.recording import record_commit
 from rahcp_prefect.job.renewal import renewed
@@ -41,16 +42,20 @@ MoveFn = Callable[[], Awaitable[dict[str, Any]]]
 #: it again and tries once more (a hold is released, a retention ends).
 RETAINED = "retained: its object in the final prefix is under retention or on hold and was not replaced"
 
+#: What ``place_staged`` answers for a staged object it left out (its final object is retained).
+LEFT = "left"
 
-def place_staged(client: HCPClient, staging_bucket: str) -> PlaceFn:
+
+def place_staged(client: HCPClient, staging_bucket: str, left: list[str]) -> Place:
     """The commit strategy for one staged object, whatever the namespace allows.
 
     ``S3Ops.place``: a copy onto the final key (a versioned namespace or one with the
     overwrite option stores it), the safe replace where the namespace refuses (409; the staged
     copy stays until the new bytes are in place; their ETag is checked by the final check's
     listing, not a HEAD each). A final object under retention or on hold (403) is left as it is
-    (``LEFT``: the caller records the file as retained), unless it already holds these bytes (an
-    earlier, killed commit placed them: ``PLACED``).
+    (``LEFT``, its staged key appended to ``left``: the caller records the file as retained;
+    the staged copy is deleted all the same), unless it already holds these bytes (an earlier,
+    killed commit placed them: ``PLACED``).
     """
 
     async def place(dest_bucket: str, dest_key: str, item: dict[str, Any]) -> str:
@@ -61,6 +66,7 @@ def place_staged(client: HCPClient, staging_bucket: str) -> PlaceFn:
             if await client.s3.holds(dest_bucket, dest_key, etag, size):
                 return PLACED  # retained, but already these bytes
             logger.warning("Not replaced: %s", exc)
+            left.append(item["Key"])
             return LEFT
 
     return place
@@ -74,14 +80,16 @@ async def move_staged(
     max_concurrency: int = defaults.MAX_WORKERS,
 ) -> dict[str, Any]:
     """The commit's moves: every staged object placed under the final prefix by
-    ``place_staged`` (``concurrency`` copies in flight at first, up to ``max_concurrency``);
-    ``{"moved", "replaced", "left": [staged keys], "kept": n, "copies_in_flight": range}``."""
-    moves = await client.s3.move_staging(
-        plan.staged_in, plan.staging_prefix, plan.final_prefix, concurrency, on_progress,
-        dest_bucket=plan.bucket, place=place_staged(client, plan.staged_in), max_concurrency=max_concurrency,
+    ``place_staged``, a page at a time (``client.prefix_moves.move_prefix``: ``concurrency``
+    copies in flight at first, up to ``max_concurrency``); ``{"moved", "replaced", "left":
+    [staged keys], "kept": staged objects that may not be deleted, "copies_in_flight": range}``."""
+    left: list[str] = []
+    moves = await move_prefix(
+        client, plan.staged_in, plan.staging_prefix, plan.final_prefix, place_staged(client, plan.staged_in, left),
+        dest_bucket=plan.bucket, concurrency=concurrency, max_concurrency=max_concurrency, on_progress=on_progress,
     )
     return {
-        "moved": moves.moved, "replaced": moves.replaced, "left": moves.left, "kept": len(moves.kept),
+        "moved": moves.objects - len(left), "replaced": moves.outcomes[REPLACED], "left": left, "kept": moves.kept,
         "copies_in_flight": moves.window,
     }
 
