@@ -30,10 +30,11 @@ PREFIX = "quiet/"
 
 def stats(api: str, reset: bool = False) -> dict[str, int]:
     """The emulator's request counts by ``plane method route`` (reset them with ``reset``)."""
+    control = api.rsplit("/api/", 1)[0] + "/_emulator/stats"  # the control routes sit at the root
     if reset:
-        httpx.delete(f"{api}/_emulator/stats").raise_for_status()
+        httpx.delete(control).raise_for_status()
         return {}
-    answer = httpx.get(f"{api}/_emulator/stats").json()
+    answer = httpx.get(control).json()
     return {f"{c['plane']} {c['method']} {c['route']}": c["count"] for c in answer["counts"] if c["plane"] != "backend"}
 
 
