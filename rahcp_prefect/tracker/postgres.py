@@ -22,18 +22,8 @@ from sqlalchemy.dialects import postgresql as pg_dialect
 
 from rahcp_prefect import defaults, interrupts
 from rahcp_prefect.tracker import schema
-from rahcp_prefect.tracker.base import (
-    JOBS,
-    TRANSFERS,
-    BufferedTracker,
-    MarkRow,
-    batched,
-    check_positive,
-    job_columns,
-    job_info_from_row,
-    register_row,
-    utc_now,
-)
+from rahcp_prefect.tracker.base import BufferedTracker
+from rahcp_prefect.tracker.checks import check_positive, register_row
 from rahcp_prefect.tracker.dsn import mask_dsn, redact, scheme_of
 from rahcp_prefect.tracker.errors import (
     TrackerConfigError,
@@ -41,8 +31,10 @@ from rahcp_prefect.tracker.errors import (
     TrackerError,
     TrackerSchemaError,
 )
+from rahcp_prefect.tracker.marks import MarkRow
 from rahcp_prefect.tracker.protocol import JobInfo, JobState
 from rahcp_prefect.tracker.retained import not_waiting
+from rahcp_prefect.tracker.tables import JOBS, TRANSFERS, batched, job_columns, job_info_from_row, utc_now
 
 logger = logging.getLogger(__name__)
 

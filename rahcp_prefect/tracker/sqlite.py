@@ -18,21 +18,13 @@ from typing import Any
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 
 from rahcp_prefect.tracker import schema
-from rahcp_prefect.tracker.base import (
-    JOBS,
-    TRANSFERS,
-    BufferedTracker,
-    MarkRow,
-    batched,
-    check_positive,
-    job_columns,
-    job_info_from_row,
-    register_row,
-    utc_now,
-)
+from rahcp_prefect.tracker.base import BufferedTracker
+from rahcp_prefect.tracker.checks import check_positive, register_row
 from rahcp_prefect.tracker.errors import TrackerConnectionError
+from rahcp_prefect.tracker.marks import MarkRow
 from rahcp_prefect.tracker.protocol import JobInfo, JobState
 from rahcp_prefect.tracker.retained import not_waiting
+from rahcp_prefect.tracker.tables import JOBS, TRANSFERS, batched, job_columns, job_info_from_row, utc_now
 
 T = TRANSFERS
 J = JOBS

@@ -22,7 +22,7 @@ from rahcp_prefect.client.config import ENV_VARIABLES, ClientConfig, ConnectionS
 from rahcp_prefect.job.settings import CommitSettings
 from rahcp_prefect.testing.storage import MAX_KEY_BYTES as EMULATOR_MAX_KEY_BYTES
 from rahcp_prefect.tracker import create_tracker
-from rahcp_prefect.tracker.base import MAX_TRACKED_TEXT_BYTES
+from rahcp_prefect.tracker.checks import MAX_TRACKED_TEXT_BYTES
 
 MIB = 1024 * 1024
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from rahcp_prefect.tracker import TransferStatus
-from rahcp_prefect.tracker.base import DELETE_BATCH
+from rahcp_prefect.tracker.tables import DELETE_BATCH
 from rahcp_prefect.tracker.protocol import TrackerProtocol
 
 
