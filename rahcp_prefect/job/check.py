@@ -11,6 +11,7 @@ Keep it the one place that decides what "committed" means.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from rahcp_prefect.bulk.scanner import iter_listing
@@ -19,6 +20,7 @@ from rahcp_prefect.client.digests import bare_etag
 from rahcp_prefect.job.errors import FinalCheckError
 from rahcp_prefect.job.merge import outer_join
 from rahcp_prefect.job.staging import Listed, StagingPlan, problems_text, settled
+from rahcp_prefect.job.tagstream import ListingSpool
 from rahcp_prefect.tracker.protocol import FileDigests, TrackerProtocol, TransferStatus
 
 #: The error recorded on a file the final check did not find: the next run sends it again.
@@ -68,28 +70,36 @@ def etag_contradicts(etag: str, md5: str | None) -> bool:
     return found != md5.lower()
 
 
-async def check_final(client: HCPClient, tracker: TrackerProtocol, plan: StagingPlan, grace: float = 0.0) -> FinalCheck:
+async def check_final(
+    client: HCPClient, tracker: TrackerProtocol, plan: StagingPlan, grace: float = 0.0, spool: ListingSpool | None = None
+) -> FinalCheck:
     """List the final prefix and compare it with every file the tracker holds as done: each
     must be there with its recorded size, and its ETag must not contradict the recorded MD5. A
     listing that lacks files is read again for up to ``grace`` seconds (a listing cache,
     ``staging.settled``). The listing and the tracker's records (``iter_done_digests``) are
-    walked in step in key order, one page of each in memory."""
-    return await settled(lambda: _streamed(client, tracker, plan), _lacking, grace)
+    walked in step in key order, one page of each in memory; ``spool`` keeps the listing the
+    verdict is based on on local disk (the commit's record walks it again)."""
+    return await settled(lambda: _streamed(client, tracker, plan, spool), _lacking, grace)
 
 
 def _lacking(check: FinalCheck) -> bool:
     return bool(check.missing or check.wrong_size or check.wrong_md5)
 
 
-async def _streamed(client: HCPClient, tracker: TrackerProtocol, plan: StagingPlan) -> FinalCheck:
+async def _streamed(client: HCPClient, tracker: TrackerProtocol, plan: StagingPlan, spool: ListingSpool | None) -> FinalCheck:
     """The final check as a merge of the final listing and the done records, in key order."""
     check = FinalCheck()
-    listed = (
-        (key, Listed(int(size), str(etag or "")))
-        async for key, size, etag in iter_listing(client.s3, plan.bucket, plan.final_prefix)
-    )
+    if spool is not None:
+        spool.reset()
+
+    async def listed() -> AsyncIterator[tuple[str, Listed]]:
+        async for key, size, etag in iter_listing(client.s3, plan.bucket, plan.final_prefix):
+            if spool is not None:
+                spool.add(key, str(etag or ""))
+            yield key, Listed(int(size), str(etag or ""))
+
     records = ((plan.final_key(key), record) for key, record in tracker.iter_done_digests(plan.staging_prefix))
-    async for key, found, record in outer_join(listed, records):
+    async for key, found, record in outer_join(listed(), records):
         if record is not None:
             _judge(check, key, found, record)
     return check

@@ -12,9 +12,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 from rahcp_prefect import defaults
@@ -26,6 +28,7 @@ from rahcp_prefect.job.recording import record_commit
 from rahcp_prefect.job.renewal import renewed
 from rahcp_prefect.job.retained import note_left
 from rahcp_prefect.job.staging import StagingPlan
+from rahcp_prefect.job.tagstream import ListingSpool
 from rahcp_prefect.tracker.protocol import JobState, TrackerProtocol, TransferStatus
 
 logger = logging.getLogger(__name__)
@@ -151,10 +154,13 @@ async def wait_for_commit_lock(tracker: TrackerProtocol, owner: str, lease_secon
 UNCHANGED = "unchanged: the records already list every file of the prefix as it is; nothing written"
 
 
-async def _record(client: HCPClient, tracker: TrackerProtocol, plan: StagingPlan, check: FinalCheck) -> dict[str, Any]:
+async def _record(
+    client: HCPClient, tracker: TrackerProtocol, plan: StagingPlan, check: FinalCheck, listing: ListingSpool | None
+) -> dict[str, Any]:
     """The commit's fixity record and the prefix's manifest (``recording.record_commit``, as a
-    stream); what was read back wrong becomes the final check's manifest problems."""
-    recorded = await record_commit(client, tracker, plan)
+    stream, over the final check's ``listing``); what was read back wrong becomes the final
+    check's manifest problems."""
+    recorded = await record_commit(client, tracker, plan, listing)
     check.manifest = recorded.problems
     manifest: int | str = recorded.files if recorded.root in ("written", "unchanged") else recorded.root
     return {"manifest": manifest, "record": recorded.record or UNCHANGED}
@@ -245,10 +251,12 @@ async def commit_job(
         moved: dict[str, Any] = await move()
         left = list(moved.get("left", []))
         await keep_left(client, tracker, plan, left, retention)
-        check = await check_final(client, tracker, plan, listing_grace)
         extra: dict[str, Any] = {}
-        if check.ok and manifest:
-            extra = await _record(client, tracker, plan, check)
+        with tempfile.TemporaryDirectory(prefix="rahcp-commit-") as workdir:
+            listing = ListingSpool(Path(workdir) / "final-listing") if manifest else None  # listed once
+            check = await check_final(client, tracker, plan, listing_grace, listing)
+            if check.ok and manifest:
+                extra = await _record(client, tracker, plan, check, listing)
         retries = int(moved.get("api_retries", 0)) + client.api_retries
         if not check.ok:
             raise fail_final_check(tracker, plan, check)

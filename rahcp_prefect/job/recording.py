@@ -39,7 +39,7 @@ from rahcp_prefect.job.merge import outer_join
 from rahcp_prefect.job.mtimes import check_mtimes, mtime_line, mtimes_key, parse_mtimes
 from rahcp_prefect.job.records import FULL_EVERY, RECORDS_DIR, Line, RecordChain, fetch_chain, record_name
 from rahcp_prefect.job.staging import StagingPlan, listing
-from rahcp_prefect.job.tagstream import TagWriter, read_back_differs
+from rahcp_prefect.job.tagstream import ListingSpool, TagWriter, read_back_differs
 from rahcp_prefect.tracker.protocol import TrackerProtocol
 
 logger = logging.getLogger(__name__)
@@ -99,10 +99,13 @@ class RecordLines:
         return "full" if full else "delta"
 
 
-async def record_commit(client: HCPClient, tracker: TrackerProtocol, plan: StagingPlan) -> Recorded:
+async def record_commit(
+    client: HCPClient, tracker: TrackerProtocol, plan: StagingPlan, listing: ListingSpool | None = None
+) -> Recorded:
     """Record what the commit placed: a new record when a line changed, then the root tag files
-    where the namespace lets them be replaced (``write_root``). A record that cannot be read is
-    the result's problem (the commit then fails its check)."""
+    where the namespace lets them be replaced (``write_root``). ``listing``: the final check's
+    listing, kept on disk (else the final prefix is listed again). A record that cannot be read
+    is the result's problem (the commit then fails its check)."""
     bucket, prefix = plan.bucket, plan.final_prefix
     with tempfile.TemporaryDirectory(prefix="rahcp-record-") as workdir:
         work = Path(workdir)
@@ -111,7 +114,7 @@ async def record_commit(client: HCPClient, tracker: TrackerProtocol, plan: Stagi
             hashed = await hash_unrecorded(client, tracker, plan)
             lines = RecordLines(TagPair(work, "current"), TagPair(work, "changed"))
             try:
-                await merge_lines(client, tracker, plan, chain, hashed, lines)
+                await merge_lines(client, tracker, plan, chain, hashed, lines, listing)
             finally:
                 lines.current.close()
                 lines.changed.close()
@@ -155,18 +158,28 @@ async def merge_lines(
     chain: RecordChain,
     hashed: dict[str, str],
     lines: RecordLines,
+    listing: ListingSpool | None = None,
 ) -> None:
-    """Walk the final listing, the job's done records and the records' union in step, writing
-    each path's current line and each changed one into ``lines``."""
+    """Walk the final listing (``listing``, or the prefix listed again), the job's done records
+    and the records' union in step, writing each path's current line and each changed one into
+    ``lines``."""
     staged = len(plan.staging_prefix)
 
+    async def objects() -> AsyncIterator[tuple[str, str]]:
+        if listing is not None:
+            for key, etag in listing:
+                yield key, etag
+            return
+        async for key, _size, found in iter_listing(client.s3, plan.bucket, plan.final_prefix):
+            yield key, str(found or "")
+
     async def listed() -> AsyncIterator[tuple[str, str]]:
-        async for key, _size, etag in iter_listing(client.s3, plan.bucket, plan.final_prefix):
+        async for key, etag in objects():
             if key in (manifest_key(plan.final_prefix), mtimes_key(plan.final_prefix)):
-                lines.root_etags[key] = str(etag or "")
+                lines.root_etags[key] = etag
             relative = key[len(plan.final_prefix):]
             if not is_tag_path(relative):
-                yield relative, str(etag or "")
+                yield relative, etag
 
     digests = (
         (key[staged:], record.sha256 or hashed.get(key[staged:]))

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from rahcp_prefect.client import HCPClient, NotFoundError
-from rahcp_prefect.job.manifest import ManifestError, numbered_lines
+from rahcp_prefect.job.manifest import ManifestError, decode_path, encode_path, numbered_lines
 
 T = TypeVar("T")
 
@@ -103,3 +103,33 @@ async def read_back_differs(client: HCPClient, bucket: str, key: str, written: T
         return None if file_sha256(scratch) == written.sha256 else f"{bucket}/{key}: read back, not what the commit wrote"
     finally:
         scratch.unlink(missing_ok=True)
+
+
+class ListingSpool:
+    """A listing kept on local disk as it is read: ``(key, ETag)`` lines in the listing's order,
+    so a later phase walks the same listing again without listing the prefix twice (the final
+    check reads it, the commit's record merges it). ``reset`` before each read of the listing."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._file: Any = None
+
+    def reset(self) -> None:
+        self.close()
+        self._file = self.path.open("w", encoding="utf-8", newline="\n")
+
+    def add(self, key: str, etag: str) -> None:
+        self._file.write(f"{etag or '-'} {encode_path(key)}\n")
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        """``(key, ETag)`` of every object listed, in the listing's order."""
+        self.close()
+        with self.path.open("r", encoding="utf-8", newline="\n") as lines:
+            for line in lines:
+                etag, key = line.rstrip("\n").split(" ", 1)
+                yield decode_path(key), "" if etag == "-" else etag

@@ -19,7 +19,7 @@ from rahcp_prefect.job.manifest import MANIFEST_NAME, MTIMES_NAME, ManifestError
 from rahcp_prefect.job.mtimes import mtime_line
 from rahcp_prefect.job.records import RECORDS_DIR, RecordChain, read_fixity
 from rahcp_prefect.job.recording import record_commit
-from rahcp_prefect.job.tagstream import TagWriter, file_sha256, read_sorted
+from rahcp_prefect.job.tagstream import ListingSpool, TagWriter, file_sha256, read_sorted
 from rahcp_prefect.testing.counter import PART_PUT
 from rahcp_prefect.tracker import TransferStatus
 
@@ -169,3 +169,31 @@ async def test_a_record_above_the_multipart_threshold_goes_up_from_disk_and_is_c
     body = night.body(FINAL + MANIFEST_NAME)
     assert len(body) > 4096 and body.count(b"\n") == 60
     assert body.splitlines()[0] == f"{sha(b'0')}  d/00000".encode()
+
+
+def test_a_listing_spool_gives_back_every_key_and_etag_in_order(tmp_path: Path) -> None:
+    spool = ListingSpool(tmp_path / "listing")
+    spool.reset()
+    spool.add("a b.txt", '"0cc175b9c0f1b6a831c399e269772661"')
+    spool.add("c\nd%0A.txt", "")
+    assert list(spool) == [("a b.txt", '"0cc175b9c0f1b6a831c399e269772661"'), ("c\nd%0A.txt", "")]
+    spool.reset()  # a listing read again (a listing cache's grace) replaces the first
+    spool.add("z", '"e"')
+    assert list(spool) == [("z", '"e"')]
+
+
+async def test_the_record_walks_the_final_checks_listing_instead_of_listing_the_prefix_again(
+    open_tracker: OpenTracker, hcp_emulator: Any, hcp_client: HCPClient, hcp_bucket: str, tmp_path: Path
+) -> None:
+    from rahcp_prefect.job import check_final
+    from rahcp_prefect.testing.counter import LIST_OBJECTS
+
+    night = Night(hcp_emulator, open_tracker(), hcp_bucket)
+    night.place("a.txt", b"A")
+    night.place("b.txt", b"B")
+    listing = ListingSpool(tmp_path / "listing")
+    assert (await check_final(hcp_client, night.tracker, night.plan, spool=listing)).ok
+    hcp_emulator.reset_counts()
+    recorded = await record_commit(hcp_client, night.tracker, night.plan, listing)
+    assert (recorded.files, recorded.root, recorded.problems) == (2, "written", [])
+    assert hcp_emulator.request_counts[LIST_OBJECTS] == 1, "only the records' folder is listed"
