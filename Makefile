@@ -18,7 +18,7 @@ demo: $(STAMP)
 	$(PY) -m rahcp_prefect.demo
 
 test: $(STAMP)
-	$(PY) -m pytest -q -ra $(PYTEST_ARGS)
+	$(PY) -m pytest -q -ra --durations=30 $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(PY) -m benchmarks.run_all
