@@ -18,8 +18,11 @@ between 1 and ``cap`` (``max_workers``; ``cap == start`` keeps it fixed):
   machine does not decide); when it still falls short (the server, the CPU or the link is the
   limit), the window goes back to where it was, measures again there for one epoch and tries a
   smaller step; each further failure in a row doubles the epochs it waits (up to
-  ``MAX_HOLD_EPOCHS``), so a run bound elsewhere rarely pays for a probe. An epoch in which the
-  source could not keep the window full says nothing and is not used.
+  ``MAX_HOLD_EPOCHS``), so a run bound elsewhere rarely pays for a probe. Once the steps are
+  at their smallest, a failed step up is followed by one down (never below ``start``), judged
+  by the same rule: kept when the smaller window lost less than ``GAIN`` of its shrinking, so
+  a step that noise let through is undone and the window settles near the knee. An epoch in
+  which the source could not keep the window full says nothing and is not used.
 
 A quiet run whose window has settled pays a look at the client's counters, two integer updates
 and three additions per request.
@@ -44,7 +47,8 @@ for a doubling): a latency-bound run gains about all of it, a run bound elsewher
 FIRST_GROWTH = 2.0
 """The first probes double the window (slow start)."""
 LEAST_GROWTH = 1.25
-"""After each failed probe the growth shrinks (square root) down to this."""
+"""After each failed probe the growth shrinks (square root) down to this; from here on the
+probes alternate up and down after each failure."""
 HOLD_EPOCHS = 4
 """Epochs spent at a window after a cut before probing again."""
 MAX_HOLD_EPOCHS = 16
