@@ -29,14 +29,34 @@ Handler = Callable[[W, "str | None"], Awaitable[object]]
 """``handle(item, url)``: transfers one item; whatever it returns is ignored here."""
 
 
-class _Queue(asyncio.Queue[Any]):
-    """A bounded queue whose bound follows the pool (``workers x queue_depth``)."""
+class _Queue:
+    """A FIFO whose bound follows the pool (``workers x queue_depth``): ``put`` waits while it
+    holds ``maxsize`` items or more. Built on an unbounded ``asyncio.Queue`` and an event (public
+    API only), so the bound can move while a producer waits."""
+
+    def __init__(self, maxsize: int) -> None:
+        self.maxsize = maxsize
+        self._items: asyncio.Queue[Any] = asyncio.Queue()
+        self._room = asyncio.Event()
+        self._room.set()
+
+    async def put(self, item: Any) -> None:
+        items = self._items
+        while items.qsize() >= self.maxsize:
+            self._room.clear()
+            await self._room.wait()
+        items.put_nowait(item)
+
+    async def get(self) -> Any:
+        item = await self._items.get()
+        if self._items.qsize() < self.maxsize:
+            self._room.set()
+        return item
 
     def resize(self, maxsize: int) -> None:
-        self._maxsize = maxsize
-        putters = self._putters  # type: ignore[attr-defined]
-        while putters and not self.full():  # producers waiting for room that is there now
-            self._wakeup_next(putters)  # type: ignore[attr-defined]
+        self.maxsize = maxsize
+        if self._items.qsize() < maxsize:  # a producer waiting for room that is there now
+            self._room.set()
 
 
 class _Pool:

@@ -10,12 +10,19 @@ between 1 and ``cap`` (``max_workers``; ``cap == start`` keeps it fixed):
   ``start``. A request waiting for room holds no connection and sends nothing, so a storm is
   met by fewer requests rather than by every worker's retries.
 - **Latency makes it grow** (probing). Throughput is measured over epochs of a few windows'
-  worth of completions (never a clock read per request). A probe multiplies the window by
-  ``growth`` (2, then smaller once a probe failed); when throughput rose by at least ``GAIN``
-  of what the larger window would give a latency-bound run, the probe is kept and the next one
-  follows; when it did not (the server, the CPU or the link is the limit), the window goes back
-  to where it was and waits ``HOLD_EPOCHS`` epochs before it tries again. An epoch in which the
-  source could not keep the window full says nothing and is not used.
+  worth of completions and at least ``MIN_EPOCH_SECONDS`` (a clock read per epoch, never one
+  per request). A probe multiplies the window by ``growth`` (2, then smaller once a probe
+  failed); when throughput rose by at least ``GAIN`` of what the larger window would give a
+  latency-bound run, the probe is kept and the next one follows at once. A probe that falls
+  short is looked at once more, over twice as many completions (one noisy epoch on a busy
+  machine does not decide); when it still falls short (the server, the CPU or the link is the
+  limit), the window goes back to where it was, measures again there for one epoch and tries a
+  smaller step; each further failure in a row doubles the epochs it waits (up to
+  ``MAX_HOLD_EPOCHS``), so a run bound elsewhere rarely pays for a probe. Once the steps are
+  at their smallest, a failed step up is followed by one down (never below ``start``), judged
+  by the same rule: kept when the smaller window lost less than ``GAIN`` of its shrinking, so
+  a step that noise let through is undone and the window settles near the knee. An epoch in
+  which the source could not keep the window full says nothing and is not used.
 
 A quiet run whose window has settled pays a look at the client's counters, two integer updates
 and three additions per request.
@@ -34,20 +41,26 @@ W = TypeVar("W")
 
 CUT_INTERVAL = 0.25
 """Seconds after a cut during which more signals do not cut again."""
-GAIN = 0.5
-"""A probe is kept when throughput rose by at least this share of the window's growth."""
+GAIN = 0.3
+"""A probe is kept when throughput rose by at least this share of the window's growth (+30 %
+for a doubling): a latency-bound run gains about all of it, a run bound elsewhere none."""
 FIRST_GROWTH = 2.0
 """The first probes double the window (slow start)."""
 LEAST_GROWTH = 1.25
-"""After each failed probe the growth shrinks (square root) down to this."""
+"""After each failed probe the growth shrinks (square root) down to this; from here on the
+probes alternate up and down after each failure."""
 HOLD_EPOCHS = 4
-"""Epochs spent at a window after a failed probe or a cut before probing again."""
-EPOCH_ROUNDS = 2
+"""Epochs spent at a window after a cut before probing again."""
+MAX_HOLD_EPOCHS = 16
+"""The most epochs waited after failed probes in a row (1, 2, 4, ... epochs)."""
+EPOCH_ROUNDS = 3
 """An epoch lasts at least this many windows' worth of completions..."""
+MIN_EPOCH_SECONDS = 0.1
+"""...and at least this long (a burst of completions after a stall is not a rate)..."""
 EPOCH_SECONDS = 0.25
 """...and, once a probe failed (smaller steps, smaller gains to see), about this long at the
 rate of the previous epoch, so a fast run is not judged on a few milliseconds."""
-MIN_EPOCH_FILES = 16
+MIN_EPOCH_FILES = 32
 """...and never fewer completions than this."""
 STARVED = 0.75
 """An epoch whose mean in-flight count was below this share of the window is not judged."""
@@ -62,9 +75,12 @@ class AdaptiveWindow:
 
     ``on_resize(limit)`` (optional) is told the window's new whole size whenever it changes, so a
     pool of workers can follow it. ``lowest``/``highest`` are the window's range so far.
+    ``clock`` (seconds) times the epochs and the cuts.
     """
 
-    def __init__(self, start: int, signals: Callable[[], int], cap: int | None = None) -> None:
+    def __init__(
+        self, start: int, signals: Callable[[], int], cap: int | None = None, clock: Callable[[], float] = monotonic
+    ) -> None:
         if start < 1:
             raise ValueError(f"the starting window must be at least 1, got {start}")
         self.start = start
@@ -83,14 +99,17 @@ class AdaptiveWindow:
         self.highest = float(start)
         self.on_resize: Callable[[int], Any] | None = None
         self._signals = signals
+        self._clock = clock
         self._seen = signals()
         self._last_cut = -CUT_INTERVAL
         self._waiters: deque[asyncio.Future[None]] = deque()
         self._calls: Callable[[Callable[[], Awaitable[Any]], str | None], Awaitable[Any]] = self.gate(_call)
         self._growth = FIRST_GROWTH  # set before the first epoch is sized
         self._hold = 1  # the first epoch warms up (connections, the first presigned batch)
+        self._failed = 0  # probes that failed in a row
+        self._down = False  # the next probe steps down (past slow start, turns after a failure)
         self._base: tuple[float, float] | None = None  # (window, rate) a probe started from
-        self._reset_epoch(monotonic(), rate=0.0)
+        self._reset_epoch(clock(), rate=0.0)
 
     # -- the window ------------------------------------------------------------------------
 
@@ -113,7 +132,7 @@ class AdaptiveWindow:
         if count == self._seen:
             return False
         self._seen = count
-        now = monotonic()
+        now = self._clock()
         if now - self._last_cut >= CUT_INTERVAL:
             self._last_cut = now
             self.cuts += 1
@@ -148,44 +167,62 @@ class AdaptiveWindow:
         self._files = 0
         self._units = 0
         self._occupied = 0
+        self._looked_again = False
         least = max(EPOCH_ROUNDS * self.limit, MIN_EPOCH_FILES)
         if rate and self._growth < FIRST_GROWTH:  # past slow start: epochs long enough to see small gains
             least = max(least, int(rate / FILE_UNITS * EPOCH_SECONDS))
         self._epoch_files = least
 
     def _judge(self) -> None:
-        """End of an epoch: keep, revert or start a probe."""
-        now = monotonic()
-        elapsed = max(now - self._since, 1e-6)
+        """End of an epoch: keep, look again at or revert a probe, or start one."""
+        now = self._clock()
+        elapsed = now - self._since
+        if elapsed < MIN_EPOCH_SECONDS:  # a burst, not a rate: the epoch goes on
+            self._epoch_files += self._files
+            return
         rate = self._units / elapsed
         starved = self._occupied < STARVED * self.window * self._files
-        self._reset_epoch(now, rate)
-        if starved:  # the source, not the window, set the pace: nothing to learn
-            return
         base = self._base
-        self._base = None
-        if base is not None:  # this epoch ran a probe
+        if base is not None and not starved:  # this epoch ran a probe
             window0, rate0 = base
             if rate >= rate0 * (1 + GAIN * (self.window / window0 - 1)):
+                self._failed = 0
+                self._reset_epoch(now, rate)
                 self._probe(rate)
-            else:  # more in flight stopped adding throughput: back to where it was
+            elif not self._looked_again:  # short of the bar: judge it over twice the completions
+                self._looked_again = True
+                self._epoch_files += self._files
+            else:  # the step did not pay (more added nothing, or fewer lost too much): undo it
+                self._failed += 1
+                self._down = self._growth == LEAST_GROWTH and not self._down  # the other way next
                 self._growth = max(LEAST_GROWTH, math.sqrt(self._growth))
-                self._hold = HOLD_EPOCHS
+                self._hold = min(MAX_HOLD_EPOCHS, 2 ** (self._failed - 1))
+                self._base = None
                 self._set(window0)
                 self._reset_epoch(now, rate0)
             return
+        self._reset_epoch(now, rate)
+        if starved:  # the source, not the window, set the pace: nothing to learn (a probe is
+            return  # judged on a later epoch that kept its window full)
         if self._hold:
             self._hold -= 1
             return
         self._probe(rate)
 
     def _probe(self, rate: float) -> None:
-        if self.window >= self.cap:
+        """Step the window up (or down, see ``_down``) and judge the step on the next epoch."""
+        window = self.window
+        if self._down:
+            target = max(float(self.start), math.ceil(window / self._growth))
+        else:
+            target = min(float(self.cap), max(window + 1, math.floor(window * self._growth)))
+        if target == window:  # at the cap (or the start, going down): turn round later
+            self._down = not self._down
             self._hold = HOLD_EPOCHS
             return
         self.probes += 1
-        self._base = (self.window, rate)
-        self._set(min(float(self.cap), math.floor(self.window * self._growth)))
+        self._base = (window, rate)
+        self._set(target)
         self._reset_epoch(self._since, rate)
 
     # -- admission -------------------------------------------------------------------------
@@ -206,8 +243,16 @@ class AdaptiveWindow:
         self.in_flight -= 1
         self._wake()
 
-    def _exit(self, units: int) -> None:
-        """A request ended: a new signal cuts the window before anyone else is let in."""
+    def try_enter(self) -> bool:
+        """Take a place in the window if one is free and nobody waits for it (no future made)."""
+        if self.in_flight < self.window and not self._waiters:
+            self.in_flight += 1
+            return True
+        return False
+
+    def leave(self, units: int) -> None:
+        """A request that entered ended, having moved ``units`` (see ``FILE_UNITS``); a new
+        signal cuts the window before anyone else is let in."""
         occupied = self.in_flight
         self.in_flight -= 1
         self._done(units, occupied)
@@ -228,14 +273,12 @@ class AdaptiveWindow:
         (when given) is the bytes it moves, for the throughput the window is judged on."""
 
         async def gated(item: W, url: str | None) -> Any:
-            if self.in_flight < self.window and not self._waiters:  # room: no wait, no future
-                self.in_flight += 1
-            else:
+            if not self.try_enter():
                 await self._wait()
             try:
                 return await handle(item, url)
             finally:
-                self._exit(FILE_UNITS + (item[size_at] if size_at is not None else 0))  # type: ignore[index]
+                self.leave(FILE_UNITS + (item[size_at] if size_at is not None else 0))  # type: ignore[index]
 
         return gated
 
