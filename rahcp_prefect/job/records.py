@@ -166,10 +166,9 @@ async def fetch_chain(client: HCPClient, bucket: str, prefix: str, workdir: Path
             break
         chain.since_full += 1
     if chain.source is None and await fetch(client, bucket, manifest_key(prefix), workdir / "root.m"):
-        times_path: Path | None = workdir / "root.t"
-        if not await fetch(client, bucket, mtimes_key(prefix), times_path):  # type: ignore[arg-type]
-            times_path = None
-        chain.files.append((workdir / "root.m", times_path))
+        times = workdir / "root.t"
+        has_times = await fetch(client, bucket, mtimes_key(prefix), times)
+        chain.files.append((workdir / "root.m", times if has_times else None))
         chain.where.append(f"{bucket}/{manifest_key(prefix)}")
         chain.source = "manifest"
     return chain
