@@ -2,6 +2,9 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
+# Test processes (pytest-xdist; a test file stays in one process, so its module fixtures start once).
+# Most tests wait on servers and workers of their own, so two processes fit two cores; 0 runs in one.
+TEST_WORKERS ?= 2
 STAMP := $(VENV)/.installed
 
 .PHONY: demo test venv clean bench
@@ -18,7 +21,7 @@ demo: $(STAMP)
 	$(PY) -m rahcp_prefect.demo
 
 test: $(STAMP)
-	$(PY) -m pytest -q -ra --durations=30 $(PYTEST_ARGS)
+	$(PY) -m pytest -q -ra --durations=30 -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(PY) -m benchmarks.run_all

@@ -31,13 +31,14 @@ def main(config: dict) -> None:
         time.sleep(0.005)
     deadline = time.monotonic() + config["timeout"]
     while time.monotonic() < deadline:
+        asked = time.time()  # the lease starts no earlier than this
         batch = tracker.claim(owner, config["batch"], lease)
         if not batch:
             if tracker.summary()["done"] == total:
                 break
             time.sleep(0.05)
             continue
-        log.write(json.dumps({"ev": "claim", "t": time.time(), "keys": [k for k, _ in batch]}) + "\n")
+        log.write(json.dumps({"ev": "claim", "asked": asked, "t": time.time(), "keys": [k for k, _ in batch]}) + "\n")
         if config.get("victim"):
             (logdir / "victim-claimed").touch()
             half = batch[: len(batch) // 2]

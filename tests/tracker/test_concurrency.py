@@ -86,9 +86,11 @@ def test_four_processes_drain_one_job_despite_a_kill(target: str, tracker_job: s
     assert twice == orphaned, "only the killed run's unfinished keys may be handed out twice"
     assert max(handed_out.values()) == 2
 
-    # the orphans came back only after the victim's lease ran out
+    # the orphans came back only after the victim's lease ran out: the lease began no earlier than
+    # the victim asked, and a retake is logged after its claim returned (on a busy machine the
+    # victim's own log line can come a while after its lease began, so it is no bound)
     retaken_at = min(e["t"] for owner, e in claims if owner != "victim" and orphaned & set(e["keys"]))
-    assert retaken_at >= victim_claims[0]["t"] + LEASE - 0.25
+    assert retaken_at >= victim_claims[0]["asked"] + LEASE - 0.05
 
     done = Counter(k for _, e in events if e["ev"] == "done" for k in e["keys"])
     assert set(done) == set(keys) and max(done.values()) == 1, "every key done exactly once"
