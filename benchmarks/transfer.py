@@ -20,7 +20,8 @@ floor's single stream.
 
 Prints one JSON object per scenario: ``scenario``, ``ours``, ``floor``, ``ratio`` (ours /
 floor of the scenario's main figure: files_per_s, mb_per_s or, for scan-200k, walk rate) and
-``bars`` (each bar of the issue with its verdict). Small scenarios run ``--repeat`` (5) times per
+``bars`` (each bar of the issue with its verdict); ``cpu_ratio`` is the client CPU, ours / floor (per GB on
+large files; on small ones the median per file of each client's runs, listed in ``cpu_runs``). Small scenarios run ``--repeat`` (5) times per
 client, alternating, and keep the median run; large ones ``--large-repeat`` (1) times.
 ``emulator_cpu_us_per_file`` is the server's CPU during a child (setup included). The ``engine-overhead`` line runs the engine with the
 network stubbed out: its CPU per file beyond the plain file reads/writes any client does.
@@ -731,6 +732,9 @@ def report(scenario: str, mine: dict[str, Any], floor: dict[str, Any]) -> dict[s
         out["ratio_without_complete"] = _ratio(mine["mb_per_s_without_complete"], floor["mb_per_s_without_complete"])
     if scenario.endswith("large"):
         out["cpu_ratio"] = _ratio(mine["cpu_s_per_gb"], floor["cpu_s_per_gb"])
+    elif "cpu_us_per_file_median" in mine and "cpu_us_per_file_median" in floor:
+        # client CPU per file, ours / floor, the median of each client's runs (issue 31: at most 1.1)
+        out["cpu_ratio"] = _ratio(mine["cpu_us_per_file_median"], floor["cpu_us_per_file_median"])
     return out
 
 
@@ -840,6 +844,9 @@ def _median(results: list[dict[str, Any]], key: str) -> dict[str, Any]:
     chosen = dict(ranked[(len(ranked) - 1) // 2])
     if len(results) > 1:
         chosen["runs"] = [r[key] for r in results]
+        if all(r.get("cpu_us_per_file") for r in results):  # CPU of every run, and their median
+            chosen["cpu_runs"] = [r["cpu_us_per_file"] for r in results]
+            chosen["cpu_us_per_file_median"] = statistics.median(chosen["cpu_runs"])
         if all("multipart_complete_s" in r for r in results):
             chosen["complete_runs"] = [r["multipart_complete_s"] for r in results]
             chosen["without_complete_runs"] = [r["mb_per_s_without_complete"] for r in results]

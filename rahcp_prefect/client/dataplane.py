@@ -30,7 +30,7 @@ import os
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from time import perf_counter
+from time import monotonic
 from typing import Any, TypeVar
 
 import aiohttp
@@ -361,10 +361,14 @@ class DataPlane:
         attempt: Callable[[], Awaitable[tuple[T, int]]],
         size: int | None = None,
     ) -> T:
-        """Run ``attempt`` (which returns its result and the HTTP status) with retries."""
-        budget = RetryBudget(self.max_retries, self.retry_base_delay, self.retry_deadline)
+        """Run ``attempt`` (which returns its result and the HTTP status) with retries.
+
+        The retry budget is made at the first failure, counted from the first attempt's start:
+        a request that goes through (nearly all) pays one clock read, not a budget."""
+        budget: RetryBudget | None = None
+        first = monotonic()
+        started = first
         while True:
-            started = perf_counter()
             throttled = False
             try:
                 result, status = await attempt()
@@ -380,7 +384,7 @@ class DataPlane:
                 raise PresignedTransferError(f"{_describe(exc)} for {what}") from None
             except TRANSPORT_ERRORS as exc:
                 reason, status, retry_after = _describe(exc), 0, None
-                if budget.tries == 0 and _dropped(exc):
+                if budget is None and _dropped(exc):  # the first retry of a dropped connection
                     retry_after = 0.0
             else:
                 if method == "GET" and self.bandwidth is not None:
@@ -391,10 +395,12 @@ class DataPlane:
                         method,
                         what,
                         status,
-                        (perf_counter() - started) * 1000,
+                        (monotonic() - started) * 1000,
                         _byte_count(result, size),
                     )
                 return result
+            if budget is None:
+                budget = RetryBudget(self.max_retries, self.retry_base_delay, self.retry_deadline, started=first)
             if throttled:
                 self.throttled += 1
             delay = budget.next_delay(throttled, retry_after)
@@ -417,6 +423,7 @@ class DataPlane:
                 delay,
             )
             await asyncio.sleep(delay)
+            started = monotonic()
 
 
 

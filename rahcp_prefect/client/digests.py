@@ -89,18 +89,31 @@ async def hash_buffer(
 
 
 class Hasher:
-    """MD5 and/or SHA-256 of a stream of chunks; ``reset`` starts over (a retried GET)."""
+    """MD5 and/or SHA-256 of a stream of chunks; ``reset`` starts over (a retried GET).
+
+    Per file it costs what the digests need and no more: ``reset`` on a hasher fed nothing
+    since keeps its fresh digest objects (the engine makes one per file and the data plane
+    resets it before each attempt), and a hex digest read twice is computed once."""
+
+    __slots__ = ("_want_md5", "_want_sha256", "_md5", "_sha256", "_fed", "_md5_hex", "_sha256_hex")
 
     def __init__(self, *, md5: bool = True, sha256: bool = True) -> None:
         self._want_md5 = md5
         self._want_sha256 = sha256
+        self._fed = True
         self.reset()
 
     def reset(self) -> None:
-        self._md5 = hashlib.md5() if self._want_md5 else None
-        self._sha256 = hashlib.sha256() if self._want_sha256 else None
+        if self._fed:  # else the digests are still fresh: nothing to start over
+            self._md5 = hashlib.md5() if self._want_md5 else None
+            self._sha256 = hashlib.sha256() if self._want_sha256 else None
+            self._fed = False
+        self._md5_hex: str | None = None
+        self._sha256_hex: str | None = None
 
     def update(self, data: bytes | bytearray | memoryview) -> None:
+        self._fed = True
+        self._md5_hex = self._sha256_hex = None
         if self._md5 is not None:
             self._md5.update(data)
         if self._sha256 is not None:
@@ -109,12 +122,20 @@ class Hasher:
     @property
     def md5(self) -> str | None:
         """Hex MD5 of what was fed since the last reset (None when not computed)."""
-        return self._md5.hexdigest() if self._md5 is not None else None
+        if self._md5 is None:
+            return None
+        if self._md5_hex is None:
+            self._md5_hex = self._md5.hexdigest()
+        return self._md5_hex
 
     @property
     def sha256(self) -> str | None:
         """Hex SHA-256 of what was fed since the last reset (None when not computed)."""
-        return self._sha256.hexdigest() if self._sha256 is not None else None
+        if self._sha256 is None:
+            return None
+        if self._sha256_hex is None:
+            self._sha256_hex = self._sha256.hexdigest()
+        return self._sha256_hex
 
 
 async def hash_into(hasher: Hasher, data: bytes | bytearray | memoryview) -> None:

@@ -43,11 +43,12 @@ class RetryBudget:
 
     __slots__ = ("max_retries", "base", "deadline", "started", "tries", "throttles")
 
-    def __init__(self, max_retries: int, base: float, deadline: float) -> None:
+    def __init__(self, max_retries: int, base: float, deadline: float, started: float | None = None) -> None:
         self.max_retries = max_retries
         self.base = base
         self.deadline = deadline
-        self.started = monotonic()
+        self.started = monotonic() if started is None else started
+        """When the first attempt started (``time.monotonic``): the deadline counts from it."""
         self.tries = 0
         """Retries so far (both kinds)."""
         self.throttles = 0
