@@ -2,6 +2,7 @@
 
     python -m benchmarks.latency [--delays 0,20,50] [--sweep 10,32,64,128] [--repeat 1]
                                  [--only transfer,commit] [--directions upload,download]
+                                 [--rclone-transfers 64]
                                  [--commit-objects 600]
 
 The emulator runs in its own process (``benchmarks.transfer.Emulator``); its delay fault adds
@@ -11,7 +12,8 @@ The emulator runs in its own process (``benchmarks.transfer.Emulator``); its del
   ours at default settings (``workers`` 10, the window adaptive up to ``max_workers``), by ours
   with a fixed window of each ``--sweep`` size (``workers == max_workers``), and by rclone
   ``--transfers 10`` (straight to the S3 server, with the same delay) when rclone is installed;
-  each client in a fresh process. Ratios: default / best fixed, default / rclone. Each run
+  each client in a fresh process (``--rclone-transfers``: rclone also with those ``--transfers``,
+  what the emulator serves a light client, no bar). Ratios: default / best fixed, default / rclone. Each run
   gives the emulator's requests per file (``requests_per_file``, by plane and method).
 - ``commit`` (``--commit-delays``, 0 and 50 ms by default): ``--commit-objects`` staged objects
   moved by ``commit_staging`` at default settings (``commit_concurrency`` 8, adaptive) and with
@@ -89,7 +91,7 @@ def _ours(emu: Emulator, direction: str, source: Path, work: Path, bucket: str, 
             "ok": out.get("ok"), "errors": out.get("errors")}
 
 
-def _rclone(emu: Emulator, direction: str, source: Path, work: Path, bucket: str) -> dict[str, Any]:
+def _rclone(emu: Emulator, direction: str, source: Path, work: Path, bucket: str, transfers: int = 10) -> dict[str, Any]:
     assert RCLONE is not None
     # AWS_CA_BUNDLE would make rclone's S3 SDK load a CA bundle for a plain-HTTP endpoint and fail
     env = {name: value for name, value in os.environ.items() if name != "AWS_CA_BUNDLE"}
@@ -99,7 +101,7 @@ def _rclone(emu: Emulator, direction: str, source: Path, work: Path, bucket: str
            "RCLONE_CONFIG_EMU_FORCE_PATH_STYLE": "true"}
     dest = work / "rclone-dest"
     src, dst = (str(source), f"emu:{bucket}") if direction == "upload" else (f"emu:{bucket}", str(dest))
-    command = [RCLONE, "copy", src, dst, "--transfers", "10", "--s3-no-check-bucket", "--config", "/dev/null"]
+    command = [RCLONE, "copy", src, dst, "--transfers", str(transfers), "--s3-no-check-bucket", "--config", "/dev/null"]
     started = time.perf_counter()
     proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
     seconds = time.perf_counter() - started
@@ -126,12 +128,13 @@ def _median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 def transfer(
     emu: Emulator, delay_ms: int, sweep: list[int], repeat: int, data: Path, work: Path,
-    directions: tuple[str, ...] = ("upload", "download"),
+    directions: tuple[str, ...] = ("upload", "download"), rclone_more: tuple[int, ...] = (),
 ) -> dict[str, Any]:
     source = prepare_small(data)
     clients: list[tuple[str, Any]] = [("default", None)] + [(f"fixed-{n}", n) for n in sweep]
     if RCLONE:
         clients.append(("rclone", "rclone"))
+        clients += [(f"rclone-{n}", f"rclone-{n}") for n in rclone_more]
     out: dict[str, Any] = {"scenario": "transfer", "delay_ms": delay_ms, "files": SMALL_FILES}
     if not RCLONE:
         out["note"] = "rclone is not installed (apt-get install rclone): its comparison is skipped"
@@ -148,8 +151,8 @@ def transfer(
                     bucket = emu.bucket(f"lat-up-{name}")
                 _delay(emu, delay_ms / 1000)
                 _requests(emu, reset=True)
-                if how == "rclone":
-                    run = _rclone(emu, direction, source, work, bucket)
+                if isinstance(how, str):  # rclone, rclone-<transfers>
+                    run = _rclone(emu, direction, source, work, bucket, int(how.partition("-")[2] or 10))
                 else:
                     workers = 10 if how is None else how
                     run = _ours(emu, direction, source, work, bucket, workers, fixed=how is not None)
@@ -251,6 +254,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1, help="runs per client (alternating order); median kept")
     parser.add_argument("--only", default="transfer,commit")
     parser.add_argument("--directions", default="upload,download", help="the transfer part's directions")
+    parser.add_argument("--rclone-transfers", default="",
+                        help="more rclone runs with these --transfers (comma-separated; no bar): what the emulator serves")
     parser.add_argument("--commit-objects", type=int, default=600)
     args = parser.parse_args()
     data = Path(args.data_dir)
@@ -264,7 +269,8 @@ def main() -> None:
             if "transfer" in wanted:
                 for delay in (int(d) for d in args.delays.split(",")):
                     lines.append(transfer(emu, delay, [int(n) for n in args.sweep.split(",")], args.repeat, data, work,
-                                         tuple(args.directions.split(","))))
+                                         tuple(args.directions.split(",")),
+                                         tuple(int(n) for n in args.rclone_transfers.split(",") if n)))
                     print(json.dumps(lines[-1]), flush=True)
             if "commit" in wanted:
                 for delay in (int(d) for d in args.commit_delays.split(",")):

@@ -275,7 +275,7 @@ class JobRun:
         with self.view.phase("transfer", scan.files, scan.bytes) as sent:
             before = self.totals.transfer.done
             unchanged = self._unchanged()
-            async for entries in _chunks(self.staging.todo(self), self.batch_size):
+            async for entries in _chunks_ahead(self.staging.todo(self), self.batch_size):
                 self._check_stop()
                 self.check_lease()
                 batch = await self.send(self.staging.batch(self, entries, claimed=False))
@@ -367,6 +367,32 @@ def first_errors(errors: list[tuple[str, str]], strip: str = "", limit: int = 3)
         f"{relative_key(key, strip)}: {without_staging(message)[:200]}" for key, message in errors[:limit]
     )
     return shown + (f"; and {len(errors) - limit} more" if len(errors) > limit else "")
+
+
+async def _chunks_ahead(items: AsyncIterator[Any], size: int) -> AsyncIterator[list[Any]]:
+    """``_chunks``, the next chunk gathered while the caller works on the one it was given (a
+    batch's transfers): batch n+1's listing pages and local checks overlap batch n instead of
+    running between the two with nothing in flight (at 50 ms a page of 1,000 keys, five of them
+    a batch). One chunk ahead at most; an error of ``items`` is raised where its chunk would
+    have come; when the caller stops (a stop request, an error, cancellation) the read-ahead is
+    cancelled and ``items`` closed."""
+    source = _chunks(items, size)
+    ahead: asyncio.Future[Any] = asyncio.ensure_future(anext(source, _NO_MORE))
+    try:
+        while (chunk := await ahead) is not _NO_MORE:
+            ahead = asyncio.ensure_future(anext(source, _NO_MORE))
+            yield chunk
+    finally:
+        if not ahead.done():
+            ahead.cancel()
+        await asyncio.gather(ahead, return_exceptions=True)  # never closed while it runs
+        await source.aclose()
+        aclose = getattr(items, "aclose", None)
+        if aclose is not None:  # ``_chunks`` leaves it open: its ``finally`` runs now, not at GC
+            await aclose()
+
+
+_NO_MORE: Any = object()
 
 
 async def _chunks(items: AsyncIterator[Any], size: int) -> AsyncIterator[list[Any]]:
