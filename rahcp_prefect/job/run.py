@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, fields
 from typing import Any, Protocol
@@ -395,7 +395,7 @@ async def _chunks_ahead(items: AsyncIterator[Any], size: int) -> AsyncIterator[l
 _NO_MORE: Any = object()
 
 
-async def _chunks(items: AsyncIterator[Any], size: int) -> AsyncIterator[list[Any]]:
+async def _chunks(items: AsyncIterator[Any], size: int) -> AsyncGenerator[list[Any], None]:
     """Consecutive lists of ``size`` items of an async iterator, the last one shorter; lazy."""
     if size < 1:
         raise ValueError(f"batch_size must be >= 1, got {size}")
