@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, aclosing
 from dataclasses import dataclass, field, fields
 from typing import Any, Protocol
 
@@ -267,7 +267,8 @@ class JobRun:
             raise RunStopped(f"run {self.owner} of job {self.job!r} stopped before its next batch")
 
     async def _transfer(self) -> None:
-        """A single run: count (the scan phase), then send what ``todo`` yields in batches."""
+        """A single run: count (the scan phase), then send what ``todo`` yields in batches (the
+        next one read while one is sent: ``_chunks_ahead``)."""
         with self.view.phase("scan") as scan:
             async for scan.files, scan.bytes in self.staging.count(self):
                 pass
@@ -275,14 +276,15 @@ class JobRun:
         with self.view.phase("transfer", scan.files, scan.bytes) as sent:
             before = self.totals.transfer.done
             unchanged = self._unchanged()
-            async for entries in _chunks_ahead(self.staging.todo(self), self.batch_size):
-                self._check_stop()
-                self.check_lease()
-                batch = await self.send(self.staging.batch(self, entries, claimed=False))
-                self.totals.add(batch)
-                # unchanged files the batch's plan passed over count as handled too
-                handled, unchanged = int(batch["done"]) + self._unchanged() - unchanged, self._unchanged()
-                progress.batch_finished(handled, int(batch["bytes"]))
+            async with aclosing(_chunks_ahead(self.staging.todo(self), self.batch_size)) as chunks:
+                async for entries in chunks:  # the next batch's entries are read meanwhile
+                    self._check_stop()
+                    self.check_lease()
+                    batch = await self.send(self.staging.batch(self, entries, claimed=False))
+                    self.totals.add(batch)
+                    # unchanged files the batch's plan passed over count as handled too
+                    handled, unchanged = int(batch["done"]) + self._unchanged() - unchanged, self._unchanged()
+                    progress.batch_finished(handled, int(batch["bytes"]))
             sent.files, sent.bytes = self.totals.transfer.done - before, self.totals.transfer.bytes
 
     async def _drain(self) -> None:
@@ -369,7 +371,7 @@ def first_errors(errors: list[tuple[str, str]], strip: str = "", limit: int = 3)
     return shown + (f"; and {len(errors) - limit} more" if len(errors) > limit else "")
 
 
-async def _chunks_ahead(items: AsyncIterator[Any], size: int) -> AsyncIterator[list[Any]]:
+async def _chunks_ahead(items: AsyncIterator[Any], size: int) -> AsyncGenerator[list[Any], None]:
     """``_chunks``, the next chunk gathered while the caller works on the one it was given (a
     batch's transfers): batch n+1's listing pages and local checks overlap batch n instead of
     running between the two with nothing in flight (at 50 ms a page of 1,000 keys, five of them
