@@ -91,7 +91,9 @@ def _ours(emu: Emulator, direction: str, source: Path, work: Path, bucket: str, 
             "ok": out.get("ok"), "errors": out.get("errors")}
 
 
-def _rclone(emu: Emulator, direction: str, source: Path, work: Path, bucket: str, transfers: int = 10) -> dict[str, Any]:
+def _rclone(
+    emu: Emulator, direction: str, source: Path, work: Path, bucket: str, transfers: int = 10
+) -> dict[str, Any]:
     assert RCLONE is not None
     # AWS_CA_BUNDLE would make rclone's S3 SDK load a CA bundle for a plain-HTTP endpoint and fail
     env = {name: value for name, value in os.environ.items() if name != "AWS_CA_BUNDLE"}
@@ -255,7 +257,7 @@ def main() -> None:
     parser.add_argument("--only", default="transfer,commit")
     parser.add_argument("--directions", default="upload,download", help="the transfer part's directions")
     parser.add_argument("--rclone-transfers", default="",
-                        help="more rclone runs with these --transfers (comma-separated; no bar): what the emulator serves")
+                        help="rclone also with these --transfers (comma-separated; no bar)")
     parser.add_argument("--commit-objects", type=int, default=600)
     args = parser.parse_args()
     data = Path(args.data_dir)

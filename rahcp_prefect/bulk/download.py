@@ -1,8 +1,9 @@
 """``bulk_download``: every object under ``bucket/prefix`` (or an explicit work list) to disk.
 
 Pipeline: the listing, paged lazily (a short first page: ``FIRST_PAGE``) -> include/exclude ->
-refuse keys that would land outside ``dest_dir`` -> skip files on disk as the job wrote them (the size and mtime_ns it recorded,
-``sync.decide_download``), or, unknown to the tracker, with the listed size -> presign in batches ->
+refuse keys that would land outside ``dest_dir`` -> skip files on disk as the job wrote them (the
+size and mtime_ns it recorded, ``sync.decide_download``), or, unknown to the tracker, with the
+listed size -> presign in batches ->
 ``workers`` coroutines GET each object into ``.rahcp-part.<name>`` next to its final path
 (small objects in one shot, those at or above ``stream_threshold`` as ``multipart_concurrency``
 parallel ranged GETs, resumable after a crash and checked against the ETag: see
