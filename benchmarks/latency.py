@@ -1,7 +1,9 @@
 """Latency (issue 31): the adaptive window against fixed settings and rclone, 0/20/50 ms away.
 
     python -m benchmarks.latency [--delays 0,20,50] [--sweep 10,32,64,128] [--repeat 1]
-                                 [--only transfer,commit] [--commit-objects 600]
+                                 [--only transfer,commit] [--directions upload,download]
+                                 [--rclone-transfers 64]
+                                 [--commit-objects 600]
 
 The emulator runs in its own process (``benchmarks.transfer.Emulator``); its delay fault adds
 ``delay`` ms to every request of both planes (API and S3), as a distant HCP would. For each delay:
@@ -10,7 +12,9 @@ The emulator runs in its own process (``benchmarks.transfer.Emulator``); its del
   ours at default settings (``workers`` 10, the window adaptive up to ``max_workers``), by ours
   with a fixed window of each ``--sweep`` size (``workers == max_workers``), and by rclone
   ``--transfers 10`` (straight to the S3 server, with the same delay) when rclone is installed;
-  each client in a fresh process. Ratios: default / best fixed, default / rclone.
+  each client in a fresh process (``--rclone-transfers``: rclone also with those ``--transfers``,
+  what the emulator serves a light client, no bar). Ratios: default / best fixed, default / rclone. Each run
+  gives the emulator's requests per file (``requests_per_file``, by plane and method).
 - ``commit`` (``--commit-delays``, 0 and 50 ms by default): ``--commit-objects`` staged objects
   moved by ``commit_staging`` at default settings (``commit_concurrency`` 8, adaptive) and with
   fixed windows of 8, 32, 64 and 128 copies; ratio default / best fixed (copies per second).
@@ -51,6 +55,20 @@ def _delay(emu: Emulator, seconds: float) -> None:
             httpx.post(_control(emu) + "/faults", json={"plane": plane, "delay": seconds, "count": None}).raise_for_status()
 
 
+def _requests(emu: Emulator, reset: bool = False) -> dict[str, int]:
+    """The emulator's request counts by ``plane method`` (the backend's own calls left out);
+    ``reset`` starts them again from zero."""
+    if reset:
+        httpx.delete(_control(emu) + "/stats").raise_for_status()
+        return {}
+    counts: dict[str, int] = {}
+    for row in httpx.get(_control(emu) + "/stats").json()["counts"]:
+        if row["plane"] != "backend":
+            name = f"{row['plane']} {row['method']}"
+            counts[name] = counts.get(name, 0) + row["count"]
+    return counts
+
+
 def _s3_endpoint(emu: Emulator) -> str:
     return str(emu.s3.meta.endpoint_url)
 
@@ -73,7 +91,9 @@ def _ours(emu: Emulator, direction: str, source: Path, work: Path, bucket: str, 
             "ok": out.get("ok"), "errors": out.get("errors")}
 
 
-def _rclone(emu: Emulator, direction: str, source: Path, work: Path, bucket: str) -> dict[str, Any]:
+def _rclone(
+    emu: Emulator, direction: str, source: Path, work: Path, bucket: str, transfers: int = 10
+) -> dict[str, Any]:
     assert RCLONE is not None
     # AWS_CA_BUNDLE would make rclone's S3 SDK load a CA bundle for a plain-HTTP endpoint and fail
     env = {name: value for name, value in os.environ.items() if name != "AWS_CA_BUNDLE"}
@@ -83,7 +103,7 @@ def _rclone(emu: Emulator, direction: str, source: Path, work: Path, bucket: str
            "RCLONE_CONFIG_EMU_FORCE_PATH_STYLE": "true"}
     dest = work / "rclone-dest"
     src, dst = (str(source), f"emu:{bucket}") if direction == "upload" else (f"emu:{bucket}", str(dest))
-    command = [RCLONE, "copy", src, dst, "--transfers", "10", "--s3-no-check-bucket", "--config", "/dev/null"]
+    command = [RCLONE, "copy", src, dst, "--transfers", str(transfers), "--s3-no-check-bucket", "--config", "/dev/null"]
     started = time.perf_counter()
     proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
     seconds = time.perf_counter() - started
@@ -108,15 +128,19 @@ def _median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
 # -- the transfer part ---------------------------------------------------------------------------
 
 
-def transfer(emu: Emulator, delay_ms: int, sweep: list[int], repeat: int, data: Path, work: Path) -> dict[str, Any]:
+def transfer(
+    emu: Emulator, delay_ms: int, sweep: list[int], repeat: int, data: Path, work: Path,
+    directions: tuple[str, ...] = ("upload", "download"), rclone_more: tuple[int, ...] = (),
+) -> dict[str, Any]:
     source = prepare_small(data)
     clients: list[tuple[str, Any]] = [("default", None)] + [(f"fixed-{n}", n) for n in sweep]
     if RCLONE:
         clients.append(("rclone", "rclone"))
+        clients += [(f"rclone-{n}", f"rclone-{n}") for n in rclone_more]
     out: dict[str, Any] = {"scenario": "transfer", "delay_ms": delay_ms, "files": SMALL_FILES}
     if not RCLONE:
         out["note"] = "rclone is not installed (apt-get install rclone): its comparison is skipped"
-    for direction in ("upload", "download"):
+    for direction in directions:
         results: dict[str, list[dict[str, Any]]] = {name: [] for name, _ in clients}
         if direction == "download":
             _delay(emu, 0)
@@ -125,15 +149,20 @@ def transfer(emu: Emulator, delay_ms: int, sweep: list[int], repeat: int, data: 
         for n in range(repeat):
             order = clients if n % 2 == 0 else list(reversed(clients))
             for name, how in order:
-                _delay(emu, delay_ms / 1000)
                 if direction == "upload":
                     bucket = emu.bucket(f"lat-up-{name}")
-                if how == "rclone":
-                    results[name].append(_rclone(emu, direction, source, work, bucket))
+                _delay(emu, delay_ms / 1000)
+                _requests(emu, reset=True)
+                if isinstance(how, str):  # rclone, rclone-<transfers>
+                    run = _rclone(emu, direction, source, work, bucket, int(how.partition("-")[2] or 10))
                 else:
                     workers = 10 if how is None else how
-                    results[name].append(_ours(emu, direction, source, work, bucket, workers, fixed=how is not None))
+                    run = _ours(emu, direction, source, work, bucket, workers, fixed=how is not None)
                 _delay(emu, 0)
+                run["requests_per_file"] = {
+                    what: round(count / SMALL_FILES, 3) for what, count in sorted(_requests(emu).items())
+                }
+                results[name].append(run)
                 if direction == "upload":
                     emu.empty(bucket)
         if direction == "download":
@@ -205,6 +234,8 @@ def bars(lines: list[dict[str, Any]]) -> dict[str, Any]:
             bar(f"commit {delay} ms: default / best fixed", line["default_over_best_fixed"], 0.9)
             continue
         for direction in ("upload", "download"):
+            if direction not in line:
+                continue
             part = line[direction]
             bar(f"{direction} {delay} ms: default / best fixed", part["default_over_best_fixed"], 0.9)
             if "default_over_rclone" in part:
@@ -224,6 +255,9 @@ def main() -> None:
     parser.add_argument("--sweep", default="10,32,64,128", help="fixed workers to compare")
     parser.add_argument("--repeat", type=int, default=1, help="runs per client (alternating order); median kept")
     parser.add_argument("--only", default="transfer,commit")
+    parser.add_argument("--directions", default="upload,download", help="the transfer part's directions")
+    parser.add_argument("--rclone-transfers", default="",
+                        help="rclone also with these --transfers (comma-separated; no bar)")
     parser.add_argument("--commit-objects", type=int, default=600)
     args = parser.parse_args()
     data = Path(args.data_dir)
@@ -236,7 +270,9 @@ def main() -> None:
         with Emulator() as emu:
             if "transfer" in wanted:
                 for delay in (int(d) for d in args.delays.split(",")):
-                    lines.append(transfer(emu, delay, [int(n) for n in args.sweep.split(",")], args.repeat, data, work))
+                    lines.append(transfer(emu, delay, [int(n) for n in args.sweep.split(",")], args.repeat, data, work,
+                                         tuple(args.directions.split(",")),
+                                         tuple(int(n) for n in args.rclone_transfers.split(",") if n)))
                     print(json.dumps(lines[-1]), flush=True)
             if "commit" in wanted:
                 for delay in (int(d) for d in args.commit_delays.split(",")):

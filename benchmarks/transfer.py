@@ -448,7 +448,9 @@ class _StubS3:
     async def presign_bulk(self, bucket: str, keys: list[str], method: str = "", expires: int = 0) -> dict[str, str]:
         return {key: f"http://s3.invalid/{bucket}/{key}?X-Amz-Signature=0" for key in keys}
 
-    async def iter_objects(self, bucket: str, prefix: str = "", page_size: int = 1000) -> Any:
+    async def iter_objects(
+        self, bucket: str, prefix: str = "", page_size: int = 1000, first_page: int | None = None
+    ) -> Any:
         for obj in self.objects:
             yield obj
 

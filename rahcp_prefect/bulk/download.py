@@ -1,8 +1,9 @@
 """``bulk_download``: every object under ``bucket/prefix`` (or an explicit work list) to disk.
 
-Pipeline: the listing, paged lazily -> include/exclude -> refuse keys that would land outside
-``dest_dir`` -> skip files on disk as the job wrote them (the size and mtime_ns it recorded,
-``sync.decide_download``), or, unknown to the tracker, with the listed size -> presign in batches ->
+Pipeline: the listing, paged lazily (a short first page: ``FIRST_PAGE``) -> include/exclude ->
+refuse keys that would land outside ``dest_dir`` -> skip files on disk as the job wrote them (the
+size and mtime_ns it recorded, ``sync.decide_download``), or, unknown to the tracker, with the
+listed size -> presign in batches ->
 ``workers`` coroutines GET each object into ``.rahcp-part.<name>`` next to its final path
 (small objects in one shot, those at or above ``stream_threshold`` as ``multipart_concurrency``
 parallel ranged GETs, resumable after a crash and checked against the ETag: see
@@ -59,6 +60,10 @@ DownloadItem = tuple[str, int, "str | None", list[str]]
 """``(key, size, etag, the file's path segments below dest_dir)``."""
 
 _YIELD_EVERY = 1024
+FIRST_PAGE = 100
+"""Objects in the listing's first page: a page of 1,000 costs a store about ten times the
+time of one of 100 (0.26 s against 0.03 s on the emulator), all of it before the first GET;
+the pages after it (1,000) are asked for while the first ones download."""
 
 
 class _Download:
@@ -106,7 +111,7 @@ class _Download:
         else:
             entries = cfg.entries
         if entries is None:
-            async for obj in iter_listing(self.s3, self.bucket, cfg.prefix):
+            async for obj in iter_listing(self.s3, self.bucket, cfg.prefix, first_page=FIRST_PAGE):
                 yield obj
             return
         for entry in entries:

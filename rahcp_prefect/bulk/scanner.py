@@ -144,8 +144,9 @@ def scan_tree(
 
 
 async def iter_listing(
-    s3: Any, bucket: str, prefix: str, page_size: int = 1000
+    s3: Any, bucket: str, prefix: str, page_size: int = 1000, first_page: int | None = None
 ) -> AsyncIterator[tuple[str, int, str | None]]:
-    """``(key, size, etag)`` of every object under ``prefix``, one list call per page."""
-    async for obj in s3.iter_objects(bucket, prefix=prefix, page_size=page_size):
+    """``(key, size, etag)`` of every object under ``prefix``, one list call per page (the
+    first of ``first_page`` objects when given: see ``Listing.iter_objects``)."""
+    async for obj in s3.iter_objects(bucket, prefix=prefix, page_size=page_size, first_page=first_page):
         yield obj["Key"], obj["Size"], obj.get("ETag")

@@ -64,15 +64,18 @@ class Listing:
         )
 
     async def iter_objects(
-        self, bucket: str, prefix: str = "", page_size: int = 1000
+        self, bucket: str, prefix: str = "", page_size: int = 1000, first_page: int | None = None
     ) -> AsyncIterator[dict[str, Any]]:
         """Every object under ``prefix`` (dicts with ``Key``, ``Size``, ``ETag``...), page by page.
 
         The next page is requested once the caller is half-way through a page, so its latency
-        overlaps the work on the rest (one page ahead at most).
+        overlaps the work on the rest (one page ahead at most). ``first_page`` (when smaller
+        than ``page_size``) is the first page's size: a store answers a short page sooner, so
+        a caller that starts work on the first keys (a download's GETs) starts it sooner.
         """
+        first = min(first_page, page_size) if first_page else page_size
         pending: asyncio.Future[dict[str, Any]] | None = asyncio.ensure_future(
-            self.list_objects(bucket, prefix, max_keys=page_size)
+            self.list_objects(bucket, prefix, max_keys=first)
         )
         try:
             while pending is not None:

@@ -15,6 +15,7 @@ from rahcp_prefect.bulk import (
     VerificationError,
     bulk_download,
 )
+from rahcp_prefect.bulk.download import FIRST_PAGE
 from rahcp_prefect.testing.counter import (
     DATA_GET as GET,
     LIST_OBJECTS as LIST,
@@ -201,14 +202,15 @@ def test_download_config_defaults(tmp_path) -> None:
 
 
 async def test_listing_is_paged_lazily(hcp_emulator, hcp_bucket, hcp_client, tracker, tmp_path) -> None:
-    """Pages of 1,000, the next one asked for half-way through the current one, never more
-    ahead: the listing is never read whole up front."""
-    put(hcp_emulator, hcp_bucket, {f"k{i:04d}": b"x" for i in range(1101)})  # pages of 1000 and 101
+    """A short first page (the first GETs wait for it alone), then pages of 1,000, the next one
+    asked for half-way through the current one, never more ahead: the listing is never read
+    whole up front."""
+    put(hcp_emulator, hcp_bucket, {f"k{i:04d}": b"x" for i in range(1201)})  # pages of 100, 1000 and 101
     hcp_emulator.faults.add(plane="data", method="GET", delay=0.005, count=None)
     lists_at: dict[int, int] = {}
 
     def progress(s: TransferStats) -> None:
-        for done in (1, 500):
+        for done in (1, 500, 1150):
             if s.ok >= done and done not in lists_at:
                 lists_at[done] = hcp_emulator.request_counts[LIST]
 
@@ -216,9 +218,11 @@ async def test_listing_is_paged_lazily(hcp_emulator, hcp_bucket, hcp_client, tra
         cfg(hcp_client, hcp_bucket, tmp_path / "dest", tracker, workers=4, queue_depth=2, presign_batch_size=20,
             on_progress=progress, progress_interval=0)
     )
-    assert stats.ok == 1101
+    assert stats.ok == 1201
+    assert FIRST_PAGE == 100
     # The producer runs at most ~50 items ahead of the files done (2 presign batches of 20, the
-    # queue, the workers): at file 1 it is far from half-way (one list call); at file 500 it is
-    # past half-way, so page 2 was asked for before page 1 was used up.
-    assert lists_at == {1: 1, 500: 2}
-    assert hcp_emulator.request_counts[LIST] == 2
+    # queue, the workers). Page 2 (keys 100 to 1099) is asked for half-way through page 1, before
+    # its first file is done or just after; at file 500 the producer is short of half-way through
+    # page 2 (key 600), so page 3 is not asked for yet; at file 1150 it was.
+    assert lists_at[1] in (1, 2) and lists_at[500] == 2 and lists_at[1150] == 3
+    assert hcp_emulator.request_counts[LIST] == 3
