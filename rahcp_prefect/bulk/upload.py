@@ -253,19 +253,19 @@ class _Upload:
         again, with backoff while HCP still refuses the name for a moment after the delete.
         The local file is the source, so a kill in between loses nothing (the next run sends
         it); an object under retention or on hold is not deleted (``RetentionError``)."""
-        what = f"{self.bucket}/{key}"  # named once per file, for every message about it
         sent, _ = await write_over(
-            lambda: self._send_file(key, path, size, mtime, url, what), lambda: self.s3.delete(self.bucket, key),
-            what,
+            lambda: self._send_file(key, path, size, mtime, url), lambda: self.s3.delete(self.bucket, key),
+            f"{self.bucket}/{key}",
         )
         return sent
 
-    async def _send_file(self, key: str, path: str, size: int, mtime: int, url: str | None, what: str) -> Uploaded:
+    async def _send_file(self, key: str, path: str, size: int, mtime: int, url: str | None) -> Uploaded:
         if size >= self.threshold:
             return await self._multipart(key, path, size, mtime)
-        return await self._put(key, path, size, mtime, url, what)
+        return await self._put(key, path, size, mtime, url)
 
-    async def _put(self, key: str, path: str, size: int, mtime: int, url: str | None, what: str) -> Uploaded:
+    async def _put(self, key: str, path: str, size: int, mtime: int, url: str | None) -> Uploaded:
+        what = f"{self.bucket}/{key}"
         data: bytes | None = None
         if size <= self.small_limit:
             # One read, no stat: a rewrite after the scan moves the mtime past the recorded
