@@ -9,7 +9,7 @@ The emulator runs in its own process (``benchmarks.transfer.Emulator``); its del
 ``delay`` ms to every request of both planes (API and S3), as a distant HCP would. For each delay:
 
 - ``transfer``: the 2,000 small files of ``benchmarks.transfer`` uploaded, then downloaded, by
-  ours at default settings (``workers`` 10, the window adaptive up to ``max_workers``), by ours
+  ours at default settings (``workers`` ``defaults.WORKERS``, the window adaptive up to ``max_workers``), by ours
   with a fixed window of each ``--sweep`` size (``workers == max_workers``), and by rclone
   ``--transfers 10`` (straight to the S3 server, with the same delay) when rclone is installed;
   each client in a fresh process (``--rclone-transfers``: rclone also with those ``--transfers``,
@@ -19,7 +19,10 @@ The emulator runs in its own process (``benchmarks.transfer.Emulator``); its del
   moved by ``commit_staging`` at default settings (``commit_concurrency`` 8, adaptive) and with
   fixed windows of 8, 32, 64 and 128 copies; ratio default / best fixed (copies per second).
 
-Prints one JSON object per delay and part, then one with every bar and its verdict.
+Prints one JSON object per delay and part, then one with every bar and its verdict. With
+``--repeat`` above 1 each part also gives ``default_over_best_fixed_paired``: the median of the
+per-round ratios default / best fixed (the clients of a round run back to back, so the host's
+drift between rounds cancels). The bars read the ratio of medians.
 """
 
 from __future__ import annotations
@@ -37,7 +40,17 @@ from typing import Any
 
 import httpx
 
-from benchmarks.transfer import PASSWORD, SMALL_FILES, USER, Emulator, load_objects, prepare_small, run_child
+from benchmarks.transfer import (
+    PASSWORD,
+    SMALL_FILES,
+    USER,
+    Emulator,
+    load_objects,
+    paired_ratio,
+    prepare_small,
+    run_child,
+)
+from rahcp_prefect import defaults
 
 RCLONE = shutil.which("rclone")
 COMMIT_SWEEP = (8, 32, 64, 128)
@@ -156,7 +169,7 @@ def transfer(
                 if isinstance(how, str):  # rclone, rclone-<transfers>
                     run = _rclone(emu, direction, source, work, bucket, int(how.partition("-")[2] or 10))
                 else:
-                    workers = 10 if how is None else how
+                    workers = defaults.WORKERS if how is None else how
                     run = _ours(emu, direction, source, work, bucket, workers, fixed=how is not None)
                 _delay(emu, 0)
                 run["requests_per_file"] = {
@@ -171,6 +184,9 @@ def transfer(
         best = max((name for name in figures if name.startswith("fixed-")), key=lambda k: figures[k]["files_per_s"])
         part: dict[str, Any] = {"runs": figures, "best_fixed": best,
                                 "default_over_best_fixed": round(figures["default"]["files_per_s"] / figures[best]["files_per_s"], 3)}
+        if repeat > 1:
+            rates = {name: [r["files_per_s"] for r in runs] for name, runs in results.items()}
+            part["default_over_best_fixed_paired"] = paired_ratio(rates["default"], rates[best])
         if "rclone" in figures:
             part["default_over_rclone"] = round(figures["default"]["files_per_s"] / figures["rclone"]["files_per_s"], 3)
         out[direction] = part
@@ -204,7 +220,7 @@ async def _commit_once(emu: Emulator, bucket: str, objects: int, concurrency: in
 
 def commit(emu: Emulator, delay_ms: int, objects: int, repeat: int) -> dict[str, Any]:
     bucket = emu.bucket("lat-commit")
-    configs = [("default", 8, False)] + [(f"fixed-{n}", n, True) for n in COMMIT_SWEEP]
+    configs = [("default", defaults.COMMIT_CONCURRENCY, False)] + [(f"fixed-{n}", n, True) for n in COMMIT_SWEEP]
     results: dict[str, list[dict[str, Any]]] = {name: [] for name, _, _ in configs}
     for n in range(repeat):
         for name, concurrency, fixed in configs if n % 2 == 0 else list(reversed(configs)):
@@ -214,8 +230,11 @@ def commit(emu: Emulator, delay_ms: int, objects: int, repeat: int) -> dict[str,
         ranked = sorted(runs, key=lambda r: r["copies_per_s"])
         figures[name] = dict(ranked[(len(ranked) - 1) // 2], runs=[r["copies_per_s"] for r in runs])
     best = max((name for name in figures if name.startswith("fixed-")), key=lambda k: figures[k]["copies_per_s"])
-    return {"scenario": "commit", "delay_ms": delay_ms, "objects": objects, "runs": figures, "best_fixed": best,
-            "default_over_best_fixed": round(figures["default"]["copies_per_s"] / figures[best]["copies_per_s"], 3)}
+    out = {"scenario": "commit", "delay_ms": delay_ms, "objects": objects, "runs": figures, "best_fixed": best,
+           "default_over_best_fixed": round(figures["default"]["copies_per_s"] / figures[best]["copies_per_s"], 3)}
+    if repeat > 1:
+        out["default_over_best_fixed_paired"] = paired_ratio(figures["default"]["runs"], figures[best]["runs"])
+    return out
 
 
 # -- bars ----------------------------------------------------------------------------------------

@@ -21,7 +21,8 @@ floor's single stream.
 Prints one JSON object per scenario: ``scenario``, ``ours``, ``floor``, ``ratio`` (ours /
 floor of the scenario's main figure: files_per_s, mb_per_s or, for scan-200k, walk rate) and
 ``bars`` (each bar of the issue with its verdict); ``cpu_ratio`` is the client CPU, ours / floor (per GB on
-large files; on small ones the median per file of each client's runs, listed in ``cpu_runs``). Small scenarios run ``--repeat`` (5) times per
+large files; on small ones the median per file of each client's runs, listed in ``cpu_runs``) and
+``cpu_ratio_paired`` the median of the per-round ratios (each of ours over the floor's run next to it). Small scenarios run ``--repeat`` (5) times per
 client, alternating, and keep the median run; large ones ``--large-repeat`` (1) times.
 ``emulator_cpu_us_per_file`` is the server's CPU during a child (setup included). The ``engine-overhead`` line runs the engine with the
 network stubbed out: its CPU per file beyond the plain file reads/writes any client does.
@@ -706,6 +707,14 @@ def _ratio(a: float | None, b: float | None) -> float | None:
     return round(a / b, 3) if a and b else None
 
 
+def paired_ratio(mine: list[float], other: list[float]) -> float | None:
+    """The median over rounds of mine / other, each pair from the same round (run back to
+    back): the shared host's drift between rounds, which moved whole rounds by 20-40 % and a
+    client's CPU per file by up to 2x, cancels in each pair."""
+    ratios = [a / b for a, b in zip(mine, other) if a and b]
+    return round(statistics.median(ratios), 3) if ratios else None
+
+
 def report(scenario: str, mine: dict[str, Any], floor: dict[str, Any]) -> dict[str, Any]:
     if scenario.endswith("small"):
         ratio = _ratio(mine["files_per_s"], floor["files_per_s"])
@@ -737,6 +746,7 @@ def report(scenario: str, mine: dict[str, Any], floor: dict[str, Any]) -> dict[s
     elif "cpu_us_per_file_median" in mine and "cpu_us_per_file_median" in floor:
         # client CPU per file, ours / floor, the median of each client's runs (issue 31: at most 1.1)
         out["cpu_ratio"] = _ratio(mine["cpu_us_per_file_median"], floor["cpu_us_per_file_median"])
+        out["cpu_ratio_paired"] = paired_ratio(mine["cpu_runs"], floor["cpu_runs"])
     return out
 
 
