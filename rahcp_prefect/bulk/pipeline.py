@@ -31,8 +31,10 @@ Handler = Callable[[W, "str | None"], Awaitable[object]]
 
 class _Queue:
     """A FIFO whose bound follows the pool (``workers x queue_depth``): ``put`` waits while it
-    holds ``maxsize`` items or more. Built on an unbounded ``asyncio.Queue`` and an event (public
-    API only), so the bound can move while a producer waits."""
+    holds ``maxsize`` items or more, until the workers have taken it down to half (a producer
+    woken for every item taken would cost a task switch per file). Built on an unbounded
+    ``asyncio.Queue`` and an event (public API only), so the bound can move while a producer
+    waits."""
 
     def __init__(self, maxsize: int) -> None:
         self.maxsize = maxsize
@@ -49,7 +51,7 @@ class _Queue:
 
     async def get(self) -> Any:
         item = await self._items.get()
-        if self._items.qsize() < self.maxsize:
+        if self._items.qsize() <= self.maxsize // 2:
             self._room.set()
         return item
 
