@@ -16,7 +16,7 @@ The emulator runs in its own process (``benchmarks.transfer.Emulator``); its del
   what the emulator serves a light client, no bar). Ratios: default / best fixed, default / rclone. Each run
   gives the emulator's requests per file (``requests_per_file``, by plane and method).
 - ``commit`` (``--commit-delays``, 0 and 50 ms by default): ``--commit-objects`` staged objects
-  moved by ``commit_staging`` at default settings (``commit_concurrency`` 8, adaptive) and with
+  moved by ``commit_staging`` at default settings (``commit_concurrency`` ``defaults.COMMIT_CONCURRENCY``, adaptive) and with
   fixed windows of 8, 32, 64 and 128 copies; ratio default / best fixed (copies per second).
 
 Prints one JSON object per delay and part, then one with every bar and its verdict. With
@@ -185,8 +185,7 @@ def transfer(
         part: dict[str, Any] = {"runs": figures, "best_fixed": best,
                                 "default_over_best_fixed": round(figures["default"]["files_per_s"] / figures[best]["files_per_s"], 3)}
         if repeat > 1:
-            rates = {name: [r["files_per_s"] for r in runs] for name, runs in results.items()}
-            part["default_over_best_fixed_paired"] = paired_ratio(rates["default"], rates[best])
+            part["default_over_best_fixed_paired"] = paired_ratio(figures["default"]["runs"], figures[best]["runs"])
         if "rclone" in figures:
             part["default_over_rclone"] = round(figures["default"]["files_per_s"] / figures["rclone"]["files_per_s"], 3)
         out[direction] = part
