@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -24,40 +25,80 @@ logger = logging.getLogger(__name__)
 W = TypeVar("W")
 
 _STOP: Any = object()
+_EMPTY: Any = object()
 
 Handler = Callable[[W, "str | None"], Awaitable[object]]
 """``handle(item, url)``: transfers one item; whatever it returns is ignored here."""
 
 
 class _Queue:
-    """A FIFO whose bound follows the pool (``workers x queue_depth``): ``put`` waits while it
-    holds ``maxsize`` items or more, until the workers have taken it down to half (a producer
-    woken for every item taken would cost a task switch per file). Built on an unbounded
-    ``asyncio.Queue`` and an event (public API only), so the bound can move while a producer
-    waits."""
+    """A FIFO whose bound follows the pool (``workers x queue_depth``): ``put_all`` waits while
+    it holds ``maxsize`` items or more, until the workers have taken it down to half (a
+    producer woken for every item taken would cost a task switch per file). A worker takes an
+    item without a coroutine of its own while there is one (``get_nowait``) and waits only
+    when the queue is empty (``get``), woken one per item put."""
 
     def __init__(self, maxsize: int) -> None:
         self.maxsize = maxsize
-        self._items: asyncio.Queue[Any] = asyncio.Queue()
+        self._items: deque[Any] = deque()
+        self._getters: deque[asyncio.Future[None]] = deque()
         self._room = asyncio.Event()
-        self._room.set()
+        self._full = False  # the producer waits (or is about to) for room
 
-    async def put(self, item: Any) -> None:
-        items = self._items
-        while items.qsize() >= self.maxsize:
-            self._room.clear()
-            await self._room.wait()
-        items.put_nowait(item)
+    async def put_all(self, items: list[Any]) -> None:
+        """Append ``items`` in order, as room allows."""
+        queue = self._items
+        start, count = 0, len(items)
+        while start < count:
+            while len(queue) >= self.maxsize:
+                self._full = True
+                self._room.clear()
+                await self._room.wait()
+            end = start + self.maxsize - len(queue)
+            queue.extend(items[start:end])
+            start = end
+            for _ in range(min(len(self._getters), len(queue))):  # one waiting worker per item
+                self._wake_one()
 
-    async def get(self) -> Any:
-        item = await self._items.get()
-        if self._items.qsize() <= self.maxsize // 2:
+    def get_nowait(self) -> Any:
+        """The next item, or ``_EMPTY``."""
+        queue = self._items
+        if not queue:
+            return _EMPTY
+        item = queue.popleft()
+        if self._full and len(queue) <= self.maxsize // 2:
+            self._full = False
             self._room.set()
         return item
 
+    async def get(self) -> Any:
+        """The next item, waiting for one."""
+        item = self.get_nowait()
+        while item is _EMPTY:
+            getter = asyncio.get_running_loop().create_future()
+            self._getters.append(getter)
+            try:
+                await getter
+            except asyncio.CancelledError:
+                with contextlib.suppress(ValueError):
+                    self._getters.remove(getter)
+                if getter.done() and not getter.cancelled() and self._items:  # woken as it was cancelled:
+                    self._wake_one()  # pass the wake on
+                raise
+            item = self.get_nowait()
+        return item
+
+    def _wake_one(self) -> None:
+        while self._getters:
+            getter = self._getters.popleft()
+            if not getter.done():
+                getter.set_result(None)
+                return
+
     def resize(self, maxsize: int) -> None:
         self.maxsize = maxsize
-        if self._items.qsize() < maxsize:  # a producer waiting for room that is there now
+        if self._full and len(self._items) < maxsize:  # a producer waiting for room that is there now
+            self._full = False
             self._room.set()
 
 
@@ -92,9 +133,11 @@ class _Pool:
 
     async def _work(self) -> None:
         try:
-            get, handle = self.queue.get, self.handle
+            get_nowait, get, handle = self.queue.get_nowait, self.queue.get, self.handle
             while True:
-                pair = await get()
+                pair = get_nowait()
+                if pair is _EMPTY:
+                    pair = await get()
                 if pair is _STOP:
                     return
                 await handle(pair[0], pair[1])
@@ -105,15 +148,16 @@ class _Pool:
 
 
 async def run_pipeline(
-    pairs: AsyncIterator[tuple[W, str | None]],
+    batches: AsyncIterator[list[tuple[W, str | None]]],
     handle: Handler[W],
     *,
     workers: int,
     queue_depth: int,
     window: AdaptiveWindow | None = None,
 ) -> None:
-    """Feed ``pairs`` through a queue to ``workers`` coroutines running ``handle(item, url)``;
-    with a ``window``, as many coroutines as it allows (``handle`` is then gated by it).
+    """Feed the pairs of ``batches`` (lists, as the presigner signs them) through a queue to
+    ``workers`` coroutines running ``handle(item, url)``; with a ``window``, as many coroutines
+    as it allows (``handle`` is then gated by it).
 
     ``handle`` deals with its own file's failure. If the source itself fails (a listing error),
     the items already queued are still finished before the error is raised; on cancellation
@@ -130,17 +174,16 @@ async def run_pipeline(
         window.on_resize = pool.resize
         workers = window.limit
     pool.resize(workers)
-    put = queue.put
+    put_all = queue.put_all
     failure: Exception | None = None
     try:
         try:
-            async for pair in pairs:
-                await put(pair)
+            async for batch in batches:
+                await put_all(batch)
         except Exception as exc:  # the source failed: finish what is queued, then raise
             failure = exc
         pool.closed = True
-        for _ in range(pool.live):  # one more than needed if a worker retires meanwhile
-            await put(_STOP)
+        await put_all([_STOP] * pool.live)  # one more than needed if a worker retires meanwhile
         await asyncio.gather(*pool.tasks)
     except BaseException:
         pool.closed = True
@@ -148,7 +191,7 @@ async def run_pipeline(
         for task in running:
             task.cancel()
         await asyncio.gather(*running, return_exceptions=True)
-        aclose = getattr(pairs, "aclose", None)
+        aclose = getattr(batches, "aclose", None)
         if aclose is not None:  # stop its read-ahead now, not when it is garbage collected
             with contextlib.suppress(Exception):  # the error being raised wins
                 await aclose()

@@ -31,8 +31,6 @@ BULK_PRESIGN_ROUNDS = 3
 BULK_PRESIGN_BACKOFF = 1.0
 """Backoff base (seconds) between two bulk presign calls of one batch."""
 
-_END: Any = object()
-
 
 class Presigner(Generic[W]):
     """Turns a stream of work items into ``(item, url or None)`` pairs, signed in batches."""
@@ -83,8 +81,9 @@ class Presigner(Generic[W]):
                 await asyncio.sleep(delay)
         return {}
 
-    async def pairs(self, items: AsyncIterator[W]) -> AsyncIterator[tuple[W, str | None]]:
-        """Yield every item of ``items`` with its URL, keeping one batch signing ahead.
+    async def batches(self, items: AsyncIterator[W]) -> AsyncIterator[list[tuple[W, str | None]]]:
+        """Yield every item of ``items`` with its URL, a signed batch at a time, keeping one
+        batch signing ahead.
 
         A background task reads ``items`` into a buffer of two batches. A full batch is signed
         while the previous one is handed out. When the buffer holds less than a batch (the
@@ -94,55 +93,27 @@ class Presigner(Generic[W]):
         partial batch is being signed at a time.
         """
         size = self._batch_size
-        buffer: asyncio.Queue[Any] = asyncio.Queue(maxsize=2 * size)
-        failure: list[BaseException] = []
-
-        async def read() -> None:
-            try:
-                async for item in items:
-                    await buffer.put(item)
-            except BaseException as exc:  # raised here once what was read before it is handed out
-                task = asyncio.current_task()
-                if task is not None and task.cancelling():  # cancelled below: the consumer is gone
-                    raise
-                failure.append(exc)
-            finally:
-                aclose = getattr(items, "aclose", None)
-                if aclose is not None:
-                    await aclose()
-            await buffer.put(_END)
-
-        reader = asyncio.ensure_future(read())
+        buffer = _ReadAhead(items, 2 * size)
+        reader = asyncio.ensure_future(buffer.fill())
         ahead: asyncio.Task[list[tuple[W, str | None]]] | None = None
-        ended = False
         try:
-            while not ended:
-                if ahead is not None and buffer.qsize() < size:
-                    pairs, ahead = await ahead, None
-                    for pair in pairs:
-                        yield pair
+            while True:
+                if ahead is not None and len(buffer.items) < size and not buffer.ended:
+                    signed, ahead = await ahead, None
+                    yield signed
                     continue
-                first = await buffer.get()
-                if first is _END:
+                batch = await buffer.take(size)
+                if not batch:
                     break
-                batch = [first]
-                while len(batch) < size and not buffer.empty():
-                    item = buffer.get_nowait()
-                    if item is _END:
-                        ended = True
-                        break
-                    batch.append(item)
                 signing = asyncio.ensure_future(self._sign(batch))
                 if ahead is not None:
-                    for pair in await ahead:
-                        yield pair
+                    yield await ahead
                 ahead = signing
             if ahead is not None:
-                pairs, ahead = await ahead, None
-                for pair in pairs:
-                    yield pair
-            if failure:
-                raise failure[0]
+                signed, ahead = await ahead, None
+                yield signed
+            if buffer.failure is not None:
+                raise buffer.failure
         finally:
             if ahead is not None and not ahead.done():
                 ahead.cancel()
@@ -150,3 +121,55 @@ class Presigner(Generic[W]):
                 reader.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await reader
+
+
+class _ReadAhead(Generic[W]):
+    """``items`` read ahead by a background task (``fill``) into ``items``, at most ``limit`` at
+    a time: once full, the reader waits until half of it was taken (a reader woken for every
+    item taken would cost a task switch per file)."""
+
+    def __init__(self, source: AsyncIterator[W], limit: int) -> None:
+        self.source = source
+        self.limit = limit
+        self.items: list[W] = []
+        self.ended = False
+        """The source is exhausted (or failed): ``items`` is all there will be."""
+        self.failure: BaseException | None = None
+        """What the source raised; raised by the consumer once what it gave before is handed out."""
+        self._ready = asyncio.Event()  # items (or the end) are there
+        self._room = asyncio.Event()  # the reader may go on
+
+    async def fill(self) -> None:
+        items, ready, room, limit = self.items, self._ready, self._room, self.limit
+        source = self.source
+        try:
+            async for item in source:
+                items.append(item)
+                if len(items) == 1:
+                    ready.set()
+                if len(items) >= limit:
+                    room.clear()
+                    await room.wait()
+        except BaseException as exc:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():  # cancelled: the consumer is gone
+                raise
+            self.failure = exc
+        finally:
+            aclose = getattr(source, "aclose", None)
+            if aclose is not None:
+                await aclose()
+        self.ended = True
+        ready.set()
+
+    async def take(self, most: int) -> list[W]:
+        """Up to ``most`` items, waiting for the first; [] once the source has ended."""
+        items = self.items
+        while not items and not self.ended:
+            self._ready.clear()
+            await self._ready.wait()
+        batch = items[:most]
+        del items[:most]
+        if len(items) <= self.limit // 2:
+            self._room.set()
+        return batch

@@ -38,7 +38,7 @@ async def run_job(
         traced = window.gate(spans.files(handle, f"{name}.file", size_at=size_at), size_at)
         try:
             await run_pipeline(
-                presigner.pairs(items), traced, workers=cfg.workers, queue_depth=cfg.queue_depth, window=window
+                presigner.batches(items), traced, workers=cfg.workers, queue_depth=cfg.queue_depth, window=window
             )
         except BaseException:
             _flush_quietly(cfg.tracker)

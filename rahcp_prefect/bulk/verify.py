@@ -153,7 +153,7 @@ async def hash_objects(
         out.bytes += size
 
     presigner: Presigner[Item] = Presigner(client.s3, bucket, method="get_object", batch_size=presign_batch_size)
-    await run_pipeline(presigner.pairs(items()), handle, workers=workers, queue_depth=queue_depth)
+    await run_pipeline(presigner.batches(items()), handle, workers=workers, queue_depth=queue_depth)
     if order is not None:
         order.finish()
     out.elapsed = monotonic() - started

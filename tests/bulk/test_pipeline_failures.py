@@ -82,7 +82,7 @@ async def test_worker_exception_fails_the_pipeline_promptly() -> None:
         try:
             for i in range(10_000):
                 produced.append(i)
-                yield (i,), None
+                yield [((i,), None)]
         finally:
             closed.set()
 
@@ -107,7 +107,7 @@ async def test_worker_exception_after_source_end_fails_the_pipeline() -> None:
 
     async def pairs():
         for i in range(3):
-            yield (i,), None
+            yield [((i,), None)]
 
     async def handle(item: tuple[int], url: str | None) -> None:
         await asyncio.sleep(0.05 * item[0])

@@ -33,8 +33,9 @@ async def source(keys: list[str]) -> AsyncIterator[tuple[str]]:
 async def test_a_fast_source_is_signed_in_full_batches() -> None:
     s3 = FakeS3()
     keys = [f"k{i}" for i in range(10)]
-    got = [pair async for pair in presigner(s3, 4).pairs(source(keys))]
-    assert got == [((k,), f"url:{k}") for k in keys]
+    batches = [batch async for batch in presigner(s3, 4).batches(source(keys))]
+    assert [pair for batch in batches for pair in batch] == [((k,), f"url:{k}") for k in keys]
+    assert [len(batch) for batch in batches] == [4, 4, 2]
     assert [len(call) for call in s3.calls] == [4, 4, 2]
 
 
@@ -49,13 +50,13 @@ async def test_keys_already_known_are_handed_out_while_the_source_waits() -> Non
         for i in range(3):
             yield (f"b{i}",)
 
-    pairs = presigner(s3, 4).pairs(stalling())
-    first = [await asyncio.wait_for(pairs.__anext__(), 5) for _ in range(5)]
+    batches = presigner(s3, 4).batches(stalling())
+    first = [pair for _ in range(2) for pair in await asyncio.wait_for(batches.__anext__(), 5)]
     assert [item[0] for item, _ in first] == [f"a{i}" for i in range(5)]
     assert not release.is_set()  # all five went out before the source carried on
     assert all(url == f"url:{item[0]}" for item, url in first)
     release.set()
-    rest = [pair async for pair in pairs]
+    rest = [pair async for batch in batches for pair in batch]
     assert [item[0] for item, _ in rest] == ["b0", "b1", "b2"]
     assert [len(call) for call in s3.calls] == [4, 1, 3]
 
@@ -70,8 +71,8 @@ async def test_a_failing_source_hands_out_what_it_gave_then_raises() -> None:
 
     got: list[str] = []
     with pytest.raises(RuntimeError, match="listing failed"):
-        async for item, _ in presigner(s3, 4).pairs(failing()):
-            got.append(item[0])
+        async for batch in presigner(s3, 4).batches(failing()):
+            got.extend(item[0] for item, _ in batch)
     assert got == ["k0", "k1"]
 
 
@@ -89,7 +90,36 @@ async def test_stopping_early_closes_the_source() -> None:
         finally:
             closed.set()
 
-    pairs = presigner(s3, 4).pairs(endless())
-    assert (await pairs.__anext__())[0] == ("k0",)
-    await pairs.aclose()
+    batches = presigner(s3, 4).batches(endless())
+    assert (await batches.__anext__())[0][0] == ("k0",)
+    await batches.aclose()
     assert closed.is_set()
+
+
+async def test_the_read_ahead_holds_two_batches_and_goes_on_at_half() -> None:
+    """The reader stops at two batches read ahead and is let on only once half was taken (not
+    woken for every item taken)."""
+    from rahcp_prefect.bulk.presigner import _ReadAhead
+
+    read: list[int] = []
+
+    async def counting() -> AsyncIterator[tuple[str]]:
+        for i in range(100):
+            read.append(i)
+            yield (f"k{i}",)
+
+    ahead = _ReadAhead(counting(), 8)
+    filling = asyncio.ensure_future(ahead.fill())
+    await asyncio.sleep(0.01)
+    assert len(ahead.items) == 8 and len(read) == 8
+    assert [item[0] for item in await ahead.take(3)] == ["k0", "k1", "k2"]
+    await asyncio.sleep(0.01)
+    assert len(read) == 8  # 5 left: more than half, the reader still waits
+    await ahead.take(1)
+    await asyncio.sleep(0.01)
+    assert len(ahead.items) == 8 and len(read) == 12  # down to half: filled up again
+    taken = 4
+    while batch := await asyncio.wait_for(ahead.take(8), 1):
+        taken += len(batch)
+    assert taken == 100 and ahead.ended and ahead.failure is None
+    await filling

@@ -44,7 +44,7 @@ async def _drive(window: AdaptiveWindow, capacity: int | None, seconds: float, s
         n = 0
         while time.monotonic() < end and (stop_at is None or window.window < stop_at):
             n += 1
-            yield (n, 10_000), None
+            yield [((n, 10_000), None)]
 
     await run_pipeline(items(), window.gate(request, size_at=1), workers=window.start, queue_depth=4, window=window)
     return peak[0]
