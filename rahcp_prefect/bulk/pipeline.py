@@ -106,8 +106,13 @@ class _Pool:
     """The worker coroutines; with a window, as many as it allows (spawned as it grows, each
     retiring after its file while there are more than it allows)."""
 
-    def __init__(self, queue: _Queue, handle: Handler[Any], crash: _Crash, queue_depth: int) -> None:
+    def __init__(
+        self, queue: _Queue, handle: Handler[Any], crash: _Crash, queue_depth: int,
+        window: AdaptiveWindow | None, size_at: int | None,
+    ) -> None:
         self.queue = queue
+        self.window = window
+        self.size_at = size_at
         self.queue_depth = queue_depth
         self.handle = handle
         self.crash = crash
@@ -134,13 +139,22 @@ class _Pool:
     async def _work(self) -> None:
         try:
             get_nowait, get, handle = self.queue.get_nowait, self.queue.get, self.handle
+            window, size_at = self.window, self.size_at
             while True:
                 pair = get_nowait()
                 if pair is _EMPTY:
                     pair = await get()
                 if pair is _STOP:
                     return
-                await handle(pair[0], pair[1])
+                if window is None:
+                    await handle(pair[0], pair[1])
+                    continue
+                if not window.try_enter():  # the window is smaller than the pool for a moment
+                    await window.enter()
+                try:
+                    await handle(pair[0], pair[1])
+                finally:
+                    window.leave(pair[0][size_at] if size_at is not None else 0)
                 if self.live > self.wanted:  # the window shrank: one worker fewer
                     return
         finally:
@@ -154,6 +168,7 @@ async def run_pipeline(
     workers: int,
     queue_depth: int,
     window: AdaptiveWindow | None = None,
+    size_at: int | None = None,
 ) -> None:
     """Feed the pairs of ``batches`` (lists, as the presigner signs them) through a queue to
     ``workers`` coroutines running ``handle(item, url)``; with a ``window``, as many coroutines
@@ -169,7 +184,7 @@ async def run_pipeline(
     """
     queue = _Queue(maxsize=workers * queue_depth)
     crash = _Crash(asyncio.current_task())
-    pool = _Pool(queue, handle, crash, queue_depth)
+    pool = _Pool(queue, handle, crash, queue_depth, window, size_at)
     if window is not None:
         window.on_resize = pool.resize
         workers = window.limit

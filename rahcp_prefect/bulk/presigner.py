@@ -145,9 +145,10 @@ class _ReadAhead(Generic[W]):
         try:
             async for item in source:
                 items.append(item)
-                if len(items) == 1:
+                held = len(items)
+                if held == 1:
                     ready.set()
-                if len(items) >= limit:
+                if held >= limit:
                     room.clear()
                     await room.wait()
         except BaseException as exc:

@@ -35,10 +35,11 @@ async def run_job(
     (up to ``cfg.max_workers``), fewer while it throttles or fails; the stats keep the range."""
     window = AdaptiveWindow(cfg.workers, client_signals(cfg.client), cap=cfg.max_workers)
     with run_spans(name, cfg.bucket, cfg.prefix) as spans:
-        traced = window.gate(spans.files(handle, f"{name}.file", size_at=size_at), size_at)
+        traced = spans.files(handle, f"{name}.file", size_at=size_at)
         try:
             await run_pipeline(
-                presigner.batches(items), traced, workers=cfg.workers, queue_depth=cfg.queue_depth, window=window
+                presigner.batches(items), traced, workers=cfg.workers, queue_depth=cfg.queue_depth,
+                window=window, size_at=size_at,
             )
         except BaseException:
             _flush_quietly(cfg.tracker)

@@ -85,11 +85,8 @@ def scan_tree(
     sep = os.sep
     stat = os.stat
 
-    def join(parent: str, name: str) -> str:
-        return parent + name if parent.endswith(sep) else parent + sep + name
-
-    # (directory path, relative prefix ending in "/", iterator over its entries, identity,
-    #  why the relative prefix cannot be part of a key, or None)
+    # (directory path ending in the separator, relative prefix ending in "/", iterator over its
+    #  entries, identity, why the relative prefix cannot be part of a key, or None)
     stack: list[tuple[str, str, Iterator[str], tuple[int, int] | None, str | None]] = []
     on_path: set[tuple[int, int]] = set()
 
@@ -108,18 +105,18 @@ def scan_tree(
             return
         if ident is not None:
             on_path.add(ident)
-        stack.append((path, rel, iter(entries), ident, bad))
+        stack.append((path if path.endswith(sep) else path + sep, rel, iter(entries), ident, bad))
 
     enter(root, "", None)
     while stack:
-        path, rel, entries, ident, bad = stack[-1]
+        base, rel, entries, ident, bad = stack[-1]
         for name in entries:
             problem = bad or (None if name.isascii() and name.isprintable() else name_problem(name))
             child_rel = rel + (name if problem is None else shown(name))
             if name[-1] == "/":
                 if skip is not None and skip(child_rel):
                     continue
-                enter(join(path, name[:-1]), child_rel, problem)
+                enter(base + name[:-1], child_rel, problem)
                 break  # descend; this directory's iterator resumes afterwards
             if skip_files is not None and child_rel in skip_files and skip is not None and skip(child_rel):
                 continue
@@ -130,7 +127,7 @@ def scan_tree(
             if problem is not None:
                 report(child_rel, UnstorableNameError(problem))
                 continue
-            child = join(path, name)
+            child = base + name
             try:
                 st = stat(child)
             except OSError as exc:

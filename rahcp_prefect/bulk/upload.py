@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -206,7 +206,7 @@ class _Upload:
         try:
             if self.validate is not None:
                 await run_validator(self.validate, path)
-            sent = await self._store(key, path, size, mtime, url)
+            sent, _ = await self._store(key, path, size, mtime, url)
             if self.verify:
                 await self._verify(key, size)
         except FileChangedError as exc:
@@ -247,46 +247,42 @@ class _Upload:
         self.rec.deferred(key, size, exc.vanished)
         return None
 
-    async def _store(self, key: str, path: str, size: int, mtime: int, url: str | None) -> Uploaded:
-        """Send one file. A namespace without versions or the overwrite option refuses a write
-        onto an existing key (409: HCP's default): that object is deleted and the file sent
-        again, with backoff while HCP still refuses the name for a moment after the delete.
-        The local file is the source, so a kill in between loses nothing (the next run sends
-        it); an object under retention or on hold is not deleted (``RetentionError``)."""
-        sent, _ = await write_over(
-            lambda: self._send_file(key, path, size, mtime, url), lambda: self.s3.delete(self.bucket, key),
-            f"{self.bucket}/{key}",
-        )
-        return sent
+    def _store(
+        self, key: str, path: str, size: int, mtime: int, url: str | None
+    ) -> Awaitable[tuple[Uploaded, bool]]:
+        """Send one file: the awaitable of ``write_over`` (no coroutine of its own per file).
 
-    async def _send_file(self, key: str, path: str, size: int, mtime: int, url: str | None) -> Uploaded:
+        A namespace without versions or the overwrite option refuses a write onto an existing
+        key (409: HCP's default): that object is deleted and the file sent again, with backoff
+        while HCP still refuses the name for a moment after the delete. The local file is the
+        source, so a kill in between loses nothing (the next run sends it); an object under
+        retention or on hold is not deleted (``RetentionError``)."""
         if size >= self.threshold:
-            return await self._multipart(key, path, size, mtime)
-        return await self._put(key, path, size, mtime, url)
+            send = lambda: self._multipart(key, path, size, mtime)  # noqa: E731
+        else:
+            send = lambda: self._put(key, path, size, mtime, url)  # noqa: E731
+        return write_over(send, lambda: self.s3.delete(self.bucket, key), f"{self.bucket}/{key}")
 
     async def _put(self, key: str, path: str, size: int, mtime: int, url: str | None) -> Uploaded:
         what = f"{self.bucket}/{key}"
-        data: bytes | None = None
-        if size <= self.small_limit:
+        data = self.data
+        send: Callable[[str], Awaitable[Uploaded]]
+        small = size <= self.small_limit
+        if small:
             # One read, no stat: a rewrite after the scan moves the mtime past the recorded
             # one, so the next run sends the file again.
-            data = _read_exactly(path, size)
+            body = _read_exactly(path, size)
+            send = lambda fresh: data.put_bytes(fresh, body, what=what)  # noqa: E731
         else:
             _check_unchanged(path, size, mtime)
+            chunk = self.cfg.chunk_size
+            send = lambda fresh: data.put_file(fresh, Path(path), size, what=what, chunk_size=chunk)  # noqa: E731
         sent = await presigned_transfer(
-            lambda: self.s3.presign_put(self.bucket, key),
-            lambda fresh: self._send(fresh, what, path, size, data),
-            url,
-            on_presign_again=self.rec.retried,
+            lambda: self.s3.presign_put(self.bucket, key), send, url, on_presign_again=self.rec.retried
         )
-        if data is None:
+        if not small:
             _check_unchanged(path, size, mtime, stored=True)
         return sent
-
-    async def _send(self, url: str, what: str, path: str, size: int, data: bytes | None) -> Uploaded:
-        if data is not None:
-            return await self.data.put_bytes(url, data, what=what)
-        return await self.data.put_file(url, Path(path), size, what=what, chunk_size=self.cfg.chunk_size)
 
     async def _multipart(self, key: str, path: str, size: int, mtime: int) -> Uploaded:
         _check_unchanged(path, size, mtime)

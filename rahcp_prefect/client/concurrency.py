@@ -126,11 +126,9 @@ class AdaptiveWindow:
             if grew:
                 self._wake()
 
-    def _signalled(self) -> bool:
-        """Whether a new signal was counted since the last look (cutting the window if so)."""
-        count = self._signals()
-        if count == self._seen:
-            return False
+    def _signalled(self, count: int) -> None:
+        """The client's count of signals moved to ``count``: cut the window (once per
+        ``CUT_INTERVAL``)."""
         self._seen = count
         now = self._clock()
         if now - self._last_cut >= CUT_INTERVAL:
@@ -141,12 +139,10 @@ class AdaptiveWindow:
             self._growth = LEAST_GROWTH
             self._set(max(1.0, self.window / 2))
             self._reset_epoch(now, self._rate)
-        return True
 
     def _done(self, units: int, occupied: int) -> None:
-        """One request ended (``units`` of work, ``occupied`` in flight with it)."""
-        if self._signalled():
-            return
+        """One request ended without a new signal (``units`` of work, ``occupied`` in flight
+        with it)."""
         window = self.window
         if window < self.start:  # recovering from a cut: additive increase back to start
             self._set(min(float(self.start), window + 1.0 / window))
@@ -250,13 +246,25 @@ class AdaptiveWindow:
             return True
         return False
 
-    def leave(self, units: int) -> None:
-        """A request that entered ended, having moved ``units`` (see ``FILE_UNITS``); a new
-        signal cuts the window before anyone else is let in."""
+    def leave(self, size: int = 0) -> None:
+        """A request that entered ended, having moved ``size`` bytes (it counts ``FILE_UNITS +
+        size`` in the throughput); a new signal cuts the window before anyone else is let in.
+        A settled window pays a look at the signals and a few comparisons here."""
         occupied = self.in_flight
-        self.in_flight -= 1
-        self._done(units, occupied)
-        self._wake()
+        self.in_flight = occupied - 1
+        count = self._signals()
+        if count != self._seen:
+            self._signalled(count)
+        elif self.adaptive or self.window < self.start:
+            self._done(FILE_UNITS + size, occupied)
+        if self._waiters:
+            self._wake()
+
+    async def enter(self) -> None:
+        """Take a place in the window, waiting for one (``try_enter`` first: no future made
+        while there is room)."""
+        if not self.try_enter():
+            await self._wait()
 
     def _wake(self) -> None:
         waiters = self._waiters
@@ -278,7 +286,7 @@ class AdaptiveWindow:
             try:
                 return await handle(item, url)
             finally:
-                self.leave(FILE_UNITS + (item[size_at] if size_at is not None else 0))  # type: ignore[index]
+                self.leave(item[size_at] if size_at is not None else 0)  # type: ignore[index]
 
         return gated
 

@@ -127,7 +127,9 @@ class DataPlane:
                     total=None, sock_connect=self.timeout, sock_read=self.timeout
                 ),
                 auto_decompress=False,
-                skip_auto_headers=("Accept-Encoding",),
+                # Bytes as stored, never compressed on the way (set once here: a per-request
+                # skip_auto_headers costs aiohttp a header dict built for every request).
+                headers={"Accept-Encoding": "identity"},
             )
             # aiohttp silently resends an idempotent request (PUT, GET) once when the connection
             # drops: a retry outside max_retries that nobody counts. This loop owns retries.

@@ -13,7 +13,7 @@ def check_key(key: str) -> str:
     """
     if not isinstance(key, str) or key == "":
         raise ValueError("Object key must be a non-empty string")
-    if any(segment in (".", "..") for segment in key.split("/")):
+    if "." in key and ("/./" in f"/{key}/" or "/../" in f"/{key}/"):
         raise ValueError(f"Object key {key!r} has a '.' or '..' path segment, which HTTP would rewrite")
     return key
 

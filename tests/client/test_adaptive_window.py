@@ -46,7 +46,7 @@ async def _drive(window: AdaptiveWindow, capacity: int | None, seconds: float, s
             n += 1
             yield [((n, 10_000), None)]
 
-    await run_pipeline(items(), window.gate(request, size_at=1), workers=window.start, queue_depth=4, window=window)
+    await run_pipeline(items(), request, workers=window.start, queue_depth=4, window=window, size_at=1)
     return peak[0]
 
 

@@ -15,10 +15,10 @@ import random
 import pytest
 
 from rahcp_prefect.client import concurrency
-from rahcp_prefect.client.concurrency import FILE_UNITS, AdaptiveWindow
+from rahcp_prefect.client.concurrency import AdaptiveWindow
 
-SMALL = FILE_UNITS + 10_000
-"""What one 10 KB file is worth to the window."""
+SMALL = 10_000
+"""A 10 KB file (the window counts it as ``FILE_UNITS`` + its bytes)."""
 
 
 class Store:
@@ -56,7 +56,7 @@ class Store:
         start, end = self._stall_at
         return end if at >= start else at
 
-    def run(self, window: AdaptiveWindow, seconds: float, units: int = SMALL) -> None:
+    def run(self, window: AdaptiveWindow, seconds: float, size: int = SMALL) -> None:
         """Keep ``window`` full for ``seconds`` of simulated time."""
         stop = self.now + seconds
         while True:
@@ -66,7 +66,7 @@ class Store:
                 self.now = stop
                 return
             self.now = heapq.heappop(self._ends)
-            window.leave(units)
+            window.leave(size)
             self.done += 1
 
 
