@@ -408,10 +408,11 @@ async def ours(spec: dict[str, Any]) -> dict[str, Any]:
     from rahcp_prefect.tracker import SqliteTracker
 
     tracker = SqliteTracker(spec["tracker"], job=spec["job"])
-    probe = _FirstDone(tracker)
+    # Only the scan's bar reads the first transfer: elsewhere no probe sits in ours' per-file path.
+    probe = _FirstDone(tracker) if spec.get("scan") else None
     async with HCPClient(endpoint=spec["api"], username=USER, password=PASSWORD, **spec.get("client", {})) as client:
         completing = _time_calls(client, "/complete")
-        common = {"client": client, "bucket": spec["bucket"], "tracker": probe, "workers": spec["workers"]}
+        common = {"client": client, "bucket": spec["bucket"], "tracker": probe or tracker, "workers": spec["workers"]}
         if spec.get("max_workers"):  # else the default: an adaptive window from ``workers``
             common["max_workers"] = spec["max_workers"]
         with Clock() as clock:
@@ -426,7 +427,7 @@ async def ours(spec: dict[str, Any]) -> dict[str, Any]:
                     )
                 )
     tracker.close()
-    first = round(probe.first - clock.t0, 3) if probe.first is not None else None
+    first = round(probe.first - clock.t0, 3) if probe is not None and probe.first is not None else None
     out = figures(clock, stats.done, stats.bytes, ok=stats.ok, skipped=stats.skipped, errors=stats.errors)
     out["first_transfer_s"] = first
     out["throttled"] = stats.throttled

@@ -257,31 +257,42 @@ class _Upload:
         while HCP still refuses the name for a moment after the delete. The local file is the
         source, so a kill in between loses nothing (the next run sends it); an object under
         retention or on hold is not deleted (``RetentionError``)."""
+        send: Callable[[], Awaitable[Uploaded]]
         if size >= self.threshold:
             send = lambda: self._multipart(key, path, size, mtime)  # noqa: E731
         else:
             send = lambda: self._put(key, path, size, mtime, url)  # noqa: E731
         return write_over(send, lambda: self.s3.delete(self.bucket, key), f"{self.bucket}/{key}")
 
-    async def _put(self, key: str, path: str, size: int, mtime: int, url: str | None) -> Uploaded:
+    def _put(self, key: str, path: str, size: int, mtime: int, url: str | None) -> Awaitable[Uploaded]:
+        """One PUT: a small file is read here and its transfer handed back as an awaitable (no
+        coroutine of its own per file); a larger one is streamed (``_put_streamed``)."""
         what = f"{self.bucket}/{key}"
+        presign = lambda: self.s3.presign_put(self.bucket, key)  # noqa: E731
+        if size > self.small_limit:
+            return self._put_streamed(path, size, mtime, url, what, presign)
+        # One read, no stat: a rewrite after the scan moves the mtime past the recorded one,
+        # so the next run sends the file again.
+        body = _read_exactly(path, size)
         data = self.data
-        send: Callable[[str], Awaitable[Uploaded]]
-        small = size <= self.small_limit
-        if small:
-            # One read, no stat: a rewrite after the scan moves the mtime past the recorded
-            # one, so the next run sends the file again.
-            body = _read_exactly(path, size)
-            send = lambda fresh: data.put_bytes(fresh, body, what=what)  # noqa: E731
-        else:
-            _check_unchanged(path, size, mtime)
-            chunk = self.cfg.chunk_size
-            send = lambda fresh: data.put_file(fresh, Path(path), size, what=what, chunk_size=chunk)  # noqa: E731
-        sent = await presigned_transfer(
-            lambda: self.s3.presign_put(self.bucket, key), send, url, on_presign_again=self.rec.retried
+        return presigned_transfer(
+            presign, lambda fresh: data.put_bytes(fresh, body, what=what), url, on_presign_again=self.rec.retried
         )
-        if not small:
-            _check_unchanged(path, size, mtime, stored=True)
+
+    async def _put_streamed(
+        self, path: str, size: int, mtime: int, url: str | None, what: str, presign: Callable[[], Awaitable[str]]
+    ) -> Uploaded:
+        """A file above ``chunk_size`` streamed from disk; its size and mtime are checked before
+        and after, so bytes rewritten in place while they stream are never recorded done."""
+        _check_unchanged(path, size, mtime)
+        chunk = self.cfg.chunk_size
+        sent = await presigned_transfer(
+            presign,
+            lambda fresh: self.data.put_file(fresh, Path(path), size, what=what, chunk_size=chunk),
+            url,
+            on_presign_again=self.rec.retried,
+        )
+        _check_unchanged(path, size, mtime, stored=True)
         return sent
 
     async def _multipart(self, key: str, path: str, size: int, mtime: int) -> Uploaded:

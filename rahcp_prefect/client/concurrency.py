@@ -140,20 +140,10 @@ class AdaptiveWindow:
             self._set(max(1.0, self.window / 2))
             self._reset_epoch(now, self._rate)
 
-    def _done(self, units: int, occupied: int) -> None:
-        """One request ended without a new signal (``units`` of work, ``occupied`` in flight
-        with it)."""
+    def _recover(self) -> None:
+        """A request ended below ``start`` without a new signal: additive increase back to it."""
         window = self.window
-        if window < self.start:  # recovering from a cut: additive increase back to start
-            self._set(min(float(self.start), window + 1.0 / window))
-            return
-        if not self.adaptive:
-            return
-        self._files += 1
-        self._units += units
-        self._occupied += occupied
-        if self._files >= self._epoch_files:
-            self._judge()
+        self._set(min(float(self.start), window + 1.0 / window))
 
     # -- probing ---------------------------------------------------------------------------
 
@@ -255,8 +245,14 @@ class AdaptiveWindow:
         count = self._signals()
         if count != self._seen:
             self._signalled(count)
-        elif self.adaptive or self.window < self.start:
-            self._done(FILE_UNITS + size, occupied)
+        elif self.window < self.start:
+            self._recover()
+        elif self.adaptive:  # counted towards the epoch's throughput
+            self._files += 1
+            self._units += FILE_UNITS + size
+            self._occupied += occupied
+            if self._files >= self._epoch_files:
+                self._judge()
         if self._waiters:
             self._wake()
 

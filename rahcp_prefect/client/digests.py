@@ -77,17 +77,6 @@ def md5_and_sha256(data: bytes | bytearray | memoryview, *, sha256: bool = True)
     return md5, hashlib.sha256(data).hexdigest() if sha256 else None
 
 
-async def hash_buffer(
-    data: bytes | bytearray | memoryview, *, sha256: bool = True
-) -> tuple[bytes, str | None]:
-    """``md5_and_sha256`` on the loop for small buffers, in a worker thread for large ones."""
-    if len(data) <= HASH_ON_LOOP_LIMIT:
-        return md5_and_sha256(data, sha256=sha256)
-    return await asyncio.get_running_loop().run_in_executor(
-        None, lambda: md5_and_sha256(data, sha256=sha256)
-    )
-
-
 class Hasher:
     """MD5 and/or SHA-256 of a stream of chunks; ``reset`` starts over (a retried GET).
 
