@@ -5,7 +5,8 @@
                                  [--rclone-transfers 64]
                                  [--commit-objects 600]
 
-The emulator runs in its own process (``benchmarks.transfer.Emulator``); its delay fault adds
+The emulator runs in its own process (``benchmarks.transfer.Emulator``), on a CPU of its own
+unless ``--share-cpus`` (``benchmarks.transfer.keep_apart``); its delay fault adds
 ``delay`` ms to every request of both planes (API and S3), as a distant HCP would. For each delay:
 
 - ``transfer``: the 2,000 small files of ``benchmarks.transfer`` uploaded, then downloaded, by
@@ -45,6 +46,8 @@ from benchmarks.transfer import (
     SMALL_FILES,
     USER,
     Emulator,
+    add_cpu_option,
+    keep_apart,
     load_objects,
     paired_ratio,
     prepare_small,
@@ -277,7 +280,9 @@ def main() -> None:
     parser.add_argument("--rclone-transfers", default="",
                         help="rclone also with these --transfers (comma-separated; no bar)")
     parser.add_argument("--commit-objects", type=int, default=600)
+    add_cpu_option(parser)
     args = parser.parse_args()
+    print(json.dumps({"cpus": None if args.share_cpus else keep_apart()}), flush=True)
     data = Path(args.data_dir)
     data.mkdir(parents=True, exist_ok=True)
     wanted = set(args.only.split(","))

@@ -3,8 +3,9 @@
     python -m benchmarks.transfer [--data-dir DIR] [--only upload-small,...] [--workers 10]
 
 The emulator (API + moto S3) runs in its own process, started with
-``python -m rahcp_prefect.testing --port 0``. Every measured client runs in a fresh child
-process of its own, so its CPU (user + system, ``getrusage``) and peak RSS (``ru_maxrss``) are
+``python -m rahcp_prefect.testing --port 0``, on one CPU of its own and the clients on the
+others (``keep_apart``; ``--share-cpus``: all on the same CPUs, as before). Every measured client
+runs in a fresh child process of its own, so its CPU (user + system, ``getrusage``) and peak RSS (``ru_maxrss``) are
 the client's alone. The floor is a plain aiohttp client that only does presigned PUTs/GETs at
 the same concurrency, with every URL signed before the clock starts (no tracker; on download
 the one API call it makes is the bucket's listing, page by page inside the clock, because ours
@@ -59,6 +60,40 @@ PASSWORD = "bench-password"
 
 
 # -- measuring ---------------------------------------------------------------------------------
+
+SERVER_CPUS: set[int] | None = None
+"""The CPUs the emulator is started on, once ``keep_apart`` kept it apart from the clients."""
+
+
+def keep_apart() -> dict[str, list[int]] | None:
+    """Run the emulator on one CPU and this process, so every client it starts, on the others.
+
+    On a small host the emulator and the client under test otherwise take turns on the same
+    cores: each one's CPU per file then moves with the other's scheduling (identical runs 1.2x
+    apart on two cores), which no ratio cancels. Apart, each has its own core, as a client and
+    a distant HCP do. Returns the split, or None on a single CPU (nothing to keep apart)."""
+    global SERVER_CPUS
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        return None
+    SERVER_CPUS = {cpus[0]}
+    os.sched_setaffinity(0, set(cpus[1:]))
+    return {"emulator": cpus[:1], "clients": cpus[1:]}
+
+
+def add_cpu_option(parser: argparse.ArgumentParser) -> None:
+    """``--share-cpus``: the emulator and the clients on the same CPUs (as before ``keep_apart``)."""
+    parser.add_argument(
+        "--share-cpus", action="store_true",
+        help="run the emulator on the clients' CPUs instead of one of its own",
+    )
+
+
+def _on_server_cpus() -> None:
+    """``preexec_fn`` of the emulator's process: onto ``SERVER_CPUS`` (its threads inherit)."""
+    if SERVER_CPUS:
+        os.sched_setaffinity(0, SERVER_CPUS)
+
 
 
 def _cpu() -> float:
@@ -601,6 +636,7 @@ class Emulator:
     def __enter__(self) -> Emulator:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "rahcp_prefect.testing", "--port", "0"],
+            preexec_fn=_on_server_cpus,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             text=True,
@@ -768,10 +804,12 @@ def main() -> None:
         "--large-repeat", type=int, default=1,
         help="runs per client in the large scenarios (alternating); the median is kept",
     )
+    add_cpu_option(parser)
     args = parser.parse_args()
     if args.child:
         child_main(json.loads(args.child))
         return
+    print(json.dumps({"cpus": None if args.share_cpus else keep_apart()}), flush=True)
 
     data = Path(args.data_dir)
     data.mkdir(parents=True, exist_ok=True)
