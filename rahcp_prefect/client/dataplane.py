@@ -48,6 +48,7 @@ from .received import receive
 from .redaction import redact_text
 from .retry import RetryBudget
 from .safe_paths import create_file
+from .stalls import StallWatch
 from .tls import certificate_error, certificate_problem, ssl_context
 
 logger = logging.getLogger(__name__)
@@ -101,6 +102,12 @@ class DataPlane:
         """The TLS context (the client's: ``verify_ssl`` and ``ca_bundle``)."""
         self.max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
+        self._streaming_timeout = aiohttp.ClientTimeout(total=None, sock_connect=timeout, sock_read=timeout)
+        """Connecting, and each read of an answer, within ``timeout`` (a stream may take long)."""
+        self._one_write_timeout = aiohttp.ClientTimeout(total=None, sock_connect=timeout)
+        """A request sent in one write: its answer's deadline is ``stalls``' instead."""
+        self.stalls = StallWatch(timeout)
+        """Fails a request sent in one write that has no answer ``timeout`` s after it started."""
         self.buffers = ByteBudget(buffer_budget)
         """Bounds the request bodies all uploads of this data plane hold in memory at once."""
         self.retries = 0
@@ -123,9 +130,7 @@ class DataPlane:
             )
             self._session = aiohttp.ClientSession(
                 connector=connector,
-                timeout=aiohttp.ClientTimeout(
-                    total=None, sock_connect=self.timeout, sock_read=self.timeout
-                ),
+                timeout=self._streaming_timeout,
                 auto_decompress=False,
                 # Bytes as stored, never compressed on the way (set once here: a per-request
                 # skip_auto_headers costs aiohttp a header dict built for every request).
@@ -139,6 +144,7 @@ class DataPlane:
 
     async def aclose(self) -> None:
         """Close the session and its pooled connections."""
+        self.stalls.close()
         if self._session is not None and not self._session.closed:
             await self._session.close()
         self._session = None
@@ -238,24 +244,38 @@ class DataPlane:
         as_sent = f'"{expected}"'  # how S3 quotes it: matched without a call on the usual path
 
         bandwidth = self.bandwidth
+        # A body that goes out in one write is watched by ``stalls`` (no timer of its own);
+        # a streamed one keeps the per-read timeout, which follows its progress.
+        one_write = not isinstance(data, FileRegion) and len(data) <= chunk_size
+        timeout = self._one_write_timeout if one_write else self._streaming_timeout
+        stalls = self.stalls
 
         async def attempt() -> tuple[str, int]:
             if bandwidth is not None:
                 await bandwidth.take(len(data))
             body: Any
-            if isinstance(data, FileRegion):
+            if one_write:
+                body = data
+            elif isinstance(data, FileRegion):
                 body = data.pieces(chunk_size)
             else:
-                body = data if len(data) <= chunk_size else _pieces(data, chunk_size)
+                body = _pieces(data, chunk_size)
+            watched = stalls.start() if one_write else None
             try:
-                async with self.session.put(URL(url, encoded=True), data=body, headers=headers) as response:
+                async with self.session.put(
+                    URL(url, encoded=True), data=body, headers=headers, timeout=timeout
+                ) as response:
                     await check_answer(response, what)
                     etag = response.headers.get("ETag")
                     await response.read()
-            except TRANSPORT_ERRORS:
-                if isinstance(data, FileRegion) and data.error is not None:
+            except BaseException as exc:
+                if watched is not None:
+                    stalls.finish(watched, exc)  # raises TimeoutError if the watch cancelled it
+                if isinstance(exc, TRANSPORT_ERRORS) and isinstance(data, FileRegion) and data.error is not None:
                     raise data.error from None  # the file, not the network: not retried
                 raise
+            if watched is not None:
+                stalls.finish(watched)
             if not etag:
                 raise PresignedTransferError(f"No ETag in the response for {what}", response.status)
             if etag != as_sent and bare_etag(etag) != expected:
