@@ -10,7 +10,7 @@ between 1 and ``cap`` (``max_workers``; ``cap == start`` keeps it fixed):
   ``start``. A request waiting for room holds no connection and sends nothing, so a storm is
   met by fewer requests rather than by every worker's retries.
 - **Latency makes it grow** (probing). Throughput is measured over epochs of a few windows'
-  worth of completions and at least ``MIN_EPOCH_SECONDS`` (a clock read per epoch, never one
+  worth of completions (two in slow start, three after) and at least ``MIN_EPOCH_SECONDS`` (a clock read per epoch, never one
   per request). A probe multiplies the window by ``growth`` (2, then smaller once a probe
   failed); when throughput rose by at least ``GAIN`` of what the larger window would give a
   latency-bound run, the probe is kept and the next one follows at once. A probe that falls
@@ -62,6 +62,13 @@ EPOCH_SECONDS = 0.25
 rate of the previous epoch, so a fast run is not judged on a few milliseconds."""
 MIN_EPOCH_FILES = 32
 """...and never fewer completions than this."""
+SLOW_START_ROUNDS = 2
+SLOW_START_MIN_FILES = 16
+"""In slow start (doublings, none failed yet) an epoch lasts two windows' worth of completions
+and at least this many: a doubling of a latency-bound run shows from the second round trip
+after it, so the window reaches what the link allows within a few round trips (TCP's slow
+start doubles every one). Three windows' worth and a warm-up epoch cost a 3 s run at 50 ms
+a tenth of its throughput."""
 STARVED = 0.75
 """An epoch whose mean in-flight count was below this share of the window is not judged."""
 FILE_UNITS = 256 * 1024
@@ -105,7 +112,7 @@ class AdaptiveWindow:
         self._waiters: deque[asyncio.Future[None]] = deque()
         self._calls: Callable[[Callable[[], Awaitable[Any]], str | None], Awaitable[Any]] = self.gate(_call)
         self._growth = FIRST_GROWTH  # set before the first epoch is sized
-        self._hold = 1  # the first epoch warms up (connections, the first presigned batch)
+        self._hold = 0  # the first epoch is the baseline of the first doubling
         self._failed = 0  # probes that failed in a row
         self._down = False  # the next probe steps down (past slow start, turns after a failure)
         self._base: tuple[float, float] | None = None  # (window, rate) a probe started from
@@ -154,9 +161,12 @@ class AdaptiveWindow:
         self._units = 0
         self._occupied = 0
         self._looked_again = False
-        least = max(EPOCH_ROUNDS * self.limit, MIN_EPOCH_FILES)
-        if rate and self._growth < FIRST_GROWTH:  # past slow start: epochs long enough to see small gains
-            least = max(least, int(rate / FILE_UNITS * EPOCH_SECONDS))
+        if self._growth < FIRST_GROWTH:  # past slow start: epochs long enough to see small gains
+            least = max(EPOCH_ROUNDS * self.limit, MIN_EPOCH_FILES)
+            if rate:
+                least = max(least, int(rate / FILE_UNITS * EPOCH_SECONDS))
+        else:
+            least = max(SLOW_START_ROUNDS * self.limit, SLOW_START_MIN_FILES)
         self._epoch_files = least
 
     def _judge(self) -> None:

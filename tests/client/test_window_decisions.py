@@ -81,8 +81,10 @@ def test_a_latency_bound_store_is_filled_within_a_second() -> None:
     window = _window(store)
     store.run(window, 1.0)
     assert window.window >= 32 and window.lowest == 10
+    served = store.done
     store.run(window, 4.0)
-    assert 32 <= window.window <= 128  # filled, and not grown past what adds throughput
+    assert store.done - served >= 0.9 * 600 * 4  # filled (its probes around the knee included)
+    assert window.highest <= 128  # and not grown far past what adds throughput
     assert window.cuts == 0
 
 
@@ -146,11 +148,11 @@ def test_throttling_still_halves_a_grown_window_and_holds_it(monkeypatch: pytest
     grown = window.window
     assert grown >= 64
     signals[0] += 1  # the store said "slow down"
-    store.run(window, 0.001)
+    store.run(window, 0.1)  # the next request to end sees it
     assert window.window == grown / 2 and window.cuts == 1
     for _ in range(8):
         signals[0] += 1
-        store.run(window, 0.001)
+        store.run(window, 0.1)
     assert window.window < window.start and window.cuts == 9
     store.run(window, 0.5)  # additive increase back to the start, no probe while below it
     assert window.window <= window.start
