@@ -10,8 +10,8 @@ between 1 and ``cap`` (``max_workers``; ``cap == start`` keeps it fixed):
   ``start``. A request waiting for room holds no connection and sends nothing, so a storm is
   met by fewer requests rather than by every worker's retries.
 - **Latency makes it grow** (probing). Throughput is measured over epochs of a few windows'
-  worth of completions (two in slow start, three after) and at least ``MIN_EPOCH_SECONDS`` (a clock read per epoch, never one
-  per request). A probe multiplies the window by ``growth`` (2, then smaller once a probe
+  worth of completions (two in slow start, three after) and at least ``MIN_EPOCH_SECONDS`` (a
+  clock read per epoch, never one per request). A probe multiplies the window by ``growth`` (2, then smaller once a probe
   failed); when throughput rose by at least ``GAIN`` of what the larger window would give a
   latency-bound run, the probe is kept and the next one follows at once. A probe that falls
   short is looked at once more, over twice as many completions (one noisy epoch on a busy
