@@ -11,8 +11,8 @@ between 1 and ``cap`` (``max_workers``; ``cap == start`` keeps it fixed):
   met by fewer requests rather than by every worker's retries.
 - **Latency makes it grow** (probing). Throughput is measured over epochs of a few windows'
   worth of completions (two in slow start, three after) and at least ``MIN_EPOCH_SECONDS`` (a
-  clock read per epoch, never one per request). A probe multiplies the window by ``growth`` (2, then smaller once a probe
-  failed); when throughput rose by at least ``GAIN`` of what the larger window would give a
+  clock read per epoch, never one per request). A probe multiplies the window by ``growth``
+  (2, then smaller once a probe failed); when throughput rose by at least ``GAIN`` of what the larger window would give a
   latency-bound run, the probe is kept and the next one follows at once. A probe that falls
   short is looked at once more, over twice as many completions (one noisy epoch on a busy
   machine does not decide); when it still falls short (the server, the CPU or the link is the
