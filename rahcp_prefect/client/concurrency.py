@@ -11,18 +11,18 @@ between 1 and ``cap`` (``max_workers``; ``cap == start`` keeps it fixed):
   met by fewer requests rather than by every worker's retries.
 - **Latency makes it grow** (probing). Throughput is measured over epochs of a few windows'
   worth of completions (two in slow start, three after) and at least ``MIN_EPOCH_SECONDS`` (a
-  clock read per epoch, never one per request). A probe multiplies the window by ``growth``
-  (2, then smaller once a probe failed); when throughput rose by at least ``GAIN`` of what the larger window would give a
-  latency-bound run, the probe is kept and the next one follows at once. A probe that falls
-  short is looked at once more, over twice as many completions (one noisy epoch on a busy
-  machine does not decide); when it still falls short (the server, the CPU or the link is the
-  limit), the window goes back to where it was, measures again there for one epoch and tries a
-  smaller step; each further failure in a row doubles the epochs it waits (up to
-  ``MAX_HOLD_EPOCHS``), so a run bound elsewhere rarely pays for a probe. Once the steps are
-  at their smallest, a failed step up is followed by one down (never below ``start``), judged
-  by the same rule: kept when the smaller window lost less than ``GAIN`` of its shrinking, so
-  a step that noise let through is undone and the window settles near the knee. An epoch in
-  which the source could not keep the window full says nothing and is not used.
+  clock read per epoch, never one per request). A probe multiplies the window by ``growth`` (2,
+  then smaller once a probe failed); when throughput rose by at least ``GAIN`` of what the
+  larger window would give a latency-bound run, the probe is kept and the next one follows at
+  once. A probe that falls short is looked at once more, over twice as many completions (one
+  noisy epoch on a busy machine does not decide); when it still falls short (the server, the CPU
+  or the link is the limit), the window goes back to where it was, measures again there for one
+  epoch and tries a smaller step; each further failure in a row doubles the epochs it waits (up
+  to ``MAX_HOLD_EPOCHS``), so a run bound elsewhere rarely pays for a probe. Once the steps are
+  at their smallest, a failed step up is followed by one down (never below ``start``), judged by
+  the same rule: kept when the smaller window lost less than ``GAIN`` of its shrinking, so a
+  step that noise let through is undone and the window settles near the knee. An epoch in which
+  the source could not keep the window full says nothing and is not used.
 
 A quiet run whose window has settled pays a look at the client's counters, two integer updates
 and three additions per request.
