@@ -95,7 +95,6 @@ def _on_server_cpus() -> None:
         os.sched_setaffinity(0, SERVER_CPUS)
 
 
-
 def _cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime

@@ -150,7 +150,7 @@ class _Pool:
                     await handle(pair[0], pair[1])
                     continue
                 if not window.try_enter():  # the window is smaller than the pool for a moment
-                    await window.enter()
+                    await window.wait_for_place()
                 try:
                     await handle(pair[0], pair[1])
                 finally:

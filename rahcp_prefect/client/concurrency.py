@@ -223,7 +223,8 @@ class AdaptiveWindow:
 
     # -- admission -------------------------------------------------------------------------
 
-    async def _wait(self) -> None:
+    async def wait_for_place(self) -> None:
+        """Wait until the window lets this request in (after ``try_enter`` found no room)."""
         waiter = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
         try:
@@ -266,12 +267,6 @@ class AdaptiveWindow:
         if self._waiters:
             self._wake()
 
-    async def enter(self) -> None:
-        """Take a place in the window, waiting for one (``try_enter`` first: no future made
-        while there is room)."""
-        if not self.try_enter():
-            await self._wait()
-
     def _wake(self) -> None:
         waiters = self._waiters
         while waiters and self.in_flight < self.window:
@@ -288,7 +283,7 @@ class AdaptiveWindow:
 
         async def gated(item: W, url: str | None) -> Any:
             if not self.try_enter():
-                await self._wait()
+                await self.wait_for_place()
             try:
                 return await handle(item, url)
             finally:

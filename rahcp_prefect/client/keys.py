@@ -13,7 +13,8 @@ def check_key(key: str) -> str:
     """
     if not isinstance(key, str) or key == "":
         raise ValueError("Object key must be a non-empty string")
-    if "." in key and ("/./" in f"/{key}/" or "/../" in f"/{key}/"):
+    padded = f"/{key}/"
+    if "/./" in padded or "/../" in padded:
         raise ValueError(f"Object key {key!r} has a '.' or '..' path segment, which HTTP would rewrite")
     return key
 
