@@ -1,18 +1,23 @@
 """Every object under a prefix moved or deleted, one listing page at a time.
 
 The SDK's staging pattern (``S3Ops.commit_staging``, ``S3Ops.cleanup_staging``) and the job's
-commit (``job.commit.move_staged``) share these two object operations. ``move_prefix`` places
-one page (a window of copies in flight), and only then deletes that page's sources, so a crash
-half-way leaves each object under the source prefix, or placed, or both: running it again
-finishes. How one object is placed is the caller's ``place``; this module counts what it answers.
-Memory: one page (1,000 objects) at a time, whatever the prefix holds.
+commit (``job.commit.move_staged``) share these two object operations. ``move_prefix`` deletes a
+page's sources only once every object of that page is placed, so a crash half-way leaves each
+object under the source prefix, or placed, or both: running it again finishes. The pages flow
+without a pause between them: the next page is listed while one is placed, and a page's copies
+start while the tail of the one before is still in flight and its sources are being deleted
+(one window of copies across both). How one object is placed is the caller's ``place``; this
+module counts what it answers. Memory: three pages (3,000 objects) at most, whatever the prefix
+holds.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
-from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections import Counter, deque
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import partial
 from time import perf_counter
@@ -23,6 +28,7 @@ from rahcp_prefect import defaults
 from .concurrency import AdaptiveWindow, client_signals
 from .errors import AuthenticationError
 from .gather import gather_all
+from .listing import BATCH
 from .refusals import raise_on_delete_errors
 
 if TYPE_CHECKING:
@@ -32,6 +38,10 @@ logger = logging.getLogger(__name__)
 
 COPY_CONCURRENCY = defaults.COMMIT_CONCURRENCY
 """Server-side copies in flight at first, unless the caller says otherwise."""
+
+PAGES_PLACED_AT_ONCE = 2
+"""Pages whose copies may be in flight together: the next page's copies queue behind the tail
+of the one before, so the window does not drain at each page's end."""
 
 Place = Callable[[str, str, dict[str, Any]], Awaitable[str]]
 """``place(dest_bucket, dest_key, source listing record)`` puts one object on its new key and
@@ -66,6 +76,7 @@ async def move_prefix(
     concurrency: int = COPY_CONCURRENCY,
     max_concurrency: int = defaults.MAX_WORKERS,
     on_progress: Callable[[int, int], Any] | None = None,
+    page_size: int = BATCH,
 ) -> PrefixMoves:
     """Move every object under ``bucket/prefix`` to ``dest_bucket/dest_prefix`` (default: the
     same bucket), each by ``place`` (default: ``S3Ops.place``, a copy or the safe replace where
@@ -102,11 +113,26 @@ async def move_prefix(
             except Exception:
                 logger.exception("commit on_progress callback failed")
 
-    async for page in client.s3.pages(bucket, prefix):
-        items = page.get("objects", [])
-        if items:
-            await gather_all(place_one(item) for item in items)
-            moves.kept += len(await delete_unless_retained(client, bucket, [item["Key"] for item in items]))
+    async def move_page(items: list[dict[str, Any]]) -> None:
+        await gather_all(place_one(item) for item in items)  # the window lets them in in order
+        moves.kept += len(await delete_unless_retained(client, bucket, [item["Key"] for item in items]))
+
+    moving: deque[asyncio.Task[None]] = deque()
+    try:
+        async with contextlib.aclosing(_listed_ahead(client.s3.pages(bucket, prefix, page_size))) as pages:
+            async for page in pages:
+                items = page.get("objects", [])
+                if not items:
+                    continue
+                if len(moving) == PAGES_PLACED_AT_ONCE:
+                    await _first_done(moving)
+                moving.append(asyncio.ensure_future(move_page(items)))
+        while moving:
+            await _first_done(moving)
+    finally:
+        for task in moving:
+            task.cancel()
+        await asyncio.gather(*moving, return_exceptions=True)
     moves.window = window.range_text()
     logger.info(
         "Moved %d object(s) %s/%s -> %s/%s in %.2f s (%s; %d kept at the source; copies in flight %s)",
@@ -115,6 +141,38 @@ async def move_prefix(
         moves.kept, moves.window,
     )
     return moves
+
+
+async def _first_done(moving: deque[asyncio.Task[None]]) -> None:
+    """Wait until the oldest page is moved, and raise at once when any page fails."""
+    oldest = moving[0]
+    while not oldest.done():
+        await asyncio.wait([task for task in moving if not task.done()], return_when=asyncio.FIRST_COMPLETED)
+        for task in moving:
+            if task.done():
+                task.result()  # a failed page stops the moves now, not when its turn comes
+    moving.popleft()
+
+
+async def _listed_ahead(pages: AsyncIterator[dict[str, Any]]) -> AsyncGenerator[dict[str, Any], None]:
+    """``pages``, the next one asked for as soon as one is handed out (its listing overlaps the
+    copies). It lists the keys after the page handed out, so the sources deleted meanwhile
+    (earlier keys) change nothing."""
+    source = aiter(pages)
+    pending: asyncio.Future[dict[str, Any]] = asyncio.ensure_future(anext(source))
+    try:
+        while True:
+            try:
+                page = await pending
+            except StopAsyncIteration:
+                return
+            pending = asyncio.ensure_future(anext(source))
+            yield page
+    finally:
+        pending.cancel()
+        await asyncio.gather(pending, return_exceptions=True)
+        with contextlib.suppress(Exception):
+            await source.aclose()  # type: ignore[attr-defined]
 
 
 async def _place(client: HCPClient, bucket: str, dest_bucket: str, dest_key: str, item: dict[str, Any]) -> str:

@@ -475,6 +475,79 @@ async def test_commit_staging_resumes_after_a_crash_half_way(
     assert _stored(hcp_emulator, hcp_bucket, "out/4") == b"v4"
 
 
+async def test_commit_pages_flow_without_a_pause(
+    hcp_client: HCPClient, hcp_emulator: Any, hcp_bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The next page's copies start before the page before it is deleted (its tail still in
+    flight: one window across both, never more than it in flight), and every page ends placed
+    and deleted."""
+    from rahcp_prefect.client.prefix_moves import move_prefix
+
+    for i in range(60):
+        hcp_emulator.s3.put_object(Bucket=hcp_bucket, Key=f"stg/{i:03d}", Body=f"v{i}".encode())
+    hcp_emulator.faults.add("api", method="POST", path=r"/copy$", delay=0.05, count=None)
+    clock = asyncio.get_running_loop().time
+    started: dict[int, float] = {}
+    deleted: dict[str, float] = {}  # a page's first key: when its delete was sent
+    in_flight = peak = 0
+
+    async def place(dest_bucket: str, dest_key: str, item: dict[str, Any]) -> str:
+        nonlocal in_flight, peak
+        started[int(item["Key"][len("stg/") :])] = clock()
+        in_flight += 1
+        peak = max(peak, in_flight)
+        try:
+            return await hcp_client.s3.place(dest_bucket, dest_key, hcp_bucket, item)
+        finally:
+            in_flight -= 1
+
+    delete_bulk = hcp_client.s3.delete_bulk
+
+    async def timed_delete(bucket: str, keys: list[str]) -> Any:
+        deleted[keys[0]] = clock()
+        return await delete_bulk(bucket, keys)
+
+    monkeypatch.setattr(hcp_client.s3, "delete_bulk", timed_delete)
+    moves = await move_prefix(
+        hcp_client, hcp_bucket, "stg/", "out/", place, concurrency=4, max_concurrency=4, page_size=20
+    )
+    assert moves.objects == 60 and peak == 4
+    assert sorted(deleted) == ["stg/000", "stg/020", "stg/040"]  # pages of 20
+    for page in (1, 2):
+        first_of_next = min(started[i] for i in range(20 * page, 20 * page + 20))
+        assert first_of_next < deleted[f"stg/{20 * (page - 1):03d}"], f"page {page + 1} waited for page {page}"
+    assert _keys(hcp_emulator, hcp_bucket, "stg/") == []
+    assert _keys(hcp_emulator, hcp_bucket, "out/") == [f"out/{i:03d}" for i in range(60)]
+
+
+async def test_commit_page_failing_keeps_its_sources_and_a_rerun_finishes(
+    hcp_client: HCPClient, hcp_emulator: Any, hcp_bucket: str
+) -> None:
+    """A copy failing in the second page stops the moves at once (no task left running); no
+    source of a page not wholly placed is deleted; running again finishes."""
+    from rahcp_prefect.client.prefix_moves import move_prefix
+
+    for i in range(30):
+        hcp_emulator.s3.put_object(Bucket=hcp_bucket, Key=f"stg/{i:03d}", Body=f"v{i}".encode())
+    hcp_emulator.faults.add("api", method="POST", path=r"/objects/out/015/copy$", status=400, count=None)
+    with pytest.raises(HCPError):
+        await move_prefix(hcp_client, hcp_bucket, "stg/", "out/", concurrency=3, max_concurrency=3, page_size=10)
+    assert asyncio.all_tasks() == {asyncio.current_task()}  # no copy, delete or listing left behind
+    staged = set(_keys(hcp_emulator, hcp_bucket, "stg/"))
+    placed = set(_keys(hcp_emulator, hcp_bucket, "out/"))
+    assert {f"stg/{i:03d}" for i in range(10, 30)} <= staged  # pages 2 and 3: not wholly placed
+    assert "out/015" not in placed
+    for i in range(30):  # each object staged, placed or both
+        assert f"stg/{i:03d}" in staged or f"out/{i:03d}" in placed
+    hcp_emulator.faults.clear()
+    moves = await move_prefix(hcp_client, hcp_bucket, "stg/", "out/", page_size=10)
+    # page 1's delete, cancelled with the moves, may still have been done by the store since
+    assert 20 <= moves.objects <= len(staged)
+    assert _keys(hcp_emulator, hcp_bucket, "stg/") == []
+    assert _keys(hcp_emulator, hcp_bucket, "out/") == [f"out/{i:03d}" for i in range(30)]
+    assert _stored(hcp_emulator, hcp_bucket, "out/015") == b"v15"
+
+
 async def test_commit_staging_refuses_overlapping_prefixes(hcp_client: HCPClient, hcp_bucket: str) -> None:
     with pytest.raises(ValueError):
         await hcp_client.s3.commit_staging(hcp_bucket, "", "final/")
