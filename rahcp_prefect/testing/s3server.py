@@ -30,7 +30,7 @@ from moto.moto_server.werkzeug_app import (
 )
 from werkzeug.serving import BaseWSGIServer, make_server
 
-from rahcp_prefect.testing import assembly
+from rahcp_prefect.testing import assembly, moto_memory
 from rahcp_prefect.testing.counter import RequestCounter, s3_route
 from rahcp_prefect.testing.expiry import expired_body, expired_presign
 from rahcp_prefect.testing.faults import FAULT_DETAIL, FaultInjector
@@ -461,6 +461,7 @@ class S3Server:
         (the emulator's own calls stay on the plain one). ``app``: the S3 behind the middleware
         (default moto's; ``metaserver.MetaS3App``)."""
         assembly.install()
+        moto_memory.install()
         self._app = DataPlaneMiddleware(
             app or DomainDispatcherApplication(create_backend_app),
             faults,
