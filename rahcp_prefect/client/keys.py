@@ -13,8 +13,7 @@ def check_key(key: str) -> str:
     """
     if not isinstance(key, str) or key == "":
         raise ValueError("Object key must be a non-empty string")
-    padded = f"/{key}/"
-    if "/./" in padded or "/../" in padded:
+    if "." in key and ("/./" in (padded := f"/{key}/") or "/../" in padded):
         raise ValueError(f"Object key {key!r} has a '.' or '..' path segment, which HTTP would rewrite")
     return key
 

@@ -1,13 +1,13 @@
 """Buckets and what they hold (``client.s3``'s part that reads): buckets created, deleted and
-listed, object listings one page or every page (the next one asked for ahead), an object's
-metadata (HEAD). ``S3Ops`` is built on it.
+listed, object listings one page or every page (the next one asked for ahead, by object or by
+page), an object's metadata (HEAD). ``S3Ops`` is built on it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from rahcp_prefect.errors import on_bucket, on_object
@@ -100,6 +100,28 @@ class Listing:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await pending
 
+    async def pages_ahead(
+        self, bucket: str, prefix: str = "", page_size: int = BATCH
+    ) -> AsyncGenerator[dict[str, Any], None]:
+        """``pages``, the next one asked for as soon as one is handed out, so its listing
+        overlaps the caller's work on this one. It lists the keys after the page handed out:
+        the caller may still delete what a page lists (earlier keys change nothing). Close it
+        (``contextlib.aclosing``) when stopping early: that drops the page asked for ahead."""
+        source = self.pages(bucket, prefix, page_size)
+        pending: asyncio.Future[dict[str, Any]] = asyncio.ensure_future(anext(source))
+        try:
+            while True:
+                try:
+                    page = await pending
+                except StopAsyncIteration:
+                    return
+                pending = asyncio.ensure_future(anext(source))
+                yield page
+        finally:
+            pending.cancel()
+            await asyncio.gather(pending, return_exceptions=True)
+            await source.aclose()
+
     @on_object
     async def head(self, bucket: str, key: str) -> dict[str, str]:
         """Object metadata: the response headers with lower-case names
@@ -117,7 +139,7 @@ class Listing:
 
     async def pages(
         self, bucket: str, prefix: str = "", page_size: int = BATCH, delimiter: str | None = None
-    ) -> AsyncIterator[dict[str, Any]]:
+    ) -> AsyncGenerator[dict[str, Any], None]:
         """Every listing page under ``prefix``, one after the other (``list_objects`` answers):
         the caller may delete what a page lists before it asks for the next."""
         token: str | None = None

@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import logging
 from collections import Counter, deque
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import partial
 from time import perf_counter
@@ -119,7 +119,7 @@ async def move_prefix(
 
     moving: deque[asyncio.Task[None]] = deque()
     try:
-        async with contextlib.aclosing(_listed_ahead(client.s3.pages(bucket, prefix, page_size))) as pages:
+        async with contextlib.aclosing(client.s3.pages_ahead(bucket, prefix, page_size)) as pages:
             async for page in pages:
                 items = page.get("objects", [])
                 if not items:
@@ -152,27 +152,6 @@ async def _first_done(moving: deque[asyncio.Task[None]]) -> None:
             if task.done():
                 task.result()  # a failed page stops the moves now, not when its turn comes
     moving.popleft()
-
-
-async def _listed_ahead(pages: AsyncIterator[dict[str, Any]]) -> AsyncGenerator[dict[str, Any], None]:
-    """``pages``, the next one asked for as soon as one is handed out (its listing overlaps the
-    copies). It lists the keys after the page handed out, so the sources deleted meanwhile
-    (earlier keys) change nothing."""
-    source = aiter(pages)
-    pending: asyncio.Future[dict[str, Any]] = asyncio.ensure_future(anext(source))
-    try:
-        while True:
-            try:
-                page = await pending
-            except StopAsyncIteration:
-                return
-            pending = asyncio.ensure_future(anext(source))
-            yield page
-    finally:
-        pending.cancel()
-        await asyncio.gather(pending, return_exceptions=True)
-        with contextlib.suppress(Exception):
-            await source.aclose()  # type: ignore[attr-defined]
 
 
 async def _place(client: HCPClient, bucket: str, dest_bucket: str, dest_key: str, item: dict[str, Any]) -> str:
