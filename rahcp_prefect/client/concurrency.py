@@ -22,7 +22,10 @@ between 1 and ``cap`` (``max_workers``; ``cap == start`` keeps it fixed):
   at their smallest, a failed step up is followed by one down (never below ``start``), judged by
   the same rule: kept when the smaller window lost less than ``GAIN`` of its shrinking, so a
   step that noise let through is undone and the window settles near the knee. An epoch in which
-  the source could not keep the window full says nothing and is not used.
+  the source could not keep the window full says nothing and is not used. The first epoch
+  starts when the first request enters, not when the window is made: the listing or presigning
+  before it is not the store's rate, and counted in it, it made the first doubling look like a
+  gain on a store that had none to give.
 
 A quiet run whose window has settled pays a look at the client's counters, two integer updates
 and three additions per request.
@@ -117,6 +120,9 @@ class AdaptiveWindow:
         self._down = False  # the next probe steps down (past slow start, turns after a failure)
         self._base: tuple[float, float] | None = None  # (window, rate) a probe started from
         self._reset_epoch(clock(), rate=0.0)
+        self._idle = True
+        """No request has entered yet: the first epoch starts with the first one, not when the
+        window was made (a listing or presign before it is not the store's rate)."""
 
     # -- the window ------------------------------------------------------------------------
 
@@ -243,6 +249,9 @@ class AdaptiveWindow:
     def try_enter(self) -> bool:
         """Take a place in the window if one is free and nobody waits for it (no future made)."""
         if self.in_flight < self.window and not self._waiters:
+            if self._idle:
+                self._idle = False
+                self._since = self._clock()
             self.in_flight += 1
             return True
         return False

@@ -111,6 +111,19 @@ def test_a_store_bound_elsewhere_keeps_the_window_near_its_start(seed: int) -> N
     assert window.lowest == 10
 
 
+@pytest.mark.parametrize("seed", range(8))
+def test_the_work_before_the_first_request_is_not_taken_for_the_stores_rate(seed: int) -> None:
+    """The window is made, then the first listing page and presign batch take 0.3 s before any
+    request enters. Counted in the first epoch, they made its rate a fraction of the store's,
+    so the first doubling (and the next) looked like a gain on a store bound at the start."""
+    store = Store(0.005, capacity=800, jitter=0.2, seed=seed)  # 0 ms away: 10 in flight get it all
+    window = _window(store)
+    store.now += 0.3  # listing and presigning; nothing in flight
+    store.run(window, 3.0)
+    assert window.probes >= 1  # it did look
+    assert window.highest <= 20 and window.window == 10, window.range_text()
+
+
 def test_failed_probes_in_a_row_wait_longer_each_time() -> None:
     """Bound elsewhere and without noise: each probe fails; the waits between them double."""
     store = Store(0.02, capacity=200)
