@@ -1,8 +1,9 @@
 """The data plane: moto's S3 server mode, in-process, behind a thin fault/count WSGI middleware.
 
 Presigned URLs point here, so object bytes never pass through the emulator's API. The server is
-werkzeug's threaded server with moto's request handler, exactly what ``moto.server`` runs, so
-it is as fast as moto itself; the middleware adds one dict lookup and a counter increment per
+werkzeug's threaded server with moto's request handler, what ``moto.server`` runs, except that
+every request goes straight to moto's S3 app (``s3dispatch``: moto looks for the service of each
+request, half the CPU of a small GET); the middleware adds one dict lookup and a counter increment per
 request while no data-plane fault is set. CompleteMultipartUpload is the emulator's own
 (``assembly``): it joins the parts where moto's copies the object four times. HCP's namespace
 rules (409 onto existing keys, retention and holds, complete's 200-with-error, 1 MiB parts) are
@@ -23,14 +24,11 @@ from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import parse_qs
 
-from moto.moto_server.werkzeug_app import (
-    DomainDispatcherApplication,
-    MotoRequestHandler,
-    create_backend_app,
-)
+from moto.moto_server.werkzeug_app import MotoRequestHandler
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from rahcp_prefect.testing import assembly, moto_memory
+from rahcp_prefect.testing.s3dispatch import S3OnlyDispatcher
 from rahcp_prefect.testing.counter import RequestCounter, s3_route
 from rahcp_prefect.testing.expiry import expired_body, expired_presign
 from rahcp_prefect.testing.faults import FAULT_DETAIL, FaultInjector
@@ -463,7 +461,7 @@ class S3Server:
         assembly.install()
         moto_memory.install()
         self._app = DataPlaneMiddleware(
-            app or DomainDispatcherApplication(create_backend_app),
+            app or S3OnlyDispatcher(),
             faults,
             counter,
             enforce_presign_expiry=enforce_presign_expiry,
