@@ -3,13 +3,13 @@
     python -m benchmarks.latency [--delays 0,20,50] [--sweep 10,32,64,128] [--repeat 1]
                                  [--only transfer,commit] [--directions upload,download]
                                  [--rclone-transfers 64]
-                                 [--commit-objects 2000] [--share-cpus]
+                                 [--files 5000] [--commit-objects 2000] [--share-cpus]
 
 The emulator runs in its own process (``benchmarks.transfer.Emulator``), on a CPU of its own
 unless ``--share-cpus`` (``benchmarks.transfer.keep_apart``); its delay fault adds
 ``delay`` ms to every request of both planes (API and S3), as a distant HCP would. For each delay:
 
-- ``transfer``: the 2,000 small files of ``benchmarks.transfer`` uploaded, then downloaded, by
+- ``transfer``: ``--files`` (5,000) files of 10 KB uploaded, then downloaded, by
   ours at default settings (``workers`` ``defaults.WORKERS``, the window adaptive up to ``max_workers``), by ours
   with a fixed window of each ``--sweep`` size (``workers == max_workers``), and by rclone
   ``--transfers 10`` (straight to the S3 server, with the same delay) when rclone is installed;
@@ -43,20 +43,25 @@ import httpx
 
 from benchmarks.transfer import (
     PASSWORD,
-    SMALL_FILES,
+    SMALL_SIZE,
     USER,
     Emulator,
     add_cpu_option,
     keep_apart,
     load_objects,
     paired_ratio,
-    prepare_small,
+    prepare_tree,
     run_child,
 )
 from rahcp_prefect import defaults
 
 RCLONE = shutil.which("rclone")
 COMMIT_SWEEP = (8, 32, 64, 128)
+TRANSFER_FILES = 5000
+"""Files of 10 KB per transfer run. Once the emulator served a small GET in half the CPU
+(``testing.s3dispatch``), 2,000 files took 1.6-2.4 s at 0 and 20 ms, and the window's first
+epochs (its slow start, a probe and its second look) were a tenth of that; a night of
+a million files pays them once."""
 
 
 def _control(emu: Emulator) -> str:
@@ -108,7 +113,7 @@ def _ours(emu: Emulator, direction: str, source: Path, work: Path, bucket: str, 
 
 
 def _rclone(
-    emu: Emulator, direction: str, source: Path, work: Path, bucket: str, transfers: int = 10
+    emu: Emulator, direction: str, source: Path, work: Path, bucket: str, files: int, transfers: int = 10
 ) -> dict[str, Any]:
     assert RCLONE is not None
     # AWS_CA_BUNDLE would make rclone's S3 SDK load a CA bundle for a plain-HTTP endpoint and fail
@@ -128,9 +133,9 @@ def _rclone(
     if direction == "download":
         got = sum(1 for p in dest.rglob("*") if p.is_file())
         shutil.rmtree(dest, ignore_errors=True)
-        if got != SMALL_FILES:
-            raise RuntimeError(f"rclone downloaded {got} of {SMALL_FILES} files")
-    return {"files_per_s": round(SMALL_FILES / seconds, 1), "seconds": round(seconds, 3)}
+        if got != files:
+            raise RuntimeError(f"rclone downloaded {got} of {files} files")
+    return {"files_per_s": round(files / seconds, 1), "seconds": round(seconds, 3)}
 
 
 def _median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -147,13 +152,14 @@ def _median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
 def transfer(
     emu: Emulator, delay_ms: int, sweep: list[int], repeat: int, data: Path, work: Path,
     directions: tuple[str, ...] = ("upload", "download"), rclone_more: tuple[int, ...] = (),
+    files: int = TRANSFER_FILES,
 ) -> dict[str, Any]:
-    source = prepare_small(data)
+    source = prepare_tree(data, f"latency-{files}", files, SMALL_SIZE)
     clients: list[tuple[str, Any]] = [("default", None)] + [(f"fixed-{n}", n) for n in sweep]
     if RCLONE:
         clients.append(("rclone", "rclone"))
         clients += [(f"rclone-{n}", f"rclone-{n}") for n in rclone_more]
-    out: dict[str, Any] = {"scenario": "transfer", "delay_ms": delay_ms, "files": SMALL_FILES}
+    out: dict[str, Any] = {"scenario": "transfer", "delay_ms": delay_ms, "files": files}
     if not RCLONE:
         out["note"] = "rclone is not installed (apt-get install rclone): its comparison is skipped"
     for direction in directions:
@@ -170,13 +176,13 @@ def transfer(
                 _delay(emu, delay_ms / 1000)
                 _requests(emu, reset=True)
                 if isinstance(how, str):  # rclone, rclone-<transfers>
-                    run = _rclone(emu, direction, source, work, bucket, int(how.partition("-")[2] or 10))
+                    run = _rclone(emu, direction, source, work, bucket, files, int(how.partition("-")[2] or 10))
                 else:
                     workers = defaults.WORKERS if how is None else how
                     run = _ours(emu, direction, source, work, bucket, workers, fixed=how is not None)
                 _delay(emu, 0)
                 run["requests_per_file"] = {
-                    what: round(count / SMALL_FILES, 3) for what, count in sorted(_requests(emu).items())
+                    what: round(count / files, 3) for what, count in sorted(_requests(emu).items())
                 }
                 results[name].append(run)
                 if direction == "upload":
@@ -273,6 +279,7 @@ def main() -> None:
     parser.add_argument("--data-dir", default=os.path.join(tempfile.gettempdir(), "rahcp-bench-transfer"))
     parser.add_argument("--delays", default="0,20,50", help="ms added to every request, comma-separated")
     parser.add_argument("--commit-delays", default="0,50")
+    parser.add_argument("--files", type=int, default=TRANSFER_FILES, help="10 KB files per transfer run")
     parser.add_argument("--sweep", default="10,32,64,128", help="fixed workers to compare")
     parser.add_argument("--repeat", type=int, default=1, help="runs per client (alternating order); median kept")
     parser.add_argument("--only", default="transfer,commit")
@@ -297,7 +304,7 @@ def main() -> None:
                 for delay in (int(d) for d in args.delays.split(",")):
                     lines.append(transfer(emu, delay, [int(n) for n in args.sweep.split(",")], args.repeat, data, work,
                                          tuple(args.directions.split(",")),
-                                         tuple(int(n) for n in args.rclone_transfers.split(",") if n)))
+                                         tuple(int(n) for n in args.rclone_transfers.split(",") if n), args.files))
                     print(json.dumps(lines[-1]), flush=True)
             if "commit" in wanted:
                 for delay in (int(d) for d in args.commit_delays.split(",")):

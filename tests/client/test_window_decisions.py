@@ -121,7 +121,7 @@ def test_the_work_before_the_first_request_is_not_taken_for_the_stores_rate(seed
     store.now += 0.3  # listing and presigning; nothing in flight
     store.run(window, 3.0)
     assert window.probes >= 1  # it did look
-    assert window.highest <= 20 and window.window == 10, window.range_text()
+    assert window.highest <= 20 and window.window <= 14, window.range_text()  # no doubling kept
 
 
 def test_failed_probes_in_a_row_wait_longer_each_time() -> None:
