@@ -151,7 +151,7 @@ async def _first_done(moving: deque[asyncio.Task[None]]) -> None:
         for task in moving:
             if task.done():
                 task.result()  # a failed page stops the moves now, not when its turn comes
-    moving.popleft()
+    moving.popleft().result()  # also when it had failed before this call: never passed over
 
 
 async def _place(client: HCPClient, bucket: str, dest_bucket: str, dest_key: str, item: dict[str, Any]) -> str:

@@ -548,6 +548,26 @@ async def test_commit_page_failing_keeps_its_sources_and_a_rerun_finishes(
     assert _stored(hcp_emulator, hcp_bucket, "out/015") == b"v15"
 
 
+async def test_a_page_that_failed_before_its_turn_still_stops_the_moves() -> None:
+    """The page that fails may be done before the moves wait for it (while the next page is
+    listed): its error is raised then, not passed over (it was, and the moves went on)."""
+    from collections import deque
+
+    from rahcp_prefect.client.prefix_moves import _first_done
+
+    async def failing_page() -> None:
+        raise HCPError("copy refused")
+
+    async def placed_page() -> None:
+        return None
+
+    moving = deque([asyncio.ensure_future(failing_page()), asyncio.ensure_future(placed_page())])
+    await asyncio.sleep(0)  # both done before anyone waits for them
+    assert all(task.done() for task in moving)
+    with pytest.raises(HCPError, match="copy refused"):
+        await _first_done(moving)
+
+
 async def test_commit_staging_refuses_overlapping_prefixes(hcp_client: HCPClient, hcp_bucket: str) -> None:
     with pytest.raises(ValueError):
         await hcp_client.s3.commit_staging(hcp_bucket, "", "final/")
