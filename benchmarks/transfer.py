@@ -23,7 +23,11 @@ Prints one JSON object per scenario: ``scenario``, ``ours``, ``floor``, ``ratio`
 floor of the scenario's main figure: files_per_s, mb_per_s or, for scan-200k, walk rate) and
 ``bars`` (each bar of the issue with its verdict); ``cpu_ratio`` is the client CPU, ours / floor (per GB on
 large files; on small ones the median per file of each client's runs, listed in ``cpu_runs``) and
-``cpu_ratio_paired`` the median of the per-round ratios (each of ours over the floor's run next to it). Small scenarios run ``--repeat`` (5) times per
+``cpu_ratio_paired`` the median of the per-round ratios (each of ours over the floor's run next to it).
+``cpu_ratio_with_floor_setup`` (and ``_paired``; no bar) adds to the floor's CPU per file what its
+walk and presigning cost it before its clock (``setup_cpu_us_per_file``), and
+``ratio_with_floor_setup`` adds their time (``setup_seconds``, done one after the other where
+ours overlaps them with its transfers) to the floor's: ours does both inside its clock. Small scenarios run ``--repeat`` (5) times per
 client, alternating, and keep the median run; large ones ``--large-repeat`` (1) times.
 ``emulator_cpu_us_per_file`` is the server's CPU during a child (setup included). The ``engine-overhead`` line runs the engine with the
 network stubbed out: its CPU per file beyond the plain file reads/writes any client does.
@@ -179,11 +183,12 @@ async def floor_upload(spec: dict[str, Any]) -> dict[str, Any]:
     config = ClientConfig()
     checksums = spec.get("checksums", True)
     root = Path(spec["source"])
-    rels = sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
-    sizes = {rel: os.path.getsize(root / rel) for rel in rels}
-    large = [rel for rel in rels if sizes[rel] >= config.multipart_threshold]
-    urls = presign_all(spec["api"], spec["bucket"], [r for r in rels if r not in large], "put_object")
-    uploads = {rel: presign_parts(spec["api"], spec["bucket"], rel, sizes[rel], config) for rel in large}
+    with Clock() as setup:  # ours walks and presigns inside its clock: this is the floor's share
+        rels = sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
+        sizes = {rel: os.path.getsize(root / rel) for rel in rels}
+        large = [rel for rel in rels if sizes[rel] >= config.multipart_threshold]
+        urls = presign_all(spec["api"], spec["bucket"], [r for r in rels if r not in large], "put_object")
+        uploads = {rel: presign_parts(spec["api"], spec["bucket"], rel, sizes[rel], config) for rel in large}
     items = [(str(root / rel), rel) for rel in rels]
     total = sum(sizes.values())
     http = _login(spec["api"])
@@ -225,7 +230,8 @@ async def floor_upload(spec: dict[str, Any]) -> dict[str, Any]:
                 await put(urls[rel], body, size)
 
             await _floor_pool(items, spec["workers"], one)
-    return figures(clock, len(items), total, **_without_complete(clock, total, completing[0]))
+    return figures(clock, len(items), total, **_without_complete(clock, total, completing[0]),
+                   setup_cpu_us_per_file=round(setup.cpu / len(items) * 1e6, 1), setup_seconds=round(setup.wall, 3))
 
 
 def _without_complete(clock: Clock, nbytes: int, completing: float) -> dict[str, Any]:
@@ -335,7 +341,8 @@ async def floor_download(spec: dict[str, Any]) -> dict[str, Any]:
 
     keys = spec["keys"]
     checksums = spec.get("checksums", True)
-    urls = presign_all(spec["api"], spec["bucket"], keys, "get_object")
+    with Clock() as setup:  # ours presigns inside its clock: this is the floor's share
+        urls = presign_all(spec["api"], spec["bucket"], keys, "get_object")
     token = _login(spec["api"]).headers["Authorization"]
     dest = Path(spec["dest"])
     dest.mkdir(parents=True, exist_ok=True)
@@ -392,7 +399,8 @@ async def floor_download(spec: dict[str, Any]) -> dict[str, Any]:
             await asyncio.gather(lister(), *(worker() for _ in range(spec["workers"])))
     if sorted(listed) != sorted(keys):
         raise RuntimeError(f"the floor listed {len(listed)} objects, {len(keys)} were loaded")
-    return figures(clock, len(keys), total)
+    return figures(clock, len(keys), total, setup_cpu_us_per_file=round(setup.cpu / len(keys) * 1e6, 1),
+                   setup_seconds=round(setup.wall, 3))
 
 
 def _write_and_hash(handle: Any, digests: list[Any], chunk: bytes) -> None:
@@ -783,6 +791,14 @@ def report(scenario: str, mine: dict[str, Any], floor: dict[str, Any]) -> dict[s
         # client CPU per file, ours / floor, the median of each client's runs (issue 31: at most 1.1)
         out["cpu_ratio"] = _ratio(mine["cpu_us_per_file_median"], floor["cpu_us_per_file_median"])
         out["cpu_ratio_paired"] = paired_ratio(mine["cpu_runs"], floor["cpu_runs"])
+        if "setup_cpu_runs" in floor:  # no bar: the floor with the walk and presign ours times
+            with_setup = [cpu + setup for cpu, setup in zip(floor["cpu_runs"], floor["setup_cpu_runs"])]
+            out["cpu_ratio_with_floor_setup"] = _ratio(mine["cpu_us_per_file_median"], statistics.median(with_setup))
+            out["cpu_ratio_with_floor_setup_paired"] = paired_ratio(mine["cpu_runs"], with_setup)
+        if "setup_seconds" in floor and scenario.endswith("small"):  # the floor's setup, one step after another
+            out["ratio_with_floor_setup"] = _ratio(
+                mine["files_per_s"], floor["files"] / (floor["seconds"] + floor["setup_seconds"])
+            )
     return out
 
 
@@ -897,6 +913,8 @@ def _median(results: list[dict[str, Any]], key: str) -> dict[str, Any]:
         if all(r.get("cpu_us_per_file") for r in results):  # CPU of every run, and their median
             chosen["cpu_runs"] = [r["cpu_us_per_file"] for r in results]
             chosen["cpu_us_per_file_median"] = statistics.median(chosen["cpu_runs"])
+        if all(r.get("setup_cpu_us_per_file") for r in results):  # the floor's walk and presign
+            chosen["setup_cpu_runs"] = [r["setup_cpu_us_per_file"] for r in results]
         if all("multipart_complete_s" in r for r in results):
             chosen["complete_runs"] = [r["multipart_complete_s"] for r in results]
             chosen["without_complete_runs"] = [r["mb_per_s_without_complete"] for r in results]
