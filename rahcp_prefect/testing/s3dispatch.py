@@ -4,7 +4,7 @@ moto's server (``DomainDispatcherApplication``) works out the service of every r
 it reads the signature's scope or the path, then looks the host up in a directory listing of
 moto's ~200 modules (an ``isdir`` each) and in its URL patterns. On the emulator's data plane
 that was half the CPU of a small GET (py-spy, 2,000 10 KB GETs), for every client alike. The
-data plane serves S3 alone, so this dispatcher hands every request to moto's S3 app, made once;
+data plane serves S3 alone, so this dispatcher hands every request to moto's S3 app, made with it;
 moto's own paths (``/moto-api``) and S3 Control's still go the long way.
 """
 
@@ -24,15 +24,9 @@ class S3OnlyDispatcher(DomainDispatcherApplication):
 
     def __init__(self) -> None:
         super().__init__(create_backend_app)
-        self._s3: Flask | None = None
+        self._s3 = self.app_instances["s3"] = create_backend_app("s3")
 
     def get_application(self, environ: dict[str, Any]) -> Flask:
         if environ.get("PATH_INFO", "").startswith(LONG_WAY):
             return super().get_application(environ)
-        app = self._s3
-        if app is None:
-            with self.lock:
-                if "s3" not in self.app_instances:
-                    self.app_instances["s3"] = self.create_app("s3")
-                app = self._s3 = self.app_instances["s3"]
-        return app
+        return self._s3
