@@ -457,6 +457,7 @@ async def ours(spec: dict[str, Any]) -> dict[str, Any]:
         common = {"client": client, "bucket": spec["bucket"], "tracker": probe or tracker, "workers": spec["workers"]}
         if spec.get("max_workers"):  # else the default: an adaptive window from ``workers``
             common["max_workers"] = spec["max_workers"]
+        common.update(spec.get("config", {}))  # engine settings under test (an A/B of ours)
         with Clock() as clock:
             if spec["direction"] == "upload":
                 stats = await bulk_upload(BulkUploadConfig(source_dir=Path(spec["source"]), **common))

@@ -58,8 +58,9 @@ MAX_WORKERS = 256
 ``workers`` (``commit_concurrency``) the window stays fixed there."""
 QUEUE_DEPTH = 8
 """Queue size multiplier: at most ``workers * queue_depth`` files wait in memory."""
-PRESIGN_BATCH_SIZE = 200
-"""Keys presigned per API call."""
+PRESIGN_BATCH_SIZE = 1000
+"""The most keys presigned per API call (the API's own limit); a run's first call signs
+fewer (``bulk.presigner.FIRST_BATCH``) and each after it twice as many, up to this."""
 CHUNK_SIZE = MIB
 """Bytes read or written per streaming step."""
 STREAM_THRESHOLD = 100 * MIB

@@ -47,7 +47,7 @@ class EngineSettings(BaseModel):
         ge=1,
         le=1000,
         title="Presign batch size",
-        description="Keys presigned per API call.",
+        description="The most keys presigned per API call (a run's first calls sign fewer).",
     )
     chunk_size: FormSize = size_field(
         defaults.CHUNK_SIZE,

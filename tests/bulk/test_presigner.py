@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from rahcp_prefect.bulk.presigner import Presigner
+from rahcp_prefect.bulk.presigner import FIRST_BATCH, Presigner
 
 
 class FakeS3:
@@ -37,6 +37,19 @@ async def test_a_fast_source_is_signed_in_full_batches() -> None:
     assert [pair for batch in batches for pair in batch] == [((k,), f"url:{k}") for k in keys]
     assert [len(batch) for batch in batches] == [4, 4, 2]
     assert [len(call) for call in s3.calls] == [4, 4, 2]
+
+
+async def test_the_first_batch_is_small_and_each_after_it_doubles_up_to_the_batch_size() -> None:
+    """A run's first transfer waits only for FIRST_BATCH keys; then calls grow, so a long run
+    makes one call per 1,000 keys (a call costs the client the same whatever its size)."""
+    s3 = FakeS3()
+    keys = [f"k{i:05d}" for i in range(FIRST_BATCH * 15 + 4000)]
+    batches = [batch async for batch in presigner(s3, 1000).batches(source(keys))]
+    assert [pair for batch in batches for pair in batch] == [((k,), f"url:{k}") for k in keys]
+    sizes = [len(call) for call in s3.calls]
+    assert sizes[:4] == [FIRST_BATCH, 2 * FIRST_BATCH, 4 * FIRST_BATCH, 8 * FIRST_BATCH]
+    assert sizes[4:] == [1000, 1000, 1000, 1000]
+    assert max(sizes) == 1000
 
 
 async def test_keys_already_known_are_handed_out_while_the_source_waits() -> None:

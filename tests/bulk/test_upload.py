@@ -320,7 +320,7 @@ def test_config_validation(tmp_path) -> None:
         BulkUploadConfig(client=None, bucket="bkt", source_dir=tmp_path, tracker=None, include="*.tif")  # type: ignore[arg-type]
     c = BulkUploadConfig(client=None, bucket="bkt", source_dir=str(tmp_path), tracker=None)  # type: ignore[arg-type]
     assert c.source_dir == tmp_path and c.workers == 10 and c.queue_depth == 8
-    assert c.presign_batch_size == 200 and c.chunk_size == 1 << 20 and c.skip_existing
+    assert c.presign_batch_size == 1000 and c.chunk_size == 1 << 20 and c.skip_existing
     assert c.progress_interval == 5.0 and not c.follow_symlinks and c.entries is None
     assert TransferStatus.done  # tracker protocol available to callers
 
