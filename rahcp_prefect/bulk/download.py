@@ -241,9 +241,29 @@ class _Download:
         hasher: Hasher | None,
         expect: Expected | None,
     ) -> tuple[int, bool]:
-        """``_fetch``, then the bytes must hash to ``expect`` (``ChecksumMismatchError``).
-        Returns the size and whether the transfer itself checked the ETag (ranged)."""
-        got, etag_checked = await self._fetch(key, size, etag, folder, temp, url, hasher)
+        """GET ``key`` into ``temp`` in ``folder``, then the bytes must hash to ``expect``
+        (``ChecksumMismatchError``). Returns the size and whether the transfer itself checked
+        the ETag (ranged). A 403 (expired URL) is presigned again once (a ranged download then
+        carries on with the ranges it has).
+
+        A small object comes in one shot straight from the data plane (the folder is opened
+        once its bytes are here); a large one as ranged GETs (``_get_ranged``)."""
+        what = f"{self.bucket}/{key}"
+        bucket, s3 = self.bucket, self.s3
+        presign = lambda: s3.presign_get(bucket, key)  # noqa: E731
+        if size < self.cfg.stream_threshold or size == 0:
+            data, chunk = self.data, self.cfg.chunk_size
+            body = await presigned_transfer(
+                presign, lambda fresh: data.get_bytes(fresh, what=what, hasher=hasher, size=size, chunk_size=chunk), url,
+                on_presign_again=self.rec.retried,
+            )
+            _write_file(folder.open(), temp, body)
+            got, etag_checked = len(body), False
+        else:
+            got, etag_checked = await presigned_transfer(
+                presign, lambda fresh: self._get_ranged(key, fresh, what, size, etag, folder, temp, hasher), url,
+                on_presign_again=self.rec.retried,
+            )
         if hasher is not None and expect is not None:
             actual = hasher.sha256 if expect.name == "sha256" else hasher.md5
             if actual is None:  # the ranged download checked the ETag's MD5 itself
@@ -255,29 +275,11 @@ class _Download:
                 )
         return got, etag_checked
 
-    async def _fetch(
-        self, key: str, size: int, etag: str | None, folder: FileFolder, temp: str, url: str | None,
-        hasher: Hasher | None,
-    ) -> tuple[int, bool]:
-        """GET ``key`` into ``temp`` in ``folder``; a 403 (expired URL) is presigned again once (a ranged
-        download then carries on with the ranges it has)."""
-        what = f"{self.bucket}/{key}"
-        return await presigned_transfer(
-            lambda: self.s3.presign_get(self.bucket, key),
-            lambda fresh: self._get(key, fresh, what, size, etag, folder, temp, hasher),
-            url,
-            on_presign_again=self.rec.retried,
-        )
-
-    async def _get(
+    async def _get_ranged(
         self, key: str, url: str, what: str, size: int, etag: str | None, folder: FileFolder, temp: str,
         hasher: Hasher | None,
     ) -> tuple[int, bool]:
-        """One GET: in one shot (the folder opened once the bytes are here), or ranged."""
-        if size < self.cfg.stream_threshold or size == 0:
-            data = await self.data.get_bytes(url, what=what, hasher=hasher)
-            _write_file(folder.open(), temp, data)
-            return len(data), False
+        """One large object as ranged GETs, resumable and checked against its ETag."""
         if etag is None:  # a work list: the ETag names the object a resume may continue
             etag = (await self.s3.head(self.bucket, key)).get("etag")
         ranged = RangedDownload(

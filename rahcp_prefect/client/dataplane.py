@@ -374,14 +374,31 @@ class DataPlane:
 
         return await self._retrying("GET", what, attempt)
 
-    async def get_bytes(self, url: str, *, what: str, hasher: Hasher | None = None) -> bytes:
+    async def get_bytes(
+        self, url: str, *, what: str, hasher: Hasher | None = None, size: int | None = None,
+        chunk_size: int = DEFAULT_CHUNK,
+    ) -> bytes:
         """GET the whole object into memory; a ``hasher`` is fed the body (in a worker thread
-        when it is large)."""
+        when it is large). ``size``: the bytes expected (a listing's); an answer of at most
+        ``chunk_size`` is watched by ``stalls`` from the request's start, as a PUT sent in one
+        write is, instead of arming a timer on each read."""
+        small = size is not None and size <= chunk_size
+        timeout = self._one_write_timeout if small else self._streaming_timeout
+        stalls = self.stalls
 
         async def attempt() -> tuple[bytes, int]:
-            async with self.session.get(URL(url, encoded=True)) as response:
-                await check_answer(response, what)
-                return await response.read(), response.status
+            watched = stalls.start() if small else None
+            try:
+                async with self.session.get(URL(url, encoded=True), timeout=timeout) as response:
+                    await check_answer(response, what)
+                    data = await response.read()
+            except BaseException as exc:
+                if watched is not None:
+                    stalls.finish(watched, exc)  # raises TimeoutError if the watch cancelled it
+                raise
+            if watched is not None:
+                stalls.finish(watched)
+            return data, response.status
 
         data = await self._retrying("GET", what, attempt)
         if hasher is not None:

@@ -2,14 +2,15 @@
 
 aiohttp's ``sock_read`` timeout arms a timer when a request's body is written and again on each
 read; for a 10 KB PUT that is two timer handles pushed into (and later swept from) the event
-loop's heap, about 5 us of client CPU per request. A request whose body goes out in one write
-and whose answer is a few headers needs no more than a deadline from its start, so such
-requests are watched here instead: each costs a clock read and two dict operations, and one
+loop's heap, about 5 us of client CPU per request (a small GET arms it on each of its reads
+too). A request whose body goes out in one write and whose answer is a few headers, or a GET
+whose answer is expected within one chunk, needs no more than a deadline from its start, so
+such requests are watched here instead: each costs a clock read and two dict operations, and one
 timer looks over all of them every quarter of the timeout while any is in flight. A request
 still unanswered at its deadline is cancelled and, in ``StallWatch.finish``, turned into a
 ``TimeoutError`` that the data plane retries like any other transport error (aiohttp closes a
 connection whose request was cancelled: it is never reused). Requests that stream (large
-bodies, downloads) keep ``sock_read``, which follows their progress.
+bodies, large downloads) keep ``sock_read``, which follows their progress.
 """
 
 from __future__ import annotations

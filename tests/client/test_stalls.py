@@ -108,3 +108,26 @@ async def test_a_store_that_never_answers_fails_the_put_naming_the_timeout(
         assert "X-Amz" not in str(info.value)
         assert 1.5 <= elapsed < 10  # three attempts of 0.5 s at least
         assert client.data.stalls.stalls == 3
+
+
+@pytest.mark.timeout(60)
+async def test_a_small_get_the_store_never_answers_is_watched_and_retried(
+    hcp_credentials: dict, hcp_emulator: Any, hcp_bucket: str
+) -> None:
+    """A GET whose expected size fits one chunk is watched like a one-write PUT (no timer per
+    read): held by the emulator, it is given up after the timeout and fetched again. Without a
+    size (or above a chunk) it keeps aiohttp's per-read timeout, which also ends a silent
+    answer but follows a long stream's progress."""
+    hcp_emulator.s3.put_object(Bucket=hcp_bucket, Key="held", Body=b"payload")
+    async with HCPClient(**hcp_credentials, timeout=1.0, retry_base_delay=0.01, max_retries=2) as client:
+        url = await client.s3.presign_get(hcp_bucket, "held")
+        for size, watched in ((7, 1), (None, 0)):
+            stalls, retries = client.data.stalls.stalls, client.data.retries
+            rule = hcp_emulator.faults.add("data", method="GET", path=r"/held$", hold=True, count=1)
+            started = time.monotonic()
+            body = await client.data.get_bytes(url, what=f"{hcp_bucket}/held", size=size)
+            elapsed = time.monotonic() - started
+            rule.release()
+            assert body == b"payload" and 1.0 <= elapsed < 5
+            assert client.data.retries - retries == 1
+            assert client.data.stalls.stalls - stalls == watched
