@@ -19,19 +19,17 @@ to the ``Content-MD5``): what was hashed is what was stored, or nothing is.
 
 Its parts: ``file_bodies`` (bodies read and hashed from a file), ``received`` (GET bodies
 written and hashed one batch behind the network), ``presigned_answers`` (what an answer means:
-done, another try, or an error); the retry loop is here.
+done, another try, or an error), ``retry_loop`` (the retry loop every request goes through).
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from time import monotonic
-from typing import Any, TypeVar
+from typing import Any
 
 import aiohttp
 from yarl import URL
@@ -45,15 +43,10 @@ from .errors import PresignedTransferError
 from .file_bodies import FileRegion, changed_size, hash_file_region, read_hashed
 from .presigned_answers import _TryAgain, check_answer, check_range
 from .received import receive
-from .redaction import redact_text
-from .retry import RetryBudget
+from .retry_loop import TRANSPORT_ERRORS, RetryLoop
 from .safe_paths import create_file
-from .stalls import StallWatch
-from .tls import certificate_error, certificate_problem, ssl_context
-
-logger = logging.getLogger(__name__)
-
-T = TypeVar("T")
+from .stalls import UNWATCHED, StallWatch
+from .tls import ssl_context
 
 DEFAULT_CHUNK = defaults.CHUNK_SIZE
 
@@ -62,16 +55,7 @@ STREAM_BODY_LIMIT = 8 * 1024 * 1024
 hashed from disk first, then streamed from disk (memory: one chunk per transfer in flight)."""
 
 
-TRANSPORT_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError, ConnectionError)
-DISCONNECTS = (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError)
-"""A connection closed under a request (often a stale keep-alive one): the first retry is
-immediate, as aiohttp's own hidden retry was, but goes through the counted retry loop.
-(A refused connection, ``ClientConnectorError``, backs off as usual.)"""
-FATAL_TRANSPORT_ERRORS = (aiohttp.InvalidURL, aiohttp.ClientConnectorCertificateError)
-"""Transport errors another try cannot fix: raised at once."""
-
-
-class DataPlane:
+class DataPlane(RetryLoop):
     """Presigned transfers over one pooled keep-alive ``aiohttp`` session (created lazily).
 
     Retries 408/425/5xx and transport errors up to ``max_retries`` times with backoff, and
@@ -260,22 +244,18 @@ class DataPlane:
                 body = data.pieces(chunk_size)
             else:
                 body = _pieces(data, chunk_size)
-            watched = stalls.start() if one_write else None
             try:
-                async with self.session.put(
-                    URL(url, encoded=True), data=body, headers=headers, timeout=timeout
-                ) as response:
-                    await check_answer(response, what)
-                    etag = response.headers.get("ETag")
-                    await response.read()
-            except BaseException as exc:
-                if watched is not None:
-                    stalls.finish(watched, exc)  # raises TimeoutError if the watch cancelled it
-                if isinstance(exc, TRANSPORT_ERRORS) and isinstance(data, FileRegion) and data.error is not None:
+                with stalls.watching() if one_write else UNWATCHED:
+                    async with self.session.put(
+                        URL(url, encoded=True), data=body, headers=headers, timeout=timeout
+                    ) as response:
+                        await check_answer(response, what)
+                        etag = response.headers.get("ETag")
+                        await response.read()
+            except TRANSPORT_ERRORS:
+                if isinstance(data, FileRegion) and data.error is not None:
                     raise data.error from None  # the file, not the network: not retried
                 raise
-            if watched is not None:
-                stalls.finish(watched)
             if not etag:
                 raise PresignedTransferError(f"No ETag in the response for {what}", response.status)
             if etag != as_sent and bare_etag(etag) != expected:
@@ -387,17 +367,10 @@ class DataPlane:
         stalls = self.stalls
 
         async def attempt() -> tuple[bytes, int]:
-            watched = stalls.start() if small else None
-            try:
+            with stalls.watching() if small else UNWATCHED:
                 async with self.session.get(URL(url, encoded=True), timeout=timeout) as response:
                     await check_answer(response, what)
                     data = await response.read()
-            except BaseException as exc:
-                if watched is not None:
-                    stalls.finish(watched, exc)  # raises TimeoutError if the watch cancelled it
-                raise
-            if watched is not None:
-                stalls.finish(watched)
             return data, response.status
 
         data = await self._retrying("GET", what, attempt)
@@ -406,106 +379,10 @@ class DataPlane:
             await hash_into(hasher, data)
         return data
 
-    # -- retry loop ------------------------------------------------------------------------
-
-    async def _retrying(
-        self,
-        method: str,
-        what: str,
-        attempt: Callable[[], Awaitable[tuple[T, int]]],
-        size: int | None = None,
-    ) -> T:
-        """Run ``attempt`` (which returns its result and the HTTP status) with retries.
-
-        The retry budget is made at the first failure, counted from the first attempt's start:
-        a request that goes through (nearly all) pays one clock read, not a budget."""
-        budget: RetryBudget | None = None
-        first = monotonic()
-        started = first
-        while True:
-            throttled = False
-            try:
-                result, status = await attempt()
-            except _TryAgain as failure:
-                reason, status, retry_after = failure.reason, failure.status, failure.retry_after
-                throttled = failure.throttled
-            except FATAL_TRANSPORT_ERRORS as exc:
-                problem = certificate_problem(exc)
-                if problem is not None:
-                    host = f"{exc.host}:{exc.port}" if isinstance(exc, aiohttp.ClientConnectorError) else "S3"
-                    raise certificate_error(host, problem, f"presigned URLs, {what}") from None
-                logger.error("%s %s failed: %s", method, what, _describe(exc))
-                raise PresignedTransferError(f"{_describe(exc)} for {what}") from None
-            except TRANSPORT_ERRORS as exc:
-                reason, status, retry_after = _describe(exc), 0, None
-                if budget is None and _dropped(exc):  # the first retry of a dropped connection
-                    retry_after = 0.0
-            else:
-                if method == "GET" and self.bandwidth is not None:
-                    await self.bandwidth.take(_byte_count(result, size))
-                if logger.isEnabledFor(logging.DEBUG):
-                    logger.debug(
-                        "%s %s -> %d (%.1f ms, %d bytes)",
-                        method,
-                        what,
-                        status,
-                        (monotonic() - started) * 1000,
-                        _byte_count(result, size),
-                    )
-                return result
-            if budget is None:
-                budget = RetryBudget(self.max_retries, self.retry_base_delay, self.retry_deadline, started=first)
-            if throttled:
-                self.throttled += 1
-            delay = budget.next_delay(throttled, retry_after)
-            if delay is None:
-                logger.debug(  # raised: the caller reports it (see _check)
-                    "%s %s failed after %d attempts: %s",
-                    method,
-                    what,
-                    budget.tries + 1,
-                    f"{status} {reason}" if status else reason,
-                )
-                raise PresignedTransferError(f"{reason} for {what}", status)
-            self.retries += 1
-            logger.warning(
-                "%s %s: %s; retry %s in %.2f s",
-                method,
-                what,
-                f"{status} {reason}" if status else reason,
-                f"{budget.tries} (throttled)" if throttled else f"{budget.tries}/{self.max_retries}",
-                delay,
-            )
-            await asyncio.sleep(delay)
-            started = monotonic()
-
-
-
 
 def default_context() -> ssl.SSLContext:
     """The context of a data plane made without one: verified, with the default CA stores."""
     return ssl_context(True, None)
-
-
-def _byte_count(result: object, size: int | None) -> int:
-    """Bytes moved by a finished transfer, for the debug log."""
-    if size is not None:
-        return size
-    if isinstance(result, (bytes, bytearray)):
-        return len(result)
-    return result if isinstance(result, int) else 0
-
-
-def _dropped(exc: BaseException) -> bool:
-    """Whether an established connection was closed under the request."""
-    return isinstance(exc, DISCONNECTS) and not isinstance(exc, aiohttp.ClientConnectorError)
-
-
-def _describe(exc: BaseException) -> str:
-    """A transport error as text without any URL query (aiohttp messages may carry the URL)."""
-    text = redact_text(str(exc))
-    name = type(exc).__name__
-    return f"{name}: {text}"[:200] if text else name
 
 
 async def _pieces(data: bytes | bytearray | memoryview, size: int) -> AsyncIterator[memoryview]:

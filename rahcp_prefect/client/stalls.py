@@ -5,7 +5,7 @@ read; for a 10 KB PUT that is two timer handles pushed into (and later swept fro
 loop's heap, about 5 us of client CPU per request (a small GET arms it on each of its reads
 too). A request whose body goes out in one write and whose answer is a few headers, or a GET
 whose answer is expected within one chunk, needs no more than a deadline from its start, so
-such requests are watched here instead: each costs a clock read and two dict operations, and one
+such requests are watched here instead (``watching()``): each costs a clock read, two dict operations and a small object, and one
 timer looks over all of them every quarter of the timeout while any is in flight. A request
 still unanswered at its deadline is cancelled and, in ``StallWatch.finish``, turned into a
 ``TimeoutError`` that the data plane retries like any other transport error (aiohttp closes a
@@ -16,6 +16,7 @@ bodies, large downloads) keep ``sock_read``, which follows their progress.
 from __future__ import annotations
 
 import asyncio
+from contextlib import AbstractContextManager, nullcontext
 from time import monotonic
 
 
@@ -53,6 +54,11 @@ class StallWatch:
             self._timer = loop.call_later(self.seconds / 4, self._look)
         return task
 
+    def watching(self) -> Watched:
+        """``with watch.watching():`` the request inside is watched from here (``start``, then
+        ``finish`` with what ended it, so a stall leaves the block as ``TimeoutError``)."""
+        return Watched(self)
+
     def finish(self, task: asyncio.Task[object], error: BaseException | None = None) -> None:
         """The request of ``task`` ended, with ``error`` if it failed. If the watch cancelled
         it, that cancellation is taken back and, when it is what ended the request, raised as
@@ -83,3 +89,23 @@ class StallWatch:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+
+
+class Watched:
+    """One request under a ``StallWatch`` (``StallWatch.watching``), as a context manager."""
+
+    __slots__ = ("_watch", "_task")
+
+    def __init__(self, watch: StallWatch) -> None:
+        self._watch = watch
+
+    def __enter__(self) -> Watched:
+        self._task = self._watch.start()
+        return self
+
+    def __exit__(self, kind: object, error: BaseException | None, trace: object) -> None:
+        self._watch.finish(self._task, error)  # raises TimeoutError if the watch cancelled it
+
+
+UNWATCHED: AbstractContextManager[None] = nullcontext()
+"""For a request that keeps aiohttp's per-read timeout instead (``with ... if ... else UNWATCHED``)."""

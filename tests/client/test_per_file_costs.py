@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from rahcp_prefect.client import dataplane, retry
+from rahcp_prefect.client import retry, retry_loop
 from rahcp_prefect.client.dataplane import DataPlane
 from rahcp_prefect.client.digests import Hasher
 from rahcp_prefect.client.errors import PresignedTransferError
@@ -51,7 +51,7 @@ async def test_the_throttling_deadline_counts_from_the_first_attempt(
     start, a 10 s deadline allows the attempts ending at 4 and 8 s a retry and not the one
     ending at 12 s: 3 attempts (counted from the first failure it would be 4)."""
     now = [0.0]
-    monkeypatch.setattr(dataplane, "monotonic", lambda: now[0])
+    monkeypatch.setattr(retry_loop, "monotonic", lambda: now[0])  # the retry loop's clock
     monkeypatch.setattr(retry, "monotonic", lambda: now[0])
     plane = DataPlane(max_retries=0, retry_base_delay=0.0001, retry_deadline=deadline)
     made = 0
