@@ -5,12 +5,13 @@ read; for a 10 KB PUT that is two timer handles pushed into (and later swept fro
 loop's heap, about 5 us of client CPU per request (a small GET arms it on each of its reads
 too). A request whose body goes out in one write and whose answer is a few headers, or a GET
 whose answer is expected within one chunk, needs no more than a deadline from its start, so
-such requests are watched here instead (``watching()``): each costs a clock read, two dict operations and a small object, and one
-timer looks over all of them every quarter of the timeout while any is in flight. A request
-still unanswered at its deadline is cancelled and, in ``StallWatch.finish``, turned into a
-``TimeoutError`` that the data plane retries like any other transport error (aiohttp closes a
-connection whose request was cancelled: it is never reused). Requests that stream (large
-bodies, large downloads) keep ``sock_read``, which follows their progress.
+such requests are watched here instead (``with watch.watching():``): each costs a clock read,
+two dict operations and a small object, and one timer looks over all of them every quarter of
+the timeout while any is in flight. A request still unanswered at its deadline is cancelled
+and, in ``StallWatch.finish``, turned into a ``TimeoutError`` that the data plane retries like
+any other transport error (aiohttp closes a connection whose request was cancelled: it is never
+reused). Requests that stream (large bodies, large downloads) keep ``sock_read``, which follows
+their progress.
 """
 
 from __future__ import annotations
