@@ -13,7 +13,7 @@ judged by ``benchmarks.transfer``.
 
 Prints one JSON object per direction: ``ours`` and ``floor`` instructions per file, ``ratio``
 (ours / floor), ``by_part`` (instructions per file of each package, ours' modules one by one,
-the floor's own code as ``floor``), ``gap`` (the parts whose difference is largest) and
+``benchmarks.transfer``'s code as ``floor``), ``gap`` (the parts whose difference is largest) and
 ``ours_functions`` (ours' own functions with the most instructions per file). Tracing makes each
 run 20-50 times slower: about a minute in all.
 """
@@ -39,12 +39,17 @@ TOP = 15
 """Parts and functions listed in ``gap`` and ``ours_functions``."""
 
 
+def _is_ours(filename: str) -> bool:
+    return "rahcp_prefect" in Path(filename).parts
+
+
 def part_of(filename: str) -> str:
     """Where an instruction's code lives: ours' module (``bulk/upload.py``), a package
-    (``aiohttp``), a standard module (``asyncio``), or the floor's own code (``floor``)."""
+    (``aiohttp``), a standard module (``asyncio``), or ``benchmarks.transfer`` (``floor``: the
+    floor's client; in ours' count only the wrapper that times its API calls)."""
     path = Path(filename)
     parts = path.parts
-    if "rahcp_prefect" in parts:
+    if _is_ours(filename):
         return "/".join(parts[parts.index("rahcp_prefect") + 1:])
     if "site-packages" in parts:
         rest = parts[parts.index("site-packages") + 1:]
@@ -104,15 +109,14 @@ def child_main(spec: dict[str, Any]) -> None:
 
     transfer.Clock.__enter__ = counted_enter  # type: ignore[method-assign]
     transfer.Clock.__exit__ = counted_exit  # type: ignore[method-assign]
-    runners = {"ours": transfer.ours, "floor-upload": transfer.floor_upload, "floor-download": transfer.floor_download}
-    result = asyncio.run(runners[spec["runner"]](spec))
+    result = asyncio.run(transfer.RUNNERS[spec["runner"]](spec))
     files = result["files"]
     by_part: Counter[str] = Counter()
     functions: Counter[str] = Counter()
     for code, count in counting.counts.items():
         part = part_of(code.co_filename)
         by_part[part] += count
-        if "/" in part or part.endswith(".py"):  # ours' own modules
+        if _is_ours(code.co_filename):
             functions[f"{part}:{code.co_firstlineno}:{code.co_name}"] += count
     print(json.dumps({
         "files": files,

@@ -586,16 +586,18 @@ def _time_calls(client: Any, suffix: str) -> list[float]:
     return spent
 
 
+RUNNERS = {
+    "ours": ours,
+    "floor-upload": floor_upload,
+    "floor-download": floor_download,
+    "floor-scan": floor_scan,
+    "engine-stub": engine_stub,
+}
+"""Each client a child can run, by ``spec["runner"]`` (also ``benchmarks.bytecode``'s)."""
+
+
 def child_main(spec: dict[str, Any]) -> None:
-    runners = {
-        "ours": ours,
-        "floor-upload": floor_upload,
-        "floor-download": floor_download,
-        "floor-scan": floor_scan,
-        "engine-stub": engine_stub,
-    }
-    runner = runners[spec["runner"]]
-    result = asyncio.run(runner(spec))
+    result = asyncio.run(RUNNERS[spec["runner"]](spec))
     print(json.dumps(result), flush=True)
 
 
