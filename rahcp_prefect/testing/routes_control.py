@@ -3,11 +3,13 @@
 ``POST /_emulator/faults`` adds a rule (same fields as ``FaultInjector.add``),
 ``GET`` lists the rules with their hits (and ``held``: requests a ``hold`` rule holds),
 ``DELETE`` clears them (``DELETE /_emulator/faults/{id}`` removes one; ``POST
-/_emulator/faults/{id}/release`` lets held requests go); ``GET /_emulator/stats`` returns the request counts, ``DELETE`` resets them.
+/_emulator/faults/{id}/release`` lets held requests go); ``GET /_emulator/stats`` returns the request counts (and ``gc``: this process's
+collections by generation and the objects frozen out of them), ``DELETE`` resets the counts.
 """
 
 from __future__ import annotations
 
+import gc
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException
@@ -78,7 +80,8 @@ async def stats(ctx: EmulatorContext = Depends(get_ctx)) -> dict[str, Any]:
         "counts": [
             {"plane": plane, "method": method, "route": route, "count": n}
             for (plane, method, route), n in sorted(counts.items())
-        ]
+        ],
+        "gc": {"collections": [generation["collections"] for generation in gc.get_stats()], "frozen": gc.get_freeze_count()},
     }
 
 
