@@ -25,7 +25,6 @@ import asyncio
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 from collections import Counter
@@ -128,13 +127,7 @@ def child_main(spec: dict[str, Any]) -> None:
 
 
 def run_child(spec: dict[str, Any]) -> dict[str, Any]:
-    proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks.bytecode", "--child", json.dumps(spec)],
-        capture_output=True, text=True, timeout=900,
-    )
-    if proc.returncode != 0:
-        raise RuntimeError(f"child {spec['runner']} failed:\n{proc.stderr[-3000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return transfer.run_child(spec, module="benchmarks.bytecode")
 
 
 def report(direction: str, mine: dict[str, Any], floor: dict[str, Any]) -> dict[str, Any]:

@@ -622,11 +622,13 @@ def _servers_cpu() -> float:
     return sum(_proc_cpu(pid) for pid in EMULATOR_PIDS)
 
 
-def run_child(spec: dict[str, Any]) -> dict[str, Any]:
+def run_child(spec: dict[str, Any], module: str = "benchmarks.transfer") -> dict[str, Any]:
+    """Run ``spec`` in a fresh ``python -m module --child`` and return its JSON line (with the
+    emulator's CPU per file when it reports files)."""
     os.sync()  # the previous run's dirty pages would otherwise be written back during this one
     server0 = _servers_cpu()
     proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks.transfer", "--child", json.dumps(spec)],
+        [sys.executable, "-m", module, "--child", json.dumps(spec)],
         capture_output=True,
         text=True,
         timeout=600,

@@ -3,8 +3,9 @@
 ``POST /_emulator/faults`` adds a rule (same fields as ``FaultInjector.add``),
 ``GET`` lists the rules with their hits (and ``held``: requests a ``hold`` rule holds),
 ``DELETE`` clears them (``DELETE /_emulator/faults/{id}`` removes one; ``POST
-/_emulator/faults/{id}/release`` lets held requests go); ``GET /_emulator/stats`` returns the request counts (and ``gc``: this process's
-collections by generation and the objects frozen out of them), ``DELETE`` resets the counts.
+/_emulator/faults/{id}/release`` lets held requests go); ``GET /_emulator/stats`` returns the
+request counts (and ``gc``: this process's collections by generation and the objects frozen out
+of them), ``DELETE`` resets the counts.
 """
 
 from __future__ import annotations
@@ -81,7 +82,10 @@ async def stats(ctx: EmulatorContext = Depends(get_ctx)) -> dict[str, Any]:
             {"plane": plane, "method": method, "route": route, "count": n}
             for (plane, method, route), n in sorted(counts.items())
         ],
-        "gc": {"collections": [generation["collections"] for generation in gc.get_stats()], "frozen": gc.get_freeze_count()},
+        "gc": {
+            "collections": [generation["collections"] for generation in gc.get_stats()],
+            "frozen": gc.get_freeze_count(),
+        },
     }
 
 
